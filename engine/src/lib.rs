@@ -1,0 +1,4 @@
+//! Sluice's engine: the spiped wire protocol (sans-I/O), tunnels on tokio, and the
+//! supervisor the desktop app and the `sluiced` daemon drive.
+
+pub mod protocol;

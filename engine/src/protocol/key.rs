@@ -1,0 +1,103 @@
+//! The pre-shared key: spiped hashes every byte of the key file with SHA-256 and uses the
+//! digest K. Also a fingerprint of K for display, so both ends can be compared without
+//! revealing the key.
+
+use sha2::{Digest, Sha256};
+use std::fmt;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// K = SHA-256(entire key file). Wiped on drop; never printed.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct PresharedKey([u8; 32]);
+
+impl PresharedKey {
+    /// Hashes the raw key-file bytes exactly as spiped does: no trimming, no decoding.
+    /// An empty file is valid (K = SHA-256 of nothing).
+    pub fn from_keyfile_bytes(bytes: &[u8]) -> Self {
+        PresharedKey(Sha256::digest(bytes).into())
+    }
+
+    /// K itself, for the handshake's key derivation only.
+    pub(crate) fn secret(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// A short, one-way identifier of the key, safe to show and compare.
+    pub fn fingerprint(&self) -> Fingerprint {
+        let mut hasher = Sha256::new();
+        hasher.update(b"sluice key fingerprint v1\0");
+        hasher.update(self.0);
+        let digest = hasher.finalize();
+        let mut short = [0u8; 16];
+        short.copy_from_slice(&digest[..16]);
+        Fingerprint(short)
+    }
+}
+
+impl fmt::Debug for PresharedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PresharedKey({})", self.fingerprint())
+    }
+}
+
+/// First 128 bits of SHA-256("sluice key fingerprint v1\0" ‖ K), shown as hex groups.
+/// Domain-separated so it is never equal to K or to anything spiped derives from K.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint([u8; 16]);
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, pair) in self.0.chunks(2).enumerate() {
+            if i > 0 {
+                f.write_str(":")?;
+            }
+            write!(f, "{:02x}{:02x}", pair[0], pair[1])?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({self})")
+    }
+}
+
+/// Lower-case hex of arbitrary bytes (digest 0.11 outputs no longer implement `LowerHex`).
+pub fn hex(bytes: &[u8]) -> String {
+    use fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_keyfile_is_sha256_of_nothing() {
+        let k = PresharedKey::from_keyfile_bytes(b"");
+        assert_eq!(
+            hex(k.secret()),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn trailing_newline_is_part_of_the_key() {
+        let a = PresharedKey::from_keyfile_bytes(b"secret");
+        let b = PresharedKey::from_keyfile_bytes(b"secret\n");
+        assert_ne!(a.fingerprint(), b.fingerprint());
+    }
+
+    #[test]
+    fn fingerprint_and_debug_do_not_reveal_the_key() {
+        let k = PresharedKey::from_keyfile_bytes(b"some key file");
+        let secret_hex = hex(k.secret());
+        let shown = format!("{} {:?}", k.fingerprint(), k);
+        assert!(!shown.contains(&secret_hex[..8]));
+        assert_eq!(k.fingerprint().to_string().len(), 39);
+    }
+}
