@@ -1,4 +1,5 @@
 //! Sluice's engine: the spiped wire protocol (sans-I/O), tunnels on tokio, and the
 //! supervisor the desktop app and the `sluiced` daemon drive.
 
+pub mod net;
 pub mod protocol;
