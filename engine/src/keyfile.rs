@@ -1,0 +1,437 @@
+//! Key files on disk: generating fresh random keys, writing them without ever overwriting
+//! one, and reading them the way spiped does (every byte, hashed at once), with warnings
+//! for keys that work but are weak or exposed. Key bytes never appear in any message.
+
+use crate::protocol::key::PresharedKey;
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use zeroize::{Zeroize, Zeroizing};
+
+/// Length of keys Sluice generates: 256 bits, what spiped's documentation asks for.
+pub const GENERATED_KEY_LEN: usize = 32;
+
+/// The path used in errors when the key comes from standard input (spiped's `-k -`).
+const STDIN_LABEL: &str = "-";
+
+/// A loaded key and what looks wrong with its file. Warnings never stop a tunnel: spiped
+/// accepts any key file, and so must Sluice to interoperate.
+#[derive(Debug)]
+pub struct LoadedKey {
+    pub key: PresharedKey,
+    pub warnings: Vec<KeyfileWarning>,
+}
+
+/// Why a key file could not be read or written. Paths are shown; contents never are.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyfileError {
+    #[error("key file {} does not exist: check the path, or generate one with sluiced --generate-key", .0.display())]
+    NotFound(PathBuf),
+    #[error("permission denied for key file {}: check its owner and mode, or run as the user who owns it", .0.display())]
+    PermissionDenied(PathBuf),
+    #[error("{} is a directory, not a key file: give the path of the file inside it", .0.display())]
+    IsDirectory(PathBuf),
+    #[error("key file {} already exists and was left untouched: choose another name, or delete the old file first if you really mean to replace that key", .0.display())]
+    AlreadyExists(PathBuf),
+    #[error("cannot use {}: {source}", label(path))]
+    Io { path: PathBuf, source: io::Error },
+    #[error(
+        "the operating system's random number generator failed ({0}): no key was generated; try again, and check the system's entropy source if it keeps failing"
+    )]
+    Rng(String),
+}
+
+fn label(path: &Path) -> String {
+    if path == Path::new(STDIN_LABEL) {
+        "the key from standard input".to_owned()
+    } else {
+        format!("key file {}", path.display())
+    }
+}
+
+/// Something about a key that works but should be fixed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyfileWarning {
+    /// Zero bytes: K = SHA-256 of nothing, which anyone can compute.
+    Empty,
+    /// Fewer than [`GENERATED_KEY_LEN`] bytes (the length, not the bytes).
+    Short(usize),
+    /// Group or others may read (or write) the file; the permission bits are kept.
+    ReadableByOthers(u32),
+}
+
+impl fmt::Display for KeyfileWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyfileWarning::Empty => write!(
+                f,
+                "the key file is empty: spiped accepts it but anyone can connect with an empty key; generate one with sluiced --generate-key"
+            ),
+            KeyfileWarning::Short(len) => write!(
+                f,
+                "the key file has only {len} bytes: a key should hold at least {GENERATED_KEY_LEN} random bytes (256 bits); generate one with sluiced --generate-key"
+            ),
+            KeyfileWarning::ReadableByOthers(mode) => write!(
+                f,
+                "the key file can be read by other users (mode {mode:04o}): restrict it with chmod 600"
+            ),
+        }
+    }
+}
+
+/// Fresh key bytes from the operating system's RNG, wiped when dropped.
+pub fn generate_key_bytes() -> Result<Zeroizing<[u8; GENERATED_KEY_LEN]>, KeyfileError> {
+    let mut key = Zeroizing::new([0u8; GENERATED_KEY_LEN]);
+    getrandom::fill(key.as_mut()).map_err(|e| KeyfileError::Rng(e.to_string()))?;
+    Ok(key)
+}
+
+/// Writes a new key file, readable by its owner only (mode 0600 set when the file is
+/// created, so it is never briefly readable by others), and flushes it to disk. Never
+/// overwrites: an existing file is reported as [`KeyfileError::AlreadyExists`] and left
+/// alone, since replacing a key silently breaks every tunnel that uses it. A file that
+/// could not be written completely is removed rather than left truncated.
+pub fn write_new_keyfile(path: &Path, bytes: &[u8]) -> Result<(), KeyfileError> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(|e| match e.kind() {
+        // Only the directory can be missing when creating a file; "key file does not
+        // exist" would send the user looking for the wrong thing.
+        io::ErrorKind::NotFound => {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            let why = format!(
+                "its directory {} does not exist: create it first",
+                dir.display()
+            );
+            io_error(path, io::Error::new(io::ErrorKind::NotFound, why))
+        }
+        _ => open_error(path, e),
+    })?;
+    let written = file.write_all(bytes).and_then(|()| file.sync_all());
+    if let Err(e) = written {
+        drop(file);
+        // Best effort: the write error is what the caller needs to see.
+        let _ = std::fs::remove_file(path);
+        return Err(io_error(path, e));
+    }
+    Ok(())
+}
+
+/// Reads a key file exactly as spiped does (every byte, no trimming) and hashes it to K.
+/// The raw bytes are wiped as soon as they are hashed.
+pub fn read_keyfile(path: &Path) -> Result<LoadedKey, KeyfileError> {
+    let file = File::open(path).map_err(|e| open_error(path, e))?;
+    let meta = file.metadata().map_err(|e| io_error(path, e))?;
+    // Opening a directory for reading succeeds on Linux; only the read would fail.
+    if meta.is_dir() {
+        return Err(KeyfileError::IsDirectory(path.to_owned()));
+    }
+    // Presize from the file length so the buffer is not reallocated (which would leave
+    // unwiped copies behind); capped because special files can report odd lengths.
+    let hint = usize::try_from(meta.len()).unwrap_or(0).min(1 << 20) + 1;
+    let mut loaded = load(file, hint).map_err(|e| io_error(path, e))?;
+    // Device nodes such as /dev/null (spiped's own tests use it) have their own modes;
+    // only a regular file's mode says who can read the key.
+    #[cfg(unix)]
+    if meta.is_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            loaded.warnings.push(KeyfileWarning::ReadableByOthers(mode));
+        }
+    }
+    Ok(loaded)
+}
+
+/// Reads a key from any reader, e.g. standard input for `-k -`. Same rules as
+/// [`read_keyfile`], without the file-mode check.
+pub fn read_key_from(reader: impl Read) -> Result<LoadedKey, KeyfileError> {
+    load(reader, 4096).map_err(|e| io_error(Path::new(STDIN_LABEL), e))
+}
+
+fn load(reader: impl Read, capacity: usize) -> io::Result<LoadedKey> {
+    let bytes = read_all_zeroizing(reader, capacity)?;
+    let key = PresharedKey::from_keyfile_bytes(&bytes);
+    let mut warnings = Vec::new();
+    match bytes.len() {
+        0 => warnings.push(KeyfileWarning::Empty),
+        n if n < GENERATED_KEY_LEN => warnings.push(KeyfileWarning::Short(n)),
+        _ => {}
+    }
+    Ok(LoadedKey { key, warnings })
+}
+
+/// Reads to EOF into a buffer that is wiped when dropped. `Vec::reserve` would free the
+/// old allocation without wiping it, so growth copies into a new zeroizing buffer and
+/// lets the old one wipe itself.
+fn read_all_zeroizing(mut reader: impl Read, capacity: usize) -> io::Result<Zeroizing<Vec<u8>>> {
+    let mut buf = Zeroizing::new(Vec::with_capacity(capacity.max(64)));
+    let mut chunk = Zeroizing::new([0u8; 4096]);
+    loop {
+        let n = match reader.read(chunk.as_mut()) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.len() + n > buf.capacity() {
+            let mut bigger =
+                Zeroizing::new(Vec::with_capacity((buf.len() + n).max(buf.capacity() * 2)));
+            bigger.extend_from_slice(&buf);
+            buf = bigger;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    chunk.zeroize();
+    Ok(buf)
+}
+
+fn open_error(path: &Path, e: io::Error) -> KeyfileError {
+    let path = path.to_owned();
+    match e.kind() {
+        io::ErrorKind::NotFound => KeyfileError::NotFound(path),
+        io::ErrorKind::PermissionDenied => KeyfileError::PermissionDenied(path),
+        io::ErrorKind::IsADirectory => KeyfileError::IsDirectory(path),
+        io::ErrorKind::AlreadyExists => KeyfileError::AlreadyExists(path),
+        _ => KeyfileError::Io { path, source: e },
+    }
+}
+
+fn io_error(path: &Path, e: io::Error) -> KeyfileError {
+    match e.kind() {
+        io::ErrorKind::IsADirectory => KeyfileError::IsDirectory(path.to_owned()),
+        _ => KeyfileError::Io {
+            path: path.to_owned(),
+            source: e,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn fingerprint_of(bytes: &[u8]) -> String {
+        PresharedKey::from_keyfile_bytes(bytes)
+            .fingerprint()
+            .to_string()
+    }
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn generated_keys_are_random() {
+        let a = generate_key_bytes().unwrap();
+        let b = generate_key_bytes().unwrap();
+        assert_eq!(a.len(), GENERATED_KEY_LEN);
+        assert_ne!(*a, *b);
+        assert_ne!(*a, [0u8; GENERATED_KEY_LEN]);
+    }
+
+    #[test]
+    fn generate_write_read_gives_the_same_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("redis.key");
+        let bytes = generate_key_bytes().unwrap();
+        write_new_keyfile(&path, bytes.as_ref()).unwrap();
+
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(std::fs::read(&path).unwrap(), bytes.as_ref());
+        let loaded = read_keyfile(&path).unwrap();
+        assert_eq!(
+            loaded.key.fingerprint().to_string(),
+            fingerprint_of(bytes.as_ref())
+        );
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    }
+
+    #[test]
+    fn never_overwrites_an_existing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        std::fs::write(&path, b"old key").unwrap();
+        match write_new_keyfile(&path, b"new key") {
+            Err(KeyfileError::AlreadyExists(p)) => assert_eq!(p, path),
+            other => panic!("expected AlreadyExists, got {other:?}"),
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), b"old key");
+        let msg = write_new_keyfile(&path, b"x").unwrap_err().to_string();
+        assert!(msg.contains(&path.display().to_string()), "{msg}");
+    }
+
+    #[test]
+    fn write_into_missing_directory_is_an_io_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("no/such/k");
+        let err = write_new_keyfile(&path, b"k").unwrap_err();
+        assert!(matches!(&err, KeyfileError::Io { path: p, .. } if *p == path));
+        let parent = dir.path().join("no/such");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot use key file {}: its directory {} does not exist: create it first",
+                path.display(),
+                parent.display()
+            )
+        );
+    }
+
+    #[test]
+    fn read_errors_by_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        assert!(matches!(read_keyfile(&missing), Err(KeyfileError::NotFound(p)) if p == missing));
+        assert!(matches!(
+            read_keyfile(dir.path()),
+            Err(KeyfileError::IsDirectory(p)) if p == dir.path()
+        ));
+        let msg = read_keyfile(&missing).unwrap_err().to_string();
+        assert!(
+            msg.contains("does not exist") && msg.contains("--generate-key"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn hashes_every_byte_without_trimming() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        let text = b"0123456789abcdef0123456789abcdef\n";
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let loaded = read_keyfile(&path).unwrap();
+        assert_eq!(loaded.key.fingerprint().to_string(), fingerprint_of(text));
+        assert_ne!(
+            loaded.key.fingerprint().to_string(),
+            fingerprint_of(&text[..32])
+        );
+    }
+
+    #[test]
+    fn warns_about_empty_short_and_exposed_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, bytes: &[u8], m: u32| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m)).unwrap();
+            p
+        };
+
+        let empty = read_keyfile(&write("empty", b"", 0o600)).unwrap();
+        assert_eq!(empty.warnings, vec![KeyfileWarning::Empty]);
+        assert_eq!(empty.key.fingerprint().to_string(), fingerprint_of(b""));
+
+        let short = read_keyfile(&write("short", &[7u8; 31], 0o600)).unwrap();
+        assert_eq!(short.warnings, vec![KeyfileWarning::Short(31)]);
+
+        let exposed = read_keyfile(&write("exposed", &[7u8; 32], 0o644)).unwrap();
+        assert_eq!(
+            exposed.warnings,
+            vec![KeyfileWarning::ReadableByOthers(0o644)]
+        );
+
+        let group = read_keyfile(&write("group", &[7u8; 40], 0o640)).unwrap();
+        assert_eq!(
+            group.warnings,
+            vec![KeyfileWarning::ReadableByOthers(0o640)]
+        );
+
+        let both = read_keyfile(&write("both", b"", 0o666)).unwrap();
+        assert_eq!(
+            both.warnings,
+            vec![
+                KeyfileWarning::Empty,
+                KeyfileWarning::ReadableByOthers(0o666)
+            ]
+        );
+
+        // spiped's own tests use /dev/null: empty, but a device's mode is not the key's.
+        let null = read_keyfile(Path::new("/dev/null")).unwrap();
+        assert_eq!(null.warnings, vec![KeyfileWarning::Empty]);
+    }
+
+    #[test]
+    fn warning_messages_say_what_to_do() {
+        assert!(
+            KeyfileWarning::Empty
+                .to_string()
+                .contains("sluiced --generate-key")
+        );
+        assert!(
+            KeyfileWarning::Short(5)
+                .to_string()
+                .contains("only 5 bytes")
+        );
+        assert!(
+            KeyfileWarning::ReadableByOthers(0o644)
+                .to_string()
+                .contains("mode 0644): restrict it with chmod 600")
+        );
+    }
+
+    #[test]
+    fn reads_from_any_reader_including_large_keys() {
+        let loaded = read_key_from(&b"from stdin"[..]).unwrap();
+        assert_eq!(
+            loaded.key.fingerprint().to_string(),
+            fingerprint_of(b"from stdin")
+        );
+        assert_eq!(loaded.warnings, vec![KeyfileWarning::Short(10)]);
+
+        // 1 MB through a reader forces the buffer to grow many times (spiped takes it).
+        let big: Vec<u8> = (0..1_000_003u32).map(|i| (i * 7 % 251) as u8).collect();
+        let loaded = read_key_from(io::Cursor::new(&big)).unwrap();
+        assert_eq!(loaded.key.fingerprint().to_string(), fingerprint_of(&big));
+        assert!(loaded.warnings.is_empty());
+    }
+
+    #[test]
+    fn reader_errors_name_standard_input() {
+        struct Broken;
+        impl Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::other("device gone"))
+            }
+        }
+        let err = read_key_from(Broken).unwrap_err();
+        assert!(matches!(err, KeyfileError::Io { .. }));
+        assert_eq!(
+            err.to_string(),
+            "cannot use the key from standard input: device gone"
+        );
+    }
+
+    #[test]
+    fn key_bytes_never_show_in_debug_or_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        let secret = b"correct horse battery staple, definitely secret";
+        write_new_keyfile(&path, secret).unwrap();
+        let loaded = read_keyfile(&path).unwrap();
+        let err = write_new_keyfile(&path, secret).unwrap_err();
+        let shown = format!("{loaded:?} {err} {err:?}");
+        assert!(!shown.contains("horse"), "{shown}");
+        assert!(
+            !shown.contains(&crate::protocol::key::hex(secret)[..16]),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn rng_error_says_nothing_was_generated() {
+        let msg = KeyfileError::Rng("EAGAIN".into()).to_string();
+        assert!(
+            msg.contains("EAGAIN") && msg.contains("no key was generated"),
+            "{msg}"
+        );
+    }
+}
