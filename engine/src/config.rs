@@ -1,0 +1,1178 @@
+//! Sluice's config file: the list of tunnels (serde + RON), shared by the desktop app and
+//! `sluiced --config FILE`. Parsing reports every problem at once, naming tunnel and
+//! field; saving is atomic so a crash never leaves a half-written file. Example:
+//!
+//! ```ron
+//! (
+//!     version: 1,
+//!     tunnels: [
+//!         (
+//!             name: "redis",
+//!             mode: Encrypt,                  // spiped -e: plaintext in, encrypted out
+//!             listen: "[127.0.0.1]:6379",
+//!             target: "db.example.org:8025",
+//!             key: Keychain("redis"),         // or File("/etc/sluice/redis.key")
+//!             // Everything below is optional; these are the defaults (spiped's).
+//!             fingerprint: None,
+//!             forward_secrecy: Enabled,       // Disabled = spiped -f, Required = -g
+//!             max_connections: 100,           // 0 = unlimited (-n)
+//!             timeout_secs: 5.0,              // connect + handshake timeout (-o)
+//!             keepalive: true,                // false = spiped -j
+//!             reresolve_secs: Some(60),       // None = resolve once (-R); 60 also works
+//!             bind: None,                     // outgoing address (-b), e.g. Some("[10.0.0.2]")
+//!             autostart: false,
+//!         ),
+//!     ],
+//! )
+//! ```
+
+use crate::net::addr::{self, Address, AddressError};
+use crate::protocol::ForwardSecrecy;
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// The config format this Sluice reads and writes. Bump it only for changes an older
+/// Sluice would misread; new optional fields with defaults do not need a bump.
+pub const CONFIG_VERSION: u32 = 1;
+
+/// Longest tunnel name: names show in lists, logs and keychain entries.
+const MAX_NAME_CHARS: usize = 64;
+/// Longest connect/handshake timeout: beyond a day it is surely a typo.
+const MAX_TIMEOUT_SECS: f64 = 86_400.0;
+
+/// Which way a tunnel encrypts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Mode {
+    /// `spiped -e`: plaintext comes in on `listen`, goes out encrypted to `target`.
+    Encrypt,
+    /// `spiped -d`: encrypted comes in on `listen`, goes out as plaintext to `target`.
+    Decrypt,
+}
+
+/// Where a tunnel's key lives. The config holds only this reference: key bytes are never
+/// stored in it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum KeyRef {
+    /// An entry name in the OS keychain.
+    Keychain(String),
+    /// A spiped key file; every byte of it is the key.
+    File(PathBuf),
+}
+
+/// One tunnel as the user wrote it. Addresses stay strings, exactly as typed, so a file
+/// with one mistake still loads into the editor's view of it and round-trips unchanged;
+/// [`TunnelSpec::validate`] gives the parsed forms.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelSpec {
+    pub name: String,
+    pub mode: Mode,
+    /// spiped address syntax (`-s`).
+    pub listen: String,
+    /// spiped address syntax (`-t`).
+    pub target: String,
+    pub key: KeyRef,
+    /// The key's fingerprint when it was configured, for display and comparison only.
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+    #[serde(default)]
+    pub forward_secrecy: ForwardSecrecy,
+    /// Maximum simultaneous connections (`-n`); 0 = unlimited.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// Connect timeout and, separately, handshake timeout (`-o`).
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: f64,
+    /// TCP keep-alives on both sockets (`-j` turns them off).
+    #[serde(default = "default_true")]
+    pub keepalive: bool,
+    /// How often to re-resolve a target host name (`-r`); `None` = once (`-R`).
+    #[serde(default = "default_reresolve_secs")]
+    pub reresolve_secs: Option<u64>,
+    /// Local address for outgoing connections (`-b`); the port may be omitted.
+    #[serde(default)]
+    pub bind: Option<String>,
+    /// Start when the app or daemon starts.
+    #[serde(default)]
+    pub autostart: bool,
+}
+
+fn default_max_connections() -> u32 {
+    100
+}
+
+fn default_timeout_secs() -> f64 {
+    5.0
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_reresolve_secs() -> Option<u64> {
+    Some(60)
+}
+
+/// The parsed, checked parts of a [`TunnelSpec`] that a running tunnel needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidTunnel {
+    pub listen: Address,
+    pub target: Address,
+    pub bind: Option<Address>,
+    pub timeout: Duration,
+    pub reresolve: Option<Duration>,
+}
+
+/// The whole config file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub version: u32,
+    #[serde(default)]
+    pub tunnels: Vec<TunnelSpec>,
+}
+
+/// What is wrong with a config file or one of its tunnels. Each message names the file
+/// or the tunnel and field, and says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {} does not exist: check the path, or save a config there first", .0.display())]
+    NotFound(PathBuf),
+    #[error("cannot read or write config file {}: {source}", .path.display())]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{}:{line}:{column}: {message}; fix the file at that spot", path.as_ref().map_or_else(|| "config".to_owned(), |p| p.display().to_string()))]
+    Syntax {
+        path: Option<PathBuf>,
+        message: String,
+        line: usize,
+        column: usize,
+    },
+    #[error("{}", version_message(*.found, *.supported))]
+    UnsupportedVersion { found: u32, supported: u32 },
+    #[error("tunnel {tunnel:?}: {field}: {message}")]
+    Invalid {
+        tunnel: String,
+        field: &'static str,
+        message: String,
+    },
+    #[error("two tunnels are named {0:?}: names must be unique; rename one of them")]
+    DuplicateName(String),
+    #[error(
+        "tunnels {first:?} and {second:?} both listen on {address}: only one can; change the listen address of one of them"
+    )]
+    DuplicateListen {
+        first: String,
+        second: String,
+        address: String,
+    },
+    #[error("{}", several_message(.0))]
+    Several(Vec<ConfigError>),
+}
+
+fn version_message(found: u32, supported: u32) -> String {
+    if found > supported {
+        format!(
+            "this config file was written by a newer Sluice (version {found}); this Sluice reads version {supported}: upgrade Sluice, or use a config written by this version"
+        )
+    } else {
+        format!(
+            "config version {found} is not one Sluice ever wrote; this Sluice reads version {supported}: set `version: {supported}` if the rest of the file is in the current format"
+        )
+    }
+}
+
+fn several_message(errors: &[ConfigError]) -> String {
+    let mut out = format!("{} problems in the config:", errors.len());
+    for e in errors {
+        out.push_str("\n  - ");
+        out.push_str(&e.to_string());
+    }
+    out
+}
+
+impl ConfigError {
+    /// One error as itself, several as [`ConfigError::Several`].
+    fn from_many(mut errors: Vec<ConfigError>) -> ConfigError {
+        if errors.len() == 1
+            && let Some(only) = errors.pop()
+        {
+            return only;
+        }
+        ConfigError::Several(errors)
+    }
+
+    fn io(path: &Path, source: io::Error) -> ConfigError {
+        ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+impl TunnelSpec {
+    /// A tunnel with spiped's defaults for everything not given.
+    pub fn new(
+        name: impl Into<String>,
+        mode: Mode,
+        listen: impl Into<String>,
+        target: impl Into<String>,
+        key: KeyRef,
+    ) -> TunnelSpec {
+        TunnelSpec {
+            name: name.into(),
+            mode,
+            listen: listen.into(),
+            target: target.into(),
+            key,
+            fingerprint: None,
+            forward_secrecy: ForwardSecrecy::default(),
+            max_connections: default_max_connections(),
+            timeout_secs: default_timeout_secs(),
+            keepalive: default_true(),
+            reresolve_secs: default_reresolve_secs(),
+            bind: None,
+            autostart: false,
+        }
+    }
+
+    /// Checks every field and returns the parsed forms, or every problem found (not just
+    /// the first), each naming this tunnel and the field.
+    pub fn validate(&self) -> Result<ValidTunnel, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let mut invalid = |field: &'static str, message: String| {
+            errors.push(ConfigError::Invalid {
+                tunnel: self.name.clone(),
+                field,
+                message,
+            });
+        };
+
+        let name_chars = self.name.chars().count();
+        if self.name.trim().is_empty() {
+            invalid(
+                "name",
+                "the name is empty: give the tunnel a name, e.g. redis".into(),
+            );
+        } else if name_chars > MAX_NAME_CHARS {
+            invalid(
+                "name",
+                format!("the name is {name_chars} characters long: use at most {MAX_NAME_CHARS}"),
+            );
+        }
+        if self.name.chars().any(char::is_control) {
+            invalid(
+                "name",
+                "the name contains a control character (such as a newline or tab): use printable characters only".into(),
+            );
+        }
+
+        let address = |text: &str| text.parse::<Address>().map_err(|e| e.to_string());
+        let listen = address(&self.listen).map_err(|m| invalid("listen", m)).ok();
+        let target = address(&self.target).map_err(|m| invalid("target", m)).ok();
+        if let (Some(l), Some(t)) = (&listen, &target)
+            && same_address(l, t)
+        {
+            invalid(
+                "target",
+                format!(
+                    "the target {t} is the listen address itself: every connection would loop back into the tunnel; point the target at the service (or the far end) instead"
+                ),
+            );
+        }
+        let bind = match &self.bind {
+            None => Ok(None),
+            Some(text) => addr::parse_bind(text)
+                .map(Some)
+                .map_err(|e: AddressError| invalid("bind", e.to_string())),
+        };
+
+        match &self.key {
+            KeyRef::Keychain(entry) if entry.trim().is_empty() => invalid(
+                "key",
+                "the keychain entry name is empty: choose the key in the editor or write Keychain(\"name\")".into(),
+            ),
+            KeyRef::File(path) if path.as_os_str().is_empty() => invalid(
+                "key",
+                "the key file path is empty: write File(\"/path/to/key\"), or generate a key with sluiced --generate-key".into(),
+            ),
+            // The config is text; a path that is not UTF-8 could not be saved back.
+            KeyRef::File(path) if path.to_str().is_none() => invalid(
+                "key",
+                format!(
+                    "the key file path {} is not valid UTF-8: rename the file or move it to a UTF-8 path",
+                    path.display()
+                ),
+            ),
+            _ => {}
+        }
+
+        let t = self.timeout_secs;
+        let timeout = if !t.is_finite() {
+            invalid(
+                "timeout_secs",
+                format!("{t} is not a number of seconds: write e.g. 5.0 (spiped's default)"),
+            );
+            None
+        } else if t == 0.0 {
+            invalid(
+                "timeout_secs",
+                "0 would drop every connection at once (spiped reads -o 0 as its default): write 5.0 for spiped's default".into(),
+            );
+            None
+        } else if t < 0.0 {
+            invalid(
+                "timeout_secs",
+                format!("{t} is negative: the timeout must be more than 0 seconds, e.g. 5.0"),
+            );
+            None
+        } else if t > MAX_TIMEOUT_SECS {
+            invalid(
+                "timeout_secs",
+                format!(
+                    "{t} seconds is more than a day: use at most {MAX_TIMEOUT_SECS}; spiped's default is 5"
+                ),
+            );
+            None
+        } else {
+            Some(Duration::from_secs_f64(t))
+        };
+
+        let reresolve = match self.reresolve_secs {
+            Some(0) => {
+                invalid(
+                    "reresolve_secs",
+                    "0 would re-resolve without pause: use at least 1 second (spiped's default is 60), or None to resolve only once (spiped -R)".into(),
+                );
+                None
+            }
+            other => other.map(Duration::from_secs),
+        };
+
+        match (listen, target, bind, timeout) {
+            (Some(listen), Some(target), Ok(bind), Some(timeout)) if errors.is_empty() => {
+                Ok(ValidTunnel {
+                    listen,
+                    target,
+                    bind,
+                    timeout,
+                    reresolve,
+                })
+            }
+            _ => Err(errors),
+        }
+    }
+}
+
+/// Same endpoint as written, without DNS: host names compare case-insensitively.
+fn same_address(a: &Address, b: &Address) -> bool {
+    match (a, b) {
+        (Address::Host { name: n, port: p }, Address::Host { name: m, port: q }) => {
+            p == q && n.eq_ignore_ascii_case(m)
+        }
+        _ => a == b,
+    }
+}
+
+/// Whether two listeners would fight over the same socket. Beyond equal addresses, a
+/// wildcard IP (0.0.0.0 or ::) takes its port on every address of its family. Anything
+/// that needs DNS to tell is left to the bind at start, which reports it then.
+fn listeners_overlap(a: &Address, b: &Address) -> bool {
+    if same_address(a, b) {
+        return true;
+    }
+    match (a, b) {
+        (Address::Ip(x), Address::Ip(y)) => {
+            x.port() == y.port()
+                && x.is_ipv4() == y.is_ipv4()
+                && (x.ip().is_unspecified() || y.ip().is_unspecified())
+        }
+        _ => false,
+    }
+}
+
+/// RON as users may write it: `Some(60)` or just `60` for optional fields.
+fn ron_options() -> ron::Options {
+    ron::Options::default().with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME)
+}
+
+/// Only the version, read leniently, so a newer file is reported as newer rather than
+/// as full of unknown fields.
+#[derive(Deserialize)]
+struct VersionProbe {
+    version: u32,
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            version: CONFIG_VERSION,
+            tunnels: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Parses and checks a config: RON syntax (errors give line:column), then the
+    /// version, then every tunnel. Several problems come back as
+    /// [`ConfigError::Several`].
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = match ron_options().from_str(text) {
+            Ok(config) => config,
+            Err(err) => {
+                if let Ok(probe) = ron_options().from_str::<VersionProbe>(text)
+                    && probe.version != CONFIG_VERSION
+                {
+                    return Err(ConfigError::UnsupportedVersion {
+                        found: probe.version,
+                        supported: CONFIG_VERSION,
+                    });
+                }
+                return Err(ConfigError::Syntax {
+                    path: None,
+                    message: err.code.to_string(),
+                    line: err.span.start.line,
+                    column: err.span.start.col,
+                });
+            }
+        };
+        if config.version != CONFIG_VERSION {
+            return Err(ConfigError::UnsupportedVersion {
+                found: config.version,
+                supported: CONFIG_VERSION,
+            });
+        }
+        config.validate().map_err(ConfigError::from_many)?;
+        Ok(config)
+    }
+
+    /// Checks every tunnel, that names are unique, and that no two tunnels listen on
+    /// the same address. Returns every problem found.
+    pub fn validate(&self) -> Result<(), Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let mut listens: Vec<(usize, Address)> = Vec::new();
+        for (i, tunnel) in self.tunnels.iter().enumerate() {
+            match tunnel.validate() {
+                Ok(valid) => listens.push((i, valid.listen)),
+                Err(mut problems) => errors.append(&mut problems),
+            }
+        }
+
+        // Report each repeated name once, at its second occurrence.
+        for (i, tunnel) in self.tunnels.iter().enumerate() {
+            let earlier = self.tunnels[..i]
+                .iter()
+                .filter(|t| t.name == tunnel.name)
+                .count();
+            if earlier == 1 {
+                errors.push(ConfigError::DuplicateName(tunnel.name.clone()));
+            }
+        }
+
+        // One report per later tunnel, naming the first one it collides with.
+        for (j, (tj, addr_j)) in listens.iter().enumerate() {
+            if let Some((ti, addr_i)) = listens[..j]
+                .iter()
+                .find(|(_, addr_i)| listeners_overlap(addr_i, addr_j))
+            {
+                errors.push(ConfigError::DuplicateListen {
+                    first: self.tunnels[*ti].name.clone(),
+                    second: self.tunnels[*tj].name.clone(),
+                    address: if addr_i == addr_j {
+                        addr_i.to_string()
+                    } else {
+                        format!("{addr_i} and {addr_j}")
+                    },
+                });
+            }
+        }
+
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Reads and parses a config file. A missing file is [`ConfigError::NotFound`]
+    /// (the app reads it as "no tunnels yet"), distinct from a file that is unreadable
+    /// or malformed.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = fs::read_to_string(path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => ConfigError::NotFound(path.to_owned()),
+            _ => ConfigError::io(path, e),
+        })?;
+        Config::parse(&text).map_err(|e| match e {
+            ConfigError::Syntax {
+                message,
+                line,
+                column,
+                ..
+            } => ConfigError::Syntax {
+                path: Some(path.to_owned()),
+                message,
+                line,
+                column,
+            },
+            other => other,
+        })
+    }
+
+    /// Pretty RON in declaration order, which [`Config::parse`] reads back to the same
+    /// config.
+    pub fn to_ron(&self) -> String {
+        // Cannot fail for a config whose key paths are UTF-8 (validate checks that); if it
+        // ever does, the output is a comment that will not parse, never a silently
+        // incomplete config.
+        self.render()
+            .unwrap_or_else(|e| format!("// Sluice could not write this config: {e}\n"))
+    }
+
+    fn render(&self) -> Result<String, ron::Error> {
+        let mut text = ron::ser::to_string_pretty(self, ron::ser::PrettyConfig::new())?;
+        text.push('\n');
+        Ok(text)
+    }
+
+    /// Validates, then writes the config so that `path` always holds either the old file
+    /// or the complete new one: write a temporary file (mode 0600) in the same directory,
+    /// flush it to disk, rename it over `path`, then flush the directory so the rename
+    /// itself survives a crash. Creates missing parent directories. An invalid config is
+    /// refused, because a file that `load` rejects would lose every tunnel at next start.
+    pub fn save_atomic(&self, path: &Path) -> Result<(), ConfigError> {
+        self.validate().map_err(ConfigError::from_many)?;
+        let text = self.render().map_err(|e| {
+            ConfigError::io(
+                path,
+                io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
+            )
+        })?;
+
+        let file_name = path.file_name().ok_or_else(|| {
+            ConfigError::io(
+                path,
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "the path names no file: give a file path such as ~/.config/sluice/config.ron",
+                ),
+            )
+        })?;
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        fs::create_dir_all(dir).map_err(|e| ConfigError::io(dir, e))?;
+
+        let (temp_path, mut file) = create_temp(dir, file_name)?;
+        let written = file
+            .write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .and_then(|()| {
+                drop(file);
+                fs::rename(&temp_path, path)
+            });
+        if let Err(e) = written {
+            // Best effort: the write or rename error is the one to report.
+            let _ = fs::remove_file(&temp_path);
+            return Err(ConfigError::io(path, e));
+        }
+        sync_dir(dir).map_err(|e| ConfigError::io(dir, e))
+    }
+
+    /// The tunnel with this exact name.
+    pub fn tunnel(&self, name: &str) -> Option<&TunnelSpec> {
+        self.tunnels.iter().find(|t| t.name == name)
+    }
+}
+
+/// A new, uniquely named hidden file next to the target, readable by its owner only.
+fn create_temp(dir: &Path, file_name: &std::ffi::OsStr) -> Result<(PathBuf, File), ConfigError> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut attempt = 0;
+    loop {
+        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let mut name = std::ffi::OsString::from(".");
+        name.push(file_name);
+        name.push(format!(".{}.{n}.tmp", std::process::id()));
+        let temp_path = dir.join(name);
+        match options.open(&temp_path) {
+            Ok(file) => return Ok((temp_path, file)),
+            // A leftover from a crashed run with a recycled pid: pick the next name.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 100 => attempt += 1,
+            Err(e) => return Err(ConfigError::io(&temp_path, e)),
+        }
+    }
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Windows cannot open a directory as a file to flush it; its rename is already durable
+/// enough for a settings file.
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> io::Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn spec(name: &str, listen: &str, target: &str) -> TunnelSpec {
+        TunnelSpec::new(
+            name,
+            Mode::Encrypt,
+            listen,
+            target,
+            KeyRef::Keychain("sluice-test".to_owned()),
+        )
+    }
+
+    fn config(tunnels: Vec<TunnelSpec>) -> Config {
+        Config {
+            version: CONFIG_VERSION,
+            tunnels,
+        }
+    }
+
+    /// The single problem in `t`, as (field, message).
+    fn only_problem(t: &TunnelSpec) -> (&'static str, String) {
+        let errors = t.validate().unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        match &errors[0] {
+            ConfigError::Invalid { tunnel, field, .. } => {
+                assert_eq!(tunnel, &t.name);
+                (field, errors[0].to_string())
+            }
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    fn full_example() -> Config {
+        let mut a = spec("redis", "[127.0.0.1]:6379", "db.example.org:8025");
+        a.fingerprint = Some("0123:4567:89ab:cdef:0123:4567:89ab:cdef".into());
+        a.forward_secrecy = ForwardSecrecy::Required;
+        a.max_connections = 0;
+        a.timeout_secs = 2.5;
+        a.keepalive = false;
+        a.reresolve_secs = None;
+        a.bind = Some("[10.0.0.2]".into());
+        a.autostart = true;
+        let mut b = TunnelSpec::new(
+            "metrics \"sink\" ✔",
+            Mode::Decrypt,
+            "[::]:8025",
+            "/run/metrics.sock",
+            KeyRef::File("/etc/sluice/metrics.key".into()),
+        );
+        b.forward_secrecy = ForwardSecrecy::Disabled;
+        config(vec![a, b])
+    }
+
+    #[test]
+    fn round_trips_through_ron() {
+        let cfg = full_example();
+        let text = cfg.to_ron();
+        assert_eq!(Config::parse(&text).unwrap(), cfg);
+        // Stable: rendering the parsed config gives the same text.
+        assert_eq!(Config::parse(&text).unwrap().to_ron(), text);
+        assert_eq!(
+            Config::parse(&Config::default().to_ron()).unwrap(),
+            Config::default()
+        );
+        // Declaration order, so diffs of saved files stay readable.
+        let name = text.find("name:").unwrap();
+        let autostart = text.find("autostart:").unwrap();
+        assert!(text.find("version:").unwrap() < name && name < autostart);
+    }
+
+    #[test]
+    fn module_doc_example_parses() {
+        let source = include_str!("config.rs");
+        let doc: String = source
+            .lines()
+            .take_while(|l| l.starts_with("//!"))
+            .map(|l| l.trim_start_matches("//!").strip_prefix(' ').unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let start = doc.find("```ron").unwrap() + "```ron".len();
+        let end = start + doc[start..].find("```").unwrap();
+        let cfg = Config::parse(&doc[start..end]).unwrap();
+        let mut defaults = spec("redis", "[127.0.0.1]:6379", "db.example.org:8025");
+        defaults.key = KeyRef::Keychain("redis".into());
+        assert_eq!(cfg, config(vec![defaults]));
+    }
+
+    #[test]
+    fn minimal_file_gets_spiped_defaults() {
+        let text = r#"(
+            version: 1,
+            tunnels: [(
+                name: "api",
+                mode: Decrypt,
+                listen: "[0.0.0.0]:8443",
+                target: "127.0.0.1:8080",
+                key: File("/k"),
+            )],
+        )"#;
+        let cfg = Config::parse(text).unwrap();
+        let t = cfg.tunnel("api").unwrap();
+        assert_eq!(
+            *t,
+            TunnelSpec::new(
+                "api",
+                Mode::Decrypt,
+                "[0.0.0.0]:8443",
+                "127.0.0.1:8080",
+                KeyRef::File("/k".into())
+            )
+        );
+        assert_eq!(t.max_connections, 100);
+        assert_eq!(t.timeout_secs, 5.0);
+        assert!(t.keepalive);
+        assert_eq!(t.reresolve_secs, Some(60));
+        assert_eq!(t.forward_secrecy, ForwardSecrecy::Enabled);
+        assert_eq!(t.fingerprint, None);
+        assert_eq!(t.bind, None);
+        assert!(!t.autostart);
+        assert!(cfg.tunnel("nope").is_none());
+
+        assert_eq!(Config::parse("(version: 1)").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn optional_fields_may_omit_some() {
+        let text = r#"(version: 1, tunnels: [(name: "a", mode: Encrypt, listen: "[::1]:1",
+            target: "h:2", key: Keychain("a"), reresolve_secs: 30, bind: "[::1]")])"#;
+        let cfg = Config::parse(text).unwrap();
+        assert_eq!(cfg.tunnels[0].reresolve_secs, Some(30));
+        assert_eq!(cfg.tunnels[0].bind.as_deref(), Some("[::1]"));
+    }
+
+    #[test]
+    fn unknown_field_is_rejected_by_name() {
+        let text = "(version: 1, tunnels: [(name: \"a\", mode: Encrypt, listen: \"[::1]:1\",\n target: \"h:2\", key: Keychain(\"a\"), colour: \"red\")])";
+        match Config::parse(text) {
+            Err(ConfigError::Syntax {
+                message,
+                line,
+                path,
+                ..
+            }) => {
+                assert!(message.contains("colour"), "{message}");
+                assert_eq!(line, 2);
+                assert_eq!(path, None);
+            }
+            other => panic!("expected Syntax, got {other:?}"),
+        }
+        let top = Config::parse("(version: 1, tunnles: [])")
+            .unwrap_err()
+            .to_string();
+        assert!(top.contains("tunnles"), "{top}");
+    }
+
+    #[test]
+    fn newer_and_bogus_versions_are_refused() {
+        match Config::parse("(version: 2, tunnels: [])") {
+            Err(ConfigError::UnsupportedVersion {
+                found: 2,
+                supported: 1,
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        // A newer file with fields this version does not know is still "newer".
+        let err = Config::parse("(version: 7, tunnels: [], groups: [])").unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::UnsupportedVersion { found: 7, .. }
+        ));
+        assert!(
+            err.to_string()
+                .starts_with("this config file was written by a newer Sluice (version 7)"),
+            "{err}"
+        );
+        let zero = Config::parse("(version: 0)").unwrap_err();
+        assert!(matches!(
+            zero,
+            ConfigError::UnsupportedVersion { found: 0, .. }
+        ));
+        assert!(zero.to_string().contains("version: 1"), "{zero}");
+    }
+
+    #[test]
+    fn truncated_file_is_a_syntax_error_with_position() {
+        let text = full_example().to_ron();
+        let cut = &text[..text.len() / 2];
+        match Config::parse(cut) {
+            Err(ConfigError::Syntax { line, column, .. }) => {
+                assert!(line > 1 && column >= 1, "{line}:{column}");
+            }
+            other => panic!("expected Syntax, got {other:?}"),
+        }
+        assert!(matches!(Config::parse(""), Err(ConfigError::Syntax { .. })));
+        let msg = Config::parse("(version: 1,\n tunnels: [(name: 5)])")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.starts_with("config:2:"), "{msg}");
+    }
+
+    #[test]
+    fn duplicate_names_are_reported_once() {
+        let cfg = config(vec![
+            spec("a", "[127.0.0.1]:1", "h:1"),
+            spec("a", "[127.0.0.1]:2", "h:1"),
+            spec("a", "[127.0.0.1]:3", "h:1"),
+            spec("b", "[127.0.0.1]:4", "h:1"),
+        ]);
+        let errors = cfg.validate().unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(matches!(&errors[0], ConfigError::DuplicateName(n) if n == "a"));
+        assert!(errors[0].to_string().contains("rename one"));
+    }
+
+    #[test]
+    fn duplicate_listen_addresses_are_reported() {
+        let cfg = config(vec![
+            spec("a", "[127.0.0.1]:7000", "h:1"),
+            spec("b", "127.0.0.1:7000", "h:2"),
+            spec("c", "Example.org:9", "h:3"),
+            spec("d", "example.org:9", "h:4"),
+            spec("e", "/run/x.sock", "h:5"),
+            spec("f", "/run/x.sock", "h:6"),
+            // Different port or family: fine.
+            spec("g", "[127.0.0.1]:7001", "h:7"),
+            spec("h", "[::1]:7000", "h:8"),
+        ]);
+        let errors = cfg.validate().unwrap_err();
+        let pairs: Vec<(String, String, String)> = errors
+            .iter()
+            .map(|e| match e {
+                ConfigError::DuplicateListen {
+                    first,
+                    second,
+                    address,
+                } => (first.clone(), second.clone(), address.clone()),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            pairs,
+            vec![
+                ("a".into(), "b".into(), "[127.0.0.1]:7000".into()),
+                (
+                    "c".into(),
+                    "d".into(),
+                    "Example.org:9 and example.org:9".into()
+                ),
+                ("e".into(), "f".into(), "/run/x.sock".into()),
+            ]
+        );
+        assert_eq!(
+            errors[0].to_string(),
+            "tunnels \"a\" and \"b\" both listen on [127.0.0.1]:7000: only one can; change the listen address of one of them"
+        );
+    }
+
+    #[test]
+    fn wildcard_listeners_overlap_their_family() {
+        let cfg = config(vec![
+            spec("any4", "[0.0.0.0]:80", "h:1"),
+            spec("lo4", "[127.0.0.1]:80", "h:1"),
+        ]);
+        assert!(matches!(
+            cfg.validate().unwrap_err().as_slice(),
+            [ConfigError::DuplicateListen { .. }]
+        ));
+        let cfg = config(vec![
+            spec("any6", "[::]:80", "h:1"),
+            spec("lo6", "[::1]:80", "h:1"),
+        ]);
+        assert!(cfg.validate().is_err());
+        let cfg = config(vec![
+            spec("any4", "[0.0.0.0]:80", "h:1"),
+            spec("lo6", "[::1]:80", "h:1"),
+            spec("lo4", "[127.0.0.1]:81", "h:1"),
+        ]);
+        assert!(cfg.validate().is_ok());
+    }
+
+    #[test]
+    fn valid_tunnel_has_parsed_forms() {
+        let mut t = spec("redis", "127.0.0.1:6379", "db.example.org:8025");
+        t.bind = Some("10.0.0.2".into());
+        t.timeout_secs = 0.25;
+        let v = t.validate().unwrap();
+        assert_eq!(
+            v.listen,
+            Address::Ip("127.0.0.1:6379".parse::<SocketAddr>().unwrap())
+        );
+        assert_eq!(
+            v.target,
+            Address::Host {
+                name: "db.example.org".into(),
+                port: 8025
+            }
+        );
+        assert_eq!(v.bind, Some(Address::Ip("10.0.0.2:0".parse().unwrap())));
+        assert_eq!(v.timeout, Duration::from_millis(250));
+        assert_eq!(v.reresolve, Some(Duration::from_secs(60)));
+        t.reresolve_secs = None;
+        assert_eq!(t.validate().unwrap().reresolve, None);
+    }
+
+    #[test]
+    fn name_rules() {
+        let ok = spec(&"n".repeat(64), "[::1]:1", "h:1");
+        assert!(ok.validate().is_ok());
+        let ok = spec("Ünïcødé ✔", "[::1]:1", "h:1");
+        assert!(ok.validate().is_ok());
+
+        let (field, msg) = only_problem(&spec("", "[::1]:1", "h:1"));
+        assert_eq!(field, "name");
+        assert_eq!(
+            msg,
+            "tunnel \"\": name: the name is empty: give the tunnel a name, e.g. redis"
+        );
+        assert_eq!(only_problem(&spec("   ", "[::1]:1", "h:1")).0, "name");
+
+        let (field, msg) = only_problem(&spec(&"n".repeat(65), "[::1]:1", "h:1"));
+        assert_eq!(field, "name");
+        assert!(msg.contains("65 characters long: use at most 64"), "{msg}");
+
+        let (field, msg) = only_problem(&spec("a\nb", "[::1]:1", "h:1"));
+        assert_eq!(field, "name");
+        assert!(msg.contains("control character"), "{msg}");
+        // Quoted with escapes, so a stray newline cannot split or forge a log line.
+        assert!(msg.starts_with("tunnel \"a\\nb\": name:"), "{msg}");
+        assert_eq!(only_problem(&spec("tab\there", "[::1]:1", "h:1")).0, "name");
+    }
+
+    #[test]
+    fn address_rules() {
+        let (field, msg) = only_problem(&spec("redis", "[127.0.0.1]:6379", "db.example.org"));
+        assert_eq!(field, "target");
+        assert_eq!(
+            msg,
+            "tunnel \"redis\": target: \"db.example.org\" has no port: write it as host:port, e.g. db.example.org:8025"
+        );
+        let (field, msg) = only_problem(&spec("redis", "::1:80", "h:1"));
+        assert_eq!(field, "listen");
+        assert!(msg.contains("without brackets"), "{msg}");
+
+        let (field, msg) = only_problem(&spec("loop", "[127.0.0.1]:80", "127.0.0.1:80"));
+        assert_eq!(field, "target");
+        assert!(msg.contains("loop back"), "{msg}");
+        assert_eq!(
+            only_problem(&spec("loop", "LOCALHOST:80", "localhost:80")).0,
+            "target"
+        );
+        assert_eq!(only_problem(&spec("loop", "/s", "/s")).0, "target");
+
+        let mut t = spec("b", "[::1]:1", "h:1");
+        t.bind = Some("/tmp/sock".into());
+        let (field, msg) = only_problem(&t);
+        assert_eq!(field, "bind");
+        assert!(msg.contains("UNIX socket path"), "{msg}");
+        t.bind = Some("host:99999".into());
+        assert_eq!(only_problem(&t).0, "bind");
+    }
+
+    #[test]
+    fn key_rules() {
+        let mut t = spec("k", "[::1]:1", "h:1");
+        t.key = KeyRef::Keychain(" ".into());
+        let (field, msg) = only_problem(&t);
+        assert_eq!(field, "key");
+        assert!(msg.contains("keychain entry name is empty"), "{msg}");
+        t.key = KeyRef::File(PathBuf::new());
+        let (field, msg) = only_problem(&t);
+        assert_eq!(field, "key");
+        assert!(msg.contains("key file path is empty"), "{msg}");
+
+        use std::os::unix::ffi::OsStrExt;
+        t.key = KeyRef::File(PathBuf::from(std::ffi::OsStr::from_bytes(b"/k\xff")));
+        assert_eq!(only_problem(&t).0, "key");
+    }
+
+    #[test]
+    fn timeout_rules() {
+        let mut t = spec("t", "[::1]:1", "h:1");
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 86_400.5] {
+            t.timeout_secs = bad;
+            assert_eq!(only_problem(&t).0, "timeout_secs", "{bad}");
+        }
+        t.timeout_secs = 0.0;
+        assert!(only_problem(&t).1.contains("write 5.0"));
+        for good in [0.001, 5.0, 86_400.0] {
+            t.timeout_secs = good;
+            assert!(t.validate().is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn reresolve_rules() {
+        let mut t = spec("r", "[::1]:1", "h:1");
+        t.reresolve_secs = Some(0);
+        let (field, msg) = only_problem(&t);
+        assert_eq!(field, "reresolve_secs");
+        assert!(msg.contains("None to resolve only once"), "{msg}");
+        t.reresolve_secs = Some(1);
+        assert_eq!(
+            t.validate().unwrap().reresolve,
+            Some(Duration::from_secs(1))
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let mut t = spec("", "nowhere", "::1:80");
+        t.timeout_secs = 0.0;
+        t.reresolve_secs = Some(0);
+        t.key = KeyRef::Keychain(String::new());
+        let fields: Vec<&str> = t
+            .validate()
+            .unwrap_err()
+            .iter()
+            .map(|e| match e {
+                ConfigError::Invalid { field, .. } => *field,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "name",
+                "listen",
+                "target",
+                "key",
+                "timeout_secs",
+                "reresolve_secs"
+            ]
+        );
+
+        let mut cfg = config(vec![t, spec("ok", "[::1]:1", "h:1")]);
+        cfg.tunnels.push(spec("ok", "[::1]:2", "h:1"));
+        match Config::parse(&cfg.to_ron()) {
+            Err(ConfigError::Several(errors)) => {
+                assert_eq!(errors.len(), 7);
+                let msg = ConfigError::Several(errors).to_string();
+                assert!(
+                    msg.starts_with("7 problems in the config:\n  - tunnel \"\": name:"),
+                    "{msg}"
+                );
+            }
+            other => panic!("expected Several, got {other:?}"),
+        }
+        // A single problem comes back as itself.
+        let one = config(vec![spec("x", "[::1]:1", "h")]);
+        assert!(matches!(
+            Config::parse(&one.to_ron()),
+            Err(ConfigError::Invalid {
+                field: "target",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn load_distinguishes_missing_unreadable_and_malformed() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("none.ron");
+        assert!(matches!(Config::load(&missing), Err(ConfigError::NotFound(p)) if p == missing));
+
+        assert!(matches!(
+            Config::load(dir.path()),
+            Err(ConfigError::Io { .. })
+        ));
+
+        let bad = dir.path().join("bad.ron");
+        fs::write(&bad, "(version: 1,\n tunnels: [").unwrap();
+        match Config::load(&bad) {
+            Err(ConfigError::Syntax { path, line, .. }) => {
+                assert_eq!(path.as_deref(), Some(bad.as_path()));
+                assert_eq!(line, 2);
+            }
+            other => panic!("{other:?}"),
+        }
+        let msg = Config::load(&bad).unwrap_err().to_string();
+        assert!(msg.starts_with(&format!("{}:2:", bad.display())), "{msg}");
+    }
+
+    #[test]
+    fn save_atomic_writes_owner_only_and_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/dirs/config.ron");
+        let first = full_example();
+        first.save_atomic(&path).unwrap();
+        assert_eq!(Config::load(&path).unwrap(), first);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+
+        // Replacing: a fresh file (new inode), and no temporary files left behind.
+        let inode_before = std::os::unix::fs::MetadataExt::ino(&fs::metadata(&path).unwrap());
+        let second = config(vec![spec("only", "[::1]:9", "h:9")]);
+        second.save_atomic(&path).unwrap();
+        assert_eq!(Config::load(&path).unwrap(), second);
+        let inode_after = std::os::unix::fs::MetadataExt::ino(&fs::metadata(&path).unwrap());
+        assert_ne!(inode_before, inode_after);
+        let names: Vec<_> = fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("config.ron")]);
+    }
+
+    #[test]
+    fn save_atomic_refuses_invalid_config_and_keeps_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.ron");
+        full_example().save_atomic(&path).unwrap();
+        let before = fs::read_to_string(&path).unwrap();
+
+        let bad = config(vec![spec("x", "[::1]:1", "nowhere")]);
+        assert!(matches!(
+            bad.save_atomic(&path),
+            Err(ConfigError::Invalid { .. })
+        ));
+        assert_eq!(fs::read_to_string(&path).unwrap(), before);
+
+        // Renaming over a directory fails: the old content stays and no temp is left.
+        let blocked = dir.path().join("blocked");
+        fs::create_dir(&blocked).unwrap();
+        fs::write(blocked.join("inside"), "x").unwrap();
+        assert!(matches!(
+            full_example().save_atomic(&blocked),
+            Err(ConfigError::Io { .. })
+        ));
+        let mut names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["blocked", "config.ron"]);
+    }
+
+    #[test]
+    fn save_atomic_needs_a_file_name() {
+        let err = Config::default().save_atomic(Path::new("/")).unwrap_err();
+        assert!(matches!(err, ConfigError::Io { .. }));
+        assert!(err.to_string().contains("names no file"), "{err}");
+    }
+}
