@@ -2,7 +2,10 @@
 //! machines and the 1060-byte data packets. Nothing here touches a socket, a clock or a
 //! runtime; randomness is passed in, so both ends can be driven back to back in tests.
 
+pub mod dh;
 pub mod key;
+
+pub use dh::EphemeralKeyPair;
 
 use serde::{Deserialize, Serialize};
 
