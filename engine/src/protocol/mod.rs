@@ -4,8 +4,10 @@
 
 pub mod dh;
 pub mod key;
+pub mod packet;
 
 pub use dh::EphemeralKeyPair;
+pub use packet::{MAX_PAYLOAD, PACKET_LEN, PacketError, PacketOpener, PacketSealer};
 
 use serde::{Deserialize, Serialize};
 
