@@ -2,7 +2,16 @@
 //! machines and the 1060-byte data packets. Nothing here touches a socket, a clock or a
 //! runtime; randomness is passed in, so both ends can be driven back to back in tests.
 
+pub mod dh;
+pub mod handshake;
 pub mod key;
+pub mod packet;
+
+pub use dh::EphemeralKeyPair;
+pub use handshake::{
+    Handshake, HandshakeError, NONCE_LEN, NoncesExchanged, PeerVerified, SIGNED_DH_LEN, SessionKeys,
+};
+pub use packet::{MAX_PAYLOAD, PACKET_LEN, PacketError, PacketOpener, PacketSealer};
 
 use serde::{Deserialize, Serialize};
 

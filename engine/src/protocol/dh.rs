@@ -1,0 +1,263 @@
+//! Ephemeral Diffie-Hellman over RFC 3526 group 14 (2048-bit MODP, generator 2), the group
+//! spiped uses for forward secrecy. Values travel as 256-byte big-endian numbers; the private
+//! exponent is 2^258 + 256 random bits, as in spiped (any exponent of that size interoperates).
+
+use crypto_bigint::modular::{FixedMontyForm, FixedMontyParams};
+use crypto_bigint::{Limb, Odd, U320, U2048, Uint, Word};
+use std::fmt;
+use zeroize::{Zeroize, Zeroizing};
+
+/// Length of a public value or shared secret on the wire.
+pub const DH_LEN: usize = 256;
+
+/// The RFC 3526 group 14 prime p = 2^2048 - 2^1984 - 1 + 2^64 * (floor(2^1918 pi) + 124476),
+/// big-endian. Checked against OpenSSL's built-in `modp_2048` and by the tests below.
+pub const MODULUS: [u8; DH_LEN] = [
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xc9, 0x0f, 0xda, 0xa2, 0x21, 0x68, 0xc2, 0x34,
+    0xc4, 0xc6, 0x62, 0x8b, 0x80, 0xdc, 0x1c, 0xd1, 0x29, 0x02, 0x4e, 0x08, 0x8a, 0x67, 0xcc, 0x74,
+    0x02, 0x0b, 0xbe, 0xa6, 0x3b, 0x13, 0x9b, 0x22, 0x51, 0x4a, 0x08, 0x79, 0x8e, 0x34, 0x04, 0xdd,
+    0xef, 0x95, 0x19, 0xb3, 0xcd, 0x3a, 0x43, 0x1b, 0x30, 0x2b, 0x0a, 0x6d, 0xf2, 0x5f, 0x14, 0x37,
+    0x4f, 0xe1, 0x35, 0x6d, 0x6d, 0x51, 0xc2, 0x45, 0xe4, 0x85, 0xb5, 0x76, 0x62, 0x5e, 0x7e, 0xc6,
+    0xf4, 0x4c, 0x42, 0xe9, 0xa6, 0x37, 0xed, 0x6b, 0x0b, 0xff, 0x5c, 0xb6, 0xf4, 0x06, 0xb7, 0xed,
+    0xee, 0x38, 0x6b, 0xfb, 0x5a, 0x89, 0x9f, 0xa5, 0xae, 0x9f, 0x24, 0x11, 0x7c, 0x4b, 0x1f, 0xe6,
+    0x49, 0x28, 0x66, 0x51, 0xec, 0xe4, 0x5b, 0x3d, 0xc2, 0x00, 0x7c, 0xb8, 0xa1, 0x63, 0xbf, 0x05,
+    0x98, 0xda, 0x48, 0x36, 0x1c, 0x55, 0xd3, 0x9a, 0x69, 0x16, 0x3f, 0xa8, 0xfd, 0x24, 0xcf, 0x5f,
+    0x83, 0x65, 0x5d, 0x23, 0xdc, 0xa3, 0xad, 0x96, 0x1c, 0x62, 0xf3, 0x56, 0x20, 0x85, 0x52, 0xbb,
+    0x9e, 0xd5, 0x29, 0x07, 0x70, 0x96, 0x96, 0x6d, 0x67, 0x0c, 0x35, 0x4e, 0x4a, 0xbc, 0x98, 0x04,
+    0xf1, 0x74, 0x6c, 0x08, 0xca, 0x18, 0x21, 0x7c, 0x32, 0x90, 0x5e, 0x46, 0x2e, 0x36, 0xce, 0x3b,
+    0xe3, 0x9e, 0x77, 0x2c, 0x18, 0x0e, 0x86, 0x03, 0x9b, 0x27, 0x83, 0xa2, 0xec, 0x07, 0xa2, 0x8f,
+    0xb5, 0xc5, 0x5d, 0xf0, 0x6f, 0x4c, 0x52, 0xc9, 0xde, 0x2b, 0xcb, 0xf6, 0x95, 0x58, 0x17, 0x18,
+    0x39, 0x95, 0x49, 0x7c, 0xea, 0x95, 0x6a, 0xe5, 0x15, 0xd2, 0x26, 0x18, 0x98, 0xfa, 0x05, 0x10,
+    0x15, 0x72, 0x8e, 0x5a, 0x8a, 0xac, 0xaa, 0x68, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+];
+
+const LIMBS: usize = U2048::LIMBS;
+
+/// The exponent 2^258 + priv has exactly 259 significant bits. Only this length (public)
+/// shapes the timing of the exponentiation, never the exponent's value.
+const EXPONENT_BITS: u32 = 259;
+
+/// Evaluated at compile time, so a typo making the modulus even fails the build instead
+/// of panicking at run time.
+const ODD_MODULUS: Odd<U2048> = match U2048::from_be_slice(&MODULUS).to_odd().into_option_copied() {
+    Some(p) => p,
+    None => panic!("the RFC 3526 modulus is odd"),
+};
+
+/// Montgomery parameters for p, also computed at compile time.
+const PARAMS: FixedMontyParams<LIMBS> = FixedMontyParams::new(ODD_MODULUS);
+
+/// One side's ephemeral DH key pair. The private exponent is wiped on drop and never shown.
+pub struct EphemeralKeyPair {
+    /// 2^258 + priv.
+    exponent: U320,
+    public: [u8; DH_LEN],
+}
+
+impl EphemeralKeyPair {
+    /// Builds the key pair from 32 fresh random bytes (the caller supplies randomness so
+    /// the protocol core stays deterministic under test). Costs one modular exponentiation.
+    pub fn from_random(mut private: [u8; 32]) -> Self {
+        // 2^258 + priv as 40 big-endian bytes: bit 258 is bit 2 of the byte 32 places
+        // from the end, i.e. index 7 of 40.
+        let mut exponent_bytes = Zeroizing::new([0u8; U320::BYTES]);
+        exponent_bytes[7] = 0x04;
+        exponent_bytes[8..].copy_from_slice(&private);
+        private.zeroize();
+        let exponent = uint_from_be(&exponent_bytes[..]);
+
+        let generator = FixedMontyForm::new(&U2048::from_u8(2), &PARAMS);
+        let y = generator
+            .pow_bounded_exp(&exponent, EXPONENT_BITS)
+            .retrieve();
+        let mut public = [0u8; DH_LEN];
+        uint_to_be(&y, &mut public);
+        EphemeralKeyPair { exponent, public }
+    }
+
+    /// y = 2^(2^258 + priv) mod p, big-endian, left-padded to 256 bytes.
+    pub fn public(&self) -> &[u8; DH_LEN] {
+        &self.public
+    }
+
+    /// peer_y^(2^258 + priv) mod p. The handshake checks peer_y < p before calling this;
+    /// any 256-byte input is nonetheless reduced correctly.
+    pub fn shared_secret(&self, peer_y: &[u8; DH_LEN]) -> Zeroizing<[u8; DH_LEN]> {
+        let base = FixedMontyForm::new(&uint_from_be::<LIMBS>(peer_y), &PARAMS);
+        let mut power = base.pow_bounded_exp(&self.exponent, EXPONENT_BITS);
+        let mut secret = power.retrieve();
+        let mut out = Zeroizing::new([0u8; DH_LEN]);
+        uint_to_be(&secret, &mut out[..]);
+        power.as_montgomery_mut().as_mut_words().zeroize();
+        secret.as_mut_words().zeroize();
+        out
+    }
+
+    /// Same as [`is_below_modulus`], kept beside the key pair for discoverability.
+    pub fn is_below_modulus(y: &[u8; DH_LEN]) -> bool {
+        is_below_modulus(y)
+    }
+}
+
+/// True iff y < p as unsigned big-endian numbers: the range check spiped applies to the
+/// peer's value (0 and p - 1 pass, as in spiped).
+pub fn is_below_modulus(y: &[u8; DH_LEN]) -> bool {
+    // Equal-length big-endian byte strings order exactly like the numbers they encode.
+    // y is public, so a variable-time comparison leaks nothing.
+    y[..] < MODULUS[..]
+}
+
+impl Drop for EphemeralKeyPair {
+    fn drop(&mut self) {
+        // crypto-bigint copies the exponent into stack temporaries inside `pow`; those are
+        // out of our reach, but the long-lived copy is wiped here.
+        self.exponent.as_mut_words().zeroize();
+    }
+}
+
+impl fmt::Debug for EphemeralKeyPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EphemeralKeyPair")
+            .field(
+                "public",
+                &format_args!("{}…", super::key::hex(&self.public[..8])),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// Big-endian bytes (length exactly `L` limbs) to a `Uint`, word by word, so no stray
+/// un-wiped byte buffers are left behind for secret inputs.
+fn uint_from_be<const L: usize>(bytes: &[u8]) -> Uint<L> {
+    debug_assert_eq!(bytes.len(), L * Limb::BYTES);
+    let mut n = Uint::<L>::ZERO;
+    for (word, chunk) in n.as_mut_words().iter_mut().zip(bytes.rchunks(Limb::BYTES)) {
+        *word = chunk
+            .iter()
+            .fold(0, |acc: Word, &b| (acc << 8) | Word::from(b));
+    }
+    n
+}
+
+/// `Uint` to big-endian bytes; `out` must hold exactly `L` limbs.
+fn uint_to_be<const L: usize>(n: &Uint<L>, out: &mut [u8]) {
+    debug_assert_eq!(out.len(), L * Limb::BYTES);
+    for (word, chunk) in n.as_words().iter().zip(out.rchunks_mut(Limb::BYTES)) {
+        chunk.copy_from_slice(&word.to_be_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// y = 1, the value a `-f` side sends.
+    fn one() -> [u8; DH_LEN] {
+        let mut y = [0u8; DH_LEN];
+        y[DH_LEN - 1] = 1;
+        y
+    }
+
+    #[test]
+    fn modulus_has_the_rfc_3526_shape() {
+        assert_eq!(MODULUS[DH_LEN - 1] & 1, 1, "p is odd");
+        assert_eq!(
+            MODULUS[..12],
+            [
+                0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xc9, 0x0f, 0xda, 0xa2
+            ]
+        );
+        assert_eq!(MODULUS[DH_LEN - 8..], [0xff; 8]);
+        // Second 64-bit word from the bottom: the end of the pi digits plus 124476.
+        assert_eq!(
+            MODULUS[DH_LEN - 16..DH_LEN - 8],
+            [0x15, 0x72, 0x8e, 0x5a, 0x8a, 0xac, 0xaa, 0x68]
+        );
+    }
+
+    /// A single mistyped byte would almost surely break these: p is a safe prime
+    /// (p = 2q + 1, q prime), and 2 generates the order-q subgroup because p = 7 mod 8.
+    #[test]
+    fn modulus_is_a_safe_prime_with_generator_of_order_q() {
+        let p = *ODD_MODULUS.as_ref();
+        let two = FixedMontyForm::new(&U2048::from_u8(2), &PARAMS);
+        let p_minus_1 = p.wrapping_sub(&U2048::ONE);
+        let q = p_minus_1.shr_vartime(1);
+        assert_eq!(two.pow_vartime(&p_minus_1).retrieve(), U2048::ONE);
+        assert_eq!(two.pow_vartime(&q).retrieve(), U2048::ONE);
+
+        let q_params = FixedMontyParams::new(q.to_odd().into_option().unwrap());
+        let three = FixedMontyForm::new(&U2048::from_u8(3), &q_params);
+        let q_minus_1 = q.wrapping_sub(&U2048::ONE);
+        assert_eq!(three.pow_vartime(&q_minus_1).retrieve(), U2048::ONE);
+    }
+
+    #[test]
+    fn shared_secrets_agree() {
+        let a = EphemeralKeyPair::from_random([0x11; 32]);
+        let b = EphemeralKeyPair::from_random([0xfe; 32]);
+        assert_ne!(a.public(), b.public());
+        let ab = a.shared_secret(b.public());
+        let ba = b.shared_secret(a.public());
+        assert_eq!(*ab, *ba);
+        assert!(EphemeralKeyPair::is_below_modulus(&ab));
+        assert_ne!(*ab, one());
+    }
+
+    /// The exponent really is 2^258 + priv: with priv = 0, y = 2^(2^258), which is 2
+    /// squared 258 times; computed here the slow, obvious way.
+    #[test]
+    fn public_value_matches_repeated_squaring() {
+        let mut x = FixedMontyForm::new(&U2048::from_u8(2), &PARAMS);
+        for _ in 0..258 {
+            x = x.square();
+        }
+        let mut expected = [0u8; DH_LEN];
+        uint_to_be(&x.retrieve(), &mut expected);
+        assert_eq!(EphemeralKeyPair::from_random([0; 32]).public(), &expected);
+
+        // priv = 1 multiplies by one more 2.
+        let mut expected2 = [0u8; DH_LEN];
+        uint_to_be(&(x + x).retrieve(), &mut expected2);
+        let mut one_priv = [0u8; 32];
+        one_priv[31] = 1;
+        assert_eq!(EphemeralKeyPair::from_random(one_priv).public(), &expected2);
+    }
+
+    #[test]
+    fn peer_value_of_one_gives_one() {
+        let a = EphemeralKeyPair::from_random([0x42; 32]);
+        assert_eq!(*a.shared_secret(&one()), one());
+    }
+
+    #[test]
+    fn range_check_is_a_big_endian_compare() {
+        assert!(is_below_modulus(&[0; DH_LEN]));
+        assert!(EphemeralKeyPair::is_below_modulus(&one()));
+        let mut p_minus_1 = MODULUS;
+        p_minus_1[DH_LEN - 1] -= 1;
+        assert!(EphemeralKeyPair::is_below_modulus(&p_minus_1));
+        assert!(!EphemeralKeyPair::is_below_modulus(&MODULUS));
+        let mut p_plus_1 = MODULUS;
+        // p ends in 68 ff ff ff ff ff ff ff ff; adding 1 carries into the 0x68.
+        p_plus_1[DH_LEN - 9] += 1;
+        p_plus_1[DH_LEN - 8..].fill(0);
+        assert!(!EphemeralKeyPair::is_below_modulus(&p_plus_1));
+        assert!(!EphemeralKeyPair::is_below_modulus(&[0xff; DH_LEN]));
+    }
+
+    #[test]
+    fn round_trip_of_the_byte_conversions() {
+        let mut out = [0u8; DH_LEN];
+        uint_to_be(&uint_from_be::<LIMBS>(&MODULUS), &mut out);
+        assert_eq!(out, MODULUS);
+    }
+
+    #[test]
+    fn debug_shows_no_exponent() {
+        let a = EphemeralKeyPair::from_random([0x5a; 32]);
+        let shown = format!("{a:?}");
+        assert!(shown.starts_with("EphemeralKeyPair"));
+        assert!(!shown.contains("5a5a5a5a"));
+    }
+}

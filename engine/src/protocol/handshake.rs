@@ -1,0 +1,331 @@
+//! The spiped handshake as a typestate machine: nonces, then signed Diffie-Hellman values,
+//! then session keys. Each stage owns exactly the secrets it needs and consumes itself on
+//! the way to the next, so messages cannot be sent or accepted out of order.
+
+use super::dh::{self, DH_LEN, EphemeralKeyPair};
+use super::key::PresharedKey;
+use super::packet::{PacketOpener, PacketSealer, hmac_sha256};
+use super::{ForwardSecrecy, Role};
+use hmac::Mac;
+use sha2::Sha256;
+use std::fmt;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+/// Bytes of each side's nonce, the first message in each direction.
+pub const NONCE_LEN: usize = 32;
+/// Bytes of the signed DH message: y (256) ‖ HMAC-SHA256(dhmac_sender, y) (32).
+pub const SIGNED_DH_LEN: usize = 288;
+
+/// The DH value a `-f` side sends, and the shared value it then uses: 1.
+const Y_ONE: [u8; DH_LEN] = {
+    let mut y = [0u8; DH_LEN];
+    y[DH_LEN - 1] = 1;
+    y
+};
+
+/// Why a handshake failed. Apart from `MissingKeyPair` (a local mistake), spiped simply drops
+/// the connection in all these cases, so the peer only sees it close.
+#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeError {
+    #[error("internal error: forward secrecy is on but no Diffie-Hellman key pair was supplied")]
+    MissingKeyPair,
+    #[error(
+        "handshake rejected: the far end signed with a different key (check that both ends use the same key file)"
+    )]
+    BadSignature,
+    #[error(
+        "handshake rejected: the far end sent an out-of-range Diffie-Hellman value (it is not a correct spiped implementation, or the data was altered)"
+    )]
+    ValueOutOfRange,
+    #[error(
+        "handshake rejected: the far end skips forward secrecy (-f) but this end requires it (-g)"
+    )]
+    ForwardSecrecyRefused,
+}
+
+/// What every stage carries: who we are, the policy, K, and (unless this side runs `-f`)
+/// the ephemeral key pair.
+struct Common {
+    role: Role,
+    fs: ForwardSecrecy,
+    key: PresharedKey,
+    /// `None` exactly when `fs == Disabled`; `Handshake::new` establishes this, so "this side
+    /// skips DH" and "there is no key pair" are one and the same test.
+    keypair: Option<EphemeralKeyPair>,
+}
+
+impl Common {
+    fn fmt_fields(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(name)
+            .field("role", &self.role)
+            .field("forward_secrecy", &self.fs)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Both nonces in the order every key derivation uses: client's first.
+#[derive(Clone, Copy)]
+struct Nonces {
+    client: [u8; NONCE_LEN],
+    server: [u8; NONCE_LEN],
+}
+
+impl Nonces {
+    fn new(role: Role, ours: [u8; NONCE_LEN], theirs: [u8; NONCE_LEN]) -> Self {
+        match role {
+            Role::Client => Nonces {
+                client: ours,
+                server: theirs,
+            },
+            Role::Server => Nonces {
+                client: theirs,
+                server: ours,
+            },
+        }
+    }
+}
+
+/// Stage 1: this side's nonce is ready to send; waiting for the peer's.
+pub struct Handshake {
+    common: Common,
+    nonce: [u8; NONCE_LEN],
+}
+
+impl Handshake {
+    /// `keypair` must be `Some` unless `fs == ForwardSecrecy::Disabled` (then it is ignored
+    /// and y = 1 is sent). `nonce` must be fresh random bytes.
+    pub fn new(
+        role: Role,
+        key: &PresharedKey,
+        fs: ForwardSecrecy,
+        nonce: [u8; NONCE_LEN],
+        keypair: Option<EphemeralKeyPair>,
+    ) -> Result<Handshake, HandshakeError> {
+        let keypair = match fs {
+            ForwardSecrecy::Disabled => None,
+            ForwardSecrecy::Enabled | ForwardSecrecy::Required => {
+                Some(keypair.ok_or(HandshakeError::MissingKeyPair)?)
+            }
+        };
+        Ok(Handshake {
+            common: Common {
+                role,
+                fs,
+                key: key.clone(),
+                keypair,
+            },
+            nonce,
+        })
+    }
+
+    /// The bytes to send first, without waiting for the peer.
+    pub fn nonce(&self) -> &[u8; NONCE_LEN] {
+        &self.nonce
+    }
+
+    /// Takes the peer's nonce; derives the DH MAC keys and signs this side's DH value.
+    pub fn receive_nonce(self, peer_nonce: &[u8; NONCE_LEN]) -> NoncesExchanged {
+        let Handshake { common, nonce } = self;
+        let nonces = Nonces::new(common.role, nonce, *peer_nonce);
+        let (dhmac_client, dhmac_server) = dh_mac_keys(&common.key, &nonces);
+        let (dhmac_ours, dhmac_peer) = match common.role {
+            Role::Client => (dhmac_client, dhmac_server),
+            Role::Server => (dhmac_server, dhmac_client),
+        };
+        let y = match &common.keypair {
+            Some(keypair) => keypair.public(),
+            None => &Y_ONE,
+        };
+        let signed_dh = sign_dh(&dhmac_ours, y);
+        NoncesExchanged {
+            common,
+            nonces,
+            signed_dh,
+            dhmac_peer,
+        }
+    }
+}
+
+impl fmt::Debug for Handshake {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.common.fmt_fields("Handshake", f)
+    }
+}
+
+/// Stage 2: nonces are known; this side's signed DH value is ready.
+pub struct NoncesExchanged {
+    common: Common,
+    nonces: Nonces,
+    signed_dh: [u8; SIGNED_DH_LEN],
+    dhmac_peer: Zeroizing<[u8; 32]>,
+}
+
+impl NoncesExchanged {
+    /// y ‖ HMAC(dhmac_self, y). The client sends it at once; the server only after
+    /// `receive_signed_dh` accepted the client's (use `PeerVerified::signed_dh` then).
+    pub fn signed_dh(&self) -> &[u8; SIGNED_DH_LEN] {
+        &self.signed_dh
+    }
+
+    /// Checks the peer's signed DH value in spiped's order: MAC (constant time), then
+    /// y < p, then, if this side requires forward secrecy, y != 1.
+    pub fn receive_signed_dh(
+        self,
+        peer: &[u8; SIGNED_DH_LEN],
+    ) -> Result<PeerVerified, HandshakeError> {
+        let (y, tag) = peer.split_at(DH_LEN);
+        let mut mac = hmac_sha256(&self.dhmac_peer);
+        mac.update(y);
+        mac.verify_slice(tag)
+            .map_err(|_| HandshakeError::BadSignature)?;
+
+        let mut peer_y = [0u8; DH_LEN];
+        peer_y.copy_from_slice(y);
+        if !dh::is_below_modulus(&peer_y) {
+            return Err(HandshakeError::ValueOutOfRange);
+        }
+        if self.common.fs == ForwardSecrecy::Required && peer_y == Y_ONE {
+            return Err(HandshakeError::ForwardSecrecyRefused);
+        }
+        let NoncesExchanged {
+            common,
+            nonces,
+            signed_dh,
+            dhmac_peer: _,
+        } = self;
+        Ok(PeerVerified {
+            common,
+            nonces,
+            signed_dh,
+            peer_y,
+        })
+    }
+}
+
+impl fmt::Debug for NoncesExchanged {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.common.fmt_fields("NoncesExchanged", f)
+    }
+}
+
+/// Stage 3: the peer's DH value is authentic and acceptable.
+pub struct PeerVerified {
+    common: Common,
+    nonces: Nonces,
+    signed_dh: [u8; SIGNED_DH_LEN],
+    peer_y: [u8; DH_LEN],
+}
+
+impl PeerVerified {
+    /// This side's signed DH value; the server sends it now.
+    pub fn signed_dh(&self) -> &[u8; SIGNED_DH_LEN] {
+        &self.signed_dh
+    }
+
+    /// The peer sent y = 1 (it runs `-f`), so this session has no forward secrecy.
+    pub fn peer_skipped_forward_secrecy(&self) -> bool {
+        self.peer_y == Y_ONE
+    }
+
+    /// Computes the session keys. This is the expensive step (one modular exponentiation
+    /// unless this side runs `-f`); it may be moved to a blocking thread.
+    pub fn derive_session(self) -> SessionKeys {
+        let shared = match &self.common.keypair {
+            Some(keypair) => keypair.shared_secret(&self.peer_y),
+            // A `-f` side uses 1 whatever the peer sent; a DH peer computes 1^x = 1 too.
+            None => Zeroizing::new(Y_ONE),
+        };
+        let mut salt = Zeroizing::new([0u8; 2 * NONCE_LEN + DH_LEN]);
+        salt[..NONCE_LEN].copy_from_slice(&self.nonces.client);
+        salt[NONCE_LEN..2 * NONCE_LEN].copy_from_slice(&self.nonces.server);
+        salt[2 * NONCE_LEN..].copy_from_slice(&shared[..]);
+        let mut dk = Zeroizing::new([0u8; 128]);
+        pbkdf2::pbkdf2_hmac::<Sha256>(self.common.key.secret(), &salt[..], 1, &mut dk[..]);
+
+        let mut keys = SessionKeys {
+            role: self.common.role,
+            e_c: [0; 32],
+            h_c: [0; 32],
+            e_s: [0; 32],
+            h_s: [0; 32],
+        };
+        keys.e_c.copy_from_slice(&dk[..32]);
+        keys.h_c.copy_from_slice(&dk[32..64]);
+        keys.e_s.copy_from_slice(&dk[64..96]);
+        keys.h_s.copy_from_slice(&dk[96..]);
+        keys
+    }
+}
+
+impl fmt::Debug for PeerVerified {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.common.fmt_fields("PeerVerified", f)
+    }
+}
+
+/// The four session keys of PROTOCOL.md 3.5. Wiped on drop; never shown.
+#[derive(Zeroize, ZeroizeOnDrop)]
+pub struct SessionKeys {
+    #[zeroize(skip)]
+    role: Role,
+    e_c: [u8; 32],
+    h_c: [u8; 32],
+    e_s: [u8; 32],
+    h_s: [u8; 32],
+}
+
+impl SessionKeys {
+    /// (sealer for what this side sends, opener for what it receives): the client sends with
+    /// (E_C, H_C) and receives with (E_S, H_S); the server the reverse.
+    pub fn into_packet_codecs(self) -> (PacketSealer, PacketOpener) {
+        let client = (&self.e_c, &self.h_c);
+        let server = (&self.e_s, &self.h_s);
+        let (send, receive) = match self.role {
+            Role::Client => (client, server),
+            Role::Server => (server, client),
+        };
+        (
+            PacketSealer::from_keys(send.0, send.1),
+            PacketOpener::from_keys(receive.0, receive.1),
+        )
+    }
+}
+
+impl fmt::Debug for SessionKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionKeys")
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// dk_1 = PBKDF2-HMAC-SHA256(K, nonce_C ‖ nonce_S, 1, 64) split into (dhmac_C, dhmac_S).
+fn dh_mac_keys(key: &PresharedKey, nonces: &Nonces) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>) {
+    let mut salt = [0u8; 2 * NONCE_LEN];
+    salt[..NONCE_LEN].copy_from_slice(&nonces.client);
+    salt[NONCE_LEN..].copy_from_slice(&nonces.server);
+    let mut dk = Zeroizing::new([0u8; 64]);
+    pbkdf2::pbkdf2_hmac::<Sha256>(key.secret(), &salt, 1, &mut dk[..]);
+    let mut client = Zeroizing::new([0u8; 32]);
+    let mut server = Zeroizing::new([0u8; 32]);
+    client.copy_from_slice(&dk[..32]);
+    server.copy_from_slice(&dk[32..]);
+    (client, server)
+}
+
+/// y ‖ HMAC-SHA256(dhmac, y).
+fn sign_dh(dhmac: &[u8; 32], y: &[u8; DH_LEN]) -> [u8; SIGNED_DH_LEN] {
+    let mut mac = hmac_sha256(dhmac);
+    mac.update(y);
+    let mut out = [0u8; SIGNED_DH_LEN];
+    out[..DH_LEN].copy_from_slice(y);
+    out[DH_LEN..].copy_from_slice(&mac.finalize().into_bytes());
+    out
+}
+
+// y followed by an HMAC-SHA256 tag.
+const _: () = assert!(SIGNED_DH_LEN == DH_LEN + 32);
+
+#[cfg(test)]
+mod tests;
