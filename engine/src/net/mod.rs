@@ -1,4 +1,8 @@
-//! tokio I/O around the sans-I/O protocol: addresses, listeners and connections.
-//! Only this layer (and the engine above it) touches sockets.
+//! The tokio layer: sockets around the sans-I/O protocol. Addresses, listeners, one
+//! connection's handshake and pumps, and the pool of precomputed DH key pairs.
 
 pub mod addr;
+pub mod conn;
+pub mod dhpool;
+pub mod listener;
+pub mod stream;

@@ -1,0 +1,568 @@
+//! Command-line parsing for `sluiced`: spiped's flags with spiped's defaults and rules
+//! (getopt-style clusters, every option at most once), plus Sluice's own long options.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sluice_engine::config::{Config, KeyRef};
+use sluice_engine::keyfile::{self, KeyfileError, LoadedKey};
+use sluice_engine::net::addr::{Address, parse_bind};
+use sluice_engine::tunnel::TunnelSettings;
+use sluice_engine::{ForwardSecrecy, Mode};
+
+pub const USAGE: &str = "\
+usage: sluiced {-e | -d} -s <source socket> -t <target socket> -k <key file>
+               [-b <bind address>] [-DFj] [-f | -g] [-n <max # connections>]
+               [-o <connection timeout>] [-p <pidfile>] [-r <rtime> | -R]
+               [--syslog] [-u <username> | <:groupname> | <username:groupname>]
+               [--verbose]
+       sluiced --config <config file> [-DF] [-p <pidfile>] [--syslog] [-u <user>] [--verbose]
+       sluiced --spipe -t <target socket> -k <key file> [-b <bind address>]
+               [-f | -g] [-j] [-o <connection timeout>]
+       sluiced --generate-key <new key file>
+       sluiced --fingerprint <key file>
+       sluiced -v
+
+Addresses: [1.2.3.4]:port, [::1]:port, host.name:port, or /absolute/unix/socket.
+Key file \"-\" reads the key from standard input.";
+
+/// What the command line asks for.
+pub enum Invocation {
+    Version,
+    Help,
+    GenerateKey(PathBuf),
+    Fingerprint(PathBuf),
+    Spipe(SpipeOptions),
+    Run(RunOptions),
+}
+
+/// `--spipe`: one client connection between stdin/stdout and the target.
+pub struct SpipeOptions {
+    pub target: Address,
+    pub key: PathBuf,
+    pub forward_secrecy: ForwardSecrecy,
+    pub keepalive: bool,
+    pub timeout: Duration,
+    pub bind: Option<Address>,
+}
+
+/// Running tunnels as a daemon, from flags or from a config file.
+pub struct RunOptions {
+    source: TunnelSource,
+    pub foreground: bool,
+    pub wait_for_dns: bool,
+    pub pidfile: Option<PathBuf>,
+    pub user: Option<String>,
+    pub syslog: bool,
+    pub verbose: bool,
+}
+
+enum TunnelSource {
+    Flags(Box<FlagTunnel>),
+    Config(PathBuf),
+}
+
+/// The one tunnel spiped-style flags describe.
+struct FlagTunnel {
+    mode: Mode,
+    listen: Address,
+    target: Address,
+    key: PathBuf,
+    forward_secrecy: ForwardSecrecy,
+    max_connections: u32,
+    timeout: Duration,
+    keepalive: bool,
+    reresolve: Option<Duration>,
+    bind: Option<Address>,
+}
+
+/// Tunnel settings ready to start, each with its key-file warnings.
+pub type LoadedTunnels = Vec<(TunnelSettings, Vec<String>)>;
+
+impl RunOptions {
+    /// Reads keys (and the config file) and builds every tunnel's settings; all problems
+    /// are reported together.
+    pub fn load_tunnels(&self) -> Result<LoadedTunnels, Vec<String>> {
+        match &self.source {
+            TunnelSource::Flags(flags) => {
+                let loaded = load_key(&flags.key).map_err(|e| vec![e.to_string()])?;
+                let name = flags.listen.to_string();
+                let mut settings = TunnelSettings::new(
+                    &name,
+                    flags.mode,
+                    flags.listen.clone(),
+                    flags.target.clone(),
+                    loaded.key,
+                );
+                settings.forward_secrecy = flags.forward_secrecy;
+                settings.max_connections = flags.max_connections;
+                settings.timeout = flags.timeout;
+                settings.keepalive = flags.keepalive;
+                settings.reresolve = flags.reresolve;
+                settings.bind = flags.bind.clone();
+                let warnings = loaded.warnings.iter().map(|w| w.to_string()).collect();
+                Ok(vec![(settings, warnings)])
+            }
+            TunnelSource::Config(path) => load_config_tunnels(path),
+        }
+    }
+}
+
+fn load_config_tunnels(path: &Path) -> Result<LoadedTunnels, Vec<String>> {
+    let config = Config::load(path).map_err(|e| vec![e.to_string()])?;
+    if config.tunnels.is_empty() {
+        return Err(vec![format!(
+            "config file {} defines no tunnels: add one (the Sluice app writes this file), or check the path",
+            path.display()
+        )]);
+    }
+    let mut tunnels = Vec::new();
+    let mut errors = Vec::new();
+    for spec in &config.tunnels {
+        let loaded = match &spec.key {
+            KeyRef::File(file) => load_key(file).map_err(|e| e.to_string()),
+            KeyRef::Keychain(entry) => Err(format!(
+                "its key is in the desktop keychain (entry {entry:?}), which sluiced does not read: export the key to a file in Sluice (Keys, Export) and reference it as File(\"/path/to/keyfile\")"
+            )),
+        };
+        match loaded {
+            Ok(loaded) => match TunnelSettings::from_spec(spec, loaded.key) {
+                Ok(settings) => tunnels.push((
+                    settings,
+                    loaded.warnings.iter().map(|w| w.to_string()).collect(),
+                )),
+                Err(problems) => errors.extend(problems.iter().map(|p| p.to_string())),
+            },
+            Err(message) => errors.push(format!("tunnel {:?}: key: {message}", spec.name)),
+        }
+    }
+    if errors.is_empty() {
+        Ok(tunnels)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Reads a key file; `-` means standard input, as in spiped.
+pub fn load_key(path: &Path) -> Result<LoadedKey, KeyfileError> {
+    if path == Path::new("-") {
+        keyfile::read_key_from(std::io::stdin().lock())
+    } else {
+        keyfile::read_keyfile(path)
+    }
+}
+
+/// Every option seen, each at most once.
+#[derive(Default)]
+struct Seen {
+    encrypt: bool,
+    decrypt: bool,
+    source: Option<String>,
+    target: Option<String>,
+    key: Option<String>,
+    bind: Option<String>,
+    wait_for_dns: bool,
+    foreground: bool,
+    no_keepalive: bool,
+    no_forward_secrecy: bool,
+    require_forward_secrecy: bool,
+    max_connections: Option<String>,
+    timeout: Option<String>,
+    pidfile: Option<String>,
+    reresolve: Option<String>,
+    no_reresolve: bool,
+    syslog: bool,
+    user: Option<String>,
+    version: bool,
+    help: bool,
+    verbose: bool,
+    config: Option<String>,
+    spipe: bool,
+    generate_key: Option<String>,
+    fingerprint: Option<String>,
+}
+
+fn set_flag(flag: &mut bool, name: &str) -> Result<(), String> {
+    if std::mem::replace(flag, true) {
+        return Err(format!("option {name} given more than once"));
+    }
+    Ok(())
+}
+
+fn set_value(slot: &mut Option<String>, name: &str, value: String) -> Result<(), String> {
+    if slot.replace(value).is_some() {
+        return Err(format!("option {name} given more than once"));
+    }
+    Ok(())
+}
+
+/// Parses `args` (including the program name).
+pub fn parse(args: &[String]) -> Result<Invocation, String> {
+    let mut seen = Seen::default();
+    let program_is_spipe = args
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .is_some_and(|n| n == "spipe");
+    let mut rest = args.iter().skip(1);
+    while let Some(arg) = rest.next() {
+        if arg == "--" {
+            if let Some(extra) = rest.next() {
+                return Err(format!("unexpected argument {extra:?}"));
+            }
+            break;
+        }
+        if let Some(long) = arg.strip_prefix("--") {
+            let (name, inline) = match long.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_owned())),
+                None => (long, None),
+            };
+            let mut value = |what: &str| -> Result<String, String> {
+                inline
+                    .clone()
+                    .or_else(|| rest.next().cloned())
+                    .ok_or_else(|| format!("option --{name} needs {what}"))
+            };
+            match name {
+                "syslog" => set_flag(&mut seen.syslog, "--syslog")?,
+                "verbose" => set_flag(&mut seen.verbose, "--verbose")?,
+                "spipe" => set_flag(&mut seen.spipe, "--spipe")?,
+                "help" => set_flag(&mut seen.help, "--help")?,
+                "version" => set_flag(&mut seen.version, "--version")?,
+                "config" => set_value(&mut seen.config, "--config", value("a config file")?)?,
+                "generate-key" => set_value(
+                    &mut seen.generate_key,
+                    "--generate-key",
+                    value("the new key file's path")?,
+                )?,
+                "fingerprint" => {
+                    set_value(&mut seen.fingerprint, "--fingerprint", value("a key file")?)?
+                }
+                _ => return Err(format!("unknown option --{name}")),
+            }
+            continue;
+        }
+        let Some(cluster) = arg.strip_prefix('-').filter(|c| !c.is_empty()) else {
+            return Err(format!("unexpected argument {arg:?}"));
+        };
+        for (at, c) in cluster.char_indices() {
+            let takes_value = "stknopbru".contains(c);
+            if takes_value {
+                let attached = &cluster[at + c.len_utf8()..];
+                let value = if attached.is_empty() {
+                    rest.next()
+                        .cloned()
+                        .ok_or_else(|| format!("option -{c} needs a value"))?
+                } else {
+                    attached.to_owned()
+                };
+                let name = format!("-{c}");
+                let slot = match c {
+                    's' => &mut seen.source,
+                    't' => &mut seen.target,
+                    'k' => &mut seen.key,
+                    'n' => &mut seen.max_connections,
+                    'o' => &mut seen.timeout,
+                    'p' => &mut seen.pidfile,
+                    'b' => &mut seen.bind,
+                    'r' => &mut seen.reresolve,
+                    _ => &mut seen.user,
+                };
+                set_value(slot, &name, value)?;
+                break;
+            }
+            let name = format!("-{c}");
+            let flag = match c {
+                'e' => &mut seen.encrypt,
+                'd' => &mut seen.decrypt,
+                'D' => &mut seen.wait_for_dns,
+                'F' => &mut seen.foreground,
+                'j' => &mut seen.no_keepalive,
+                'f' => &mut seen.no_forward_secrecy,
+                'g' => &mut seen.require_forward_secrecy,
+                'R' => &mut seen.no_reresolve,
+                'v' => &mut seen.version,
+                'h' => &mut seen.help,
+                _ => return Err(format!("unknown option -{c}")),
+            };
+            set_flag(flag, &name)?;
+        }
+    }
+    build(seen, program_is_spipe)
+}
+
+fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
+    if seen.version {
+        return Ok(Invocation::Version);
+    }
+    if seen.help {
+        return Ok(Invocation::Help);
+    }
+    if let Some(path) = seen.generate_key {
+        return Ok(Invocation::GenerateKey(PathBuf::from(path)));
+    }
+    if let Some(path) = seen.fingerprint {
+        return Ok(Invocation::Fingerprint(PathBuf::from(path)));
+    }
+    let forward_secrecy = match (seen.no_forward_secrecy, seen.require_forward_secrecy) {
+        (true, true) => {
+            return Err("-f (no forward secrecy) and -g (require it) contradict each other: give at most one".into());
+        }
+        (true, false) => ForwardSecrecy::Disabled,
+        (false, true) => ForwardSecrecy::Required,
+        (false, false) => ForwardSecrecy::Enabled,
+    };
+    let timeout = parse_timeout(seen.timeout.as_deref())?;
+    let bind = seen
+        .bind
+        .as_deref()
+        .map(|b| parse_bind(b).map_err(|e| format!("-b: {e}")))
+        .transpose()?;
+
+    if seen.spipe || program_is_spipe {
+        for (given, name) in [
+            (seen.encrypt || seen.decrypt, "-e/-d"),
+            (seen.source.is_some(), "-s"),
+            (seen.max_connections.is_some(), "-n"),
+            (seen.foreground || seen.wait_for_dns, "-F/-D"),
+            (seen.pidfile.is_some(), "-p"),
+            (seen.reresolve.is_some() || seen.no_reresolve, "-r/-R"),
+            (seen.user.is_some() || seen.syslog, "-u/--syslog"),
+            (seen.config.is_some(), "--config"),
+        ] {
+            if given {
+                return Err(format!("{name} does not apply to --spipe"));
+            }
+        }
+        return Ok(Invocation::Spipe(SpipeOptions {
+            target: parse_address(seen.target.as_deref(), "-t", "target")?,
+            key: PathBuf::from(seen.key.ok_or("-k <key file> is required")?),
+            forward_secrecy,
+            keepalive: !seen.no_keepalive,
+            timeout,
+            bind,
+        }));
+    }
+
+    let pidfile_for = |default: Option<String>| seen.pidfile.clone().or(default).map(PathBuf::from);
+    if let Some(config) = seen.config {
+        for (given, name) in [
+            (seen.encrypt || seen.decrypt, "-e/-d"),
+            (seen.source.is_some() || seen.target.is_some(), "-s/-t"),
+            (seen.key.is_some(), "-k"),
+            (
+                seen.max_connections.is_some() || seen.timeout.is_some() || seen.bind.is_some(),
+                "-n/-o/-b",
+            ),
+            (
+                seen.reresolve.is_some() || seen.no_reresolve || seen.no_keepalive,
+                "-r/-R/-j",
+            ),
+            (forward_secrecy != ForwardSecrecy::Enabled, "-f/-g"),
+        ] {
+            if given {
+                return Err(format!(
+                    "{name} cannot be combined with --config: set it per tunnel in the config file"
+                ));
+            }
+        }
+        return Ok(Invocation::Run(RunOptions {
+            source: TunnelSource::Config(PathBuf::from(config)),
+            foreground: seen.foreground,
+            wait_for_dns: seen.wait_for_dns,
+            pidfile: pidfile_for(None),
+            user: seen.user,
+            syslog: seen.syslog,
+            verbose: seen.verbose,
+        }));
+    }
+
+    let mode = match (seen.encrypt, seen.decrypt) {
+        (true, false) => Mode::Encrypt,
+        (false, true) => Mode::Decrypt,
+        (true, true) => return Err("give only one of -e (encrypt) and -d (decrypt)".into()),
+        (false, false) => {
+            return Err("say which end this is: -e (encrypt, like spiped -e) or -d (decrypt), or use --config".into());
+        }
+    };
+    let source = seen
+        .source
+        .clone()
+        .ok_or("-s <source socket> is required")?;
+    let listen = parse_address(Some(&source), "-s", "source")?;
+    let target = parse_address(seen.target.as_deref(), "-t", "target")?;
+    let key = PathBuf::from(seen.key.clone().ok_or("-k <key file> is required")?);
+    let max_connections = match seen.max_connections.as_deref() {
+        None => 100,
+        Some(n) => n.parse::<u32>().map_err(|_| {
+            format!("-n {n:?}: the connection limit must be a whole number (0 = unlimited)")
+        })?,
+    };
+    let reresolve = match (seen.reresolve.as_deref(), seen.no_reresolve) {
+        (Some(r), true) if r != "60" => {
+            return Err("-r and -R contradict each other: give at most one".into());
+        }
+        (_, true) => None,
+        (None, false) => Some(Duration::from_secs(60)),
+        (Some(r), false) => match r.parse::<u64>() {
+            Ok(secs) if secs > 0 => Some(Duration::from_secs(secs)),
+            _ => {
+                return Err(format!(
+                    "-r {r:?}: the re-resolution period must be a whole number of seconds, at least 1"
+                ));
+            }
+        },
+    };
+    Ok(Invocation::Run(RunOptions {
+        source: TunnelSource::Flags(Box::new(FlagTunnel {
+            mode,
+            listen,
+            target,
+            key,
+            forward_secrecy,
+            max_connections,
+            timeout,
+            keepalive: !seen.no_keepalive,
+            reresolve,
+            bind,
+        })),
+        foreground: seen.foreground,
+        wait_for_dns: seen.wait_for_dns,
+        pidfile: pidfile_for(Some(format!("{source}.pid"))),
+        user: seen.user,
+        syslog: seen.syslog,
+        verbose: seen.verbose,
+    }))
+}
+
+fn parse_address(value: Option<&str>, flag: &str, what: &str) -> Result<Address, String> {
+    let value = value.ok_or_else(|| format!("{flag} <{what} socket> is required"))?;
+    value.parse().map_err(|e| format!("{flag}: {e}"))
+}
+
+/// `-o`: seconds, fractions allowed; 0 means the default of 5, as in spiped.
+fn parse_timeout(value: Option<&str>) -> Result<Duration, String> {
+    let Some(value) = value else {
+        return Ok(Duration::from_secs(5));
+    };
+    match value.parse::<f64>() {
+        Ok(secs) if (0.0..=86_400.0).contains(&secs) => Ok(if secs > 0.0 {
+            Duration::from_secs_f64(secs)
+        } else {
+            Duration::from_secs(5)
+        }),
+        _ => Err(format!(
+            "-o {value:?}: the timeout must be a number of seconds between 0 and 86400 (fractions allowed)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<String> {
+        std::iter::once("sluiced")
+            .chain(line.split_whitespace())
+            .map(String::from)
+            .collect()
+    }
+
+    fn run_options(line: &str) -> RunOptions {
+        match parse(&args(line)) {
+            Ok(Invocation::Run(options)) => options,
+            Ok(_) => panic!("{line}: not a run invocation"),
+            Err(e) => panic!("{line}: {e}"),
+        }
+    }
+
+    fn flags(options: &RunOptions) -> &FlagTunnel {
+        match &options.source {
+            TunnelSource::Flags(f) => f,
+            TunnelSource::Config(_) => panic!("not flags"),
+        }
+    }
+
+    #[test]
+    fn spiped_defaults() {
+        let options = run_options("-e -s [127.0.0.1]:8025 -t example.org:8026 -k key");
+        let f = flags(&options);
+        assert_eq!(f.mode, Mode::Encrypt);
+        assert_eq!(f.max_connections, 100);
+        assert_eq!(f.timeout, Duration::from_secs(5));
+        assert!(f.keepalive);
+        assert_eq!(f.reresolve, Some(Duration::from_secs(60)));
+        assert_eq!(f.forward_secrecy, ForwardSecrecy::Enabled);
+        assert!(!options.foreground);
+        assert_eq!(
+            options.pidfile.as_deref(),
+            Some(Path::new("[127.0.0.1]:8025.pid"))
+        );
+    }
+
+    #[test]
+    fn clusters_and_attached_values() {
+        let options = run_options("-dFj -g -n0 -o 0.5 -R -s /tmp/x.sock -t [::1]:80 -k -");
+        let f = flags(&options);
+        assert_eq!(f.mode, Mode::Decrypt);
+        assert!(options.foreground && !f.keepalive);
+        assert_eq!(f.max_connections, 0);
+        assert_eq!(f.timeout, Duration::from_millis(500));
+        assert_eq!(f.reresolve, None);
+        assert_eq!(f.forward_secrecy, ForwardSecrecy::Required);
+        assert_eq!(f.key, PathBuf::from("-"));
+    }
+
+    #[test]
+    fn zero_timeout_means_default() {
+        let options = run_options("-e -s [::1]:1 -t [::1]:2 -k k -o 0");
+        assert_eq!(flags(&options).timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn usage_errors_are_clear() {
+        for (line, expect) in [
+            ("-s [::1]:1 -t [::1]:2 -k k", "-e (encrypt"),
+            ("-e -d -s [::1]:1 -t [::1]:2 -k k", "only one of -e"),
+            ("-e -t [::1]:2 -k k", "-s <source socket> is required"),
+            ("-e -s [::1]:1 -k k", "-t <target socket> is required"),
+            ("-e -s [::1]:1 -t [::1]:2", "-k <key file> is required"),
+            ("-e -f -g -s [::1]:1 -t [::1]:2 -k k", "contradict"),
+            ("-e -e -s [::1]:1 -t [::1]:2 -k k", "more than once"),
+            ("-e -s [::1]:1 -t [::1]:2 -k k -n many", "whole number"),
+            ("-e -s [::1]:1 -t [::1]:2 -k k -o -1", "timeout"),
+            ("-e -s [::1]:1 -t [::1]:2 -k k -r 30 -R", "contradict"),
+            ("-e -s [::1]:1 -t [::1]:2 -k k extra", "unexpected argument"),
+            ("-e -s nowhere -t [::1]:2 -k k", "-s:"),
+            ("-e -x", "unknown option -x"),
+            ("--config c.ron -e", "cannot be combined with --config"),
+            ("--spipe -t [::1]:2 -k k -n 3", "does not apply to --spipe"),
+        ] {
+            match parse(&args(line)) {
+                Err(e) => assert!(e.contains(expect), "{line}: {e}"),
+                Ok(_) => panic!("{line}: accepted"),
+            }
+        }
+    }
+
+    #[test]
+    fn r_60_with_capital_r_is_allowed_like_spiped() {
+        let options = run_options("-e -s [::1]:1 -t [::1]:2 -k k -r 60 -R");
+        assert_eq!(flags(&options).reresolve, None);
+    }
+
+    #[test]
+    fn spipe_mode() {
+        match parse(&args("--spipe -t [127.0.0.1]:9 -k key -f -o 2")) {
+            Ok(Invocation::Spipe(s)) => {
+                assert_eq!(s.forward_secrecy, ForwardSecrecy::Disabled);
+                assert_eq!(s.timeout, Duration::from_secs(2));
+            }
+            _ => panic!("not spipe"),
+        }
+    }
+
+    #[test]
+    fn version_wins() {
+        assert!(matches!(parse(&args("-v")), Ok(Invocation::Version)));
+    }
+}

@@ -1,0 +1,423 @@
+//! One tunnelled connection: reach the target, run the spiped handshake under a timeout,
+//! then pump both directions with half-close propagated. A packet that fails
+//! authentication ends the connection at once, with nothing after it forwarded.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, UnixStream};
+
+use crate::config::Mode;
+use crate::net::addr::Address;
+use crate::net::dhpool::{KeyPairPool, RandomnessError, random_bytes};
+use crate::net::stream::{NetReadHalf, NetStream, NetWriteHalf};
+use crate::protocol::handshake::{NONCE_LEN, SIGNED_DH_LEN};
+use crate::protocol::key::PresharedKey;
+use crate::protocol::{
+    ForwardSecrecy, Handshake, HandshakeError, MAX_PAYLOAD, PACKET_LEN, PacketError, PacketOpener,
+    PacketSealer, Role,
+};
+use crate::stats::HandshakeFailure;
+
+/// Packets sealed or opened per read/write: one syscall moves up to this many.
+pub const PACKETS_PER_BATCH: usize = 32;
+
+/// Why a handshake did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeFault {
+    #[error("{}", rejected_message(*.0))]
+    Rejected(HandshakeError),
+    #[error("{}", closed_message(*.role, *.after_our_dh))]
+    PeerClosed { role: Role, after_our_dh: bool },
+    #[error("handshake timed out after {:.1} s: the far end is not answering as an spiped peer (wrong port, a firewall, or an overloaded server)", .0.as_secs_f64())]
+    TimedOut(Duration),
+    #[error("network error during the handshake: {0}")]
+    Io(#[from] io::Error),
+    #[error(transparent)]
+    Randomness(#[from] RandomnessError),
+}
+
+fn rejected_message(error: HandshakeError) -> String {
+    error.to_string()
+}
+
+fn closed_message(role: Role, after_our_dh: bool) -> &'static str {
+    match (role, after_our_dh) {
+        (Role::Client, true) => {
+            "handshake rejected: the far end hung up after checking our key; it has a different key, requires forward secrecy (-g) while this end has it off (-f), or cannot reach its own target"
+        }
+        (Role::Client, false) => {
+            "the far end closed the connection before the handshake: is it an spiped server (spiped -d / a Decrypt tunnel)?"
+        }
+        (Role::Server, _) => "the client closed the connection before finishing the handshake",
+    }
+}
+
+impl HandshakeFault {
+    /// The cause under which this failure is counted.
+    pub fn cause(&self) -> HandshakeFailure {
+        match self {
+            HandshakeFault::Rejected(HandshakeError::BadSignature) => HandshakeFailure::WrongKey,
+            HandshakeFault::Rejected(HandshakeError::ForwardSecrecyRefused) => {
+                HandshakeFailure::ForwardSecrecyMismatch
+            }
+            HandshakeFault::Rejected(_) => HandshakeFailure::Protocol,
+            HandshakeFault::PeerClosed {
+                role: Role::Client,
+                after_our_dh: true,
+            } => HandshakeFailure::WrongKey,
+            HandshakeFault::PeerClosed { .. } | HandshakeFault::Io(_) => HandshakeFailure::Network,
+            HandshakeFault::TimedOut(_) => HandshakeFailure::Timeout,
+            HandshakeFault::Randomness(_) => HandshakeFailure::Protocol,
+        }
+    }
+}
+
+/// What one end of the handshake needs to know.
+pub struct HandshakeParams<'a> {
+    pub role: Role,
+    pub key: &'a PresharedKey,
+    pub forward_secrecy: ForwardSecrecy,
+    pub pool: &'a KeyPairPool,
+}
+
+/// Runs the spiped handshake on `stream`, reading exactly the handshake's bytes so that
+/// anything the peer sends after it stays in the socket for the data pump.
+pub async fn handshake(
+    stream: &mut NetStream,
+    params: &HandshakeParams<'_>,
+    timeout: Duration,
+) -> Result<(PacketSealer, PacketOpener), HandshakeFault> {
+    match tokio::time::timeout(timeout, handshake_inner(stream, params)).await {
+        Ok(result) => result,
+        Err(_) => Err(HandshakeFault::TimedOut(timeout)),
+    }
+}
+
+async fn handshake_inner(
+    stream: &mut NetStream,
+    params: &HandshakeParams<'_>,
+) -> Result<(PacketSealer, PacketOpener), HandshakeFault> {
+    let keypair = match params.forward_secrecy {
+        ForwardSecrecy::Disabled => None,
+        _ => Some(params.pool.take()?),
+    };
+    let role = params.role;
+    let start = Handshake::new(
+        role,
+        params.key,
+        params.forward_secrecy,
+        random_bytes()?,
+        keypair,
+    )
+    .map_err(HandshakeFault::Rejected)?;
+    stream.write_all(start.nonce()).await?;
+    let mut peer_nonce = [0u8; NONCE_LEN];
+    read_handshake_bytes(stream, &mut peer_nonce, role, false).await?;
+    let exchanged = start.receive_nonce(&peer_nonce);
+    let mut peer_dh = [0u8; SIGNED_DH_LEN];
+    let verified = match role {
+        Role::Client => {
+            stream.write_all(exchanged.signed_dh()).await?;
+            read_handshake_bytes(stream, &mut peer_dh, role, true).await?;
+            exchanged
+                .receive_signed_dh(&peer_dh)
+                .map_err(HandshakeFault::Rejected)?
+        }
+        Role::Server => {
+            read_handshake_bytes(stream, &mut peer_dh, role, false).await?;
+            let verified = exchanged
+                .receive_signed_dh(&peer_dh)
+                .map_err(HandshakeFault::Rejected)?;
+            stream.write_all(verified.signed_dh()).await?;
+            verified
+        }
+    };
+    Ok(verified.derive_session().into_packet_codecs())
+}
+
+async fn read_handshake_bytes(
+    stream: &mut NetStream,
+    buf: &mut [u8],
+    role: Role,
+    after_our_dh: bool,
+) -> Result<(), HandshakeFault> {
+    match stream.read_exact(buf).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            Err(HandshakeFault::PeerClosed { role, after_our_dh })
+        }
+        Err(e) => Err(HandshakeFault::Io(e)),
+    }
+}
+
+/// Why the target could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetFault {
+    #[error("connection refused: nothing is listening at {0}")]
+    Refused(String),
+    #[error("no answer from {target} within {:.1} s", timeout.as_secs_f64())]
+    TimedOut { target: String, timeout: Duration },
+    #[error(
+        "{target} has no usable address (not resolved yet, or no address of the bind address's family)"
+    )]
+    NoAddress { target: String },
+    #[error("cannot connect to {target}: {source}")]
+    Io { target: String, source: io::Error },
+}
+
+/// Connects to the target: each resolved address in order, all within one timeout.
+pub async fn connect_target(
+    target: &Address,
+    resolved: &[SocketAddr],
+    bind: &[SocketAddr],
+    timeout: Duration,
+) -> Result<NetStream, TargetFault> {
+    let attempt = async {
+        if let Address::Unix(path) = target {
+            return UnixStream::connect(path)
+                .await
+                .map(NetStream::Unix)
+                .map_err(|e| classify_connect_error(target, e));
+        }
+        let mut last = None;
+        for addr in resolved {
+            match connect_tcp(*addr, bind).await {
+                Ok(Some(stream)) => return Ok(NetStream::Tcp(stream)),
+                Ok(None) => {}
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(match last {
+            Some(e) => classify_connect_error(target, e),
+            None => TargetFault::NoAddress {
+                target: target.to_string(),
+            },
+        })
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(TargetFault::TimedOut {
+            target: target.to_string(),
+            timeout,
+        }),
+    }
+}
+
+/// `Ok(None)` when a bind address is set but none has this address's family.
+async fn connect_tcp(
+    addr: SocketAddr,
+    bind: &[SocketAddr],
+) -> io::Result<Option<tokio::net::TcpStream>> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if !bind.is_empty() {
+        let Some(local) = bind.iter().find(|b| b.is_ipv4() == addr.is_ipv4()) else {
+            return Ok(None);
+        };
+        socket.bind(*local)?;
+    }
+    socket.connect(addr).await.map(Some)
+}
+
+fn classify_connect_error(target: &Address, e: io::Error) -> TargetFault {
+    if e.kind() == io::ErrorKind::ConnectionRefused {
+        TargetFault::Refused(target.to_string())
+    } else {
+        TargetFault::Io {
+            target: target.to_string(),
+            source: e,
+        }
+    }
+}
+
+/// Why the data phase of a connection ended early.
+#[derive(Debug, thiserror::Error)]
+pub enum PumpFault {
+    #[error("{0}; the connection was closed and nothing after that packet was forwarded")]
+    Rejected(PacketError),
+    #[error("{side} side: {source}")]
+    Io {
+        side: &'static str,
+        source: io::Error,
+    },
+}
+
+/// Which socket is which inside a pump, for error messages.
+#[derive(Clone, Copy)]
+pub struct Sides {
+    pub input: &'static str,
+    pub output: &'static str,
+}
+
+/// Plaintext in, packets out, until end of stream; then shuts down the output's write
+/// side so the far end sees end of stream too. `count` is told of each chunk moved.
+pub async fn seal_pump(
+    input: &mut NetReadHalf,
+    output: &mut NetWriteHalf,
+    mut sealer: PacketSealer,
+    sides: Sides,
+    count: impl Fn(u64),
+) -> Result<(), PumpFault> {
+    let mut plain: Vec<u8> = Vec::new();
+    let mut sealed: Vec<u8> = Vec::new();
+    loop {
+        if plain.is_empty() {
+            // Allocate only once there is something to read: idle connections stay small.
+            input.readable().await.map_err(io_fault(sides.input))?;
+            plain.resize(PACKETS_PER_BATCH * MAX_PAYLOAD, 0);
+            sealed.reserve_exact(PACKETS_PER_BATCH * PACKET_LEN);
+        }
+        let n = input
+            .read(&mut plain)
+            .await
+            .map_err(io_fault(sides.input))?;
+        if n == 0 {
+            finish_direction(output).await;
+            return Ok(());
+        }
+        sealed.clear();
+        sealer.seal_all(&plain[..n], &mut sealed);
+        output
+            .write_all(&sealed)
+            .await
+            .map_err(io_fault(sides.output))?;
+        count(n as u64);
+    }
+}
+
+/// Packets in, plaintext out. A partial packet at end of stream is a clean end (as in
+/// spiped); a packet that fails authentication or has a bad length is an error, and the
+/// plaintext of the packets before it is still delivered.
+pub async fn open_pump(
+    input: &mut NetReadHalf,
+    output: &mut NetWriteHalf,
+    mut opener: PacketOpener,
+    sides: Sides,
+    count: impl Fn(u64),
+) -> Result<(), PumpFault> {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut filled = 0;
+    loop {
+        if buf.is_empty() {
+            input.readable().await.map_err(io_fault(sides.input))?;
+            buf.resize(PACKETS_PER_BATCH * PACKET_LEN, 0);
+        }
+        let n = input
+            .read(&mut buf[filled..])
+            .await
+            .map_err(io_fault(sides.input))?;
+        if n == 0 {
+            finish_direction(output).await;
+            return Ok(());
+        }
+        filled += n;
+        let whole = filled / PACKET_LEN * PACKET_LEN;
+        let (plain_len, verdict) = open_in_place(&mut opener, &mut buf[..whole]);
+        if plain_len > 0 {
+            output
+                .write_all(&buf[..plain_len])
+                .await
+                .map_err(io_fault(sides.output))?;
+            count(plain_len as u64);
+        }
+        verdict.map_err(PumpFault::Rejected)?;
+        buf.copy_within(whole..filled, 0);
+        filled -= whole;
+    }
+}
+
+/// Opens every packet of `packets` (a whole number of them) and packs their plaintext at
+/// the front of the same buffer. Stops at the first bad packet; returns how many
+/// plaintext bytes are at the front, and whether all packets were good.
+fn open_in_place(
+    opener: &mut PacketOpener,
+    packets: &mut [u8],
+) -> (usize, Result<(), PacketError>) {
+    let mut plain_len = 0;
+    let mut offset = 0;
+    while offset < packets.len() {
+        let packet: &mut [u8; PACKET_LEN] =
+            match (&mut packets[offset..offset + PACKET_LEN]).try_into() {
+                Ok(p) => p,
+                // Unreachable: the slice is exactly PACKET_LEN long by construction.
+                Err(_) => return (plain_len, Err(PacketError::BadLength(0))),
+            };
+        match opener.open(packet) {
+            Ok(len) => {
+                packets.copy_within(offset..offset + len, plain_len);
+                plain_len += len;
+            }
+            Err(e) => return (plain_len, Err(e)),
+        }
+        offset += PACKET_LEN;
+    }
+    (plain_len, Ok(()))
+}
+
+/// End of stream on one direction: pass it on as a half-close. A peer that already
+/// went away makes shutdown fail with ENOTCONN/ECONNRESET; that is harmless here (the
+/// bug spiped 1.6.3 aborted the whole daemon on), so the error is ignored.
+async fn finish_direction(output: &mut NetWriteHalf) {
+    let _ = output.shutdown().await;
+}
+
+fn io_fault(side: &'static str) -> impl Fn(io::Error) -> PumpFault {
+    move |source| PumpFault::Io { side, source }
+}
+
+/// The pumps of a tunnel connection in `mode`, with `inbound` the accepted socket and
+/// `outbound` the one to the target, both after the handshake. The connection ends when
+/// both directions have reached end of stream, or at the first error.
+pub async fn pump_connection(
+    mode: Mode,
+    inbound: NetStream,
+    outbound: NetStream,
+    codecs: (PacketSealer, PacketOpener),
+    count_up: impl Fn(u64),
+    count_down: impl Fn(u64),
+) -> Result<(), PumpFault> {
+    let (mut in_r, mut in_w) = inbound.into_split();
+    let (mut out_r, mut out_w) = outbound.into_split();
+    let (sealer, opener) = codecs;
+    let result = match mode {
+        // Plaintext arrives on the accepted socket; the target is the encrypted side.
+        Mode::Encrypt => {
+            let up = seal_pump(&mut in_r, &mut out_w, sealer, CLIENT_UP, count_up);
+            let down = open_pump(&mut out_r, &mut in_w, opener, CLIENT_DOWN, count_down);
+            tokio::try_join!(up, down)
+        }
+        Mode::Decrypt => {
+            let up = open_pump(&mut in_r, &mut out_w, opener, SERVER_UP, count_up);
+            let down = seal_pump(&mut out_r, &mut in_w, sealer, SERVER_DOWN, count_down);
+            tokio::try_join!(up, down)
+        }
+    };
+    if result.is_err() {
+        in_w.reset_on_close();
+        out_w.reset_on_close();
+    }
+    result.map(|_| ())
+}
+
+const CLIENT_UP: Sides = Sides {
+    input: "local client",
+    output: "far end",
+};
+const CLIENT_DOWN: Sides = Sides {
+    input: "far end",
+    output: "local client",
+};
+const SERVER_UP: Sides = Sides {
+    input: "far end",
+    output: "target",
+};
+const SERVER_DOWN: Sides = Sides {
+    input: "target",
+    output: "far end",
+};

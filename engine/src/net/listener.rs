@@ -1,0 +1,233 @@
+//! Listening sockets for tunnels: TCP (IPv4, IPv6, host names) and UNIX-domain sockets.
+//! A stale UNIX socket file left by a dead process is replaced; one that a live process
+//! still answers on is never stolen.
+
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use tokio::net::{TcpListener, TcpSocket, UnixListener};
+
+use crate::net::addr::{Address, AddressError};
+use crate::net::stream::NetStream;
+
+/// Pending connections the kernel queues for us. Clients beyond the connection limit
+/// wait here (and in SYN retries beyond it) instead of being refused.
+const BACKLOG: u32 = 128;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("cannot listen on {address}: {source}")]
+    Resolve {
+        address: String,
+        source: AddressError,
+    },
+    #[error(
+        "{address} is already in use by another program (or another tunnel): pick another port, or stop the program using it"
+    )]
+    InUse { address: String },
+    #[error(
+        "{address} is a socket that a running program is still listening on: stop that program, or pick another path"
+    )]
+    SocketInUse { address: String },
+    #[error("{address} exists and is not a socket: refusing to replace it; pick another path")]
+    NotASocket { address: String },
+    #[error("not allowed to listen on {address}: {hint}")]
+    PermissionDenied { address: String, hint: &'static str },
+    #[error("cannot listen on {address}: {source}")]
+    Io { address: String, source: io::Error },
+}
+
+/// A bound listener. A UNIX socket file this process created is removed when the
+/// listener is dropped, but only if it is still the same file.
+#[derive(Debug)]
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix {
+        listener: UnixListener,
+        path: PathBuf,
+        inode: u64,
+    },
+}
+
+impl Listener {
+    /// Binds `address` (resolving a host name once, using its first address, as spiped does).
+    pub async fn bind(address: &Address) -> Result<Listener, ListenError> {
+        let label = address.to_string();
+        match address {
+            Address::Unix(path) => bind_unix(path, &label),
+            _ => {
+                let resolved = address
+                    .resolve()
+                    .await
+                    .map_err(|source| ListenError::Resolve {
+                        address: label.clone(),
+                        source,
+                    })?;
+                let Some(first) = resolved.first() else {
+                    return Err(ListenError::Resolve {
+                        address: label.clone(),
+                        source: AddressError::NoAddresses(label),
+                    });
+                };
+                bind_tcp(*first).map_err(|e| classify_bind_error(&label, e))
+            }
+        }
+    }
+
+    pub async fn accept(&self) -> io::Result<NetStream> {
+        match self {
+            Listener::Tcp(l) => l.accept().await.map(|(s, _)| NetStream::Tcp(s)),
+            Listener::Unix { listener, .. } => {
+                listener.accept().await.map(|(s, _)| NetStream::Unix(s))
+            }
+        }
+    }
+
+    /// Where this listener actually listens (with the real port if port 0 was asked for).
+    pub fn local_label(&self) -> String {
+        match self {
+            Listener::Tcp(l) => l.local_addr().map_or_else(
+                |_| "an unknown address".to_owned(),
+                |a| Address::Ip(a).to_string(),
+            ),
+            Listener::Unix { path, .. } => path.display().to_string(),
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listener::Unix { path, inode, .. } = self
+            && std::fs::symlink_metadata(&*path).is_ok_and(|m| m.ino() == *inode)
+        {
+            let _ = std::fs::remove_file(&*path);
+        }
+    }
+}
+
+fn bind_tcp(addr: std::net::SocketAddr) -> io::Result<Listener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    Ok(Listener::Tcp(socket.listen(BACKLOG)?))
+}
+
+fn bind_unix(path: &Path, label: &str) -> Result<Listener, ListenError> {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(ListenError::NotASocket {
+                address: label.to_owned(),
+            });
+        }
+        // A socket file: live if someone accepts on it, stale if connecting is refused.
+        match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => {
+                return Err(ListenError::SocketInUse {
+                    address: label.to_owned(),
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                std::fs::remove_file(path).map_err(|e| classify_bind_error(label, e))?;
+            }
+            Err(e) => return Err(classify_bind_error(label, e)),
+        }
+    }
+    let listener = UnixListener::bind(path).map_err(|e| classify_bind_error(label, e))?;
+    let inode = std::fs::symlink_metadata(path)
+        .map(|m| m.ino())
+        .map_err(|e| classify_bind_error(label, e))?;
+    Ok(Listener::Unix {
+        listener,
+        path: path.to_owned(),
+        inode,
+    })
+}
+
+fn classify_bind_error(address: &str, e: io::Error) -> ListenError {
+    let address = address.to_owned();
+    match e.kind() {
+        io::ErrorKind::AddrInUse => ListenError::InUse { address },
+        io::ErrorKind::PermissionDenied => ListenError::PermissionDenied {
+            address,
+            hint: "ports below 1024 need administrator rights, and socket paths need a writable directory",
+        },
+        io::ErrorKind::AddrNotAvailable => ListenError::Io {
+            address,
+            source: io::Error::new(
+                e.kind(),
+                "this machine has no such address (check the IP in the listen address)",
+            ),
+        },
+        _ => ListenError::Io { address, source: e },
+    }
+}
+
+/// Whether an accept() error means the process or system ran out of something
+/// (descriptors, buffers, memory) rather than that one client gave up.
+pub fn is_resource_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_socket_path(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("sluice-test-{}-{name}.sock", std::process::id()))
+    }
+
+    #[tokio::test]
+    async fn stale_unix_socket_is_replaced() {
+        let path = temp_socket_path("stale");
+        let _ = std::fs::remove_file(&path);
+        // A socket file whose owner is gone: bind, then drop without unlinking.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+        let listener = Listener::bind(&Address::Unix(path.clone())).await.unwrap();
+        drop(listener);
+        assert!(!path.exists(), "our own socket file is removed on drop");
+    }
+
+    #[tokio::test]
+    async fn live_unix_socket_is_not_stolen() {
+        let path = temp_socket_path("live");
+        let _ = std::fs::remove_file(&path);
+        let _owner = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let err = Listener::bind(&Address::Unix(path.clone()))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ListenError::SocketInUse { .. }), "{err}");
+        assert!(path.exists());
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[tokio::test]
+    async fn regular_file_is_not_replaced() {
+        let path = temp_socket_path("file");
+        std::fs::write(&path, b"precious").unwrap();
+        let err = Listener::bind(&Address::Unix(path.clone()))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ListenError::NotASocket { .. }), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[tokio::test]
+    async fn busy_tcp_port_is_reported_in_words() {
+        let any_port = Address::Ip("127.0.0.1:0".parse().unwrap());
+        let first = Listener::bind(&any_port).await.unwrap();
+        let taken: Address = first.local_label().parse().unwrap();
+        let err = Listener::bind(&taken).await.unwrap_err();
+        assert!(matches!(err, ListenError::InUse { .. }), "{err}");
+        assert!(err.to_string().contains("already in use"));
+    }
+}

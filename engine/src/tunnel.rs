@@ -1,0 +1,734 @@
+//! A running tunnel: its listener and accept loop, the connection limit, target
+//! re-resolution, one task per connection, and the counters and events they report.
+//! New settings apply to new connections without dropping the open ones.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{ConfigError, Mode, TunnelSpec};
+use crate::events::{Event, EventKind, TunnelId};
+use crate::net::addr::Address;
+use crate::net::conn::{
+    HandshakeFault, HandshakeParams, PumpFault, TargetFault, connect_target, handshake,
+    pump_connection,
+};
+use crate::net::dhpool::KeyPairPool;
+use crate::net::listener::{ListenError, Listener, is_resource_exhaustion};
+use crate::net::stream::NetStream;
+use crate::protocol::key::PresharedKey;
+use crate::protocol::{ForwardSecrecy, Role};
+use crate::stats::TunnelStats;
+
+/// Everything a tunnel needs to run, parsed and with the key already loaded.
+#[derive(Clone)]
+pub struct TunnelSettings {
+    pub name: String,
+    pub mode: Mode,
+    pub listen: Address,
+    pub target: Address,
+    /// Local address for outgoing connections to the target (`-b`).
+    pub bind: Option<Address>,
+    pub key: PresharedKey,
+    pub forward_secrecy: ForwardSecrecy,
+    /// 0 = unlimited.
+    pub max_connections: u32,
+    /// Connect timeout and handshake timeout, each (`-o`).
+    pub timeout: Duration,
+    pub keepalive: bool,
+    /// How often to re-resolve a target host name; `None` = never (`-R`).
+    pub reresolve: Option<Duration>,
+}
+
+impl TunnelSettings {
+    /// spiped's defaults for everything not given.
+    pub fn new(
+        name: &str,
+        mode: Mode,
+        listen: Address,
+        target: Address,
+        key: PresharedKey,
+    ) -> Self {
+        TunnelSettings {
+            name: name.to_owned(),
+            mode,
+            listen,
+            target,
+            bind: None,
+            key,
+            forward_secrecy: ForwardSecrecy::Enabled,
+            max_connections: 100,
+            timeout: Duration::from_secs(5),
+            keepalive: true,
+            reresolve: Some(Duration::from_secs(60)),
+        }
+    }
+
+    /// Settings for a tunnel defined in a config file, with its key loaded by the caller.
+    pub fn from_spec(spec: &TunnelSpec, key: PresharedKey) -> Result<Self, Vec<ConfigError>> {
+        let valid = spec.validate()?;
+        Ok(TunnelSettings {
+            name: spec.name.clone(),
+            mode: spec.mode,
+            listen: valid.listen,
+            target: valid.target,
+            bind: valid.bind,
+            key,
+            forward_secrecy: spec.forward_secrecy,
+            max_connections: spec.max_connections,
+            timeout: valid.timeout,
+            keepalive: spec.keepalive,
+            reresolve: valid.reresolve,
+        })
+    }
+
+    fn role(&self) -> Role {
+        match self.mode {
+            Mode::Encrypt => Role::Client,
+            Mode::Decrypt => Role::Server,
+        }
+    }
+}
+
+impl fmt::Debug for TunnelSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TunnelSettings")
+            .field("name", &self.name)
+            .field("mode", &self.mode)
+            .field("listen", &self.listen.to_string())
+            .field("target", &self.target.to_string())
+            .field("key", &self.key.fingerprint())
+            .field("forward_secrecy", &self.forward_secrecy)
+            .field("max_connections", &self.max_connections)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a tunnel is in its life.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TunnelState {
+    Stopped,
+    /// Resolving and binding.
+    Starting,
+    Listening {
+        address: String,
+    },
+    /// Not accepting; `remaining` connections are still finishing.
+    Draining {
+        remaining: u64,
+    },
+    /// Could not start or had to stop; the reason in words.
+    Failed {
+        reason: String,
+    },
+}
+
+/// State shared between a tunnel's tasks and readers of its status.
+pub(crate) struct TunnelShared {
+    pub id: TunnelId,
+    pub name: Mutex<String>,
+    pub stats: TunnelStats,
+    pub state: Mutex<TunnelState>,
+    pub max_connections: AtomicU64,
+    events: broadcast::Sender<Event>,
+    notify: Arc<dyn Fn() + Send + Sync>,
+    next_conn: AtomicU64,
+    /// How many times the tunnel was started.
+    runs: AtomicU64,
+}
+
+impl TunnelShared {
+    pub fn new(
+        id: TunnelId,
+        name: &str,
+        events: broadcast::Sender<Event>,
+        notify: Arc<dyn Fn() + Send + Sync>,
+    ) -> Self {
+        TunnelShared {
+            id,
+            name: Mutex::new(name.to_owned()),
+            stats: TunnelStats::default(),
+            state: Mutex::new(TunnelState::Stopped),
+            max_connections: AtomicU64::new(0),
+            events,
+            notify,
+            next_conn: AtomicU64::new(1),
+            runs: AtomicU64::new(0),
+        }
+    }
+
+    pub fn name(&self) -> String {
+        self.name.lock().map(|n| n.clone()).unwrap_or_default()
+    }
+
+    pub fn state(&self) -> TunnelState {
+        self.state
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or(TunnelState::Stopped)
+    }
+
+    pub fn set_state(&self, state: TunnelState) {
+        if let Ok(mut slot) = self.state.lock() {
+            *slot = state;
+        }
+        (self.notify)();
+    }
+
+    /// Sets the state unless the tunnel was started again since run `run`.
+    fn set_state_if_run(&self, run: u64, state: TunnelState) {
+        if self.runs.load(Ordering::Relaxed) == run {
+            self.set_state(state);
+        }
+    }
+
+    /// Publishes an event (dropped if nobody listens) and wakes the viewer.
+    pub fn emit(&self, kind: EventKind) {
+        let _ = self.events.send(Event {
+            tunnel: self.id,
+            tunnel_name: self.name(),
+            at: SystemTime::now(),
+            kind,
+        });
+        (self.notify)();
+    }
+
+    /// Records a failure as the tunnel's last error and publishes it.
+    fn fail(&self, message: String, kind: EventKind) {
+        self.stats.set_last_error(message);
+        self.emit(kind);
+    }
+}
+
+/// The supervisor's handle on one running tunnel.
+pub(crate) struct RunningTunnel {
+    settings: watch::Sender<Arc<TunnelSettings>>,
+    stop_accepting: CancellationToken,
+    close_connections: CancellationToken,
+    connections: TaskTracker,
+    accept_loop: tokio::task::JoinHandle<()>,
+    /// Which start of the tunnel this is, so a late stop never overwrites a restart's state.
+    run: u64,
+}
+
+impl RunningTunnel {
+    /// Starts resolving, binding and accepting in the background.
+    pub fn start(
+        shared: Arc<TunnelShared>,
+        settings: TunnelSettings,
+        pool: Arc<KeyPairPool>,
+    ) -> RunningTunnel {
+        let (settings_tx, settings_rx) = watch::channel(Arc::new(settings));
+        let stop_accepting = CancellationToken::new();
+        let close_connections = CancellationToken::new();
+        let connections = TaskTracker::new();
+        let run = shared.runs.fetch_add(1, Ordering::Relaxed) + 1;
+        let accept_loop = tokio::spawn(accept_loop(
+            shared,
+            settings_rx,
+            pool,
+            stop_accepting.clone(),
+            close_connections.clone(),
+            connections.clone(),
+        ));
+        RunningTunnel {
+            settings: settings_tx,
+            stop_accepting,
+            close_connections,
+            connections,
+            accept_loop,
+            run,
+        }
+    }
+
+    /// New connections use `settings`; open ones carry on with what they started with.
+    pub fn update(&self, settings: TunnelSettings) {
+        self.settings.send_replace(Arc::new(settings));
+    }
+
+    /// Stops accepting at once: the listening socket is closed when this returns.
+    pub async fn close_listener(&mut self) {
+        self.stop_accepting.cancel();
+        let _ = (&mut self.accept_loop).await;
+    }
+
+    /// After [`RunningTunnel::close_listener`]: lets open connections finish on their own
+    /// (`drain`) or closes them now, and waits until they are gone.
+    pub async fn finish(self, shared: &TunnelShared, drain: bool) {
+        if !drain {
+            self.close_connections.cancel();
+        }
+        self.connections.close();
+        let remaining = self.connections.len() as u64;
+        if remaining > 0 && drain {
+            shared.set_state_if_run(self.run, TunnelState::Draining { remaining });
+        }
+        shared.emit(EventKind::Stopped {
+            draining: if drain { remaining } else { 0 },
+        });
+        self.connections.wait().await;
+        shared.set_state_if_run(self.run, TunnelState::Stopped);
+    }
+}
+
+/// Target addresses, refreshed in the background for host names.
+struct ResolvedTarget {
+    addrs: RwLock<Arc<[SocketAddr]>>,
+}
+
+impl ResolvedTarget {
+    fn current(&self) -> Arc<[SocketAddr]> {
+        self.addrs
+            .read()
+            .map(|a| Arc::clone(&a))
+            .unwrap_or_else(|_| Arc::from(Vec::new()))
+    }
+
+    fn replace(&self, addrs: Vec<SocketAddr>) {
+        if let Ok(mut slot) = self.addrs.write() {
+            *slot = Arc::from(addrs);
+        }
+    }
+}
+
+/// What the accept loop derives from one version of the settings.
+struct Generation {
+    settings: Arc<TunnelSettings>,
+    target: Arc<ResolvedTarget>,
+    bind: Arc<[SocketAddr]>,
+    limit: Option<Arc<Semaphore>>,
+    resolver: CancellationToken,
+}
+
+impl Drop for Generation {
+    fn drop(&mut self) {
+        self.resolver.cancel();
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+    #[error("cannot resolve target {target}: {message}")]
+    Target { target: String, message: String },
+    #[error("cannot resolve bind address {bind}: {message}")]
+    Bind { bind: String, message: String },
+}
+
+async fn prepare(
+    shared: &Arc<TunnelShared>,
+    settings: Arc<TunnelSettings>,
+) -> Result<Generation, StartError> {
+    let target_addrs = match &settings.target {
+        Address::Unix(_) => Vec::new(),
+        target => target.resolve().await.map_err(|e| StartError::Target {
+            target: target.to_string(),
+            message: e.to_string(),
+        })?,
+    };
+    let bind = match &settings.bind {
+        None => Vec::new(),
+        Some(bind) => bind.resolve().await.map_err(|e| StartError::Bind {
+            bind: bind.to_string(),
+            message: e.to_string(),
+        })?,
+    };
+    let target = Arc::new(ResolvedTarget {
+        addrs: RwLock::new(Arc::from(target_addrs)),
+    });
+    let resolver = CancellationToken::new();
+    if let (Address::Host { .. }, Some(period)) = (&settings.target, settings.reresolve) {
+        tokio::spawn(reresolve_loop(
+            Arc::clone(shared),
+            settings.target.clone(),
+            Arc::clone(&target),
+            period,
+            resolver.clone(),
+        ));
+    }
+    shared
+        .max_connections
+        .store(u64::from(settings.max_connections), Ordering::Relaxed);
+    Ok(Generation {
+        limit: (settings.max_connections > 0)
+            .then(|| Arc::new(Semaphore::new(settings.max_connections as usize))),
+        settings,
+        target,
+        bind: Arc::from(bind),
+        resolver,
+    })
+}
+
+async fn reresolve_loop(
+    shared: Arc<TunnelShared>,
+    target: Address,
+    resolved: Arc<ResolvedTarget>,
+    period: Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(period) => {}
+        }
+        match target.resolve().await {
+            Ok(addrs) if !addrs.is_empty() => resolved.replace(addrs),
+            Ok(_) => shared.emit(EventKind::ResolveFailed {
+                message: "no addresses".into(),
+            }),
+            Err(e) => shared.emit(EventKind::ResolveFailed {
+                message: e.to_string(),
+            }),
+        }
+    }
+}
+
+/// Backoff after accept() fails for lack of resources: the listening socket stays
+/// readable, so retrying at once would spin; open connections keep being served.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(25);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+async fn accept_loop(
+    shared: Arc<TunnelShared>,
+    mut settings_rx: watch::Receiver<Arc<TunnelSettings>>,
+    pool: Arc<KeyPairPool>,
+    stop: CancellationToken,
+    close_connections: CancellationToken,
+    connections: TaskTracker,
+) {
+    shared.set_state(TunnelState::Starting);
+    let mut current = settings_rx.borrow_and_update().clone();
+    let mut listener: Option<Listener> = None;
+    let mut generation: Option<Generation> = None;
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    let mut limit_reported = false;
+    loop {
+        // (Re)build whatever the current settings need and is missing.
+        if generation.is_none() || listener.is_none() {
+            match start_generation(&shared, &current, &mut listener).await {
+                Ok(g) => generation = Some(g),
+                Err(e) => {
+                    let reason = e.to_string();
+                    shared.set_state(TunnelState::Failed {
+                        reason: reason.clone(),
+                    });
+                    shared.fail(reason.clone(), EventKind::StartFailed { reason });
+                    // Wait for new settings or a stop; open connections keep running.
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        changed = settings_rx.changed() => {
+                            if changed.is_err() { return; }
+                            current = settings_rx.borrow_and_update().clone();
+                            continue;
+                        }
+                    }
+                }
+            }
+        }
+        let (Some(gen_now), Some(bound)) = (&generation, &listener) else {
+            continue;
+        };
+
+        let permit = match &gen_now.limit {
+            None => None,
+            Some(limit) => match Arc::clone(limit).try_acquire_owned() {
+                Ok(permit) => {
+                    limit_reported = false;
+                    Some(permit)
+                }
+                Err(_) => {
+                    if !limit_reported {
+                        limit_reported = true;
+                        shared.stats.limit_was_reached();
+                        shared.emit(EventKind::ConnectionLimitReached {
+                            limit: gen_now.settings.max_connections,
+                        });
+                    }
+                    // Like spiped: stop accepting until a slot frees up.
+                    let step = tokio::select! {
+                        () = stop.cancelled() => Step::Stop,
+                        changed = settings_rx.changed() => Step::update_or_stop(changed),
+                        permit = Arc::clone(limit).acquire_owned() => Step::Slot(permit.ok()),
+                    };
+                    match step {
+                        Step::Slot(permit) => permit,
+                        Step::Update => {
+                            apply_update(
+                                &shared,
+                                &mut current,
+                                &settings_rx,
+                                &mut generation,
+                                &mut listener,
+                            );
+                            continue;
+                        }
+                        _ => return,
+                    }
+                }
+            },
+        };
+
+        let step = tokio::select! {
+            () = stop.cancelled() => Step::Stop,
+            changed = settings_rx.changed() => Step::update_or_stop(changed),
+            accepted = bound.accept() => Step::Accepted(accepted),
+        };
+        match step {
+            Step::Accepted(Ok(stream)) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                let conn = Connection {
+                    shared: Arc::clone(&shared),
+                    settings: Arc::clone(&gen_now.settings),
+                    target: Arc::clone(&gen_now.target),
+                    bind: Arc::clone(&gen_now.bind),
+                    pool: Arc::clone(&pool),
+                    _permit: permit,
+                };
+                let close = close_connections.clone();
+                connections.spawn(async move { conn.run(stream, close).await });
+            }
+            Step::Accepted(Err(e)) if is_resource_exhaustion(&e) => {
+                shared.fail(
+                    format!("cannot accept connections: {e}"),
+                    EventKind::AcceptFailed {
+                        message: e.to_string(),
+                        retry_in: backoff,
+                    },
+                );
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+            }
+            // One client gave up between SYN and accept (ECONNABORTED and the like).
+            Step::Accepted(Err(_)) | Step::Slot(_) => {}
+            Step::Update => {
+                apply_update(
+                    &shared,
+                    &mut current,
+                    &settings_rx,
+                    &mut generation,
+                    &mut listener,
+                );
+            }
+            Step::Stop => return,
+        }
+    }
+}
+
+/// What woke the accept loop.
+enum Step {
+    Stop,
+    Update,
+    Slot(Option<OwnedSemaphorePermit>),
+    Accepted(std::io::Result<NetStream>),
+}
+
+impl Step {
+    fn update_or_stop(changed: Result<(), watch::error::RecvError>) -> Step {
+        match changed {
+            Ok(()) => Step::Update,
+            // The supervisor dropped this tunnel's settings channel: it is gone.
+            Err(_) => Step::Stop,
+        }
+    }
+}
+
+async fn start_generation(
+    shared: &Arc<TunnelShared>,
+    settings: &Arc<TunnelSettings>,
+    listener: &mut Option<Listener>,
+) -> Result<Generation, StartError> {
+    let generation = prepare(shared, Arc::clone(settings)).await?;
+    if listener.is_none() {
+        let bound = Listener::bind(&settings.listen).await?;
+        let address = bound.local_label();
+        *listener = Some(bound);
+        shared.set_state(TunnelState::Listening {
+            address: address.clone(),
+        });
+        shared.emit(EventKind::Listening { address });
+    }
+    Ok(generation)
+}
+
+/// Takes new settings: a changed listen address rebinds; anything else applies to new
+/// connections only. The next loop turn rebuilds what was dropped here.
+fn apply_update(
+    shared: &TunnelShared,
+    current: &mut Arc<TunnelSettings>,
+    settings_rx: &watch::Receiver<Arc<TunnelSettings>>,
+    generation: &mut Option<Generation>,
+    listener: &mut Option<Listener>,
+) {
+    let new = settings_rx.borrow().clone();
+    if new.listen != current.listen {
+        *listener = None;
+    }
+    if let Ok(mut name) = shared.name.lock() {
+        name.clone_from(&new.name);
+    }
+    *current = new;
+    *generation = None;
+    shared.emit(EventKind::Updated);
+}
+
+/// One accepted client and what it needs, for the life of the connection.
+struct Connection {
+    shared: Arc<TunnelShared>,
+    settings: Arc<TunnelSettings>,
+    target: Arc<ResolvedTarget>,
+    bind: Arc<[SocketAddr]>,
+    pool: Arc<KeyPairPool>,
+    /// Holds a connection slot until the connection ends.
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+enum ConnFault {
+    Handshake(HandshakeFault),
+    Target(TargetFault),
+    Pump(PumpFault),
+    Closed,
+}
+
+impl Connection {
+    async fn run(self, inbound: NetStream, close: CancellationToken) {
+        let shared = &self.shared;
+        let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+        let peer = inbound.peer_label();
+        let started = Instant::now();
+        shared.stats.connection_opened();
+        shared.emit(EventKind::ConnectionOpened {
+            conn,
+            peer: peer.clone(),
+        });
+        let up = AtomicU64::new(0);
+        let down = AtomicU64::new(0);
+        let outcome = tokio::select! {
+            outcome = self.serve(inbound, &up, &down) => outcome,
+            () = close.cancelled() => Err(ConnFault::Closed),
+        };
+        shared.stats.connection_closed();
+        let closed = |error: Option<String>| EventKind::ConnectionClosed {
+            conn,
+            peer: peer.clone(),
+            duration: started.elapsed(),
+            bytes_up: up.load(Ordering::Relaxed),
+            bytes_down: down.load(Ordering::Relaxed),
+            error,
+        };
+        match outcome {
+            Ok(()) => shared.emit(closed(None)),
+            Err(ConnFault::Handshake(fault)) => {
+                let cause = fault.cause();
+                shared.stats.handshake_failed(cause);
+                let message = fault.to_string();
+                shared.fail(
+                    message.clone(),
+                    EventKind::HandshakeFailed {
+                        conn,
+                        peer: peer.clone(),
+                        cause,
+                        message,
+                    },
+                );
+            }
+            Err(ConnFault::Target(fault)) => {
+                shared.stats.target_failed();
+                let message = fault.to_string();
+                shared.fail(
+                    message.clone(),
+                    EventKind::TargetUnreachable {
+                        conn,
+                        target: self.settings.target.to_string(),
+                        message,
+                    },
+                );
+            }
+            Err(ConnFault::Pump(fault)) => {
+                if matches!(fault, PumpFault::Rejected(_)) {
+                    shared.stats.data_rejected();
+                    shared.stats.set_last_error(fault.to_string());
+                }
+                shared.emit(closed(Some(fault.to_string())));
+            }
+            Err(ConnFault::Closed) => {
+                shared.emit(closed(Some("closed because the tunnel stopped".into())));
+            }
+        }
+    }
+
+    /// Encrypt: target first, then the handshake with it (as spiped -e).
+    /// Decrypt: the handshake first, and only an authenticated client gets a target
+    /// connection (spiped -d connects at once; this keeps unauthenticated peers from
+    /// reaching the service behind the tunnel at all).
+    async fn serve(
+        &self,
+        mut inbound: NetStream,
+        up: &AtomicU64,
+        down: &AtomicU64,
+    ) -> Result<(), ConnFault> {
+        let s = &self.settings;
+        let params = HandshakeParams {
+            role: s.role(),
+            key: &s.key,
+            forward_secrecy: s.forward_secrecy,
+            pool: &self.pool,
+        };
+        let (outbound, codecs) = match s.mode {
+            Mode::Encrypt => {
+                let mut outbound = self.connect().await?;
+                let codecs = handshake(&mut outbound, &params, s.timeout)
+                    .await
+                    .map_err(ConnFault::Handshake)?;
+                (outbound, codecs)
+            }
+            Mode::Decrypt => {
+                let codecs = handshake(&mut inbound, &params, s.timeout)
+                    .await
+                    .map_err(ConnFault::Handshake)?;
+                (self.connect().await?, codecs)
+            }
+        };
+        inbound.tune(s.keepalive);
+        outbound.tune(s.keepalive);
+        let stats = &self.shared.stats;
+        pump_connection(
+            s.mode,
+            inbound,
+            outbound,
+            codecs,
+            |n| {
+                up.fetch_add(n, Ordering::Relaxed);
+                stats.add_up(n);
+            },
+            |n| {
+                down.fetch_add(n, Ordering::Relaxed);
+                stats.add_down(n);
+            },
+        )
+        .await
+        .map_err(ConnFault::Pump)
+    }
+
+    async fn connect(&self) -> Result<NetStream, ConnFault> {
+        let addrs = self.target.current();
+        connect_target(
+            &self.settings.target,
+            &addrs,
+            &self.bind,
+            self.settings.timeout,
+        )
+        .await
+        .map_err(ConnFault::Target)
+    }
+}
