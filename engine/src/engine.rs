@@ -11,6 +11,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::events::{Event, TunnelId};
 use crate::net::dhpool::{DEFAULT_POOL_SIZE, KeyPairPool};
+use crate::net::probe::{ProbeOutcome, ProbeRequest, probe};
 use crate::stats::{CounterSnapshot, RateSample};
 use crate::tunnel::{RunningTunnel, TunnelSettings, TunnelShared, TunnelState};
 
@@ -54,6 +55,7 @@ pub struct Engine {
     shared: Arc<EngineShared>,
     runtime: tokio::runtime::Handle,
     supervisor: Option<std::thread::JoinHandle<()>>,
+    pool: Arc<KeyPairPool>,
 }
 
 impl Engine {
@@ -76,10 +78,12 @@ impl Engine {
         });
         let (commands, receiver) = mpsc::unbounded_channel();
         let supervisor_shared = Arc::clone(&shared);
+        let pool = Arc::new(KeyPairPool::new(DEFAULT_POOL_SIZE));
+        let supervisor_pool = Arc::clone(&pool);
         let supervisor = std::thread::Builder::new()
             .name("sluice-supervisor".into())
             .spawn(move || {
-                runtime.block_on(supervise(supervisor_shared, receiver));
+                runtime.block_on(supervise(supervisor_shared, receiver, supervisor_pool));
                 runtime.shutdown_timeout(Duration::from_secs(1));
             })?;
         Ok(Engine {
@@ -87,6 +91,7 @@ impl Engine {
             shared,
             runtime: handle,
             supervisor: Some(supervisor),
+            pool,
         })
     }
 
@@ -167,6 +172,19 @@ impl Engine {
         self.shared.events.subscribe()
     }
 
+    /// Tests a connection to an spiped server in the background; `done` gets the verdict
+    /// (on an engine thread) within about twice the request's timeout.
+    pub fn test_connection(
+        &self,
+        request: ProbeRequest,
+        done: impl FnOnce(ProbeOutcome) + Send + 'static,
+    ) {
+        let pool = Arc::clone(&self.pool);
+        self.runtime.spawn(async move {
+            done(probe(&request, &pool).await);
+        });
+    }
+
     /// The engine's runtime, for callers that want to await alongside it.
     pub fn runtime(&self) -> &tokio::runtime::Handle {
         &self.runtime
@@ -215,8 +233,11 @@ fn status_of(tunnel: &TunnelShared) -> TunnelStatus {
     }
 }
 
-async fn supervise(shared: Arc<EngineShared>, mut commands: mpsc::UnboundedReceiver<Command>) {
-    let pool = Arc::new(KeyPairPool::new(DEFAULT_POOL_SIZE));
+async fn supervise(
+    shared: Arc<EngineShared>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    pool: Arc<KeyPairPool>,
+) {
     let mut running: HashMap<TunnelId, RunningTunnel> = HashMap::new();
     let mut stopping = tokio::task::JoinSet::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));

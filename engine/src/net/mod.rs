@@ -5,4 +5,5 @@ pub mod addr;
 pub mod conn;
 pub mod dhpool;
 pub mod listener;
+pub mod probe;
 pub mod stream;
