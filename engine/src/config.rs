@@ -553,41 +553,48 @@ impl Config {
             )
         })?;
 
-        let file_name = path.file_name().ok_or_else(|| {
-            ConfigError::io(
-                path,
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "the path names no file: give a file path such as ~/.config/sluice/config.ron",
-                ),
-            )
-        })?;
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        fs::create_dir_all(dir).map_err(|e| ConfigError::io(dir, e))?;
-
-        let (temp_path, mut file) = create_temp(dir, file_name)?;
-        let written = file
-            .write_all(text.as_bytes())
-            .and_then(|()| file.sync_all())
-            .and_then(|()| {
-                drop(file);
-                fs::rename(&temp_path, path)
-            });
-        if let Err(e) = written {
-            // Best effort: the write or rename error is the one to report.
-            let _ = fs::remove_file(&temp_path);
-            return Err(ConfigError::io(path, e));
-        }
-        sync_dir(dir).map_err(|e| ConfigError::io(dir, e))
+        write_atomic(path, &text)
     }
 
     /// The tunnel with this exact name.
     pub fn tunnel(&self, name: &str) -> Option<&TunnelSpec> {
         self.tunnels.iter().find(|t| t.name == name)
     }
+}
+
+/// Writes `text` so that `path` always holds either the old file or the complete new one
+/// (temporary file with mode 0600 in the same directory, fsync, rename, fsync of the
+/// directory). Creates missing parent directories. Shared by everything Sluice saves.
+pub fn write_atomic(path: &Path, text: &str) -> Result<(), ConfigError> {
+    let file_name = path.file_name().ok_or_else(|| {
+        ConfigError::io(
+            path,
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the path names no file: give a file path such as ~/.config/sluice/config.ron",
+            ),
+        )
+    })?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    fs::create_dir_all(dir).map_err(|e| ConfigError::io(dir, e))?;
+
+    let (temp_path, mut file) = create_temp(dir, file_name)?;
+    let written = file
+        .write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .and_then(|()| {
+            drop(file);
+            fs::rename(&temp_path, path)
+        });
+    if let Err(e) = written {
+        // Best effort: the write or rename error is the one to report.
+        let _ = fs::remove_file(&temp_path);
+        return Err(ConfigError::io(path, e));
+    }
+    sync_dir(dir).map_err(|e| ConfigError::io(dir, e))
 }
 
 /// A new, uniquely named hidden file next to the target, readable by its owner only.

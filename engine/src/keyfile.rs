@@ -126,6 +126,14 @@ pub fn write_new_keyfile(path: &Path, bytes: &[u8]) -> Result<(), KeyfileError> 
 /// Reads a key file exactly as spiped does (every byte, no trimming) and hashes it to K.
 /// The raw bytes are wiped as soon as they are hashed.
 pub fn read_keyfile(path: &Path) -> Result<LoadedKey, KeyfileError> {
+    read_keyfile_with_bytes(path).map(|(_, loaded)| loaded)
+}
+
+/// Like [`read_keyfile`], also returning the raw bytes (wiped when dropped), for copying
+/// a key into the keychain or another file.
+pub fn read_keyfile_with_bytes(
+    path: &Path,
+) -> Result<(Zeroizing<Vec<u8>>, LoadedKey), KeyfileError> {
     let file = File::open(path).map_err(|e| open_error(path, e))?;
     let meta = file.metadata().map_err(|e| io_error(path, e))?;
     // Opening a directory for reading succeeds on Linux; only the read would fail.
@@ -135,7 +143,8 @@ pub fn read_keyfile(path: &Path) -> Result<LoadedKey, KeyfileError> {
     // Presize from the file length so the buffer is not reallocated (which would leave
     // unwiped copies behind); capped because special files can report odd lengths.
     let hint = usize::try_from(meta.len()).unwrap_or(0).min(1 << 20) + 1;
-    let mut loaded = load(file, hint).map_err(|e| io_error(path, e))?;
+    let bytes = read_all_zeroizing(file, hint).map_err(|e| io_error(path, e))?;
+    let mut loaded = loaded_from_bytes(&bytes);
     // Device nodes such as /dev/null (spiped's own tests use it) have their own modes;
     // only a regular file's mode says who can read the key.
     #[cfg(unix)]
@@ -146,25 +155,27 @@ pub fn read_keyfile(path: &Path) -> Result<LoadedKey, KeyfileError> {
             loaded.warnings.push(KeyfileWarning::ReadableByOthers(mode));
         }
     }
-    Ok(loaded)
+    Ok((bytes, loaded))
 }
 
 /// Reads a key from any reader, e.g. standard input for `-k -`. Same rules as
 /// [`read_keyfile`], without the file-mode check.
 pub fn read_key_from(reader: impl Read) -> Result<LoadedKey, KeyfileError> {
-    load(reader, 4096).map_err(|e| io_error(Path::new(STDIN_LABEL), e))
+    let bytes =
+        read_all_zeroizing(reader, 4096).map_err(|e| io_error(Path::new(STDIN_LABEL), e))?;
+    Ok(loaded_from_bytes(&bytes))
 }
 
-fn load(reader: impl Read, capacity: usize) -> io::Result<LoadedKey> {
-    let bytes = read_all_zeroizing(reader, capacity)?;
-    let key = PresharedKey::from_keyfile_bytes(&bytes);
+/// K and the warnings for a key's raw bytes.
+pub fn loaded_from_bytes(bytes: &[u8]) -> LoadedKey {
+    let key = PresharedKey::from_keyfile_bytes(bytes);
     let mut warnings = Vec::new();
     match bytes.len() {
         0 => warnings.push(KeyfileWarning::Empty),
         n if n < GENERATED_KEY_LEN => warnings.push(KeyfileWarning::Short(n)),
         _ => {}
     }
-    Ok(LoadedKey { key, warnings })
+    LoadedKey { key, warnings }
 }
 
 /// Reads to EOF into a buffer that is wiped when dropped. `Vec::reserve` would free the

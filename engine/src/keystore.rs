@@ -150,7 +150,7 @@ pub fn load_key(
         KeyRef::Keychain(name) => {
             let store = keychain.ok_or_else(|| KeySourceError::NoKeychain(name.clone()))?;
             let bytes = store.load(name)?;
-            Ok(keyfile::read_key_from(&bytes[..])?)
+            Ok(keyfile::loaded_from_bytes(&bytes))
         }
     }
 }

@@ -1,0 +1,137 @@
+//! Work the UI thread must not wait for (keychain calls, disk writes, dialogs, probes)
+//! runs elsewhere and comes back as a [`Message`], with a repaint request so the result
+//! shows at once. Saves go through one writer thread, in order, so an older config can
+//! never land after a newer one.
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+
+use sluice_engine::events::TunnelId;
+use sluice_engine::net::probe::{ProbeOutcome, ProbeRequest};
+use sluice_engine::tunnel::TunnelSettings;
+
+use crate::dialogs::DialogAnswer;
+use crate::keys::KeyInfo;
+
+/// Which file a save was for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SaveTarget {
+    Config,
+    KeyIndex,
+}
+
+/// What a file dialog was opened for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DialogPurpose {
+    /// The key file a tunnel being edited refers to.
+    EditorKeyFile,
+    ImportKey,
+    GenerateCopy,
+    ExportKey(String),
+}
+
+/// Which test-connection run a verdict belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProbeKey {
+    /// From the editor (the settings being edited).
+    Editor,
+    Tunnel(TunnelId),
+}
+
+/// A result of background work.
+pub enum Message {
+    Saved {
+        target: SaveTarget,
+        result: Result<(), String>,
+    },
+    /// A tunnel's key was loaded (or not) and its settings are ready to start.
+    TunnelReady {
+        id: TunnelId,
+        result: Result<(TunnelSettings, Vec<String>), String>,
+    },
+    KeyGenerated(Result<KeyInfo, String>),
+    KeyImported(Result<(KeyInfo, Vec<String>), String>),
+    KeyExported(Result<PathBuf, String>),
+    KeyDeleted {
+        name: String,
+        result: Result<(), String>,
+    },
+    Dialog {
+        purpose: DialogPurpose,
+        answer: DialogAnswer,
+    },
+    /// The key for a test connection was loaded; the engine can probe now.
+    ProbeReady {
+        key: ProbeKey,
+        result: Result<ProbeRequest, String>,
+    },
+    Probe {
+        key: ProbeKey,
+        outcome: ProbeOutcome,
+    },
+}
+
+/// Delivers messages to the UI thread and wakes it.
+#[derive(Clone)]
+pub struct Mailbox {
+    sender: mpsc::Sender<Message>,
+    ctx: egui::Context,
+}
+
+impl Mailbox {
+    pub fn deliver(&self, message: Message) {
+        let _ = self.sender.send(message);
+        self.ctx.request_repaint();
+    }
+}
+
+/// Starts background work and delivers its results.
+#[derive(Clone)]
+pub struct Background {
+    mailbox: Mailbox,
+    saves: mpsc::Sender<(SaveTarget, PathBuf, String)>,
+}
+
+impl Background {
+    pub fn new(ctx: egui::Context) -> (Background, mpsc::Receiver<Message>) {
+        let (sender, receiver) = mpsc::channel();
+        let mailbox = Mailbox { sender, ctx };
+        let (saves, queue) = mpsc::channel::<(SaveTarget, PathBuf, String)>();
+        let writer = mailbox.clone();
+        // Ends when the last Background is dropped. If it cannot start, `save` reports
+        // every save as failed.
+        let _ = std::thread::Builder::new()
+            .name("sluice-save".into())
+            .spawn(move || {
+                for (target, path, text) in queue {
+                    let result = sluice_engine::config::write_atomic(&path, &text)
+                        .map_err(|e| e.to_string());
+                    writer.deliver(Message::Saved { target, result });
+                }
+            });
+        (Background { mailbox, saves }, receiver)
+    }
+
+    pub fn mailbox(&self) -> Mailbox {
+        self.mailbox.clone()
+    }
+
+    /// Runs `job` on its own thread and delivers what it returns.
+    pub fn run(&self, job: impl FnOnce() -> Message + Send + 'static) {
+        let mailbox = self.mailbox.clone();
+        // A thread that cannot start leaves the operation undone; the UI stays usable.
+        let _ = std::thread::Builder::new()
+            .name("sluice-job".into())
+            .spawn(move || mailbox.deliver(job()));
+    }
+
+    /// Queues a file write; the result arrives as [`Message::Saved`].
+    pub fn save(&self, target: SaveTarget, path: PathBuf, text: String) {
+        if self.saves.send((target, path, text)).is_err() {
+            self.mailbox.deliver(Message::Saved {
+                target,
+                result: Err("the save thread is not running: changes are not being saved".into()),
+            });
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! The tunnel editor's state and its validation as you type: the same rules the config
+//! file enforces, plus what only the machine can tell (a listen port another program
+//! already holds). Drawing lives in `views::editor`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use sluice_engine::config::{Config, ConfigError, KeyRef, Mode, TunnelSpec};
+use sluice_engine::events::TunnelId;
+use sluice_engine::net::addr::Address;
+use sluice_engine::protocol::ForwardSecrecy;
+
+/// Which key a tunnel uses, as the editor shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyChoice {
+    /// A key from the key list (by name).
+    Known(String),
+    /// A key file typed or picked directly.
+    File(String),
+}
+
+/// Everything the editor form holds; turned into a [`TunnelSpec`] on save.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EditorState {
+    /// The tunnel being edited; `None` for a new one.
+    pub editing: Option<TunnelId>,
+    pub name: String,
+    pub mode: Mode,
+    pub listen: String,
+    pub target: String,
+    pub key: KeyChoice,
+    pub forward_secrecy: ForwardSecrecy,
+    pub unlimited_connections: bool,
+    pub max_connections: u32,
+    pub timeout_secs: f64,
+    pub keepalive: bool,
+    pub reresolve: bool,
+    pub reresolve_secs: u64,
+    pub bind: String,
+    pub autostart: bool,
+    /// Listen address → what binding it said, so the check runs once per edit.
+    port_check: Option<(String, Option<String>)>,
+}
+
+impl EditorState {
+    /// A new tunnel with spiped's defaults.
+    pub fn new_tunnel(default_key: Option<&str>) -> EditorState {
+        EditorState {
+            editing: None,
+            name: String::new(),
+            mode: Mode::Encrypt,
+            listen: "[127.0.0.1]:8000".into(),
+            target: String::new(),
+            key: default_key.map_or_else(
+                || KeyChoice::File(String::new()),
+                |k| KeyChoice::Known(k.to_owned()),
+            ),
+            forward_secrecy: ForwardSecrecy::Enabled,
+            unlimited_connections: false,
+            max_connections: 100,
+            timeout_secs: 5.0,
+            keepalive: true,
+            reresolve: true,
+            reresolve_secs: 60,
+            bind: String::new(),
+            autostart: false,
+            port_check: None,
+        }
+    }
+
+    /// The form for an existing tunnel; `known_keys` maps key locations to key names.
+    pub fn from_spec(
+        id: Option<TunnelId>,
+        spec: &TunnelSpec,
+        known_keys: &HashMap<KeyRef, String>,
+    ) -> EditorState {
+        let key = match known_keys.get(&spec.key) {
+            Some(name) => KeyChoice::Known(name.clone()),
+            None => match &spec.key {
+                KeyRef::File(path) => KeyChoice::File(path.display().to_string()),
+                KeyRef::Keychain(entry) => KeyChoice::Known(entry.clone()),
+            },
+        };
+        EditorState {
+            editing: id,
+            name: spec.name.clone(),
+            mode: spec.mode,
+            listen: spec.listen.clone(),
+            target: spec.target.clone(),
+            key,
+            forward_secrecy: spec.forward_secrecy,
+            unlimited_connections: spec.max_connections == 0,
+            max_connections: if spec.max_connections == 0 {
+                100
+            } else {
+                spec.max_connections
+            },
+            timeout_secs: spec.timeout_secs,
+            keepalive: spec.keepalive,
+            reresolve: spec.reresolve_secs.is_some(),
+            reresolve_secs: spec.reresolve_secs.unwrap_or(60),
+            bind: spec.bind.clone().unwrap_or_default(),
+            autostart: spec.autostart,
+            port_check: None,
+        }
+    }
+
+    /// The spec this form describes; `key_ref` resolves a known key's name to its location.
+    pub fn to_spec(&self, key_ref: impl Fn(&str) -> Option<KeyRef>) -> TunnelSpec {
+        let key = match &self.key {
+            KeyChoice::Known(name) => {
+                key_ref(name).unwrap_or_else(|| KeyRef::Keychain(name.clone()))
+            }
+            KeyChoice::File(path) => KeyRef::File(PathBuf::from(path.trim())),
+        };
+        let mut spec = TunnelSpec::new(
+            self.name.trim(),
+            self.mode,
+            self.listen.trim(),
+            self.target.trim(),
+            key,
+        );
+        spec.forward_secrecy = self.forward_secrecy;
+        spec.max_connections = if self.unlimited_connections {
+            0
+        } else {
+            self.max_connections
+        };
+        spec.timeout_secs = self.timeout_secs;
+        spec.keepalive = self.keepalive;
+        spec.reresolve_secs = self.reresolve.then_some(self.reresolve_secs);
+        spec.bind = Some(self.bind.trim().to_owned()).filter(|b| !b.is_empty());
+        spec.autostart = self.autostart;
+        spec
+    }
+
+    /// Every problem with the form, by field. `others` are the other tunnels (to catch
+    /// duplicate names and listen addresses); `in_use_by_us` says whether a listen
+    /// address is held by one of our own running tunnels (then it is not "in use by
+    /// another program").
+    pub fn problems(
+        &mut self,
+        spec: &TunnelSpec,
+        others: &[TunnelSpec],
+        in_use_by_us: impl Fn(&str) -> bool,
+    ) -> BTreeMap<&'static str, String> {
+        let mut problems = BTreeMap::new();
+        if let Err(errors) = spec.validate() {
+            for error in errors {
+                if let ConfigError::Invalid { field, message, .. } = error {
+                    problems.entry(field).or_insert(message);
+                }
+            }
+        }
+        let mut all = others.to_vec();
+        all.push(spec.clone());
+        let config = Config {
+            tunnels: all,
+            ..Config::default()
+        };
+        if let Err(errors) = config.validate() {
+            for error in errors {
+                match error {
+                    ConfigError::DuplicateName(_) => {
+                        problems
+                            .entry("name")
+                            .or_insert_with(|| "another tunnel already has this name".into());
+                    }
+                    ConfigError::DuplicateListen { first, second, .. } => {
+                        let other = if first == spec.name { second } else { first };
+                        problems
+                            .entry("listen")
+                            .or_insert_with(|| format!("tunnel \"{other}\" already listens here"));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if !problems.contains_key("listen")
+            && !in_use_by_us(&spec.listen)
+            && let Some(message) = self.listen_port_taken(&spec.listen)
+        {
+            problems.insert("listen", message);
+        }
+        if let KeyChoice::File(path) = &self.key
+            && path.trim().is_empty()
+        {
+            problems.insert("key", "choose a key, or give the path of a key file".into());
+        }
+        problems
+    }
+
+    /// Whether another program holds the listen address, checked by binding it briefly
+    /// (only numeric addresses: a host name would need a DNS lookup on the UI thread).
+    fn listen_port_taken(&mut self, listen: &str) -> Option<String> {
+        if let Some((checked, verdict)) = &self.port_check
+            && checked == listen
+        {
+            return verdict.clone();
+        }
+        let verdict = match listen.parse::<Address>() {
+            Ok(Address::Ip(addr)) => match std::net::TcpListener::bind(addr) {
+                Ok(_) => None,
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Some(format!(
+                    "port {} is already used by another program",
+                    addr.port()
+                )),
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Some(format!(
+                    "port {} needs administrator rights; pick a port above 1023",
+                    addr.port()
+                )),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => {
+                    Some(format!("{} is not an address of this machine", addr.ip()))
+                }
+                Err(_) => None,
+            },
+            _ => None,
+        };
+        self.port_check = Some((listen.to_owned(), verdict.clone()));
+        verdict
+    }
+}
+
+/// Tooltips explaining each option, in spiped's terms.
+pub mod help {
+    pub const MODE: &str = "Encrypt: local applications connect here in plaintext and the tunnel carries it encrypted to the far end (spiped -e).\nDecrypt: encrypted connections arrive here and go on in plaintext to a local service (spiped -d).";
+    pub const LISTEN: &str = "Where this tunnel accepts connections (spiped -s): [127.0.0.1]:6379, [::1]:6379, host.name:6379 or /absolute/socket/path.";
+    pub const TARGET: &str = "Where each connection goes (spiped -t): for Encrypt, the far end's spiped -d; for Decrypt, the local service.";
+    pub const KEY: &str = "The shared key. Both ends must use exactly the same key file; compare fingerprints to check.";
+    pub const FORWARD_SECRECY: &str = "Default: ephemeral Diffie-Hellman, accepting a peer that skips it.\nOff (-f): skip Diffie-Hellman; faster, but a stolen key decrypts recorded traffic.\nRequired (-g): refuse peers that use -f.";
+    pub const MAX_CONNECTIONS: &str = "At most this many connections at once (spiped -n, default 100). Further clients wait until a slot frees up.";
+    pub const TIMEOUT: &str = "Seconds allowed to connect to the target and, separately, to finish the handshake (spiped -o, default 5). Idle connections are never timed out.";
+    pub const KEEPALIVE: &str = "TCP keep-alive probes on both sockets, so dead peers are noticed (on by default; spiped -j turns it off).";
+    pub const RERESOLVE: &str = "Look the target's host name up again every so often (spiped -r, default 60 s); off = resolve once (spiped -R).";
+    pub const BIND: &str = "Local address for outgoing connections to the target (spiped -b), e.g. [192.0.2.10] or [192.0.2.10]:0. Empty: the system chooses.";
+    pub const AUTOSTART: &str = "Start this tunnel when Sluice starts.";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_keys(_: &str) -> Option<KeyRef> {
+        None
+    }
+
+    #[test]
+    fn a_new_form_round_trips_through_a_spec() {
+        let mut form = EditorState::new_tunnel(Some("redis"));
+        form.name = "redis".into();
+        form.target = "db.example.org:8025".into();
+        form.unlimited_connections = true;
+        form.reresolve = false;
+        let spec = form.to_spec(no_keys);
+        assert_eq!(spec.max_connections, 0);
+        assert_eq!(spec.reresolve_secs, None);
+        assert_eq!(spec.key, KeyRef::Keychain("redis".into()));
+        let known = HashMap::from([(KeyRef::Keychain("redis".into()), "redis".to_owned())]);
+        let again = EditorState::from_spec(None, &spec, &known);
+        assert_eq!(again.to_spec(no_keys), spec);
+    }
+
+    #[test]
+    fn problems_name_their_field() {
+        let mut form = EditorState::new_tunnel(None);
+        form.listen = "[127.0.0.1]:99999".into();
+        form.target = "nowhere".into();
+        let spec = form.to_spec(no_keys);
+        let problems = form.problems(&spec, &[], |_| false);
+        assert!(problems.contains_key("name"), "{problems:?}");
+        assert!(problems.contains_key("listen"), "{problems:?}");
+        assert!(problems["target"].contains("port"), "{problems:?}");
+        assert!(problems.contains_key("key"), "{problems:?}");
+    }
+
+    #[test]
+    fn duplicates_and_busy_ports_are_caught() {
+        let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = holder.local_addr().unwrap().port();
+        let mut form = EditorState::new_tunnel(Some("k"));
+        form.name = "a".into();
+        form.target = "[127.0.0.1]:1".into();
+        form.listen = format!("[127.0.0.1]:{port}");
+        let spec = form.to_spec(no_keys);
+        let problems = form.problems(&spec, &[], |_| false);
+        assert!(
+            problems["listen"].contains("another program"),
+            "{problems:?}"
+        );
+        // Our own running tunnel on that address is not "another program".
+        assert!(!form.problems(&spec, &[], |_| true).contains_key("listen"));
+
+        let mut other = spec.clone();
+        other.listen = "[127.0.0.1]:1".into();
+        let problems = form.problems(&other, &[other.clone()], |_| true);
+        assert!(problems["name"].contains("another tunnel"), "{problems:?}");
+        assert!(
+            problems["listen"].contains("already listens"),
+            "{problems:?}"
+        );
+    }
+}

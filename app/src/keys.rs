@@ -1,0 +1,291 @@
+//! The keys the app knows: an index of names, fingerprints and where each key lives
+//! (keychain entry or key file), saved beside the config. Key bytes are never in it; they
+//! stay in the keychain or the key file. The operations here may block (keychain prompts,
+//! disks), so the app runs them on background threads.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use sluice_engine::config::KeyRef;
+use sluice_engine::keyfile::{self, LoadedKey};
+use sluice_engine::keystore::{self, KeyStore};
+use sluice_engine::protocol::key::PresharedKey;
+
+pub const KEY_INDEX_VERSION: u32 = 1;
+
+/// One known key. `location` is exactly what a tunnel's config refers to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyInfo {
+    pub name: String,
+    pub fingerprint: String,
+    pub location: KeyRef,
+    #[serde(default)]
+    pub created_unix: u64,
+}
+
+impl KeyInfo {
+    pub fn where_label(&self) -> String {
+        match &self.location {
+            KeyRef::Keychain(_) => "keychain".to_owned(),
+            KeyRef::File(path) => format!("file {}", path.display()),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyIndex {
+    pub version: u32,
+    #[serde(default)]
+    pub keys: Vec<KeyInfo>,
+}
+
+impl KeyIndex {
+    pub fn new() -> KeyIndex {
+        KeyIndex {
+            version: KEY_INDEX_VERSION,
+            keys: Vec::new(),
+        }
+    }
+
+    /// Reads the index; a missing file is an empty index.
+    pub fn load(path: &Path) -> Result<KeyIndex, String> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => ron::from_str(&text).map_err(|e| {
+                format!(
+                    "key list {} is damaged ({e}); it was left as it is",
+                    path.display()
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(KeyIndex::new()),
+            Err(e) => Err(format!("cannot read the key list {}: {e}", path.display())),
+        }
+    }
+
+    pub fn to_ron(&self) -> String {
+        ron::ser::to_string_pretty(self, ron::ser::PrettyConfig::new()).unwrap_or_default()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&KeyInfo> {
+        self.keys.iter().find(|k| k.name == name)
+    }
+
+    /// The key a tunnel refers to, if the index knows it.
+    pub fn for_ref(&self, key: &KeyRef) -> Option<&KeyInfo> {
+        self.keys.iter().find(|k| &k.location == key)
+    }
+
+    pub fn with_fingerprint(&self, fingerprint: &str) -> Option<&KeyInfo> {
+        self.keys.iter().find(|k| k.fingerprint == fingerprint)
+    }
+}
+
+/// Checks a new key's name: non-empty, unused, printable.
+pub fn check_new_name(index: &KeyIndex, name: &str) -> Result<(), String> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err("give the key a name, such as \"redis production\"".into());
+    }
+    if name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err("the name must be at most 64 printable characters".into());
+    }
+    if index.get(name).is_some() {
+        return Err(format!("there is already a key named \"{name}\""));
+    }
+    Ok(())
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Generates 256 bits from the OS RNG; stores them in the keychain if there is one, and
+/// writes a key file at `copy_to` (mode 0600, never over an existing file) if asked.
+/// Without a keychain the key file is where the key lives, so `copy_to` is required.
+pub fn generate(
+    name: &str,
+    keychain: Option<&Arc<dyn KeyStore>>,
+    copy_to: Option<&Path>,
+) -> Result<KeyInfo, String> {
+    let bytes = keyfile::generate_key_bytes().map_err(|e| e.to_string())?;
+    let fingerprint = PresharedKey::from_keyfile_bytes(&bytes[..])
+        .fingerprint()
+        .to_string();
+    if let Some(path) = copy_to {
+        keyfile::write_new_keyfile(path, &bytes[..]).map_err(|e| e.to_string())?;
+    }
+    let location = match (keychain, copy_to) {
+        (Some(store), _) => {
+            store
+                .store_new(name, &bytes[..])
+                .map_err(|e| e.to_string())?;
+            KeyRef::Keychain(name.to_owned())
+        }
+        (None, Some(path)) => KeyRef::File(path.to_owned()),
+        (None, None) => {
+            return Err("no keychain is available: choose where to save the key file".into());
+        }
+    };
+    Ok(KeyInfo {
+        name: name.to_owned(),
+        fingerprint,
+        location,
+        created_unix: now_unix(),
+    })
+}
+
+/// Imports a key file: its bytes go into the keychain if there is one; otherwise the
+/// key stays in the file and the index refers to it. Returns the warnings about the file.
+pub fn import(
+    name: &str,
+    path: &Path,
+    keychain: Option<&Arc<dyn KeyStore>>,
+) -> Result<(KeyInfo, Vec<String>), String> {
+    let (bytes, LoadedKey { key, warnings }) =
+        keyfile::read_keyfile_with_bytes(path).map_err(|e| e.to_string())?;
+    let warnings = warnings.iter().map(|w| w.to_string()).collect();
+    let location = match keychain {
+        Some(store) => {
+            store
+                .store_new(name, &bytes[..])
+                .map_err(|e| e.to_string())?;
+            KeyRef::Keychain(name.to_owned())
+        }
+        None => KeyRef::File(path.to_owned()),
+    };
+    Ok((
+        KeyInfo {
+            name: name.to_owned(),
+            fingerprint: key.fingerprint().to_string(),
+            location,
+            created_unix: now_unix(),
+        },
+        warnings,
+    ))
+}
+
+/// Writes the key's bytes to a new file (mode 0600; an existing file is never replaced).
+pub fn export(
+    info: &KeyInfo,
+    keychain: Option<&Arc<dyn KeyStore>>,
+    to: &Path,
+) -> Result<PathBuf, String> {
+    let bytes = match &info.location {
+        KeyRef::Keychain(entry) => keychain
+            .ok_or("no keychain is available on this machine")?
+            .load(entry)
+            .map_err(|e| e.to_string())?,
+        KeyRef::File(path) => {
+            keyfile::read_keyfile_with_bytes(path)
+                .map_err(|e| e.to_string())?
+                .0
+        }
+    };
+    keyfile::write_new_keyfile(to, &bytes[..]).map_err(|e| e.to_string())?;
+    Ok(to.to_owned())
+}
+
+/// Removes the key from the keychain; a key file is left on disk (only forgotten).
+pub fn delete(info: &KeyInfo, keychain: Option<&Arc<dyn KeyStore>>) -> Result<(), String> {
+    match &info.location {
+        KeyRef::Keychain(entry) => keychain
+            .ok_or("no keychain is available on this machine")?
+            .delete(entry)
+            .map_err(|e| e.to_string()),
+        KeyRef::File(_) => Ok(()),
+    }
+}
+
+/// Loads the key a tunnel uses.
+pub fn load_for_tunnel(
+    key: &KeyRef,
+    keychain: Option<&Arc<dyn KeyStore>>,
+) -> Result<LoadedKey, String> {
+    keystore::load_key(key, keychain.map(|k| &**k)).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_engine::keystore::KeychainStore;
+
+    fn mock_keychain() -> Arc<dyn KeyStore> {
+        Arc::new(KeychainStore::new(
+            keyring_core::mock::Store::new().unwrap(),
+        ))
+    }
+
+    #[test]
+    fn generated_keys_live_in_the_keychain_and_export_to_the_same_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let keychain = mock_keychain();
+        let info = generate("redis", Some(&keychain), None).unwrap();
+        assert_eq!(info.location, KeyRef::Keychain("redis".into()));
+        let exported = dir.path().join("redis.key");
+        export(&info, Some(&keychain), &exported).unwrap();
+        let loaded = keyfile::read_keyfile(&exported).unwrap();
+        assert_eq!(loaded.key.fingerprint().to_string(), info.fingerprint);
+        assert!(
+            loaded.warnings.is_empty(),
+            "exported file is 0600 and 32 bytes"
+        );
+        // Exporting again never overwrites.
+        assert!(export(&info, Some(&keychain), &exported).is_err());
+    }
+
+    #[test]
+    fn without_a_keychain_keys_are_key_files() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(generate("k", None, None).is_err());
+        let path = dir.path().join("k.key");
+        let info = generate("k", None, Some(&path)).unwrap();
+        assert_eq!(info.location, KeyRef::File(path.clone()));
+        let (imported, _) = import("again", &path, None).unwrap();
+        assert_eq!(imported.fingerprint, info.fingerprint);
+    }
+
+    #[test]
+    fn import_warns_about_weak_or_exposed_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty.key");
+        std::fs::write(&path, b"").unwrap();
+        let (_, warnings) = import("empty", &path, Some(&mock_keychain())).unwrap();
+        assert!(warnings.iter().any(|w| w.contains("empty")), "{warnings:?}");
+    }
+
+    #[test]
+    fn names_are_checked() {
+        let mut index = KeyIndex::new();
+        assert!(check_new_name(&index, "  ").is_err());
+        index.keys.push(KeyInfo {
+            name: "a".into(),
+            fingerprint: "f".into(),
+            location: KeyRef::Keychain("a".into()),
+            created_unix: 0,
+        });
+        assert!(check_new_name(&index, "a").is_err());
+        assert!(check_new_name(&index, "b").is_ok());
+    }
+
+    #[test]
+    fn the_index_round_trips_without_key_bytes() {
+        let keychain = mock_keychain();
+        let mut index = KeyIndex::new();
+        index
+            .keys
+            .push(generate("db", Some(&keychain), None).unwrap());
+        let text = index.to_ron();
+        let secret = keychain.load("db").unwrap();
+        let secret_hex = sluice_engine::protocol::key::hex(&secret);
+        assert!(!text.contains(&secret_hex[..16]));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.ron");
+        std::fs::write(&path, &text).unwrap();
+        assert_eq!(KeyIndex::load(&path).unwrap(), index);
+    }
+}

@@ -1,0 +1,313 @@
+//! The selected tunnel: its actions, live traffic (chart, totals, connections against the
+//! limit, failures by cause, the event log) and the command for the far end.
+
+use egui::RichText;
+use egui_plot::{HoverPosition, Legend, Line, Plot, PlotPoints};
+use sluice_engine::config::Mode;
+use sluice_engine::events::TunnelId;
+use sluice_engine::stats::{HandshakeFailure, RateSample};
+
+use crate::app::{DetailTab, Model, UiCommand, UiState};
+use crate::background::ProbeKey;
+use crate::far_end;
+use crate::format;
+use crate::theme;
+use crate::views::tunnel_list::{role_label, state_words};
+
+/// How much rate history the chart shows.
+const CHART_SECONDS: usize = 300;
+
+pub fn show(
+    ui: &mut egui::Ui,
+    model: &Model,
+    state: &UiState,
+    id: TunnelId,
+    history: &[RateSample],
+    out: &mut Vec<UiCommand>,
+) {
+    let Some(entry) = model.tunnel(id) else {
+        return;
+    };
+    let spec = &entry.spec;
+    ui.add_space(6.0);
+    ui.heading(&spec.name);
+    ui.label(format!(
+        "{}: {}  to  {}",
+        role_label(spec.mode),
+        spec.listen,
+        spec.target
+    ));
+    let (words, color) = state_words(model, id);
+    ui.label(RichText::new(words).color(color));
+    ui.horizontal_wrapped(|ui| {
+        if model.is_running(id) {
+            if ui.button("■ Stop").clicked() {
+                out.push(UiCommand::Stop(id));
+            }
+        } else if ui.button("▶ Start").clicked() {
+            out.push(UiCommand::Start(id));
+        }
+        if ui.button("Edit").clicked() {
+            out.push(UiCommand::Edit(id));
+        }
+        if ui.button("Duplicate").clicked() {
+            out.push(UiCommand::Duplicate(id));
+        }
+        if ui.button("Delete").clicked() {
+            out.push(UiCommand::AskDelete(id));
+        }
+        if spec.mode == Mode::Encrypt
+            && ui
+                .button("Test connection")
+                .on_hover_text("Connect to the far end and run the handshake, without sending data")
+                .clicked()
+        {
+            out.push(UiCommand::Test(id));
+        }
+    });
+    if let Some(probe) = model.probes.get(&ProbeKey::Tunnel(id)) {
+        probe_result(ui, probe.as_ref());
+    }
+    ui.separator();
+    ui.horizontal(|ui| {
+        if ui
+            .selectable_label(state.tab == DetailTab::Traffic, "Traffic")
+            .clicked()
+        {
+            out.push(UiCommand::ShowTab(DetailTab::Traffic));
+        }
+        if ui
+            .selectable_label(state.tab == DetailTab::FarEnd, "Far end")
+            .clicked()
+        {
+            out.push(UiCommand::ShowTab(DetailTab::FarEnd));
+        }
+    });
+    ui.separator();
+    match state.tab {
+        DetailTab::Traffic => traffic(ui, model, id, history),
+        DetailTab::FarEnd => far_end_tab(ui, model, state, id, out),
+    }
+}
+
+/// The verdict of a test connection, or that one is running.
+pub fn probe_result(ui: &mut egui::Ui, probe: Option<&sluice_engine::net::probe::ProbeOutcome>) {
+    match probe {
+        None => {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label("testing…");
+            });
+        }
+        Some(outcome) => {
+            let color = if outcome.is_ok() {
+                theme::OK
+            } else {
+                theme::ERROR
+            };
+            ui.label(RichText::new(outcome.to_string()).color(color));
+        }
+    }
+}
+
+fn traffic(ui: &mut egui::Ui, model: &Model, id: TunnelId, history: &[RateSample]) {
+    let Some(status) = model.status(id) else {
+        ui.label(
+            RichText::new("Not started yet: start the tunnel to see its traffic.")
+                .color(theme::MUTED),
+        );
+        return;
+    };
+    let c = &status.counters;
+    egui::Grid::new("totals")
+        .num_columns(2)
+        .spacing([16.0, 4.0])
+        .show(ui, |ui| {
+            ui.label("Now");
+            ui.label(format!(
+                "⬆ {}   ⬇ {}",
+                format::rate(c.rate_up),
+                format::rate(c.rate_down)
+            ));
+            ui.end_row();
+            ui.label("Total");
+            ui.label(format!(
+                "⬆ {}   ⬇ {}",
+                format::bytes(c.bytes_up),
+                format::bytes(c.bytes_down)
+            ));
+            ui.end_row();
+            ui.label("Connections");
+            let limit = match status.max_connections {
+                0 => "unlimited".to_owned(),
+                n => n.to_string(),
+            };
+            ui.label(format!(
+                "{} active of {limit}, {} since start",
+                c.active_connections, c.total_connections
+            ));
+            ui.end_row();
+            let failures = c.total_handshake_failures();
+            ui.label("Handshake failures");
+            if failures == 0 {
+                ui.label("none");
+            } else {
+                let parts: Vec<String> = HandshakeFailure::ALL
+                    .iter()
+                    .filter(|cause| c.handshake_failures_for(**cause) > 0)
+                    .map(|cause| format!("{} {}", c.handshake_failures_for(*cause), cause.label()))
+                    .collect();
+                ui.label(RichText::new(parts.join(", ")).color(theme::ERROR));
+            }
+            ui.end_row();
+            ui.label("Target unreachable");
+            ui.label(c.target_failures.to_string());
+            ui.end_row();
+            ui.label("Rejected packets");
+            ui.label(c.data_rejections.to_string());
+            ui.end_row();
+            if c.limit_reached > 0 {
+                ui.label("Limit reached");
+                ui.label(RichText::new(format!("{} times", c.limit_reached)).color(theme::WARN));
+                ui.end_row();
+            }
+            if let Some(last) = &c.last_error {
+                ui.label("Last error");
+                ui.label(
+                    RichText::new(format!(
+                        "{} UTC: {}",
+                        format::time_of_day(last.at),
+                        last.message
+                    ))
+                    .color(theme::ERROR),
+                );
+                ui.end_row();
+            }
+        });
+    ui.add_space(6.0);
+    chart(ui, history);
+    ui.add_space(6.0);
+    ui.label(RichText::new("Events (newest first, times in UTC)").strong());
+    egui::ScrollArea::vertical()
+        .id_salt("log")
+        .auto_shrink(false)
+        .show(ui, |ui| match model.logs.get(&id) {
+            Some(log) if !log.is_empty() => {
+                for event in log.iter().rev() {
+                    let color = if event.kind.is_problem() {
+                        theme::ERROR
+                    } else {
+                        ui.visuals().text_color()
+                    };
+                    ui.label(
+                        RichText::new(format!("{}  {}", format::time_of_day(event.at), event.kind))
+                            .color(color),
+                    );
+                }
+            }
+            _ => {
+                ui.label(RichText::new("No events yet.").color(theme::MUTED));
+            }
+        });
+}
+
+/// Bytes per second each way over the last minutes; x is seconds before now.
+fn chart(ui: &mut egui::Ui, history: &[RateSample]) {
+    let recent = &history[history.len().saturating_sub(CHART_SECONDS)..];
+    let newest = recent.last().map_or(0, |s| s.unix_secs);
+    let points = |pick: fn(&RateSample) -> f64| -> Vec<[f64; 2]> {
+        recent
+            .iter()
+            .map(|s| [s.unix_secs as f64 - newest as f64, pick(s)])
+            .collect()
+    };
+    Plot::new("rates")
+        .height(170.0)
+        .legend(Legend::default())
+        .allow_drag(false)
+        .allow_zoom(false)
+        .allow_scroll(false)
+        .include_y(0.0)
+        .include_x(-(CHART_SECONDS as f64))
+        .include_x(0.0)
+        .x_axis_label("seconds ago")
+        .y_axis_formatter(|mark, _| format::rate(mark.value))
+        .label_formatter(|hover| match hover {
+            HoverPosition::NearDataPoint {
+                plot_name,
+                position,
+                ..
+            } => Some(format!(
+                "{plot_name}: {} ({:.0} s ago)",
+                format::rate(position.y),
+                -position.x
+            )),
+            HoverPosition::Elsewhere { .. } => None,
+        })
+        .show(ui, |plot| {
+            plot.line(Line::new("⬆ up", PlotPoints::from(points(|s| s.up))).color(theme::UP));
+            plot.line(Line::new("⬇ down", PlotPoints::from(points(|s| s.down))).color(theme::DOWN));
+        });
+}
+
+fn far_end_tab(
+    ui: &mut egui::Ui,
+    model: &Model,
+    state: &UiState,
+    id: TunnelId,
+    out: &mut Vec<UiCommand>,
+) {
+    let Some(entry) = model.tunnel(id) else {
+        return;
+    };
+    let spec = &entry.spec;
+    let far = state
+        .far_addresses
+        .get(&spec.name)
+        .cloned()
+        .unwrap_or_else(|| far_end::default_far_address(spec));
+    ui.label(match spec.mode {
+        Mode::Encrypt => "Run this on the server, next to the service (stock spiped or sluiced):",
+        Mode::Decrypt => {
+            "Run this on the machine whose clients use this tunnel (stock spiped or sluiced):"
+        }
+    });
+    ui.horizontal(|ui| {
+        let label = ui.label(far_end::far_address_label(spec.mode));
+        let mut text = far.clone();
+        if ui
+            .add(egui::TextEdit::singleline(&mut text).desired_width(220.0))
+            .labelled_by(label.id)
+            .changed()
+        {
+            out.push(UiCommand::SetFarAddress(spec.name.clone(), text));
+        }
+    });
+    let commands = far_end::far_end_commands(spec, &far, &model.host_name);
+    for (what, line) in [("spiped", &commands.spiped), ("sluiced", &commands.sluiced)] {
+        ui.add_space(4.0);
+        ui.horizontal(|ui| {
+            ui.label(RichText::new(what).strong());
+            if ui.button(format!("📋 Copy {what} command")).clicked() {
+                out.push(UiCommand::Copy(line.clone()));
+            }
+        });
+        egui::Frame::new()
+            .fill(ui.visuals().extreme_bg_color)
+            .inner_margin(6)
+            .corner_radius(4)
+            .show(ui, |ui| {
+                ui.add(egui::Label::new(RichText::new(line).monospace()).selectable(true));
+            });
+    }
+    ui.add_space(4.0);
+    for note in &commands.notes {
+        ui.label(RichText::new(note).color(theme::MUTED));
+    }
+    if let Some(key) = model.keys.for_ref(&spec.key) {
+        ui.label(format!(
+            "Key fingerprint (compare with sluiced --fingerprint on the far end): {}",
+            key.fingerprint
+        ));
+    }
+}

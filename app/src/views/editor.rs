@@ -1,0 +1,263 @@
+//! The tunnel editor: every spiped option with its default and a tooltip, problems shown
+//! under their field as you type, Save enabled only when there are none.
+
+use egui::RichText;
+use sluice_engine::config::Mode;
+use sluice_engine::protocol::ForwardSecrecy;
+
+use crate::app::{Model, UiCommand};
+use crate::background::{DialogPurpose, ProbeKey};
+use crate::editor::{EditorState, KeyChoice, help};
+use crate::views::detail::probe_result;
+use crate::views::widgets::{field_error, labelled_row};
+
+pub fn show(
+    ctx: &egui::Context,
+    editor: &mut EditorState,
+    model: &Model,
+    dialogs_unavailable: bool,
+    out: &mut Vec<UiCommand>,
+) {
+    let title = if editor.editing.is_some() {
+        "Edit tunnel"
+    } else {
+        "New tunnel"
+    };
+    let spec = editor.to_spec(|name| model.keys.get(name).map(|k| k.location.clone()));
+    let others: Vec<_> = model
+        .tunnels
+        .iter()
+        .filter(|t| Some(t.id) != editor.editing)
+        .map(|t| t.spec.clone())
+        .collect();
+    let own_listen = editor
+        .editing
+        .filter(|id| model.is_running(*id))
+        .and_then(|id| model.tunnel(id))
+        .map(|t| t.spec.listen.clone());
+    let problems = editor.problems(&spec, &others, |listen| {
+        own_listen.as_deref() == Some(listen)
+    });
+
+    egui::Window::new(title)
+        .collapsible(false)
+        .resizable(false)
+        .anchor(egui::Align2::CENTER_CENTER, [0.0, 0.0])
+        .show(ctx, |ui| {
+            egui::Grid::new("editor")
+                .num_columns(2)
+                .spacing([12.0, 6.0])
+                .show(ui, |ui| {
+                    labelled_row(
+                        ui,
+                        "Name",
+                        "A name for this tunnel, unique in the list.",
+                        |ui| {
+                            ui.add(
+                                egui::TextEdit::singleline(&mut editor.name)
+                                    .hint_text("redis production"),
+                            )
+                        },
+                    );
+                    field_error(ui, problems.get("name"));
+
+                    let label = ui.label("Role").on_hover_text(help::MODE);
+                    ui.horizontal(|ui| {
+                        ui.radio_value(&mut editor.mode, Mode::Encrypt, "Encrypt (spiped -e)")
+                            .labelled_by(label.id)
+                            .on_hover_text(help::MODE);
+                        ui.radio_value(&mut editor.mode, Mode::Decrypt, "Decrypt (spiped -d)")
+                            .labelled_by(label.id)
+                            .on_hover_text(help::MODE);
+                    });
+                    ui.end_row();
+
+                    labelled_row(ui, "Listen on", help::LISTEN, |ui| {
+                        ui.add(
+                            egui::TextEdit::singleline(&mut editor.listen)
+                                .hint_text("[127.0.0.1]:6379"),
+                        )
+                    });
+                    field_error(ui, problems.get("listen"));
+                    labelled_row(ui, "Target", help::TARGET, |ui| {
+                        ui.add(
+                            egui::TextEdit::singleline(&mut editor.target)
+                                .hint_text("server.example:8025"),
+                        )
+                    });
+                    field_error(ui, problems.get("target"));
+
+                    let label = ui.label("Key").on_hover_text(help::KEY);
+                    ui.vertical(|ui| {
+                        key_picker(ui, editor, model, dialogs_unavailable, label.id, out)
+                    });
+                    ui.end_row();
+                    field_error(ui, problems.get("key"));
+
+                    labelled_row(ui, "Forward secrecy", help::FORWARD_SECRECY, |ui| {
+                        egui::ComboBox::from_id_salt("forward_secrecy")
+                            .selected_text(fs_label(editor.forward_secrecy))
+                            .show_ui(ui, |ui| {
+                                for fs in [
+                                    ForwardSecrecy::Enabled,
+                                    ForwardSecrecy::Disabled,
+                                    ForwardSecrecy::Required,
+                                ] {
+                                    ui.selectable_value(
+                                        &mut editor.forward_secrecy,
+                                        fs,
+                                        fs_label(fs),
+                                    );
+                                }
+                            })
+                            .response
+                    });
+
+                    let label = ui
+                        .label("Connection limit")
+                        .on_hover_text(help::MAX_CONNECTIONS);
+                    ui.horizontal(|ui| {
+                        ui.add_enabled(
+                            !editor.unlimited_connections,
+                            egui::DragValue::new(&mut editor.max_connections).range(1..=1_000_000),
+                        )
+                        .labelled_by(label.id)
+                        .on_hover_text(help::MAX_CONNECTIONS);
+                        ui.checkbox(&mut editor.unlimited_connections, "unlimited (-n 0)");
+                    });
+                    ui.end_row();
+
+                    labelled_row(ui, "Timeout", help::TIMEOUT, |ui| {
+                        ui.add(
+                            egui::DragValue::new(&mut editor.timeout_secs)
+                                .range(0.1..=3600.0)
+                                .speed(0.1)
+                                .suffix(" s"),
+                        )
+                    });
+                    field_error(ui, problems.get("timeout_secs"));
+
+                    labelled_row(ui, "Keep-alive", help::KEEPALIVE, |ui| {
+                        ui.checkbox(&mut editor.keepalive, "TCP keep-alive (off = spiped -j)")
+                    });
+
+                    let label = ui.label("Re-resolve target").on_hover_text(help::RERESOLVE);
+                    ui.horizontal(|ui| {
+                        ui.checkbox(&mut editor.reresolve, "every")
+                            .labelled_by(label.id)
+                            .on_hover_text(help::RERESOLVE);
+                        ui.add_enabled(
+                            editor.reresolve,
+                            egui::DragValue::new(&mut editor.reresolve_secs)
+                                .range(1..=86_400)
+                                .suffix(" s"),
+                        )
+                        .labelled_by(label.id);
+                    });
+                    ui.end_row();
+                    field_error(ui, problems.get("reresolve_secs"));
+
+                    labelled_row(ui, "Outgoing address", help::BIND, |ui| {
+                        ui.add(
+                            egui::TextEdit::singleline(&mut editor.bind)
+                                .hint_text("optional, e.g. [192.0.2.10]"),
+                        )
+                    });
+                    field_error(ui, problems.get("bind"));
+
+                    labelled_row(ui, "Autostart", help::AUTOSTART, |ui| {
+                        ui.checkbox(&mut editor.autostart, "start when Sluice starts")
+                    });
+                });
+
+            ui.separator();
+            ui.horizontal(|ui| {
+                let save = ui.add_enabled(problems.is_empty(), egui::Button::new("Save"));
+                if save.clicked() {
+                    out.push(UiCommand::SaveEditor);
+                }
+                if !problems.is_empty() {
+                    ui.label(RichText::new("fix the fields marked in red to save").small());
+                }
+                if ui.button("Cancel").clicked() {
+                    out.push(UiCommand::CancelEditor);
+                }
+                if editor.mode == Mode::Encrypt
+                    && ui
+                        .add_enabled(problems.is_empty(), egui::Button::new("Test connection"))
+                        .on_hover_text(
+                            "Connect to the target and run the handshake with these settings",
+                        )
+                        .clicked()
+                {
+                    out.push(UiCommand::TestFromEditor);
+                }
+            });
+            if let Some(probe) = model.probes.get(&ProbeKey::Editor) {
+                probe_result(ui, probe.as_ref());
+            }
+        });
+}
+
+fn fs_label(fs: ForwardSecrecy) -> &'static str {
+    match fs {
+        ForwardSecrecy::Enabled => "default (accept either)",
+        ForwardSecrecy::Disabled => "off (-f)",
+        ForwardSecrecy::Required => "required (-g)",
+    }
+}
+
+fn key_picker(
+    ui: &mut egui::Ui,
+    editor: &mut EditorState,
+    model: &Model,
+    dialogs_unavailable: bool,
+    label: egui::Id,
+    out: &mut Vec<UiCommand>,
+) {
+    let selected = match &editor.key {
+        KeyChoice::Known(name) => match model.keys.get(name) {
+            Some(info) => format!("{name}  ({})", short_fingerprint(&info.fingerprint)),
+            None => format!("{name} (not in the key list)"),
+        },
+        KeyChoice::File(_) => "a key file…".to_owned(),
+    };
+    egui::ComboBox::from_id_salt("key")
+        .selected_text(selected)
+        .width(260.0)
+        .show_ui(ui, |ui| {
+            for info in &model.keys.keys {
+                let text = format!("{}  ({})", info.name, short_fingerprint(&info.fingerprint));
+                ui.selectable_value(&mut editor.key, KeyChoice::Known(info.name.clone()), text);
+            }
+            if !matches!(editor.key, KeyChoice::File(_))
+                && ui.selectable_label(false, "a key file…").clicked()
+            {
+                editor.key = KeyChoice::File(String::new());
+            }
+        })
+        .response
+        .labelled_by(label)
+        .on_hover_text(help::KEY);
+    if let KeyChoice::File(path) = &mut editor.key {
+        ui.horizontal(|ui| {
+            ui.add(
+                egui::TextEdit::singleline(path)
+                    .hint_text("/path/to/keyfile")
+                    .desired_width(200.0),
+            )
+            .labelled_by(label);
+            if ui.button("Browse…").clicked() {
+                out.push(UiCommand::OpenDialog(DialogPurpose::EditorKeyFile));
+            }
+        });
+        if dialogs_unavailable {
+            ui.label(RichText::new("No file dialog is available here: type the path.").small());
+        }
+    }
+}
+
+/// The first two groups of a fingerprint: enough to tell keys apart in a list.
+pub fn short_fingerprint(fingerprint: &str) -> String {
+    fingerprint.split(':').take(2).collect::<Vec<_>>().join(":")
+}
