@@ -12,7 +12,7 @@ mod support;
 
 use std::fs;
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
@@ -37,6 +37,7 @@ fn check_works(what: &str, client_addr: &Addr, len: usize, seed: u64) {
 /// A tunnel that must refuse: the client sees the connection close without any data,
 /// within a few seconds, and the echo server behind it receives nothing.
 fn check_refused(what: &str, client_addr: &Addr, echo: &Echo) {
+    let before = echo.bytes();
     let data = test_data(4096, 99);
     let got = exchange_with(client_addr, &data, FEW_SECONDS + Duration::from_secs(5));
     assert!(
@@ -55,7 +56,7 @@ fn check_refused(what: &str, client_addr: &Addr, echo: &Echo) {
         "{what}: the connection took {:?} to close",
         got.elapsed
     );
-    assert_eq!(echo.bytes(), 0, "{what}: data reached the target");
+    assert_eq!(echo.bytes(), before, "{what}: data reached the target");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -171,6 +172,27 @@ fn server_half_closes_first_both_pairings() {
             data.len()
         );
     }
+}
+
+#[test]
+fn many_concurrent_connections_both_pairings() {
+    const CLIENTS: usize = 32;
+    let dir = temp_dir();
+    let key = random_key(dir.path(), "key");
+    let echo = Echo::tcp(LOCALHOST_V4);
+    let (pairings, _procs) = both_pairings(&echo.addr, &key, dir.path());
+    std::thread::scope(|s| {
+        for (p, (what, client)) in pairings.iter().enumerate() {
+            for i in 0..CLIENTS {
+                s.spawn(move || {
+                    let data = test_data(128 * 1024 + i, (100 + p * CLIENTS + i) as u64);
+                    let got = exchange_with(client, &data, SLOW);
+                    assert_echoed(&format!("{what}, client {i}"), &data, &got);
+                });
+            }
+        }
+    });
+    assert_eq!(echo.connections(), 2 * CLIENTS);
 }
 
 /// Byte offset, in one direction of an encrypted stream, inside the third data packet
@@ -943,4 +965,106 @@ fn generated_key_works_with_spiped_and_is_never_overwritten() {
     );
     assert!(stderr.contains("already exists"), "{stderr}");
     assert_eq!(fs::read(&key).unwrap(), bytes, "the key file was changed");
+}
+
+// ---------------------------------------------------------------------------------------
+// Beyond the list: the Engine library API (what the desktop app drives) against spiped
+
+/// Waits for the next event matching `want`, skipping others; panics after 10 s.
+fn next_event<T>(
+    engine: &sluice_engine::Engine,
+    events: &mut tokio::sync::broadcast::Receiver<sluice_engine::Event>,
+    mut want: impl FnMut(&sluice_engine::EventKind) -> Option<T>,
+) -> T {
+    engine.runtime().block_on(async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let event = tokio::time::timeout_at(deadline, events.recv())
+                .await
+                .expect("event within 10 s")
+                .expect("event stream open");
+            if let Some(found) = want(&event.kind) {
+                return found;
+            }
+        }
+    })
+}
+
+#[test]
+fn engine_api_decrypt_tunnel_serves_spiped_and_counts() {
+    use sluice_engine::{
+        Address, Engine, EventKind, HandshakeFailure, Mode, PresharedKey, TunnelId, TunnelSettings,
+    };
+
+    let dir = temp_dir();
+    let key_bytes = b"a key shared by spiped and the engine, 256 bits or more";
+    let key = write_key(dir.path(), "key", key_bytes);
+    let other_key = random_key(dir.path(), "other.key");
+    let echo = Echo::tcp(LOCALHOST_V4);
+
+    let engine = Engine::start(|| {}).expect("start engine");
+    let mut events = engine.subscribe();
+    let id = TunnelId(7);
+    let settings = TunnelSettings::new(
+        "api",
+        Mode::Decrypt,
+        Address::Ip(SocketAddr::new(LOCALHOST_V4, 0)),
+        Address::Ip(echo.addr.tcp()),
+        PresharedKey::from_keyfile_bytes(key_bytes),
+    );
+    engine.start_tunnel(id, settings);
+    let listening = next_event(&engine, &mut events, |kind| match kind {
+        EventKind::Listening { address } => Some(address.clone()),
+        EventKind::StartFailed { reason } => panic!("tunnel did not start: {reason}"),
+        _ => None,
+    });
+    let Ok(Address::Ip(bound)) = listening.parse::<Address>() else {
+        panic!("odd listening address {listening:?}");
+    };
+    let server = Addr::Tcp(bound);
+
+    // A good client, through spiped -e.
+    let (_client, client) = spiped("-e", LOCALHOST_V4, &server, &key, &[], dir.path());
+    let data = test_data(3 * MIB + 17, 150);
+    let got = exchange_with(&client, &data, SLOW);
+    assert_echoed("spiped -e -> Engine Decrypt tunnel", &data, &got);
+    let (up, down, error) = next_event(&engine, &mut events, |kind| match kind {
+        EventKind::ConnectionClosed {
+            bytes_up,
+            bytes_down,
+            error,
+            ..
+        } => Some((*bytes_up, *bytes_down, error.clone())),
+        _ => None,
+    });
+    assert_eq!(
+        (up, down, error),
+        (data.len() as u64, data.len() as u64, None)
+    );
+
+    // A client with another key.
+    let (_bad, bad) = spiped("-e", LOCALHOST_V4, &server, &other_key, &[], dir.path());
+    check_refused(
+        "spiped -e (other key) -> Engine Decrypt tunnel",
+        &bad,
+        &echo,
+    );
+    let cause = next_event(&engine, &mut events, |kind| match kind {
+        EventKind::HandshakeFailed { cause, .. } => Some(*cause),
+        _ => None,
+    });
+    assert_eq!(cause, HandshakeFailure::WrongKey);
+
+    let status = engine.status(id).expect("tunnel status");
+    let counters = &status.counters;
+    assert_eq!(counters.total_connections, 2);
+    assert_eq!(counters.active_connections, 0);
+    assert_eq!(counters.bytes_up, data.len() as u64);
+    assert_eq!(counters.bytes_down, data.len() as u64);
+    assert_eq!(
+        counters.handshake_failures_for(HandshakeFailure::WrongKey),
+        1
+    );
+    assert_eq!(counters.total_handshake_failures(), 1);
+    engine.shutdown(true);
 }
