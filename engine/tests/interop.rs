@@ -395,6 +395,42 @@ fn sluiced_spipe_reports_wrong_key() {
     assert_eq!(echo.bytes(), 0);
 }
 
+/// spiped -d connects to its target before the handshake ends, so when the target is
+/// down its clients see the handshake fail (spipe: "Handshake failed", exit 1).
+/// sluiced -d authenticates first and connects afterwards; its clients must still learn
+/// that the session failed rather than see an orderly, empty session.
+#[test]
+fn unreachable_target_behind_d_fails_the_client() {
+    let dir = temp_dir();
+    let key = random_key(dir.path(), "key");
+    // Nothing will ever listen here.
+    let dead = Addr::Unix(dir.path().join("nothing.sock"));
+    let (_spiped_d, spiped_d) = spiped("-d", LOCALHOST_V4, &dead, &key, &[], dir.path());
+    let (_sluiced_d, sluiced_d) = sluiced("-d", LOCALHOST_V4, &dead, &key, &[], dir.path());
+    for (server_name, server) in [("spiped -d", &spiped_d), ("sluiced -d", &sluiced_d)] {
+        for (client_name, program, flag) in [
+            ("spipe", spipe_bin(), false),
+            ("sluiced --spipe", SLUICED.to_owned(), true),
+        ] {
+            for (round, input) in [&b""[..], b"hello\n"].iter().cycle().take(6).enumerate() {
+                let mut client = run_client(
+                    "dead-target-client",
+                    spipe_command(&program, flag, server, &key),
+                    input,
+                    dir.path(),
+                );
+                let status = client.try_wait().expect("exited");
+                assert!(
+                    !status.success(),
+                    "{client_name} -> {server_name} -> unreachable target, round {round}: exited {status} as if the session worked; stderr:\n{}",
+                    client.stderr()
+                );
+                assert!(client.stdout().is_empty());
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // 5. The -f/-g matrix (PROTOCOL.md section 7), both mixed pairings
 
