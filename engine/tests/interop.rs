@@ -6,7 +6,10 @@
 //!
 //! Every spiped is run with -F (foreground) and every child is killed and reaped when its
 //! guard drops. Listen ports are picked by binding port 0 and releasing it; starting a
-//! daemon retries with a new port if the port was taken meanwhile.
+//! daemon retries with a new port if the port was taken meanwhile. Linux only: whether a
+//! child listens yet is read from /proc rather than probed with a connection.
+
+#![cfg(target_os = "linux")]
 
 mod support;
 
@@ -127,6 +130,10 @@ fn server_speaks_first_both_pairings() {
     let server = Echo::tcp_with(LOCALHOST_V4, Behaviour::BannerThenEcho(banner.clone()));
     let (pairings, _procs) = both_pairings(&server.addr, &key, dir.path());
     for (i, (what, client)) in pairings.iter().enumerate() {
+        // A client that half-closes at once, during the handshake, still gets the banner.
+        let got = exchange_with(client, &[], SLOW);
+        assert_echoed(&format!("{what}, silent client"), &banner, &got);
+
         let mut stream = client.connect().expect("connect");
         stream.set_read_timeout(Some(SLOW)).unwrap();
         let mut got = vec![0u8; banner.len()];
@@ -644,8 +651,8 @@ fn unix_socket_stale_file_does_not_block_sluiced() {
     drop(UnixListener::bind(&path).expect("bind stale socket"));
     assert!(path.exists(), "the stale socket file should be left behind");
 
-    let socket = Addr::Unix(path);
-    let (server_proc, server) =
+    let socket = Addr::Unix(path.clone());
+    let (mut server_proc, server) =
         sluiced_on("-d", || socket.clone(), &echo.addr, &key, &[], dir.path());
     let (_client, client) = spiped("-e", LOCALHOST_V4, &server, &key, &[], dir.path());
     check_works(
@@ -654,7 +661,44 @@ fn unix_socket_stale_file_does_not_block_sluiced() {
         64 * 1024,
         83,
     );
-    drop(server_proc);
+
+    // A live socket, though, is not taken over.
+    let mut second = Command::new(SLUICED);
+    second
+        .args([
+            "-d",
+            "-F",
+            "-s",
+            &socket.spiped(),
+            "-t",
+            &echo.addr.spiped(),
+            "-k",
+        ])
+        .arg(&key);
+    let mut second = Proc::spawn("sluiced-second", second, dir.path());
+    let status = second
+        .wait_timeout(Duration::from_secs(10))
+        .expect("a second sluiced on a live socket should exit");
+    assert_eq!(status.code(), Some(1), "stderr:\n{}", second.stderr());
+    assert!(
+        second.stderr().contains("still listening"),
+        "{}",
+        second.stderr()
+    );
+    check_works(
+        "the first sluiced after the second gave up",
+        &client,
+        1024,
+        84,
+    );
+
+    // On a graceful stop sluiced removes its socket file (spiped leaves it behind).
+    server_proc.signal(libc::SIGTERM);
+    let status = server_proc
+        .wait_timeout(Duration::from_secs(10))
+        .expect("sluiced exits on SIGTERM");
+    assert_eq!(status.code(), Some(0));
+    assert!(!path.exists(), "sluiced left its socket file behind");
 }
 
 // ---------------------------------------------------------------------------------------
