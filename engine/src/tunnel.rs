@@ -696,7 +696,17 @@ impl Connection {
                 let codecs = handshake(&mut inbound, &params, s.timeout)
                     .await
                     .map_err(ConnFault::Handshake)?;
-                (self.connect().await?, codecs)
+                match self.connect().await {
+                    Ok(outbound) => (outbound, codecs),
+                    Err(fault) => {
+                        // The client has finished its handshake: an orderly close would
+                        // look like a session the service ended without a word (spipe
+                        // exits 0). spiped -d's clients see the handshake fail instead;
+                        // a reset tells ours that this session failed.
+                        inbound.reset_on_close();
+                        return Err(fault);
+                    }
+                }
             }
         };
         inbound.tune(s.keepalive);

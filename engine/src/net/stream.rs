@@ -27,6 +27,15 @@ impl NetStream {
         }
     }
 
+    /// Makes the coming close a reset (SO_LINGER 0) instead of an orderly end of stream,
+    /// for a connection that failed after the peer was told all was well. TCP only: a
+    /// UNIX-domain socket has no way to close with a reset.
+    pub fn reset_on_close(&self) {
+        if let NetStream::Tcp(tcp) = self {
+            let _ = SockRef::from(tcp).set_linger(Some(std::time::Duration::ZERO));
+        }
+    }
+
     /// The peer's address in words, for logs.
     pub fn peer_label(&self) -> String {
         match self {
