@@ -291,7 +291,7 @@ mod tests {
         assert!(!form.problems(&spec, &[], |_| true).contains_key("listen"));
 
         let mut other = spec.clone();
-        other.listen = "[127.0.0.1]:1".into();
+        other.listen = "[127.0.0.1]:2".into();
         let problems = form.problems(&other, &[other.clone()], |_| true);
         assert!(problems["name"].contains("another tunnel"), "{problems:?}");
         assert!(
