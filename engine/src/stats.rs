@@ -115,7 +115,7 @@ pub struct RateSample {
 #[derive(Default)]
 struct RateHistory {
     samples: VecDeque<RateSample>,
-    last_totals: Option<(u64, u64)>,
+    last_totals: (u64, u64),
 }
 
 impl TunnelStats {
@@ -172,11 +172,10 @@ impl TunnelStats {
         let Ok(mut history) = self.history.lock() else {
             return false;
         };
-        let (up, down) = match history.last_totals {
-            Some((u, d)) => (totals.0.saturating_sub(u), totals.1.saturating_sub(d)),
-            None => (0, 0),
-        };
-        history.last_totals = Some(totals);
+        // Counters start at zero, so the first second counts everything so far.
+        let (u, d) = history.last_totals;
+        let (up, down) = (totals.0.saturating_sub(u), totals.1.saturating_sub(d));
+        history.last_totals = totals;
         let unix_secs = now
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -232,6 +231,11 @@ mod tests {
         let stats = TunnelStats::default();
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
         assert!(!stats.sample_rates(t0));
+        // Traffic before the very first sample counts in the first second it is seen.
+        let fresh = TunnelStats::default();
+        fresh.add_up(5);
+        assert!(fresh.sample_rates(t0));
+        assert_eq!(fresh.snapshot().rate_up, 5.0);
         stats.add_up(300);
         stats.add_down(7);
         assert!(stats.sample_rates(t0 + Duration::from_secs(1)));

@@ -61,13 +61,11 @@ pub fn show(
                     );
                     field_error(ui, problems.get("name"));
 
-                    let label = ui.label("Role").on_hover_text(help::MODE);
+                    ui.label("Role").on_hover_text(help::MODE);
                     ui.horizontal(|ui| {
                         ui.radio_value(&mut editor.mode, Mode::Encrypt, "Encrypt (spiped -e)")
-                            .labelled_by(label.id)
                             .on_hover_text(help::MODE);
                         ui.radio_value(&mut editor.mode, Mode::Decrypt, "Decrypt (spiped -d)")
-                            .labelled_by(label.id)
                             .on_hover_text(help::MODE);
                     });
                     ui.end_row();
@@ -144,7 +142,6 @@ pub fn show(
                     let label = ui.label("Re-resolve target").on_hover_text(help::RERESOLVE);
                     ui.horizontal(|ui| {
                         ui.checkbox(&mut editor.reresolve, "every")
-                            .labelled_by(label.id)
                             .on_hover_text(help::RERESOLVE);
                         ui.add_enabled(
                             editor.reresolve,

@@ -1,0 +1,172 @@
+//! Shared pieces of the app's UI tests: one harness factory building the real app with a
+//! temporary config directory, keyring-core's mock store and scripted file dialogs; a
+//! wait that steps frames until a condition holds; a loopback echo server.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use egui::accesskit::Role;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use sluice::SluiceApp;
+use sluice::dialogs::{DialogAnswer, DialogKind, FileDialog};
+use sluice::services::{AppPaths, Keychain, Services};
+use sluice_engine::keystore::KeychainStore;
+
+/// File dialogs that answer from a script, recording what was asked.
+#[derive(Default)]
+pub struct ScriptedDialogs {
+    pub answers: Mutex<VecDeque<DialogAnswer>>,
+    pub asked: Mutex<Vec<DialogKind>>,
+}
+
+impl ScriptedDialogs {
+    pub fn answer(&self, answer: DialogAnswer) {
+        self.answers.lock().unwrap().push_back(answer);
+    }
+}
+
+impl FileDialog for ScriptedDialogs {
+    fn open(&self, kind: DialogKind, done: Box<dyn FnOnce(DialogAnswer) + Send>) {
+        self.asked.lock().unwrap().push(kind);
+        let answer = self
+            .answers
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(DialogAnswer::Cancelled);
+        done(answer);
+    }
+}
+
+pub fn mock_keychain() -> Keychain {
+    Keychain::Available(Arc::new(KeychainStore::new(
+        keyring_core::mock::Store::new().unwrap(),
+    )))
+}
+
+pub fn services(dir: &Path, keychain: Keychain, dialogs: Arc<ScriptedDialogs>) -> Services {
+    Services {
+        paths: AppPaths::in_dir(dir),
+        keychain,
+        dialogs,
+        host_name: "testhost".into(),
+    }
+}
+
+/// The real app in a harness, sized like a laptop window.
+pub fn app_harness(services: Services) -> Harness<'static, SluiceApp> {
+    Harness::builder()
+        .with_size([1280.0, 800.0])
+        .with_max_steps(400)
+        .build_eframe(move |cc| SluiceApp::new(cc, services).expect("the app starts"))
+}
+
+/// The same, rendering real pixels through wgpu (lavapipe here) for snapshots.
+pub fn snapshot_harness(services: Services) -> Harness<'static, SluiceApp> {
+    Harness::builder()
+        .with_size([1280.0, 800.0])
+        .with_max_steps(400)
+        .wgpu()
+        .build_eframe(move |cc| SluiceApp::new(cc, services).expect("the app starts"))
+}
+
+/// Steps frames (background work and the engine run on their own threads) until
+/// `condition` holds, or fails the test after 20 s naming what it waited for.
+pub fn wait_until(
+    harness: &mut Harness<'_, SluiceApp>,
+    what: &str,
+    condition: impl Fn(&SluiceApp) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        harness.run_ok();
+        if condition(harness.state()) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+        harness.step();
+    }
+}
+
+/// Replaces the text of the text field labelled `label`.
+pub fn set_text(harness: &mut Harness<'_, SluiceApp>, label: &str, text: &str) {
+    let field = harness.get_by_role_and_label(Role::TextInput, label);
+    field.focus();
+    field.set_text_value_accesskit(text);
+    harness.run_ok();
+}
+
+pub fn click(harness: &mut Harness<'_, SluiceApp>, label: &str) {
+    harness.get_by_label(label).click();
+    harness.run_ok();
+}
+
+/// Whether some widget's text contains `needle`.
+pub fn shows(harness: &Harness<'_, SluiceApp>, needle: &str) -> bool {
+    harness.query_all_by_label_contains(needle).next().is_some()
+}
+
+/// A TCP echo server on loopback that echoes until the client half-closes, then
+/// half-closes back. Runs until the test process ends.
+pub fn echo_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || echo(stream));
+        }
+    });
+    addr
+}
+
+fn echo(mut stream: TcpStream) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if stream.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+}
+
+/// A port on loopback that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Sends `data` through `addr`, half-closes, and returns everything that came back.
+pub fn round_trip(addr: SocketAddr, data: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let writer = {
+        let mut stream = stream.try_clone().unwrap();
+        let data = data.to_vec();
+        std::thread::spawn(move || {
+            stream.write_all(&data).unwrap();
+            stream.shutdown(std::net::Shutdown::Write).unwrap();
+        })
+    };
+    let mut back = Vec::new();
+    stream.read_to_end(&mut back).unwrap();
+    writer.join().unwrap();
+    back
+}

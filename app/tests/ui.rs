@@ -1,0 +1,417 @@
+//! The real app driven like a person would: clicks and typing through egui_kittest, the
+//! real engine moving real bytes on loopback, keyring-core's mock store for the keychain
+//! and scripted file dialogs.
+
+mod support;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use egui::accesskit::Role;
+use egui_kittest::kittest::Queryable;
+use sluice::dialogs::DialogAnswer;
+use sluice::services::Keychain;
+use sluice_engine::config::{Config, KeyRef, Mode, TunnelSpec};
+use sluice_engine::events::EventKind;
+use sluice_engine::tunnel::TunnelState;
+use support::*;
+
+fn generate_key_through_the_ui(
+    harness: &mut egui_kittest::Harness<'_, sluice::SluiceApp>,
+    name: &str,
+) {
+    click(harness, "🔑 Keys");
+    click(harness, "Generate…");
+    set_text(harness, "Key name", name);
+    click(harness, "Generate");
+    wait_until(harness, "the key to be generated", |app| {
+        app.model.keys.get(name).is_some()
+    });
+}
+
+fn create_tunnel_through_the_ui(
+    harness: &mut egui_kittest::Harness<'_, sluice::SluiceApp>,
+    name: &str,
+    mode: Mode,
+    listen: &str,
+    target: &str,
+) {
+    click(harness, "+ New tunnel");
+    set_text(harness, "Name", name);
+    if mode == Mode::Decrypt {
+        click(harness, "Decrypt (spiped -d)");
+    }
+    set_text(harness, "Listen on", listen);
+    set_text(harness, "Target", target);
+    click(harness, "Save");
+    wait_until(harness, "the tunnel to be in the list", |app| {
+        app.view.editor.is_none() && app.model.tunnel_named(name).is_some()
+    });
+}
+
+#[test]
+fn create_key_and_two_tunnels_then_push_bytes_through_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let dialogs = Arc::new(ScriptedDialogs::default());
+    let mut harness = app_harness(services(dir.path(), mock_keychain(), dialogs));
+    harness.run_ok();
+    assert!(shows(&harness, "No tunnels yet"));
+
+    generate_key_through_the_ui(&mut harness, "demo");
+    assert_eq!(
+        harness.state().model.keys.keys[0].location,
+        KeyRef::Keychain("demo".into())
+    );
+    click(&mut harness, "✖"); // dismiss the "generated" notice; the keys window stays
+    harness.get_by_label("Close window").click();
+    harness.run_ok();
+
+    let echo = echo_server();
+    let server_port = free_port();
+    let client_port = free_port();
+    create_tunnel_through_the_ui(
+        &mut harness,
+        "server",
+        Mode::Decrypt,
+        &format!("[127.0.0.1]:{server_port}"),
+        &format!("[127.0.0.1]:{}", echo.port()),
+    );
+    create_tunnel_through_the_ui(
+        &mut harness,
+        "client",
+        Mode::Encrypt,
+        &format!("[127.0.0.1]:{client_port}"),
+        &format!("[127.0.0.1]:{server_port}"),
+    );
+    // Both tunnels use the generated key by default, and the config file has them.
+    let config_path = dir.path().join("config.ron");
+    wait_until(&mut harness, "the config file with both tunnels", |_| {
+        Config::load(&config_path).is_ok_and(|c| c.tunnels.len() == 2)
+    });
+    let saved = Config::load(&config_path).unwrap();
+    assert!(
+        saved
+            .tunnels
+            .iter()
+            .all(|t| t.key == KeyRef::Keychain("demo".into()))
+    );
+
+    click(&mut harness, "▶ Start all");
+    wait_until(&mut harness, "both tunnels to listen", |app| {
+        ["server", "client"].iter().all(|name| {
+            let id = app.model.tunnel_named(name).unwrap().id;
+            matches!(
+                app.model.status(id).map(|s| &s.state),
+                Some(TunnelState::Listening { .. })
+            )
+        })
+    });
+    assert!(shows(&harness, "listening"));
+
+    let data: Vec<u8> = (0..256 * 1024u32)
+        .map(|i| (i * 7 + i / 1024) as u8)
+        .collect();
+    let back = round_trip(format!("127.0.0.1:{client_port}").parse().unwrap(), &data);
+    assert!(
+        back == data,
+        "echo through both tunnels returned {} of {} bytes",
+        back.len(),
+        data.len()
+    );
+
+    let client = harness.state().model.tunnel_named("client").unwrap().id;
+    wait_until(
+        &mut harness,
+        "the counters and the chart to show the traffic",
+        |app| {
+            let Some(status) = app.model.status(client) else {
+                return false;
+            };
+            status.counters.bytes_up == data.len() as u64
+                && status.counters.bytes_down == data.len() as u64
+                && status.counters.total_connections == 1
+                && app.rate_history(client).iter().any(|s| s.up > 0.0)
+        },
+    );
+    wait_until(
+        &mut harness,
+        "the log to show the closed connection",
+        |app| {
+            app.model.logs.get(&client).is_some_and(|log| {
+            log.iter().any(|e| matches!(e.kind, EventKind::ConnectionClosed { bytes_up, error: None, .. } if bytes_up == data.len() as u64))
+        })
+        },
+    );
+
+    // The detail panel shows the same: select the client tunnel.
+    harness
+        .get_by_role_and_label(Role::Button, "client")
+        .click();
+    harness.run_ok();
+    assert!(shows(&harness, "⬆ 256.0 KiB"), "totals in the detail panel");
+    assert!(shows(&harness, "closed after"), "the event log");
+    assert!(shows(&harness, "0 active of 100, 1 since start"));
+
+    click(&mut harness, "■ Stop all");
+    wait_until(&mut harness, "both tunnels to stop", |app| {
+        app.model
+            .tunnels
+            .iter()
+            .all(|t| !app.model.is_running(t.id))
+    });
+}
+
+#[test]
+fn editor_shows_problems_as_you_type_and_refuses_to_save() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut harness = app_harness(services(
+        dir.path(),
+        mock_keychain(),
+        Arc::new(ScriptedDialogs::default()),
+    ));
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    harness.run_ok();
+    click(&mut harness, "+ New tunnel");
+    set_text(&mut harness, "Listen on", "[127.0.0.1]:99999");
+    set_text(&mut harness, "Target", "server.example");
+    assert!(shows(&harness, "give the tunnel a name") || shows(&harness, "name"));
+    assert!(shows(&harness, "99999"), "bad port is reported");
+    assert!(
+        shows(&harness, "has no port"),
+        "missing target port is reported"
+    );
+    assert!(shows(&harness, "fix the fields marked in red to save"));
+
+    // A listen port another program holds.
+    set_text(&mut harness, "Name", "web");
+    set_text(
+        &mut harness,
+        "Listen on",
+        &format!("[127.0.0.1]:{}", taken.local_addr().unwrap().port()),
+    );
+    set_text(&mut harness, "Target", "server.example:8025");
+    assert!(shows(&harness, "already used by another program"));
+
+    click(&mut harness, "Save");
+    assert!(
+        harness.state().view.editor.is_some(),
+        "Save is disabled while there are problems"
+    );
+    assert!(harness.state().model.tunnels.is_empty());
+}
+
+#[test]
+fn a_corrupt_config_is_shown_and_never_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.ron");
+    let broken = "(\n    version: 1,\n    tunnels: [\n        (name: \"half written\"";
+    std::fs::write(&path, broken).unwrap();
+    let mut harness = app_harness(services(
+        dir.path(),
+        mock_keychain(),
+        Arc::new(ScriptedDialogs::default()),
+    ));
+    harness.run_ok();
+    assert!(shows(&harness, "The tunnel list could not be read"));
+    assert!(
+        shows(&harness, &path.display().to_string()),
+        "the banner names the file"
+    );
+
+    // The app keeps working; a new tunnel lives in memory and is not written over the file.
+    click(&mut harness, "+ New tunnel");
+    set_text(&mut harness, "Name", "still works");
+    set_text(
+        &mut harness,
+        "Listen on",
+        &format!("[127.0.0.1]:{}", free_port()),
+    );
+    set_text(&mut harness, "Target", "server.example:8025");
+    set_text(&mut harness, "Key", "/tmp/some.key");
+    click(&mut harness, "Save");
+    wait_until(&mut harness, "the refusal to save", |app| {
+        app.model
+            .notices
+            .iter()
+            .any(|n| n.error && n.text.contains("left untouched"))
+    });
+    assert!(harness.state().model.tunnel_named("still works").is_some());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), broken);
+
+    // Fixed on disk, then reloaded: the file's tunnels are back.
+    let mut fixed = Config::default();
+    fixed.tunnels.push(TunnelSpec::new(
+        "from disk",
+        Mode::Encrypt,
+        "[127.0.0.1]:7000",
+        "server.example:8025",
+        KeyRef::File(PathBuf::from("/tmp/k")),
+    ));
+    fixed.save_atomic(&path).unwrap();
+    click(&mut harness, "⟳ Reload");
+    assert!(harness.state().model.tunnel_named("from disk").is_some());
+    assert!(!shows(&harness, "The tunnel list could not be read"));
+}
+
+#[test]
+fn far_end_command_matches_the_tunnel() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    let mut spec = TunnelSpec::new(
+        "redis",
+        Mode::Encrypt,
+        "[127.0.0.1]:6379",
+        "db.example.org:8025",
+        KeyRef::File(PathBuf::from("/home/me/redis.key")),
+    );
+    spec.forward_secrecy = sluice_engine::ForwardSecrecy::Required;
+    config.tunnels.push(spec);
+    config.save_atomic(&dir.path().join("config.ron")).unwrap();
+    let mut harness = app_harness(services(
+        dir.path(),
+        mock_keychain(),
+        Arc::new(ScriptedDialogs::default()),
+    ));
+    harness.run_ok();
+    harness.get_by_role_and_label(Role::Button, "redis").click();
+    harness.run_ok();
+    click(&mut harness, "Far end");
+    let expected = "spiped -d -s '[0.0.0.0]:8025' -t '[127.0.0.1]:6379' -k redis.key -g";
+    assert!(shows(&harness, expected), "far-end command shown");
+    assert!(shows(&harness, "sluiced -d -s '[0.0.0.0]:8025'"));
+
+    // Correcting the far end's service address changes the command.
+    set_text(
+        &mut harness,
+        "Service on the far end (its spiped -t)",
+        "[127.0.0.1]:6380",
+    );
+    assert!(shows(&harness, "-t '[127.0.0.1]:6380'"));
+    click(&mut harness, "📋 Copy spiped command");
+    assert!(
+        harness
+            .state()
+            .model
+            .notices
+            .iter()
+            .any(|n| n.text.contains("copied"))
+    );
+}
+
+#[test]
+fn without_a_keychain_keys_are_key_files_chosen_through_the_dialog() {
+    let dir = tempfile::tempdir().unwrap();
+    let dialogs = Arc::new(ScriptedDialogs::default());
+    let key_path = dir.path().join("generated.key");
+    dialogs.answer(DialogAnswer::Picked(key_path.clone()));
+    let keychain = Keychain::Unavailable("no Secret Service in this test".into());
+    let mut harness = app_harness(services(dir.path(), keychain, dialogs.clone()));
+    harness.run_ok();
+    assert!(shows(&harness, "No keychain available"));
+
+    click(&mut harness, "🔑 Keys");
+    click(&mut harness, "Generate…");
+    set_text(&mut harness, "Key name", "filekey");
+    click(&mut harness, "Save as…");
+    wait_until(
+        &mut harness,
+        "the dialog's path in the form",
+        |app| matches!(&app.view.key_form, Some(sluice::app::KeyForm::Generate { path, .. }) if !path.is_empty()),
+    );
+    click(&mut harness, "Generate");
+    wait_until(&mut harness, "the key", |app| {
+        app.model.keys.get("filekey").is_some()
+    });
+    let info = harness.state().model.keys.get("filekey").unwrap().clone();
+    assert_eq!(info.location, KeyRef::File(key_path.clone()));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key_path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(std::fs::read(&key_path).unwrap().len(), 32);
+
+    // A dialog that cannot be shown is reported, and the typed path still works.
+    click(&mut harness, "Import…");
+    dialogs.answer(DialogAnswer::Unavailable);
+    click(&mut harness, "Choose…");
+    wait_until(&mut harness, "the notice", |app| {
+        app.view.dialogs_unavailable
+    });
+    assert!(shows(&harness, "type the path"));
+    set_text(&mut harness, "Key file", &key_path.display().to_string());
+    set_text(&mut harness, "Key name", "same file");
+    click(&mut harness, "Import");
+    wait_until(&mut harness, "the import", |app| {
+        app.model.keys.get("same file").is_some()
+    });
+    assert!(shows(&harness, "is the same key as"));
+}
+
+#[test]
+fn test_connection_reports_ok_and_wrong_key_in_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let keychain = mock_keychain();
+    let mut harness = app_harness(services(
+        dir.path(),
+        keychain,
+        Arc::new(ScriptedDialogs::default()),
+    ));
+    harness.run_ok();
+    generate_key_through_the_ui(&mut harness, "right");
+    generate_key_through_the_ui(&mut harness, "wrong");
+    harness.get_by_label("Close window").click();
+    let echo = echo_server();
+    let server_port = free_port();
+    create_tunnel_through_the_ui(
+        &mut harness,
+        "far end",
+        Mode::Decrypt,
+        &format!("[127.0.0.1]:{server_port}"),
+        &format!("[127.0.0.1]:{}", echo.port()),
+    );
+    let far = harness.state().model.tunnel_named("far end").unwrap().id;
+    harness
+        .state_mut()
+        .execute(sluice::app::UiCommand::Start(far));
+    wait_until(&mut harness, "the far end to listen", |app| {
+        matches!(
+            app.model.status(far).map(|s| &s.state),
+            Some(TunnelState::Listening { .. })
+        )
+    });
+
+    click(&mut harness, "+ New tunnel");
+    set_text(&mut harness, "Name", "probe");
+    set_text(
+        &mut harness,
+        "Listen on",
+        &format!("[127.0.0.1]:{}", free_port()),
+    );
+    set_text(
+        &mut harness,
+        "Target",
+        &format!("[127.0.0.1]:{server_port}"),
+    );
+    click(&mut harness, "Test connection");
+    wait_until(&mut harness, "the verdict", |app| {
+        matches!(
+            app.model.probes.get(&sluice::background::ProbeKey::Editor),
+            Some(Some(_))
+        )
+    });
+    assert!(shows(&harness, "OK: handshake completed in"), "right key");
+
+    // Same settings with the other key.
+    harness.state_mut().view.editor.as_mut().unwrap().key =
+        sluice::editor::KeyChoice::Known("wrong".into());
+    click(&mut harness, "Test connection");
+    wait_until(
+        &mut harness,
+        "the verdict",
+        |app| matches!(app.model.probes.get(&sluice::background::ProbeKey::Editor), Some(Some(o)) if !o.is_ok()),
+    );
+    assert!(shows(&harness, "Rejected"), "wrong key is rejected");
+    assert!(shows(&harness, "different key"));
+}
