@@ -32,7 +32,7 @@ pub fn show(
     ui.add_space(6.0);
     ui.heading(&spec.name);
     ui.label(format!(
-        "{}: {}  to  {}",
+        "{}: {}  ➡  {}",
         role_label(spec.mode),
         spec.listen,
         spec.target

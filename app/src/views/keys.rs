@@ -12,6 +12,7 @@ pub fn show(ctx: &egui::Context, model: &Model, out: &mut Vec<UiCommand>) {
     egui::Window::new("Keys")
         .open(&mut open)
         .default_width(640.0)
+        .default_pos([160.0, 90.0])
         .show(ctx, |ui| {
             ui.horizontal(|ui| {
                 if ui
