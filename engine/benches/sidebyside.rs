@@ -807,6 +807,23 @@ fn ceiling(bytes: u64) -> Ceiling {
     }
 }
 
+/// One Diffie-Hellman modular exponentiation (2048-bit modulus, 259-bit exponent) as the
+/// handshake does it: milliseconds for a key pair and for a shared secret (median of `n`).
+fn dh_cost(n: usize) -> (f64, f64) {
+    use sluice_engine::protocol::EphemeralKeyPair;
+    let (mut gen_ms, mut shared_ms) = (Vec::new(), Vec::new());
+    let peer = EphemeralKeyPair::from_random([0x42; 32]);
+    for i in 0..n {
+        let t = Instant::now();
+        let pair = EphemeralKeyPair::from_random([i as u8; 32]);
+        gen_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        std::hint::black_box(pair.shared_secret(peer.public()));
+        shared_ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    (median(&gen_ms), median(&shared_ms))
+}
+
 // ---------------------------------------------------------------------------------------
 // Statistics and report
 
@@ -1190,6 +1207,11 @@ fn main() {
             c.open_mb_s,
             c.aes_mb_s,
             c.hmac_mb_s
+        );
+        let (gen_ms, shared_ms) = dh_cost(if opts.quick { 20 } else { 100 });
+        let _ = write!(
+            ceiling_line,
+            " One DH exponentiation (2048-bit, 259-bit exponent): key pair {gen_ms:.3} ms, shared secret {shared_ms:.3} ms."
         );
         note(&ceiling_line);
         if let Some(row) = rows.iter().find(|r| r.figure.starts_with("bulk")) {

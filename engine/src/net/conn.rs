@@ -257,6 +257,9 @@ pub struct Sides {
 
 /// Plaintext in, packets out, until end of stream; then shuts down the output's write
 /// side so the far end sees end of stream too. `count` is told of each chunk moved.
+///
+/// Buffers exist only while data flows: they are allocated when the input becomes
+/// readable and released as soon as it has been drained, so an idle connection holds none.
 pub async fn seal_pump(
     input: &mut NetReadHalf,
     output: &mut NetWriteHalf,
@@ -264,36 +267,36 @@ pub async fn seal_pump(
     sides: Sides,
     count: impl Fn(u64),
 ) -> Result<(), PumpFault> {
-    let mut plain: Vec<u8> = Vec::new();
-    let mut sealed: Vec<u8> = Vec::new();
     loop {
-        if plain.is_empty() {
-            // Allocate only once there is something to read: idle connections stay small.
-            input.readable().await.map_err(io_fault(sides.input))?;
-            plain.resize(PACKETS_PER_BATCH * MAX_PAYLOAD, 0);
-            sealed.reserve_exact(PACKETS_PER_BATCH * PACKET_LEN);
+        input.readable().await.map_err(io_fault(sides.input))?;
+        let mut plain: Vec<u8> = Vec::with_capacity(PACKETS_PER_BATCH * MAX_PAYLOAD);
+        let mut sealed: Vec<u8> = Vec::new();
+        loop {
+            plain.clear();
+            let n = match input.try_read_buf(&mut plain) {
+                Ok(0) => {
+                    finish_direction(output).await;
+                    return Ok(());
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(io_fault(sides.input)(e)),
+            };
+            sealed.clear();
+            sealer.seal_all(&plain, &mut sealed);
+            output
+                .write_all(&sealed)
+                .await
+                .map_err(io_fault(sides.output))?;
+            count(n as u64);
         }
-        let n = input
-            .read(&mut plain)
-            .await
-            .map_err(io_fault(sides.input))?;
-        if n == 0 {
-            finish_direction(output).await;
-            return Ok(());
-        }
-        sealed.clear();
-        sealer.seal_all(&plain[..n], &mut sealed);
-        output
-            .write_all(&sealed)
-            .await
-            .map_err(io_fault(sides.output))?;
-        count(n as u64);
     }
 }
 
 /// Packets in, plaintext out. A partial packet at end of stream is a clean end (as in
 /// spiped); a packet that fails authentication or has a bad length is an error, and the
-/// plaintext of the packets before it is still delivered.
+/// plaintext of the packets before it is still delivered. Like [`seal_pump`], holds a
+/// batch buffer only while data flows (plus any partial packet while waiting for its rest).
 pub async fn open_pump(
     input: &mut NetReadHalf,
     output: &mut NetWriteHalf,
@@ -301,34 +304,41 @@ pub async fn open_pump(
     sides: Sides,
     count: impl Fn(u64),
 ) -> Result<(), PumpFault> {
+    // Bytes received but not yet opened: always less than one packet between reads.
     let mut buf: Vec<u8> = Vec::new();
-    let mut filled = 0;
     loop {
+        input.readable().await.map_err(io_fault(sides.input))?;
+        buf.reserve_exact((PACKETS_PER_BATCH * PACKET_LEN).saturating_sub(buf.len()));
+        loop {
+            match input.try_read_buf(&mut buf) {
+                Ok(0) => {
+                    finish_direction(output).await;
+                    return Ok(());
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(io_fault(sides.input)(e)),
+            }
+            let filled = buf.len();
+            let whole = filled / PACKET_LEN * PACKET_LEN;
+            let (plain_len, verdict) = open_in_place(&mut opener, &mut buf[..whole]);
+            if plain_len > 0 {
+                output
+                    .write_all(&buf[..plain_len])
+                    .await
+                    .map_err(io_fault(sides.output))?;
+                count(plain_len as u64);
+            }
+            verdict.map_err(PumpFault::Rejected)?;
+            buf.copy_within(whole..filled, 0);
+            buf.truncate(filled - whole);
+        }
+        // Drained: keep at most the partial packet.
         if buf.is_empty() {
-            input.readable().await.map_err(io_fault(sides.input))?;
-            buf.resize(PACKETS_PER_BATCH * PACKET_LEN, 0);
+            buf = Vec::new();
+        } else {
+            buf.shrink_to(PACKET_LEN);
         }
-        let n = input
-            .read(&mut buf[filled..])
-            .await
-            .map_err(io_fault(sides.input))?;
-        if n == 0 {
-            finish_direction(output).await;
-            return Ok(());
-        }
-        filled += n;
-        let whole = filled / PACKET_LEN * PACKET_LEN;
-        let (plain_len, verdict) = open_in_place(&mut opener, &mut buf[..whole]);
-        if plain_len > 0 {
-            output
-                .write_all(&buf[..plain_len])
-                .await
-                .map_err(io_fault(sides.output))?;
-            count(plain_len as u64);
-        }
-        verdict.map_err(PumpFault::Rejected)?;
-        buf.copy_within(whole..filled, 0);
-        filled -= whole;
     }
 }
 
