@@ -16,8 +16,8 @@ use crate::config::{ConfigError, Mode, TunnelSpec};
 use crate::events::{Event, EventKind, TunnelId};
 use crate::net::addr::Address;
 use crate::net::conn::{
-    HandshakeFault, HandshakeParams, PumpFault, TargetFault, connect_target, handshake,
-    pump_connection,
+    HandshakeFault, HandshakeParams, PumpFault, TargetFault, authenticate, connect_target,
+    handshake, overlap, pump_connection,
 };
 use crate::net::dhpool::KeyPairPool;
 use crate::net::listener::{ListenError, Listener, is_resource_exhaustion};
@@ -670,7 +670,9 @@ impl Connection {
     /// Encrypt: target first, then the handshake with it (as spiped -e).
     /// Decrypt: the handshake first, and only an authenticated client gets a target
     /// connection (spiped -d connects at once; this keeps unauthenticated peers from
-    /// reaching the service behind the tunnel at all).
+    /// reaching the service behind the tunnel at all). The target connect starts as soon
+    /// as the client's signed DH value checks out, and runs while the shared secret is
+    /// computed.
     async fn serve(
         &self,
         mut inbound: NetStream,
@@ -693,10 +695,12 @@ impl Connection {
                 (outbound, codecs)
             }
             Mode::Decrypt => {
-                let codecs = handshake(&mut inbound, &params, s.timeout)
+                let authenticated = authenticate(&mut inbound, &params, s.timeout)
                     .await
                     .map_err(ConnFault::Handshake)?;
-                (self.connect().await?, codecs)
+                let (outbound, codecs) =
+                    overlap(self.connect(), || authenticated.session_codecs()).await;
+                (outbound?, codecs)
             }
         };
         inbound.tune(s.keepalive);

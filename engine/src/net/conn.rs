@@ -4,6 +4,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -17,7 +18,7 @@ use crate::protocol::handshake::{NONCE_LEN, SIGNED_DH_LEN};
 use crate::protocol::key::PresharedKey;
 use crate::protocol::{
     ForwardSecrecy, Handshake, HandshakeError, MAX_PAYLOAD, PACKET_LEN, PacketError, PacketOpener,
-    PacketSealer, Role,
+    PacketSealer, PeerVerified, Role,
 };
 use crate::stats::HandshakeFailure;
 
@@ -90,16 +91,41 @@ pub async fn handshake(
     params: &HandshakeParams<'_>,
     timeout: Duration,
 ) -> Result<(PacketSealer, PacketOpener), HandshakeFault> {
-    match tokio::time::timeout(timeout, handshake_inner(stream, params)).await {
-        Ok(result) => result,
+    Ok(authenticate(stream, params, timeout)
+        .await?
+        .session_codecs())
+}
+
+/// The peer proved it holds the key and both signed DH values have been exchanged; what
+/// is left of the handshake is local computation (see [`Authenticated::session_codecs`]).
+pub struct Authenticated(PeerVerified);
+
+impl Authenticated {
+    /// Derives the session keys: one modular exponentiation unless this side runs `-f`.
+    /// Synchronous and CPU-bound (about half a millisecond).
+    pub fn session_codecs(self) -> (PacketSealer, PacketOpener) {
+        self.0.derive_session().into_packet_codecs()
+    }
+}
+
+/// The I/O part of the handshake: nonces, then the signed DH values, each checked. The
+/// server has sent its signed DH value when this returns, so the client is already
+/// computing its shared secret while the server computes its own.
+pub async fn authenticate(
+    stream: &mut NetStream,
+    params: &HandshakeParams<'_>,
+    timeout: Duration,
+) -> Result<Authenticated, HandshakeFault> {
+    match tokio::time::timeout(timeout, authenticate_inner(stream, params)).await {
+        Ok(result) => result.map(Authenticated),
         Err(_) => Err(HandshakeFault::TimedOut(timeout)),
     }
 }
 
-async fn handshake_inner(
+async fn authenticate_inner(
     stream: &mut NetStream,
     params: &HandshakeParams<'_>,
-) -> Result<(PacketSealer, PacketOpener), HandshakeFault> {
+) -> Result<PeerVerified, HandshakeFault> {
     let keypair = match params.forward_secrecy {
         ForwardSecrecy::Disabled => None,
         _ => Some(params.pool.take()?),
@@ -135,7 +161,20 @@ async fn handshake_inner(
             verified
         }
     };
-    Ok(verified.derive_session().into_packet_codecs())
+    Ok(verified)
+}
+
+/// Runs the synchronous `work` while `io` makes progress: `io` is polled once first, so
+/// whatever it starts (a connect's SYN) is under way before `work` occupies the thread.
+pub async fn overlap<F: Future, T>(io: F, work: impl FnOnce() -> T) -> (F::Output, T) {
+    let mut io = std::pin::pin!(io);
+    let first = std::future::poll_fn(|cx| Poll::Ready(io.as_mut().poll(cx))).await;
+    let done = work();
+    let output = match first {
+        Poll::Ready(output) => output,
+        Poll::Pending => io.await,
+    };
+    (output, done)
 }
 
 async fn read_handshake_bytes(
