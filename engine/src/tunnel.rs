@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -139,6 +139,8 @@ pub(crate) struct TunnelShared {
     pub max_connections: AtomicU64,
     events: broadcast::Sender<Event>,
     notify: Arc<dyn Fn() + Send + Sync>,
+    /// Publish ConnectionOpened and clean ConnectionClosed events (shared engine-wide).
+    connection_events: Arc<AtomicBool>,
     next_conn: AtomicU64,
     /// How many times the tunnel was started.
     runs: AtomicU64,
@@ -150,6 +152,7 @@ impl TunnelShared {
         name: &str,
         events: broadcast::Sender<Event>,
         notify: Arc<dyn Fn() + Send + Sync>,
+        connection_events: Arc<AtomicBool>,
     ) -> Self {
         TunnelShared {
             id,
@@ -159,6 +162,7 @@ impl TunnelShared {
             max_connections: AtomicU64::new(0),
             events,
             notify,
+            connection_events,
             next_conn: AtomicU64::new(1),
             runs: AtomicU64::new(0),
         }
@@ -198,6 +202,13 @@ impl TunnelShared {
             kind,
         });
         (self.notify)();
+    }
+
+    /// Publishes a routine per-connection event, if those are wanted.
+    fn emit_connection(&self, kind: EventKind) {
+        if self.connection_events.load(Ordering::Relaxed) {
+            self.emit(kind);
+        }
     }
 
     /// Records a failure as the tunnel's last error and publishes it.
@@ -607,7 +618,7 @@ impl Connection {
         let peer = inbound.peer_label();
         let started = Instant::now();
         shared.stats.connection_opened();
-        shared.emit(EventKind::ConnectionOpened {
+        shared.emit_connection(EventKind::ConnectionOpened {
             conn,
             peer: peer.clone(),
         });
@@ -627,7 +638,7 @@ impl Connection {
             error,
         };
         match outcome {
-            Ok(()) => shared.emit(closed(None)),
+            Ok(()) => shared.emit_connection(closed(None)),
             Err(ConnFault::Handshake(fault)) => {
                 let cause = fault.cause();
                 shared.stats.handshake_failed(cause);
