@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -46,6 +47,9 @@ struct EngineShared {
     tunnels: RwLock<BTreeMap<TunnelId, Arc<TunnelShared>>>,
     events: broadcast::Sender<Event>,
     notify: Arc<dyn Fn() + Send + Sync>,
+    /// Whether routine per-connection events are published (see
+    /// [`Engine::set_connection_events`]).
+    connection_events: Arc<AtomicBool>,
 }
 
 /// Handle on the engine. Every method returns at once; work happens on the engine's
@@ -75,6 +79,7 @@ impl Engine {
             tunnels: RwLock::new(BTreeMap::new()),
             events,
             notify: Arc::new(on_change),
+            connection_events: Arc::new(AtomicBool::new(true)),
         });
         let (commands, receiver) = mpsc::unbounded_channel();
         let supervisor_shared = Arc::clone(&shared);
@@ -164,6 +169,14 @@ impl Engine {
             .ok()
             .and_then(|t| t.get(&id).map(|t| t.stats.rate_history()))
             .unwrap_or_default()
+    }
+
+    /// Whether every connection's opening and clean closing is published as an event (on
+    /// by default). Each event wakes every subscriber; a viewer that does not show them
+    /// (sluiced without `--verbose`) turns them off to keep those wake-ups out of every
+    /// connection's set-up. Problems are always published, and counters always kept.
+    pub fn set_connection_events(&self, on: bool) {
+        self.shared.connection_events.store(on, Ordering::Relaxed);
     }
 
     /// A new subscription to events from now on. Bounded: a reader that falls more than
@@ -299,6 +312,7 @@ fn tunnel_shared(shared: &EngineShared, id: TunnelId, name: &str) -> Arc<TunnelS
             name,
             shared.events.clone(),
             Arc::clone(&shared.notify),
+            Arc::clone(&shared.connection_events),
         ));
     };
     let tunnel = tunnels.entry(id).or_insert_with(|| {
@@ -307,6 +321,7 @@ fn tunnel_shared(shared: &EngineShared, id: TunnelId, name: &str) -> Arc<TunnelS
             name,
             shared.events.clone(),
             Arc::clone(&shared.notify),
+            Arc::clone(&shared.connection_events),
         ))
     });
     if let Ok(mut current) = tunnel.name.lock() {

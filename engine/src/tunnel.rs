@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -16,8 +16,8 @@ use crate::config::{ConfigError, Mode, TunnelSpec};
 use crate::events::{Event, EventKind, TunnelId};
 use crate::net::addr::Address;
 use crate::net::conn::{
-    HandshakeFault, HandshakeParams, PumpFault, TargetFault, connect_target, handshake,
-    pump_connection,
+    HandshakeFault, HandshakeParams, PumpFault, TargetFault, authenticate, connect_target,
+    handshake, overlap, pump_connection,
 };
 use crate::net::dhpool::KeyPairPool;
 use crate::net::listener::{ListenError, Listener, is_resource_exhaustion};
@@ -139,6 +139,8 @@ pub(crate) struct TunnelShared {
     pub max_connections: AtomicU64,
     events: broadcast::Sender<Event>,
     notify: Arc<dyn Fn() + Send + Sync>,
+    /// Publish ConnectionOpened and clean ConnectionClosed events (shared engine-wide).
+    connection_events: Arc<AtomicBool>,
     next_conn: AtomicU64,
     /// How many times the tunnel was started.
     runs: AtomicU64,
@@ -150,6 +152,7 @@ impl TunnelShared {
         name: &str,
         events: broadcast::Sender<Event>,
         notify: Arc<dyn Fn() + Send + Sync>,
+        connection_events: Arc<AtomicBool>,
     ) -> Self {
         TunnelShared {
             id,
@@ -159,6 +162,7 @@ impl TunnelShared {
             max_connections: AtomicU64::new(0),
             events,
             notify,
+            connection_events,
             next_conn: AtomicU64::new(1),
             runs: AtomicU64::new(0),
         }
@@ -198,6 +202,13 @@ impl TunnelShared {
             kind,
         });
         (self.notify)();
+    }
+
+    /// Publishes a routine per-connection event, if those are wanted.
+    fn emit_connection(&self, kind: EventKind) {
+        if self.connection_events.load(Ordering::Relaxed) {
+            self.emit(kind);
+        }
     }
 
     /// Records a failure as the tunnel's last error and publishes it.
@@ -607,7 +618,7 @@ impl Connection {
         let peer = inbound.peer_label();
         let started = Instant::now();
         shared.stats.connection_opened();
-        shared.emit(EventKind::ConnectionOpened {
+        shared.emit_connection(EventKind::ConnectionOpened {
             conn,
             peer: peer.clone(),
         });
@@ -627,7 +638,7 @@ impl Connection {
             error,
         };
         match outcome {
-            Ok(()) => shared.emit(closed(None)),
+            Ok(()) => shared.emit_connection(closed(None)),
             Err(ConnFault::Handshake(fault)) => {
                 let cause = fault.cause();
                 shared.stats.handshake_failed(cause);
@@ -670,7 +681,9 @@ impl Connection {
     /// Encrypt: target first, then the handshake with it (as spiped -e).
     /// Decrypt: the handshake first, and only an authenticated client gets a target
     /// connection (spiped -d connects at once; this keeps unauthenticated peers from
-    /// reaching the service behind the tunnel at all).
+    /// reaching the service behind the tunnel at all). The target connect starts as soon
+    /// as the client's signed DH value checks out, and runs while the shared secret is
+    /// computed.
     async fn serve(
         &self,
         mut inbound: NetStream,
@@ -693,10 +706,12 @@ impl Connection {
                 (outbound, codecs)
             }
             Mode::Decrypt => {
-                let codecs = handshake(&mut inbound, &params, s.timeout)
+                let authenticated = authenticate(&mut inbound, &params, s.timeout)
                     .await
                     .map_err(ConnFault::Handshake)?;
-                match self.connect().await {
+                let (outbound, codecs) =
+                    overlap(self.connect(), || authenticated.session_codecs()).await;
+                match outbound {
                     Ok(outbound) => (outbound, codecs),
                     Err(fault) => {
                         // The client has finished its handshake: an orderly close would

@@ -4,6 +4,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -17,7 +18,7 @@ use crate::protocol::handshake::{NONCE_LEN, SIGNED_DH_LEN};
 use crate::protocol::key::PresharedKey;
 use crate::protocol::{
     ForwardSecrecy, Handshake, HandshakeError, MAX_PAYLOAD, PACKET_LEN, PacketError, PacketOpener,
-    PacketSealer, Role,
+    PacketSealer, PeerVerified, Role,
 };
 use crate::stats::HandshakeFailure;
 
@@ -90,16 +91,41 @@ pub async fn handshake(
     params: &HandshakeParams<'_>,
     timeout: Duration,
 ) -> Result<(PacketSealer, PacketOpener), HandshakeFault> {
-    match tokio::time::timeout(timeout, handshake_inner(stream, params)).await {
-        Ok(result) => result,
+    Ok(authenticate(stream, params, timeout)
+        .await?
+        .session_codecs())
+}
+
+/// The peer proved it holds the key and both signed DH values have been exchanged; what
+/// is left of the handshake is local computation (see [`Authenticated::session_codecs`]).
+pub struct Authenticated(PeerVerified);
+
+impl Authenticated {
+    /// Derives the session keys: one modular exponentiation unless this side runs `-f`.
+    /// Synchronous and CPU-bound (about half a millisecond).
+    pub fn session_codecs(self) -> (PacketSealer, PacketOpener) {
+        self.0.derive_session().into_packet_codecs()
+    }
+}
+
+/// The I/O part of the handshake: nonces, then the signed DH values, each checked. The
+/// server has sent its signed DH value when this returns, so the client is already
+/// computing its shared secret while the server computes its own.
+pub async fn authenticate(
+    stream: &mut NetStream,
+    params: &HandshakeParams<'_>,
+    timeout: Duration,
+) -> Result<Authenticated, HandshakeFault> {
+    match tokio::time::timeout(timeout, authenticate_inner(stream, params)).await {
+        Ok(result) => result.map(Authenticated),
         Err(_) => Err(HandshakeFault::TimedOut(timeout)),
     }
 }
 
-async fn handshake_inner(
+async fn authenticate_inner(
     stream: &mut NetStream,
     params: &HandshakeParams<'_>,
-) -> Result<(PacketSealer, PacketOpener), HandshakeFault> {
+) -> Result<PeerVerified, HandshakeFault> {
     let keypair = match params.forward_secrecy {
         ForwardSecrecy::Disabled => None,
         _ => Some(params.pool.take()?),
@@ -135,7 +161,20 @@ async fn handshake_inner(
             verified
         }
     };
-    Ok(verified.derive_session().into_packet_codecs())
+    Ok(verified)
+}
+
+/// Runs the synchronous `work` while `io` makes progress: `io` is polled once first, so
+/// whatever it starts (a connect's SYN) is under way before `work` occupies the thread.
+pub async fn overlap<F: Future, T>(io: F, work: impl FnOnce() -> T) -> (F::Output, T) {
+    let mut io = std::pin::pin!(io);
+    let first = std::future::poll_fn(|cx| Poll::Ready(io.as_mut().poll(cx))).await;
+    let done = work();
+    let output = match first {
+        Poll::Ready(output) => output,
+        Poll::Pending => io.await,
+    };
+    (output, done)
 }
 
 async fn read_handshake_bytes(
@@ -257,6 +296,9 @@ pub struct Sides {
 
 /// Plaintext in, packets out, until end of stream; then shuts down the output's write
 /// side so the far end sees end of stream too. `count` is told of each chunk moved.
+///
+/// Buffers exist only while data flows: they are allocated when the input becomes
+/// readable and released as soon as it has been drained, so an idle connection holds none.
 pub async fn seal_pump(
     input: &mut NetReadHalf,
     output: &mut NetWriteHalf,
@@ -264,36 +306,36 @@ pub async fn seal_pump(
     sides: Sides,
     count: impl Fn(u64),
 ) -> Result<(), PumpFault> {
-    let mut plain: Vec<u8> = Vec::new();
-    let mut sealed: Vec<u8> = Vec::new();
     loop {
-        if plain.is_empty() {
-            // Allocate only once there is something to read: idle connections stay small.
-            input.readable().await.map_err(io_fault(sides.input))?;
-            plain.resize(PACKETS_PER_BATCH * MAX_PAYLOAD, 0);
-            sealed.reserve_exact(PACKETS_PER_BATCH * PACKET_LEN);
+        input.readable().await.map_err(io_fault(sides.input))?;
+        let mut plain: Vec<u8> = Vec::with_capacity(PACKETS_PER_BATCH * MAX_PAYLOAD);
+        let mut sealed: Vec<u8> = Vec::new();
+        loop {
+            plain.clear();
+            let n = match input.try_read_buf(&mut plain) {
+                Ok(0) => {
+                    finish_direction(output).await;
+                    return Ok(());
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(io_fault(sides.input)(e)),
+            };
+            sealed.clear();
+            sealer.seal_all(&plain, &mut sealed);
+            output
+                .write_all(&sealed)
+                .await
+                .map_err(io_fault(sides.output))?;
+            count(n as u64);
         }
-        let n = input
-            .read(&mut plain)
-            .await
-            .map_err(io_fault(sides.input))?;
-        if n == 0 {
-            finish_direction(output).await;
-            return Ok(());
-        }
-        sealed.clear();
-        sealer.seal_all(&plain[..n], &mut sealed);
-        output
-            .write_all(&sealed)
-            .await
-            .map_err(io_fault(sides.output))?;
-        count(n as u64);
     }
 }
 
 /// Packets in, plaintext out. A partial packet at end of stream is a clean end (as in
 /// spiped); a packet that fails authentication or has a bad length is an error, and the
-/// plaintext of the packets before it is still delivered.
+/// plaintext of the packets before it is still delivered. Like [`seal_pump`], holds a
+/// batch buffer only while data flows (plus any partial packet while waiting for its rest).
 pub async fn open_pump(
     input: &mut NetReadHalf,
     output: &mut NetWriteHalf,
@@ -301,34 +343,41 @@ pub async fn open_pump(
     sides: Sides,
     count: impl Fn(u64),
 ) -> Result<(), PumpFault> {
+    // Bytes received but not yet opened: always less than one packet between reads.
     let mut buf: Vec<u8> = Vec::new();
-    let mut filled = 0;
     loop {
+        input.readable().await.map_err(io_fault(sides.input))?;
+        buf.reserve_exact((PACKETS_PER_BATCH * PACKET_LEN).saturating_sub(buf.len()));
+        loop {
+            match input.try_read_buf(&mut buf) {
+                Ok(0) => {
+                    finish_direction(output).await;
+                    return Ok(());
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(io_fault(sides.input)(e)),
+            }
+            let filled = buf.len();
+            let whole = filled / PACKET_LEN * PACKET_LEN;
+            let (plain_len, verdict) = open_in_place(&mut opener, &mut buf[..whole]);
+            if plain_len > 0 {
+                output
+                    .write_all(&buf[..plain_len])
+                    .await
+                    .map_err(io_fault(sides.output))?;
+                count(plain_len as u64);
+            }
+            verdict.map_err(PumpFault::Rejected)?;
+            buf.copy_within(whole..filled, 0);
+            buf.truncate(filled - whole);
+        }
+        // Drained: keep at most the partial packet.
         if buf.is_empty() {
-            input.readable().await.map_err(io_fault(sides.input))?;
-            buf.resize(PACKETS_PER_BATCH * PACKET_LEN, 0);
+            buf = Vec::new();
+        } else {
+            buf.shrink_to(PACKET_LEN);
         }
-        let n = input
-            .read(&mut buf[filled..])
-            .await
-            .map_err(io_fault(sides.input))?;
-        if n == 0 {
-            finish_direction(output).await;
-            return Ok(());
-        }
-        filled += n;
-        let whole = filled / PACKET_LEN * PACKET_LEN;
-        let (plain_len, verdict) = open_in_place(&mut opener, &mut buf[..whole]);
-        if plain_len > 0 {
-            output
-                .write_all(&buf[..plain_len])
-                .await
-                .map_err(io_fault(sides.output))?;
-            count(plain_len as u64);
-        }
-        verdict.map_err(PumpFault::Rejected)?;
-        buf.copy_within(whole..filled, 0);
-        filled -= whole;
     }
 }
 

@@ -92,7 +92,26 @@ impl Drop for KeyPairPool {
     }
 }
 
+/// Lowest scheduling priority for the calling thread (nice 19), so refilling never
+/// competes with the connections it serves; errors leave the priority as it was.
+#[cfg(target_os = "linux")]
+fn lower_thread_priority() {
+    // SAFETY: plain system calls on the calling thread; gettid cannot fail.
+    unsafe {
+        let param = libc::sched_param { sched_priority: 0 };
+        if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0 {
+            let tid = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
+        }
+    }
+}
+
+/// Elsewhere thread priorities work differently; the pool still works, at normal priority.
+#[cfg(not(target_os = "linux"))]
+fn lower_thread_priority() {}
+
 fn refill(state: &PoolState) {
+    lower_thread_priority();
     loop {
         if state.closed.load(Ordering::Relaxed) {
             return;

@@ -2,8 +2,7 @@
 //! spiped uses for forward secrecy. Values travel as 256-byte big-endian numbers; the private
 //! exponent is 2^258 + 256 random bits, as in spiped (any exponent of that size interoperates).
 
-use crypto_bigint::modular::{FixedMontyForm, FixedMontyParams};
-use crypto_bigint::{Limb, Odd, U320, U2048, Uint, Word};
+use super::modexp::{self, Limbs, Modulus};
 use std::fmt;
 use zeroize::{Zeroize, Zeroizing};
 
@@ -31,26 +30,18 @@ pub const MODULUS: [u8; DH_LEN] = [
     0x15, 0x72, 0x8e, 0x5a, 0x8a, 0xac, 0xaa, 0x68, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
 ];
 
-const LIMBS: usize = U2048::LIMBS;
-
 /// The exponent 2^258 + priv has exactly 259 significant bits. Only this length (public)
 /// shapes the timing of the exponentiation, never the exponent's value.
 const EXPONENT_BITS: u32 = 259;
 
-/// Evaluated at compile time, so a typo making the modulus even fails the build instead
-/// of panicking at run time.
-const ODD_MODULUS: Odd<U2048> = match U2048::from_be_slice(&MODULUS).to_odd().into_option_copied() {
-    Some(p) => p,
-    None => panic!("the RFC 3526 modulus is odd"),
-};
-
-/// Montgomery parameters for p, also computed at compile time.
-const PARAMS: FixedMontyParams<LIMBS> = FixedMontyParams::new(ODD_MODULUS);
+/// p with its Montgomery constants, computed at compile time (which also checks that p
+/// is odd and full-size).
+static GROUP: Modulus = Modulus::new(&MODULUS);
 
 /// One side's ephemeral DH key pair. The private exponent is wiped on drop and never shown.
 pub struct EphemeralKeyPair {
-    /// 2^258 + priv.
-    exponent: U320,
+    /// 2^258 + priv, least significant 64 bits first.
+    exponent: [u64; 5],
     public: [u8; DH_LEN],
 }
 
@@ -58,20 +49,23 @@ impl EphemeralKeyPair {
     /// Builds the key pair from 32 fresh random bytes (the caller supplies randomness so
     /// the protocol core stays deterministic under test). Costs one modular exponentiation.
     pub fn from_random(mut private: [u8; 32]) -> Self {
-        // 2^258 + priv as 40 big-endian bytes: bit 258 is bit 2 of the byte 32 places
-        // from the end, i.e. index 7 of 40.
-        let mut exponent_bytes = Zeroizing::new([0u8; U320::BYTES]);
-        exponent_bytes[7] = 0x04;
-        exponent_bytes[8..].copy_from_slice(&private);
+        // priv as four limbs (big-endian bytes, least significant limb first), then bit 258
+        // = bit 2 of the fifth limb.
+        let mut exponent = [0u64; 5];
+        for (limb, chunk) in exponent.iter_mut().zip(private.rchunks_exact(8)) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            *limb = u64::from_be_bytes(word);
+            word.zeroize();
+        }
+        exponent[4] = 4;
         private.zeroize();
-        let exponent = uint_from_be(&exponent_bytes[..]);
 
-        let generator = FixedMontyForm::new(&U2048::from_u8(2), &PARAMS);
-        let y = generator
-            .pow_bounded_exp(&exponent, EXPONENT_BITS)
-            .retrieve();
+        let mut generator: Limbs = [0; modexp::LIMBS];
+        generator[0] = 2;
+        let y = GROUP.pow(&generator, &exponent, EXPONENT_BITS);
         let mut public = [0u8; DH_LEN];
-        uint_to_be(&y, &mut public);
+        modexp::limbs_to_be(&y, &mut public);
         EphemeralKeyPair { exponent, public }
     }
 
@@ -83,13 +77,11 @@ impl EphemeralKeyPair {
     /// peer_y^(2^258 + priv) mod p. The handshake checks peer_y < p before calling this;
     /// any 256-byte input is nonetheless reduced correctly.
     pub fn shared_secret(&self, peer_y: &[u8; DH_LEN]) -> Zeroizing<[u8; DH_LEN]> {
-        let base = FixedMontyForm::new(&uint_from_be::<LIMBS>(peer_y), &PARAMS);
-        let mut power = base.pow_bounded_exp(&self.exponent, EXPONENT_BITS);
-        let mut secret = power.retrieve();
+        let base = modexp::limbs_from_be(peer_y);
+        let mut secret = GROUP.pow(&base, &self.exponent, EXPONENT_BITS);
         let mut out = Zeroizing::new([0u8; DH_LEN]);
-        uint_to_be(&secret, &mut out[..]);
-        power.as_montgomery_mut().as_mut_words().zeroize();
-        secret.as_mut_words().zeroize();
+        modexp::limbs_to_be(&secret, &mut out);
+        secret.zeroize();
         out
     }
 
@@ -109,9 +101,8 @@ pub fn is_below_modulus(y: &[u8; DH_LEN]) -> bool {
 
 impl Drop for EphemeralKeyPair {
     fn drop(&mut self) {
-        // crypto-bigint copies the exponent into stack temporaries inside `pow`; those are
-        // out of our reach, but the long-lived copy is wiped here.
-        self.exponent.as_mut_words().zeroize();
+        // `pow` wipes its own temporaries; the long-lived copy is wiped here.
+        self.exponent.zeroize();
     }
 }
 
@@ -126,30 +117,37 @@ impl fmt::Debug for EphemeralKeyPair {
     }
 }
 
-/// Big-endian bytes (length exactly `L` limbs) to a `Uint`, word by word, so no stray
-/// un-wiped byte buffers are left behind for secret inputs.
-fn uint_from_be<const L: usize>(bytes: &[u8]) -> Uint<L> {
-    debug_assert_eq!(bytes.len(), L * Limb::BYTES);
-    let mut n = Uint::<L>::ZERO;
-    for (word, chunk) in n.as_mut_words().iter_mut().zip(bytes.rchunks(Limb::BYTES)) {
-        *word = chunk
-            .iter()
-            .fold(0, |acc: Word, &b| (acc << 8) | Word::from(b));
-    }
-    n
-}
-
-/// `Uint` to big-endian bytes; `out` must hold exactly `L` limbs.
-fn uint_to_be<const L: usize>(n: &Uint<L>, out: &mut [u8]) {
-    debug_assert_eq!(out.len(), L * Limb::BYTES);
-    for (word, chunk) in n.as_words().iter().zip(out.rchunks_mut(Limb::BYTES)) {
-        chunk.copy_from_slice(&word.to_be_bytes());
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crypto_bigint::modular::{FixedMontyForm, FixedMontyParams};
+    use crypto_bigint::{Limb, Odd, U2048, Uint, Word};
+
+    const LIMBS: usize = U2048::LIMBS;
+    const ODD_MODULUS: Odd<U2048> =
+        match U2048::from_be_slice(&MODULUS).to_odd().into_option_copied() {
+            Some(p) => p,
+            None => panic!("the RFC 3526 modulus is odd"),
+        };
+    const PARAMS: FixedMontyParams<LIMBS> = FixedMontyParams::new(ODD_MODULUS);
+
+    /// Big-endian bytes (length exactly `L` limbs) to a `Uint`.
+    fn uint_from_be<const L: usize>(bytes: &[u8]) -> Uint<L> {
+        let mut n = Uint::<L>::ZERO;
+        for (word, chunk) in n.as_mut_words().iter_mut().zip(bytes.rchunks(Limb::BYTES)) {
+            *word = chunk
+                .iter()
+                .fold(0, |acc: Word, &b| (acc << 8) | Word::from(b));
+        }
+        n
+    }
+
+    /// `Uint` to big-endian bytes; `out` must hold exactly `L` limbs.
+    fn uint_to_be<const L: usize>(n: &Uint<L>, out: &mut [u8]) {
+        for (word, chunk) in n.as_words().iter().zip(out.rchunks_mut(Limb::BYTES)) {
+            chunk.copy_from_slice(&word.to_be_bytes());
+        }
+    }
 
     /// y = 1, the value a `-f` side sends.
     fn one() -> [u8; DH_LEN] {

@@ -5,6 +5,7 @@
 pub mod dh;
 pub mod handshake;
 pub mod key;
+mod modexp;
 pub mod packet;
 
 pub use dh::EphemeralKeyPair;

@@ -123,6 +123,9 @@ fn run(options: RunOptions) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Without --verbose nothing is logged for a routine connection: do not publish those
+    // events at all, so no connection wakes this thread on its way in.
+    engine.set_connection_events(options.verbose);
     let mut events = engine.subscribe();
     let ids: Vec<TunnelId> = (0..tunnels.len() as u64).map(TunnelId).collect();
     let settings_by_id: Vec<(TunnelId, TunnelSettings)> = ids
