@@ -643,6 +643,7 @@ impl SluiceApp {
                     target: valid.target,
                     key: loaded.key,
                     forward_secrecy: spec.forward_secrecy,
+                    key_agreement: spec.key_agreement,
                     timeout: valid.timeout,
                     bind: valid.bind,
                 });

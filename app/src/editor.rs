@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use sluice_engine::config::{Config, ConfigError, KeyRef, Mode, TunnelSpec};
 use sluice_engine::events::TunnelId;
 use sluice_engine::net::addr::Address;
-use sluice_engine::protocol::ForwardSecrecy;
+use sluice_engine::protocol::{ForwardSecrecy, KeyAgreement};
 
 /// Which key a tunnel uses, as the editor shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +30,7 @@ pub struct EditorState {
     pub target: String,
     pub key: KeyChoice,
     pub forward_secrecy: ForwardSecrecy,
+    pub key_agreement: KeyAgreement,
     pub unlimited_connections: bool,
     pub max_connections: u32,
     pub timeout_secs: f64,
@@ -56,6 +57,7 @@ impl EditorState {
                 |k| KeyChoice::Known(k.to_owned()),
             ),
             forward_secrecy: ForwardSecrecy::Enabled,
+            key_agreement: KeyAgreement::Classic,
             unlimited_connections: false,
             max_connections: 100,
             timeout_secs: 5.0,
@@ -89,6 +91,7 @@ impl EditorState {
             target: spec.target.clone(),
             key,
             forward_secrecy: spec.forward_secrecy,
+            key_agreement: spec.key_agreement,
             unlimited_connections: spec.max_connections == 0,
             max_connections: if spec.max_connections == 0 {
                 100
@@ -121,6 +124,7 @@ impl EditorState {
             key,
         );
         spec.forward_secrecy = self.forward_secrecy;
+        spec.key_agreement = self.key_agreement;
         spec.max_connections = if self.unlimited_connections {
             0
         } else {
@@ -228,6 +232,7 @@ pub mod help {
     pub const TARGET: &str = "Where each connection goes (spiped -t): for Encrypt, the far end's spiped -d; for Decrypt, the local service.";
     pub const KEY: &str = "The shared key. Both ends must use exactly the same key file; compare fingerprints to check.";
     pub const FORWARD_SECRECY: &str = "Default: ephemeral Diffie-Hellman, accepting a peer that skips it.\nOff (-f): skip Diffie-Hellman; faster, but a stolen key decrypts recorded traffic.\nRequired (-g): refuse peers that use -f.";
+    pub const KEY_AGREEMENT: &str = "spiped (classic): works with stock spiped and any Sluice.\nX25519: Sluice's fast handshake (tens of microseconds instead of milliseconds per connection); the far end must be Sluice with X25519 on too.";
     pub const MAX_CONNECTIONS: &str = "At most this many connections at once (spiped -n, default 100). Further clients wait until a slot frees up.";
     pub const TIMEOUT: &str = "Seconds allowed to connect to the target and, separately, to finish the handshake (spiped -o, default 5). Idle connections are never timed out.";
     pub const KEEPALIVE: &str = "TCP keep-alive probes on both sockets, so dead peers are noticed (on by default; spiped -j turns it off).";

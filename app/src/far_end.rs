@@ -4,12 +4,13 @@
 
 use sluice_engine::config::{KeyRef, Mode, TunnelSpec};
 use sluice_engine::net::addr::Address;
-use sluice_engine::protocol::ForwardSecrecy;
+use sluice_engine::protocol::{ForwardSecrecy, KeyAgreement};
 
 /// The far end's commands and what the user must know to run them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FarEndCommands {
-    pub spiped: String,
+    /// `None` when stock spiped cannot be the far end (the X25519 handshake).
+    pub spiped: Option<String>,
     pub sluiced: String,
     pub notes: Vec<String>,
 }
@@ -80,6 +81,12 @@ pub fn far_end_commands(spec: &TunnelSpec, far_address: &str, this_host: &str) -
         options.push(' ');
         options.push_str(flag);
     }
+    if spec.key_agreement == KeyAgreement::X25519 {
+        options.push_str(" --x25519");
+        notes.push(
+            "This tunnel uses Sluice's X25519 handshake: the far end must run sluiced with --x25519 (stock spiped cannot speak it).".into(),
+        );
+    }
     if spec.forward_secrecy == ForwardSecrecy::Required {
         notes.push("This end requires forward secrecy: the far end must not use -f.".into());
     }
@@ -90,7 +97,7 @@ pub fn far_end_commands(spec: &TunnelSpec, far_address: &str, this_host: &str) -
         shell_quote(&keyfile)
     );
     FarEndCommands {
-        spiped: format!("spiped {args}"),
+        spiped: (spec.key_agreement == KeyAgreement::Classic).then(|| format!("spiped {args}")),
         sluiced: format!("sluiced {args}"),
         notes,
     }
@@ -148,11 +155,12 @@ mod tests {
         let far = default_far_address(&s);
         assert_eq!(far, "[127.0.0.1]:6379");
         let c = far_end_commands(&s, &far, "laptop");
+        let spiped = c.spiped.unwrap();
         assert_eq!(
-            c.spiped,
+            spiped,
             "spiped -d -s '[0.0.0.0]:8025' -t '[127.0.0.1]:6379' -k redis.key -g"
         );
-        assert_eq!(c.sluiced, c.spiped.replacen("spiped", "sluiced", 1));
+        assert_eq!(c.sluiced, spiped.replacen("spiped", "sluiced", 1));
         assert!(c.notes.iter().any(|n| n.contains("/home/me/redis.key")));
     }
 
@@ -163,8 +171,8 @@ mod tests {
         s.forward_secrecy = ForwardSecrecy::Disabled;
         let c = far_end_commands(&s, &default_far_address(&s), "server1");
         assert_eq!(
-            c.spiped,
-            "spiped -e -s '[127.0.0.1]:6379' -t server1:8025 -k 'redis prod.key' -f"
+            c.spiped.as_deref(),
+            Some("spiped -e -s '[127.0.0.1]:6379' -t server1:8025 -k 'redis prod.key' -f")
         );
         assert!(c.notes.iter().any(|n| n.contains("Export the key")));
     }
@@ -173,6 +181,15 @@ mod tests {
     fn a_specific_listen_address_is_used_as_the_host() {
         let s = spec(Mode::Decrypt, "[192.0.2.7]:8025", "[127.0.0.1]:80");
         let c = far_end_commands(&s, "[127.0.0.1]:8080", "server1");
-        assert!(c.spiped.contains("-t '[192.0.2.7]:8025'"), "{}", c.spiped);
+        assert!(c.sluiced.contains("-t '[192.0.2.7]:8025'"), "{}", c.sluiced);
+    }
+
+    #[test]
+    fn x25519_needs_sluiced_on_the_far_end() {
+        let mut s = spec(Mode::Encrypt, "[127.0.0.1]:6379", "db.example.org:8025");
+        s.key_agreement = KeyAgreement::X25519;
+        let c = far_end_commands(&s, &default_far_address(&s), "laptop");
+        assert_eq!(c.spiped, None);
+        assert!(c.sluiced.ends_with("--x25519"), "{}", c.sluiced);
     }
 }

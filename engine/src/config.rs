@@ -15,6 +15,7 @@
 //!             // Everything below is optional; these are the defaults (spiped's).
 //!             fingerprint: None,
 //!             forward_secrecy: Enabled,       // Disabled = spiped -f, Required = -g
+//!             key_agreement: Classic,         // X25519 = Sluice's fast handshake (both ends)
 //!             max_connections: 100,           // 0 = unlimited (-n)
 //!             timeout_secs: 5.0,              // connect + handshake timeout (-o)
 //!             keepalive: true,                // false = spiped -j
@@ -27,7 +28,7 @@
 //! ```
 
 use crate::net::addr::{self, Address, AddressError};
-use crate::protocol::ForwardSecrecy;
+use crate::protocol::{ForwardSecrecy, KeyAgreement};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -81,6 +82,9 @@ pub struct TunnelSpec {
     pub fingerprint: Option<String>,
     #[serde(default)]
     pub forward_secrecy: ForwardSecrecy,
+    /// Classic (spiped's protocol) or Sluice's X25519 variant, which both ends must use.
+    #[serde(default)]
+    pub key_agreement: KeyAgreement,
     /// Maximum simultaneous connections (`-n`); 0 = unlimited.
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
@@ -230,6 +234,7 @@ impl TunnelSpec {
             key,
             fingerprint: None,
             forward_secrecy: ForwardSecrecy::default(),
+            key_agreement: KeyAgreement::default(),
             max_connections: default_max_connections(),
             timeout_secs: default_timeout_secs(),
             keepalive: default_true(),
@@ -308,6 +313,15 @@ impl TunnelSpec {
                 ),
             ),
             _ => {}
+        }
+
+        if self.key_agreement == KeyAgreement::X25519
+            && self.forward_secrecy == ForwardSecrecy::Disabled
+        {
+            invalid(
+                "forward_secrecy",
+                "the X25519 handshake always uses fresh keys, so forward secrecy cannot be turned off (-f): choose the default or required".into(),
+            );
         }
 
         let t = self.timeout_secs;

@@ -23,7 +23,7 @@ use crate::net::dhpool::KeyPairPool;
 use crate::net::listener::{ListenError, Listener, is_resource_exhaustion};
 use crate::net::stream::NetStream;
 use crate::protocol::key::PresharedKey;
-use crate::protocol::{ForwardSecrecy, Role};
+use crate::protocol::{ForwardSecrecy, KeyAgreement, Role};
 use crate::stats::TunnelStats;
 
 /// Everything a tunnel needs to run, parsed and with the key already loaded.
@@ -37,6 +37,8 @@ pub struct TunnelSettings {
     pub bind: Option<Address>,
     pub key: PresharedKey,
     pub forward_secrecy: ForwardSecrecy,
+    /// spiped's handshake, or Sluice's X25519 variant (both ends must agree).
+    pub key_agreement: KeyAgreement,
     /// 0 = unlimited.
     pub max_connections: u32,
     /// Connect timeout and handshake timeout, each (`-o`).
@@ -63,6 +65,7 @@ impl TunnelSettings {
             bind: None,
             key,
             forward_secrecy: ForwardSecrecy::Enabled,
+            key_agreement: KeyAgreement::Classic,
             max_connections: 100,
             timeout: Duration::from_secs(5),
             keepalive: true,
@@ -81,6 +84,7 @@ impl TunnelSettings {
             bind: valid.bind,
             key,
             forward_secrecy: spec.forward_secrecy,
+            key_agreement: spec.key_agreement,
             max_connections: spec.max_connections,
             timeout: valid.timeout,
             keepalive: spec.keepalive,
@@ -105,6 +109,7 @@ impl fmt::Debug for TunnelSettings {
             .field("target", &self.target.to_string())
             .field("key", &self.key.fingerprint())
             .field("forward_secrecy", &self.forward_secrecy)
+            .field("key_agreement", &self.key_agreement)
             .field("max_connections", &self.max_connections)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
@@ -695,6 +700,7 @@ impl Connection {
             role: s.role(),
             key: &s.key,
             forward_secrecy: s.forward_secrecy,
+            key_agreement: s.key_agreement,
             pool: &self.pool,
         };
         let (outbound, codecs) = match s.mode {

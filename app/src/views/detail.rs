@@ -284,7 +284,12 @@ fn far_end_tab(
         }
     });
     let commands = far_end::far_end_commands(spec, &far, &model.host_name);
-    for (what, line) in [("spiped", &commands.spiped), ("sluiced", &commands.sluiced)] {
+    let lines = commands
+        .spiped
+        .iter()
+        .map(|line| ("spiped", line))
+        .chain(std::iter::once(("sluiced", &commands.sluiced)));
+    for (what, line) in lines {
         ui.add_space(4.0);
         ui.horizontal(|ui| {
             ui.label(RichText::new(what).strong());

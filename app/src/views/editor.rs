@@ -3,7 +3,7 @@
 
 use egui::RichText;
 use sluice_engine::config::Mode;
-use sluice_engine::protocol::ForwardSecrecy;
+use sluice_engine::protocol::{ForwardSecrecy, KeyAgreement};
 
 use crate::app::{Model, UiCommand};
 use crate::background::{DialogPurpose, ProbeKey};
@@ -111,6 +111,22 @@ pub fn show(
                             .response
                     });
 
+                    labelled_row(ui, "Handshake", help::KEY_AGREEMENT, |ui| {
+                        egui::ComboBox::from_id_salt("key_agreement")
+                            .selected_text(agreement_label(editor.key_agreement))
+                            .show_ui(ui, |ui| {
+                                for agreement in [KeyAgreement::Classic, KeyAgreement::X25519] {
+                                    ui.selectable_value(
+                                        &mut editor.key_agreement,
+                                        agreement,
+                                        agreement_label(agreement),
+                                    );
+                                }
+                            })
+                            .response
+                    });
+                    field_error(ui, problems.get("forward_secrecy"));
+
                     let label = ui
                         .label("Connection limit")
                         .on_hover_text(help::MAX_CONNECTIONS);
@@ -194,6 +210,13 @@ pub fn show(
                 probe_result(ui, probe.as_ref());
             }
         });
+}
+
+fn agreement_label(agreement: KeyAgreement) -> &'static str {
+    match agreement {
+        KeyAgreement::Classic => "spiped (classic)",
+        KeyAgreement::X25519 => "X25519 (Sluice to Sluice, faster)",
+    }
 }
 
 fn fs_label(fs: ForwardSecrecy) -> &'static str {

@@ -4,6 +4,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -16,9 +17,10 @@ use crate::net::dhpool::{KeyPairPool, RandomnessError, random_bytes};
 use crate::net::stream::{NetReadHalf, NetStream, NetWriteHalf};
 use crate::protocol::handshake::{NONCE_LEN, SIGNED_DH_LEN};
 use crate::protocol::key::PresharedKey;
+use crate::protocol::x25519::{SIGNED_X25519_LEN, X25519NoncesExchanged, X25519PeerVerified};
 use crate::protocol::{
-    ForwardSecrecy, Handshake, HandshakeError, MAX_PAYLOAD, PACKET_LEN, PacketError, PacketOpener,
-    PacketSealer, PeerVerified, Role,
+    ForwardSecrecy, Handshake, HandshakeError, KeyAgreement, MAX_PAYLOAD, NoncesExchanged,
+    PACKET_LEN, PacketError, PacketOpener, PacketSealer, PeerVerified, Role, X25519Handshake,
 };
 use crate::stats::HandshakeFailure;
 
@@ -32,8 +34,16 @@ pub enum HandshakeFault {
     Rejected(HandshakeError),
     #[error("{}", closed_message(*.role, *.after_our_dh))]
     PeerClosed { role: Role, after_our_dh: bool },
-    #[error("handshake timed out after {:.1} s: the far end is not answering as an spiped peer (wrong port, a firewall, or an overloaded server)", .0.as_secs_f64())]
+    #[error("handshake timed out after {:.1} s: the far end is not answering as an spiped peer (wrong port, a firewall, an overloaded server, or one end uses Sluice's X25519 handshake and the other does not)", .0.as_secs_f64())]
     TimedOut(Duration),
+    #[error(
+        "handshake rejected: the far end has a different key, or does not use the X25519 handshake (stock spiped, or Sluice without X25519): turn X25519 on at both ends or at neither"
+    )]
+    X25519Rejected,
+    #[error(
+        "the far end sent a 64-byte key, as Sluice's X25519 handshake does, but this end uses the classic spiped handshake: turn X25519 on at both ends or at neither"
+    )]
+    PeerUsesX25519,
     #[error("network error during the handshake: {0}")]
     Io(#[from] io::Error),
     #[error(transparent)]
@@ -47,7 +57,7 @@ fn rejected_message(error: HandshakeError) -> String {
 fn closed_message(role: Role, after_our_dh: bool) -> &'static str {
     match (role, after_our_dh) {
         (Role::Client, true) => {
-            "handshake rejected: the far end hung up after checking our key; it has a different key, requires forward secrecy (-g) while this end has it off (-f), or cannot reach its own target"
+            "handshake rejected: the far end hung up after checking our key; it has a different key, requires forward secrecy (-g) while this end has it off (-f), cannot reach its own target, or one end uses Sluice's X25519 handshake and the other does not"
         }
         (Role::Client, false) => {
             "the far end closed the connection before the handshake: is it an spiped server (spiped -d / a Decrypt tunnel)?"
@@ -60,7 +70,8 @@ impl HandshakeFault {
     /// The cause under which this failure is counted.
     pub fn cause(&self) -> HandshakeFailure {
         match self {
-            HandshakeFault::Rejected(HandshakeError::BadSignature) => HandshakeFailure::WrongKey,
+            HandshakeFault::Rejected(HandshakeError::BadSignature)
+            | HandshakeFault::X25519Rejected => HandshakeFailure::WrongKey,
             HandshakeFault::Rejected(HandshakeError::ForwardSecrecyRefused) => {
                 HandshakeFailure::ForwardSecrecyMismatch
             }
@@ -71,6 +82,7 @@ impl HandshakeFault {
             } => HandshakeFailure::WrongKey,
             HandshakeFault::PeerClosed { .. } | HandshakeFault::Io(_) => HandshakeFailure::Network,
             HandshakeFault::TimedOut(_) => HandshakeFailure::Timeout,
+            HandshakeFault::PeerUsesX25519 => HandshakeFailure::Protocol,
             HandshakeFault::Randomness(_) => HandshakeFailure::Protocol,
         }
     }
@@ -81,6 +93,7 @@ pub struct HandshakeParams<'a> {
     pub role: Role,
     pub key: &'a PresharedKey,
     pub forward_secrecy: ForwardSecrecy,
+    pub key_agreement: KeyAgreement,
     pub pool: &'a KeyPairPool,
 }
 
@@ -96,15 +109,26 @@ pub async fn handshake(
         .session_codecs())
 }
 
-/// The peer proved it holds the key and both signed DH values have been exchanged; what
-/// is left of the handshake is local computation (see [`Authenticated::session_codecs`]).
-pub struct Authenticated(PeerVerified);
+/// The peer proved it holds the key and both signed values have been exchanged; what is
+/// left of the handshake is local computation (see [`Authenticated::session_codecs`]).
+// Lives only between the handshake's last message and the key derivation: boxing the
+// larger variant would cost an allocation per connection for nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Authenticated {
+    Classic(PeerVerified),
+    X25519(X25519PeerVerified),
+}
 
 impl Authenticated {
-    /// Derives the session keys: one modular exponentiation unless this side runs `-f`.
-    /// Synchronous and CPU-bound (about half a millisecond).
+    /// Derives the session keys: for the classic handshake one modular exponentiation
+    /// unless this side runs `-f` (about half a millisecond); for X25519 only the key
+    /// derivation (the shared secret was computed when the peer's key was checked).
     pub fn session_codecs(self) -> (PacketSealer, PacketOpener) {
-        self.0.derive_session().into_packet_codecs()
+        match self {
+            Authenticated::Classic(verified) => verified.derive_session(),
+            Authenticated::X25519(verified) => verified.derive_session(),
+        }
+        .into_packet_codecs()
     }
 }
 
@@ -116,52 +140,180 @@ pub async fn authenticate(
     params: &HandshakeParams<'_>,
     timeout: Duration,
 ) -> Result<Authenticated, HandshakeFault> {
-    match tokio::time::timeout(timeout, authenticate_inner(stream, params)).await {
-        Ok(result) => result.map(Authenticated),
+    // Bytes of the peer's signed value seen so far: a classic end that got exactly an
+    // X25519 message before the peer gave up (or the clock ran out) can say so.
+    let partial = AtomicUsize::new(0);
+    let attempt = async {
+        match params.key_agreement {
+            KeyAgreement::Classic => authenticate_classic(stream, params, &partial)
+                .await
+                .map(Authenticated::Classic),
+            KeyAgreement::X25519 => authenticate_x25519(stream, params, &partial)
+                .await
+                .map(Authenticated::X25519),
+        }
+    };
+    let result = match tokio::time::timeout(timeout, attempt).await {
+        Ok(result) => result,
         Err(_) => Err(HandshakeFault::TimedOut(timeout)),
+    };
+    match result {
+        Err(HandshakeFault::TimedOut(_) | HandshakeFault::PeerClosed { .. })
+            if params.key_agreement == KeyAgreement::Classic
+                && partial.load(Ordering::Relaxed) == SIGNED_X25519_LEN =>
+        {
+            Err(HandshakeFault::PeerUsesX25519)
+        }
+        other => other,
     }
 }
 
-async fn authenticate_inner(
+async fn authenticate_classic(
     stream: &mut NetStream,
     params: &HandshakeParams<'_>,
+    partial: &AtomicUsize,
 ) -> Result<PeerVerified, HandshakeFault> {
     let keypair = match params.forward_secrecy {
         ForwardSecrecy::Disabled => None,
         _ => Some(params.pool.take()?),
     };
-    let role = params.role;
     let start = Handshake::new(
-        role,
+        params.role,
         params.key,
         params.forward_secrecy,
         random_bytes()?,
         keypair,
     )
     .map_err(HandshakeFault::Rejected)?;
-    stream.write_all(start.nonce()).await?;
+    let nonce = *start.nonce();
+    exchange(stream, params.role, &nonce, partial, |peer| {
+        start.receive_nonce(peer)
+    })
+    .await
+    .map_err(|fault| match fault {
+        Exchange::Fault(fault) => fault,
+        Exchange::Rejected(error) => HandshakeFault::Rejected(error),
+    })
+}
+
+async fn authenticate_x25519(
+    stream: &mut NetStream,
+    params: &HandshakeParams<'_>,
+    partial: &AtomicUsize,
+) -> Result<X25519PeerVerified, HandshakeFault> {
+    let mut private = random_bytes()?;
+    let start = X25519Handshake::new(params.role, params.key, random_bytes()?, private);
+    zeroize::Zeroize::zeroize(&mut private);
+    let nonce = *start.nonce();
+    exchange(stream, params.role, &nonce, partial, |peer| {
+        start.receive_nonce(peer)
+    })
+    .await
+    .map_err(|fault| match fault {
+        Exchange::Fault(fault) => fault,
+        // A classic peer's first 64 bytes fail our MAC check just like a wrong key.
+        Exchange::Rejected(HandshakeError::BadSignature) => HandshakeFault::X25519Rejected,
+        Exchange::Rejected(error) => HandshakeFault::Rejected(error),
+    })
+}
+
+/// The second stage of either handshake: this side's signed value is ready, and the
+/// peer's can be checked.
+trait SignedStage: Sized {
+    type Verified: VerifiedStage;
+    /// Bytes of the signed value in each direction.
+    const LEN: usize;
+    fn ours(&self) -> &[u8];
+    fn accept(self, peer: &[u8]) -> Result<Self::Verified, HandshakeError>;
+}
+
+trait VerifiedStage {
+    fn ours(&self) -> &[u8];
+}
+
+impl SignedStage for NoncesExchanged {
+    type Verified = PeerVerified;
+    const LEN: usize = SIGNED_DH_LEN;
+    fn ours(&self) -> &[u8] {
+        self.signed_dh()
+    }
+    fn accept(self, peer: &[u8]) -> Result<PeerVerified, HandshakeError> {
+        let peer = peer.try_into().map_err(|_| HandshakeError::BadSignature)?;
+        self.receive_signed_dh(peer)
+    }
+}
+
+impl VerifiedStage for PeerVerified {
+    fn ours(&self) -> &[u8] {
+        self.signed_dh()
+    }
+}
+
+impl SignedStage for X25519NoncesExchanged {
+    type Verified = X25519PeerVerified;
+    const LEN: usize = SIGNED_X25519_LEN;
+    fn ours(&self) -> &[u8] {
+        self.signed_public()
+    }
+    fn accept(self, peer: &[u8]) -> Result<X25519PeerVerified, HandshakeError> {
+        let peer = peer.try_into().map_err(|_| HandshakeError::BadSignature)?;
+        self.receive_signed_public(peer)
+    }
+}
+
+impl VerifiedStage for X25519PeerVerified {
+    fn ours(&self) -> &[u8] {
+        self.signed_public()
+    }
+}
+
+enum Exchange {
+    Fault(HandshakeFault),
+    Rejected(HandshakeError),
+}
+
+impl From<HandshakeFault> for Exchange {
+    fn from(fault: HandshakeFault) -> Self {
+        Exchange::Fault(fault)
+    }
+}
+
+impl From<io::Error> for Exchange {
+    fn from(e: io::Error) -> Self {
+        Exchange::Fault(HandshakeFault::Io(e))
+    }
+}
+
+/// The message flow both handshakes share (PROTOCOL.md 3.1): nonces both ways at once;
+/// the client sends its signed value straight away, the server only after checking the
+/// client's. Reads are exact, so nothing after the handshake is consumed.
+async fn exchange<S: SignedStage>(
+    stream: &mut NetStream,
+    role: Role,
+    nonce: &[u8; NONCE_LEN],
+    partial: &AtomicUsize,
+    receive_nonce: impl FnOnce(&[u8; NONCE_LEN]) -> S,
+) -> Result<S::Verified, Exchange> {
+    stream.write_all(nonce).await?;
     let mut peer_nonce = [0u8; NONCE_LEN];
-    read_handshake_bytes(stream, &mut peer_nonce, role, false).await?;
-    let exchanged = start.receive_nonce(&peer_nonce);
-    let mut peer_dh = [0u8; SIGNED_DH_LEN];
-    let verified = match role {
+    let ignored = AtomicUsize::new(0);
+    read_handshake_bytes(stream, &mut peer_nonce, role, false, &ignored).await?;
+    let exchanged = receive_nonce(&peer_nonce);
+    let mut buf = [0u8; SIGNED_DH_LEN];
+    let peer = &mut buf[..S::LEN];
+    match role {
         Role::Client => {
-            stream.write_all(exchanged.signed_dh()).await?;
-            read_handshake_bytes(stream, &mut peer_dh, role, true).await?;
-            exchanged
-                .receive_signed_dh(&peer_dh)
-                .map_err(HandshakeFault::Rejected)?
+            stream.write_all(exchanged.ours()).await?;
+            read_handshake_bytes(stream, peer, role, true, partial).await?;
+            exchanged.accept(peer).map_err(Exchange::Rejected)
         }
         Role::Server => {
-            read_handshake_bytes(stream, &mut peer_dh, role, false).await?;
-            let verified = exchanged
-                .receive_signed_dh(&peer_dh)
-                .map_err(HandshakeFault::Rejected)?;
-            stream.write_all(verified.signed_dh()).await?;
-            verified
+            read_handshake_bytes(stream, peer, role, false, partial).await?;
+            let verified = exchanged.accept(peer).map_err(Exchange::Rejected)?;
+            stream.write_all(verified.ours()).await?;
+            Ok(verified)
         }
-    };
-    Ok(verified)
+    }
 }
 
 /// Runs the synchronous `work` while `io` makes progress: `io` is polled once first, so
@@ -177,19 +329,27 @@ pub async fn overlap<F: Future, T>(io: F, work: impl FnOnce() -> T) -> (F::Outpu
     (output, done)
 }
 
+/// Reads exactly `buf.len()` bytes, counting them in `received` as they arrive.
 async fn read_handshake_bytes(
     stream: &mut NetStream,
     buf: &mut [u8],
     role: Role,
     after_our_dh: bool,
+    received: &AtomicUsize,
 ) -> Result<(), HandshakeFault> {
-    match stream.read_exact(buf).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-            Err(HandshakeFault::PeerClosed { role, after_our_dh })
+    let mut filled = 0;
+    while filled < buf.len() {
+        match stream.read(&mut buf[filled..]).await {
+            Ok(0) => return Err(HandshakeFault::PeerClosed { role, after_our_dh }),
+            Ok(n) => {
+                filled += n;
+                received.store(filled, Ordering::Relaxed);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(HandshakeFault::Io(e)),
         }
-        Err(e) => Err(HandshakeFault::Io(e)),
     }
+    Ok(())
 }
 
 /// Why the target could not be reached.

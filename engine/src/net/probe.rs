@@ -9,7 +9,7 @@ use crate::net::addr::Address;
 use crate::net::conn::{HandshakeFault, HandshakeParams, TargetFault, connect_target, handshake};
 use crate::net::dhpool::KeyPairPool;
 use crate::protocol::key::PresharedKey;
-use crate::protocol::{ForwardSecrecy, HandshakeError, Role};
+use crate::protocol::{ForwardSecrecy, HandshakeError, KeyAgreement, Role};
 
 /// What to test: the far end of an Encrypt tunnel, with its key and options.
 #[derive(Clone)]
@@ -17,6 +17,7 @@ pub struct ProbeRequest {
     pub target: Address,
     pub key: PresharedKey,
     pub forward_secrecy: ForwardSecrecy,
+    pub key_agreement: KeyAgreement,
     pub timeout: Duration,
     pub bind: Option<Address>,
 }
@@ -88,6 +89,7 @@ pub async fn probe(request: &ProbeRequest, pool: &KeyPairPool) -> ProbeOutcome {
         role: Role::Client,
         key: &request.key,
         forward_secrecy: request.forward_secrecy,
+        key_agreement: request.key_agreement,
         pool,
     };
     let handshake_started = Instant::now();
@@ -101,6 +103,9 @@ pub async fn probe(request: &ProbeRequest, pool: &KeyPairPool) -> ProbeOutcome {
             ProbeOutcome::Rejected(
                 "the far end skips forward secrecy (spiped -f) but this tunnel requires it (-g): set forward secrecy to the same policy on both ends".into(),
             )
+        }
+        Err(fault @ (HandshakeFault::X25519Rejected | HandshakeFault::PeerUsesX25519)) => {
+            ProbeOutcome::Rejected(fault.to_string())
         }
         Err(fault @ HandshakeFault::PeerClosed { after_our_dh: true, .. }) => {
             ProbeOutcome::Rejected(fault.to_string())

@@ -41,6 +41,10 @@ pub enum HandshakeError {
         "handshake rejected: the far end skips forward secrecy (-f) but this end requires it (-g)"
     )]
     ForwardSecrecyRefused,
+    #[error(
+        "handshake rejected: the far end's X25519 key gives an all-zero shared secret (a low-order point): it is not a correct Sluice peer, or the data was altered"
+    )]
+    NonContributory,
 }
 
 /// What every stage carries: who we are, the policy, K, and (unless this side runs `-f`)
@@ -66,13 +70,13 @@ impl Common {
 
 /// Both nonces in the order every key derivation uses: client's first.
 #[derive(Clone, Copy)]
-struct Nonces {
+pub(super) struct Nonces {
     client: [u8; NONCE_LEN],
     server: [u8; NONCE_LEN],
 }
 
 impl Nonces {
-    fn new(role: Role, ours: [u8; NONCE_LEN], theirs: [u8; NONCE_LEN]) -> Self {
+    pub(super) fn new(role: Role, ours: [u8; NONCE_LEN], theirs: [u8; NONCE_LEN]) -> Self {
         match role {
             Role::Client => Nonces {
                 client: ours,
@@ -236,25 +240,12 @@ impl PeerVerified {
             // A `-f` side uses 1 whatever the peer sent; a DH peer computes 1^x = 1 too.
             None => Zeroizing::new(Y_ONE),
         };
-        let mut salt = Zeroizing::new([0u8; 2 * NONCE_LEN + DH_LEN]);
-        salt[..NONCE_LEN].copy_from_slice(&self.nonces.client);
-        salt[NONCE_LEN..2 * NONCE_LEN].copy_from_slice(&self.nonces.server);
-        salt[2 * NONCE_LEN..].copy_from_slice(&shared[..]);
-        let mut dk = Zeroizing::new([0u8; 128]);
-        pbkdf2::pbkdf2_hmac::<Sha256>(self.common.key.secret(), &salt[..], 1, &mut dk[..]);
-
-        let mut keys = SessionKeys {
-            role: self.common.role,
-            e_c: [0; 32],
-            h_c: [0; 32],
-            e_s: [0; 32],
-            h_s: [0; 32],
-        };
-        keys.e_c.copy_from_slice(&dk[..32]);
-        keys.h_c.copy_from_slice(&dk[32..64]);
-        keys.e_s.copy_from_slice(&dk[64..96]);
-        keys.h_s.copy_from_slice(&dk[96..]);
-        keys
+        session_keys(
+            self.common.role,
+            &self.common.key,
+            &self.nonces,
+            &shared[..],
+        )
     }
 }
 
@@ -300,8 +291,40 @@ impl fmt::Debug for SessionKeys {
     }
 }
 
+/// dk_2 = PBKDF2-HMAC-SHA256(K, nonce_C ‖ nonce_S ‖ shared, 1, 128) split into E_C, H_C,
+/// E_S, H_S. `shared` is y_SC for the classic handshake, the X25519 secret for Sluice's.
+pub(super) fn session_keys(
+    role: Role,
+    key: &PresharedKey,
+    nonces: &Nonces,
+    shared: &[u8],
+) -> SessionKeys {
+    let mut salt = Zeroizing::new(Vec::with_capacity(2 * NONCE_LEN + shared.len()));
+    salt.extend_from_slice(&nonces.client);
+    salt.extend_from_slice(&nonces.server);
+    salt.extend_from_slice(shared);
+    let mut dk = Zeroizing::new([0u8; 128]);
+    pbkdf2::pbkdf2_hmac::<Sha256>(key.secret(), &salt[..], 1, &mut dk[..]);
+
+    let mut keys = SessionKeys {
+        role,
+        e_c: [0; 32],
+        h_c: [0; 32],
+        e_s: [0; 32],
+        h_s: [0; 32],
+    };
+    keys.e_c.copy_from_slice(&dk[..32]);
+    keys.h_c.copy_from_slice(&dk[32..64]);
+    keys.e_s.copy_from_slice(&dk[64..96]);
+    keys.h_s.copy_from_slice(&dk[96..]);
+    keys
+}
+
 /// dk_1 = PBKDF2-HMAC-SHA256(K, nonce_C ‖ nonce_S, 1, 64) split into (dhmac_C, dhmac_S).
-fn dh_mac_keys(key: &PresharedKey, nonces: &Nonces) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>) {
+pub(super) fn dh_mac_keys(
+    key: &PresharedKey,
+    nonces: &Nonces,
+) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>) {
     let mut salt = [0u8; 2 * NONCE_LEN];
     salt[..NONCE_LEN].copy_from_slice(&nonces.client);
     salt[NONCE_LEN..].copy_from_slice(&nonces.server);

@@ -7,12 +7,14 @@ pub mod handshake;
 pub mod key;
 mod modexp;
 pub mod packet;
+pub mod x25519;
 
 pub use dh::EphemeralKeyPair;
 pub use handshake::{
     Handshake, HandshakeError, NONCE_LEN, NoncesExchanged, PeerVerified, SIGNED_DH_LEN, SessionKeys,
 };
 pub use packet::{MAX_PAYLOAD, PACKET_LEN, PacketError, PacketOpener, PacketSealer};
+pub use x25519::{SIGNED_X25519_LEN, X25519Handshake};
 
 use serde::{Deserialize, Serialize};
 
@@ -47,4 +49,14 @@ impl ForwardSecrecy {
             ForwardSecrecy::Required => Some("-g"),
         }
     }
+}
+
+/// Which key agreement the handshake uses. Classic is spiped's protocol, byte for byte;
+/// X25519 is Sluice's opt-in fast variant (docs/X25519.md), which only another Sluice
+/// with X25519 enabled understands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum KeyAgreement {
+    #[default]
+    Classic,
+    X25519,
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use sluice_engine::config::{Config, KeyRef};
 use sluice_engine::keyfile::{self, KeyfileError, LoadedKey};
 use sluice_engine::net::addr::{Address, parse_bind};
+use sluice_engine::protocol::KeyAgreement;
 use sluice_engine::tunnel::TunnelSettings;
 use sluice_engine::{ForwardSecrecy, Mode};
 
@@ -15,16 +16,18 @@ usage: sluiced {-e | -d} -s <source socket> -t <target socket> -k <key file>
                [-b <bind address>] [-DFj] [-f | -g] [-n <max # connections>]
                [-o <connection timeout>] [-p <pidfile>] [-r <rtime> | -R]
                [--syslog] [-u <username> | <:groupname> | <username:groupname>]
-               [--verbose]
+               [--x25519] [--verbose]
        sluiced --config <config file> [-DF] [-p <pidfile>] [--syslog] [-u <user>] [--verbose]
        sluiced --spipe -t <target socket> -k <key file> [-b <bind address>]
-               [-f | -g] [-j] [-o <connection timeout>]
+               [-f | -g] [-j] [-o <connection timeout>] [--x25519]
        sluiced --generate-key <new key file>
        sluiced --fingerprint <key file>
        sluiced -v
 
 Addresses: [1.2.3.4]:port, [::1]:port, host.name:port, or /absolute/unix/socket.
-Key file \"-\" reads the key from standard input.";
+Key file \"-\" reads the key from standard input.
+--x25519 uses Sluice's fast X25519 handshake instead of spiped's; both ends must be
+Sluice with --x25519 (stock spiped cannot speak it).";
 
 /// What the command line asks for.
 pub enum Invocation {
@@ -41,6 +44,7 @@ pub struct SpipeOptions {
     pub target: Address,
     pub key: PathBuf,
     pub forward_secrecy: ForwardSecrecy,
+    pub key_agreement: KeyAgreement,
     pub keepalive: bool,
     pub timeout: Duration,
     pub bind: Option<Address>,
@@ -69,6 +73,7 @@ struct FlagTunnel {
     target: Address,
     key: PathBuf,
     forward_secrecy: ForwardSecrecy,
+    key_agreement: KeyAgreement,
     max_connections: u32,
     timeout: Duration,
     keepalive: bool,
@@ -95,6 +100,7 @@ impl RunOptions {
                     loaded.key,
                 );
                 settings.forward_secrecy = flags.forward_secrecy;
+                settings.key_agreement = flags.key_agreement;
                 settings.max_connections = flags.max_connections;
                 settings.timeout = flags.timeout;
                 settings.keepalive = flags.keepalive;
@@ -178,6 +184,7 @@ struct Seen {
     verbose: bool,
     config: Option<String>,
     spipe: bool,
+    x25519: bool,
     generate_key: Option<String>,
     fingerprint: Option<String>,
 }
@@ -226,6 +233,7 @@ pub fn parse(args: &[String]) -> Result<Invocation, String> {
                 "syslog" => set_flag(&mut seen.syslog, "--syslog")?,
                 "verbose" => set_flag(&mut seen.verbose, "--verbose")?,
                 "spipe" => set_flag(&mut seen.spipe, "--spipe")?,
+                "x25519" => set_flag(&mut seen.x25519, "--x25519")?,
                 "help" => set_flag(&mut seen.help, "--help")?,
                 "version" => set_flag(&mut seen.version, "--version")?,
                 "config" => set_value(&mut seen.config, "--config", value("a config file")?)?,
@@ -311,6 +319,14 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
         (false, true) => ForwardSecrecy::Required,
         (false, false) => ForwardSecrecy::Enabled,
     };
+    let key_agreement = if seen.x25519 {
+        if forward_secrecy == ForwardSecrecy::Disabled {
+            return Err("--x25519 always uses fresh keys: it cannot be combined with -f".into());
+        }
+        KeyAgreement::X25519
+    } else {
+        KeyAgreement::Classic
+    };
     let timeout = parse_timeout(seen.timeout.as_deref())?;
     let bind = seen
         .bind
@@ -337,6 +353,7 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
             target: parse_address(seen.target.as_deref(), "-t", "target")?,
             key: PathBuf::from(seen.key.ok_or("-k <key file> is required")?),
             forward_secrecy,
+            key_agreement,
             keepalive: !seen.no_keepalive,
             timeout,
             bind,
@@ -357,7 +374,10 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
                 seen.reresolve.is_some() || seen.no_reresolve || seen.no_keepalive,
                 "-r/-R/-j",
             ),
-            (forward_secrecy != ForwardSecrecy::Enabled, "-f/-g"),
+            (
+                forward_secrecy != ForwardSecrecy::Enabled || seen.x25519,
+                "-f/-g/--x25519",
+            ),
         ] {
             if given {
                 return Err(format!(
@@ -419,6 +439,7 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
             target,
             key,
             forward_secrecy,
+            key_agreement,
             max_connections,
             timeout,
             keepalive: !seen.no_keepalive,
@@ -536,6 +557,10 @@ mod tests {
             ("-e -x", "unknown option -x"),
             ("--config c.ron -e", "cannot be combined with --config"),
             ("--spipe -t [::1]:2 -k k -n 3", "does not apply to --spipe"),
+            (
+                "-e -s [::1]:1 -t [::1]:2 -k k -f --x25519",
+                "cannot be combined with -f",
+            ),
         ] {
             match parse(&args(line)) {
                 Err(e) => assert!(e.contains(expect), "{line}: {e}"),
@@ -559,6 +584,14 @@ mod tests {
             }
             _ => panic!("not spipe"),
         }
+    }
+
+    #[test]
+    fn x25519_is_opt_in() {
+        let classic = run_options("-e -s [::1]:1 -t [::1]:2 -k k");
+        assert_eq!(flags(&classic).key_agreement, KeyAgreement::Classic);
+        let fast = run_options("-d -s [::1]:1 -t [::1]:2 -k k --x25519 -g");
+        assert_eq!(flags(&fast).key_agreement, KeyAgreement::X25519);
     }
 
     #[test]

@@ -70,6 +70,7 @@ async fn session(options: &SpipeOptions, key: &PresharedKey) -> Result<(), Strin
         role: Role::Client,
         key,
         forward_secrecy: options.forward_secrecy,
+        key_agreement: options.key_agreement,
         pool: &pool,
     };
     let codecs = handshake(&mut encrypted, &params, options.timeout)

@@ -1,0 +1,301 @@
+//! Sluice's opt-in fast handshake: spiped's message flow and key schedule with the
+//! group-14 value replaced by an X25519 public key. Both ends must opt in; it does not
+//! interoperate with stock spiped. Specified in docs/X25519.md.
+
+use std::fmt;
+
+use hmac::Mac;
+use x25519_dalek::{PublicKey, StaticSecret};
+use zeroize::Zeroizing;
+
+use super::Role;
+use super::handshake::{HandshakeError, NONCE_LEN, Nonces, SessionKeys, dh_mac_keys, session_keys};
+use super::key::PresharedKey;
+use super::packet::hmac_sha256;
+
+/// Bytes of an X25519 public key.
+pub const X25519_KEY_LEN: usize = 32;
+/// Bytes of the signed key message: public key (32) ‖ HMAC-SHA256(dhmac_sender, key) (32).
+pub const SIGNED_X25519_LEN: usize = 64;
+
+/// Stage 1: the nonce is ready to send.
+pub struct X25519Handshake {
+    role: Role,
+    key: PresharedKey,
+    secret: StaticSecret,
+    nonce: [u8; NONCE_LEN],
+}
+
+impl X25519Handshake {
+    /// `nonce` and `private` must be fresh random bytes; the private key is used for this
+    /// one handshake only (x25519-dalek's `StaticSecret` is used because the randomness is
+    /// passed in, not because it is kept: it is wiped when the handshake is dropped).
+    pub fn new(role: Role, key: &PresharedKey, nonce: [u8; NONCE_LEN], private: [u8; 32]) -> Self {
+        X25519Handshake {
+            role,
+            key: key.clone(),
+            secret: StaticSecret::from(private),
+            nonce,
+        }
+    }
+
+    pub fn nonce(&self) -> &[u8; NONCE_LEN] {
+        &self.nonce
+    }
+
+    /// Takes the peer's nonce; derives the MAC keys exactly as spiped does and signs this
+    /// side's public key.
+    pub fn receive_nonce(self, peer_nonce: &[u8; NONCE_LEN]) -> X25519NoncesExchanged {
+        let nonces = Nonces::new(self.role, self.nonce, *peer_nonce);
+        let (dhmac_client, dhmac_server) = dh_mac_keys(&self.key, &nonces);
+        let (ours, peer) = match self.role {
+            Role::Client => (dhmac_client, dhmac_server),
+            Role::Server => (dhmac_server, dhmac_client),
+        };
+        let public = PublicKey::from(&self.secret);
+        let signed = sign(&ours, public.as_bytes());
+        X25519NoncesExchanged {
+            role: self.role,
+            key: self.key,
+            secret: self.secret,
+            nonces,
+            signed,
+            dhmac_peer: peer,
+        }
+    }
+}
+
+/// Stage 2: nonces exchanged; this side's signed key is ready.
+pub struct X25519NoncesExchanged {
+    role: Role,
+    key: PresharedKey,
+    secret: StaticSecret,
+    nonces: Nonces,
+    signed: [u8; SIGNED_X25519_LEN],
+    dhmac_peer: Zeroizing<[u8; 32]>,
+}
+
+impl X25519NoncesExchanged {
+    /// The client sends this at once; the server after accepting the client's.
+    pub fn signed_public(&self) -> &[u8; SIGNED_X25519_LEN] {
+        &self.signed
+    }
+
+    /// Checks the peer's MAC (constant time), then computes the shared secret and rejects
+    /// an all-zero one (a low-order public key would let the peer fix the secret).
+    pub fn receive_signed_public(
+        self,
+        peer: &[u8; SIGNED_X25519_LEN],
+    ) -> Result<X25519PeerVerified, HandshakeError> {
+        let (public, tag) = peer.split_at(X25519_KEY_LEN);
+        let mut mac = hmac_sha256(&self.dhmac_peer);
+        mac.update(public);
+        mac.verify_slice(tag)
+            .map_err(|_| HandshakeError::BadSignature)?;
+        let mut peer_public = [0u8; X25519_KEY_LEN];
+        peer_public.copy_from_slice(public);
+        let shared = self.secret.diffie_hellman(&PublicKey::from(peer_public));
+        if !shared.was_contributory() {
+            return Err(HandshakeError::NonContributory);
+        }
+        Ok(X25519PeerVerified {
+            role: self.role,
+            key: self.key,
+            nonces: self.nonces,
+            signed: self.signed,
+            shared: Zeroizing::new(shared.to_bytes()),
+        })
+    }
+}
+
+/// Stage 3: the peer's key is authentic and the shared secret is computed.
+pub struct X25519PeerVerified {
+    role: Role,
+    key: PresharedKey,
+    nonces: Nonces,
+    signed: [u8; SIGNED_X25519_LEN],
+    shared: Zeroizing<[u8; 32]>,
+}
+
+impl X25519PeerVerified {
+    /// This side's signed key; the server sends it now.
+    pub fn signed_public(&self) -> &[u8; SIGNED_X25519_LEN] {
+        &self.signed
+    }
+
+    /// dk_2 = PBKDF2-HMAC-SHA256(K, nonce_C ‖ nonce_S ‖ shared secret, 1, 128), split as
+    /// in spiped.
+    pub fn derive_session(self) -> SessionKeys {
+        session_keys(self.role, &self.key, &self.nonces, &self.shared[..])
+    }
+}
+
+fn sign(dhmac: &[u8; 32], public: &[u8; X25519_KEY_LEN]) -> [u8; SIGNED_X25519_LEN] {
+    let mut mac = hmac_sha256(dhmac);
+    mac.update(public);
+    let mut out = [0u8; SIGNED_X25519_LEN];
+    out[..X25519_KEY_LEN].copy_from_slice(public);
+    out[X25519_KEY_LEN..].copy_from_slice(&mac.finalize().into_bytes());
+    out
+}
+
+macro_rules! redacted_debug {
+    ($($ty:ident),*) => {$(
+        impl fmt::Debug for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("role", &self.role)
+                    .field("key", &self.key)
+                    .finish_non_exhaustive()
+            }
+        }
+    )*};
+}
+redacted_debug!(X25519Handshake, X25519NoncesExchanged, X25519PeerVerified);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::key::hex;
+    use crate::protocol::packet::PACKET_LEN;
+    use proptest::prelude::*;
+
+    fn bytes(start: u8) -> [u8; 32] {
+        std::array::from_fn(|i| start.wrapping_add(i as u8))
+    }
+
+    /// Runs both ends back to back; returns (client, server) session keys.
+    fn pair(
+        client_key: &PresharedKey,
+        server_key: &PresharedKey,
+        tamper: impl Fn(&mut [u8; SIGNED_X25519_LEN]),
+    ) -> Result<(SessionKeys, SessionKeys), HandshakeError> {
+        let client = X25519Handshake::new(Role::Client, client_key, bytes(0x00), bytes(0x40));
+        let server = X25519Handshake::new(Role::Server, server_key, bytes(0x20), bytes(0x60));
+        let (client_nonce, server_nonce) = (*client.nonce(), *server.nonce());
+        let client = client.receive_nonce(&server_nonce);
+        let server = server.receive_nonce(&client_nonce);
+        let mut to_server = *client.signed_public();
+        tamper(&mut to_server);
+        let server = server.receive_signed_public(&to_server)?;
+        let to_client = *server.signed_public();
+        let client = client.receive_signed_public(&to_client)?;
+        Ok((client.derive_session(), server.derive_session()))
+    }
+
+    /// The known-answer vector of docs/X25519.md (computed independently with Python's
+    /// `cryptography` and `hashlib`): empty key file, nonce_C = 00..1f, nonce_S = 20..3f,
+    /// client private key 40..5f, server private key 60..7f.
+    #[test]
+    fn known_answer_vector() {
+        let key = PresharedKey::from_keyfile_bytes(b"");
+        let client = X25519Handshake::new(Role::Client, &key, bytes(0x00), bytes(0x40));
+        let server = X25519Handshake::new(Role::Server, &key, bytes(0x20), bytes(0x60));
+        let client = client.receive_nonce(&bytes(0x20));
+        let server = server.receive_nonce(&bytes(0x00));
+        assert_eq!(
+            hex(client.signed_public()),
+            concat!(
+                "79a631eede1bf9c98f12032cdeadd0e7a079398fc786b88cc846ec89af85a51a",
+                "8cb186a659df4b45768de1969085888ec1013060fffb42de61a07d0d7c1a27ac"
+            )
+        );
+        let to_server = *client.signed_public();
+        let server = server.receive_signed_public(&to_server).unwrap();
+        assert_eq!(
+            hex(server.signed_public()),
+            concat!(
+                "675dd574ed7789310b3d2e7681f3790b466c773b1521fecf36577958371ea52f",
+                "c100fbe41f2493af03d358cbc0922de83e0852a33bff2abf387d5673bc9cd30c"
+            )
+        );
+        let to_client = *server.signed_public();
+        let client = client.receive_signed_public(&to_client).unwrap();
+        assert_eq!(
+            hex(&client.shared[..]),
+            "d6fb939511b2381bc8599b4b8edc5968829450dfd7a87aebe78a703cd04cd54e"
+        );
+        assert_eq!(hex(&server.shared[..]), hex(&client.shared[..]));
+
+        let (mut client_sealer, mut client_opener) = client.derive_session().into_packet_codecs();
+        let (mut server_sealer, mut server_opener) = server.derive_session().into_packet_codecs();
+        let mut packet = [0u8; PACKET_LEN];
+        client_sealer.seal(b"hello", &mut packet).unwrap();
+        assert_eq!(hex(&packet[..16]), "3f85de0e1cdfd15dea0b9335ca7239ef");
+        assert_eq!(
+            hex(&packet[1028..]),
+            "3b75512b1f86f42839227f18ad6b144cbad32b93582fa315317482e239096de5"
+        );
+        let n = server_opener.open(&mut packet).unwrap();
+        assert_eq!(&packet[..n], b"hello");
+        server_sealer.seal(b"world", &mut packet).unwrap();
+        assert_eq!(hex(&packet[..16]), "94f6dc64dea1675444209cbc95ff47ef");
+        assert_eq!(
+            hex(&packet[1028..]),
+            "b71d4d5e69ace447e0871801c222d35ff6ffcb9dd2a9386da1bbab10a921a0a6"
+        );
+        let n = client_opener.open(&mut packet).unwrap();
+        assert_eq!(&packet[..n], b"world");
+    }
+
+    #[test]
+    fn both_ends_agree_on_the_session_keys() {
+        let key = PresharedKey::from_keyfile_bytes(b"shared");
+        let (client, server) = pair(&key, &key, |_| {}).unwrap();
+        let (mut client_sealer, mut client_opener) = client.into_packet_codecs();
+        let (mut server_sealer, mut server_opener) = server.into_packet_codecs();
+        let mut packet = [0u8; PACKET_LEN];
+        for round in 0..3u8 {
+            client_sealer.seal(&[round; 100], &mut packet).unwrap();
+            assert_eq!(server_opener.open(&mut packet).unwrap(), 100);
+            server_sealer.seal(&[round; 7], &mut packet).unwrap();
+            assert_eq!(client_opener.open(&mut packet).unwrap(), 7);
+        }
+    }
+
+    #[test]
+    fn wrong_key_is_a_bad_signature() {
+        let a = PresharedKey::from_keyfile_bytes(b"a");
+        let b = PresharedKey::from_keyfile_bytes(b"b");
+        assert_eq!(
+            pair(&a, &b, |_| {}).err(),
+            Some(HandshakeError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn a_low_order_key_is_refused_even_with_a_valid_signature() {
+        // A peer that knows K can sign anything: an all-zero public key (a low-order point)
+        // must still be refused, or it would fix the shared secret to zero.
+        let key = PresharedKey::from_keyfile_bytes(b"k");
+        let server = X25519Handshake::new(Role::Server, &key, bytes(0x20), bytes(0x60));
+        let server = server.receive_nonce(&bytes(0x00));
+        let nonces = Nonces::new(Role::Client, bytes(0x00), bytes(0x20));
+        let (dhmac_client, _) = dh_mac_keys(&key, &nonces);
+        let forged = sign(&dhmac_client, &[0u8; 32]);
+        assert_eq!(
+            server.receive_signed_public(&forged).err(),
+            Some(HandshakeError::NonContributory)
+        );
+    }
+
+    #[test]
+    fn classic_and_x25519_session_keys_differ() {
+        // Same nonces and key: the X25519 schedule never yields the classic -f keys.
+        let key = PresharedKey::from_keyfile_bytes(b"");
+        let (client, _) = pair(&key, &key, |_| {}).unwrap();
+        let (mut sealer, _) = client.into_packet_codecs();
+        let mut packet = [0u8; PACKET_LEN];
+        sealer.seal(b"hello", &mut packet).unwrap();
+        assert_ne!(hex(&packet[..16]), "58c902c0db9fddeec4eb95d70054aca8");
+    }
+
+    proptest! {
+        #[test]
+        fn any_bit_flip_in_the_signed_key_is_rejected(bit in 0usize..SIGNED_X25519_LEN * 8) {
+            let key = PresharedKey::from_keyfile_bytes(b"k");
+            let result = pair(&key, &key, |m| m[bit / 8] ^= 1 << (bit % 8));
+            prop_assert!(result.is_err());
+        }
+    }
+}
