@@ -422,6 +422,15 @@ impl Config {
     /// version, then every tunnel. Several problems come back as
     /// [`ConfigError::Several`].
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        if text.trim().is_empty() {
+            // An emptied file (truncated by hand or by a tool): say so plainly.
+            return Err(ConfigError::Syntax {
+                path: None,
+                message: "the file is empty: a config holds at least `(version: 1)`".into(),
+                line: 1,
+                column: 1,
+            });
+        }
         let config: Config = match ron_options().from_str(text) {
             Ok(config) => config,
             Err(err) => {
@@ -878,6 +887,11 @@ mod tests {
             other => panic!("expected Syntax, got {other:?}"),
         }
         assert!(matches!(Config::parse(""), Err(ConfigError::Syntax { .. })));
+        let empty = Config::parse(" \n").unwrap_err().to_string();
+        assert!(
+            empty.starts_with("config:1:1: the file is empty"),
+            "{empty}"
+        );
         let msg = Config::parse("(version: 1,\n tunnels: [(name: 5)])")
             .unwrap_err()
             .to_string();
