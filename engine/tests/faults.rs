@@ -542,7 +542,7 @@ fn config_pair() -> (Config, Config) {
     let tunnel = |i: usize| {
         let mut t = TunnelSpec::new(
             format!("tunnel-{i:03}"),
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 Mode::Encrypt
             } else {
                 Mode::Decrypt

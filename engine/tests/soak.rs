@@ -38,7 +38,7 @@ fn churn(client: &Addr, duration: Duration, totals: &Arc<Totals>, seed: u64) {
                     // Sizes from 1 byte to 256 KiB, spread out.
                     let len = 1 + (id.wrapping_mul(2_654_435_761) % (256 * 1024)) as usize;
                     let data = test_data(len, id);
-                    if n % 10 == 0 {
+                    if n.is_multiple_of(10) {
                         // A client that gives up mid-stream with a reset.
                         let mut s = client.connect().expect("connect");
                         let _ = s.write_all(&data[..len / 2]);

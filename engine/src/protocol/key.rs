@@ -33,7 +33,7 @@ impl PresharedKey {
         let mut hasher = Sha256::new();
         hasher.update(b"sluice key fingerprint v1\0");
         // By reference: passing the array by value would leave a copy of K on the stack.
-        hasher.update(&self.0);
+        hasher.update(self.0.as_slice());
         let digest = hasher.finalize();
         let mut short = [0u8; 16];
         short.copy_from_slice(&digest[..16]);

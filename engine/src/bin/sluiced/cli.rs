@@ -164,10 +164,7 @@ pub fn key_warnings(path: &Path, warnings: &[KeyfileWarning]) -> Vec<String> {
     } else {
         format!("key file {}", path.display())
     };
-    warnings
-        .iter()
-        .map(|w| format!("{source}: {w}"))
-        .collect()
+    warnings.iter().map(|w| format!("{source}: {w}")).collect()
 }
 
 /// Reads a key file; `-` means standard input, as in spiped.
