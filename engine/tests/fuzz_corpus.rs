@@ -216,12 +216,12 @@ fn packets_corpus_and_mutations() {
 
 #[test]
 fn config_corpus_and_mutations() {
-    replay("config", harness::config, 20_000, 0x5eed_0003);
+    replay("config", harness::config, 50_000, 0x5eed_0003);
 }
 
 #[test]
 fn address_corpus_and_mutations() {
-    replay("address", harness::address, 50_000, 0x5eed_0004);
+    replay("address", harness::address, 200_000, 0x5eed_0004);
 }
 
 // ---------------------------------------------------------------------------------------
