@@ -224,6 +224,8 @@ fn peers_that_reset_or_die_leave_nothing_behind() {
     let (sluiced_d, server) = sluiced("-d", LOCALHOST_V4, &echo.addr, &key, &[], dir.path());
     let (sluiced_e, client) = sluiced("-e", LOCALHOST_V4, &server, &key, &[], dir.path());
     check_works("warm-up", &client, 4096, 6);
+    // The warm-up connection may still be closing inside the daemons: let it go first.
+    std::thread::sleep(Duration::from_millis(300));
     let fds = (fd_count(sluiced_d.pid()), fd_count(sluiced_e.pid()));
 
     // Plaintext clients that reset mid-stream (SO_LINGER 0), ten times.
@@ -248,7 +250,7 @@ fn peers_that_reset_or_die_leave_nothing_behind() {
     }
     // Every one of those connections is gone on both daemons: descriptors back to before.
     let settled = wait_until(FEW_SECONDS, || {
-        (fd_count(sluiced_d.pid()), fd_count(sluiced_e.pid())) == fds
+        fd_count(sluiced_d.pid()) <= fds.0 && fd_count(sluiced_e.pid()) <= fds.1
     });
     assert!(
         settled,
@@ -573,6 +575,7 @@ fn config_saver_child() {
         return;
     };
     let (a, b) = config_pair();
+    eprintln!("saving");
     loop {
         a.save_atomic(Path::new(&path)).expect("save A");
         b.save_atomic(Path::new(&path)).expect("save B");
@@ -599,11 +602,16 @@ fn sigkill_during_config_saves_leaves_old_or_new_file() {
             ])
             .env(SAVER_ENV, &path);
         let mut proc = Proc::spawn("saver", child, dir.path());
-        // Kill at a pseudo-random moment 20-120 ms in (start-up takes a few ms).
+        // Kill at a pseudo-random moment 0-60 ms into the saving (a save of the large
+        // config takes a few ms, so kills land before, during and after renames).
+        assert!(
+            proc.wait_for_log("saving", Duration::from_secs(20)),
+            "saver did not start"
+        );
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        thread::sleep(Duration::from_millis(20 + seed % 100));
+        thread::sleep(Duration::from_micros(seed % 60_000));
         proc.signal(libc::SIGKILL);
         proc.wait_timeout(FEW_SECONDS).expect("saver killed");
         let loaded = Config::load(&path)
