@@ -64,12 +64,20 @@ fn round_trip(s: &mut Stream, tag: u8) {
 fn target_refuses_then_comes_back_both_modes() {
     let dir = temp_dir();
     let key = random_key(dir.path(), "key");
+    // Targets on UNIX sockets whose owners are gone (connecting is refused), so they can
+    // come back at the same address for sure: a TCP port given up meanwhile could be taken
+    // by any other connection on the machine.
+    let stale = |name: &str| {
+        let path = dir.path().join(name);
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        Addr::Unix(path)
+    };
     // -d: the target is a plain service that is down at first.
-    let down = free_addr(LOCALHOST_V4);
+    let down = stale("target.sock");
     let (sluiced_d, server) = sluiced("-d", LOCALHOST_V4, &down, &key, &[], dir.path());
     let (_spiped_e, via_d) = spiped("-e", LOCALHOST_V4, &server, &key, &[], dir.path());
     // -e: the target is the far end (spiped -d), also down at first.
-    let far_down = free_addr(LOCALHOST_V4);
+    let far_down = stale("far.sock");
     let (sluiced_e, via_e) = sluiced("-e", LOCALHOST_V4, &far_down, &key, &[], dir.path());
 
     for (what, client, proc) in [("-d", &via_d, &sluiced_d), ("-e", &via_e, &sluiced_e)] {
@@ -91,7 +99,12 @@ fn target_refuses_then_comes_back_both_modes() {
     }
 
     // Both targets come up on the same addresses: served at once, no restart needed.
-    let echo = Echo::tcp_at(down.tcp(), Behaviour::Echo).expect("target port still free");
+    let (Addr::Unix(down_path), Addr::Unix(far_path)) = (&down, &far_down) else {
+        unreachable!()
+    };
+    std::fs::remove_file(down_path).unwrap();
+    std::fs::remove_file(far_path).unwrap();
+    let echo = Echo::unix(down_path);
     let echo2 = Echo::tcp(LOCALHOST_V4);
     let (_spiped_d, _) = spiped_on(
         "-d",
@@ -183,13 +196,20 @@ fn target_vanishing_mid_stream_ends_only_that_connection() {
 
     // sluiced -e whose far end (spiped -d) is killed mid-stream, then started again.
     let echo = Echo::tcp(LOCALHOST_V4);
-    let (mut far, far_addr) = spiped("-d", LOCALHOST_V4, &echo.addr, &key, &[], dir.path());
+    // The far end listens on a UNIX socket, so it can restart at the same address for sure.
+    let far_addr = Addr::Unix(dir.path().join("far.sock"));
+    let (mut far, _) = spiped_on("-d", || far_addr.clone(), &echo.addr, &key, &[], dir.path());
     let (sluiced_e, via_e) = sluiced("-e", LOCALHOST_V4, &far_addr, &key, &[], dir.path());
     let mut open = open_round_trip(&via_e, 1);
     far.signal(libc::SIGKILL);
     far.wait_timeout(FEW_SECONDS).expect("spiped -d killed");
     let (_, end) = read_to_end(&mut open, FEW_SECONDS);
     assert!(end.closed(), "the client of a dead far end: {end:?}");
+    // spiped leaves its socket file behind; a restart needs it gone.
+    let Addr::Unix(far_path) = &far_addr else {
+        unreachable!()
+    };
+    std::fs::remove_file(far_path).unwrap();
     let (_far2, _) = spiped_on("-d", || far_addr.clone(), &echo.addr, &key, &[], dir.path());
     check_works(
         "sluiced -e after its far end restarted",
