@@ -436,6 +436,15 @@ impl Config {
     /// version, then every tunnel. Several problems come back as
     /// [`ConfigError::Several`].
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        if text.trim().is_empty() {
+            // An emptied file (truncated by hand or by a tool): say so plainly.
+            return Err(ConfigError::Syntax {
+                path: None,
+                message: "the file is empty: a config holds at least `(version: 1)`".into(),
+                line: 1,
+                column: 1,
+            });
+        }
         let config: Config = match ron_options().from_str(text) {
             Ok(config) => config,
             Err(err) => {
@@ -608,7 +617,53 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<(), ConfigError> {
         let _ = fs::remove_file(&temp_path);
         return Err(ConfigError::io(path, e));
     }
-    sync_dir(dir).map_err(|e| ConfigError::io(dir, e))
+    sync_dir(dir).map_err(|e| ConfigError::io(dir, e))?;
+    remove_stale_temps(dir, file_name);
+    Ok(())
+}
+
+/// Removes temporary files that a save killed mid-way (power loss, SIGKILL) left next to
+/// `file_name`: those named after a process that no longer exists. Best effort; another
+/// live process's temporary file is never touched.
+fn remove_stale_temps(dir: &Path, file_name: &std::ffi::OsStr) {
+    let Some(name) = file_name.to_str() else {
+        return;
+    };
+    let prefix = format!(".{name}.");
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let entry_name = entry.file_name();
+        let Some(pid) = entry_name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|rest| rest.strip_suffix(".tmp"))
+            .and_then(|rest| rest.split_once('.'))
+            .and_then(|(pid, n)| n.parse::<u64>().ok().and(pid.parse::<u32>().ok()))
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !process_exists(pid) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+#[cfg(unix)]
+fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return true;
+    };
+    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
+    let alive = unsafe { libc::kill(pid, 0) } == 0;
+    alive || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Without a cheap way to tell, assume the process lives: its file is left alone.
+#[cfg(not(unix))]
+fn process_exists(_pid: u32) -> bool {
+    true
 }
 
 /// A new, uniquely named hidden file next to the target, readable by its owner only.
@@ -846,6 +901,11 @@ mod tests {
             other => panic!("expected Syntax, got {other:?}"),
         }
         assert!(matches!(Config::parse(""), Err(ConfigError::Syntax { .. })));
+        let empty = Config::parse(" \n").unwrap_err().to_string();
+        assert!(
+            empty.starts_with("config:1:1: the file is empty"),
+            "{empty}"
+        );
         let msg = Config::parse("(version: 1,\n tunnels: [(name: 5)])")
             .unwrap_err()
             .to_string();
@@ -1188,6 +1248,25 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, ["blocked", "config.ron"]);
+    }
+
+    #[test]
+    fn save_removes_temporaries_of_dead_processes_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.ron");
+        // pid 0x7fff_fff0 exists nowhere; our own pid and an unrelated name stay.
+        let dead = dir.path().join(".config.ron.2147483632.5.tmp");
+        let ours = dir
+            .path()
+            .join(format!(".config.ron.{}.999999.tmp", std::process::id()));
+        let other = dir.path().join(".other.ron.2147483632.5.tmp");
+        for p in [&dead, &ours, &other] {
+            fs::write(p, "partial").unwrap();
+        }
+        full_example().save_atomic(&path).unwrap();
+        assert!(!dead.exists(), "a dead process's temporary file is removed");
+        assert!(ours.exists() && other.exists());
+        assert_eq!(Config::load(&path).unwrap(), full_example());
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub struct LoadedKey {
 pub enum KeyfileError {
     #[error("key file {} does not exist: check the path, or generate one with sluiced --generate-key", .0.display())]
     NotFound(PathBuf),
+    #[error("key file {} is a symbolic link to {}, which does not exist: point the link at the key file, or give the key file's own path", .path.display(), .target.display())]
+    DanglingSymlink { path: PathBuf, target: PathBuf },
     #[error("permission denied for key file {}: check its owner and mode, or run as the user who owns it", .0.display())]
     PermissionDenied(PathBuf),
     #[error("{} is a directory, not a key file: give the path of the file inside it", .0.display())]
@@ -206,7 +208,10 @@ fn read_all_zeroizing(mut reader: impl Read, capacity: usize) -> io::Result<Zero
 fn open_error(path: &Path, e: io::Error) -> KeyfileError {
     let path = path.to_owned();
     match e.kind() {
-        io::ErrorKind::NotFound => KeyfileError::NotFound(path),
+        io::ErrorKind::NotFound => match std::fs::read_link(&path) {
+            Ok(target) => KeyfileError::DanglingSymlink { path, target },
+            Err(_) => KeyfileError::NotFound(path),
+        },
         io::ErrorKind::PermissionDenied => KeyfileError::PermissionDenied(path),
         io::ErrorKind::IsADirectory => KeyfileError::IsDirectory(path),
         io::ErrorKind::AlreadyExists => KeyfileError::AlreadyExists(path),
@@ -310,6 +315,15 @@ mod tests {
             msg.contains("does not exist") && msg.contains("--generate-key"),
             "{msg}"
         );
+
+        // A link to nowhere names both ends (root reads any mode, so a dangling link and
+        // a directory are the unreadable key files a test can make).
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(dir.path().join("gone"), &link).unwrap();
+        let err = read_keyfile(&link).unwrap_err();
+        assert!(matches!(&err, KeyfileError::DanglingSymlink { path, .. } if *path == link));
+        let msg = err.to_string();
+        assert!(msg.contains("link") && msg.contains("gone"), "{msg}");
     }
 
     #[test]

@@ -14,7 +14,13 @@ impl PresharedKey {
     /// Hashes the raw key-file bytes exactly as spiped does: no trimming, no decoding.
     /// An empty file is valid (K = SHA-256 of nothing).
     pub fn from_keyfile_bytes(bytes: &[u8]) -> Self {
-        PresharedKey(Sha256::digest(bytes).into())
+        // The digest goes straight into the wiped-on-drop array: no unwiped copy of K is
+        // left in a temporary (the hasher wipes its own state when it is consumed).
+        let mut key = PresharedKey([0; 32]);
+        let mut hasher = Sha256::new();
+        hasher.update(bytes);
+        hasher.finalize_into((&mut key.0).into());
+        key
     }
 
     /// K itself, for the handshake's key derivation only.
@@ -26,7 +32,8 @@ impl PresharedKey {
     pub fn fingerprint(&self) -> Fingerprint {
         let mut hasher = Sha256::new();
         hasher.update(b"sluice key fingerprint v1\0");
-        hasher.update(self.0);
+        // By reference: passing the array by value would leave a copy of K on the stack.
+        hasher.update(self.0.as_slice());
         let digest = hasher.finalize();
         let mut short = [0u8; 16];
         short.copy_from_slice(&digest[..16]);

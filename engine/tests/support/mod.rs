@@ -302,11 +302,16 @@ impl Echo {
     }
 
     pub fn tcp_with(ip: IpAddr, behaviour: Behaviour) -> Echo {
-        let listener = TcpListener::bind(SocketAddr::new(ip, 0)).expect("bind echo server");
-        let addr = Addr::Tcp(listener.local_addr().expect("echo address"));
-        Echo::serve(addr, behaviour, move || {
+        Echo::tcp_at(SocketAddr::new(ip, 0), behaviour).expect("bind echo server")
+    }
+
+    /// An echo server on exactly `addr` (which may be taken by now: then an error).
+    pub fn tcp_at(addr: SocketAddr, behaviour: Behaviour) -> io::Result<Echo> {
+        let listener = TcpListener::bind(addr)?;
+        let addr = Addr::Tcp(listener.local_addr()?);
+        Ok(Echo::serve(addr, behaviour, move || {
             listener.accept().map(|(s, _)| Stream::Tcp(s))
-        })
+        }))
     }
 
     /// An echo server on a UNIX socket at `path`.
@@ -888,4 +893,300 @@ pub fn random_key(dir: &Path, name: &str) -> PathBuf {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).expect("random key");
     write_key(dir, name, &bytes)
+}
+
+// ---------------------------------------------------------------------------------------
+// A man in the middle that knows spiped's framing
+
+/// Bytes of each unit of one direction of an spiped connection: unit 0 is the 32-byte
+/// nonce, unit 1 the 288-byte signed DH value, unit 2 + i data packet i (1060 bytes).
+pub fn unit_len(unit: usize) -> usize {
+    match unit {
+        0 => 32,
+        1 => 288,
+        _ => 1060,
+    }
+}
+
+/// The unit that carries data packet `i`.
+pub const fn packet_unit(i: usize) -> usize {
+    2 + i
+}
+
+/// What a [`Mitm`] does to one direction of one connection.
+#[derive(Clone, Debug)]
+pub enum Attack {
+    /// Sends these bytes before anything else (garbage before the handshake).
+    Prefix(Vec<u8>),
+    /// Flips the low bit of byte `byte` of unit `unit`.
+    Flip { unit: usize, byte: usize },
+    /// Sends unit `unit` twice (a replay).
+    Replay(usize),
+    /// Never sends unit `unit`.
+    Drop(usize),
+    /// Sends unit `unit + 1` before unit `unit`.
+    Swap(usize),
+    /// Sends the first `keep` bytes of unit `unit`, then ends the stream (FIN).
+    Truncate { unit: usize, keep: usize },
+    /// Sends the first `keep` bytes of unit `unit`, then nothing, without closing.
+    Stall { unit: usize, keep: usize },
+    /// After unit `unit`, sends pseudo-random bytes as fast as the peer takes them, until
+    /// the connection fails.
+    Flood(usize),
+}
+
+/// The attacks on one connection, one per direction (`None` = pass through).
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    pub client_to_server: Option<Attack>,
+    pub server_to_client: Option<Attack>,
+}
+
+impl Plan {
+    pub fn on(direction: Direction, attack: Attack) -> Plan {
+        match direction {
+            Direction::ClientToServer => Plan {
+                client_to_server: Some(attack),
+                server_to_client: None,
+            },
+            Direction::ServerToClient => Plan {
+                client_to_server: None,
+                server_to_client: Some(attack),
+            },
+        }
+    }
+}
+
+/// What happened to a flood.
+#[derive(Default)]
+pub struct FloodReport {
+    pub bytes: AtomicUsize,
+    /// The victim stopped taking the flood (the write failed).
+    pub stopped: AtomicBool,
+}
+
+/// A TCP relay on loopback to `upstream` that applies the next armed [`Plan`] to each
+/// connection it accepts (connections with no armed plan pass through untouched).
+pub struct Mitm {
+    pub addr: Addr,
+    plans: Arc<Mutex<std::collections::VecDeque<Plan>>>,
+    floods: Arc<Mutex<Vec<Arc<FloodReport>>>>,
+    accepted: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Mitm {
+    pub fn start(upstream: Addr) -> Mitm {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind relay");
+        let addr = Addr::Tcp(listener.local_addr().expect("relay address"));
+        let plans: Arc<Mutex<std::collections::VecDeque<Plan>>> = Arc::default();
+        let floods: Arc<Mutex<Vec<Arc<FloodReport>>>> = Arc::default();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (t_plans, t_floods, t_accepted, t_stop) = (
+            Arc::clone(&plans),
+            Arc::clone(&floods),
+            Arc::clone(&accepted),
+            Arc::clone(&stop),
+        );
+        let thread = thread::spawn(move || {
+            loop {
+                let accepted = listener.accept();
+                if t_stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok((client, _)) = accepted else { continue };
+                t_accepted.fetch_add(1, Ordering::SeqCst);
+                let plan = t_plans
+                    .lock()
+                    .expect("plans")
+                    .pop_front()
+                    .unwrap_or_default();
+                let Ok(server) = upstream.connect() else {
+                    continue;
+                };
+                let client = Stream::Tcp(client);
+                let (Ok(client2), Ok(server2)) = (client.try_clone(), server.try_clone()) else {
+                    continue;
+                };
+                let report = Arc::new(FloodReport::default());
+                t_floods.lock().expect("floods").push(Arc::clone(&report));
+                let r2 = Arc::clone(&report);
+                thread::spawn(move || {
+                    framed_relay(client, server2, plan.client_to_server, &report)
+                });
+                thread::spawn(move || framed_relay(server, client2, plan.server_to_client, &r2));
+            }
+        });
+        Mitm {
+            addr,
+            plans,
+            floods,
+            accepted,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The next connection accepted gets `plan`.
+    pub fn arm(&self, plan: Plan) {
+        self.plans.lock().expect("plans").push_back(plan);
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// The flood report of the most recent connection.
+    pub fn last_flood(&self) -> Arc<FloodReport> {
+        Arc::clone(
+            self.floods
+                .lock()
+                .expect("floods")
+                .last()
+                .expect("a connection"),
+        )
+    }
+}
+
+impl Drop for Mitm {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.addr.connect();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Relays one direction unit by unit, applying `attack`. Whole units are forwarded as
+/// they complete; at end of stream any partial unit is forwarded as it is.
+fn framed_relay(mut from: Stream, mut to: Stream, attack: Option<Attack>, flood: &FloodReport) {
+    if let Some(Attack::Prefix(bytes)) = &attack
+        && to.write_all(bytes).is_err()
+    {
+        return;
+    }
+    let mut unit = 0usize;
+    let mut pending: Vec<u8> = Vec::new();
+    let mut held: Option<Vec<u8>> = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => {
+                // End of stream: pass on what is left, then the end itself.
+                let _ = to.write_all(&pending);
+                let _ = to.shutdown(Shutdown::Write);
+                return;
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => {
+                let _ = to.shutdown(Shutdown::Both);
+                return;
+            }
+        };
+        pending.extend_from_slice(&buf[..n]);
+        while pending.len() >= unit_len(unit) {
+            let mut bytes: Vec<u8> = pending.drain(..unit_len(unit)).collect();
+            let this = unit;
+            unit += 1;
+            let mut out: Vec<u8> = Vec::new();
+            let mut then = After::Continue;
+            match &attack {
+                Some(Attack::Flip { unit: u, byte }) if *u == this => {
+                    bytes[*byte] ^= 1;
+                    out.extend_from_slice(&bytes);
+                }
+                Some(Attack::Replay(u)) if *u == this => {
+                    out.extend_from_slice(&bytes);
+                    out.extend_from_slice(&bytes);
+                }
+                Some(Attack::Drop(u)) if *u == this => {}
+                Some(Attack::Swap(u)) if *u == this => held = Some(bytes),
+                Some(Attack::Swap(u)) if *u + 1 == this => {
+                    out.extend_from_slice(&bytes);
+                    out.extend(held.take().unwrap_or_default());
+                }
+                Some(Attack::Truncate { unit: u, keep }) if *u == this => {
+                    out.extend_from_slice(&bytes[..*keep]);
+                    then = After::Close;
+                }
+                Some(Attack::Stall { unit: u, keep }) if *u == this => {
+                    out.extend_from_slice(&bytes[..*keep]);
+                    then = After::Stall;
+                }
+                Some(Attack::Flood(u)) if *u == this => {
+                    out.extend_from_slice(&bytes);
+                    then = After::Flood;
+                }
+                _ => out.extend_from_slice(&bytes),
+            }
+            if to.write_all(&out).is_err() {
+                let _ = from.shutdown(Shutdown::Both);
+                return;
+            }
+            match then {
+                After::Continue => {}
+                After::Close => {
+                    let _ = to.shutdown(Shutdown::Write);
+                    return drain(from);
+                }
+                After::Stall => return drain(from),
+                After::Flood => {
+                    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+                    let mut chunk = vec![0u8; 16 * 1024];
+                    loop {
+                        for b in chunk.iter_mut() {
+                            state ^= state << 13;
+                            state ^= state >> 7;
+                            state ^= state << 17;
+                            *b = state as u8;
+                        }
+                        if to.write_all(&chunk).is_err() {
+                            flood.stopped.store(true, Ordering::SeqCst);
+                            let _ = from.shutdown(Shutdown::Both);
+                            return;
+                        }
+                        flood.bytes.fetch_add(chunk.len(), Ordering::SeqCst);
+                    }
+                }
+            }
+        }
+    }
+}
+
+enum After {
+    Continue,
+    Close,
+    Stall,
+    Flood,
+}
+
+/// Reads and discards until end of stream or an error (so the sender is never blocked).
+fn drain(mut from: Stream) {
+    let mut buf = vec![0u8; 64 * 1024];
+    while matches!(from.read(&mut buf), Ok(n) if n > 0) {}
+}
+
+/// How many times `needle` appears in the process's standard error so far.
+pub fn log_count(proc: &Proc, needle: &str) -> usize {
+    proc.stderr().matches(needle).count()
+}
+
+/// Number of open file descriptors of process `pid` (from /proc).
+pub fn fd_count(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// Resident memory of process `pid` in KiB (VmRSS from /proc).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sluice_engine::config::{Config, KeyRef};
-use sluice_engine::keyfile::{self, KeyfileError, LoadedKey};
+use sluice_engine::config::{Config, ConfigError, KeyRef};
+use sluice_engine::keyfile::{self, KeyfileError, KeyfileWarning, LoadedKey};
 use sluice_engine::net::addr::{Address, parse_bind};
 use sluice_engine::protocol::KeyAgreement;
 use sluice_engine::tunnel::TunnelSettings;
@@ -91,6 +91,7 @@ impl RunOptions {
         match &self.source {
             TunnelSource::Flags(flags) => {
                 let loaded = load_key(&flags.key).map_err(|e| vec![e.to_string()])?;
+                let warnings = key_warnings(&flags.key, &loaded.warnings);
                 let name = flags.listen.to_string();
                 let mut settings = TunnelSettings::new(
                     &name,
@@ -106,7 +107,6 @@ impl RunOptions {
                 settings.keepalive = flags.keepalive;
                 settings.reresolve = flags.reresolve;
                 settings.bind = flags.bind.clone();
-                let warnings = loaded.warnings.iter().map(|w| w.to_string()).collect();
                 Ok(vec![(settings, warnings)])
             }
             TunnelSource::Config(path) => load_config_tunnels(path),
@@ -115,7 +115,7 @@ impl RunOptions {
 }
 
 fn load_config_tunnels(path: &Path) -> Result<LoadedTunnels, Vec<String>> {
-    let config = Config::load(path).map_err(|e| vec![e.to_string()])?;
+    let config = Config::load(path).map_err(|e| vec![config_error_in(path, &e)])?;
     if config.tunnels.is_empty() {
         return Err(vec![format!(
             "config file {} defines no tunnels: add one (the Sluice app writes this file), or check the path",
@@ -133,10 +133,13 @@ fn load_config_tunnels(path: &Path) -> Result<LoadedTunnels, Vec<String>> {
         };
         match loaded {
             Ok(loaded) => match TunnelSettings::from_spec(spec, loaded.key) {
-                Ok(settings) => tunnels.push((
-                    settings,
-                    loaded.warnings.iter().map(|w| w.to_string()).collect(),
-                )),
+                Ok(settings) => {
+                    let warnings = match &spec.key {
+                        KeyRef::File(file) => key_warnings(file, &loaded.warnings),
+                        KeyRef::Keychain(_) => Vec::new(),
+                    };
+                    tunnels.push((settings, warnings));
+                }
                 Err(problems) => errors.extend(problems.iter().map(|p| p.to_string())),
             },
             Err(message) => errors.push(format!("tunnel {:?}: key: {message}", spec.name)),
@@ -147,6 +150,27 @@ fn load_config_tunnels(path: &Path) -> Result<LoadedTunnels, Vec<String>> {
     } else {
         Err(errors)
     }
+}
+
+/// A config error that names the file: syntax, missing-file and I/O errors already do;
+/// the rest (version, tunnel fields, duplicates) get the path in front.
+fn config_error_in(path: &Path, error: &ConfigError) -> String {
+    match error {
+        ConfigError::Syntax { .. } | ConfigError::NotFound(_) | ConfigError::Io { .. } => {
+            error.to_string()
+        }
+        other => format!("config file {}: {other}", path.display()),
+    }
+}
+
+/// The key's warnings, each naming where the key came from.
+pub fn key_warnings(path: &Path, warnings: &[KeyfileWarning]) -> Vec<String> {
+    let source = if path == Path::new("-") {
+        "the key from standard input".to_owned()
+    } else {
+        format!("key file {}", path.display())
+    };
+    warnings.iter().map(|w| format!("{source}: {w}")).collect()
 }
 
 /// Reads a key file; `-` means standard input, as in spiped.

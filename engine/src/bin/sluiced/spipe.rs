@@ -24,7 +24,7 @@ pub fn run(options: &SpipeOptions) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    for warning in &loaded.warnings {
+    for warning in crate::cli::key_warnings(&options.key, &loaded.warnings) {
         eprintln!("sluiced: warning: {warning}");
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -1,0 +1,5 @@
+//! libFuzzer entry point for the `handshake` harness (see src/lib.rs for what it feeds where
+//! and which properties it checks). Run with scripts/fuzz handshake.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| sluice_fuzz::handshake(data));
