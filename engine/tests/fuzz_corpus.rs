@@ -210,6 +210,11 @@ fn handshake_corpus_and_mutations() {
 }
 
 #[test]
+fn x25519_corpus_and_mutations() {
+    replay("x25519", harness::x25519_handshake, 2_000, 0x5eed_0005);
+}
+
+#[test]
 fn packets_corpus_and_mutations() {
     replay("packets", harness::packets, 5_000, 0x5eed_0002);
 }

@@ -12,7 +12,8 @@ use sluice_engine::net::addr::{Address, parse_bind};
 use sluice_engine::protocol::key::PresharedKey;
 use sluice_engine::protocol::{
     EphemeralKeyPair, ForwardSecrecy, Handshake, HandshakeError, MAX_PAYLOAD, NONCE_LEN,
-    PACKET_LEN, PacketError, PacketOpener, PacketSealer, Role, SIGNED_DH_LEN,
+    PACKET_LEN, PacketError, PacketOpener, PacketSealer, Role, SIGNED_DH_LEN, SIGNED_X25519_LEN,
+    X25519Handshake,
 };
 
 /// The key file both ends share in every harness.
@@ -142,6 +143,66 @@ pub fn handshake(data: &[u8]) {
             return;
         }
         Err(e) => panic!("the honest peer refused our handshake: {e}"),
+    };
+    let (_, mut opener) = verified.derive_session().into_packet_codecs();
+    let (mut sealer, _) = peer.derive_session().into_packet_codecs();
+    round_trip(&mut sealer, &mut opener, rest);
+}
+
+/// The X25519 handshake decoder (docs/X25519.md): what this side does with the peer's
+/// 32-byte nonce and 64-byte signed public key.
+///
+/// Layout: byte 0 = flags (bit 0: our role is server; bit 3: honest peer), then 96 bytes,
+/// then packet data. Raw mode: the 96 bytes are the peer's messages; without the key they
+/// cannot be signed, so the handshake must fail with `BadSignature`. Honest mode: the 96
+/// bytes are XORed onto what a real peer sends; any change must be rejected, no change
+/// must succeed and then carry the rest of the input intact.
+pub fn x25519_handshake(data: &[u8]) {
+    let flags = byte(data, 0);
+    let role = if flags & 1 == 0 {
+        Role::Client
+    } else {
+        Role::Server
+    };
+    let honest = flags & 8 != 0;
+    let nonce_part: [u8; NONCE_LEN] = array(data, 1);
+    let signed_part: [u8; SIGNED_X25519_LEN] = array(data, 1 + NONCE_LEN);
+    let rest = data.get(1 + NONCE_LEN + SIGNED_X25519_LEN..).unwrap_or(&[]);
+
+    let ours = X25519Handshake::new(role, &key(), OUR_NONCE, [0x11; 32]);
+    if !honest {
+        let verdict = ours
+            .receive_nonce(&nonce_part)
+            .receive_signed_public(&signed_part);
+        assert!(
+            matches!(verdict, Err(HandshakeError::BadSignature)),
+            "unsigned bytes got past the X25519 handshake: {verdict:?}"
+        );
+        return;
+    }
+    let peer = X25519Handshake::new(other(role), &key(), PEER_NONCE, [0x22; 32]);
+    let mut peer_nonce = *peer.nonce();
+    xor(&mut peer_nonce, &nonce_part);
+    let peer = peer.receive_nonce(ours.nonce());
+    let ours = ours.receive_nonce(&peer_nonce);
+    let mut signed = *peer.signed_public();
+    xor(&mut signed, &signed_part);
+    let tampered = nonce_part.iter().chain(&signed_part[..]).any(|&b| b != 0);
+    let verified = match ours.receive_signed_public(&signed) {
+        Ok(v) => v,
+        Err(e) => {
+            assert!(tampered, "an honest X25519 handshake was refused: {e}");
+            assert_eq!(e, HandshakeError::BadSignature);
+            return;
+        }
+    };
+    assert!(
+        !tampered,
+        "an altered X25519 handshake message was accepted"
+    );
+    let peer = match peer.receive_signed_public(verified.signed_public()) {
+        Ok(p) => p,
+        Err(e) => panic!("the honest peer refused our X25519 handshake: {e}"),
     };
     let (_, mut opener) = verified.derive_session().into_packet_codecs();
     let (mut sealer, _) = peer.derive_session().into_packet_codecs();
