@@ -701,10 +701,16 @@ fn memory(pair: &Pair, n: usize) -> Memory {
     let open_secs = t0.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_millis(1000));
     let loaded_kib = pair.rss_kib();
-    // Every connection must still work: one more byte each way.
+    // Every connection must still work: one more byte each way. All bytes go out first,
+    // so a daemon that scans every descriptor per event (spiped's poll loop) handles many
+    // per scan instead of one.
+    let sent: Vec<bool> = conns
+        .iter()
+        .map(|mut s| s.write_all(&[2]).is_ok())
+        .collect();
     let mut held_failed = 0;
-    for mut s in conns.iter() {
-        let ok = s.write_all(&[2]).is_ok() && {
+    for (mut s, sent) in conns.iter().zip(sent) {
+        let ok = sent && {
             let mut b = [0u8; 1];
             s.read_exact(&mut b).is_ok() && b[0] == 2
         };

@@ -12,7 +12,7 @@ use tokio::net::{TcpSocket, UnixStream};
 
 use crate::config::Mode;
 use crate::net::addr::Address;
-use crate::net::dhpool::{KeyPairPool, RandomnessError, random_bytes};
+use crate::net::dhpool::{KeyPairPool, RandomnessError, RefillLater, random_bytes};
 use crate::net::stream::{NetReadHalf, NetStream, NetWriteHalf};
 use crate::protocol::handshake::{NONCE_LEN, SIGNED_DH_LEN};
 use crate::protocol::key::PresharedKey;
@@ -98,37 +98,44 @@ pub async fn handshake(
 
 /// The peer proved it holds the key and both signed DH values have been exchanged; what
 /// is left of the handshake is local computation (see [`Authenticated::session_codecs`]).
-pub struct Authenticated(PeerVerified);
+pub struct Authenticated<'a> {
+    verified: PeerVerified,
+    /// Wakes the DH pool's refill once this handshake is over (dropped with `self`).
+    _refill: Option<RefillLater<'a>>,
+}
 
-impl Authenticated {
+impl Authenticated<'_> {
     /// Derives the session keys: one modular exponentiation unless this side runs `-f`.
     /// Synchronous and CPU-bound (about half a millisecond).
     pub fn session_codecs(self) -> (PacketSealer, PacketOpener) {
-        self.0.derive_session().into_packet_codecs()
+        self.verified.derive_session().into_packet_codecs()
     }
 }
 
 /// The I/O part of the handshake: nonces, then the signed DH values, each checked. The
 /// server has sent its signed DH value when this returns, so the client is already
 /// computing its shared secret while the server computes its own.
-pub async fn authenticate(
+pub async fn authenticate<'a>(
     stream: &mut NetStream,
-    params: &HandshakeParams<'_>,
+    params: &HandshakeParams<'a>,
     timeout: Duration,
-) -> Result<Authenticated, HandshakeFault> {
+) -> Result<Authenticated<'a>, HandshakeFault> {
     match tokio::time::timeout(timeout, authenticate_inner(stream, params)).await {
-        Ok(result) => result.map(Authenticated),
+        Ok(result) => result,
         Err(_) => Err(HandshakeFault::TimedOut(timeout)),
     }
 }
 
-async fn authenticate_inner(
+async fn authenticate_inner<'a>(
     stream: &mut NetStream,
-    params: &HandshakeParams<'_>,
-) -> Result<PeerVerified, HandshakeFault> {
-    let keypair = match params.forward_secrecy {
-        ForwardSecrecy::Disabled => None,
-        _ => Some(params.pool.take()?),
+    params: &HandshakeParams<'a>,
+) -> Result<Authenticated<'a>, HandshakeFault> {
+    let (keypair, refill) = match params.forward_secrecy {
+        ForwardSecrecy::Disabled => (None, None),
+        _ => {
+            let (pair, refill) = params.pool.take_deferred()?;
+            (Some(pair), Some(refill))
+        }
     };
     let role = params.role;
     let start = Handshake::new(
@@ -161,7 +168,10 @@ async fn authenticate_inner(
             verified
         }
     };
-    Ok(verified)
+    Ok(Authenticated {
+        verified,
+        _refill: refill,
+    })
 }
 
 /// Runs the synchronous `work` while `io` makes progress: `io` is polled once first, so
