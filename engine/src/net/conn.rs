@@ -322,15 +322,15 @@ pub async fn seal_pump(
         let mut sealed: Vec<u8> = Vec::new();
         loop {
             plain.clear();
-            let n = match input.try_read_buf(&mut plain) {
-                Ok(0) => {
-                    finish_direction(output).await;
-                    return Ok(());
-                }
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(io_fault(sides.input)(e)),
-            };
+            let room = plain.capacity();
+            let n = input
+                .read_buf(&mut plain)
+                .await
+                .map_err(io_fault(sides.input))?;
+            if n == 0 {
+                finish_direction(output).await;
+                return Ok(());
+            }
             sealed.clear();
             sealer.seal_all(&plain, &mut sealed);
             output
@@ -338,6 +338,11 @@ pub async fn seal_pump(
                 .await
                 .map_err(io_fault(sides.output))?;
             count(n as u64);
+            // A short read drained the socket (and cleared its readiness): go idle
+            // without the extra read that would only say "would block".
+            if n < room {
+                break;
+            }
         }
     }
 }
@@ -359,14 +364,14 @@ pub async fn open_pump(
         input.readable().await.map_err(io_fault(sides.input))?;
         buf.reserve_exact((PACKETS_PER_BATCH * PACKET_LEN).saturating_sub(buf.len()));
         loop {
-            match input.try_read_buf(&mut buf) {
-                Ok(0) => {
-                    finish_direction(output).await;
-                    return Ok(());
-                }
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(io_fault(sides.input)(e)),
+            let room = buf.capacity() - buf.len();
+            let n = input
+                .read_buf(&mut buf)
+                .await
+                .map_err(io_fault(sides.input))?;
+            if n == 0 {
+                finish_direction(output).await;
+                return Ok(());
             }
             let filled = buf.len();
             let whole = filled / PACKET_LEN * PACKET_LEN;
@@ -381,6 +386,10 @@ pub async fn open_pump(
             verdict.map_err(PumpFault::Rejected)?;
             buf.copy_within(whole..filled, 0);
             buf.truncate(filled - whole);
+            // As in seal_pump: a short read means the socket is drained.
+            if n < room {
+                break;
+            }
         }
         // Drained: keep at most the partial packet.
         if buf.is_empty() {
