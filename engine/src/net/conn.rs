@@ -13,7 +13,7 @@ use tokio::net::{TcpSocket, UnixStream};
 
 use crate::config::Mode;
 use crate::net::addr::Address;
-use crate::net::dhpool::{KeyPairPool, RandomnessError, random_bytes};
+use crate::net::dhpool::{KeyPairPool, RandomnessError, RefillLater, random_bytes};
 use crate::net::stream::{NetReadHalf, NetStream, NetWriteHalf};
 use crate::protocol::handshake::{NONCE_LEN, SIGNED_DH_LEN};
 use crate::protocol::key::PresharedKey;
@@ -111,22 +111,28 @@ pub async fn handshake(
 
 /// The peer proved it holds the key and both signed values have been exchanged; what is
 /// left of the handshake is local computation (see [`Authenticated::session_codecs`]).
+pub struct Authenticated<'a> {
+    verified: Verified,
+    /// Wakes the DH pool's refill once this handshake is over (dropped with `self`).
+    _refill: Option<RefillLater<'a>>,
+}
+
 // Lives only between the handshake's last message and the key derivation: boxing the
 // larger variant would cost an allocation per connection for nothing.
 #[allow(clippy::large_enum_variant)]
-pub enum Authenticated {
+enum Verified {
     Classic(PeerVerified),
     X25519(X25519PeerVerified),
 }
 
-impl Authenticated {
+impl Authenticated<'_> {
     /// Derives the session keys: for the classic handshake one modular exponentiation
     /// unless this side runs `-f` (about half a millisecond); for X25519 only the key
     /// derivation (the shared secret was computed when the peer's key was checked).
     pub fn session_codecs(self) -> (PacketSealer, PacketOpener) {
-        match self {
-            Authenticated::Classic(verified) => verified.derive_session(),
-            Authenticated::X25519(verified) => verified.derive_session(),
+        match self.verified {
+            Verified::Classic(verified) => verified.derive_session(),
+            Verified::X25519(verified) => verified.derive_session(),
         }
         .into_packet_codecs()
     }
@@ -135,22 +141,25 @@ impl Authenticated {
 /// The I/O part of the handshake: nonces, then the signed DH values, each checked. The
 /// server has sent its signed DH value when this returns, so the client is already
 /// computing its shared secret while the server computes its own.
-pub async fn authenticate(
+pub async fn authenticate<'a>(
     stream: &mut NetStream,
-    params: &HandshakeParams<'_>,
+    params: &HandshakeParams<'a>,
     timeout: Duration,
-) -> Result<Authenticated, HandshakeFault> {
+) -> Result<Authenticated<'a>, HandshakeFault> {
     // Bytes of the peer's signed value seen so far: a classic end that got exactly an
     // X25519 message before the peer gave up (or the clock ran out) can say so.
     let partial = AtomicUsize::new(0);
     let attempt = async {
         match params.key_agreement {
-            KeyAgreement::Classic => authenticate_classic(stream, params, &partial)
-                .await
-                .map(Authenticated::Classic),
-            KeyAgreement::X25519 => authenticate_x25519(stream, params, &partial)
-                .await
-                .map(Authenticated::X25519),
+            KeyAgreement::Classic => authenticate_classic(stream, params, &partial).await,
+            KeyAgreement::X25519 => {
+                authenticate_x25519(stream, params, &partial)
+                    .await
+                    .map(|verified| Authenticated {
+                        verified: Verified::X25519(verified),
+                        _refill: None,
+                    })
+            }
         }
     };
     let result = match tokio::time::timeout(timeout, attempt).await {
@@ -168,14 +177,17 @@ pub async fn authenticate(
     }
 }
 
-async fn authenticate_classic(
+async fn authenticate_classic<'a>(
     stream: &mut NetStream,
-    params: &HandshakeParams<'_>,
+    params: &HandshakeParams<'a>,
     partial: &AtomicUsize,
-) -> Result<PeerVerified, HandshakeFault> {
-    let keypair = match params.forward_secrecy {
-        ForwardSecrecy::Disabled => None,
-        _ => Some(params.pool.take()?),
+) -> Result<Authenticated<'a>, HandshakeFault> {
+    let (keypair, refill) = match params.forward_secrecy {
+        ForwardSecrecy::Disabled => (None, None),
+        _ => {
+            let (pair, refill) = params.pool.take_deferred()?;
+            (Some(pair), Some(refill))
+        }
     };
     let start = Handshake::new(
         params.role,
@@ -190,6 +202,10 @@ async fn authenticate_classic(
         start.receive_nonce(peer)
     })
     .await
+    .map(|verified| Authenticated {
+        verified: Verified::Classic(verified),
+        _refill: refill,
+    })
     .map_err(|fault| match fault {
         Exchange::Fault(fault) => fault,
         Exchange::Rejected(error) => HandshakeFault::Rejected(error),
@@ -472,15 +488,15 @@ pub async fn seal_pump(
         let mut sealed: Vec<u8> = Vec::new();
         loop {
             plain.clear();
-            let n = match input.try_read_buf(&mut plain) {
-                Ok(0) => {
-                    finish_direction(output).await;
-                    return Ok(());
-                }
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(io_fault(sides.input)(e)),
-            };
+            let room = plain.capacity();
+            let n = input
+                .read_buf(&mut plain)
+                .await
+                .map_err(io_fault(sides.input))?;
+            if n == 0 {
+                finish_direction(output).await;
+                return Ok(());
+            }
             sealed.clear();
             sealer.seal_all(&plain, &mut sealed);
             output
@@ -488,6 +504,11 @@ pub async fn seal_pump(
                 .await
                 .map_err(io_fault(sides.output))?;
             count(n as u64);
+            // A short read drained the socket (and cleared its readiness): go idle
+            // without the extra read that would only say "would block".
+            if n < room {
+                break;
+            }
         }
     }
 }
@@ -509,14 +530,14 @@ pub async fn open_pump(
         input.readable().await.map_err(io_fault(sides.input))?;
         buf.reserve_exact((PACKETS_PER_BATCH * PACKET_LEN).saturating_sub(buf.len()));
         loop {
-            match input.try_read_buf(&mut buf) {
-                Ok(0) => {
-                    finish_direction(output).await;
-                    return Ok(());
-                }
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(io_fault(sides.input)(e)),
+            let room = buf.capacity() - buf.len();
+            let n = input
+                .read_buf(&mut buf)
+                .await
+                .map_err(io_fault(sides.input))?;
+            if n == 0 {
+                finish_direction(output).await;
+                return Ok(());
             }
             let filled = buf.len();
             let whole = filled / PACKET_LEN * PACKET_LEN;
@@ -531,6 +552,10 @@ pub async fn open_pump(
             verdict.map_err(PumpFault::Rejected)?;
             buf.copy_within(whole..filled, 0);
             buf.truncate(filled - whole);
+            // As in seal_pump: a short read means the socket is drained.
+            if n < room {
+                break;
+            }
         }
         // Drained: keep at most the partial packet.
         if buf.is_empty() {

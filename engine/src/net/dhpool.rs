@@ -79,9 +79,36 @@ impl KeyPairPool {
         }
     }
 
+    /// Like [`KeyPairPool::take`], but the refill thread is only woken when the returned
+    /// [`RefillLater`] is dropped: hold it until the handshake that uses the pair is over,
+    /// so that computing the replacement does not compete with that handshake's own
+    /// exponentiation.
+    pub fn take_deferred(&self) -> Result<(EphemeralKeyPair, RefillLater<'_>), RandomnessError> {
+        let pooled = self
+            .state
+            .ready
+            .lock()
+            .ok()
+            .and_then(|mut ready| ready.pop());
+        let pair = match pooled {
+            Some(pair) => pair,
+            None => fresh_key_pair()?,
+        };
+        Ok((pair, RefillLater(&self.state)))
+    }
+
     /// How many key pairs are ready now.
     pub fn ready(&self) -> usize {
         self.state.ready.lock().map_or(0, |r| r.len())
+    }
+}
+
+/// Wakes the pool's refill thread when dropped (see [`KeyPairPool::take_deferred`]).
+pub struct RefillLater<'a>(&'a PoolState);
+
+impl Drop for RefillLater<'_> {
+    fn drop(&mut self) {
+        self.0.want_more.notify_one();
     }
 }
 
@@ -92,17 +119,15 @@ impl Drop for KeyPairPool {
     }
 }
 
-/// Lowest scheduling priority for the calling thread (nice 19), so refilling never
-/// competes with the connections it serves; errors leave the priority as it was.
+/// A lower scheduling priority for the calling thread (nice 10): refilling gives way to
+/// the connections it serves, yet still progresses on a machine kept busy by other work
+/// (SCHED_IDLE or nice 19 starved it there, emptying the pool). Errors leave it as it was.
 #[cfg(target_os = "linux")]
 fn lower_thread_priority() {
     // SAFETY: plain system calls on the calling thread; gettid cannot fail.
     unsafe {
-        let param = libc::sched_param { sched_priority: 0 };
-        if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0 {
-            let tid = libc::gettid();
-            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
-        }
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
     }
 }
 
@@ -157,6 +182,25 @@ mod tests {
         assert_eq!(pool.ready(), 4);
         let a = pool.take().unwrap();
         let b = pool.take().unwrap();
+        assert_ne!(a.public(), b.public());
+    }
+
+    #[test]
+    fn deferred_take_refills_only_after_the_guard_is_dropped() {
+        let pool = KeyPairPool::new(2);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while pool.ready() < 2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let (a, later) = pool.take_deferred().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(pool.ready(), 1, "no refill while the handshake runs");
+        drop(later);
+        while pool.ready() < 2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(pool.ready(), 2);
+        let (b, _later) = pool.take_deferred().unwrap();
         assert_ne!(a.public(), b.public());
     }
 

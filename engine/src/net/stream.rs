@@ -140,16 +140,6 @@ impl NetReadHalf {
             NetReadHalf::Unix(r) => r.readable().await,
         }
     }
-
-    /// Reads what is available into `buf`'s spare capacity without waiting (and without
-    /// zero-filling it first); `WouldBlock` when nothing is there. `Ok(0)` is end of stream
-    /// only when `buf` had spare capacity.
-    pub fn try_read_buf(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
-        match self {
-            NetReadHalf::Tcp(r) => r.try_read_buf(buf),
-            NetReadHalf::Unix(r) => r.try_read_buf(buf),
-        }
-    }
 }
 
 impl NetWriteHalf {
