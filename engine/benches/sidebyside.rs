@@ -56,7 +56,7 @@ impl Opts {
                 "--serve-echo" => serve_echo_process(),
                 "-h" | "--help" => {
                     println!(
-                        "sidebyside [--quick] [--only throughput,latency,handshakes,memory,ceiling,mixed] [--no-mixed] [--spiped PATH]"
+                        "sidebyside [--quick] [--only throughput,latency,handshakes,x25519,memory,ceiling,mixed] [--no-mixed] [--spiped PATH]"
                     );
                     std::process::exit(0);
                 }
@@ -1148,6 +1148,85 @@ fn main() {
                 target: None,
             });
         }
+    }
+
+    if opts.wants("x25519") {
+        // Sluice's opt-in X25519 handshake (docs/X25519.md) against the classic
+        // forward-secret handshake, Sluice's and stock spiped's, in the same run.
+        let variants = [
+            Pair::start(
+                &env,
+                Kind::Sluice,
+                Kind::Sluice,
+                servers.echo,
+                &["--x25519"],
+            ),
+            Pair::start(&env, Kind::Sluice, Kind::Sluice, servers.echo, &[]),
+            Pair::start(&env, Kind::Spiped, Kind::Spiped, servers.echo, &[]),
+        ];
+        let names = ["sluiced --x25519", "sluiced (classic, PFS)", "spiped (PFS)"];
+        std::thread::sleep(Duration::from_millis(500));
+        let mut ms: [Vec<f64>; 3] = Default::default();
+        let mut failures = [0usize; 3];
+        for sample in 0..sizes.latency_samples {
+            for step in 0..3 {
+                let i = (sample + step) % 3;
+                match echo_once(&variants[i]) {
+                    Ok(d) => ms[i].push(d.as_secs_f64() * 1e3),
+                    Err(_) => failures[i] += 1,
+                }
+                std::thread::sleep(sizes.latency_gap);
+            }
+        }
+        let mut rates: [Vec<f64>; 3] = Default::default();
+        for rep in 0..sizes.handshake_reps {
+            for step in 0..3 {
+                let i = (rep + step) % 3;
+                std::thread::sleep(Duration::from_millis(500));
+                let (rate, _) =
+                    handshake_rate(&variants[i], sizes.handshake_clients, sizes.handshake_secs);
+                rates[i].push(rate);
+            }
+        }
+        for i in 0..3 {
+            let line = format!(
+                "x25519 comparison, {}: echo median {:.3} ms, p90 {:.3} ms ({} failed); {:.0} handshakes/s",
+                names[i],
+                median(&ms[i]),
+                percentile(&ms[i], 0.9),
+                failures[i],
+                median(&rates[i])
+            );
+            note(&line);
+            let _ = writeln!(details, "{line}");
+        }
+        let _ = writeln!(
+            details,
+            "X25519 against Sluice's own classic PFS handshake: latency {:.2}×, handshakes/s {:.2}×",
+            median(&ms[0]) / median(&ms[1]),
+            median(&rates[0]) / median(&rates[1])
+        );
+        for (name, p) in [("median", 0.5), ("p90", 0.9)] {
+            rows.push(Row {
+                figure: format!(
+                    "connect + 1-byte echo, Sluice X25519 vs spiped forward secrecy, {name}"
+                ),
+                unit: "ms",
+                sluice: percentile(&ms[0], p),
+                spiped: percentile(&ms[2], p),
+                target: (name == "median").then_some((Better::Lower, 0.25)),
+            });
+        }
+        rows.push(Row {
+            figure: format!(
+                "handshakes per second, {} clients, Sluice X25519 vs spiped forward secrecy",
+                sizes.handshake_clients
+            ),
+            unit: "conn/s",
+            sluice: median(&rates[0]),
+            spiped: median(&rates[2]),
+            target: None,
+        });
     }
 
     if opts.wants("memory") {
