@@ -8,6 +8,7 @@ pub mod dialogs;
 pub mod editor;
 pub mod far_end;
 pub mod format;
+pub mod icon;
 pub mod keys;
 pub mod services;
 pub mod theme;

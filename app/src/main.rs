@@ -1,14 +1,20 @@
 //! Starts the Sluice desktop app.
 
-use sluice::{Services, SluiceApp};
+use sluice::{Services, SluiceApp, icon};
 
 fn main() -> eframe::Result {
+    let mut viewport = egui::ViewportBuilder::default()
+        .with_title("Sluice")
+        .with_app_id(icon::APP_ID)
+        .with_inner_size([1180.0, 720.0])
+        .with_min_inner_size([720.0, 420.0]);
+    // A broken icon is no reason not to start: say so and use the desktop's default.
+    match icon::window_icon() {
+        Ok(icon) => viewport = viewport.with_icon(icon),
+        Err(e) => eprintln!("sluice: {e}"),
+    }
     let options = eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default()
-            .with_title("Sluice")
-            .with_app_id("org.sluice.Sluice")
-            .with_inner_size([1180.0, 720.0])
-            .with_min_inner_size([720.0, 420.0]),
+        viewport,
         persist_window: true,
         ..Default::default()
     };

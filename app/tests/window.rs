@@ -1,5 +1,6 @@
 //! The real binary in a real X window (Xvfb): the window appears with the title "Sluice",
-//! draws the list from a config file, and sits idle when nothing changes.
+//! the app ID as its WM_CLASS (so docks match it to org.sluice.Sluice.desktop) and the
+//! 256 px icon, draws the list from a config file, and sits idle when nothing changes.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -65,7 +66,11 @@ fn cpu_seconds(pid: u32) -> f64 {
 }
 
 fn xdotool(display: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new("xdotool")
+    x_tool("xdotool", display, args)
+}
+
+fn x_tool(tool: &str, display: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(tool)
         .env("DISPLAY", display)
         .args(args)
         .output()
@@ -115,6 +120,33 @@ fn the_window_appears_titled_sluice_and_idles() {
     assert_eq!(
         xdotool(&display, &["getwindowname", &window]).as_deref(),
         Some("Sluice")
+    );
+    assert_eq!(
+        x_tool("xprop", &display, &["-id", &window, "-notype", "WM_CLASS"]).as_deref(),
+        Some("WM_CLASS = \"\", \"org.sluice.Sluice\""),
+        "the X11 class is the app ID (xprop comes with x11-utils)"
+    );
+    // _NET_WM_ICON starts with the icon's width and height; read only those two numbers.
+    let icon = x_tool(
+        "xprop",
+        &display,
+        &[
+            "-id",
+            &window,
+            "-notype",
+            "-len",
+            "16",
+            "-f",
+            "_NET_WM_ICON",
+            "32c",
+            " = $0 x $1\n",
+            "_NET_WM_ICON",
+        ],
+    );
+    assert_eq!(
+        icon.as_deref(),
+        Some("_NET_WM_ICON = 256 x 256"),
+        "the window carries the 256 px app icon"
     );
 
     // Let the first frames settle, then measure: an idle app repaints only on change.

@@ -1,0 +1,45 @@
+//! Who the app is to the desktop: its app ID (the Wayland app_id and X11 WM_CLASS, which
+//! the launcher entry, the AppStream metainfo and the icon are named after) and its window
+//! icon, the 256 px PNG from `assets/icons` embedded in the binary.
+
+/// The app ID; `assets/org.sluice.Sluice.desktop` must carry the same name.
+pub const APP_ID: &str = "org.sluice.Sluice";
+
+const ICON_PNG: &[u8] =
+    include_bytes!("../../assets/icons/hicolor/256x256/apps/org.sluice.Sluice.png");
+
+/// The window icon, decoded from the embedded PNG.
+pub fn window_icon() -> Result<egui::IconData, String> {
+    eframe::icon_data::from_png_bytes(ICON_PNG).map_err(|e| format!("the window icon: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_icon_decodes_to_256_px() {
+        let icon = window_icon().unwrap();
+        assert_eq!((icon.width, icon.height), (256, 256));
+        assert_eq!(icon.rgba.len(), 256 * 256 * 4);
+        // The tile is opaque in the middle and transparent in the corner.
+        let alpha = |x: usize, y: usize| icon.rgba[(y * 256 + x) * 4 + 3];
+        assert_eq!(alpha(128, 128), 255);
+        assert_eq!(alpha(0, 0), 0);
+    }
+
+    #[test]
+    fn the_desktop_files_use_the_app_id() {
+        let assets = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets");
+        let desktop = std::fs::read_to_string(assets.join(format!("{APP_ID}.desktop"))).unwrap();
+        assert!(desktop.contains(&format!("\nIcon={APP_ID}\n")));
+        assert!(desktop.contains(&format!("\nStartupWMClass={APP_ID}\n")));
+        let metainfo =
+            std::fs::read_to_string(assets.join(format!("{APP_ID}.metainfo.xml"))).unwrap();
+        assert!(metainfo.contains(&format!("<id>{APP_ID}</id>")));
+        assert!(metainfo.contains(&format!(
+            "<launchable type=\"desktop-id\">{APP_ID}.desktop</launchable>"
+        )));
+        assert!(assets.join(format!("icons/{APP_ID}.svg")).is_file());
+    }
+}
