@@ -1,5 +1,9 @@
 //! Starts the Sluice desktop app.
 
+// A release build on Windows is a GUI program: no console window opens beside it when it
+// starts from the Start menu.
+#![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
+
 use sluice::{Services, SluiceApp, icon};
 
 fn main() -> eframe::Result {
