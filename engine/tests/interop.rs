@@ -1148,3 +1148,97 @@ fn engine_api_decrypt_tunnel_serves_spiped_and_counts() {
     assert_eq!(counters.total_handshake_failures(), 1);
     engine.shutdown(true);
 }
+
+// ---------------------------------------------------------------------------------------
+// Without -F: daemonizing as spiped does
+
+/// Kills the daemonized child (by the pid it wrote) when the test ends, whatever happens.
+struct PidFileGuard(std::path::PathBuf);
+
+impl Drop for PidFileGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = fs::read_to_string(&self.0)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+        {
+            // SAFETY: kill(2) on the pid our own daemon wrote; no memory is involved.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+#[test]
+fn without_f_sluiced_returns_after_binding_writes_its_pid_and_serves() {
+    let dir = temp_dir();
+    let key = random_key(dir.path(), "key");
+    let echo = Echo::tcp(LOCALHOST_V4);
+    let listen = free_addr(LOCALHOST_V4);
+    let pidfile = dir.path().join("sluiced.pid");
+    let _guard = PidFileGuard(pidfile.clone());
+    let status = Command::new(SLUICED)
+        .args([
+            "-d",
+            "-s",
+            &listen.spiped(),
+            "-t",
+            &echo.addr.spiped(),
+            "-k",
+        ])
+        .arg(&key)
+        .arg("-p")
+        .arg(&pidfile)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run sluiced");
+    assert!(
+        status.success(),
+        "the parent reports a successful start: {status}"
+    );
+    // The parent returned only once the listener was up: connecting works at once.
+    let pid: u32 = fs::read_to_string(&pidfile)
+        .expect("the daemon wrote its pid file")
+        .trim()
+        .parse()
+        .expect("a pid");
+    assert!(
+        Path::new(&format!("/proc/{pid}")).exists(),
+        "the daemon runs"
+    );
+    let (_client, client) = spiped("-e", LOCALHOST_V4, &listen, &key, &[], dir.path());
+    check_works("spiped -e -> daemonized sluiced -d", &client, 64 * 1024, 77);
+}
+
+#[test]
+fn without_f_a_failed_start_is_reported_by_the_parent() {
+    let dir = temp_dir();
+    let key = random_key(dir.path(), "key");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let output = Command::new(SLUICED)
+        .args([
+            "-d",
+            "-s",
+            &format!("[127.0.0.1]:{port}"),
+            "-t",
+            "[127.0.0.1]:9",
+            "-k",
+        ])
+        .arg(&key)
+        .arg("-p")
+        .arg(dir.path().join("never.pid"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sluiced");
+    assert_eq!(output.status.code(), Some(1), "the parent exits 1");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("already in use"),
+        "the parent says why: {stderr}"
+    );
+    assert!(
+        !dir.path().join("never.pid").exists(),
+        "no pid file for a daemon that failed"
+    );
+}

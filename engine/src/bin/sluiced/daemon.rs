@@ -3,7 +3,6 @@
 //! and the graceful stop: no new connections at once, open ones finish.
 
 use std::io::{self, Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
@@ -17,7 +16,7 @@ use crate::logging::Logger;
 
 /// How a daemonized child tells the waiting parent that start-up worked or failed.
 pub struct StartupReport {
-    pipe: Option<std::fs::File>,
+    pipe: Option<std::io::PipeWriter>,
 }
 
 impl StartupReport {
@@ -42,14 +41,8 @@ impl StartupReport {
 /// Forks. The parent waits for the child's report and exits with it; the child returns,
 /// in a new session, with standard input on /dev/null. Must run before any thread starts.
 pub fn daemonize() -> io::Result<StartupReport> {
-    let mut fds = [0; 2];
-    // SAFETY: fds is a valid array of two ints, as pipe2 requires.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
-    let (read_end, write_end) =
-        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // std's pipe is close-on-exec on every Unix (pipe2 is Linux-only).
+    let (mut read_end, write_end) = std::io::pipe()?;
     // SAFETY: no other thread exists yet (sluiced forks before starting its runtime).
     match unsafe { libc::fork() } {
         -1 => Err(io::Error::last_os_error()),
@@ -67,13 +60,13 @@ pub fn daemonize() -> io::Result<StartupReport> {
                 }
             }
             Ok(StartupReport {
-                pipe: Some(std::fs::File::from(write_end)),
+                pipe: Some(write_end),
             })
         }
         _child => {
             drop(write_end);
             let mut report = Vec::new();
-            let _ = std::fs::File::from(read_end).read_to_end(&mut report);
+            let _ = read_end.read_to_end(&mut report);
             match report.split_first() {
                 Some((0, _)) => std::process::exit(0),
                 Some((_, message)) => {
