@@ -21,27 +21,6 @@ const SLOW: Duration = Duration::from_secs(30);
 /// Nonce (32) + signed X25519 key (64), each way.
 const HANDSHAKE_BYTES: u64 = 96;
 
-fn assert_refused(what: &str, client: &Addr, echo: &Echo, within: Duration) {
-    let before = echo.bytes();
-    let got = exchange_with(client, &test_data(4096, 7), within + Duration::from_secs(5));
-    assert!(
-        got.bytes.is_empty(),
-        "{what}: got {} bytes back",
-        got.bytes.len()
-    );
-    assert!(
-        got.end.closed(),
-        "{what}: connection not closed ({:?})",
-        got.end
-    );
-    assert!(
-        got.elapsed < within,
-        "{what}: took {:?} to fail",
-        got.elapsed
-    );
-    assert_eq!(echo.bytes(), before, "{what}: data reached the target");
-}
-
 #[test]
 fn two_sluiced_with_x25519_move_data_with_half_close() {
     let dir = temp_dir();

@@ -226,6 +226,31 @@ pub fn exchange_with(addr: &Addr, data: &[u8], timeout: Duration) -> Received {
 
 /// Asserts that `got` is exactly `expected` and ended in an orderly end of stream,
 /// without printing megabytes on failure.
+/// A tunnel that must refuse: the client sees the connection close without any data,
+/// within `within`, and the echo server behind it receives nothing.
+pub fn assert_refused(what: &str, client_addr: &Addr, echo: &Echo, within: Duration) {
+    let before = echo.bytes();
+    let data = test_data(4096, 99);
+    let got = exchange_with(client_addr, &data, within + Duration::from_secs(5));
+    assert!(
+        got.bytes.is_empty(),
+        "{what}: expected no data, got {} bytes",
+        got.bytes.len()
+    );
+    assert!(
+        got.end.closed(),
+        "{what}: expected the connection to be closed, got {:?} after {:?}",
+        got.end,
+        got.elapsed
+    );
+    assert!(
+        got.elapsed < within,
+        "{what}: the connection took {:?} to close",
+        got.elapsed
+    );
+    assert_eq!(echo.bytes(), before, "{what}: data reached the target");
+}
+
 pub fn assert_echoed(what: &str, expected: &[u8], got: &Received) {
     if got.bytes != expected {
         let first_diff = expected
