@@ -458,11 +458,7 @@ impl SluiceApp {
         };
         let spec = entry.spec.clone();
         if let Err(errors) = spec.validate() {
-            let text = errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
+            let text = in_one_line(&errors);
             self.notify(true, format!("cannot start \"{}\": {text}", spec.name));
             return;
         }
@@ -473,13 +469,7 @@ impl SluiceApp {
                 let warnings = loaded.warnings.iter().map(|w| w.to_string()).collect();
                 TunnelSettings::from_spec(&spec, loaded.key)
                     .map(|settings| (settings, warnings))
-                    .map_err(|errors| {
-                        errors
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    })
+                    .map_err(|errors| in_one_line(&errors))
             });
             Message::TunnelReady { id, result }
         });
@@ -588,11 +578,7 @@ impl SluiceApp {
             ..Config::default()
         };
         if let Err(errors) = config.validate() {
-            let text = errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
+            let text = in_one_line(&errors);
             self.notify(true, format!("not saved: {text}"));
             return;
         }
@@ -624,11 +610,7 @@ impl SluiceApp {
         let valid = match spec.validate() {
             Ok(valid) => valid,
             Err(errors) => {
-                let text = errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ");
+                let text = in_one_line(&errors);
                 self.model
                     .probes
                     .insert(key, Some(ProbeOutcome::Unreachable(text)));
@@ -932,4 +914,13 @@ impl eframe::App for SluiceApp {
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
         eframe::set_value(storage, UI_STATE_KEY, &self.ui);
     }
+}
+
+/// Several config problems as one line for a notice.
+fn in_one_line(errors: &[ConfigError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
