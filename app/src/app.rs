@@ -760,7 +760,7 @@ impl SluiceApp {
                 match result {
                     Ok((settings, warnings)) => {
                         for warning in warnings {
-                            self.notify(false, format!("{}: {warning}", settings.name));
+                            self.notify(false, format!("{}: {warning}", settings.definition.name));
                         }
                         self.engine.start_tunnel(id, settings);
                     }

@@ -104,8 +104,8 @@ impl Background {
             .name("sluice-save".into())
             .spawn(move || {
                 for (target, path, text) in queue {
-                    let result = sluice_engine::config::write_atomic(&path, &text)
-                        .map_err(|e| e.to_string());
+                    let result = sluice_engine::write_atomic(&path, text.as_bytes())
+                        .map_err(|e| format!("cannot write {}: {e}", path.display()));
                     writer.deliver(Message::Saved { target, result });
                 }
             });

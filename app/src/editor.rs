@@ -5,9 +5,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
+use sluice_engine::Address;
 use sluice_engine::config::{Config, ConfigError, KeyRef, Mode, TunnelSpec};
 use sluice_engine::events::TunnelId;
-use sluice_engine::net::addr::Address;
 use sluice_engine::protocol::{ForwardSecrecy, KeyAgreement};
 
 /// Which key a tunnel uses, as the editor shows it.

@@ -2,8 +2,8 @@
 //! Encrypt tunnel's server, `spiped -e …` for a Decrypt tunnel's client, and the same line
 //! for `sluiced` (its flags are spiped's).
 
+use sluice_engine::Address;
 use sluice_engine::config::{KeyRef, Mode, TunnelSpec};
-use sluice_engine::net::addr::Address;
 use sluice_engine::protocol::{ForwardSecrecy, KeyAgreement};
 
 /// The far end's commands and what the user must know to run them.

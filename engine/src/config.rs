@@ -27,13 +27,15 @@
 //! )
 //! ```
 
-use crate::net::addr::{self, Address, AddressError};
+use crate::address::{self, Address, AddressError};
+use crate::atomic_file;
+pub use crate::definition::Mode;
+use crate::definition::{self, DefinitionProblem, TunnelDefinition, same_endpoint};
 use crate::protocol::{ForwardSecrecy, KeyAgreement};
 use serde::{Deserialize, Serialize};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The config format this Sluice reads and writes. Bump it only for changes an older
@@ -42,17 +44,6 @@ pub const CONFIG_VERSION: u32 = 1;
 
 /// Longest tunnel name: names show in lists, logs and keychain entries.
 const MAX_NAME_CHARS: usize = 64;
-/// Longest connect/handshake timeout: beyond a day it is surely a typo.
-const MAX_TIMEOUT_SECS: f64 = 86_400.0;
-
-/// Which way a tunnel encrypts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Mode {
-    /// `spiped -e`: plaintext comes in on `listen`, goes out encrypted to `target`.
-    Encrypt,
-    /// `spiped -d`: encrypted comes in on `listen`, goes out as plaintext to `target`.
-    Decrypt,
-}
 
 /// Where a tunnel's key lives. The config holds only this reference: key bytes are never
 /// stored in it.
@@ -66,7 +57,7 @@ pub enum KeyRef {
 
 /// One tunnel as the user wrote it. Addresses stay strings, exactly as typed, so a file
 /// with one mistake still loads into the editor's view of it and round-trips unchanged;
-/// [`TunnelSpec::validate`] gives the parsed forms.
+/// [`TunnelSpec::validate`] gives the checked [`TunnelDefinition`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TunnelSpec {
@@ -105,12 +96,13 @@ pub struct TunnelSpec {
     pub autostart: bool,
 }
 
+// The file's defaults are spiped's, from the one place that states them.
 fn default_max_connections() -> u32 {
-    100
+    definition::DEFAULT_MAX_CONNECTIONS
 }
 
 fn default_timeout_secs() -> f64 {
-    5.0
+    definition::DEFAULT_TIMEOUT.as_secs_f64()
 }
 
 fn default_true() -> bool {
@@ -118,17 +110,7 @@ fn default_true() -> bool {
 }
 
 fn default_reresolve_secs() -> Option<u64> {
-    Some(60)
-}
-
-/// The parsed, checked parts of a [`TunnelSpec`] that a running tunnel needs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ValidTunnel {
-    pub listen: Address,
-    pub target: Address,
-    pub bind: Option<Address>,
-    pub timeout: Duration,
-    pub reresolve: Option<Duration>,
+    Some(definition::DEFAULT_RERESOLVE.as_secs())
 }
 
 /// The whole config file.
@@ -244,9 +226,9 @@ impl TunnelSpec {
         }
     }
 
-    /// Checks every field and returns the parsed forms, or every problem found (not just
-    /// the first), each naming this tunnel and the field.
-    pub fn validate(&self) -> Result<ValidTunnel, Vec<ConfigError>> {
+    /// Checks every field and returns the tunnel it describes, or every problem found
+    /// (not just the first), each naming this tunnel and the field.
+    pub fn validate(&self) -> Result<TunnelDefinition, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let mut invalid = |field: &'static str, message: String| {
             errors.push(ConfigError::Invalid {
@@ -278,19 +260,9 @@ impl TunnelSpec {
         let address = |text: &str| text.parse::<Address>().map_err(|e| e.to_string());
         let listen = address(&self.listen).map_err(|m| invalid("listen", m)).ok();
         let target = address(&self.target).map_err(|m| invalid("target", m)).ok();
-        if let (Some(l), Some(t)) = (&listen, &target)
-            && same_address(l, t)
-        {
-            invalid(
-                "target",
-                format!(
-                    "the target {t} is the listen address itself: every connection would loop back into the tunnel; point the target at the service (or the far end) instead"
-                ),
-            );
-        }
         let bind = match &self.bind {
             None => Ok(None),
-            Some(text) => addr::parse_bind(text)
+            Some(text) => address::parse_bind(text)
                 .map(Some)
                 .map_err(|e: AddressError| invalid("bind", e.to_string())),
         };
@@ -315,26 +287,13 @@ impl TunnelSpec {
             _ => {}
         }
 
-        if self.key_agreement == KeyAgreement::X25519
-            && self.forward_secrecy == ForwardSecrecy::Disabled
-        {
-            invalid(
-                "forward_secrecy",
-                "the X25519 handshake always uses fresh keys, so forward secrecy cannot be turned off (-f): choose the default or required".into(),
-            );
-        }
-
+        // Only what a number in a file can get wrong before it is a duration; the rules
+        // on the duration itself are the definition's.
         let t = self.timeout_secs;
         let timeout = if !t.is_finite() {
             invalid(
                 "timeout_secs",
                 format!("{t} is not a number of seconds: write e.g. 5.0 (spiped's default)"),
-            );
-            None
-        } else if t == 0.0 {
-            invalid(
-                "timeout_secs",
-                "0 would drop every connection at once (spiped reads -o 0 as its default): write 5.0 for spiped's default".into(),
             );
             None
         } else if t < 0.0 {
@@ -343,36 +302,41 @@ impl TunnelSpec {
                 format!("{t} is negative: the timeout must be more than 0 seconds, e.g. 5.0"),
             );
             None
-        } else if t > MAX_TIMEOUT_SECS {
-            invalid(
-                "timeout_secs",
-                format!(
-                    "{t} seconds is more than a day: use at most {MAX_TIMEOUT_SECS}; spiped's default is 5"
-                ),
-            );
-            None
         } else {
-            Some(Duration::from_secs_f64(t))
+            Some(Duration::try_from_secs_f64(t).unwrap_or(Duration::MAX))
         };
 
-        let reresolve = match self.reresolve_secs {
-            Some(0) => {
-                invalid(
-                    "reresolve_secs",
-                    "0 would re-resolve without pause: use at least 1 second (spiped's default is 60), or None to resolve only once (spiped -R)".into(),
-                );
-                None
+        let reresolve = self.reresolve_secs.map(Duration::from_secs);
+        let mut rule = |checked: Result<(), DefinitionProblem>| {
+            if let Err(problem) = checked {
+                invalid(problem.part().config_field(), problem.to_string());
             }
-            other => other.map(Duration::from_secs),
         };
+        if let (Some(listen), Some(target)) = (&listen, &target) {
+            rule(definition::check_endpoints(listen, target));
+        }
+        rule(definition::check_handshake(
+            self.forward_secrecy,
+            self.key_agreement,
+        ));
+        if let Some(timeout) = timeout {
+            rule(definition::check_timeout(timeout));
+        }
+        rule(definition::check_reresolve(reresolve));
 
         match (listen, target, bind, timeout) {
             (Some(listen), Some(target), Ok(bind), Some(timeout)) if errors.is_empty() => {
-                Ok(ValidTunnel {
+                Ok(TunnelDefinition {
+                    name: self.name.clone(),
+                    mode: self.mode,
                     listen,
                     target,
                     bind,
+                    forward_secrecy: self.forward_secrecy,
+                    key_agreement: self.key_agreement,
+                    max_connections: self.max_connections,
                     timeout,
+                    keepalive: self.keepalive,
                     reresolve,
                 })
             }
@@ -381,21 +345,11 @@ impl TunnelSpec {
     }
 }
 
-/// Same endpoint as written, without DNS: host names compare case-insensitively.
-fn same_address(a: &Address, b: &Address) -> bool {
-    match (a, b) {
-        (Address::Host { name: n, port: p }, Address::Host { name: m, port: q }) => {
-            p == q && n.eq_ignore_ascii_case(m)
-        }
-        _ => a == b,
-    }
-}
-
 /// Whether two listeners would fight over the same socket. Beyond equal addresses, a
 /// wildcard IP (0.0.0.0 or ::) takes its port on every address of its family. Anything
 /// that needs DNS to tell is left to the bind at start, which reports it then.
 fn listeners_overlap(a: &Address, b: &Address) -> bool {
-    if same_address(a, b) {
+    if same_endpoint(a, b) {
         return true;
     }
     match (a, b) {
@@ -419,8 +373,6 @@ fn ron_options() -> ron::Options {
 struct VersionProbe {
     version: u32,
 }
-
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl Default for Config {
     fn default() -> Self {
@@ -576,131 +528,13 @@ impl Config {
             )
         })?;
 
-        write_atomic(path, &text)
+        atomic_file::write_atomic(path, text.as_bytes()).map_err(|e| ConfigError::io(path, e))
     }
 
     /// The tunnel with this exact name.
     pub fn tunnel(&self, name: &str) -> Option<&TunnelSpec> {
         self.tunnels.iter().find(|t| t.name == name)
     }
-}
-
-/// Writes `text` so that `path` always holds either the old file or the complete new one
-/// (temporary file with mode 0600 in the same directory, fsync, rename, fsync of the
-/// directory). Creates missing parent directories. Shared by everything Sluice saves.
-pub fn write_atomic(path: &Path, text: &str) -> Result<(), ConfigError> {
-    let file_name = path.file_name().ok_or_else(|| {
-        ConfigError::io(
-            path,
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the path names no file: give a file path such as ~/.config/sluice/config.ron",
-            ),
-        )
-    })?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    fs::create_dir_all(dir).map_err(|e| ConfigError::io(dir, e))?;
-
-    let (temp_path, mut file) = create_temp(dir, file_name)?;
-    let written = file
-        .write_all(text.as_bytes())
-        .and_then(|()| file.sync_all())
-        .and_then(|()| {
-            drop(file);
-            fs::rename(&temp_path, path)
-        });
-    if let Err(e) = written {
-        // Best effort: the write or rename error is the one to report.
-        let _ = fs::remove_file(&temp_path);
-        return Err(ConfigError::io(path, e));
-    }
-    sync_dir(dir).map_err(|e| ConfigError::io(dir, e))?;
-    remove_stale_temps(dir, file_name);
-    Ok(())
-}
-
-/// Removes temporary files that a save killed mid-way (power loss, SIGKILL) left next to
-/// `file_name`: those named after a process that no longer exists. Best effort; another
-/// live process's temporary file is never touched.
-fn remove_stale_temps(dir: &Path, file_name: &std::ffi::OsStr) {
-    let Some(name) = file_name.to_str() else {
-        return;
-    };
-    let prefix = format!(".{name}.");
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let entry_name = entry.file_name();
-        let Some(pid) = entry_name
-            .to_str()
-            .and_then(|n| n.strip_prefix(&prefix))
-            .and_then(|rest| rest.strip_suffix(".tmp"))
-            .and_then(|rest| rest.split_once('.'))
-            .and_then(|(pid, n)| n.parse::<u64>().ok().and(pid.parse::<u32>().ok()))
-        else {
-            continue;
-        };
-        if pid != std::process::id() && !process_exists(pid) {
-            let _ = fs::remove_file(entry.path());
-        }
-    }
-}
-
-#[cfg(unix)]
-fn process_exists(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return true;
-    };
-    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
-    let alive = unsafe { libc::kill(pid, 0) } == 0;
-    alive || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-}
-
-/// Without a cheap way to tell, assume the process lives: its file is left alone.
-#[cfg(not(unix))]
-fn process_exists(_pid: u32) -> bool {
-    true
-}
-
-/// A new, uniquely named hidden file next to the target, readable by its owner only.
-fn create_temp(dir: &Path, file_name: &std::ffi::OsStr) -> Result<(PathBuf, File), ConfigError> {
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut attempt = 0;
-    loop {
-        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let mut name = std::ffi::OsString::from(".");
-        name.push(file_name);
-        name.push(format!(".{}.{n}.tmp", std::process::id()));
-        let temp_path = dir.join(name);
-        match options.open(&temp_path) {
-            Ok(file) => return Ok((temp_path, file)),
-            // A leftover from a crashed run with a recycled pid: pick the next name.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 100 => attempt += 1,
-            Err(e) => return Err(ConfigError::io(&temp_path, e)),
-        }
-    }
-}
-
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// Windows cannot open a directory as a file to flush it; its rename is already durable
-/// enough for a settings file.
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> io::Result<()> {
-    Ok(())
 }
 
 #[cfg(test)]
@@ -1248,25 +1082,6 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, ["blocked", "config.ron"]);
-    }
-
-    #[test]
-    fn save_removes_temporaries_of_dead_processes_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.ron");
-        // pid 0x7fff_fff0 exists nowhere; our own pid and an unrelated name stay.
-        let dead = dir.path().join(".config.ron.2147483632.5.tmp");
-        let ours = dir
-            .path()
-            .join(format!(".config.ron.{}.999999.tmp", std::process::id()));
-        let other = dir.path().join(".other.ron.2147483632.5.tmp");
-        for p in [&dead, &ours, &other] {
-            fs::write(p, "partial").unwrap();
-        }
-        full_example().save_atomic(&path).unwrap();
-        assert!(!dead.exists(), "a dead process's temporary file is removed");
-        assert!(ours.exists() && other.exists());
-        assert_eq!(Config::load(&path).unwrap(), full_example());
     }
 
     #[test]

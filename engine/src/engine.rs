@@ -265,7 +265,7 @@ async fn supervise(
                             tunnel.update(*settings);
                             continue;
                         }
-                        let tunnel = tunnel_shared(&shared, id, &settings.name);
+                        let tunnel = tunnel_shared(&shared, id, &settings.definition.name);
                         running.insert(id, RunningTunnel::start(tunnel, *settings, Arc::clone(&pool)));
                     }
                     Command::Stop { id, drain } => {

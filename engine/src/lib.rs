@@ -5,22 +5,28 @@
 //! (sockets), `tunnel` (one listener and its connections), `engine` (the supervisor).
 //! What this root exports is the engine's public surface; the app uses nothing else.
 
+pub mod address;
+pub mod atomic_file;
 pub mod config;
+pub mod definition;
 pub mod engine;
 pub mod events;
 pub mod keyfile;
 pub mod keystore;
 pub mod net;
+mod platform;
 pub mod protocol;
 pub mod stats;
 pub mod tunnel;
 
-pub use config::{Config, ConfigError, KeyRef, Mode, TunnelSpec, write_atomic};
+pub use address::{Address, AddressError, parse_bind};
+pub use atomic_file::write_atomic;
+pub use config::{Config, ConfigError, KeyRef, TunnelSpec};
+pub use definition::{DefinitionProblem, Mode, TunnelDefinition};
 pub use engine::{Engine, TunnelStatus};
 pub use events::{Event, EventKind, TunnelId};
 pub use keyfile::{KeyfileError, KeyfileWarning, LoadedKey};
 pub use keystore::{KeySourceError, KeyStore, KeyStoreError, KeychainStore};
-pub use net::addr::{Address, AddressError};
 pub use net::probe::{ProbeOutcome, ProbeRequest};
 pub use protocol::key::{Fingerprint, PresharedKey, hex};
 pub use protocol::{ForwardSecrecy, KeyAgreement};

@@ -12,107 +12,47 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{ConfigError, Mode, TunnelSpec};
+use crate::address::Address;
+use crate::config::{ConfigError, TunnelSpec};
+use crate::definition::{Mode, TunnelDefinition};
 use crate::events::{Event, EventKind, TunnelId};
-use crate::net::addr::Address;
 use crate::net::conn::{
     HandshakeFault, HandshakeParams, PumpFault, TargetFault, authenticate, connect_target,
     handshake, overlap, pump_connection,
 };
 use crate::net::dhpool::KeyPairPool;
 use crate::net::listener::{ListenError, Listener, is_resource_exhaustion};
+use crate::net::resolve::Resolve;
 use crate::net::stream::NetStream;
 use crate::protocol::key::PresharedKey;
-use crate::protocol::{ForwardSecrecy, KeyAgreement, Role};
 use crate::stats::TunnelStats;
 
-/// Everything a tunnel needs to run, parsed and with the key already loaded.
+/// Everything a tunnel needs to run: its checked definition and its key, loaded.
 #[derive(Clone)]
 pub struct TunnelSettings {
-    pub name: String,
-    pub mode: Mode,
-    pub listen: Address,
-    pub target: Address,
-    /// Local address for outgoing connections to the target (`-b`).
-    pub bind: Option<Address>,
+    pub definition: TunnelDefinition,
     pub key: PresharedKey,
-    pub forward_secrecy: ForwardSecrecy,
-    /// spiped's handshake, or Sluice's X25519 variant (both ends must agree).
-    pub key_agreement: KeyAgreement,
-    /// 0 = unlimited.
-    pub max_connections: u32,
-    /// Connect timeout and handshake timeout, each (`-o`).
-    pub timeout: Duration,
-    pub keepalive: bool,
-    /// How often to re-resolve a target host name; `None` = never (`-R`).
-    pub reresolve: Option<Duration>,
 }
 
 impl TunnelSettings {
-    /// spiped's defaults for everything not given.
-    pub fn new(
-        name: &str,
-        mode: Mode,
-        listen: Address,
-        target: Address,
-        key: PresharedKey,
-    ) -> Self {
-        TunnelSettings {
-            name: name.to_owned(),
-            mode,
-            listen,
-            target,
-            bind: None,
-            key,
-            forward_secrecy: ForwardSecrecy::Enabled,
-            key_agreement: KeyAgreement::Classic,
-            max_connections: 100,
-            timeout: Duration::from_secs(5),
-            keepalive: true,
-            reresolve: Some(Duration::from_secs(60)),
-        }
+    /// A definition that [`TunnelDefinition::problems`] found nothing wrong with, and
+    /// its key.
+    pub fn new(definition: TunnelDefinition, key: PresharedKey) -> Self {
+        TunnelSettings { definition, key }
     }
 
     /// Settings for a tunnel defined in a config file, with its key loaded by the caller.
     pub fn from_spec(spec: &TunnelSpec, key: PresharedKey) -> Result<Self, Vec<ConfigError>> {
-        let valid = spec.validate()?;
-        Ok(TunnelSettings {
-            name: spec.name.clone(),
-            mode: spec.mode,
-            listen: valid.listen,
-            target: valid.target,
-            bind: valid.bind,
-            key,
-            forward_secrecy: spec.forward_secrecy,
-            key_agreement: spec.key_agreement,
-            max_connections: spec.max_connections,
-            timeout: valid.timeout,
-            keepalive: spec.keepalive,
-            reresolve: valid.reresolve,
-        })
-    }
-
-    fn role(&self) -> Role {
-        match self.mode {
-            Mode::Encrypt => Role::Client,
-            Mode::Decrypt => Role::Server,
-        }
+        Ok(TunnelSettings::new(spec.validate()?, key))
     }
 }
 
 impl fmt::Debug for TunnelSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TunnelSettings")
-            .field("name", &self.name)
-            .field("mode", &self.mode)
-            .field("listen", &self.listen.to_string())
-            .field("target", &self.target.to_string())
+            .field("definition", &self.definition)
             .field("key", &self.key.fingerprint())
-            .field("forward_secrecy", &self.forward_secrecy)
-            .field("key_agreement", &self.key_agreement)
-            .field("max_connections", &self.max_connections)
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
+            .finish()
     }
 }
 
@@ -343,14 +283,15 @@ async fn prepare(
     shared: &Arc<TunnelShared>,
     settings: Arc<TunnelSettings>,
 ) -> Result<Generation, StartError> {
-    let target_addrs = match &settings.target {
+    let tunnel = &settings.definition;
+    let target_addrs = match &tunnel.target {
         Address::Unix(_) => Vec::new(),
         target => target.resolve().await.map_err(|e| StartError::Target {
             target: target.to_string(),
             message: e.to_string(),
         })?,
     };
-    let bind = match &settings.bind {
+    let bind = match &tunnel.bind {
         None => Vec::new(),
         Some(bind) => bind.resolve().await.map_err(|e| StartError::Bind {
             bind: bind.to_string(),
@@ -361,10 +302,10 @@ async fn prepare(
         addrs: RwLock::new(Arc::from(target_addrs)),
     });
     let resolver = CancellationToken::new();
-    if let (Address::Host { .. }, Some(period)) = (&settings.target, settings.reresolve) {
+    if let (Address::Host { .. }, Some(period)) = (&tunnel.target, tunnel.reresolve) {
         tokio::spawn(reresolve_loop(
             Arc::clone(shared),
-            settings.target.clone(),
+            tunnel.target.clone(),
             Arc::clone(&target),
             period,
             resolver.clone(),
@@ -372,10 +313,11 @@ async fn prepare(
     }
     shared
         .max_connections
-        .store(u64::from(settings.max_connections), Ordering::Relaxed);
+        .store(u64::from(tunnel.max_connections), Ordering::Relaxed);
+    let limit = (tunnel.max_connections > 0)
+        .then(|| Arc::new(Semaphore::new(tunnel.max_connections as usize)));
     Ok(Generation {
-        limit: (settings.max_connections > 0)
-            .then(|| Arc::new(Semaphore::new(settings.max_connections as usize))),
+        limit,
         settings,
         target,
         bind: Arc::from(bind),
@@ -465,7 +407,7 @@ async fn accept_loop(
                         limit_reported = true;
                         shared.stats.limit_was_reached();
                         shared.emit(EventKind::ConnectionLimitReached {
-                            limit: gen_now.settings.max_connections,
+                            limit: gen_now.settings.definition.max_connections,
                         });
                     }
                     // Like spiped: stop accepting until a slot frees up.
@@ -566,7 +508,7 @@ async fn start_generation(
 ) -> Result<Generation, StartError> {
     let generation = prepare(shared, Arc::clone(settings)).await?;
     if listener.is_none() {
-        let bound = Listener::bind(&settings.listen).await?;
+        let bound = Listener::bind(&settings.definition.listen).await?;
         let address = bound.local_label();
         *listener = Some(bound);
         shared.set_state(TunnelState::Listening {
@@ -587,11 +529,11 @@ fn apply_update(
     listener: &mut Option<Listener>,
 ) {
     let new = settings_rx.borrow().clone();
-    if new.listen != current.listen {
+    if new.definition.listen != current.definition.listen {
         *listener = None;
     }
     if let Ok(mut name) = shared.name.lock() {
-        name.clone_from(&new.name);
+        name.clone_from(&new.definition.name);
     }
     *current = new;
     *generation = None;
@@ -665,7 +607,7 @@ impl Connection {
                     message.clone(),
                     EventKind::TargetUnreachable {
                         conn,
-                        target: self.settings.target.to_string(),
+                        target: self.settings.definition.target.to_string(),
                         message,
                     },
                 );
@@ -695,10 +637,10 @@ impl Connection {
         up: &AtomicU64,
         down: &AtomicU64,
     ) -> Result<(), ConnFault> {
-        let s = &self.settings;
+        let s = &self.settings.definition;
         let params = HandshakeParams {
             role: s.role(),
-            key: &s.key,
+            key: &self.settings.key,
             forward_secrecy: s.forward_secrecy,
             key_agreement: s.key_agreement,
             pool: &self.pool,
@@ -754,10 +696,10 @@ impl Connection {
     async fn connect(&self) -> Result<NetStream, ConnFault> {
         let addrs = self.target.current();
         connect_target(
-            &self.settings.target,
+            &self.settings.definition.target,
             &addrs,
             &self.bind,
-            self.settings.timeout,
+            self.settings.definition.timeout,
         )
         .await
         .map_err(ConnFault::Target)

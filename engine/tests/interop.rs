@@ -1053,7 +1053,8 @@ fn next_event<T>(
 #[test]
 fn engine_api_decrypt_tunnel_serves_spiped_and_counts() {
     use sluice_engine::{
-        Address, Engine, EventKind, HandshakeFailure, Mode, PresharedKey, TunnelId, TunnelSettings,
+        Address, Engine, EventKind, HandshakeFailure, Mode, PresharedKey, TunnelDefinition,
+        TunnelId, TunnelSettings,
     };
 
     let dir = temp_dir();
@@ -1066,10 +1067,12 @@ fn engine_api_decrypt_tunnel_serves_spiped_and_counts() {
     let mut events = engine.subscribe();
     let id = TunnelId(7);
     let settings = TunnelSettings::new(
-        "api",
-        Mode::Decrypt,
-        Address::Ip(SocketAddr::new(LOCALHOST_V4, 0)),
-        Address::Ip(echo.addr.tcp()),
+        TunnelDefinition::new(
+            "api",
+            Mode::Decrypt,
+            Address::Ip(SocketAddr::new(LOCALHOST_V4, 0)),
+            Address::Ip(echo.addr.tcp()),
+        ),
         PresharedKey::from_keyfile_bytes(key_bytes),
     );
     engine.start_tunnel(id, settings);

@@ -13,8 +13,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use sluice_engine::protocol::key::PresharedKey;
 use sluice_engine::protocol::{EphemeralKeyPair, ForwardSecrecy, Handshake, Role};
-use sluice_engine::tunnel::TunnelSettings;
-use sluice_engine::{Address, Mode};
+use sluice_engine::{Address, Mode, TunnelDefinition, TunnelSettings};
 use support::*;
 
 const SLOW: Duration = Duration::from_secs(30);
@@ -202,10 +201,12 @@ fn key_holding_types_print_no_secrets_in_debug_or_panics() {
     let key_file = b"debug output test key file bytes".to_vec();
     let key = PresharedKey::from_keyfile_bytes(&key_file);
     let settings = TunnelSettings::new(
-        "t",
-        Mode::Encrypt,
-        "[127.0.0.1]:1".parse::<Address>().unwrap(),
-        "[127.0.0.1]:2".parse::<Address>().unwrap(),
+        TunnelDefinition::new(
+            "t",
+            Mode::Encrypt,
+            "[127.0.0.1]:1".parse::<Address>().unwrap(),
+            "[127.0.0.1]:2".parse::<Address>().unwrap(),
+        ),
         key.clone(),
     );
     // A whole handshake through the public API, printing every stage.

@@ -9,12 +9,10 @@ mod support;
 
 use std::time::Duration;
 
-use sluice_engine::config::Mode;
-use sluice_engine::engine::Engine;
-use sluice_engine::events::TunnelId;
 use sluice_engine::keyfile;
-use sluice_engine::protocol::KeyAgreement;
-use sluice_engine::tunnel::{TunnelSettings, TunnelState};
+use sluice_engine::{
+    Engine, KeyAgreement, Mode, TunnelDefinition, TunnelId, TunnelSettings, TunnelState,
+};
 use support::*;
 
 const SLOW: Duration = Duration::from_secs(30);
@@ -64,14 +62,14 @@ fn engine_library_tunnel_talks_x25519_to_sluiced() {
     let engine = Engine::start(|| {}).unwrap();
     let listen = free_addr(LOCALHOST_V4);
     let key = keyfile::read_keyfile(&key_path).unwrap().key;
-    let mut settings = TunnelSettings::new(
+    let mut tunnel = TunnelDefinition::new(
         "app tunnel",
         Mode::Encrypt,
         listen.spiped().parse().unwrap(),
         server.spiped().parse().unwrap(),
-        key,
     );
-    settings.key_agreement = KeyAgreement::X25519;
+    tunnel.key_agreement = KeyAgreement::X25519;
+    let settings = TunnelSettings::new(tunnel, key);
     let id = TunnelId(1);
     engine.start_tunnel(id, settings);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);

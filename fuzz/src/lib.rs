@@ -8,13 +8,13 @@
 //! config or address that does not survive printing and parsing back).
 
 use sluice_engine::config::Config;
-use sluice_engine::net::addr::{Address, parse_bind};
 use sluice_engine::protocol::key::PresharedKey;
 use sluice_engine::protocol::{
     EphemeralKeyPair, ForwardSecrecy, Handshake, HandshakeError, MAX_PAYLOAD, NONCE_LEN,
     PACKET_LEN, PacketError, PacketOpener, PacketSealer, Role, SIGNED_DH_LEN, SIGNED_X25519_LEN,
     X25519Handshake,
 };
+use sluice_engine::{Address, parse_bind};
 
 /// The key file both ends share in every harness.
 const KEY_FILE: &[u8] = b"sluice fuzzing key: 32 bytes+...";

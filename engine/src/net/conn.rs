@@ -11,8 +11,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, UnixStream};
 
+use crate::address::Address;
 use crate::config::Mode;
-use crate::net::addr::Address;
 use crate::net::dhpool::{KeyPairPool, RandomnessError, RefillLater, random_bytes};
 use crate::net::stream::{NetReadHalf, NetStream, NetWriteHalf};
 use crate::protocol::handshake::{NONCE_LEN, SIGNED_DH_LEN};

@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
+use crate::platform;
 use crate::protocol::EphemeralKeyPair;
 
 /// How many key pairs to keep ready. Enough to absorb a burst of connections; small
@@ -119,24 +120,9 @@ impl Drop for KeyPairPool {
     }
 }
 
-/// A lower scheduling priority for the calling thread (nice 10): refilling gives way to
-/// the connections it serves, yet still progresses on a machine kept busy by other work
-/// (SCHED_IDLE or nice 19 starved it there, emptying the pool). Errors leave it as it was.
-#[cfg(target_os = "linux")]
-fn lower_thread_priority() {
-    // SAFETY: plain system calls on the calling thread; gettid cannot fail.
-    unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
-    }
-}
-
-/// Elsewhere thread priorities work differently; the pool still works, at normal priority.
-#[cfg(not(target_os = "linux"))]
-fn lower_thread_priority() {}
-
 fn refill(state: &PoolState) {
-    lower_thread_priority();
+    // Refilling gives way to the connections it serves (see the platform module).
+    platform::lower_thread_priority();
     loop {
         if state.closed.load(Ordering::Relaxed) {
             return;

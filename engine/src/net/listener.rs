@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use tokio::net::{TcpListener, TcpSocket, UnixListener};
 
-use crate::net::addr::{Address, AddressError};
+use crate::address::Address;
+use crate::net::resolve::{Resolve, ResolveError};
 use crate::net::stream::NetStream;
 
 /// Pending connections the kernel queues for us. Clients beyond the connection limit
@@ -20,7 +21,7 @@ pub enum ListenError {
     #[error("cannot listen on {address}: {source}")]
     Resolve {
         address: String,
-        source: AddressError,
+        source: ResolveError,
     },
     #[error(
         "{address} is already in use by another program (or another tunnel): pick another port, or stop the program using it"
@@ -67,7 +68,7 @@ impl Listener {
                 let Some(first) = resolved.first() else {
                     return Err(ListenError::Resolve {
                         address: label.clone(),
-                        source: AddressError::NoAddresses(label),
+                        source: ResolveError::NoAddresses(label),
                     });
                 };
                 bind_tcp(*first).map_err(|e| classify_bind_error(&label, e))

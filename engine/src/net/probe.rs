@@ -5,9 +5,10 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::net::addr::Address;
+use crate::address::Address;
 use crate::net::conn::{HandshakeFault, HandshakeParams, TargetFault, connect_target, handshake};
 use crate::net::dhpool::KeyPairPool;
+use crate::net::resolve::Resolve;
 use crate::protocol::key::PresharedKey;
 use crate::protocol::{ForwardSecrecy, HandshakeError, KeyAgreement, Role};
 

@@ -4,12 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sluice_engine::config::{Config, ConfigError, KeyRef};
+use sluice_engine::definition::{self, TunnelDefinition};
 use sluice_engine::keyfile::{self, KeyfileError, KeyfileWarning, LoadedKey};
-use sluice_engine::net::addr::{Address, parse_bind};
-use sluice_engine::protocol::KeyAgreement;
-use sluice_engine::tunnel::TunnelSettings;
-use sluice_engine::{ForwardSecrecy, Mode};
+use sluice_engine::{
+    Address, Config, ConfigError, ForwardSecrecy, KeyAgreement, KeyRef, Mode, TunnelSettings,
+    parse_bind,
+};
 
 pub const USAGE: &str = "\
 usage: sluiced {-e | -d} -s <source socket> -t <target socket> -k <key file>
@@ -62,23 +62,12 @@ pub struct RunOptions {
 }
 
 enum TunnelSource {
-    Flags(Box<FlagTunnel>),
+    /// The one tunnel spiped-style flags describe, and its key file.
+    Flags {
+        tunnel: Box<TunnelDefinition>,
+        key: PathBuf,
+    },
     Config(PathBuf),
-}
-
-/// The one tunnel spiped-style flags describe.
-struct FlagTunnel {
-    mode: Mode,
-    listen: Address,
-    target: Address,
-    key: PathBuf,
-    forward_secrecy: ForwardSecrecy,
-    key_agreement: KeyAgreement,
-    max_connections: u32,
-    timeout: Duration,
-    keepalive: bool,
-    reresolve: Option<Duration>,
-    bind: Option<Address>,
 }
 
 /// Tunnel settings ready to start, each with its key-file warnings.
@@ -89,24 +78,10 @@ impl RunOptions {
     /// are reported together.
     pub fn load_tunnels(&self) -> Result<LoadedTunnels, Vec<String>> {
         match &self.source {
-            TunnelSource::Flags(flags) => {
-                let loaded = load_key(&flags.key).map_err(|e| vec![e.to_string()])?;
-                let warnings = key_warnings(&flags.key, &loaded.warnings);
-                let name = flags.listen.to_string();
-                let mut settings = TunnelSettings::new(
-                    &name,
-                    flags.mode,
-                    flags.listen.clone(),
-                    flags.target.clone(),
-                    loaded.key,
-                );
-                settings.forward_secrecy = flags.forward_secrecy;
-                settings.key_agreement = flags.key_agreement;
-                settings.max_connections = flags.max_connections;
-                settings.timeout = flags.timeout;
-                settings.keepalive = flags.keepalive;
-                settings.reresolve = flags.reresolve;
-                settings.bind = flags.bind.clone();
+            TunnelSource::Flags { tunnel, key } => {
+                let loaded = load_key(key).map_err(|e| vec![e.to_string()])?;
+                let warnings = key_warnings(key, &loaded.warnings);
+                let settings = TunnelSettings::new(tunnel.as_ref().clone(), loaded.key);
                 Ok(vec![(settings, warnings)])
             }
             TunnelSource::Config(path) => load_config_tunnels(path),
@@ -344,13 +319,12 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
         (false, false) => ForwardSecrecy::Enabled,
     };
     let key_agreement = if seen.x25519 {
-        if forward_secrecy == ForwardSecrecy::Disabled {
-            return Err("--x25519 always uses fresh keys: it cannot be combined with -f".into());
-        }
         KeyAgreement::X25519
     } else {
         KeyAgreement::Classic
     };
+    definition::check_handshake(forward_secrecy, key_agreement)
+        .map_err(|problem| format!("{}: {problem}", problem.part().flag()))?;
     let timeout = parse_timeout(seen.timeout.as_deref())?;
     let bind = seen
         .bind
@@ -436,7 +410,7 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
     let target = parse_address(seen.target.as_deref(), "-t", "target")?;
     let key = PathBuf::from(seen.key.clone().ok_or("-k <key file> is required")?);
     let max_connections = match seen.max_connections.as_deref() {
-        None => 100,
+        None => definition::DEFAULT_MAX_CONNECTIONS,
         Some(n) => n.parse::<u32>().map_err(|_| {
             format!("-n {n:?}: the connection limit must be a whole number (0 = unlimited)")
         })?,
@@ -446,30 +420,38 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
             return Err("-r and -R contradict each other: give at most one".into());
         }
         (_, true) => None,
-        (None, false) => Some(Duration::from_secs(60)),
+        (None, false) => Some(definition::DEFAULT_RERESOLVE),
         (Some(r), false) => match r.parse::<u64>() {
-            Ok(secs) if secs > 0 => Some(Duration::from_secs(secs)),
-            _ => {
+            Ok(secs) => Some(Duration::from_secs(secs)),
+            Err(_) => {
                 return Err(format!(
                     "-r {r:?}: the re-resolution period must be a whole number of seconds, at least 1"
                 ));
             }
         },
     };
+    // A flag tunnel is named after where it listens, as spiped's log lines name it.
+    let tunnel = TunnelDefinition {
+        name: listen.to_string(),
+        mode,
+        listen,
+        target,
+        bind,
+        forward_secrecy,
+        key_agreement,
+        max_connections,
+        timeout,
+        keepalive: !seen.no_keepalive,
+        reresolve,
+    };
+    if let Some(problem) = tunnel.problems().first() {
+        return Err(format!("{}: {problem}", problem.part().flag()));
+    }
     Ok(Invocation::Run(RunOptions {
-        source: TunnelSource::Flags(Box::new(FlagTunnel {
-            mode,
-            listen,
-            target,
+        source: TunnelSource::Flags {
+            tunnel: Box::new(tunnel),
             key,
-            forward_secrecy,
-            key_agreement,
-            max_connections,
-            timeout,
-            keepalive: !seen.no_keepalive,
-            reresolve,
-            bind,
-        })),
+        },
         foreground: seen.foreground,
         wait_for_dns: seen.wait_for_dns,
         pidfile: pidfile_for(Some(format!("{source}.pid"))),
@@ -484,21 +466,23 @@ fn parse_address(value: Option<&str>, flag: &str, what: &str) -> Result<Address,
     value.parse().map_err(|e| format!("{flag}: {e}"))
 }
 
-/// `-o`: seconds, fractions allowed; 0 means the default of 5, as in spiped.
+/// `-o`: seconds, fractions allowed; 0 means the default, as in spiped.
 fn parse_timeout(value: Option<&str>) -> Result<Duration, String> {
     let Some(value) = value else {
-        return Ok(Duration::from_secs(5));
+        return Ok(definition::DEFAULT_TIMEOUT);
     };
-    match value.parse::<f64>() {
-        Ok(secs) if (0.0..=86_400.0).contains(&secs) => Ok(if secs > 0.0 {
-            Duration::from_secs_f64(secs)
-        } else {
-            Duration::from_secs(5)
-        }),
-        _ => Err(format!(
-            "-o {value:?}: the timeout must be a number of seconds between 0 and 86400 (fractions allowed)"
-        )),
-    }
+    let max = definition::MAX_TIMEOUT.as_secs();
+    let timeout = match value.parse::<f64>() {
+        Ok(secs) if secs == 0.0 => definition::DEFAULT_TIMEOUT,
+        Ok(secs) if secs > 0.0 => Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX),
+        _ => {
+            return Err(format!(
+                "-o {value:?}: the timeout must be a number of seconds between 0 and {max} (fractions allowed)"
+            ));
+        }
+    };
+    definition::check_timeout(timeout).map_err(|problem| format!("-o {value:?}: {problem}"))?;
+    Ok(timeout)
 }
 
 #[cfg(test)]
@@ -520,9 +504,16 @@ mod tests {
         }
     }
 
-    fn flags(options: &RunOptions) -> &FlagTunnel {
+    fn flags(options: &RunOptions) -> &TunnelDefinition {
         match &options.source {
-            TunnelSource::Flags(f) => f,
+            TunnelSource::Flags { tunnel, .. } => tunnel,
+            TunnelSource::Config(_) => panic!("not flags"),
+        }
+    }
+
+    fn key_path(options: &RunOptions) -> &Path {
+        match &options.source {
+            TunnelSource::Flags { key, .. } => key,
             TunnelSource::Config(_) => panic!("not flags"),
         }
     }
@@ -554,7 +545,7 @@ mod tests {
         assert_eq!(f.timeout, Duration::from_millis(500));
         assert_eq!(f.reresolve, None);
         assert_eq!(f.forward_secrecy, ForwardSecrecy::Required);
-        assert_eq!(f.key, PathBuf::from("-"));
+        assert_eq!(key_path(&options), Path::new("-"));
     }
 
     #[test]

@@ -95,7 +95,7 @@ fn run(options: RunOptions) -> ExitCode {
     let logger = Logger::new(options.syslog && !options.foreground, options.verbose);
     for (settings, warnings) in &tunnels {
         for warning in warnings {
-            logger.warn(&format!("{}: {warning}", settings.name));
+            logger.warn(&format!("{}: {warning}", settings.definition.name));
         }
     }
 

@@ -10,6 +10,7 @@ use tokio::net::UnixStream;
 use sluice_engine::Mode;
 use sluice_engine::net::conn::{HandshakeParams, connect_target, handshake, pump_connection};
 use sluice_engine::net::dhpool::KeyPairPool;
+use sluice_engine::net::resolve::Resolve;
 use sluice_engine::net::stream::NetStream;
 use sluice_engine::protocol::Role;
 use sluice_engine::protocol::key::PresharedKey;

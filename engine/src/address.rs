@@ -1,6 +1,7 @@
 //! spiped's address syntax (`/unix/path`, `host:port`, `[1.2.3.4]:port`, `[::1]:port`):
-//! parsing into [`Address`], printing back in the same syntax, and resolving host names.
-//! Listen and target addresses need a port; `-b` bind addresses may omit it.
+//! parsing into [`Address`] and printing back in the same syntax. Pure: no I/O, no DNS
+//! (resolving a host name is the network layer's job, `net::resolve`). Listen and target
+//! addresses need a port; `-b` bind addresses may omit it.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
@@ -50,10 +51,6 @@ pub enum AddressError {
         "{0:?} is not a valid host name: use letters, digits, '-' and '.', or an IP address in brackets"
     )]
     BadHost(String),
-    #[error("cannot resolve host {host:?}: {reason}; check the name and your DNS or network")]
-    Resolve { host: String, reason: String },
-    #[error("host {0:?} resolved to no addresses: check the name and your DNS")]
-    NoAddresses(String),
     #[error("{0:?} is a UNIX socket path, which cannot be used here: use host:port or [ip]:port")]
     UnixNotAllowed(String),
 }
@@ -244,36 +241,11 @@ impl Address {
             }
         }
     }
-
-    /// Resolves to socket addresses to try in order: an IP is itself; a host name goes
-    /// through the system resolver (`getaddrinfo`, like spiped), keeping its order; a
-    /// UNIX path has no socket address and is an error.
-    pub async fn resolve(&self) -> Result<Vec<SocketAddr>, AddressError> {
-        match self {
-            Address::Unix(path) => Err(AddressError::UnixNotAllowed(path.display().to_string())),
-            Address::Ip(addr) => Ok(vec![*addr]),
-            Address::Host { name, port } => {
-                let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), *port))
-                    .await
-                    .map_err(|e| AddressError::Resolve {
-                        host: name.clone(),
-                        reason: e.to_string(),
-                    })?
-                    .collect();
-                if addrs.is_empty() {
-                    Err(AddressError::NoAddresses(name.clone()))
-                } else {
-                    Ok(addrs)
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{Ipv4Addr, SocketAddrV4};
 
     fn ip(s: &str) -> Address {
         Address::Ip(s.parse().unwrap())
@@ -434,33 +406,5 @@ mod tests {
         assert!(!ip("0.0.0.0:1").is_loopback());
         assert!(!ip("192.0.2.1:1").is_loopback());
         assert!(!Address::Unix("/s".into()).is_loopback());
-    }
-
-    #[tokio::test]
-    async fn resolves_ips_hosts_and_refuses_unix() {
-        let v4 = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 80));
-        assert_eq!(Address::Ip(v4).resolve().await, Ok(vec![v4]));
-
-        let local = host("localhost", 8025).resolve().await.unwrap();
-        assert!(!local.is_empty());
-        assert!(
-            local
-                .iter()
-                .all(|a| a.port() == 8025 && a.ip().is_loopback())
-        );
-
-        assert!(matches!(
-            Address::Unix("/tmp/s".into()).resolve().await,
-            Err(AddressError::UnixNotAllowed(p)) if p == "/tmp/s"
-        ));
-
-        // ".invalid" is reserved (RFC 6761): it never resolves, with or without network.
-        match host("no-such-host.invalid", 80).resolve().await {
-            Err(AddressError::Resolve { host, reason }) => {
-                assert_eq!(host, "no-such-host.invalid");
-                assert!(!reason.is_empty());
-            }
-            other => panic!("expected a resolve error, got {other:?}"),
-        }
     }
 }

@@ -1,0 +1,299 @@
+//! One tunnel, checked: the type that `sluiced`'s flags, the config file and the app's
+//! editor all build, and that a running tunnel and "Test connection" start from. spiped's
+//! defaults, and the rules that hold however a tunnel was written, are stated here once;
+//! each front end only names the offending part its own way (config field, flag).
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::address::Address;
+use crate::protocol::{ForwardSecrecy, KeyAgreement, Role};
+
+/// spiped's `-n` default: at most 100 connections at once (0 = unlimited).
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 100;
+/// spiped's `-o` default: 5 seconds to connect, and again to finish the handshake.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// spiped's `-r` default: re-resolve a target host name every 60 seconds.
+pub const DEFAULT_RERESOLVE: Duration = Duration::from_secs(60);
+/// Longest connect/handshake timeout: beyond a day it is surely a typo.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(86_400);
+
+/// Which way a tunnel encrypts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Mode {
+    /// `spiped -e`: plaintext comes in on `listen`, goes out encrypted to `target`.
+    Encrypt,
+    /// `spiped -d`: encrypted comes in on `listen`, goes out as plaintext to `target`.
+    Decrypt,
+}
+
+impl Mode {
+    /// The end of the encrypted connection this tunnel is: an encrypting tunnel dials the
+    /// far end (client), a decrypting one accepts it (server).
+    pub fn role(self) -> Role {
+        match self {
+            Mode::Encrypt => Role::Client,
+            Mode::Decrypt => Role::Server,
+        }
+    }
+}
+
+/// Everything about a tunnel except its key, parsed and checked by
+/// [`TunnelDefinition::problems`]. Holds no secret: the key joins it only when the tunnel
+/// starts (`TunnelSettings`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TunnelDefinition {
+    pub name: String,
+    pub mode: Mode,
+    /// Where the tunnel accepts connections (`-s`).
+    pub listen: Address,
+    /// Where it forwards them (`-t`).
+    pub target: Address,
+    /// Local address for outgoing connections to the target (`-b`).
+    pub bind: Option<Address>,
+    pub forward_secrecy: ForwardSecrecy,
+    /// spiped's handshake, or Sluice's X25519 variant (both ends must agree).
+    pub key_agreement: KeyAgreement,
+    /// 0 = unlimited (`-n`).
+    pub max_connections: u32,
+    /// Connect timeout and handshake timeout, each (`-o`).
+    pub timeout: Duration,
+    /// TCP keep-alives on both sockets (`-j` turns them off).
+    pub keepalive: bool,
+    /// How often to re-resolve a target host name; `None` = never (`-R`).
+    pub reresolve: Option<Duration>,
+}
+
+impl TunnelDefinition {
+    /// A tunnel with spiped's defaults for everything not given.
+    pub fn new(name: &str, mode: Mode, listen: Address, target: Address) -> Self {
+        TunnelDefinition {
+            name: name.to_owned(),
+            mode,
+            listen,
+            target,
+            bind: None,
+            forward_secrecy: ForwardSecrecy::Enabled,
+            key_agreement: KeyAgreement::Classic,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            timeout: DEFAULT_TIMEOUT,
+            keepalive: true,
+            reresolve: Some(DEFAULT_RERESOLVE),
+        }
+    }
+
+    /// This tunnel's end of the encrypted connection.
+    pub fn role(&self) -> Role {
+        self.mode.role()
+    }
+
+    /// Every rule this definition breaks (empty when it can run).
+    pub fn problems(&self) -> Vec<DefinitionProblem> {
+        [
+            check_endpoints(&self.listen, &self.target),
+            check_handshake(self.forward_secrecy, self.key_agreement),
+            check_timeout(self.timeout),
+            check_reresolve(self.reresolve),
+        ]
+        .into_iter()
+        .filter_map(Result::err)
+        .collect()
+    }
+}
+
+// The rules one by one, so that a front end whose input is partly unparsable can still
+// report every problem at once.
+
+/// The target must not be the listen address itself.
+pub fn check_endpoints(listen: &Address, target: &Address) -> Result<(), DefinitionProblem> {
+    if same_endpoint(listen, target) {
+        return Err(DefinitionProblem::TargetIsListen(target.clone()));
+    }
+    Ok(())
+}
+
+/// X25519 always uses fresh keys, so it cannot run without forward secrecy. Binds a
+/// single `--spipe` connection too.
+pub fn check_handshake(
+    forward_secrecy: ForwardSecrecy,
+    key_agreement: KeyAgreement,
+) -> Result<(), DefinitionProblem> {
+    if key_agreement == KeyAgreement::X25519 && forward_secrecy == ForwardSecrecy::Disabled {
+        return Err(DefinitionProblem::X25519WithoutForwardSecrecy);
+    }
+    Ok(())
+}
+
+/// More than nothing, at most a day.
+pub fn check_timeout(timeout: Duration) -> Result<(), DefinitionProblem> {
+    if timeout.is_zero() {
+        Err(DefinitionProblem::ZeroTimeout)
+    } else if timeout > MAX_TIMEOUT {
+        Err(DefinitionProblem::TimeoutTooLong(timeout))
+    } else {
+        Ok(())
+    }
+}
+
+/// Re-resolving needs a pause between lookups.
+pub fn check_reresolve(period: Option<Duration>) -> Result<(), DefinitionProblem> {
+    if period.is_some_and(|p| p.is_zero()) {
+        return Err(DefinitionProblem::ZeroReresolve);
+    }
+    Ok(())
+}
+
+/// Same endpoint as written, without DNS: host names compare case-insensitively.
+pub fn same_endpoint(a: &Address, b: &Address) -> bool {
+    match (a, b) {
+        (Address::Host { name: n, port: p }, Address::Host { name: m, port: q }) => {
+            p == q && n.eq_ignore_ascii_case(m)
+        }
+        _ => a == b,
+    }
+}
+
+/// The part of a tunnel a problem is about. Each front end names it its own way: the
+/// config file by field, `sluiced` by flag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    Target,
+    ForwardSecrecy,
+    Timeout,
+    Reresolve,
+}
+
+impl Part {
+    /// The config file's field name.
+    pub fn config_field(self) -> &'static str {
+        match self {
+            Part::Target => "target",
+            Part::ForwardSecrecy => "forward_secrecy",
+            Part::Timeout => "timeout_secs",
+            Part::Reresolve => "reresolve_secs",
+        }
+    }
+
+    /// The spiped-style flag that sets it.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Part::Target => "-t",
+            Part::ForwardSecrecy => "--x25519",
+            Part::Timeout => "-o",
+            Part::Reresolve => "-r",
+        }
+    }
+}
+
+/// A rule a [`TunnelDefinition`] breaks. Each message says what to do instead.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DefinitionProblem {
+    #[error(
+        "the target {0} is the listen address itself: every connection would loop back into the tunnel; point the target at the service (or the far end) instead"
+    )]
+    TargetIsListen(Address),
+    #[error(
+        "the X25519 handshake always uses fresh keys, so forward secrecy cannot be turned off (it cannot be combined with -f): choose the default or required forward secrecy"
+    )]
+    X25519WithoutForwardSecrecy,
+    #[error(
+        "0 would drop every connection at once (spiped reads -o 0 as its default): write 5.0 for spiped's default"
+    )]
+    ZeroTimeout,
+    #[error("{} seconds is more than a day: use at most {}; spiped's default is 5", Secs(*.0), MAX_TIMEOUT.as_secs())]
+    TimeoutTooLong(Duration),
+    #[error(
+        "0 would re-resolve without pause: use at least 1 second (spiped's default is 60), or None to resolve only once (spiped -R)"
+    )]
+    ZeroReresolve,
+}
+
+impl DefinitionProblem {
+    /// Which part of the tunnel is wrong.
+    pub fn part(&self) -> Part {
+        match self {
+            DefinitionProblem::TargetIsListen(_) => Part::Target,
+            DefinitionProblem::X25519WithoutForwardSecrecy => Part::ForwardSecrecy,
+            DefinitionProblem::ZeroTimeout | DefinitionProblem::TimeoutTooLong(_) => Part::Timeout,
+            DefinitionProblem::ZeroReresolve => Part::Reresolve,
+        }
+    }
+}
+
+/// Seconds as a person wrote them: `90000`, `0.5`.
+struct Secs(Duration);
+
+impl fmt::Display for Secs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tunnel() -> TunnelDefinition {
+        TunnelDefinition::new(
+            "redis",
+            Mode::Encrypt,
+            "[127.0.0.1]:6379".parse().unwrap(),
+            "db.example.org:8025".parse().unwrap(),
+        )
+    }
+
+    #[test]
+    fn spipeds_defaults_pass() {
+        let t = tunnel();
+        assert_eq!(t.max_connections, 100);
+        assert_eq!(t.timeout, Duration::from_secs(5));
+        assert_eq!(t.reresolve, Some(Duration::from_secs(60)));
+        assert!(t.keepalive);
+        assert_eq!(t.forward_secrecy, ForwardSecrecy::Enabled);
+        assert_eq!(t.key_agreement, KeyAgreement::Classic);
+        assert_eq!(t.role(), Role::Client);
+        assert!(t.problems().is_empty());
+    }
+
+    #[test]
+    fn every_rule_names_its_part() {
+        let mut t = tunnel();
+        t.target = "[127.0.0.1]:6379".parse().unwrap();
+        t.key_agreement = KeyAgreement::X25519;
+        t.forward_secrecy = ForwardSecrecy::Disabled;
+        t.timeout = Duration::from_secs(90_000);
+        t.reresolve = Some(Duration::ZERO);
+        let parts: Vec<Part> = t.problems().iter().map(DefinitionProblem::part).collect();
+        assert_eq!(
+            parts,
+            [
+                Part::Target,
+                Part::ForwardSecrecy,
+                Part::Timeout,
+                Part::Reresolve
+            ]
+        );
+        let words: Vec<String> = t.problems().iter().map(ToString::to_string).collect();
+        assert!(words[0].contains("loop back"), "{}", words[0]);
+        assert!(words[2].contains("90000 seconds"), "{}", words[2]);
+    }
+
+    #[test]
+    fn host_names_compare_without_case() {
+        let a: Address = "DB.example.org:1".parse().unwrap();
+        let b: Address = "db.example.org:1".parse().unwrap();
+        let c: Address = "db.example.org:2".parse().unwrap();
+        assert!(same_endpoint(&a, &b));
+        assert!(!same_endpoint(&a, &c));
+    }
+
+    #[test]
+    fn x25519_needs_forward_secrecy() {
+        assert!(check_handshake(ForwardSecrecy::Disabled, KeyAgreement::Classic).is_ok());
+        assert!(check_handshake(ForwardSecrecy::Required, KeyAgreement::X25519).is_ok());
+        let refused = check_handshake(ForwardSecrecy::Disabled, KeyAgreement::X25519);
+        assert_eq!(refused, Err(DefinitionProblem::X25519WithoutForwardSecrecy));
+    }
+}

@@ -1,0 +1,75 @@
+//! What the engine does differently per operating system, in one place: file modes and
+//! directory syncs for saved files, whether a process lives, thread priorities. A port to
+//! another system changes this module (and `net`'s UNIX-socket support, see `net::local`).
+//!
+//! Built and tested: Linux. Other Unix (macOS, BSD): the Unix code, written, not built.
+//! Windows: the fallbacks at the bottom, written, not built.
+
+#[cfg(unix)]
+use std::fs::File;
+use std::fs::OpenOptions;
+use std::io;
+use std::path::Path;
+
+/// Makes `options` create files readable and writable by their owner only (mode 0600).
+pub fn create_owner_only(options: &mut OpenOptions) -> &mut OpenOptions {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600)
+    }
+    // Windows: a new file inherits its directory's ACL, which for a profile directory
+    // is already the user's own.
+    #[cfg(not(unix))]
+    {
+        options
+    }
+}
+
+/// Flushes a directory's entries to disk, so that a rename into it survives a crash.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)?.sync_all()
+    }
+    // Windows cannot open a directory as a file to flush it; its rename is already
+    // durable enough for a settings file.
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+/// Whether process `pid` exists (it may belong to another user). Where this cannot be
+/// told cheaply, the answer is yes, so nothing of a live process is ever removed.
+pub fn process_exists(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return true;
+        };
+        // SAFETY: signal 0 only checks that the process exists; nothing is sent.
+        let alive = unsafe { libc::kill(pid, 0) } == 0;
+        alive || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        true
+    }
+}
+
+/// A lower scheduling priority for the calling thread (nice 10): background work such as
+/// refilling the Diffie-Hellman pool gives way to the connections it serves, yet still
+/// progresses on a busy machine (SCHED_IDLE or nice 19 starved it there). Errors leave
+/// the priority as it was; elsewhere than Linux, priorities work per process and the
+/// thread keeps normal priority.
+pub fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system calls on the calling thread; gettid cannot fail.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
+    }
+}
