@@ -473,7 +473,7 @@ fn parse_timeout(value: Option<&str>) -> Result<Duration, String> {
     };
     let max = definition::MAX_TIMEOUT.as_secs();
     let timeout = match value.parse::<f64>() {
-        Ok(secs) if secs == 0.0 => definition::DEFAULT_TIMEOUT,
+        Ok(0.0) => definition::DEFAULT_TIMEOUT,
         Ok(secs) if secs > 0.0 => Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX),
         _ => {
             return Err(format!(
