@@ -422,8 +422,8 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
         (_, true) => None,
         (None, false) => Some(definition::DEFAULT_RERESOLVE),
         (Some(r), false) => match r.parse::<u64>() {
-            Ok(secs) => Some(Duration::from_secs(secs)),
-            Err(_) => {
+            Ok(secs) if secs > 0 => Some(Duration::from_secs(secs)),
+            _ => {
                 return Err(format!(
                     "-r {r:?}: the re-resolution period must be a whole number of seconds, at least 1"
                 ));
