@@ -17,10 +17,10 @@ use crate::config::{ConfigError, TunnelSpec};
 use crate::definition::{Mode, TunnelDefinition};
 use crate::events::{Event, EventKind, TunnelId};
 use crate::net::conn::{
-    HandshakeFault, HandshakeParams, PumpFault, TargetFault, authenticate, connect_target,
-    handshake, overlap, pump_connection,
+    HandshakeFault, HandshakeParams, PumpFault, TargetFault, authenticate, overlap, pump_connection,
 };
 use crate::net::dhpool::KeyPairPool;
+use crate::net::dial::{DialFault, Dialer};
 use crate::net::listener::{ListenError, Listener, is_resource_exhaustion};
 use crate::net::resolve::Resolve;
 use crate::net::stream::NetStream;
@@ -647,11 +647,16 @@ impl Connection {
         };
         let (outbound, codecs) = match s.mode {
             Mode::Encrypt => {
-                let mut outbound = self.connect().await?;
-                let codecs = handshake(&mut outbound, &params, s.timeout)
+                let addrs = self.target.current();
+                let dialed = Dialer::new(&s.target, s.bind.as_ref(), s.timeout)
+                    .with_resolved(&addrs, &self.bind)
+                    .dial(&params)
                     .await
-                    .map_err(ConnFault::Handshake)?;
-                (outbound, codecs)
+                    .map_err(|fault| match fault {
+                        DialFault::Target(fault) => ConnFault::Target(fault),
+                        DialFault::Handshake(fault) => ConnFault::Handshake(fault),
+                    })?;
+                (dialed.stream, dialed.codecs)
             }
             Mode::Decrypt => {
                 let authenticated = authenticate(&mut inbound, &params, s.timeout)
@@ -676,7 +681,7 @@ impl Connection {
         outbound.tune(s.keepalive);
         let stats = &self.shared.stats;
         pump_connection(
-            s.mode,
+            s.role(),
             inbound,
             outbound,
             codecs,
@@ -694,14 +699,13 @@ impl Connection {
     }
 
     async fn connect(&self) -> Result<NetStream, ConnFault> {
+        let def = &self.settings.definition;
         let addrs = self.target.current();
-        connect_target(
-            &self.settings.definition.target,
-            &addrs,
-            &self.bind,
-            self.settings.definition.timeout,
-        )
-        .await
-        .map_err(ConnFault::Target)
+        Dialer::new(&def.target, def.bind.as_ref(), def.timeout)
+            .with_resolved(&addrs, &self.bind)
+            .connect()
+            .await
+            .map(|connected| connected.stream)
+            .map_err(ConnFault::Target)
     }
 }

@@ -215,7 +215,7 @@ fn key_holding_types_print_no_secrets_in_debug_or_panics() {
         format!("{settings:?}"),
         format!("{settings:#?}"),
     ];
-    let pair = || Some(EphemeralKeyPair::from_random([7; 32]));
+    let pair = || Some(EphemeralKeyPair::boxed_from_random([7; 32]));
     let c = Handshake::new(Role::Client, &key, ForwardSecrecy::Enabled, [1; 32], pair()).unwrap();
     let s = Handshake::new(Role::Server, &key, ForwardSecrecy::Enabled, [2; 32], pair()).unwrap();
     shown.push(format!("{c:?} {s:?}"));

@@ -10,8 +10,8 @@
 use sluice_engine::config::Config;
 use sluice_engine::protocol::key::PresharedKey;
 use sluice_engine::protocol::{
-    EphemeralKeyPair, ForwardSecrecy, Handshake, HandshakeError, MAX_PAYLOAD, NONCE_LEN,
-    PACKET_LEN, PacketError, PacketOpener, PacketSealer, Role, SIGNED_DH_LEN, SIGNED_X25519_LEN,
+    EphemeralKeyPair, ForwardSecrecy, Handshake, MAX_PAYLOAD, NONCE_LEN, PACKET_LEN, PacketError,
+    PacketOpener, PacketSealer, PeerRejection, Role, SIGNED_DH_LEN, SIGNED_X25519_LEN,
     X25519Handshake,
 };
 use sluice_engine::{Address, parse_bind};
@@ -59,7 +59,7 @@ fn other(role: Role) -> Role {
 /// policy needs it, from fixed "random" bytes so runs are reproducible.
 fn start(role: Role, fs: ForwardSecrecy, nonce: [u8; NONCE_LEN], seed: u8) -> Handshake {
     let keypair =
-        (fs != ForwardSecrecy::Disabled).then(|| EphemeralKeyPair::from_random([seed; 32]));
+        (fs != ForwardSecrecy::Disabled).then(|| EphemeralKeyPair::boxed_from_random([seed; 32]));
     match Handshake::new(role, &key(), fs, nonce, keypair) {
         Ok(h) => h,
         Err(e) => panic!("a key pair was supplied, so Handshake::new cannot fail: {e}"),
@@ -96,7 +96,7 @@ pub fn handshake(data: &[u8]) {
         let exchanged = ours.receive_nonce(&nonce_part);
         let verdict = exchanged.receive_signed_dh(&dh_part);
         assert!(
-            matches!(verdict, Err(HandshakeError::BadSignature)),
+            matches!(verdict, Err(PeerRejection::BadSignature)),
             "unsigned bytes got past the handshake: {verdict:?}"
         );
         return;
@@ -115,9 +115,9 @@ pub fn handshake(data: &[u8]) {
         Ok(v) => v,
         Err(e) => {
             let expected = if tampered {
-                HandshakeError::BadSignature
+                PeerRejection::BadSignature
             } else {
-                HandshakeError::ForwardSecrecyRefused
+                PeerRejection::ForwardSecrecyRefused
             };
             assert_eq!(e, expected, "tampered: {tampered}");
             if !tampered {
@@ -139,7 +139,7 @@ pub fn handshake(data: &[u8]) {
     let peer = match peer.receive_signed_dh(verified.signed_dh()) {
         Ok(p) => p,
         Err(e) if peer_fs == ForwardSecrecy::Required && ours_fs == ForwardSecrecy::Disabled => {
-            assert_eq!(e, HandshakeError::ForwardSecrecyRefused);
+            assert_eq!(e, PeerRejection::ForwardSecrecyRefused);
             return;
         }
         Err(e) => panic!("the honest peer refused our handshake: {e}"),
@@ -175,7 +175,7 @@ pub fn x25519_handshake(data: &[u8]) {
             .receive_nonce(&nonce_part)
             .receive_signed_public(&signed_part);
         assert!(
-            matches!(verdict, Err(HandshakeError::BadSignature)),
+            matches!(verdict, Err(PeerRejection::BadSignature)),
             "unsigned bytes got past the X25519 handshake: {verdict:?}"
         );
         return;
@@ -192,7 +192,7 @@ pub fn x25519_handshake(data: &[u8]) {
         Ok(v) => v,
         Err(e) => {
             assert!(tampered, "an honest X25519 handshake was refused: {e}");
-            assert_eq!(e, HandshakeError::BadSignature);
+            assert_eq!(e, PeerRejection::BadSignature);
             return;
         }
     };

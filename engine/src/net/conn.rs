@@ -4,7 +4,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -12,78 +11,67 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, UnixStream};
 
 use crate::address::Address;
-use crate::config::Mode;
-use crate::net::dhpool::{KeyPairPool, RandomnessError, RefillLater, random_bytes};
+use crate::net::dhpool::{KeyPairError, KeyPairPool, RandomnessError, RefillLater, random_bytes};
+use crate::net::resolve::ResolveError;
 use crate::net::stream::{NetReadHalf, NetStream, NetWriteHalf};
-use crate::protocol::handshake::{NONCE_LEN, SIGNED_DH_LEN};
 use crate::protocol::key::PresharedKey;
-use crate::protocol::x25519::{SIGNED_X25519_LEN, X25519NoncesExchanged, X25519PeerVerified};
 use crate::protocol::{
-    ForwardSecrecy, Handshake, HandshakeError, KeyAgreement, MAX_PAYLOAD, NoncesExchanged,
-    PACKET_LEN, PacketError, PacketOpener, PacketSealer, PeerVerified, Role, X25519Handshake,
+    ForwardSecrecy, HandshakeDriver, HandshakeMisuse, KeyAgreement, MAX_PAYLOAD, Next, PACKET_LEN,
+    PacketError, PacketOpener, PacketSealer, PeerFault, PeerRejection, Role, SIGNED_DH_LEN,
 };
 use crate::stats::HandshakeFailure;
 
 /// Packets sealed or opened per read/write: one syscall moves up to this many.
 pub const PACKETS_PER_BATCH: usize = 32;
 
-/// Why a handshake did not complete.
+/// Why a handshake did not complete: the peer (as the protocol driver classified it), the
+/// clock, the socket, or this end itself.
 #[derive(Debug, thiserror::Error)]
 pub enum HandshakeFault {
-    #[error("{}", rejected_message(*.0))]
-    Rejected(HandshakeError),
-    #[error("{}", closed_message(*.role, *.after_our_dh))]
-    PeerClosed { role: Role, after_our_dh: bool },
+    #[error(transparent)]
+    Peer(PeerFault),
     #[error("handshake timed out after {:.1} s: the far end is not answering as an spiped peer (wrong port, a firewall, an overloaded server, or one end uses Sluice's X25519 handshake and the other does not)", .0.as_secs_f64())]
     TimedOut(Duration),
-    #[error(
-        "handshake rejected: the far end has a different key, or does not use the X25519 handshake (stock spiped, or Sluice without X25519): turn X25519 on at both ends or at neither"
-    )]
-    X25519Rejected,
-    #[error(
-        "the far end sent a 64-byte key, as Sluice's X25519 handshake does, but this end uses the classic spiped handshake: turn X25519 on at both ends or at neither"
-    )]
-    PeerUsesX25519,
     #[error("network error during the handshake: {0}")]
     Io(#[from] io::Error),
     #[error(transparent)]
+    Local(#[from] LocalFault),
+}
+
+/// A failure of this end, not of the peer or the network.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalFault {
+    #[error(transparent)]
     Randomness(#[from] RandomnessError),
-}
-
-fn rejected_message(error: HandshakeError) -> String {
-    error.to_string()
-}
-
-fn closed_message(role: Role, after_our_dh: bool) -> &'static str {
-    match (role, after_our_dh) {
-        (Role::Client, true) => {
-            "handshake rejected: the far end hung up after checking our key; it has a different key, requires forward secrecy (-g) while this end has it off (-f), cannot reach its own target, or one end uses Sluice's X25519 handshake and the other does not"
-        }
-        (Role::Client, false) => {
-            "the far end closed the connection before the handshake: is it an spiped server (spiped -d / a Decrypt tunnel)?"
-        }
-        (Role::Server, _) => "the client closed the connection before finishing the handshake",
-    }
+    #[error(transparent)]
+    KeyPair(#[from] KeyPairError),
+    #[error(transparent)]
+    Misuse(#[from] HandshakeMisuse),
 }
 
 impl HandshakeFault {
-    /// The cause under which this failure is counted.
+    /// The cause under which this failure is counted, and from which the connection test
+    /// words its verdict: the one classification of a handshake failure.
     pub fn cause(&self) -> HandshakeFailure {
         match self {
-            HandshakeFault::Rejected(HandshakeError::BadSignature)
-            | HandshakeFault::X25519Rejected => HandshakeFailure::WrongKey,
-            HandshakeFault::Rejected(HandshakeError::ForwardSecrecyRefused) => {
-                HandshakeFailure::ForwardSecrecyMismatch
-            }
-            HandshakeFault::Rejected(_) => HandshakeFailure::Protocol,
-            HandshakeFault::PeerClosed {
-                role: Role::Client,
-                after_our_dh: true,
-            } => HandshakeFailure::WrongKey,
-            HandshakeFault::PeerClosed { .. } | HandshakeFault::Io(_) => HandshakeFailure::Network,
+            HandshakeFault::Peer(fault) => match fault {
+                PeerFault::Rejected(PeerRejection::BadSignature) | PeerFault::X25519Rejected => {
+                    HandshakeFailure::WrongKey
+                }
+                PeerFault::Rejected(PeerRejection::ForwardSecrecyRefused) => {
+                    HandshakeFailure::ForwardSecrecyMismatch
+                }
+                PeerFault::Rejected(_) | PeerFault::PeerUsesX25519 => HandshakeFailure::Protocol,
+                // spiped answers a wrong key by hanging up once it has checked ours.
+                PeerFault::Closed {
+                    role: Role::Client,
+                    after_our_value: true,
+                } => HandshakeFailure::WrongKey,
+                PeerFault::Closed { .. } => HandshakeFailure::Network,
+            },
+            HandshakeFault::Io(_) => HandshakeFailure::Network,
             HandshakeFault::TimedOut(_) => HandshakeFailure::Timeout,
-            HandshakeFault::PeerUsesX25519 => HandshakeFailure::Protocol,
-            HandshakeFault::Randomness(_) => HandshakeFailure::Protocol,
+            HandshakeFault::Local(_) => HandshakeFailure::Protocol,
         }
     }
 }
@@ -112,222 +100,113 @@ pub async fn handshake(
 /// The peer proved it holds the key and both signed values have been exchanged; what is
 /// left of the handshake is local computation (see [`Authenticated::session_codecs`]).
 pub struct Authenticated<'a> {
-    verified: Verified,
+    authenticated: crate::protocol::Authenticated,
     /// Wakes the DH pool's refill once this handshake is over (dropped with `self`).
     _refill: Option<RefillLater<'a>>,
-}
-
-// Lives only between the handshake's last message and the key derivation: boxing the
-// larger variant would cost an allocation per connection for nothing.
-#[allow(clippy::large_enum_variant)]
-enum Verified {
-    Classic(PeerVerified),
-    X25519(X25519PeerVerified),
 }
 
 impl Authenticated<'_> {
     /// Derives the session keys: for the classic handshake one modular exponentiation
     /// unless this side runs `-f` (about half a millisecond); for X25519 only the key
-    /// derivation (the shared secret was computed when the peer's key was checked).
+    /// derivation.
     pub fn session_codecs(self) -> (PacketSealer, PacketOpener) {
-        match self.verified {
-            Verified::Classic(verified) => verified.derive_session(),
-            Verified::X25519(verified) => verified.derive_session(),
-        }
-        .into_packet_codecs()
+        self.authenticated.session_codecs()
     }
 }
 
-/// The I/O part of the handshake: nonces, then the signed DH values, each checked. The
-/// server has sent its signed DH value when this returns, so the client is already
-/// computing its shared secret while the server computes its own.
+/// The I/O around the protocol's [`HandshakeDriver`]: write what it yields, read exactly
+/// what it asks for, hand it a key pair when it asks (a server only once the client's
+/// value has verified), all under `timeout`. The server has sent its signed value when
+/// this returns, so the client is already computing its shared secret.
 pub async fn authenticate<'a>(
     stream: &mut NetStream,
     params: &HandshakeParams<'a>,
     timeout: Duration,
 ) -> Result<Authenticated<'a>, HandshakeFault> {
-    // Bytes of the peer's signed value seen so far: a classic end that got exactly an
-    // X25519 message before the peer gave up (or the clock ran out) can say so.
-    let partial = AtomicUsize::new(0);
-    let attempt = async {
-        match params.key_agreement {
-            KeyAgreement::Classic => authenticate_classic(stream, params, &partial).await,
-            KeyAgreement::X25519 => {
-                authenticate_x25519(stream, params, &partial)
-                    .await
-                    .map(|verified| Authenticated {
-                        verified: Verified::X25519(verified),
-                        _refill: None,
-                    })
-            }
+    let mut refill = None;
+    let mut driver = match params.key_agreement {
+        KeyAgreement::Classic => {
+            // The client sends its signed value right after the nonces, so it brings its
+            // key pair; the server is asked for one only once the client has proved itself.
+            let keypair = match (params.role, params.forward_secrecy) {
+                (Role::Client, ForwardSecrecy::Enabled | ForwardSecrecy::Required) => {
+                    let (pair, later) = params.pool.take().await.map_err(LocalFault::from)?;
+                    refill = Some(later);
+                    Some(pair)
+                }
+                _ => None,
+            };
+            HandshakeDriver::classic(
+                params.role,
+                params.key,
+                params.forward_secrecy,
+                random_bytes().map_err(LocalFault::from)?,
+                keypair,
+            )
+            .map_err(LocalFault::from)?
+        }
+        KeyAgreement::X25519 => {
+            let mut private = random_bytes().map_err(LocalFault::from)?;
+            let driver = HandshakeDriver::x25519(
+                params.role,
+                params.key,
+                random_bytes().map_err(LocalFault::from)?,
+                private,
+            );
+            zeroize::Zeroize::zeroize(&mut private);
+            driver
         }
     };
-    let result = match tokio::time::timeout(timeout, attempt).await {
-        Ok(result) => result,
-        Err(_) => Err(HandshakeFault::TimedOut(timeout)),
-    };
-    match result {
-        Err(HandshakeFault::TimedOut(_) | HandshakeFault::PeerClosed { .. })
-            if params.key_agreement == KeyAgreement::Classic
-                && partial.load(Ordering::Relaxed) == SIGNED_X25519_LEN =>
-        {
-            Err(HandshakeFault::PeerUsesX25519)
+    let attempt = drive(stream, &mut driver, params.pool, &mut refill);
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(Ok(())) => {}
+        Ok(Err(fault)) => return Err(fault),
+        Err(_) => {
+            return Err(driver
+                .diagnose_stall()
+                .map_or(HandshakeFault::TimedOut(timeout), HandshakeFault::Peer));
         }
-        other => other,
     }
-}
-
-async fn authenticate_classic<'a>(
-    stream: &mut NetStream,
-    params: &HandshakeParams<'a>,
-    partial: &AtomicUsize,
-) -> Result<Authenticated<'a>, HandshakeFault> {
-    let (keypair, refill) = match params.forward_secrecy {
-        ForwardSecrecy::Disabled => (None, None),
-        _ => {
-            let (pair, refill) = params.pool.take_deferred()?;
-            (Some(pair), Some(refill))
-        }
-    };
-    let start = Handshake::new(
-        params.role,
-        params.key,
-        params.forward_secrecy,
-        random_bytes()?,
-        keypair,
-    )
-    .map_err(HandshakeFault::Rejected)?;
-    let nonce = *start.nonce();
-    exchange(stream, params.role, &nonce, partial, |peer| {
-        start.receive_nonce(peer)
-    })
-    .await
-    .map(|verified| Authenticated {
-        verified: Verified::Classic(verified),
+    Ok(Authenticated {
+        authenticated: driver.finish().map_err(LocalFault::from)?,
         _refill: refill,
     })
-    .map_err(|fault| match fault {
-        Exchange::Fault(fault) => fault,
-        Exchange::Rejected(error) => HandshakeFault::Rejected(error),
-    })
 }
 
-async fn authenticate_x25519(
+/// The read/write loop: until the driver is done or fails.
+async fn drive<'a>(
     stream: &mut NetStream,
-    params: &HandshakeParams<'_>,
-    partial: &AtomicUsize,
-) -> Result<X25519PeerVerified, HandshakeFault> {
-    let mut private = random_bytes()?;
-    let start = X25519Handshake::new(params.role, params.key, random_bytes()?, private);
-    zeroize::Zeroize::zeroize(&mut private);
-    let nonce = *start.nonce();
-    exchange(stream, params.role, &nonce, partial, |peer| {
-        start.receive_nonce(peer)
-    })
-    .await
-    .map_err(|fault| match fault {
-        Exchange::Fault(fault) => fault,
-        // A classic peer's first 64 bytes fail our MAC check just like a wrong key.
-        Exchange::Rejected(HandshakeError::BadSignature) => HandshakeFault::X25519Rejected,
-        Exchange::Rejected(error) => HandshakeFault::Rejected(error),
-    })
-}
-
-/// The second stage of either handshake: this side's signed value is ready, and the
-/// peer's can be checked.
-trait SignedStage: Sized {
-    type Verified: VerifiedStage;
-    /// Bytes of the signed value in each direction.
-    const LEN: usize;
-    fn ours(&self) -> &[u8];
-    fn accept(self, peer: &[u8]) -> Result<Self::Verified, HandshakeError>;
-}
-
-trait VerifiedStage {
-    fn ours(&self) -> &[u8];
-}
-
-impl SignedStage for NoncesExchanged {
-    type Verified = PeerVerified;
-    const LEN: usize = SIGNED_DH_LEN;
-    fn ours(&self) -> &[u8] {
-        self.signed_dh()
-    }
-    fn accept(self, peer: &[u8]) -> Result<PeerVerified, HandshakeError> {
-        let peer = peer.try_into().map_err(|_| HandshakeError::BadSignature)?;
-        self.receive_signed_dh(peer)
-    }
-}
-
-impl VerifiedStage for PeerVerified {
-    fn ours(&self) -> &[u8] {
-        self.signed_dh()
-    }
-}
-
-impl SignedStage for X25519NoncesExchanged {
-    type Verified = X25519PeerVerified;
-    const LEN: usize = SIGNED_X25519_LEN;
-    fn ours(&self) -> &[u8] {
-        self.signed_public()
-    }
-    fn accept(self, peer: &[u8]) -> Result<X25519PeerVerified, HandshakeError> {
-        let peer = peer.try_into().map_err(|_| HandshakeError::BadSignature)?;
-        self.receive_signed_public(peer)
-    }
-}
-
-impl VerifiedStage for X25519PeerVerified {
-    fn ours(&self) -> &[u8] {
-        self.signed_public()
-    }
-}
-
-enum Exchange {
-    Fault(HandshakeFault),
-    Rejected(HandshakeError),
-}
-
-impl From<HandshakeFault> for Exchange {
-    fn from(fault: HandshakeFault) -> Self {
-        Exchange::Fault(fault)
-    }
-}
-
-impl From<io::Error> for Exchange {
-    fn from(e: io::Error) -> Self {
-        Exchange::Fault(HandshakeFault::Io(e))
-    }
-}
-
-/// The message flow both handshakes share (PROTOCOL.md 3.1): nonces both ways at once;
-/// the client sends its signed value straight away, the server only after checking the
-/// client's. Reads are exact, so nothing after the handshake is consumed.
-async fn exchange<S: SignedStage>(
-    stream: &mut NetStream,
-    role: Role,
-    nonce: &[u8; NONCE_LEN],
-    partial: &AtomicUsize,
-    receive_nonce: impl FnOnce(&[u8; NONCE_LEN]) -> S,
-) -> Result<S::Verified, Exchange> {
-    stream.write_all(nonce).await?;
-    let mut peer_nonce = [0u8; NONCE_LEN];
-    let ignored = AtomicUsize::new(0);
-    read_handshake_bytes(stream, &mut peer_nonce, role, false, &ignored).await?;
-    let exchanged = receive_nonce(&peer_nonce);
+    driver: &mut HandshakeDriver,
+    pool: &'a KeyPairPool,
+    refill: &mut Option<RefillLater<'a>>,
+) -> Result<(), HandshakeFault> {
     let mut buf = [0u8; SIGNED_DH_LEN];
-    let peer = &mut buf[..S::LEN];
-    match role {
-        Role::Client => {
-            stream.write_all(exchanged.ours()).await?;
-            read_handshake_bytes(stream, peer, role, true, partial).await?;
-            exchanged.accept(peer).map_err(Exchange::Rejected)
+    loop {
+        let out = driver.pending_output();
+        if !out.is_empty() {
+            let n = out.len();
+            stream.write_all(out).await?;
+            driver.output_sent(n);
         }
-        Role::Server => {
-            read_handshake_bytes(stream, peer, role, false, partial).await?;
-            let verified = exchanged.accept(peer).map_err(Exchange::Rejected)?;
-            stream.write_all(verified.ours()).await?;
-            Ok(verified)
+        match driver.next() {
+            Next::Done => return Ok(()),
+            Next::Failed(fault) => return Err(HandshakeFault::Peer(fault)),
+            Next::KeyPair => {
+                let (pair, later) = pool.take().await.map_err(LocalFault::from)?;
+                *refill = Some(later);
+                driver.supply_key_pair(pair).map_err(LocalFault::from)?;
+            }
+            Next::Receive(want) => {
+                let want = want.min(buf.len());
+                match stream.read(&mut buf[..want]).await {
+                    Ok(0) => return Err(HandshakeFault::Peer(driver.end_of_stream())),
+                    Ok(n) => {
+                        driver.receive(&buf[..n]).map_err(HandshakeFault::Peer)?;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(HandshakeFault::Io(e)),
+                }
+            }
         }
     }
 }
@@ -345,32 +224,13 @@ pub async fn overlap<F: Future, T>(io: F, work: impl FnOnce() -> T) -> (F::Outpu
     (output, done)
 }
 
-/// Reads exactly `buf.len()` bytes, counting them in `received` as they arrive.
-async fn read_handshake_bytes(
-    stream: &mut NetStream,
-    buf: &mut [u8],
-    role: Role,
-    after_our_dh: bool,
-    received: &AtomicUsize,
-) -> Result<(), HandshakeFault> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match stream.read(&mut buf[filled..]).await {
-            Ok(0) => return Err(HandshakeFault::PeerClosed { role, after_our_dh }),
-            Ok(n) => {
-                filled += n;
-                received.store(filled, Ordering::Relaxed);
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(HandshakeFault::Io(e)),
-        }
-    }
-    Ok(())
-}
-
 /// Why the target could not be reached.
 #[derive(Debug, thiserror::Error)]
 pub enum TargetFault {
+    #[error(transparent)]
+    Unresolved(ResolveError),
+    #[error("bind address: {0}")]
+    BindUnresolved(ResolveError),
     #[error("connection refused: nothing is listening at {0}")]
     Refused(String),
     #[error("no answer from {target} within {:.1} s", timeout.as_secs_f64())]
@@ -383,8 +243,9 @@ pub enum TargetFault {
     Io { target: String, source: io::Error },
 }
 
-/// Connects to the target: each resolved address in order, all within one timeout.
-pub async fn connect_target(
+/// Connects to the target: each resolved address in order, all within one timeout. Used
+/// through [`Dialer`](crate::net::dial::Dialer), which resolves first.
+pub(crate) async fn connect_target(
     target: &Address,
     resolved: &[SocketAddr],
     bind: &[SocketAddr],
@@ -605,11 +466,13 @@ fn io_fault(side: &'static str) -> impl Fn(io::Error) -> PumpFault {
     move |source| PumpFault::Io { side, source }
 }
 
-/// The pumps of a tunnel connection in `mode`, with `inbound` the accepted socket and
-/// `outbound` the one to the target, both after the handshake. The connection ends when
-/// both directions have reached end of stream, or at the first error.
+/// The pumps of a connection whose end of the handshake is `role`, with `inbound` the
+/// accepted socket and `outbound` the one this end opened, both after the handshake. A
+/// client reads plaintext from `inbound` and speaks the protocol on `outbound`; a server
+/// the reverse. The connection ends when both directions have reached end of stream, or
+/// at the first error.
 pub async fn pump_connection(
-    mode: Mode,
+    role: Role,
     inbound: NetStream,
     outbound: NetStream,
     codecs: (PacketSealer, PacketOpener),
@@ -619,14 +482,14 @@ pub async fn pump_connection(
     let (mut in_r, mut in_w) = inbound.into_split();
     let (mut out_r, mut out_w) = outbound.into_split();
     let (sealer, opener) = codecs;
-    let result = match mode {
+    let result = match role {
         // Plaintext arrives on the accepted socket; the target is the encrypted side.
-        Mode::Encrypt => {
+        Role::Client => {
             let up = seal_pump(&mut in_r, &mut out_w, sealer, CLIENT_UP, count_up);
             let down = open_pump(&mut out_r, &mut in_w, opener, CLIENT_DOWN, count_down);
             tokio::try_join!(up, down)
         }
-        Mode::Decrypt => {
+        Role::Server => {
             let up = open_pump(&mut in_r, &mut out_w, opener, SERVER_UP, count_up);
             let down = seal_pump(&mut out_r, &mut in_w, sealer, SERVER_DOWN, count_down);
             tokio::try_join!(up, down)

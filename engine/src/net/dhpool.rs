@@ -1,6 +1,7 @@
 //! A pool of ephemeral Diffie-Hellman key pairs computed ahead of time on a background
 //! thread, so only one modular exponentiation per side (the shared secret) sits on a
-//! connection's critical path. Each key pair is handed out once and then dropped (wiped).
+//! connection's critical path. Each key pair is handed out once and then dropped (wiped);
+//! pairs live in boxes, so the pool's vector moves pointers, never copies of an exponent.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -13,7 +14,10 @@ use crate::protocol::EphemeralKeyPair;
 pub const DEFAULT_POOL_SIZE: usize = 16;
 
 struct PoolState {
-    ready: Mutex<Vec<EphemeralKeyPair>>,
+    // Boxed on purpose: growing or shrinking the vector then moves pointers, never the
+    // exponents themselves (which would leave unwiped copies in freed or spare memory).
+    #[allow(clippy::vec_box)]
+    ready: Mutex<Vec<Box<EphemeralKeyPair>>>,
     want_more: Condvar,
     target: usize,
     closed: AtomicBool,
@@ -36,15 +40,28 @@ pub fn random_bytes() -> Result<[u8; 32], RandomnessError> {
     Ok(bytes)
 }
 
-fn fresh_key_pair() -> Result<EphemeralKeyPair, RandomnessError> {
+/// No key pair could be had for a handshake.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum KeyPairError {
+    #[error(transparent)]
+    Randomness(#[from] RandomnessError),
+    #[error(
+        "internal error: the Diffie-Hellman key pair could not be computed (the engine is shutting down)"
+    )]
+    Interrupted,
+}
+
+/// One modular exponentiation: call it on the refill thread or a blocking thread only.
+fn fresh_key_pair() -> Result<Box<EphemeralKeyPair>, RandomnessError> {
     let mut private = random_bytes()?;
-    let pair = EphemeralKeyPair::from_random(private);
+    let pair = EphemeralKeyPair::boxed_from_random(private);
     zeroize::Zeroize::zeroize(&mut private);
     Ok(pair)
 }
 
 impl KeyPairPool {
-    /// Starts the refill thread. `target` = 0 makes a pool that always computes inline.
+    /// Starts the refill thread. `target` = 0 makes a pool that computes each pair when it
+    /// is asked for (on a blocking thread).
     pub fn new(target: usize) -> KeyPairPool {
         let state = Arc::new(PoolState {
             ready: Mutex::new(Vec::with_capacity(target)),
@@ -57,7 +74,7 @@ impl KeyPairPool {
             let spawned = std::thread::Builder::new()
                 .name("sluice-dh-pool".into())
                 .spawn(move || refill(&worker));
-            // Without the thread the pool still works: take() computes inline.
+            // Without the thread the pool still works: take() computes on a blocking thread.
             if spawned.is_err() {
                 state.closed.store(true, Ordering::Relaxed);
             }
@@ -65,26 +82,13 @@ impl KeyPairPool {
         KeyPairPool { state }
     }
 
-    /// A key pair never handed out before: from the pool if one is ready, else fresh.
-    pub fn take(&self) -> Result<EphemeralKeyPair, RandomnessError> {
-        let pooled = self
-            .state
-            .ready
-            .lock()
-            .ok()
-            .and_then(|mut ready| ready.pop());
-        self.state.want_more.notify_one();
-        match pooled {
-            Some(pair) => Ok(pair),
-            None => fresh_key_pair(),
-        }
-    }
-
-    /// Like [`KeyPairPool::take`], but the refill thread is only woken when the returned
+    /// A key pair never handed out before: from the pool if one is ready, else computed
+    /// on a blocking thread (never on the async runtime's workers, which serve every other
+    /// connection meanwhile). The refill thread is only woken when the returned
     /// [`RefillLater`] is dropped: hold it until the handshake that uses the pair is over,
     /// so that computing the replacement does not compete with that handshake's own
     /// exponentiation.
-    pub fn take_deferred(&self) -> Result<(EphemeralKeyPair, RefillLater<'_>), RandomnessError> {
+    pub async fn take(&self) -> Result<(Box<EphemeralKeyPair>, RefillLater<'_>), KeyPairError> {
         let pooled = self
             .state
             .ready
@@ -93,7 +97,9 @@ impl KeyPairPool {
             .and_then(|mut ready| ready.pop());
         let pair = match pooled {
             Some(pair) => pair,
-            None => fresh_key_pair()?,
+            None => tokio::task::spawn_blocking(fresh_key_pair)
+                .await
+                .map_err(|_| KeyPairError::Interrupted)??,
         };
         Ok((pair, RefillLater(&self.state)))
     }
@@ -104,7 +110,7 @@ impl KeyPairPool {
     }
 }
 
-/// Wakes the pool's refill thread when dropped (see [`KeyPairPool::take_deferred`]).
+/// Wakes the pool's refill thread when dropped (see [`KeyPairPool::take`]).
 pub struct RefillLater<'a>(&'a PoolState);
 
 impl Drop for RefillLater<'_> {
@@ -158,6 +164,13 @@ mod tests {
     use super::*;
     use std::time::{Duration, Instant};
 
+    fn block_on<F: Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
     #[test]
     fn pool_fills_in_the_background_and_hands_out_distinct_pairs() {
         let pool = KeyPairPool::new(4);
@@ -166,19 +179,19 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         assert_eq!(pool.ready(), 4);
-        let a = pool.take().unwrap();
-        let b = pool.take().unwrap();
+        let (a, _) = block_on(pool.take()).unwrap();
+        let (b, _) = block_on(pool.take()).unwrap();
         assert_ne!(a.public(), b.public());
     }
 
     #[test]
-    fn deferred_take_refills_only_after_the_guard_is_dropped() {
+    fn refill_happens_only_after_the_guard_is_dropped() {
         let pool = KeyPairPool::new(2);
         let deadline = Instant::now() + Duration::from_secs(30);
         while pool.ready() < 2 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
-        let (a, later) = pool.take_deferred().unwrap();
+        let (a, later) = block_on(pool.take()).unwrap();
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(pool.ready(), 1, "no refill while the handshake runs");
         drop(later);
@@ -186,15 +199,36 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         assert_eq!(pool.ready(), 2);
-        let (b, _later) = pool.take_deferred().unwrap();
+        let (b, _later) = block_on(pool.take()).unwrap();
         assert_ne!(a.public(), b.public());
     }
 
     #[test]
-    fn empty_pool_still_hands_out_pairs() {
+    fn empty_pool_computes_off_the_runtime_thread() {
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicUsize;
         let pool = KeyPairPool::new(0);
-        let a = pool.take().unwrap();
-        let b = pool.take().unwrap();
+        let (a, b, ticks) = block_on(async {
+            // A single-threaded runtime: another task only runs while `take` waits, which
+            // it does only if the exponentiation happens elsewhere.
+            let ticks = Arc::new(AtomicUsize::new(0));
+            let counter = Arc::clone(&ticks);
+            let ticker = tokio::spawn(async move {
+                loop {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    tokio::task::yield_now().await;
+                }
+            });
+            let a = pool.take().await.unwrap().0;
+            let b = pool.take().await.unwrap().0;
+            let ticks = ticks.load(Ordering::Relaxed);
+            ticker.abort();
+            (a, b, ticks)
+        });
+        assert!(
+            ticks > 0,
+            "the runtime thread was blocked by the exponentiation"
+        );
         assert_ne!(a.public(), b.public());
     }
 }

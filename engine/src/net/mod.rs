@@ -1,8 +1,10 @@
-//! The tokio layer: sockets around the sans-I/O protocol. Resolving addresses, listeners, one
-//! connection's handshake and pumps, and the pool of precomputed DH key pairs.
+//! The tokio layer: sockets around the sans-I/O protocol. Resolving addresses, listeners,
+//! dialling out, one connection's handshake loop and pumps, and the pool of precomputed DH
+//! key pairs.
 
 pub mod conn;
 pub mod dhpool;
+pub mod dial;
 pub mod listener;
 pub mod probe;
 pub mod resolve;

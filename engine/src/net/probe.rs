@@ -1,16 +1,17 @@
 //! "Test connection": connect to an spiped server, run the client handshake, hang up, and
-//! say in words what happened: OK (and how long the handshake took), unreachable,
-//! refused, timed out, or rejected (wrong key, or a forward-secrecy mismatch).
+//! report what happened: OK (and how long each step took), or the typed reason it failed,
+//! put into words (unreachable, refused, timed out, rejected) only when displayed.
 
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::address::Address;
-use crate::net::conn::{HandshakeFault, HandshakeParams, TargetFault, connect_target, handshake};
+use crate::net::conn::{HandshakeFault, HandshakeParams, TargetFault};
 use crate::net::dhpool::KeyPairPool;
-use crate::net::resolve::Resolve;
+use crate::net::dial::{DialFault, Dialer};
 use crate::protocol::key::PresharedKey;
-use crate::protocol::{ForwardSecrecy, HandshakeError, KeyAgreement, Role};
+use crate::protocol::{ForwardSecrecy, KeyAgreement, PeerFault, PeerRejection, Role};
+use crate::stats::HandshakeFailure;
 
 /// What to test: the far end of an Encrypt tunnel, with its key and options.
 #[derive(Clone)]
@@ -23,22 +24,60 @@ pub struct ProbeRequest {
     pub bind: Option<Address>,
 }
 
-/// The verdict, in a form the UI can show as is.
-#[derive(Clone, Debug, PartialEq)]
+/// The verdict of a test connection.
+#[derive(Debug)]
 pub enum ProbeOutcome {
     Ok {
         connect: Duration,
         handshake: Duration,
     },
+    /// The probe ran and failed, with the typed cause.
+    Failed(DialFault),
+    /// The caller found the target unusable before any probe ran (settings that do not
+    /// validate), in words.
     Unreachable(String),
-    Refused(String),
-    TimedOut(String),
+    /// The caller could not run the handshake at all (the key would not load), in words.
     Rejected(String),
 }
 
 impl ProbeOutcome {
     pub fn is_ok(&self) -> bool {
         matches!(self, ProbeOutcome::Ok { .. })
+    }
+}
+
+/// The verdict's first word, as the user sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    Unreachable,
+    Refused,
+    TimedOut,
+    Rejected,
+}
+
+impl Verdict {
+    fn of(fault: &DialFault) -> Verdict {
+        match fault {
+            DialFault::Target(TargetFault::Refused(_)) => Verdict::Refused,
+            DialFault::Target(TargetFault::TimedOut { .. }) => Verdict::TimedOut,
+            DialFault::Target(_) => Verdict::Unreachable,
+            DialFault::Handshake(fault) => match fault.cause() {
+                HandshakeFailure::Timeout => Verdict::TimedOut,
+                HandshakeFailure::Network => Verdict::Unreachable,
+                HandshakeFailure::WrongKey
+                | HandshakeFailure::ForwardSecrecyMismatch
+                | HandshakeFailure::Protocol => Verdict::Rejected,
+            },
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Verdict::Unreachable => "Unreachable",
+            Verdict::Refused => "Refused",
+            Verdict::TimedOut => "Timed out",
+            Verdict::Rejected => "Rejected",
+        }
     }
 }
 
@@ -51,9 +90,19 @@ impl fmt::Display for ProbeOutcome {
                 handshake.as_secs_f64() * 1000.0,
                 connect.as_secs_f64() * 1000.0
             ),
+            ProbeOutcome::Failed(fault) => {
+                write!(f, "{}: ", Verdict::of(fault).label())?;
+                match fault {
+                    // Said as advice about the tunnel being tested, not about "this end".
+                    DialFault::Handshake(HandshakeFault::Peer(PeerFault::Rejected(
+                        PeerRejection::ForwardSecrecyRefused,
+                    ))) => f.write_str(
+                        "the far end skips forward secrecy (spiped -f) but this tunnel requires it (-g): set forward secrecy to the same policy on both ends",
+                    ),
+                    fault => write!(f, "{fault}"),
+                }
+            }
             ProbeOutcome::Unreachable(why) => write!(f, "Unreachable: {why}"),
-            ProbeOutcome::Refused(why) => write!(f, "Refused: {why}"),
-            ProbeOutcome::TimedOut(why) => write!(f, "Timed out: {why}"),
             ProbeOutcome::Rejected(why) => write!(f, "Rejected: {why}"),
         }
     }
@@ -61,31 +110,6 @@ impl fmt::Display for ProbeOutcome {
 
 /// Runs one test connection. Never panics, always answers.
 pub async fn probe(request: &ProbeRequest, pool: &KeyPairPool) -> ProbeOutcome {
-    let resolved = match &request.target {
-        Address::Unix(_) => Vec::new(),
-        target => match target.resolve().await {
-            Ok(addrs) => addrs,
-            Err(e) => return ProbeOutcome::Unreachable(e.to_string()),
-        },
-    };
-    let bind = match &request.bind {
-        Some(bind) => match bind.resolve().await {
-            Ok(addrs) => addrs,
-            Err(e) => return ProbeOutcome::Unreachable(format!("bind address: {e}")),
-        },
-        None => Vec::new(),
-    };
-    let started = Instant::now();
-    let mut stream = match connect_target(&request.target, &resolved, &bind, request.timeout).await
-    {
-        Ok(stream) => stream,
-        Err(fault @ TargetFault::Refused(_)) => return ProbeOutcome::Refused(fault.to_string()),
-        Err(fault @ TargetFault::TimedOut { .. }) => {
-            return ProbeOutcome::TimedOut(fault.to_string());
-        }
-        Err(fault) => return ProbeOutcome::Unreachable(fault.to_string()),
-    };
-    let connect = started.elapsed();
     let params = HandshakeParams {
         role: Role::Client,
         key: &request.key,
@@ -93,27 +117,84 @@ pub async fn probe(request: &ProbeRequest, pool: &KeyPairPool) -> ProbeOutcome {
         key_agreement: request.key_agreement,
         pool,
     };
-    let handshake_started = Instant::now();
-    match handshake(&mut stream, &params, request.timeout).await {
-        Ok(_) => ProbeOutcome::Ok {
-            connect,
-            handshake: handshake_started.elapsed(),
+    match Dialer::new(&request.target, request.bind.as_ref(), request.timeout)
+        .dial(&params)
+        .await
+    {
+        Ok(dialed) => ProbeOutcome::Ok {
+            connect: dialed.connect,
+            handshake: dialed.handshake,
         },
-        Err(fault @ HandshakeFault::TimedOut(_)) => ProbeOutcome::TimedOut(fault.to_string()),
-        Err(HandshakeFault::Rejected(HandshakeError::ForwardSecrecyRefused)) => {
-            ProbeOutcome::Rejected(
-                "the far end skips forward secrecy (spiped -f) but this tunnel requires it (-g): set forward secrecy to the same policy on both ends".into(),
-            )
-        }
-        Err(fault @ (HandshakeFault::X25519Rejected | HandshakeFault::PeerUsesX25519)) => {
-            ProbeOutcome::Rejected(fault.to_string())
-        }
-        Err(fault @ HandshakeFault::PeerClosed { after_our_dh: true, .. }) => {
-            ProbeOutcome::Rejected(fault.to_string())
-        }
-        Err(fault @ HandshakeFault::PeerClosed { .. }) => {
-            ProbeOutcome::Unreachable(fault.to_string())
-        }
-        Err(fault) => ProbeOutcome::Rejected(fault.to_string()),
+        Err(fault) => ProbeOutcome::Failed(fault),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+
+    fn shown(fault: DialFault) -> String {
+        ProbeOutcome::Failed(fault).to_string()
+    }
+
+    #[test]
+    fn verdicts_are_worded_as_before() {
+        let ok = ProbeOutcome::Ok {
+            connect: Duration::from_micros(1500),
+            handshake: Duration::from_micros(2250),
+        };
+        assert!(ok.is_ok());
+        assert_eq!(
+            ok.to_string(),
+            "OK: handshake completed in 2.2 ms (TCP connect 1.5 ms)"
+        );
+        let refused = shown(DialFault::Target(TargetFault::Refused(
+            "[127.0.0.1]:9".into(),
+        )));
+        assert!(
+            refused.starts_with("Refused: connection refused"),
+            "{refused}"
+        );
+        let timed_out = shown(DialFault::Handshake(HandshakeFault::TimedOut(
+            Duration::from_secs(2),
+        )));
+        assert!(timed_out.starts_with("Timed out: handshake timed out after 2.0 s"));
+        let wrong_key = shown(DialFault::Handshake(HandshakeFault::Peer(
+            PeerFault::Closed {
+                role: Role::Client,
+                after_our_value: true,
+            },
+        )));
+        assert!(wrong_key.starts_with("Rejected: handshake rejected: the far end hung up"));
+        assert!(wrong_key.contains("different key"));
+        let not_spiped = shown(DialFault::Handshake(HandshakeFault::Peer(
+            PeerFault::Closed {
+                role: Role::Client,
+                after_our_value: false,
+            },
+        )));
+        assert!(not_spiped.starts_with("Unreachable: the far end closed the connection"));
+        let fs = shown(DialFault::Handshake(HandshakeFault::Peer(
+            PeerFault::Rejected(PeerRejection::ForwardSecrecyRefused),
+        )));
+        assert_eq!(
+            fs,
+            "Rejected: the far end skips forward secrecy (spiped -f) but this tunnel requires it (-g): set forward secrecy to the same policy on both ends"
+        );
+        let x = shown(DialFault::Handshake(HandshakeFault::Peer(
+            PeerFault::X25519Rejected,
+        )));
+        assert!(x.starts_with("Rejected: handshake rejected: the far end has a different key"));
+        let io = shown(DialFault::Target(TargetFault::Io {
+            target: "t".into(),
+            source: io::Error::other("boom"),
+        }));
+        assert_eq!(io, "Unreachable: cannot connect to t: boom");
+        assert!(!ProbeOutcome::Rejected("x".into()).is_ok());
+        assert_eq!(
+            ProbeOutcome::Unreachable("bad".into()).to_string(),
+            "Unreachable: bad"
+        );
     }
 }

@@ -69,6 +69,12 @@ impl EphemeralKeyPair {
         EphemeralKeyPair { exponent, public }
     }
 
+    /// [`EphemeralKeyPair::from_random`] straight into a box: the handshake and the pool
+    /// move only the box, so no copy of the exponent is left behind in a moved-from slot.
+    pub fn boxed_from_random(private: [u8; 32]) -> Box<Self> {
+        Box::new(Self::from_random(private))
+    }
+
     /// y = 2^(2^258 + priv) mod p, big-endian, left-padded to 256 bytes.
     pub fn public(&self) -> &[u8; DH_LEN] {
         &self.public
@@ -97,6 +103,18 @@ pub fn is_below_modulus(y: &[u8; DH_LEN]) -> bool {
     // Equal-length big-endian byte strings order exactly like the numbers they encode.
     // y is public, so a variable-time comparison leaks nothing.
     y[..] < MODULUS[..]
+}
+
+/// True iff y is 0, 1 or p − 1: the values whose powers stay in {0}, {1} or {1, p − 1}, so
+/// the "shared" secret is known without the other side's exponent. spiped checks only
+/// y < p; Sluice refuses 0 and p − 1 always (no spiped sends them) and 1 under `-g` (a `-f`
+/// peer sends 1 by design). y is public: a variable-time comparison leaks nothing.
+pub fn is_small_subgroup_value(y: &[u8; DH_LEN]) -> bool {
+    let (high, last) = y.split_at(DH_LEN - 1);
+    let zero_above_last = high.iter().all(|&b| b == 0);
+    let mut p_minus_1 = MODULUS;
+    p_minus_1[DH_LEN - 1] -= 1;
+    (zero_above_last && last[0] <= 1) || y[..] == p_minus_1[..]
 }
 
 impl Drop for EphemeralKeyPair {
@@ -242,6 +260,25 @@ mod tests {
         p_plus_1[DH_LEN - 8..].fill(0);
         assert!(!EphemeralKeyPair::is_below_modulus(&p_plus_1));
         assert!(!EphemeralKeyPair::is_below_modulus(&[0xff; DH_LEN]));
+    }
+
+    #[test]
+    fn small_subgroup_values_are_exactly_0_1_and_p_minus_1() {
+        let mut p_minus_1 = MODULUS;
+        p_minus_1[DH_LEN - 1] -= 1;
+        for y in [[0; DH_LEN], one(), p_minus_1] {
+            assert!(is_small_subgroup_value(&y));
+        }
+        let mut two = [0u8; DH_LEN];
+        two[DH_LEN - 1] = 2;
+        let mut p_minus_2 = MODULUS;
+        p_minus_2[DH_LEN - 1] -= 2;
+        let mut high_one = one();
+        high_one[0] = 1;
+        let honest = EphemeralKeyPair::from_random([0x33; 32]);
+        for y in [two, p_minus_2, high_one, MODULUS, *honest.public()] {
+            assert!(!is_small_subgroup_value(&y));
+        }
     }
 
     #[test]

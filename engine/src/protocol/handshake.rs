@@ -1,6 +1,7 @@
 //! The spiped handshake as a typestate machine: nonces, then signed Diffie-Hellman values,
 //! then session keys. Each stage owns exactly the secrets it needs and consumes itself on
-//! the way to the next, so messages cannot be sent or accepted out of order.
+//! the way to the next, so messages cannot be sent or accepted out of order. The
+//! [`driver`](super::driver) runs these stages against a byte stream.
 
 use super::dh::{self, DH_LEN, EphemeralKeyPair};
 use super::key::PresharedKey;
@@ -23,12 +24,21 @@ const Y_ONE: [u8; DH_LEN] = {
     y
 };
 
-/// Why a handshake failed. Apart from `MissingKeyPair` (a local mistake), spiped simply drops
-/// the connection in all these cases, so the peer only sees it close.
+/// A mistake of the caller, not of the peer: the handshake was driven against its rules.
 #[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
-pub enum HandshakeError {
+pub enum HandshakeMisuse {
     #[error("internal error: forward secrecy is on but no Diffie-Hellman key pair was supplied")]
     MissingKeyPair,
+    #[error("internal error: a key pair was supplied to a handshake that was not waiting for one")]
+    KeyPairNotExpected,
+    #[error("internal error: the handshake was asked for its result before it finished")]
+    NotFinished,
+}
+
+/// Why this end refused the peer's handshake message. spiped simply drops the connection
+/// in all these cases, so the peer only sees it close.
+#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
+pub enum PeerRejection {
     #[error(
         "handshake rejected: the far end signed with a different key (check that both ends use the same key file)"
     )]
@@ -37,6 +47,10 @@ pub enum HandshakeError {
         "handshake rejected: the far end sent an out-of-range Diffie-Hellman value (it is not a correct spiped implementation, or the data was altered)"
     )]
     ValueOutOfRange,
+    #[error(
+        "handshake rejected: the far end sent a Diffie-Hellman value (0 or p - 1) that would make the session keys guessable; no correct spiped sends it (the far end is faulty, or the data was altered)"
+    )]
+    SmallSubgroupValue,
     #[error(
         "handshake rejected: the far end skips forward secrecy (-f) but this end requires it (-g)"
     )]
@@ -48,17 +62,46 @@ pub enum HandshakeError {
 }
 
 /// What every stage carries: who we are, the policy, K, and (unless this side runs `-f`)
-/// the ephemeral key pair.
+/// the ephemeral key pair, boxed so that moving a stage never copies the exponent.
 struct Common {
     role: Role,
     fs: ForwardSecrecy,
     key: PresharedKey,
-    /// `None` exactly when `fs == Disabled`; `Handshake::new` establishes this, so "this side
+    /// `None` exactly when `fs == Disabled`; the constructors establish this, so "this side
     /// skips DH" and "there is no key pair" are one and the same test.
-    keypair: Option<EphemeralKeyPair>,
+    keypair: Option<Box<EphemeralKeyPair>>,
 }
 
 impl Common {
+    fn new(
+        role: Role,
+        key: &PresharedKey,
+        fs: ForwardSecrecy,
+        keypair: Option<Box<EphemeralKeyPair>>,
+    ) -> Result<Common, HandshakeMisuse> {
+        let keypair = match fs {
+            ForwardSecrecy::Disabled => None,
+            ForwardSecrecy::Enabled | ForwardSecrecy::Required => {
+                Some(keypair.ok_or(HandshakeMisuse::MissingKeyPair)?)
+            }
+        };
+        Ok(Common {
+            role,
+            fs,
+            key: key.clone(),
+            keypair,
+        })
+    }
+
+    /// This side's signed DH value under its own MAC key.
+    fn signed_dh(&self, dhmac_ours: &[u8; 32]) -> [u8; SIGNED_DH_LEN] {
+        let y = match &self.keypair {
+            Some(keypair) => keypair.public(),
+            None => &Y_ONE,
+        };
+        sign_dh(dhmac_ours, y)
+    }
+
     fn fmt_fields(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct(name)
             .field("role", &self.role)
@@ -90,6 +133,19 @@ impl Nonces {
     }
 }
 
+/// (MAC key this side signs with, MAC key the peer signs with).
+fn mac_keys_for(
+    role: Role,
+    key: &PresharedKey,
+    nonces: &Nonces,
+) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>) {
+    let (dhmac_client, dhmac_server) = dh_mac_keys(key, nonces);
+    match role {
+        Role::Client => (dhmac_client, dhmac_server),
+        Role::Server => (dhmac_server, dhmac_client),
+    }
+}
+
 /// Stage 1: this side's nonce is ready to send; waiting for the peer's.
 pub struct Handshake {
     common: Common,
@@ -98,27 +154,18 @@ pub struct Handshake {
 
 impl Handshake {
     /// `keypair` must be `Some` unless `fs == ForwardSecrecy::Disabled` (then it is ignored
-    /// and y = 1 is sent). `nonce` must be fresh random bytes.
+    /// and y = 1 is sent). `nonce` must be fresh random bytes. A server that should do no
+    /// Diffie-Hellman work before the client has proved it holds the key starts with
+    /// [`ServerHandshake`] instead.
     pub fn new(
         role: Role,
         key: &PresharedKey,
         fs: ForwardSecrecy,
         nonce: [u8; NONCE_LEN],
-        keypair: Option<EphemeralKeyPair>,
-    ) -> Result<Handshake, HandshakeError> {
-        let keypair = match fs {
-            ForwardSecrecy::Disabled => None,
-            ForwardSecrecy::Enabled | ForwardSecrecy::Required => {
-                Some(keypair.ok_or(HandshakeError::MissingKeyPair)?)
-            }
-        };
+        keypair: Option<Box<EphemeralKeyPair>>,
+    ) -> Result<Handshake, HandshakeMisuse> {
         Ok(Handshake {
-            common: Common {
-                role,
-                fs,
-                key: key.clone(),
-                keypair,
-            },
+            common: Common::new(role, key, fs, keypair)?,
             nonce,
         })
     }
@@ -132,16 +179,8 @@ impl Handshake {
     pub fn receive_nonce(self, peer_nonce: &[u8; NONCE_LEN]) -> NoncesExchanged {
         let Handshake { common, nonce } = self;
         let nonces = Nonces::new(common.role, nonce, *peer_nonce);
-        let (dhmac_client, dhmac_server) = dh_mac_keys(&common.key, &nonces);
-        let (dhmac_ours, dhmac_peer) = match common.role {
-            Role::Client => (dhmac_client, dhmac_server),
-            Role::Server => (dhmac_server, dhmac_client),
-        };
-        let y = match &common.keypair {
-            Some(keypair) => keypair.public(),
-            None => &Y_ONE,
-        };
-        let signed_dh = sign_dh(&dhmac_ours, y);
+        let (dhmac_ours, dhmac_peer) = mac_keys_for(common.role, &common.key, &nonces);
+        let signed_dh = common.signed_dh(&dhmac_ours);
         NoncesExchanged {
             common,
             nonces,
@@ -172,26 +211,12 @@ impl NoncesExchanged {
         &self.signed_dh
     }
 
-    /// Checks the peer's signed DH value in spiped's order: MAC (constant time), then
-    /// y < p, then, if this side requires forward secrecy, y != 1.
+    /// Checks the peer's signed DH value (see [`verify_signed_dh`] for the order).
     pub fn receive_signed_dh(
         self,
         peer: &[u8; SIGNED_DH_LEN],
-    ) -> Result<PeerVerified, HandshakeError> {
-        let (y, tag) = peer.split_at(DH_LEN);
-        let mut mac = hmac_sha256(&self.dhmac_peer);
-        mac.update(y);
-        mac.verify_slice(tag)
-            .map_err(|_| HandshakeError::BadSignature)?;
-
-        let mut peer_y = [0u8; DH_LEN];
-        peer_y.copy_from_slice(y);
-        if !dh::is_below_modulus(&peer_y) {
-            return Err(HandshakeError::ValueOutOfRange);
-        }
-        if self.common.fs == ForwardSecrecy::Required && peer_y == Y_ONE {
-            return Err(HandshakeError::ForwardSecrecyRefused);
-        }
+    ) -> Result<PeerVerified, PeerRejection> {
+        let peer_y = verify_signed_dh(&self.dhmac_peer, self.common.fs, peer)?;
         let NoncesExchanged {
             common,
             nonces,
@@ -211,6 +236,36 @@ impl fmt::Debug for NoncesExchanged {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.common.fmt_fields("NoncesExchanged", f)
     }
+}
+
+/// The peer's y once its signed value passed every check, in this order: the MAC (constant
+/// time, as spiped), y < p (spiped), y is not 0 or p - 1 (Sluice: they would make the
+/// shared secret known), and, if this side requires forward secrecy, y != 1 (spiped `-g`).
+fn verify_signed_dh(
+    dhmac_peer: &[u8; 32],
+    fs: ForwardSecrecy,
+    peer: &[u8; SIGNED_DH_LEN],
+) -> Result<[u8; DH_LEN], PeerRejection> {
+    let (y, tag) = peer.split_at(DH_LEN);
+    let mut mac = hmac_sha256(dhmac_peer);
+    mac.update(y);
+    mac.verify_slice(tag)
+        .map_err(|_| PeerRejection::BadSignature)?;
+
+    let mut peer_y = [0u8; DH_LEN];
+    peer_y.copy_from_slice(y);
+    if !dh::is_below_modulus(&peer_y) {
+        return Err(PeerRejection::ValueOutOfRange);
+    }
+    if peer_y == Y_ONE {
+        // What a `-f` peer sends: acceptable unless this side requires forward secrecy.
+        if fs == ForwardSecrecy::Required {
+            return Err(PeerRejection::ForwardSecrecyRefused);
+        }
+    } else if dh::is_small_subgroup_value(&peer_y) {
+        return Err(PeerRejection::SmallSubgroupValue);
+    }
+    Ok(peer_y)
 }
 
 /// Stage 3: the peer's DH value is authentic and acceptable.
@@ -254,6 +309,115 @@ impl fmt::Debug for PeerVerified {
         self.common.fmt_fields("PeerVerified", f)
     }
 }
+
+/// The server's stage 1 when it takes its key pair only once the client has proved it
+/// holds the key (as spiped, which generates its value after the client's MAC checks out):
+/// a flood of unauthenticated connections then costs no Diffie-Hellman work at all.
+pub struct ServerHandshake {
+    key: PresharedKey,
+    fs: ForwardSecrecy,
+    nonce: [u8; NONCE_LEN],
+}
+
+impl ServerHandshake {
+    /// `nonce` must be fresh random bytes.
+    pub fn new(key: &PresharedKey, fs: ForwardSecrecy, nonce: [u8; NONCE_LEN]) -> Self {
+        ServerHandshake {
+            key: key.clone(),
+            fs,
+            nonce,
+        }
+    }
+
+    pub fn nonce(&self) -> &[u8; NONCE_LEN] {
+        &self.nonce
+    }
+
+    /// Takes the client's nonce and derives the DH MAC keys.
+    pub fn receive_nonce(self, client_nonce: &[u8; NONCE_LEN]) -> ServerNoncesExchanged {
+        let nonces = Nonces::new(Role::Server, self.nonce, *client_nonce);
+        let (dhmac_ours, dhmac_peer) = mac_keys_for(Role::Server, &self.key, &nonces);
+        ServerNoncesExchanged {
+            key: self.key,
+            fs: self.fs,
+            nonces,
+            dhmac_ours,
+            dhmac_peer,
+        }
+    }
+}
+
+/// The server's stage 2: nonces known, waiting for the client's signed value.
+pub struct ServerNoncesExchanged {
+    key: PresharedKey,
+    fs: ForwardSecrecy,
+    nonces: Nonces,
+    dhmac_ours: Zeroizing<[u8; 32]>,
+    dhmac_peer: Zeroizing<[u8; 32]>,
+}
+
+impl ServerNoncesExchanged {
+    /// Checks the client's signed DH value, exactly as [`NoncesExchanged::receive_signed_dh`].
+    pub fn receive_signed_dh(
+        self,
+        client: &[u8; SIGNED_DH_LEN],
+    ) -> Result<ClientVerified, PeerRejection> {
+        let peer_y = verify_signed_dh(&self.dhmac_peer, self.fs, client)?;
+        Ok(ClientVerified {
+            key: self.key,
+            fs: self.fs,
+            nonces: self.nonces,
+            dhmac_ours: self.dhmac_ours,
+            peer_y,
+        })
+    }
+}
+
+/// The server's stage 3: the client is authentic; the server's own value is not yet made.
+pub struct ClientVerified {
+    key: PresharedKey,
+    fs: ForwardSecrecy,
+    nonces: Nonces,
+    dhmac_ours: Zeroizing<[u8; 32]>,
+    peer_y: [u8; DH_LEN],
+}
+
+impl ClientVerified {
+    /// Whether [`ClientVerified::sign`] needs a key pair (it does unless this side runs `-f`).
+    pub fn needs_key_pair(&self) -> bool {
+        self.fs != ForwardSecrecy::Disabled
+    }
+
+    /// Signs the server's DH value with `keypair` (`Some` unless this side runs `-f`).
+    pub fn sign(
+        self,
+        keypair: Option<Box<EphemeralKeyPair>>,
+    ) -> Result<PeerVerified, HandshakeMisuse> {
+        let common = Common::new(Role::Server, &self.key, self.fs, keypair)?;
+        let signed_dh = common.signed_dh(&self.dhmac_ours);
+        Ok(PeerVerified {
+            common,
+            nonces: self.nonces,
+            signed_dh,
+            peer_y: self.peer_y,
+        })
+    }
+}
+
+macro_rules! server_debug {
+    ($($ty:ident),*) => {$(
+        impl fmt::Debug for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("role", &Role::Server)
+                    .field("forward_secrecy", &self.fs)
+                    .field("key", &self.key)
+                    .finish_non_exhaustive()
+            }
+        }
+    )*};
+}
+server_debug!(ServerHandshake, ServerNoncesExchanged, ClientVerified);
 
 /// The four session keys of PROTOCOL.md 3.5. Wiped on drop; never shown.
 #[derive(Zeroize, ZeroizeOnDrop)]
@@ -349,6 +513,22 @@ fn sign_dh(dhmac: &[u8; 32], y: &[u8; DH_LEN]) -> [u8; SIGNED_DH_LEN] {
 
 // y followed by an HMAC-SHA256 tag.
 const _: () = assert!(SIGNED_DH_LEN == DH_LEN + 32);
+
+/// The server's signed value for an arbitrary y, as a peer that holds K could make it.
+#[cfg(test)]
+pub(super) fn signed_by_server(
+    key: &PresharedKey,
+    nonce_c: [u8; NONCE_LEN],
+    nonce_s: [u8; NONCE_LEN],
+    y: &[u8; DH_LEN],
+) -> [u8; SIGNED_DH_LEN] {
+    let nonces = Nonces {
+        client: nonce_c,
+        server: nonce_s,
+    };
+    let (_, dhmac_server) = dh_mac_keys(key, &nonces);
+    sign_dh(&dhmac_server, y)
+}
 
 #[cfg(test)]
 mod tests;

@@ -3,6 +3,7 @@
 //! runtime; randomness is passed in, so both ends can be driven back to back in tests.
 
 pub mod dh;
+pub mod driver;
 pub mod handshake;
 pub mod key;
 mod modexp;
@@ -10,8 +11,10 @@ pub mod packet;
 pub mod x25519;
 
 pub use dh::EphemeralKeyPair;
+pub use driver::{Authenticated, HandshakeDriver, Next, PeerFault};
 pub use handshake::{
-    Handshake, HandshakeError, NONCE_LEN, NoncesExchanged, PeerVerified, SIGNED_DH_LEN, SessionKeys,
+    ClientVerified, Handshake, HandshakeMisuse, NONCE_LEN, NoncesExchanged, PeerRejection,
+    PeerVerified, SIGNED_DH_LEN, ServerHandshake, ServerNoncesExchanged, SessionKeys,
 };
 pub use packet::{MAX_PAYLOAD, PACKET_LEN, PacketError, PacketOpener, PacketSealer};
 pub use x25519::{SIGNED_X25519_LEN, X25519Handshake};

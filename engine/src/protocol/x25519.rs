@@ -9,7 +9,7 @@ use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
 use super::Role;
-use super::handshake::{HandshakeError, NONCE_LEN, Nonces, SessionKeys, dh_mac_keys, session_keys};
+use super::handshake::{NONCE_LEN, Nonces, PeerRejection, SessionKeys, dh_mac_keys, session_keys};
 use super::key::PresharedKey;
 use super::packet::hmac_sha256;
 
@@ -22,7 +22,8 @@ pub const SIGNED_X25519_LEN: usize = 64;
 pub struct X25519Handshake {
     role: Role,
     key: PresharedKey,
-    secret: StaticSecret,
+    /// Boxed so that moving a stage moves a pointer, not a copy of the private key.
+    secret: Box<StaticSecret>,
     nonce: [u8; NONCE_LEN],
 }
 
@@ -34,7 +35,7 @@ impl X25519Handshake {
         X25519Handshake {
             role,
             key: key.clone(),
-            secret: StaticSecret::from(private),
+            secret: Box::new(StaticSecret::from(private)),
             nonce,
         }
     }
@@ -52,7 +53,7 @@ impl X25519Handshake {
             Role::Client => (dhmac_client, dhmac_server),
             Role::Server => (dhmac_server, dhmac_client),
         };
-        let public = PublicKey::from(&self.secret);
+        let public = PublicKey::from(&*self.secret);
         let signed = sign(&ours, public.as_bytes());
         X25519NoncesExchanged {
             role: self.role,
@@ -69,7 +70,7 @@ impl X25519Handshake {
 pub struct X25519NoncesExchanged {
     role: Role,
     key: PresharedKey,
-    secret: StaticSecret,
+    secret: Box<StaticSecret>,
     nonces: Nonces,
     signed: [u8; SIGNED_X25519_LEN],
     dhmac_peer: Zeroizing<[u8; 32]>,
@@ -86,17 +87,17 @@ impl X25519NoncesExchanged {
     pub fn receive_signed_public(
         self,
         peer: &[u8; SIGNED_X25519_LEN],
-    ) -> Result<X25519PeerVerified, HandshakeError> {
+    ) -> Result<X25519PeerVerified, PeerRejection> {
         let (public, tag) = peer.split_at(X25519_KEY_LEN);
         let mut mac = hmac_sha256(&self.dhmac_peer);
         mac.update(public);
         mac.verify_slice(tag)
-            .map_err(|_| HandshakeError::BadSignature)?;
+            .map_err(|_| PeerRejection::BadSignature)?;
         let mut peer_public = [0u8; X25519_KEY_LEN];
         peer_public.copy_from_slice(public);
         let shared = self.secret.diffie_hellman(&PublicKey::from(peer_public));
         if !shared.was_contributory() {
-            return Err(HandshakeError::NonContributory);
+            return Err(PeerRejection::NonContributory);
         }
         Ok(X25519PeerVerified {
             role: self.role,
@@ -169,7 +170,7 @@ mod tests {
         client_key: &PresharedKey,
         server_key: &PresharedKey,
         tamper: impl Fn(&mut [u8; SIGNED_X25519_LEN]),
-    ) -> Result<(SessionKeys, SessionKeys), HandshakeError> {
+    ) -> Result<(SessionKeys, SessionKeys), PeerRejection> {
         let client = X25519Handshake::new(Role::Client, client_key, bytes(0x00), bytes(0x40));
         let server = X25519Handshake::new(Role::Server, server_key, bytes(0x20), bytes(0x60));
         let (client_nonce, server_nonce) = (*client.nonce(), *server.nonce());
@@ -259,7 +260,7 @@ mod tests {
         let b = PresharedKey::from_keyfile_bytes(b"b");
         assert_eq!(
             pair(&a, &b, |_| {}).err(),
-            Some(HandshakeError::BadSignature)
+            Some(PeerRejection::BadSignature)
         );
     }
 
@@ -275,7 +276,7 @@ mod tests {
         let forged = sign(&dhmac_client, &[0u8; 32]);
         assert_eq!(
             server.receive_signed_public(&forged).err(),
-            Some(HandshakeError::NonContributory)
+            Some(PeerRejection::NonContributory)
         );
     }
 

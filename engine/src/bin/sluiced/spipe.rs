@@ -7,10 +7,9 @@ use std::process::ExitCode;
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 
-use sluice_engine::Mode;
-use sluice_engine::net::conn::{HandshakeParams, connect_target, handshake, pump_connection};
+use sluice_engine::net::conn::{HandshakeParams, TargetFault, pump_connection};
 use sluice_engine::net::dhpool::KeyPairPool;
-use sluice_engine::net::resolve::Resolve;
+use sluice_engine::net::dial::{DialFault, Dialer};
 use sluice_engine::net::stream::NetStream;
 use sluice_engine::protocol::Role;
 use sluice_engine::protocol::key::PresharedKey;
@@ -51,20 +50,6 @@ pub fn run(options: &SpipeOptions) -> ExitCode {
 }
 
 async fn session(options: &SpipeOptions, key: &PresharedKey) -> Result<(), String> {
-    let resolved = match &options.target {
-        sluice_engine::Address::Unix(_) => Vec::new(),
-        target => target
-            .resolve()
-            .await
-            .map_err(|e| format!("could not connect: {e}"))?,
-    };
-    let bind = match &options.bind {
-        Some(bind) => bind.resolve().await.map_err(|e| format!("-b: {e}"))?,
-        None => Vec::new(),
-    };
-    let mut encrypted = connect_target(&options.target, &resolved, &bind, options.timeout)
-        .await
-        .map_err(|e| format!("could not connect: {e}"))?;
     // One connection: a pool would only compute a key pair nobody uses.
     let pool = KeyPairPool::new(0);
     let params = HandshakeParams {
@@ -74,9 +59,15 @@ async fn session(options: &SpipeOptions, key: &PresharedKey) -> Result<(), Strin
         key_agreement: options.key_agreement,
         pool: &pool,
     };
-    let codecs = handshake(&mut encrypted, &params, options.timeout)
+    let dialed = Dialer::new(&options.target, options.bind.as_ref(), options.timeout)
+        .dial(&params)
         .await
-        .map_err(|e| format!("handshake failed: {e}"))?;
+        .map_err(|fault| match fault {
+            DialFault::Target(TargetFault::BindUnresolved(e)) => format!("-b: {e}"),
+            DialFault::Target(fault) => format!("could not connect: {fault}"),
+            DialFault::Handshake(fault) => format!("handshake failed: {fault}"),
+        })?;
+    let (encrypted, codecs) = (dialed.stream, dialed.codecs);
     encrypted.tune(options.keepalive);
 
     // Standard input and output are bridged through a socket pair, as spipe does, so the
@@ -95,7 +86,7 @@ async fn session(options: &SpipeOptions, key: &PresharedKey) -> Result<(), Strin
         copied.and(flushed)
     });
     pump_connection(
-        Mode::Encrypt,
+        Role::Client,
         NetStream::Unix(local),
         encrypted,
         codecs,

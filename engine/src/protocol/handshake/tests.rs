@@ -15,8 +15,8 @@ fn random<const N: usize>() -> [u8; N] {
     b
 }
 
-fn keypair_for(fs: ForwardSecrecy) -> Option<EphemeralKeyPair> {
-    (fs != Disabled).then(|| EphemeralKeyPair::from_random(random()))
+fn keypair_for(fs: ForwardSecrecy) -> Option<Box<EphemeralKeyPair>> {
+    (fs != Disabled).then(|| EphemeralKeyPair::boxed_from_random(random()))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,14 +52,14 @@ fn run_with(
     server_fs: ForwardSecrecy,
     nonce_c: [u8; 32],
     nonce_s: [u8; 32],
-    client_keypair: Option<EphemeralKeyPair>,
-    server_keypair: Option<EphemeralKeyPair>,
+    client_keypair: Option<Box<EphemeralKeyPair>>,
+    server_keypair: Option<Box<EphemeralKeyPair>>,
     mut tamper: impl FnMut(Msg, &mut [u8]),
-) -> Result<Finished, (Side, HandshakeError)> {
-    let client = Handshake::new(Role::Client, client_key, client_fs, nonce_c, client_keypair)
-        .map_err(|e| (Side::Client, e))?;
-    let server = Handshake::new(Role::Server, server_key, server_fs, nonce_s, server_keypair)
-        .map_err(|e| (Side::Server, e))?;
+) -> Result<Finished, (Side, PeerRejection)> {
+    let client =
+        Handshake::new(Role::Client, client_key, client_fs, nonce_c, client_keypair).unwrap();
+    let server =
+        Handshake::new(Role::Server, server_key, server_fs, nonce_s, server_keypair).unwrap();
 
     let mut to_server = *client.nonce();
     tamper(Msg::NonceC, &mut to_server);
@@ -90,7 +90,7 @@ fn run_with(
 fn run(
     client_fs: ForwardSecrecy,
     server_fs: ForwardSecrecy,
-) -> Result<Finished, (Side, HandshakeError)> {
+) -> Result<Finished, (Side, PeerRejection)> {
     let key = PresharedKey::from_keyfile_bytes(b"matrix test key\n");
     run_with(
         &key,
@@ -239,12 +239,12 @@ fn forward_secrecy_matrix_of_protocol_md_section_7() {
             match (client_fs, server_fs) {
                 (Disabled, Required) => assert_eq!(
                     outcome.err(),
-                    Some((Side::Server, HandshakeError::ForwardSecrecyRefused)),
+                    Some((Side::Server, PeerRejection::ForwardSecrecyRefused)),
                     "server -g drops a -f client"
                 ),
                 (Required, Disabled) => assert_eq!(
                     outcome.err(),
-                    Some((Side::Client, HandshakeError::ForwardSecrecyRefused)),
+                    Some((Side::Client, PeerRejection::ForwardSecrecyRefused)),
                     "client -g drops a -f server"
                 ),
                 _ => {
@@ -298,7 +298,7 @@ fn missing_key_pair_is_a_local_error() {
     for fs in [Enabled, Required] {
         assert_eq!(
             Handshake::new(Role::Client, &key, fs, [0; 32], None).err(),
-            Some(HandshakeError::MissingKeyPair)
+            Some(HandshakeMisuse::MissingKeyPair)
         );
     }
     // -f ignores a supplied key pair and sends y = 1.
@@ -307,7 +307,7 @@ fn missing_key_pair_is_a_local_error() {
         &key,
         Disabled,
         [0; 32],
-        Some(EphemeralKeyPair::from_random([1; 32])),
+        Some(EphemeralKeyPair::boxed_from_random([1; 32])),
     )
     .unwrap();
     assert_eq!(hs.receive_nonce(&[0; 32]).signed_dh()[..DH_LEN], Y_ONE);
@@ -331,7 +331,7 @@ fn wrong_key_is_bad_signature_at_the_server() {
         );
         assert_eq!(
             outcome.err(),
-            Some((Side::Server, HandshakeError::BadSignature))
+            Some((Side::Server, PeerRejection::BadSignature))
         );
     }
 }
@@ -341,7 +341,7 @@ fn wrong_key_is_bad_signature_at_the_server() {
 fn server_verdict_on_client_y(
     server_fs: ForwardSecrecy,
     y: &[u8; DH_LEN],
-) -> Result<(), HandshakeError> {
+) -> Result<(), PeerRejection> {
     let key = PresharedKey::from_keyfile_bytes(b"range test");
     let (nonce_c, nonce_s) = (random(), random());
     let server = Handshake::new(
@@ -372,23 +372,40 @@ fn peer_value_at_or_above_p_is_out_of_range() {
     for y in [MODULUS, p_plus_1, [0xff; DH_LEN]] {
         assert_eq!(
             server_verdict_on_client_y(Enabled, &y),
-            Err(HandshakeError::ValueOutOfRange)
+            Err(PeerRejection::ValueOutOfRange)
         );
     }
-    // spiped accepts 0 and p - 1 (only y < p is checked).
+    // spiped accepts 0 and p - 1 (it checks only y < p); Sluice refuses them, whatever
+    // its policy, because they fix the shared secret. y = 1 (a -f peer) passes unless -g.
     let mut p_minus_1 = MODULUS;
     p_minus_1[DH_LEN - 1] -= 1;
-    for y in [[0; DH_LEN], p_minus_1, Y_ONE] {
-        assert_eq!(server_verdict_on_client_y(Enabled, &y), Ok(()));
+    for fs in [Enabled, Disabled, Required] {
+        for y in [[0; DH_LEN], p_minus_1] {
+            assert_eq!(
+                server_verdict_on_client_y(fs, &y),
+                Err(PeerRejection::SmallSubgroupValue),
+                "{fs:?}"
+            );
+        }
+    }
+    for fs in [Enabled, Disabled] {
+        assert_eq!(server_verdict_on_client_y(fs, &Y_ONE), Ok(()));
+    }
+    let mut two = [0u8; DH_LEN];
+    two[DH_LEN - 1] = 2;
+    let mut p_minus_2 = MODULUS;
+    p_minus_2[DH_LEN - 1] -= 2;
+    for y in [two, p_minus_2] {
+        assert_eq!(server_verdict_on_client_y(Required, &y), Ok(()));
     }
     // The range check comes before the -g check.
     assert_eq!(
         server_verdict_on_client_y(Required, &MODULUS),
-        Err(HandshakeError::ValueOutOfRange)
+        Err(PeerRejection::ValueOutOfRange)
     );
     assert_eq!(
         server_verdict_on_client_y(Required, &Y_ONE),
-        Err(HandshakeError::ForwardSecrecyRefused)
+        Err(PeerRejection::ForwardSecrecyRefused)
     );
 }
 
@@ -402,7 +419,7 @@ fn bad_mac_is_checked_before_range() {
     forged[..DH_LEN].copy_from_slice(&MODULUS);
     assert_eq!(
         server.receive_signed_dh(&forged).err(),
-        Some(HandshakeError::BadSignature)
+        Some(PeerRejection::BadSignature)
     );
 }
 
@@ -424,7 +441,7 @@ fn debug_output_reveals_no_secrets() {
         &key,
         Enabled,
         nonce_c,
-        Some(EphemeralKeyPair::from_random([0x77; 32])),
+        Some(EphemeralKeyPair::boxed_from_random([0x77; 32])),
     )
     .unwrap();
     let stage1 = format!("{hs:?}");
@@ -447,11 +464,11 @@ fn debug_output_reveals_no_secrets() {
 #[test]
 fn error_messages_are_user_facing() {
     assert_eq!(
-        HandshakeError::BadSignature.to_string(),
+        PeerRejection::BadSignature.to_string(),
         "handshake rejected: the far end signed with a different key (check that both ends use the same key file)"
     );
     assert_eq!(
-        HandshakeError::ForwardSecrecyRefused.to_string(),
+        PeerRejection::ForwardSecrecyRefused.to_string(),
         "handshake rejected: the far end skips forward secrecy (-f) but this end requires it (-g)"
     );
 }
@@ -477,7 +494,7 @@ fn flip_fails(client_fs: ForwardSecrecy, server_fs: ForwardSecrecy, msg: Msg, bi
         },
     );
     match outcome {
-        Err((_, e)) => assert_eq!(e, HandshakeError::BadSignature, "{msg:?} bit {bit}"),
+        Err((_, e)) => assert_eq!(e, PeerRejection::BadSignature, "{msg:?} bit {bit}"),
         Ok(done) => {
             let (mut c_seal, _) = done.client.into_packet_codecs();
             let (_, mut s_open) = done.server.into_packet_codecs();
