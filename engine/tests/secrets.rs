@@ -294,3 +294,129 @@ fn keyfile_warnings_name_the_file() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Exponents never linger in freed heap memory.
+
+/// Hands every block to the system allocator, but while `WATCHING` first looks in each
+/// block being freed for the marker exponent (and moves every reallocation, so the old
+/// block is inspected too: that is where a growing `Vec<EphemeralKeyPair>` would leave
+/// copies of exponents behind).
+struct ScanningAllocator;
+
+static WATCHING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static FOUND: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The private bytes of the marker key pairs: its exponent's low 256 bits are these.
+const MARKER: u8 = 0x7e;
+
+fn scan_freed(ptr: *mut u8, size: usize) {
+    if !WATCHING.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    let mut run = 0;
+    for i in 0..size {
+        // SAFETY: the block is ours until it is handed back just after this scan. Volatile,
+        // so the read is not assumed away; bytes never written read as whatever is there.
+        let byte = unsafe { std::ptr::read_volatile(ptr.add(i)) };
+        run = if byte == MARKER { run + 1 } else { 0 };
+        if run == 32 {
+            FOUND.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return;
+        }
+    }
+}
+
+unsafe impl std::alloc::GlobalAlloc for ScanningAllocator {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        // SAFETY: forwarded unchanged.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        scan_freed(ptr, layout.size());
+        // SAFETY: forwarded unchanged.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: a new block of the new size and same alignment, filled from the old one,
+        // which is then freed (and scanned) as in `dealloc`.
+        unsafe {
+            let new_layout =
+                std::alloc::Layout::from_size_align_unchecked(new_size, layout.align());
+            let new = std::alloc::System.alloc(new_layout);
+            if !new.is_null() {
+                std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+                self.dealloc(ptr, layout);
+            }
+            new
+        }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: ScanningAllocator = ScanningAllocator;
+
+#[test]
+fn no_exponent_is_left_in_freed_memory_after_handshakes() {
+    use sluice_engine::protocol::{HandshakeDriver, Next};
+    let key = PresharedKey::from_keyfile_bytes(b"lingering exponents");
+    WATCHING.store(true, std::sync::atomic::Ordering::Relaxed);
+    for round in 0..4 {
+        let pair = || EphemeralKeyPair::boxed_from_random([MARKER; 32]);
+        let mut client = HandshakeDriver::classic(
+            Role::Client,
+            &key,
+            ForwardSecrecy::Enabled,
+            [1; 32],
+            Some(pair()),
+        )
+        .unwrap();
+        let mut server =
+            HandshakeDriver::classic(Role::Server, &key, ForwardSecrecy::Required, [2; 32], None)
+                .unwrap();
+        // Byte queues between the ends, grown and shrunk as a socket buffer would be.
+        let mut to_server: Vec<u8> = Vec::new();
+        let mut to_client: Vec<u8> = Vec::new();
+        for _ in 0..8 {
+            to_server.extend_from_slice(client.pending_output());
+            let n = client.pending_output().len();
+            client.output_sent(n);
+            to_client.extend_from_slice(server.pending_output());
+            let n = server.pending_output().len();
+            server.output_sent(n);
+            if server.next() == Next::KeyPair {
+                server.supply_key_pair(pair()).unwrap();
+            }
+            let n = server.receive(&to_server).unwrap();
+            to_server.drain(..n);
+            let n = client.receive(&to_client).unwrap();
+            to_client.drain(..n);
+        }
+        assert_eq!(
+            (client.next(), server.next()),
+            (Next::Done, Next::Done),
+            "round {round}"
+        );
+        let (mut sealer, _) = client.finish().unwrap().session_codecs();
+        let (_, mut opener) = server.finish().unwrap().session_codecs();
+        let mut packet = [0u8; sluice_engine::protocol::PACKET_LEN];
+        sealer.seal(b"x", &mut packet).unwrap();
+        assert_eq!(opener.open(&mut packet), Ok(1));
+
+        // Key pairs kept in a vector that grows, as a pool's would: boxes move, not pairs.
+        let mut kept: Vec<Box<EphemeralKeyPair>> = Vec::new();
+        for _ in 0..5 {
+            kept.push(pair());
+        }
+        kept.shrink_to_fit();
+        drop(kept);
+    }
+    WATCHING.store(false, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        FOUND.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "a freed heap block held a private exponent"
+    );
+}
