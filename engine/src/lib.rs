@@ -32,3 +32,7 @@ pub use protocol::key::{Fingerprint, PresharedKey, hex};
 pub use protocol::{ForwardSecrecy, KeyAgreement};
 pub use stats::{CounterSnapshot, HandshakeFailure, RateSample};
 pub use tunnel::{TunnelSettings, TunnelState};
+pub mod far_end;
+pub use far_end::{
+    Action as FarEndAction, FarEndError, FarEndPlan, Request as FarEndRequest, StepReport,
+};

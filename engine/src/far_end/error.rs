@@ -1,0 +1,112 @@
+//! Why a far-end step failed, split by cause: this machine (the SSH command, the key, the
+//! tunnel), the SSH connection (host key, authentication, reachability), or the far end
+//! itself (what is installed there, its ports, its commands). Messages say what to do.
+
+use super::shell::SplitError;
+use crate::net::probe::ProbeOutcome;
+
+/// A step failed. Clone, so the same error can go to a progress list and a final result.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum FarEndError {
+    #[error(transparent)]
+    Local(#[from] LocalError),
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    #[error(transparent)]
+    FarHost(#[from] FarHostError),
+}
+
+/// Something on this machine is not right.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum LocalError {
+    #[error("SLUICE_SSH_COMMAND cannot be used: {0}")]
+    SshCommand(SplitError),
+    #[error(
+        "cannot run {program:?} ({reason}): install the OpenSSH client (apt install openssh-client), or set SLUICE_SSH_COMMAND to the ssh command to use"
+    )]
+    SshNotRunnable { program: String, reason: String },
+    #[error("tunnel {tunnel:?} cannot have its far end set up: {reason}")]
+    Tunnel { tunnel: String, reason: String },
+    #[error("the tunnel's key cannot be read: {0}")]
+    Key(String),
+}
+
+/// The SSH connection did not get as far as running a command.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum SshError {
+    #[error(
+        "the host key of {destination} is not known here, so ssh refused to connect (Sluice never accepts host keys on its own): connect once with `{command}`, compare the fingerprint it shows with the server's, accept it, then try again"
+    )]
+    HostKeyUnknown {
+        destination: String,
+        command: String,
+    },
+    #[error(
+        "the host key of {destination} has CHANGED since it was recorded in known_hosts: ssh refused to connect and nothing was done on the far end; this may be an attack, or the server was reinstalled. Check with the server's administrator; if the change is expected, remove the old key with `{fix}` and connect once with `ssh -o StrictHostKeyChecking=ask {destination}`"
+    )]
+    HostKeyChanged { destination: String, fix: String },
+    #[error(
+        "permission denied by {destination}: ssh could not log in without a prompt (Sluice runs ssh with BatchMode=yes); load your key into the agent (ssh-add) or configure the right IdentityFile and User for this host in ~/.ssh/config, and check that `ssh {destination} true` works without a password"
+    )]
+    PermissionDenied { destination: String },
+    #[error(
+        "cannot reach {destination}: {detail}; check the host name, the port and the network (ssh's ConnectTimeout was {timeout_secs} s)"
+    )]
+    Unreachable {
+        destination: String,
+        detail: String,
+        timeout_secs: u64,
+    },
+    #[error(
+        "ssh to {destination} did not answer within {secs} s, and was stopped: check the far end"
+    )]
+    TimedOut { destination: String, secs: u64 },
+    #[error("ssh to {destination} failed: {detail}")]
+    Other { destination: String, detail: String },
+}
+
+/// The far end is reachable but cannot do what the step needs.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum FarHostError {
+    #[error(
+        "neither sluiced nor spiped is installed on {destination} (or not on the PATH of non-interactive ssh commands): install spiped there (`sudo apt install spiped` on Debian and Ubuntu), or the Sluice .deb for sluiced, then try again"
+    )]
+    NoProgram { destination: String },
+    #[error(
+        "this tunnel uses Sluice's X25519 handshake, which stock spiped cannot speak, and sluiced is not installed on {destination}: install the Sluice .deb there (`sudo apt install ./sluice_VERSION_amd64.deb`), or switch the tunnel to the classic handshake"
+    )]
+    NeedsSluiced { destination: String },
+    #[error(
+        "the far end's port {address} is already in use on {destination}: stop what listens there (`ss -ltnp` shows it), or point the tunnel at another port"
+    )]
+    PortInUse {
+        destination: String,
+        address: String,
+    },
+    #[error(
+        "tunnel {tunnel:?} is already set up on {destination}: check it with --far-end-check, or take it down with --far-end-remove before setting it up again"
+    )]
+    AlreadySetUp { destination: String, tunnel: String },
+    #[error(
+        "nothing of tunnel {tunnel:?} was set up on {destination} by Sluice: set it up first (--far-end-setup)"
+    )]
+    NotSetUp { destination: String, tunnel: String },
+    #[error(
+        "{path} already exists on {destination} and was not made by Sluice: it was left untouched; rename the tunnel, or move that file away"
+    )]
+    Occupied { destination: String, path: String },
+    #[error("the far end of tunnel {tunnel:?} on {destination} is not running: {detail}")]
+    NotRunning {
+        destination: String,
+        tunnel: String,
+        detail: String,
+    },
+    #[error("the connection test through the far end failed: {0}")]
+    TestFailed(ProbeOutcome),
+    #[error("{what} failed on {destination}: {detail}")]
+    Command {
+        destination: String,
+        what: &'static str,
+        detail: String,
+    },
+}

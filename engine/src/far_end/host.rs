@@ -1,0 +1,405 @@
+//! What the far end has (read by the probe step) and what set-up therefore does: which
+//! program serves the tunnel and how it is kept running, with the reason in words. Pure
+//! functions of the probe's answers, so every branch is tested without a server.
+
+use super::error::FarHostError;
+use super::plan::FarEndPlan;
+use super::ssh::RemoteOutput;
+
+/// An installed program and the first line of its `-v`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Installed {
+    pub path: String,
+    pub version: String,
+}
+
+/// Who the SSH user is on the far end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Privilege {
+    Root,
+    /// `sudo -n true` works: sudo without a password.
+    PasswordlessSudo,
+    User,
+}
+
+/// The probe's findings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostFacts {
+    pub user: String,
+    pub home: String,
+    pub os: String,
+    pub sluiced: Option<Installed>,
+    pub spiped: Option<Installed>,
+    pub privilege: Privilege,
+    /// systemd runs the system (`/run/systemd/system` exists).
+    pub systemd_system: bool,
+    /// `systemctl --user` reaches a user manager.
+    pub systemd_user: bool,
+    /// Whether the user's manager keeps running after logout (`loginctl enable-linger`).
+    pub linger: bool,
+    /// The `sluiced@.service` template unit the Sluice .deb installs, if present.
+    pub sluiced_template: Option<String>,
+    /// Whether Sluice already set this tunnel up here (its manifest exists).
+    pub already_set_up: bool,
+}
+
+impl HostFacts {
+    /// Reads the probe script's `sluice-far-end:NAME=VALUE` lines.
+    pub fn parse(output: &RemoteOutput) -> Option<HostFacts> {
+        let installed = |name: &str| {
+            output.value(name).map(|path| Installed {
+                path: path.to_owned(),
+                version: output
+                    .value(&format!("{name}-version"))
+                    .unwrap_or("unknown version")
+                    .to_owned(),
+            })
+        };
+        let yes = |name: &str| output.value(name) == Some("yes");
+        let privilege = if output.value("uid") == Some("0") {
+            Privilege::Root
+        } else if yes("sudo") {
+            Privilege::PasswordlessSudo
+        } else {
+            Privilege::User
+        };
+        Some(HostFacts {
+            user: output.value("user")?.to_owned(),
+            home: output.value("home")?.to_owned(),
+            os: output.value("os").unwrap_or("unknown OS").to_owned(),
+            sluiced: installed("sluiced"),
+            spiped: installed("spiped"),
+            privilege,
+            systemd_system: yes("systemd-system"),
+            systemd_user: yes("systemd-user"),
+            linger: yes("linger"),
+            sluiced_template: output.value("sluiced-template").map(str::to_owned),
+            already_set_up: yes("manifest"),
+        })
+    }
+
+    /// One line for the progress list.
+    pub fn summary(&self) -> String {
+        let program = |p: &Option<Installed>, name: &str| match p {
+            Some(i) => format!("{name} {} ({})", i.version, i.path),
+            None => format!("no {name}"),
+        };
+        let who = match self.privilege {
+            Privilege::Root => "root".to_owned(),
+            Privilege::PasswordlessSudo => format!("{} with password-less sudo", self.user),
+            Privilege::User => format!("{} without password-less sudo", self.user),
+        };
+        let systemd = match (self.systemd_system, self.systemd_user) {
+            (true, true) => "systemd (system and --user)",
+            (true, false) => "systemd (system only, no --user manager)",
+            (false, true) => "systemd --user only",
+            (false, false) => "no systemd",
+        };
+        format!(
+            "{}; {}; {}; {systemd}; logged in as {who}",
+            self.os,
+            program(&self.sluiced, "sluiced"),
+            program(&self.spiped, "spiped")
+        )
+    }
+
+    /// The directory Sluice keeps this user's far ends in.
+    pub fn state_dir(&self) -> String {
+        format!("{}/.config/sluice-far-end", self.home.trim_end_matches('/'))
+    }
+}
+
+/// Which program serves the far end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Program {
+    Sluiced,
+    Spiped,
+}
+
+impl Program {
+    pub fn name(self) -> &'static str {
+        match self {
+            Program::Sluiced => "sluiced",
+            Program::Spiped => "spiped",
+        }
+    }
+}
+
+/// How the far end is kept running.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Persistence {
+    /// The .deb's `sluiced@NAME` system unit, running `/etc/sluice/NAME.ron`.
+    SluicedTemplate { unit: String },
+    /// A system unit Sluice writes (`/etc/systemd/system/sluice-far-end-NAME.service`).
+    SystemUnit { unit: String },
+    /// A `systemctl --user` unit Sluice writes; `linger` says whether it outlives logout.
+    UserUnit { unit: String, linger: bool },
+    /// The program's own daemon mode with a pid file: stops at reboot.
+    Daemon,
+}
+
+/// What set-up will do on this far end, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Choice {
+    pub program: Program,
+    pub program_path: String,
+    pub persistence: Persistence,
+    /// Whether root commands go through `sudo -n`.
+    pub sudo: bool,
+    /// Why this was chosen, in words.
+    pub why: String,
+}
+
+/// Picks the program (sluiced if present, else spiped) and the most persistent way to
+/// run it that the far end allows.
+pub fn choose(
+    facts: &HostFacts,
+    plan: &FarEndPlan,
+    destination: &str,
+) -> Result<Choice, FarHostError> {
+    let (program, installed) = match (&facts.sluiced, &facts.spiped) {
+        (Some(s), _) => (Program::Sluiced, s),
+        (None, Some(_)) if !plan.spiped_can_serve() => {
+            return Err(FarHostError::NeedsSluiced {
+                destination: destination.to_owned(),
+            });
+        }
+        (None, Some(s)) => (Program::Spiped, s),
+        (None, None) => {
+            return Err(FarHostError::NoProgram {
+                destination: destination.to_owned(),
+            });
+        }
+    };
+    // Root is used only for a system unit: everything else stays in the user's home.
+    let system = facts.systemd_system && facts.privilege != Privilege::User;
+    let sudo = system && facts.privilege == Privilege::PasswordlessSudo;
+    let via = if sudo { " through sudo" } else { " as root" };
+    let (persistence, why) = if system {
+        match (&facts.sluiced_template, program) {
+            (Some(_), Program::Sluiced) => (
+                Persistence::SluicedTemplate {
+                    unit: format!("sluiced@{}.service", plan.slug),
+                },
+                format!(
+                    "the system unit sluiced@{} from the Sluice package, started{via}: it runs at boot and restarts on failure",
+                    plan.slug
+                ),
+            ),
+            _ => (
+                Persistence::SystemUnit {
+                    unit: format!("sluice-far-end-{}.service", plan.slug),
+                },
+                format!(
+                    "a system unit sluice-far-end-{}.service, written and started{via}: it runs at boot and restarts on failure",
+                    plan.slug
+                ),
+            ),
+        }
+    } else if facts.systemd_user {
+        let unit = format!("sluice-far-end-{}.service", plan.slug);
+        let lead = if facts.systemd_system {
+            format!("{} has neither root nor password-less sudo, so", facts.user)
+        } else {
+            "no system manager is reachable, so".to_owned()
+        };
+        let linger_note = if facts.linger {
+            "lingering is on for this user, so it keeps running after logout and starts at boot"
+                .to_owned()
+        } else {
+            format!(
+                "lingering is off: it stops when {} logs out and does not start at boot until an administrator runs `loginctl enable-linger {}`",
+                facts.user, facts.user
+            )
+        };
+        (
+            Persistence::UserUnit {
+                unit: unit.clone(),
+                linger: facts.linger,
+            },
+            format!("{lead} a systemd --user unit {unit}; {linger_note}"),
+        )
+    } else {
+        let why = if facts.systemd_system {
+            format!(
+                "{} has neither root nor password-less sudo and no systemd --user manager, so a daemon with a pid file (it does not start again after a reboot)",
+                facts.user
+            )
+        } else {
+            "no systemd on the far end, so a daemon with a pid file (it does not start again after a reboot)".to_owned()
+        };
+        (Persistence::Daemon, why)
+    };
+    Ok(Choice {
+        program,
+        program_path: installed.path.clone(),
+        persistence,
+        sudo,
+        why,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{KeyRef, Mode, TunnelSpec};
+    use crate::protocol::KeyAgreement;
+
+    fn facts() -> HostFacts {
+        HostFacts {
+            user: "deploy".into(),
+            home: "/home/deploy".into(),
+            os: "Debian GNU/Linux 12 (bookworm)".into(),
+            sluiced: None,
+            spiped: Some(Installed {
+                path: "/usr/bin/spiped".into(),
+                version: "spiped 1.6.2".into(),
+            }),
+            privilege: Privilege::User,
+            systemd_system: false,
+            systemd_user: false,
+            linger: false,
+            sluiced_template: None,
+            already_set_up: false,
+        }
+    }
+
+    fn plan(agreement: KeyAgreement) -> FarEndPlan {
+        let mut spec = TunnelSpec::new(
+            "redis",
+            Mode::Encrypt,
+            "[127.0.0.1]:6379",
+            "db:8025",
+            KeyRef::File("/k".into()),
+        );
+        spec.key_agreement = agreement;
+        FarEndPlan::new(&spec, "[127.0.0.1]:6379", "laptop")
+    }
+
+    fn sluiced() -> Option<Installed> {
+        Some(Installed {
+            path: "/usr/bin/sluiced".into(),
+            version: "sluiced 0.1.0 (spiped 1.6 protocol)".into(),
+        })
+    }
+
+    #[test]
+    fn parse_reads_marked_lines() {
+        let out = RemoteOutput {
+            status: 0,
+            stdout: "motd\nsluice-far-end:user=deploy\nsluice-far-end:home=/home/deploy\nsluice-far-end:uid=1000\nsluice-far-end:os=Linux 6.1\nsluice-far-end:spiped=/usr/bin/spiped\nsluice-far-end:spiped-version=spiped 1.6.2\nsluice-far-end:sudo=yes\nsluice-far-end:systemd-user=yes\n".into(),
+            stderr: String::new(),
+        };
+        let f = HostFacts::parse(&out).unwrap();
+        assert_eq!(f.privilege, Privilege::PasswordlessSudo);
+        assert_eq!(f.spiped.as_ref().unwrap().version, "spiped 1.6.2");
+        assert!(f.sluiced.is_none() && f.systemd_user && !f.systemd_system);
+        assert_eq!(f.state_dir(), "/home/deploy/.config/sluice-far-end");
+        let empty = RemoteOutput {
+            status: 0,
+            stdout: String::new(),
+            stderr: String::new(),
+        };
+        assert_eq!(HostFacts::parse(&empty), None);
+    }
+
+    #[test]
+    fn no_systemd_means_a_daemon_with_spiped() {
+        let c = choose(&facts(), &plan(KeyAgreement::Classic), "db").unwrap();
+        assert_eq!(c.program, Program::Spiped);
+        assert_eq!(c.persistence, Persistence::Daemon);
+        assert!(!c.sudo);
+        assert!(c.why.contains("no systemd"), "{}", c.why);
+    }
+
+    #[test]
+    fn sluiced_is_preferred() {
+        let mut f = facts();
+        f.sluiced = sluiced();
+        let c = choose(&f, &plan(KeyAgreement::Classic), "db").unwrap();
+        assert_eq!(c.program, Program::Sluiced);
+        assert_eq!(c.program_path, "/usr/bin/sluiced");
+    }
+
+    #[test]
+    fn root_with_the_template_uses_sluiced_at_name() {
+        let mut f = facts();
+        f.sluiced = sluiced();
+        f.privilege = Privilege::Root;
+        f.systemd_system = true;
+        f.sluiced_template = Some("/lib/systemd/system/sluiced@.service".into());
+        let c = choose(&f, &plan(KeyAgreement::Classic), "db").unwrap();
+        assert_eq!(
+            c.persistence,
+            Persistence::SluicedTemplate {
+                unit: "sluiced@redis.service".into()
+            }
+        );
+        assert!(!c.sudo);
+        assert!(c.why.contains("as root"), "{}", c.why);
+    }
+
+    #[test]
+    fn sudo_with_spiped_writes_a_system_unit() {
+        let mut f = facts();
+        f.privilege = Privilege::PasswordlessSudo;
+        f.systemd_system = true;
+        f.systemd_user = true;
+        f.sluiced_template = Some("/lib/systemd/system/sluiced@.service".into());
+        let c = choose(&f, &plan(KeyAgreement::Classic), "db").unwrap();
+        assert_eq!(
+            c.persistence,
+            Persistence::SystemUnit {
+                unit: "sluice-far-end-redis.service".into()
+            }
+        );
+        assert!(c.sudo);
+        assert!(c.why.contains("through sudo"), "{}", c.why);
+    }
+
+    #[test]
+    fn an_ordinary_user_gets_a_user_unit_with_a_lingering_note() {
+        let mut f = facts();
+        f.systemd_system = true;
+        f.systemd_user = true;
+        let c = choose(&f, &plan(KeyAgreement::Classic), "db").unwrap();
+        assert_eq!(
+            c.persistence,
+            Persistence::UserUnit {
+                unit: "sluice-far-end-redis.service".into(),
+                linger: false
+            }
+        );
+        assert!(c.why.contains("loginctl enable-linger deploy"), "{}", c.why);
+        assert!(!c.sudo);
+        f.linger = true;
+        let c = choose(&f, &plan(KeyAgreement::Classic), "db").unwrap();
+        assert!(c.why.contains("lingering is on"), "{}", c.why);
+    }
+
+    #[test]
+    fn systemd_without_privilege_or_user_manager_is_a_daemon() {
+        let mut f = facts();
+        f.systemd_system = true;
+        let c = choose(&f, &plan(KeyAgreement::Classic), "db").unwrap();
+        assert_eq!(c.persistence, Persistence::Daemon);
+        assert!(
+            c.why.contains("neither root nor password-less sudo"),
+            "{}",
+            c.why
+        );
+    }
+
+    #[test]
+    fn missing_programs_say_what_to_install() {
+        let mut f = facts();
+        let e = choose(&f, &plan(KeyAgreement::X25519), "db").unwrap_err();
+        assert!(matches!(e, FarHostError::NeedsSluiced { .. }));
+        assert!(e.to_string().contains("Sluice .deb"), "{e}");
+        f.spiped = None;
+        let e = choose(&f, &plan(KeyAgreement::Classic), "db").unwrap_err();
+        assert!(e.to_string().contains("sudo apt install spiped"), "{e}");
+        f.sluiced = sluiced();
+        assert!(choose(&f, &plan(KeyAgreement::X25519), "db").is_ok());
+    }
+}

@@ -1,0 +1,541 @@
+//! The far end in one action: set up, check and remove the server side of a tunnel over
+//! SSH, with the system's OpenSSH client. A supervisor-level module: it uses the config,
+//! the key sources and the connection test; nothing in `protocol` or `net` uses it.
+//!
+//! The API is blocking: [`run`] performs one [`Action`] step by step, calling back with a
+//! [`StepReport`] as each step starts and ends, and returns when done. Callers with a
+//! UI thread use [`spawn`], which runs it on a thread of its own. Do not call [`run`] from
+//! inside a tokio runtime: the connection test runs a small runtime of its own.
+
+mod error;
+mod host;
+mod plan;
+mod scripts;
+mod shell;
+mod ssh;
+
+use std::fmt;
+use std::time::Duration;
+
+use zeroize::Zeroizing;
+
+use crate::config::{KeyRef, Mode, TunnelSpec};
+use crate::keyfile;
+use crate::keystore::KeyStore;
+use crate::net::addr::Address;
+use crate::net::dhpool::KeyPairPool;
+use crate::net::probe::{ProbeRequest, probe};
+use crate::protocol::key::PresharedKey;
+
+pub use error::{FarEndError, FarHostError, LocalError, SshError};
+pub use host::{Choice, HostFacts, Installed, Persistence, Privilege, Program, choose};
+pub use plan::{
+    FarEndCommands, FarEndPlan, default_far_address, far_address_label, far_end_commands, slug,
+};
+pub use shell::{SplitError, quote as shell_quote, split_words};
+pub use ssh::{SSH_COMMAND_VAR, SshClient};
+
+use scripts::Layout;
+use ssh::{RemoteOutput, SshFailure};
+
+/// ssh's `ConnectTimeout` unless the caller picks another.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What to do on the far end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Probe, send the key, start the far end, verify.
+    Setup,
+    /// Probe, then verify what an earlier set-up started.
+    Check,
+    /// Stop what set-up started and delete the files it wrote, nothing else.
+    Remove,
+}
+
+impl Action {
+    /// The steps this action runs, in order.
+    pub fn steps(self) -> &'static [Step] {
+        match self {
+            Action::Setup => &[Step::Probe, Step::SendKey, Step::Start, Step::Verify],
+            Action::Check => &[Step::Probe, Step::Verify],
+            Action::Remove => &[Step::Probe, Step::Remove],
+        }
+    }
+}
+
+/// One step of an action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Step {
+    Probe,
+    SendKey,
+    Start,
+    Verify,
+    Remove,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Step::Probe => "probe",
+            Step::SendKey => "send key",
+            Step::Start => "start",
+            Step::Verify => "verify",
+            Step::Remove => "remove",
+        })
+    }
+}
+
+/// Where a step is.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepOutcome {
+    /// The step has started.
+    Running,
+    /// The step succeeded; what it found or did, in words.
+    Done(String),
+    /// The step failed; later steps do not run.
+    Failed(FarEndError),
+}
+
+/// One progress report.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepReport {
+    pub step: Step,
+    pub outcome: StepOutcome,
+}
+
+impl fmt::Display for StepReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.outcome {
+            StepOutcome::Running => write!(f, "{}: running", self.step),
+            StepOutcome::Done(what) => write!(f, "{}: ok: {what}", self.step),
+            StepOutcome::Failed(why) => write!(f, "{}: FAILED: {why}", self.step),
+        }
+    }
+}
+
+/// The key file's bytes (what spiped reads from `-k`), wiped when dropped. Never shown.
+pub struct KeyBytes(Zeroizing<Vec<u8>>);
+
+impl KeyBytes {
+    pub fn new(bytes: Zeroizing<Vec<u8>>) -> KeyBytes {
+        KeyBytes(bytes)
+    }
+
+    /// Reads the key a tunnel refers to: a key file, or the keychain when one is given.
+    pub fn load(key: &KeyRef, keychain: Option<&dyn KeyStore>) -> Result<KeyBytes, LocalError> {
+        match key {
+            KeyRef::File(path) => keyfile::read_keyfile_with_bytes(path)
+                .map(|(bytes, _)| KeyBytes(bytes))
+                .map_err(|e| LocalError::Key(e.to_string())),
+            KeyRef::Keychain(name) => {
+                let store = keychain.ok_or_else(|| {
+                    LocalError::Key(format!(
+                        "the key {name:?} is in the desktop keychain, which is not available here: export it to a key file in Sluice (Keys, Export), reference it as File(\"/path/to/keyfile\") in the config, and try again"
+                    ))
+                })?;
+                store
+                    .load(name)
+                    .map(KeyBytes)
+                    .map_err(|e| LocalError::Key(e.to_string()))
+            }
+        }
+    }
+
+    fn preshared(&self) -> PresharedKey {
+        PresharedKey::from_keyfile_bytes(&self.0)
+    }
+}
+
+impl fmt::Debug for KeyBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyBytes({})", self.preshared().fingerprint())
+    }
+}
+
+/// One far-end action for one tunnel.
+#[derive(Debug)]
+pub struct Request {
+    pub action: Action,
+    /// The tunnel as configured on this machine.
+    pub tunnel: TunnelSpec,
+    /// The far end's service (Encrypt tunnels) or listening address (Decrypt tunnels);
+    /// `None` = [`default_far_address`].
+    pub far_address: Option<String>,
+    /// How the far end reaches this machine (Decrypt tunnels only).
+    pub this_host: String,
+    /// Needed for set-up and check, not for remove.
+    pub key: Option<KeyBytes>,
+    pub ssh: SshClient,
+}
+
+impl Request {
+    /// The plan this request carries out.
+    pub fn plan(&self) -> FarEndPlan {
+        let far = self
+            .far_address
+            .clone()
+            .unwrap_or_else(|| default_far_address(&self.tunnel));
+        FarEndPlan::new(&self.tunnel, &far, &self.this_host)
+    }
+}
+
+/// Runs `request` on a new thread; `on_step` is called from that thread.
+pub fn spawn(
+    request: Request,
+    mut on_step: impl FnMut(StepReport) + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<Result<(), FarEndError>>> {
+    std::thread::Builder::new()
+        .name("sluice-far-end".into())
+        .spawn(move || run(&request, &mut on_step))
+}
+
+/// Runs the action's steps in order, reporting each as it starts and as it ends, and
+/// stops at the first failure (which is also the returned error). Blocks.
+pub fn run(request: &Request, on_step: &mut dyn FnMut(StepReport)) -> Result<(), FarEndError> {
+    let mut runner = Runner {
+        request,
+        plan: request.plan(),
+        facts: None,
+        choice: None,
+    };
+    for &step in request.action.steps() {
+        on_step(StepReport {
+            step,
+            outcome: StepOutcome::Running,
+        });
+        match runner.step(step) {
+            Ok(done) => on_step(StepReport {
+                step,
+                outcome: StepOutcome::Done(done),
+            }),
+            Err(error) => {
+                on_step(StepReport {
+                    step,
+                    outcome: StepOutcome::Failed(error.clone()),
+                });
+                return Err(error);
+            }
+        }
+    }
+    Ok(())
+}
+
+struct Runner<'a> {
+    request: &'a Request,
+    plan: FarEndPlan,
+    facts: Option<HostFacts>,
+    choice: Option<Choice>,
+}
+
+impl Runner<'_> {
+    fn destination(&self) -> String {
+        self.request.ssh.destination.clone()
+    }
+
+    fn step(&mut self, step: Step) -> Result<String, FarEndError> {
+        match step {
+            Step::Probe => self.probe(),
+            Step::SendKey => self.send_key(),
+            Step::Start => self.start(),
+            Step::Verify => self.verify(),
+            Step::Remove => self.remove(),
+        }
+    }
+
+    fn remote(&self, script: &str, stdin: Option<&[u8]>) -> Result<RemoteOutput, FarEndError> {
+        self.request
+            .ssh
+            .run(script, stdin)
+            .map_err(|failure| match failure {
+                SshFailure::Local(e) => FarEndError::Local(e),
+                SshFailure::Ssh(e) => FarEndError::Ssh(e),
+            })
+    }
+
+    fn command_failed(&self, what: &'static str, output: &RemoteOutput) -> FarEndError {
+        FarHostError::Command {
+            destination: self.destination(),
+            what,
+            detail: output.diagnostics(),
+        }
+        .into()
+    }
+
+    fn check_tunnel(&self) -> Result<(), FarEndError> {
+        let spec = &self.request.tunnel;
+        let invalid = |reason: String| LocalError::Tunnel {
+            tunnel: spec.name.clone(),
+            reason,
+        };
+        if let Err(problems) = spec.validate() {
+            let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            return Err(invalid(text.join("; ")).into());
+        }
+        let far = self.plan.target.parse::<Address>();
+        let far_side = match spec.mode {
+            Mode::Encrypt => &self.plan.target,
+            Mode::Decrypt => &self.plan.source,
+        };
+        if let Err(e) = far_side.parse::<Address>().and(far) {
+            return Err(invalid(format!("the far end's address {far_side:?}: {e}")).into());
+        }
+        Ok(())
+    }
+
+    fn probe(&mut self) -> Result<String, FarEndError> {
+        self.check_tunnel()?;
+        let output = self.remote(&scripts::probe(&self.plan.slug), None)?;
+        let facts =
+            HostFacts::parse(&output).ok_or_else(|| self.command_failed("the probe", &output))?;
+        let summary = facts.summary();
+        let destination = self.destination();
+        let mut done = summary;
+        match self.request.action {
+            Action::Setup => {
+                if facts.already_set_up {
+                    return Err(FarHostError::AlreadySetUp {
+                        destination,
+                        tunnel: self.plan.tunnel.clone(),
+                    }
+                    .into());
+                }
+                let choice = choose(&facts, &self.plan, &destination)?;
+                done.push_str(&format!(
+                    "; will run {} as {}",
+                    choice.program.name(),
+                    choice.why
+                ));
+                self.choice = Some(choice);
+            }
+            Action::Check | Action::Remove => {
+                if !facts.already_set_up {
+                    return Err(FarHostError::NotSetUp {
+                        destination,
+                        tunnel: self.plan.tunnel.clone(),
+                    }
+                    .into());
+                }
+            }
+        }
+        self.facts = Some(facts);
+        Ok(done)
+    }
+
+    fn facts_and_choice(&self) -> Result<(&HostFacts, &Choice), FarEndError> {
+        match (&self.facts, &self.choice) {
+            (Some(f), Some(c)) => Ok((f, c)),
+            // Steps run in order; reaching this means the probe did not run.
+            _ => Err(LocalError::Tunnel {
+                tunnel: self.plan.tunnel.clone(),
+                reason: "internal error: set-up ran without probing the far end first".into(),
+            }
+            .into()),
+        }
+    }
+
+    fn key(&self) -> Result<&KeyBytes, FarEndError> {
+        self.request.key.as_ref().ok_or_else(|| {
+            LocalError::Key("no key was given, and this step needs it".into()).into()
+        })
+    }
+
+    fn send_key(&mut self) -> Result<String, FarEndError> {
+        let (facts, choice) = self.facts_and_choice()?;
+        let key = self.key()?;
+        let layout = Layout::new(facts, &self.plan, Some(choice));
+        let output = self.remote(&scripts::send_key(&layout, choice), Some(&key.0))?;
+        if output.has("already-set-up") {
+            return Err(FarHostError::AlreadySetUp {
+                destination: self.destination(),
+                tunnel: self.plan.tunnel.clone(),
+            }
+            .into());
+        }
+        if let Some(path) = output.value("occupied") {
+            return Err(FarHostError::Occupied {
+                destination: self.destination(),
+                path: path.to_owned(),
+            }
+            .into());
+        }
+        match output.value("key") {
+            Some(path) if output.success() => Ok(format!(
+                "{} bytes written to {path} (mode 0600; fingerprint {})",
+                key.0.len(),
+                key.preshared().fingerprint()
+            )),
+            _ => Err(self.command_failed("writing the key file", &output)),
+        }
+    }
+
+    fn start(&mut self) -> Result<String, FarEndError> {
+        let (facts, choice) = self.facts_and_choice()?;
+        let layout = Layout::new(facts, &self.plan, Some(choice));
+        let input = scripts::start_input(&layout, choice, &self.plan);
+        let output = self.remote(
+            &scripts::start(&layout, choice, &self.plan),
+            input.as_deref().map(str::as_bytes),
+        )?;
+        if let Some(path) = output.value("occupied") {
+            return Err(FarHostError::Occupied {
+                destination: self.destination(),
+                path: path.to_owned(),
+            }
+            .into());
+        }
+        if !output.success() || output.has("start-failed") {
+            let text = output.diagnostics();
+            if text.to_ascii_lowercase().contains("in use") {
+                return Err(FarHostError::PortInUse {
+                    destination: self.destination(),
+                    address: self.plan.source.clone(),
+                }
+                .into());
+            }
+            return Err(self.command_failed("starting the far end", &output));
+        }
+        let how = match (output.value("pid"), output.value("unit")) {
+            (Some(pid), _) => format!("as a daemon, pid {pid}, pid file {}", layout.pidfile),
+            (None, Some(unit)) => format!("as the systemd unit {unit}"),
+            (None, None) => "(no pid or unit reported)".to_owned(),
+        };
+        Ok(format!(
+            "{} {} -s {} -t {} {how}; chosen: {}",
+            choice.program.name(),
+            self.plan.mode_flag(),
+            self.plan.source,
+            self.plan.target,
+            choice.why
+        ))
+    }
+
+    fn home(&self) -> Result<&str, FarEndError> {
+        self.facts.as_ref().map(|f| f.home.as_str()).ok_or_else(|| {
+            LocalError::Tunnel {
+                tunnel: self.plan.tunnel.clone(),
+                reason: "internal error: the far end was not probed".into(),
+            }
+            .into()
+        })
+    }
+
+    fn verify(&mut self) -> Result<String, FarEndError> {
+        let (dir, manifest) = Layout::manifest_only(self.home()?, &self.plan.slug);
+        let output = self.remote(&scripts::status(&dir, &manifest), None)?;
+        let destination = self.destination();
+        let tunnel = self.plan.tunnel.clone();
+        if output.has("not-set-up") {
+            return Err(FarHostError::NotSetUp {
+                destination,
+                tunnel,
+            }
+            .into());
+        }
+        let stopped: Vec<&str> = output.values("stopped").collect();
+        let running: Vec<&str> = output.values("running").collect();
+        if let Some(missing) = output.value("no-key") {
+            return Err(FarHostError::NotRunning {
+                destination,
+                tunnel,
+                detail: format!("its key file {missing} is gone: remove and set up again"),
+            }
+            .into());
+        }
+        if !stopped.is_empty() || running.is_empty() {
+            let detail = if stopped.is_empty() {
+                "set-up never got as far as starting it: remove, then set up again".to_owned()
+            } else {
+                format!(
+                    "{} (a reboot stops a daemon with a pid file): remove, then set up again",
+                    stopped.join(", ")
+                )
+            };
+            return Err(FarHostError::NotRunning {
+                destination,
+                tunnel,
+                detail,
+            }
+            .into());
+        }
+        let running = running.join(", ");
+        match self.request.tunnel.mode {
+            Mode::Encrypt => {
+                let outcome = self.connection_test()?;
+                if !outcome.is_ok() {
+                    return Err(FarHostError::TestFailed(outcome).into());
+                }
+                Ok(format!(
+                    "far end running ({running}); connection test to {}: {outcome}",
+                    self.request.tunnel.target
+                ))
+            }
+            Mode::Decrypt => Ok(format!(
+                "far end running ({running}); checked: its process is alive on {destination}. Not checked: the encrypted path from the far end's -e back to this machine ({}), which is tested by the first client that connects to {} on the far end",
+                self.plan.target, self.plan.source
+            )),
+        }
+    }
+
+    fn connection_test(&self) -> Result<crate::net::probe::ProbeOutcome, FarEndError> {
+        let spec = &self.request.tunnel;
+        let invalid = |reason: String| -> FarEndError {
+            LocalError::Tunnel {
+                tunnel: spec.name.clone(),
+                reason,
+            }
+            .into()
+        };
+        let valid = spec.validate().map_err(|p| {
+            invalid(
+                p.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
+        let request = ProbeRequest {
+            target: valid.target,
+            key: self.key()?.preshared(),
+            forward_secrecy: spec.forward_secrecy,
+            key_agreement: spec.key_agreement,
+            timeout: valid.timeout,
+            bind: valid.bind,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| invalid(format!("cannot start the connection test: {e}")))?;
+        // No pool thread: one handshake computes its key pair inline.
+        let pool = KeyPairPool::new(0);
+        Ok(runtime.block_on(probe(&request, &pool)))
+    }
+
+    fn remove(&mut self) -> Result<String, FarEndError> {
+        let (dir, manifest) = Layout::manifest_only(self.home()?, &self.plan.slug);
+        let output = self.remote(&scripts::remove(&dir, &manifest), None)?;
+        if output.has("not-set-up") {
+            return Err(FarHostError::NotSetUp {
+                destination: self.destination(),
+                tunnel: self.plan.tunnel.clone(),
+            }
+            .into());
+        }
+        if !output.success() || !output.has("removed") {
+            return Err(self.command_failed("removing the far end", &output));
+        }
+        let mut done: Vec<String> = output
+            .values("stopped")
+            .map(|s| format!("stopped {s}"))
+            .collect();
+        done.extend(output.values("deleted").map(|d| format!("deleted {d}")));
+        done.extend(
+            output
+                .values("foreign")
+                .map(|p| format!("left pid {p} alone (not the far end Sluice started)")),
+        );
+        if done.is_empty() {
+            done.push("nothing was left to remove".into());
+        }
+        Ok(done.join("; "))
+    }
+}

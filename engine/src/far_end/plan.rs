@@ -1,0 +1,364 @@
+//! What the far end of a tunnel runs: `-d` for a local Encrypt tunnel, `-e` for a local
+//! Decrypt tunnel, with the tunnel's forward-secrecy and handshake settings, as a plan
+//! (for the SSH set-up) and as the command lines the far-end tab shows.
+
+use crate::config::{KeyRef, Mode, TunnelSpec};
+use crate::net::addr::Address;
+use crate::protocol::{ForwardSecrecy, KeyAgreement};
+
+use super::shell::quote;
+
+/// The far end's commands and what the user must know to run them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FarEndCommands {
+    /// `None` when stock spiped cannot be the far end (the X25519 handshake).
+    pub spiped: Option<String>,
+    pub sluiced: String,
+    pub notes: Vec<String>,
+}
+
+/// Everything the far end of one tunnel needs, derived from the tunnel and the address
+/// the user gave for the far end (see [`default_far_address`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FarEndPlan {
+    /// The tunnel's name, as in the config.
+    pub tunnel: String,
+    /// The tunnel's name reduced to characters safe in file and unit names.
+    pub slug: String,
+    /// What the far end does: `Decrypt` (`-d`) for a local Encrypt tunnel, and the
+    /// other way round.
+    pub far_mode: Mode,
+    /// The far end's `-s`.
+    pub source: String,
+    /// The far end's `-t`.
+    pub target: String,
+    pub forward_secrecy: ForwardSecrecy,
+    pub key_agreement: KeyAgreement,
+    /// The key file's name on the far end, as the manual commands say it.
+    pub key_file_name: String,
+    /// The command lines to run by hand, as the far-end tab shows them.
+    pub commands: FarEndCommands,
+}
+
+/// The address on the far end that the user is asked to confirm: for an Encrypt tunnel
+/// the service the far end forwards to, for a Decrypt tunnel where its clients connect.
+/// The guess is loopback with the same port, the usual layout.
+pub fn default_far_address(spec: &TunnelSpec) -> String {
+    let port = match spec.mode {
+        Mode::Encrypt => port_of(&spec.listen),
+        Mode::Decrypt => port_of(&spec.target),
+    };
+    format!("[127.0.0.1]:{}", port.unwrap_or(8000))
+}
+
+/// What the far address field is for, in words.
+pub fn far_address_label(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Encrypt => "Service on the far end (its spiped -t)",
+        Mode::Decrypt => "Where the far end's clients connect (its spiped -s)",
+    }
+}
+
+/// Builds the far end's command lines. `this_host` is how the far end reaches this
+/// machine (used for Decrypt tunnels).
+pub fn far_end_commands(spec: &TunnelSpec, far_address: &str, this_host: &str) -> FarEndCommands {
+    FarEndPlan::new(spec, far_address, this_host).commands
+}
+
+impl FarEndPlan {
+    /// The plan for `spec`'s far end. `far_address` is the far end's service (Encrypt
+    /// tunnels) or its listening address (Decrypt tunnels); `this_host` is how the far
+    /// end reaches this machine (Decrypt tunnels only).
+    pub fn new(spec: &TunnelSpec, far_address: &str, this_host: &str) -> FarEndPlan {
+        let mut notes = Vec::new();
+        let key_file_name = match &spec.key {
+            KeyRef::File(path) => {
+                notes.push(format!(
+                    "Copy the key file {} to the far end (keep it private: chmod 600).",
+                    path.display()
+                ));
+                path.file_name().map_or_else(
+                    || path.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                )
+            }
+            KeyRef::Keychain(entry) => {
+                notes.push(format!(
+                    "Export the key \"{entry}\" (Keys, Export) and copy the file to the far end (keep it private: chmod 600)."
+                ));
+                format!("{entry}.key")
+            }
+        };
+        let (far_mode, source, target) = match spec.mode {
+            Mode::Encrypt => (
+                Mode::Decrypt,
+                far_listen_address(&spec.target),
+                far_address.to_owned(),
+            ),
+            Mode::Decrypt => {
+                let port = port_of(&spec.listen).unwrap_or(8025);
+                (
+                    Mode::Encrypt,
+                    far_address.to_owned(),
+                    format!("{}:{port}", reachable_host(&spec.listen, this_host)),
+                )
+            }
+        };
+        if spec.mode == Mode::Decrypt {
+            notes.push(format!(
+                "Replace {this_host} if the far end reaches this machine under another name or address."
+            ));
+        }
+        if spec.key_agreement == KeyAgreement::X25519 {
+            notes.push(
+                "This tunnel uses Sluice's X25519 handshake: the far end must run sluiced with --x25519 (stock spiped cannot speak it).".into(),
+            );
+        }
+        if spec.forward_secrecy == ForwardSecrecy::Required {
+            notes.push("This end requires forward secrecy: the far end must not use -f.".into());
+        }
+        let mut plan = FarEndPlan {
+            tunnel: spec.name.clone(),
+            slug: slug(&spec.name),
+            far_mode,
+            source,
+            target,
+            forward_secrecy: spec.forward_secrecy,
+            key_agreement: spec.key_agreement,
+            key_file_name,
+            commands: FarEndCommands {
+                spiped: None,
+                sluiced: String::new(),
+                notes,
+            },
+        };
+        let args = plan
+            .args(&plan.key_file_name)
+            .iter()
+            .map(|a| quote(a))
+            .collect::<Vec<_>>()
+            .join(" ");
+        plan.commands.sluiced = format!("sluiced {args}");
+        plan.commands.spiped = plan.spiped_can_serve().then(|| format!("spiped {args}"));
+        plan
+    }
+
+    /// `-d` or `-e`.
+    pub fn mode_flag(&self) -> &'static str {
+        match self.far_mode {
+            Mode::Decrypt => "-d",
+            Mode::Encrypt => "-e",
+        }
+    }
+
+    /// Whether stock spiped can be this far end (it cannot speak X25519).
+    pub fn spiped_can_serve(&self) -> bool {
+        self.key_agreement == KeyAgreement::Classic
+    }
+
+    /// The far end's arguments (spiped's and sluiced's are the same), unquoted, with the
+    /// key file at `key_path`.
+    pub fn args(&self, key_path: &str) -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            self.mode_flag().into(),
+            "-s".into(),
+            self.source.clone(),
+            "-t".into(),
+            self.target.clone(),
+            "-k".into(),
+            key_path.into(),
+        ];
+        if let Some(flag) = self.forward_secrecy.spiped_flag() {
+            args.push(flag.into());
+        }
+        if self.key_agreement == KeyAgreement::X25519 {
+            args.push("--x25519".into());
+        }
+        args
+    }
+}
+
+/// Where the far end of an Encrypt tunnel listens: the port the tunnel targets, on every
+/// address, unless the tunnel targets a loopback address. Then the far end is reached on
+/// its own loopback (an SSH port forward, or the same machine), and listening on every
+/// address would only expose it.
+fn far_listen_address(target: &str) -> String {
+    let parsed = target.parse::<Address>().ok();
+    let port = parsed.as_ref().and_then(Address::port).unwrap_or(8025);
+    match parsed {
+        Some(Address::Ip(addr)) if addr.ip().is_loopback() => Address::Ip(addr).to_string(),
+        Some(address @ Address::Host { .. }) if address.is_loopback() => {
+            format!("[127.0.0.1]:{port}")
+        }
+        _ => format!("[0.0.0.0]:{port}"),
+    }
+}
+
+fn port_of(address: &str) -> Option<u16> {
+    address.parse::<Address>().ok().and_then(|a| a.port())
+}
+
+/// The listen host if it names one reachable address, else this machine's name.
+fn reachable_host(listen: &str, this_host: &str) -> String {
+    match listen.parse::<Address>() {
+        Ok(Address::Ip(addr)) if !addr.ip().is_unspecified() && !addr.ip().is_loopback() => {
+            Address::Ip(addr)
+                .to_string()
+                .rsplit_once(':')
+                .map_or_else(String::new, |(h, _)| h.to_owned())
+        }
+        Ok(Address::Host { name, .. }) if name != "localhost" => name,
+        _ => this_host.to_owned(),
+    }
+}
+
+/// A tunnel name as a file and unit name: ASCII letters, digits, `.`, `_` and `-` stay,
+/// everything else becomes `_`, and a leading `.` or `-` gets a `_` in front, so the name
+/// is never hidden or read as an option. A name that had to change gets a short hash of
+/// itself appended, so `a b` and `a_b` do not share files.
+pub fn slug(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.starts_with(['.', '-']) || out.is_empty() {
+        out.insert(0, '_');
+    }
+    if out != name {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(name.as_bytes());
+        out.push('-');
+        out.push_str(&crate::protocol::key::hex(&digest[..4]));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn spec(mode: Mode, listen: &str, target: &str) -> TunnelSpec {
+        TunnelSpec::new(
+            "redis",
+            mode,
+            listen,
+            target,
+            KeyRef::File(PathBuf::from("/home/me/redis.key")),
+        )
+    }
+
+    #[test]
+    fn encrypt_tunnel_gets_a_decrypting_server() {
+        let mut s = spec(Mode::Encrypt, "[127.0.0.1]:6379", "db.example.org:8025");
+        s.forward_secrecy = ForwardSecrecy::Required;
+        let far = default_far_address(&s);
+        assert_eq!(far, "[127.0.0.1]:6379");
+        let c = far_end_commands(&s, &far, "laptop");
+        let spiped = c.spiped.unwrap();
+        assert_eq!(
+            spiped,
+            "spiped -d -s '[0.0.0.0]:8025' -t '[127.0.0.1]:6379' -k redis.key -g"
+        );
+        assert_eq!(c.sluiced, spiped.replacen("spiped", "sluiced", 1));
+        assert!(c.notes.iter().any(|n| n.contains("/home/me/redis.key")));
+    }
+
+    #[test]
+    fn decrypt_tunnel_gets_an_encrypting_client() {
+        let mut s = spec(Mode::Decrypt, "[0.0.0.0]:8025", "[127.0.0.1]:6379");
+        s.key = KeyRef::Keychain("redis prod".into());
+        s.forward_secrecy = ForwardSecrecy::Disabled;
+        let c = far_end_commands(&s, &default_far_address(&s), "server1");
+        assert_eq!(
+            c.spiped.as_deref(),
+            Some("spiped -e -s '[127.0.0.1]:6379' -t server1:8025 -k 'redis prod.key' -f")
+        );
+        assert!(c.notes.iter().any(|n| n.contains("Export the key")));
+    }
+
+    #[test]
+    fn a_specific_listen_address_is_used_as_the_host() {
+        let s = spec(Mode::Decrypt, "[192.0.2.7]:8025", "[127.0.0.1]:80");
+        let c = far_end_commands(&s, "[127.0.0.1]:8080", "server1");
+        assert!(c.sluiced.contains("-t '[192.0.2.7]:8025'"), "{}", c.sluiced);
+    }
+
+    #[test]
+    fn x25519_needs_sluiced_on_the_far_end() {
+        let mut s = spec(Mode::Encrypt, "[127.0.0.1]:6379", "db.example.org:8025");
+        s.key_agreement = KeyAgreement::X25519;
+        let c = far_end_commands(&s, &default_far_address(&s), "laptop");
+        assert_eq!(c.spiped, None);
+        assert!(c.sluiced.ends_with("--x25519"), "{}", c.sluiced);
+    }
+
+    #[test]
+    fn a_loopback_target_keeps_the_far_end_on_loopback() {
+        let s = spec(Mode::Encrypt, "[127.0.0.1]:6379", "[127.0.0.1]:18025");
+        let plan = FarEndPlan::new(&s, "[127.0.0.1]:6379", "laptop");
+        assert_eq!(plan.source, "[127.0.0.1]:18025");
+        assert_eq!(
+            FarEndPlan::new(&spec(Mode::Encrypt, "[::1]:1", "localhost:9"), "x:1", "l").source,
+            "[127.0.0.1]:9"
+        );
+        assert_eq!(
+            FarEndPlan::new(&spec(Mode::Encrypt, "[::1]:1", "[::1]:9"), "x:1", "l").source,
+            "[::1]:9"
+        );
+    }
+
+    #[test]
+    fn plan_arguments_are_the_commands_words() {
+        let mut s = spec(Mode::Encrypt, "[127.0.0.1]:6379", "db.example.org:8025");
+        s.key_agreement = KeyAgreement::X25519;
+        s.forward_secrecy = ForwardSecrecy::Required;
+        let plan = FarEndPlan::new(&s, "[127.0.0.1]:6379", "laptop");
+        assert_eq!(plan.far_mode, Mode::Decrypt);
+        assert_eq!(plan.key_file_name, "redis.key");
+        assert_eq!(
+            plan.args("/k/redis.key"),
+            [
+                "-d",
+                "-s",
+                "[0.0.0.0]:8025",
+                "-t",
+                "[127.0.0.1]:6379",
+                "-k",
+                "/k/redis.key",
+                "-g",
+                "--x25519"
+            ]
+        );
+        assert!(!plan.spiped_can_serve());
+    }
+
+    #[test]
+    fn slugs_are_safe_file_names() {
+        assert_eq!(slug("redis"), "redis");
+        assert_eq!(slug("redis-2.prod_x"), "redis-2.prod_x");
+        let changed = slug("redis prod/1");
+        assert!(changed.starts_with("redis_prod_1-"), "{changed}");
+        assert_eq!(changed.len(), "redis_prod_1-".len() + 8);
+        assert_ne!(slug("a b"), slug("a_b"));
+        assert!(slug("-x").starts_with("_-x-"));
+        assert!(slug("..").starts_with("_..-"));
+        assert!(slug("").starts_with("_-"));
+        assert!(slug("Ünï").starts_with("_n_-"));
+        for name in ["a b", "-x", "..", "", "Ünï", "x/../y"] {
+            let s = slug(name);
+            assert!(
+                s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)),
+                "{s}"
+            );
+            assert!(!s.starts_with(['.', '-']), "{s}");
+        }
+    }
+}

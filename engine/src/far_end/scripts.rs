@@ -1,0 +1,491 @@
+//! The POSIX shell scripts each step runs on the far end. Everything set-up creates is
+//! first written to a manifest (`~/.config/sluice-far-end/NAME.manifest`, one
+//! `KIND<TAB>VALUE` line per thing), so a step that fails half-way leaves only what
+//! `remove` finds listed there. Secrets never appear here: they arrive on standard input.
+
+use super::host::{Choice, HostFacts, Persistence};
+use super::plan::FarEndPlan;
+use super::shell::quote;
+
+/// Where one tunnel's far-end files live.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// The user's Sluice directory on the far end (manifest, and for per-user set-ups
+    /// the key, pid file and log).
+    pub dir: String,
+    pub manifest: String,
+    pub key: String,
+    pub pidfile: String,
+    pub log: String,
+}
+
+impl Layout {
+    pub fn new(facts: &HostFacts, plan: &FarEndPlan, choice: Option<&Choice>) -> Layout {
+        let dir = facts.state_dir();
+        let system = choice.is_some_and(|c| {
+            matches!(
+                c.persistence,
+                Persistence::SluicedTemplate { .. } | Persistence::SystemUnit { .. }
+            )
+        });
+        let key = if system {
+            format!("/etc/sluice/keys/{}.key", plan.slug)
+        } else {
+            format!("{dir}/{}.key", plan.slug)
+        };
+        Layout {
+            manifest: format!("{dir}/{}.manifest", plan.slug),
+            pidfile: format!("{dir}/{}.pid", plan.slug),
+            log: format!("{dir}/{}.log", plan.slug),
+            key,
+            dir,
+        }
+    }
+
+    /// Just the manifest's place, for check and remove (which read the rest from it).
+    pub fn manifest_only(home: &str, slug: &str) -> (String, String) {
+        let dir = format!("{}/.config/sluice-far-end", home.trim_end_matches('/'));
+        let manifest = format!("{dir}/{slug}.manifest");
+        (dir, manifest)
+    }
+}
+
+/// Shell functions every script that reads or writes the manifest uses.
+const PRELUDE: &str = r#"note() { printf '%s\t%s\n' "$1" "$2" >> "$M"; }
+say() { printf 'sluice-far-end:%s\n' "$1"; }
+alive() { kill -0 "$1" 2>/dev/null && [ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" != Z ]; }
+"#;
+
+/// Reads what the far end has. Writes nothing.
+pub fn probe(slug: &str) -> String {
+    format!(
+        r#"p() {{ printf 'sluice-far-end:%s=%s\n' "$1" "$2"; }}
+p user "$(id -un)"
+p uid "$(id -u)"
+p home "$HOME"
+os=$(uname -srm 2>/dev/null)
+if [ -r /etc/os-release ]; then os="$(. /etc/os-release; printf '%s' "${{PRETTY_NAME:-}}"), $os"; fi
+p os "$os"
+for prog in sluiced spiped; do
+  path=$(command -v "$prog" 2>/dev/null) || continue
+  p "$prog" "$path"
+  p "$prog-version" "$("$path" -v 2>&1 | head -n 1)"
+done
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1 && sudo -n true >/dev/null 2>&1; then p sudo yes; fi
+if [ -d /run/systemd/system ]; then p systemd-system yes; fi
+if systemctl --user show-environment >/dev/null 2>&1; then p systemd-user yes; fi
+if loginctl show-user "$(id -un)" -p Linger 2>/dev/null | grep -q '=yes'; then p linger yes; fi
+for f in /etc/systemd/system/sluiced@.service /lib/systemd/system/sluiced@.service /usr/lib/systemd/system/sluiced@.service; do
+  if [ -f "$f" ]; then p sluiced-template "$f"; break; fi
+done
+if [ -e "$HOME/.config/sluice-far-end/{slug}.manifest" ]; then p manifest yes; fi
+exit 0
+"#
+    )
+}
+
+/// The root prefix for commands that need it: nothing, or `sudo -n`.
+fn root(choice: &Choice) -> &'static str {
+    if choice.sudo { "sudo -n" } else { "" }
+}
+
+/// Creates the manifest (failing if one exists: one set-up at a time), then writes the
+/// key from standard input to a temporary name with umask 077 and renames it.
+pub fn send_key(layout: &Layout, choice: &Choice) -> String {
+    let owner = match choice.persistence {
+        // The .deb's unit runs as the user sluiced, which must read the key.
+        Persistence::SluicedTemplate { .. } => r#" && chown sluiced:sluiced "$1""#,
+        _ => "",
+    };
+    let key_dir = layout
+        .key
+        .rsplit_once('/')
+        .map_or(".", |(dir, _)| dir)
+        .to_owned();
+    format!(
+        r#"umask 077
+D={dir}; M={manifest}; K={key}; T={key}.tmp; R="{root}"
+{PRELUDE}mkdir -p "$D" || {{ say state-dir-failed; exit 2; }}
+if ! (set -C; : > "$M") 2>/dev/null; then say already-set-up; exit 3; fi
+note sudo {sudo}
+if $R test -e "$K"; then rm -f "$M"; say "occupied=$K"; exit 4; fi
+note key "$K"
+note file "$T"
+$R mkdir -p {key_dir} || {{ say key-failed; exit 5; }}
+if ! $R sh -c 'umask 077; cat > "$1"{owner} && mv -f "$1" "$2"' sluice-far-end "$T" "$K"; then
+  $R rm -f "$T"; say key-failed; exit 5
+fi
+say "key=$K"
+"#,
+        dir = quote(&layout.dir),
+        manifest = quote(&layout.manifest),
+        key = quote(&layout.key),
+        root = root(choice),
+        sudo = if choice.sudo { "yes" } else { "no" },
+        key_dir = quote(&key_dir),
+    )
+}
+
+/// The far end's command line, quoted for the shell.
+fn command_line(choice: &Choice, plan: &FarEndPlan, layout: &Layout) -> String {
+    std::iter::once(choice.program_path.clone())
+        .chain(plan.args(&layout.key))
+        .map(|w| quote(&w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Starts the far end the chosen way. For units, standard input carries the unit file
+/// (or, for `sluiced@NAME`, its config file): see [`start_input`].
+pub fn start(layout: &Layout, choice: &Choice, plan: &FarEndPlan) -> String {
+    let head = format!(
+        "umask 077\nD={dir}; M={manifest}; R=\"{root}\"\n{PRELUDE}",
+        dir = quote(&layout.dir),
+        manifest = quote(&layout.manifest),
+        root = root(choice),
+    );
+    match &choice.persistence {
+        Persistence::Daemon => format!(
+            r#"{head}P={pidfile}; L={log}
+note pidfile "$P"
+note file "$L"
+rm -f "$P"
+{command} -p "$P" > "$L" 2>&1 < /dev/null
+rc=$?
+i=0
+while [ "$rc" = 0 ] && [ ! -s "$P" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+if [ "$rc" != 0 ] || [ ! -s "$P" ]; then say start-failed; cat "$L"; exit 6; fi
+say "pid=$(cat "$P")"
+"#,
+            pidfile = quote(&layout.pidfile),
+            log = quote(&layout.log),
+            command = command_line(choice, plan, layout),
+        ),
+        Persistence::UserUnit { unit, .. } => {
+            let file = format!("{}/.config/systemd/user/{unit}", home_of(layout));
+            unit_start(&head, &file, unit, "systemctl --user", "")
+        }
+        Persistence::SystemUnit { unit } => {
+            let file = format!("/etc/systemd/system/{unit}");
+            unit_start(&head, &file, unit, "$R systemctl", "$R ")
+        }
+        Persistence::SluicedTemplate { unit } => {
+            let config = format!("/etc/sluice/{}.ron", plan.slug);
+            format!(
+                r#"{head}C={config}; U={unit}
+if $R test -e "$C"; then say "occupied=$C"; exit 4; fi
+note file "$C"
+note unit-system "$U"
+$R sh -c 'umask 027; cat > "$1.tmp" && chgrp sluiced "$1.tmp" && mv -f "$1.tmp" "$1"' sluice-far-end "$C" || {{ say start-failed; exit 6; }}
+{wait}"#,
+                config = quote(&config),
+                unit = quote(unit),
+                wait = enable_and_wait("$R systemctl"),
+            )
+        }
+    }
+}
+
+fn unit_start(head: &str, file: &str, unit: &str, systemctl: &str, root: &str) -> String {
+    let kind = if systemctl.contains("--user") {
+        "unit-user"
+    } else {
+        "unit-system"
+    };
+    let dir = file.rsplit_once('/').map_or(".", |(d, _)| d).to_owned();
+    format!(
+        r#"{head}F={file}; U={unit}
+if {root}test -e "$F"; then say "occupied=$F"; exit 4; fi
+note file "$F"
+note {kind} "$U"
+{root}mkdir -p {dir} && {root}sh -c 'umask 022; cat > "$1"' sluice-far-end "$F" || {{ say start-failed; exit 6; }}
+{systemctl} daemon-reload
+{wait}"#,
+        file = quote(file),
+        unit = quote(unit),
+        dir = quote(&dir),
+        wait = enable_and_wait(systemctl),
+    )
+}
+
+/// `enable --now`, then a unit that stays active for two seconds counts as started (a
+/// bind failure ends it within that time: `Restart=` waits 5 s before a retry).
+fn enable_and_wait(systemctl: &str) -> String {
+    format!(
+        r#"if ! {systemctl} enable --now "$U" >/dev/null 2>&1; then say start-failed; {systemctl} status --no-pager "$U" 2>&1 | tail -n 15; exit 6; fi
+i=0
+while [ $i -lt 20 ] && {systemctl} is-active --quiet "$U"; do sleep 0.1; i=$((i+1)); done
+if [ $i -lt 20 ]; then say start-failed; {systemctl} status --no-pager "$U" 2>&1 | tail -n 15; exit 6; fi
+say "unit=$U"
+"#
+    )
+}
+
+fn home_of(layout: &Layout) -> &str {
+    layout
+        .dir
+        .strip_suffix("/.config/sluice-far-end")
+        .unwrap_or(&layout.dir)
+}
+
+/// What the start script reads on standard input: the unit file, or the config file
+/// `sluiced@NAME` runs; nothing for a daemon.
+pub fn start_input(layout: &Layout, choice: &Choice, plan: &FarEndPlan) -> Option<String> {
+    let unit = |wanted_by: &str| {
+        let exec = std::iter::once(choice.program_path.clone())
+            .chain(std::iter::once("-F".to_owned()))
+            .chain(plan.args(&layout.key))
+            .map(|w| systemd_quote(&w))
+            .collect::<Vec<_>>()
+            .join(" ");
+        format!(
+            "# Written by Sluice (sluiced --far-end-setup); removed by sluiced --far-end-remove.\n[Unit]\nDescription=Sluice far end of tunnel {name}\nWants=network-online.target\nAfter=network-online.target\n\n[Service]\nType=exec\nExecStart={exec}\nRestart=on-failure\nRestartSec=5s\n\n[Install]\nWantedBy={wanted_by}\n",
+            name = plan.slug.replace('%', "%%"),
+        )
+    };
+    match &choice.persistence {
+        Persistence::Daemon => None,
+        Persistence::UserUnit { .. } => Some(unit("default.target")),
+        Persistence::SystemUnit { .. } => Some(unit("multi-user.target")),
+        Persistence::SluicedTemplate { .. } => {
+            let mut spec = crate::config::TunnelSpec::new(
+                plan.tunnel.clone(),
+                plan.far_mode,
+                plan.source.clone(),
+                plan.target.clone(),
+                crate::config::KeyRef::File(layout.key.clone().into()),
+            );
+            spec.forward_secrecy = plan.forward_secrecy;
+            spec.key_agreement = plan.key_agreement;
+            let config = crate::config::Config {
+                tunnels: vec![spec],
+                ..crate::config::Config::default()
+            };
+            Some(format!(
+                "// Written by Sluice (sluiced --far-end-setup); removed by sluiced --far-end-remove.\n{}",
+                config.to_ron()
+            ))
+        }
+    }
+}
+
+/// A word for a unit's `ExecStart=`: double-quoted, with `\`, `"`, `%` and `$` escaped.
+fn systemd_quote(word: &str) -> String {
+    let escaped = word
+        .replace('\\', r"\\")
+        .replace('"', "\\\"")
+        .replace('%', "%%")
+        .replace('$', "$$");
+    format!("\"{escaped}\"")
+}
+
+/// Reports whether each thing the manifest lists as started is running.
+pub fn status(dir: &str, manifest: &str) -> String {
+    format!(
+        r#"D={dir}; M={manifest}
+{PRELUDE}if [ ! -f "$M" ]; then say not-set-up; exit 0; fi
+R=""; if grep -q "^sudo	yes$" "$M"; then R="sudo -n"; fi
+K=$(sed -n 's/^key	//p' "$M" | head -n 1)
+if [ -n "$K" ] && $R test -s "$K"; then say "key=$K"; else say "no-key=$K"; fi
+while IFS='	' read -r kind value; do
+  case "$kind" in
+    unit-system) if $R systemctl is-active --quiet "$value"; then say "running=unit $value"; else say "stopped=unit $value"; fi ;;
+    unit-user) if systemctl --user is-active --quiet "$value"; then say "running=unit $value"; else say "stopped=unit $value"; fi ;;
+    pidfile)
+      pid=$(cat "$value" 2>/dev/null)
+      if [ -n "$pid" ] && alive "$pid"; then say "running=pid $pid"; else say "stopped=no process from pid file $value"; fi ;;
+  esac
+done < "$M"
+"#,
+        dir = quote(dir),
+        manifest = quote(manifest),
+    )
+}
+
+/// Stops what the manifest lists and deletes the files it lists, then the manifest. A
+/// process is stopped only if its command line names the key set-up wrote, so a reused
+/// pid is never signalled. Anything that could not be undone keeps the manifest, so
+/// running remove again retries.
+pub fn remove(dir: &str, manifest: &str) -> String {
+    format!(
+        r#"D={dir}; M={manifest}
+{PRELUDE}if [ ! -f "$M" ]; then say not-set-up; exit 0; fi
+R=""; if grep -q "^sudo	yes$" "$M"; then R="sudo -n"; fi
+K=$(sed -n 's/^key	//p' "$M" | head -n 1)
+ok=1
+while IFS='	' read -r kind value; do
+  case "$kind" in
+    unit-system)
+      $R systemctl disable --now "$value" >/dev/null 2>&1
+      if $R systemctl is-active --quiet "$value"; then ok=0; echo "cannot stop $value"; else say "stopped=unit $value"; fi ;;
+    unit-user)
+      systemctl --user disable --now "$value" >/dev/null 2>&1
+      if systemctl --user is-active --quiet "$value"; then ok=0; echo "cannot stop $value"; else say "stopped=unit $value"; fi ;;
+    pidfile)
+      pid=$(cat "$value" 2>/dev/null)
+      if [ -n "$pid" ] && [ -n "$K" ] && alive "$pid"; then
+        args=$(ps -o args= -p "$pid" 2>/dev/null || tr '\0' ' ' < "/proc/$pid/cmdline")
+        case "$args" in
+          *"$K"*)
+            kill "$pid"
+            i=0; while alive "$pid" && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+            if alive "$pid"; then kill -9 "$pid"; i=0; while alive "$pid" && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; fi
+            if alive "$pid"; then ok=0; echo "cannot stop process $pid"; else say "stopped=pid $pid"; fi ;;
+          *) say "foreign=$pid" ;;
+        esac
+      fi ;;
+  esac
+done < "$M"
+reload=""
+while IFS='	' read -r kind value; do
+  case "$kind" in
+    key|file|pidfile)
+      if $R test -e "$value"; then
+        if $R rm -f "$value"; then say "deleted=$value"; else ok=0; fi
+      fi ;;
+    unit-system) reload=system ;;
+    unit-user) reload="$reload user" ;;
+  esac
+done < "$M"
+case "$reload" in *system*) $R systemctl daemon-reload ;; esac
+case "$reload" in *user*) systemctl --user daemon-reload ;; esac
+if [ "$ok" = 1 ]; then rm -f "$M"; rmdir "$D" 2>/dev/null; say removed; else exit 7; fi
+"#,
+        dir = quote(dir),
+        manifest = quote(manifest),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{KeyRef, Mode, TunnelSpec};
+    use crate::far_end::host::{Installed, Privilege, Program};
+
+    fn facts() -> HostFacts {
+        HostFacts {
+            user: "u".into(),
+            home: "/home/u".into(),
+            os: "Linux".into(),
+            sluiced: None,
+            spiped: Some(Installed {
+                path: "/usr/bin/spiped".into(),
+                version: "spiped 1.6.2".into(),
+            }),
+            privilege: Privilege::User,
+            systemd_system: false,
+            systemd_user: false,
+            linger: false,
+            sluiced_template: None,
+            already_set_up: false,
+        }
+    }
+
+    fn plan() -> FarEndPlan {
+        let spec = TunnelSpec::new(
+            "redis",
+            Mode::Encrypt,
+            "[127.0.0.1]:6379",
+            "db:8025",
+            KeyRef::File("/k".into()),
+        );
+        FarEndPlan::new(&spec, "[127.0.0.1]:6379", "laptop")
+    }
+
+    fn choice(persistence: Persistence, sudo: bool) -> Choice {
+        Choice {
+            program: Program::Sluiced,
+            program_path: "/usr/bin/sluiced".into(),
+            persistence,
+            sudo,
+            why: String::new(),
+        }
+    }
+
+    #[test]
+    fn per_user_layouts_stay_in_the_home_directory() {
+        let c = choice(Persistence::Daemon, false);
+        let l = Layout::new(&facts(), &plan(), Some(&c));
+        assert_eq!(l.key, "/home/u/.config/sluice-far-end/redis.key");
+        assert_eq!(l.manifest, "/home/u/.config/sluice-far-end/redis.manifest");
+        let s = start(&l, &c, &plan());
+        assert!(
+            s.contains("/usr/bin/sluiced -d -s '[0.0.0.0]:8025' -t '[127.0.0.1]:6379' -k /home/u/.config/sluice-far-end/redis.key -p \"$P\""),
+            "{s}"
+        );
+        assert_eq!(start_input(&l, &c, &plan()), None);
+    }
+
+    #[test]
+    fn system_layouts_put_the_key_in_etc_and_use_sudo() {
+        let c = choice(
+            Persistence::SluicedTemplate {
+                unit: "sluiced@redis.service".into(),
+            },
+            true,
+        );
+        let l = Layout::new(&facts(), &plan(), Some(&c));
+        assert_eq!(l.key, "/etc/sluice/keys/redis.key");
+        let key = send_key(&l, &c);
+        assert!(key.contains("R=\"sudo -n\""), "{key}");
+        assert!(key.contains("chown sluiced:sluiced"), "{key}");
+        assert!(key.contains("note sudo yes"), "{key}");
+        let config = start_input(&l, &c, &plan()).unwrap();
+        let parsed = crate::config::Config::parse(&config).unwrap();
+        let t = &parsed.tunnels[0];
+        assert_eq!(t.mode, Mode::Decrypt);
+        assert_eq!(t.listen, "[0.0.0.0]:8025");
+        assert_eq!(t.key, KeyRef::File("/etc/sluice/keys/redis.key".into()));
+        assert!(start(&l, &c, &plan()).contains("note unit-system \"$U\""));
+    }
+
+    #[test]
+    fn units_run_in_the_foreground_with_systemd_quoting() {
+        let c = choice(
+            Persistence::UserUnit {
+                unit: "sluice-far-end-redis.service".into(),
+                linger: false,
+            },
+            false,
+        );
+        let l = Layout::new(&facts(), &plan(), Some(&c));
+        let unit = start_input(&l, &c, &plan()).unwrap();
+        assert!(
+            unit.contains("ExecStart=\"/usr/bin/sluiced\" \"-F\" \"-d\" \"-s\" \"[0.0.0.0]:8025\""),
+            "{unit}"
+        );
+        assert!(unit.contains("WantedBy=default.target"));
+        let s = start(&l, &c, &plan());
+        assert!(
+            s.contains("F=/home/u/.config/systemd/user/sluice-far-end-redis.service"),
+            "{s}"
+        );
+        assert!(s.contains("systemctl --user enable --now"), "{s}");
+        assert_eq!(systemd_quote("a%b$c\"d\\"), r#""a%%b$$c\"d\\""#);
+    }
+
+    #[test]
+    fn scripts_carry_no_key_material_and_parse_as_sh() {
+        let c = choice(Persistence::Daemon, false);
+        let l = Layout::new(&facts(), &plan(), Some(&c));
+        for script in [
+            probe("redis"),
+            send_key(&l, &c),
+            start(&l, &c, &plan()),
+            status(&l.dir, &l.manifest),
+            remove(&l.dir, &l.manifest),
+        ] {
+            let out = std::process::Command::new("sh")
+                .arg("-n")
+                .arg("-c")
+                .arg(&script)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{script}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
