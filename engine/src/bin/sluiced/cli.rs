@@ -22,12 +22,19 @@ usage: sluiced {-e | -d} -s <source socket> -t <target socket> -k <key file>
                [-f | -g] [-j] [-o <connection timeout>] [--x25519]
        sluiced --generate-key <new key file>
        sluiced --fingerprint <key file>
+       sluiced --far-end-setup <ssh destination> --config <config file> --tunnel <name>
+               [--service <address on the far end>]
+       sluiced --far-end-check <ssh destination> --config <config file> --tunnel <name>
+       sluiced --far-end-remove <ssh destination> --config <config file> --tunnel <name>
        sluiced -v
 
 Addresses: [1.2.3.4]:port, [::1]:port, host.name:port, or /absolute/unix/socket.
 Key file \"-\" reads the key from standard input.
 --x25519 uses Sluice's fast X25519 handshake instead of spiped's; both ends must be
-Sluice with --x25519 (stock spiped cannot speak it).";
+Sluice with --x25519 (stock spiped cannot speak it).
+--far-end-* set up, check or take down the other end of a config's tunnel over ssh
+(the system's OpenSSH client, BatchMode; SLUICE_SSH_COMMAND replaces `ssh`): one
+line per step, exit status 0 only if every step succeeded.";
 
 /// What the command line asks for.
 pub enum Invocation {
@@ -37,6 +44,16 @@ pub enum Invocation {
     Fingerprint(PathBuf),
     Spipe(SpipeOptions),
     Run(RunOptions),
+    FarEnd(FarEndOptions),
+}
+
+/// `--far-end-setup/-check/-remove`: the far end of one config tunnel, over ssh.
+pub struct FarEndOptions {
+    pub action: sluice_engine::FarEndAction,
+    pub destination: String,
+    pub config: PathBuf,
+    pub tunnel: String,
+    pub service: Option<String>,
 }
 
 /// `--spipe`: one client connection between stdin/stdout and the target.
@@ -186,6 +203,9 @@ struct Seen {
     x25519: bool,
     generate_key: Option<String>,
     fingerprint: Option<String>,
+    far_end: Option<(sluice_engine::FarEndAction, String)>,
+    tunnel: Option<String>,
+    service: Option<String>,
 }
 
 fn set_flag(flag: &mut bool, name: &str) -> Result<(), String> {
@@ -244,6 +264,27 @@ pub fn parse(args: &[String]) -> Result<Invocation, String> {
                 "fingerprint" => {
                     set_value(&mut seen.fingerprint, "--fingerprint", value("a key file")?)?
                 }
+                "far-end-setup" | "far-end-check" | "far-end-remove" => {
+                    use sluice_engine::FarEndAction as A;
+                    let action = match name {
+                        "far-end-setup" => A::Setup,
+                        "far-end-check" => A::Check,
+                        _ => A::Remove,
+                    };
+                    let destination = value("an ssh destination (user@host or an alias)")?;
+                    if seen.far_end.replace((action, destination)).is_some() {
+                        return Err(
+                            "give only one --far-end-setup, --far-end-check or --far-end-remove"
+                                .into(),
+                        );
+                    }
+                }
+                "tunnel" => set_value(&mut seen.tunnel, "--tunnel", value("a tunnel name")?)?,
+                "service" => set_value(
+                    &mut seen.service,
+                    "--service",
+                    value("the service address on the far end")?,
+                )?,
                 _ => return Err(format!("unknown option --{name}")),
             }
             continue;
@@ -309,6 +350,15 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
     }
     if let Some(path) = seen.fingerprint {
         return Ok(Invocation::Fingerprint(PathBuf::from(path)));
+    }
+    if let Some((action, destination)) = seen.far_end {
+        return far_end_options(action, destination, seen.config, seen.tunnel, seen.service);
+    }
+    if seen.tunnel.is_some() || seen.service.is_some() {
+        return Err(
+            "--tunnel and --service go with --far-end-setup, --far-end-check or --far-end-remove"
+                .into(),
+        );
     }
     let forward_secrecy = match (seen.no_forward_secrecy, seen.require_forward_secrecy) {
         (true, true) => {
@@ -461,6 +511,32 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
     }))
 }
 
+fn far_end_options(
+    action: sluice_engine::FarEndAction,
+    destination: String,
+    config: Option<String>,
+    tunnel: Option<String>,
+    service: Option<String>,
+) -> Result<Invocation, String> {
+    let config = config.ok_or("--far-end-* needs --config <config file> (the tunnel's config)")?;
+    let tunnel = tunnel.ok_or("--far-end-* needs --tunnel <name> (a tunnel of the config)")?;
+    if service.is_some() && action != sluice_engine::FarEndAction::Setup {
+        return Err("--service applies only to --far-end-setup".into());
+    }
+    if destination.is_empty() || destination.starts_with('-') {
+        return Err(format!(
+            "{destination:?} is not an ssh destination: give user@host or a host alias"
+        ));
+    }
+    Ok(Invocation::FarEnd(FarEndOptions {
+        action,
+        destination,
+        config: PathBuf::from(config),
+        tunnel,
+        service,
+    }))
+}
+
 fn parse_address(value: Option<&str>, flag: &str, what: &str) -> Result<Address, String> {
     let value = value.ok_or_else(|| format!("{flag} <{what} socket> is required"))?;
     value.parse().map_err(|e| format!("{flag}: {e}"))
@@ -607,6 +683,51 @@ mod tests {
         assert_eq!(flags(&classic).key_agreement, KeyAgreement::Classic);
         let fast = run_options("-d -s [::1]:1 -t [::1]:2 -k k --x25519 -g");
         assert_eq!(flags(&fast).key_agreement, KeyAgreement::X25519);
+    }
+
+    #[test]
+    fn far_end_forms() {
+        use sluice_engine::FarEndAction as A;
+        for (line, action) in [
+            (
+                "--far-end-setup me@db --config c.ron --tunnel redis --service [127.0.0.1]:6380",
+                A::Setup,
+            ),
+            ("--far-end-check db --config c.ron --tunnel redis", A::Check),
+            (
+                "--far-end-remove db --tunnel redis --config c.ron",
+                A::Remove,
+            ),
+        ] {
+            match parse(&args(line)) {
+                Ok(Invocation::FarEnd(f)) => {
+                    assert_eq!(f.action, action, "{line}");
+                    assert_eq!(f.config, PathBuf::from("c.ron"));
+                    assert_eq!(f.tunnel, "redis");
+                    assert_eq!(f.service.is_some(), action == A::Setup);
+                }
+                Err(e) => panic!("{line}: {e}"),
+                Ok(_) => panic!("{line}: not a far-end invocation"),
+            }
+        }
+        for (line, expect) in [
+            ("--far-end-setup db --tunnel redis", "needs --config"),
+            ("--far-end-setup db --config c.ron", "needs --tunnel"),
+            (
+                "--far-end-check db --config c --tunnel t --service x:1",
+                "only to --far-end-setup",
+            ),
+            (
+                "--far-end-check db --far-end-remove db --config c --tunnel t",
+                "only one",
+            ),
+            ("--tunnel t --config c", "go with --far-end"),
+        ] {
+            match parse(&args(line)) {
+                Err(e) => assert!(e.contains(expect), "{line}: {e}"),
+                Ok(_) => panic!("{line}: accepted"),
+            }
+        }
     }
 
     #[test]

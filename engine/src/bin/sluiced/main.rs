@@ -4,6 +4,7 @@
 
 mod cli;
 mod daemon;
+mod far_end;
 mod logging;
 mod spipe;
 
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
         Invocation::Fingerprint(path) => fingerprint(&path),
         Invocation::Spipe(options) => spipe::run(&options),
         Invocation::Run(options) => run(options),
+        Invocation::FarEnd(options) => far_end::run(&options),
     }
 }
 
