@@ -1,0 +1,582 @@
+//! The far end over a real OpenSSH server: `sluiced --far-end-setup/-check/-remove` against
+//! Debian's sshd on a loopback port (throwaway host and user keys, a throwaway far-end
+//! user), with spiped and with sluiced on the far end. Data flows end to end; the key
+//! never shows in any process's argv or any log; a changed host key is refused.
+//!
+//! Needs root (sshd, useradd) and `openssh-server` (scripts/install-test-deps).
+
+mod support;
+
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use sluice_engine::far_end::{self, Action, FarEndError, KeyBytes, Request, SshClient, SshError};
+use sluice_engine::{Config, KeyRef, Mode, TunnelSpec};
+use support::{Addr, Echo, LOCALHOST_V4, Proc, SLUICED, free_port, temp_dir};
+
+const USER: &str = "sluicefarend";
+const HOME: &str = "/home/sluicefarend";
+const ALIAS: &str = "farend";
+
+/// The far-end user, created once (and kept across runs: `useradd` is skipped when the
+/// user exists). `-p '*'` leaves it without a password yet not locked, so keys work.
+fn far_end_user() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let exists = Command::new("id")
+            .arg(USER)
+            .output()
+            .unwrap()
+            .status
+            .success();
+        if !exists {
+            let out = Command::new("useradd")
+                .args(["-m", "-p", "*", "-s", "/bin/sh", USER])
+                .output()
+                .unwrap();
+            // Another test binary may have created it in between.
+            let exists = Command::new("id")
+                .arg(USER)
+                .output()
+                .unwrap()
+                .status
+                .success();
+            assert!(exists, "useradd: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    });
+}
+
+fn run(command: &mut Command) -> Output {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn keygen(path: &Path) {
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "sluice-test", "-f"])
+        .arg(path));
+}
+
+/// sshd on a free loopback port, with its own host key, the far-end user's authorized
+/// key, and an ssh_config/known_hosts for the client side.
+struct Sshd {
+    dir: tempfile::TempDir,
+    port: u16,
+    proc: Proc,
+}
+
+impl Sshd {
+    /// `path_dirs` becomes the far end's PATH. `trust` is the host key the client's
+    /// known_hosts holds for it (None: the server's own).
+    fn start(path_dirs: &str, trust: Trust) -> Sshd {
+        far_end_user();
+        fs::create_dir_all("/run/sshd").unwrap();
+        let dir = temp_dir();
+        // sshd reads authorized_keys as the far-end user: the directory must be traversable.
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let d = dir.path();
+        keygen(&d.join("host_key"));
+        keygen(&d.join("other_host_key"));
+        keygen(&d.join("client_key"));
+        fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
+        fs::set_permissions(d.join("authorized_keys"), fs::Permissions::from_mode(0o644)).unwrap();
+        for attempt in 0..5 {
+            let port = free_port(LOCALHOST_V4);
+            fs::write(
+                d.join("sshd_config"),
+                format!(
+                    "Port {port}\nListenAddress 127.0.0.1\nHostKey {dir}/host_key\nPidFile {dir}/sshd.pid\nUsePAM no\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\nAuthorizedKeysFile {dir}/authorized_keys\nAllowUsers {USER}\nSetEnv PATH={path_dirs}\n",
+                    dir = d.display()
+                ),
+            )
+            .unwrap();
+            let mut command = Command::new("/usr/sbin/sshd");
+            command
+                .arg("-D")
+                .arg("-f")
+                .arg(d.join("sshd_config"))
+                .arg("-E")
+                .arg(d.join("sshd.log"));
+            let mut proc = Proc::spawn("sshd", command, d);
+            let addr = Addr::Tcp(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+            if !proc.wait_listening(&addr) {
+                let log = fs::read_to_string(d.join("sshd.log")).unwrap_or_default();
+                if log.contains("in use") && attempt < 4 {
+                    continue;
+                }
+                panic!("sshd did not start: {log}");
+            }
+            let trusted = match trust {
+                Trust::ServerKey => Some("host_key.pub"),
+                Trust::OtherKey => Some("other_host_key.pub"),
+                Trust::Nothing => None,
+            };
+            let known = trusted.map_or_else(String::new, |file| {
+                format!(
+                    "[127.0.0.1]:{port} {}",
+                    fs::read_to_string(d.join(file)).unwrap()
+                )
+            });
+            fs::write(d.join("known_hosts"), known).unwrap();
+            fs::write(
+                d.join("ssh_config"),
+                format!(
+                    "Host {ALIAS}\n  HostName 127.0.0.1\n  Port {port}\n  User {USER}\n  IdentityFile {dir}/client_key\n  IdentitiesOnly yes\n  UserKnownHostsFile {dir}/known_hosts\n  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n",
+                    dir = d.display()
+                ),
+            )
+            .unwrap();
+            return Sshd { dir, port, proc };
+        }
+        unreachable!("the loop returns or panics")
+    }
+
+    fn ssh_command(&self) -> String {
+        format!("ssh -F {}", self.dir.path().join("ssh_config").display())
+    }
+
+    fn client(&self) -> SshClient {
+        SshClient {
+            command: vec![
+                "ssh".into(),
+                "-F".into(),
+                self.dir.path().join("ssh_config").display().to_string(),
+            ],
+            destination: ALIAS.into(),
+            connect_timeout_secs: 10,
+        }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Trust {
+    ServerKey,
+    OtherKey,
+    Nothing,
+}
+
+/// Where Sluice keeps a tunnel's far-end files for the test user.
+fn far_file(slug: &str, ext: &str) -> PathBuf {
+    PathBuf::from(format!("{HOME}/.config/sluice-far-end/{slug}.{ext}"))
+}
+
+/// Clears what an earlier, interrupted run of the same test may have left: the process
+/// its pid file names (only if that process uses this tunnel's key file) and the files.
+fn clear_leftovers(slug: &str) {
+    let key = far_file(slug, "key");
+    if let Ok(pid) = fs::read_to_string(far_file(slug, "pid")) {
+        let pid = pid.trim();
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(&*key.to_string_lossy()) {
+            let _ = Command::new("kill").arg(pid).status();
+        }
+    }
+    for ext in ["key", "key.tmp", "pid", "log", "manifest"] {
+        let _ = fs::remove_file(far_file(slug, ext));
+    }
+}
+
+/// A Sluice config with one Encrypt tunnel to `[127.0.0.1]:far_port`, and its key.
+struct LocalSide {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    key_bytes: Vec<u8>,
+    spec: TunnelSpec,
+}
+
+fn local_side(name: &str, far_port: u16) -> LocalSide {
+    let dir = temp_dir();
+    let key_path = support::random_key(dir.path(), "tunnel.key");
+    let key_bytes = fs::read(&key_path).unwrap();
+    let spec = TunnelSpec::new(
+        name,
+        Mode::Encrypt,
+        format!("[127.0.0.1]:{}", free_port(LOCALHOST_V4)),
+        format!("[127.0.0.1]:{far_port}"),
+        KeyRef::File(key_path),
+    );
+    let config = dir.path().join("tunnels.ron");
+    Config {
+        tunnels: vec![spec.clone()],
+        ..Config::default()
+    }
+    .save_atomic(&config)
+    .unwrap();
+    LocalSide {
+        dir,
+        config,
+        key_bytes,
+        spec,
+    }
+}
+
+fn far_end_cli(sshd: &Sshd, local: &LocalSide, action: &str, extra: &[&str]) -> Output {
+    Command::new(SLUICED)
+        .arg(action)
+        .arg(ALIAS)
+        .arg("--config")
+        .arg(&local.config)
+        .args(["--tunnel", &local.spec.name])
+        .args(extra)
+        .env(far_end::SSH_COMMAND_VAR, sshd.ssh_command())
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Watches every process's argv until stopped, noting any that holds the key (raw or in
+/// hex).
+struct ArgvScanner {
+    stop: Arc<AtomicBool>,
+    hits: Arc<Mutex<Vec<String>>>,
+    scans: Arc<Mutex<usize>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl ArgvScanner {
+    fn start(key: &[u8]) -> ArgvScanner {
+        let needles = [
+            key.to_vec(),
+            sluice_engine::hex(key).into_bytes(),
+            sluice_engine::hex(key).to_uppercase().into_bytes(),
+        ];
+        let stop = Arc::new(AtomicBool::new(false));
+        let hits = Arc::new(Mutex::new(Vec::new()));
+        let scans = Arc::new(Mutex::new(0));
+        let (s, h, n) = (Arc::clone(&stop), Arc::clone(&hits), Arc::clone(&scans));
+        let thread = thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+                    let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
+                        continue;
+                    };
+                    if needles.iter().any(|n| contains(&cmdline, n)) {
+                        h.lock().unwrap().push(text(&cmdline).replace('\0', " "));
+                    }
+                }
+                *n.lock().unwrap() += 1;
+            }
+        });
+        ArgvScanner {
+            stop,
+            hits,
+            scans,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops and returns (the offending command lines, how many full scans ran).
+    fn finish(mut self) -> (Vec<String>, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        let hits = self.hits.lock().unwrap().clone();
+        let scans = *self.scans.lock().unwrap();
+        (hits, scans)
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn assert_key_absent(what: &str, content: &[u8], key: &[u8]) {
+    let hex = sluice_engine::hex(key);
+    assert!(!contains(content, key), "{what} holds the raw key");
+    assert!(
+        !contains(&content.to_ascii_lowercase(), hex.as_bytes()),
+        "{what} holds the key in hex"
+    );
+}
+
+/// Waits until `pid` is gone (or a zombie: the far end's daemons are reparented to a pid 1
+/// that may not reap them).
+fn wait_gone(pid: &str, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        let gone = match fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        };
+        if gone {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The whole flow through the CLI: set up, data end to end, check, remove.
+fn set_up_use_and_remove(name: &str, path_dirs: &str, program: &str, program_path: &str) {
+    let slug = far_end::slug(name);
+    clear_leftovers(&slug);
+    let sshd = Sshd::start(path_dirs, Trust::ServerKey);
+    let echo = Echo::tcp(LOCALHOST_V4);
+    let far_port = free_port(LOCALHOST_V4);
+    let local = local_side(name, far_port);
+
+    let scanner = ArgvScanner::start(&local.key_bytes);
+    let service = echo.addr.spiped();
+    let setup = far_end_cli(&sshd, &local, "--far-end-setup", &["--service", &service]);
+    let (hits, scans) = scanner.finish();
+    let stdout = text(&setup.stdout);
+    assert!(
+        setup.status.success(),
+        "setup failed:\n{stdout}\n{}\nsshd log:\n{}",
+        text(&setup.stderr),
+        sshd.log()
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "one line per step:\n{stdout}");
+    for (line, step) in lines.iter().zip(["probe", "send key", "start", "verify"]) {
+        assert!(line.starts_with(&format!("{step}: ok: ")), "{line}");
+    }
+    assert!(
+        lines[2].starts_with(&format!(
+            "start: ok: {program} -d -s [127.0.0.1]:{far_port} -t {service} as a daemon"
+        )),
+        "{}",
+        lines[2]
+    );
+    assert!(lines[2].contains("no systemd"), "{}", lines[2]);
+    assert!(lines[3].contains("OK: handshake completed"), "{}", lines[3]);
+    assert!(scans > 0, "the argv scanner never completed a scan");
+    assert!(hits.is_empty(), "the key was on a command line: {hits:?}");
+
+    // The key file: the same bytes, owner-only, owned by the far-end user.
+    let key_file = far_file(&slug, "key");
+    assert_eq!(fs::read(&key_file).unwrap(), local.key_bytes);
+    let meta = fs::metadata(&key_file).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let pid = fs::read_to_string(far_file(&slug, "pid"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let cmdline = text(&fs::read(format!("/proc/{pid}/cmdline")).unwrap()).replace('\0', " ");
+    assert!(cmdline.starts_with(program_path), "{cmdline}");
+
+    // Data end to end: a local `sluiced -e` → the far end's -d → the echo service.
+    let (_local_tunnel, listen) = support::sluiced(
+        "-e",
+        LOCALHOST_V4,
+        &Addr::Tcp(SocketAddr::from((Ipv4Addr::LOCALHOST, far_port))),
+        &local.spec.key_path(),
+        &[],
+        local.dir.path(),
+    );
+    let data = support::test_data(100_000, 12);
+    let got = support::exchange_with(&listen, &data, Duration::from_secs(10));
+    support::assert_echoed("through the far end", &data, &got);
+
+    let check = far_end_cli(&sshd, &local, "--far-end-check", &[]);
+    let check_out = text(&check.stdout);
+    assert!(check.status.success(), "check failed:\n{check_out}");
+    assert_eq!(check_out.lines().count(), 2, "{check_out}");
+    assert!(
+        check_out.contains(&format!("running (pid {pid})")),
+        "{check_out}"
+    );
+
+    // The far end program's own output, before remove deletes it.
+    let far_log = fs::read(far_file(&slug, "log")).unwrap();
+
+    let remove = far_end_cli(&sshd, &local, "--far-end-remove", &[]);
+    let remove_out = text(&remove.stdout);
+    assert!(
+        remove.status.success(),
+        "remove failed:\n{remove_out}\n{}",
+        text(&remove.stderr)
+    );
+    assert!(
+        remove_out.contains(&format!("stopped pid {pid}")),
+        "{remove_out}"
+    );
+    assert!(
+        wait_gone(&pid, Duration::from_secs(5)),
+        "far end pid {pid} still runs"
+    );
+    for ext in ["key", "key.tmp", "pid", "log", "manifest"] {
+        assert!(!far_file(&slug, ext).exists(), "{ext} left behind");
+    }
+
+    // No log holds the key: sshd's, the far end program's, and everything the CLI printed.
+    for (what, content) in [
+        ("sshd's log", sshd.log().into_bytes()),
+        ("the far end's log", far_log),
+        ("setup's output", [setup.stdout, setup.stderr].concat()),
+        ("check's output", [check.stdout, check.stderr].concat()),
+        ("remove's output", [remove.stdout, remove.stderr].concat()),
+    ] {
+        assert_key_absent(what, &content, &local.key_bytes);
+    }
+
+    // A second remove finds nothing and says so.
+    let again = far_end_cli(&sshd, &local, "--far-end-remove", &[]);
+    assert!(!again.status.success());
+    assert!(
+        text(&again.stdout).contains("nothing of tunnel"),
+        "{}",
+        text(&again.stdout)
+    );
+    drop(sshd.proc);
+}
+
+trait KeyPath {
+    fn key_path(&self) -> PathBuf;
+}
+
+impl KeyPath for TunnelSpec {
+    fn key_path(&self) -> PathBuf {
+        match &self.key {
+            KeyRef::File(path) => path.clone(),
+            KeyRef::Keychain(_) => unreachable!("tests use key files"),
+        }
+    }
+}
+
+#[test]
+fn set_up_with_spiped_on_the_far_end() {
+    set_up_use_and_remove(
+        "farend-spiped",
+        "/usr/bin:/bin",
+        "spiped",
+        "/usr/bin/spiped",
+    );
+}
+
+#[test]
+fn set_up_with_sluiced_on_the_far_end() {
+    let bin = temp_dir();
+    fs::set_permissions(bin.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = bin.path().join("sluiced");
+    fs::copy(SLUICED, &copy).unwrap();
+    fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:/usr/bin:/bin", bin.path().display());
+    set_up_use_and_remove(
+        "farend-sluiced",
+        &path,
+        "sluiced",
+        &copy.display().to_string(),
+    );
+}
+
+/// The engine API directly, for a host whose key the client does not accept.
+fn setup_with(sshd: &Sshd, name: &str) -> (Result<(), FarEndError>, Vec<String>) {
+    let far_port = free_port(LOCALHOST_V4);
+    let local = local_side(name, far_port);
+    let request = Request {
+        action: Action::Setup,
+        tunnel: local.spec.clone(),
+        far_address: None,
+        this_host: "localhost".into(),
+        key: Some(KeyBytes::load(&local.spec.key, None).unwrap()),
+        ssh: sshd.client(),
+    };
+    let mut lines = Vec::new();
+    let result = far_end::run(&request, &mut |r| lines.push(r.to_string()));
+    (result, lines)
+}
+
+#[test]
+fn a_changed_host_key_is_refused_and_nothing_is_written() {
+    let name = "farend-changed";
+    let slug = far_end::slug(name);
+    clear_leftovers(&slug);
+    let sshd = Sshd::start("/usr/bin:/bin", Trust::OtherKey);
+    let (result, lines) = setup_with(&sshd, name);
+    let error = result.unwrap_err();
+    let FarEndError::Ssh(SshError::HostKeyChanged { fix, .. }) = &error else {
+        panic!("{error:?}");
+    };
+    assert!(fix.starts_with("ssh-keygen "), "{fix}");
+    assert!(fix.contains(&format!("[127.0.0.1]:{}", sshd.port)), "{fix}");
+    let message = error.to_string();
+    assert!(message.contains("has CHANGED"), "{message}");
+    assert!(
+        message.contains("ssh -o StrictHostKeyChecking=ask farend"),
+        "{message}"
+    );
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[1].starts_with("probe: FAILED: the host key of farend has CHANGED"));
+    assert!(!far_file(&slug, "manifest").exists());
+    assert!(!far_file(&slug, "key").exists());
+}
+
+#[test]
+fn an_unknown_host_key_is_refused_with_the_command_to_run() {
+    let name = "farend-unknown";
+    let slug = far_end::slug(name);
+    clear_leftovers(&slug);
+    let sshd = Sshd::start("/usr/bin:/bin", Trust::Nothing);
+    let (result, _) = setup_with(&sshd, name);
+    let error = result.unwrap_err();
+    assert!(
+        matches!(error, FarEndError::Ssh(SshError::HostKeyUnknown { .. })),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("`ssh -o StrictHostKeyChecking=ask farend`"),
+        "{error}"
+    );
+    assert!(!far_file(&slug, "manifest").exists());
+}
+
+#[test]
+fn a_busy_far_end_port_is_named_and_remove_cleans_up() {
+    let name = "farend-busy";
+    let slug = far_end::slug(name);
+    clear_leftovers(&slug);
+    let sshd = Sshd::start("/usr/bin:/bin", Trust::ServerKey);
+    let busy = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let far_port = busy.local_addr().unwrap().port();
+    let local = local_side(name, far_port);
+    let setup = far_end_cli(
+        &sshd,
+        &local,
+        "--far-end-setup",
+        &["--service", "[127.0.0.1]:9"],
+    );
+    let out = text(&setup.stdout);
+    assert!(!setup.status.success(), "{out}");
+    assert!(
+        out.contains(&format!(
+            "start: FAILED: the far end's port [127.0.0.1]:{far_port} is already in use"
+        )),
+        "{out}"
+    );
+    // The key was written before the start failed; remove takes it away.
+    assert!(far_file(&slug, "key").exists());
+    let remove = far_end_cli(&sshd, &local, "--far-end-remove", &[]);
+    assert!(remove.status.success(), "{}", text(&remove.stdout));
+    for ext in ["key", "pid", "log", "manifest"] {
+        assert!(!far_file(&slug, ext).exists(), "{ext} left behind");
+    }
+}
