@@ -19,10 +19,10 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
+use crate::address::Address;
 use crate::config::{KeyRef, Mode, TunnelSpec};
 use crate::keyfile;
 use crate::keystore::KeyStore;
-use crate::net::addr::Address;
 use crate::net::dhpool::KeyPairPool;
 use crate::net::probe::{ProbeRequest, probe};
 use crate::protocol::key::PresharedKey;

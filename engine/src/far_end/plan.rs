@@ -2,8 +2,8 @@
 //! Decrypt tunnel, with the tunnel's forward-secrecy and handshake settings, as a plan
 //! (for the SSH set-up) and as the command lines the far-end tab shows.
 
+use crate::address::Address;
 use crate::config::{KeyRef, Mode, TunnelSpec};
-use crate::net::addr::Address;
 use crate::protocol::{ForwardSecrecy, KeyAgreement};
 
 use super::shell::quote;
