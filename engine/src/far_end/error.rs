@@ -3,7 +3,6 @@
 //! itself (what is installed there, its ports, its commands). Messages say what to do.
 
 use super::shell::SplitError;
-use crate::net::probe::ProbeOutcome;
 
 /// A step failed. Clone, so the same error can go to a progress list and a final result.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -101,8 +100,10 @@ pub enum FarHostError {
         tunnel: String,
         detail: String,
     },
-    #[error("the connection test through the far end failed: {0}")]
-    TestFailed(ProbeOutcome),
+    /// The probe's verdict, in words: this error is cloned into step reports, which a
+    /// probe's typed fault (holding an `io::Error`) cannot be.
+    #[error("the connection test through the far end failed: {verdict}")]
+    TestFailed { verdict: String },
     #[error("{what} failed on {destination}: {detail}")]
     Command {
         destination: String,

@@ -462,7 +462,10 @@ impl Runner<'_> {
             Mode::Encrypt => {
                 let outcome = self.connection_test()?;
                 if !outcome.is_ok() {
-                    return Err(FarHostError::TestFailed(outcome).into());
+                    return Err(FarHostError::TestFailed {
+                        verdict: outcome.to_string(),
+                    }
+                    .into());
                 }
                 Ok(format!(
                     "far end running ({running}); connection test to {}: {outcome}",
