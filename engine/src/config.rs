@@ -120,6 +120,10 @@ pub struct Config {
     pub version: u32,
     #[serde(default)]
     pub tunnels: Vec<TunnelSpec>,
+    /// Where `sluiced --config` serves Prometheus metrics (`host:port`, loopback advised);
+    /// `None`: no metrics. The app keeps it as it found it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
 }
 
 /// What is wrong with a config file or one of its tunnels. Each message names the file
@@ -155,8 +159,29 @@ pub enum ConfigError {
         second: String,
         address: String,
     },
+    #[error("metrics: {0}")]
+    Metrics(#[from] MetricsAddressError),
     #[error("{}", several_message(.0))]
     Several(Vec<ConfigError>),
+}
+
+/// Why a metrics address is not usable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetricsAddressError {
+    #[error("{0}")]
+    Syntax(#[from] AddressError),
+    #[error(
+        "{0} is a UNIX socket path, which Prometheus cannot scrape: give a TCP address such as 127.0.0.1:9185"
+    )]
+    NotTcp(String),
+}
+
+/// Parses where metrics are served: a TCP `host:port` or `[ip]:port`.
+pub fn parse_metrics_address(text: &str) -> Result<Address, MetricsAddressError> {
+    match text.parse::<Address>()? {
+        Address::Unix(_) => Err(MetricsAddressError::NotTcp(text.to_owned())),
+        address => Ok(address),
+    }
 }
 
 fn version_message(found: u32, supported: u32) -> String {
@@ -379,6 +404,7 @@ impl Default for Config {
         Config {
             version: CONFIG_VERSION,
             tunnels: Vec::new(),
+            metrics: None,
         }
     }
 }
@@ -467,11 +493,23 @@ impl Config {
             }
         }
 
+        if let Some(metrics) = &self.metrics
+            && let Err(e) = parse_metrics_address(metrics)
+        {
+            errors.push(e.into());
+        }
+
         if errors.is_empty() {
             Ok(())
         } else {
             Err(errors)
         }
+    }
+
+    /// Where metrics are served, if the config asks for them (checked by
+    /// [`Config::validate`]).
+    pub fn metrics_address(&self) -> Option<Result<Address, MetricsAddressError>> {
+        self.metrics.as_deref().map(parse_metrics_address)
     }
 
     /// Reads and parses a config file. A missing file is [`ConfigError::NotFound`]
@@ -555,8 +593,8 @@ mod tests {
 
     fn config(tunnels: Vec<TunnelSpec>) -> Config {
         Config {
-            version: CONFIG_VERSION,
             tunnels,
+            ..Config::default()
         }
     }
 
@@ -609,6 +647,33 @@ mod tests {
         let name = text.find("name:").unwrap();
         let autostart = text.find("autostart:").unwrap();
         assert!(text.find("version:").unwrap() < name && name < autostart);
+    }
+
+    #[test]
+    fn metrics_address_is_optional_checked_and_kept() {
+        let mut cfg = full_example();
+        assert!(!cfg.to_ron().contains("metrics:"), "absent unless set");
+        cfg.metrics = Some("127.0.0.1:9185".into());
+        let text = cfg.to_ron();
+        assert_eq!(Config::parse(&text).unwrap(), cfg);
+        assert_eq!(
+            cfg.metrics_address(),
+            Some(Ok(Address::Ip("127.0.0.1:9185".parse().unwrap())))
+        );
+        for (bad, words) in [
+            ("/run/sluiced/metrics.sock", "Prometheus cannot scrape"),
+            ("localhost", "port"),
+            ("[::1]:0", "port"),
+        ] {
+            cfg.metrics = Some(bad.into());
+            let errors = cfg.validate().unwrap_err();
+            assert_eq!(errors.len(), 1, "{bad}: {errors:?}");
+            let message = errors[0].to_string();
+            assert!(
+                message.starts_with("metrics: ") && message.contains(words),
+                "{bad}: {message}"
+            );
+        }
     }
 
     #[test]

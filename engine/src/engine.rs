@@ -30,13 +30,36 @@ pub struct TunnelStatus {
     pub max_connections: u32,
 }
 
+/// Reads the engine's status snapshots; cheap to clone, never blocks on the engine.
+#[derive(Clone)]
+pub struct StatusReader {
+    shared: Arc<EngineShared>,
+}
+
+impl StatusReader {
+    /// Every tunnel the engine knows, in id order.
+    pub fn statuses(&self) -> Vec<TunnelStatus> {
+        let tunnels: Vec<_> = self
+            .shared
+            .tunnels
+            .read()
+            .map(|t| t.values().cloned().collect())
+            .unwrap_or_default();
+        tunnels.iter().map(|t| status_of(t)).collect()
+    }
+}
+
 enum Command {
     Start(TunnelId, Box<TunnelSettings>),
     Stop {
         id: TunnelId,
         drain: bool,
     },
-    Remove(TunnelId),
+    /// Stop the tunnel and forget it; with `drain`, only once its connections ended.
+    Remove {
+        id: TunnelId,
+        drain: bool,
+    },
     Shutdown {
         drain: bool,
         done: std::sync::mpsc::Sender<()>,
@@ -123,7 +146,13 @@ impl Engine {
 
     /// Stops the tunnel and forgets it (its counters and history go too).
     pub fn remove_tunnel(&self, id: TunnelId) {
-        self.send(Command::Remove(id));
+        self.send(Command::Remove { id, drain: false });
+    }
+
+    /// Stops accepting, lets open connections finish on their own, then forgets the
+    /// tunnel (a tunnel taken out of a reloaded config).
+    pub fn retire_tunnel(&self, id: TunnelId) {
+        self.send(Command::Remove { id, drain: true });
     }
 
     pub fn stop_all(&self) {
@@ -152,13 +181,15 @@ impl Engine {
     }
 
     pub fn statuses(&self) -> Vec<TunnelStatus> {
-        let tunnels: Vec<_> = self
-            .shared
-            .tunnels
-            .read()
-            .map(|t| t.values().cloned().collect())
-            .unwrap_or_default();
-        tunnels.iter().map(|t| status_of(t)).collect()
+        self.status_reader().statuses()
+    }
+
+    /// A handle that reads status snapshots from any thread, for as long as it is kept
+    /// (a metrics endpoint serving while the owner of the engine waits for signals).
+    pub fn status_reader(&self) -> StatusReader {
+        StatusReader {
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// Bytes per second each way, one sample per second, oldest first.
@@ -273,9 +304,9 @@ async fn supervise(
                             stop(&shared, &mut stopping, id, tunnel, drain, false).await;
                         }
                     }
-                    Command::Remove(id) => {
+                    Command::Remove { id, drain } => {
                         match running.remove(&id) {
-                            Some(tunnel) => stop(&shared, &mut stopping, id, tunnel, false, true).await,
+                            Some(tunnel) => stop(&shared, &mut stopping, id, tunnel, drain, true).await,
                             None => forget(&shared, id),
                         }
                     }

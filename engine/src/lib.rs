@@ -21,9 +21,11 @@ pub mod tunnel;
 
 pub use address::{Address, AddressError, parse_bind};
 pub use atomic_file::write_atomic;
-pub use config::{Config, ConfigError, KeyRef, TunnelSpec};
+pub use config::{
+    Config, ConfigError, KeyRef, MetricsAddressError, TunnelSpec, parse_metrics_address,
+};
 pub use definition::{DefinitionProblem, Mode, TunnelDefinition};
-pub use engine::{Engine, TunnelStatus};
+pub use engine::{Engine, StatusReader, TunnelStatus};
 pub use events::{Event, EventKind, TunnelId};
 pub use keyfile::{KeyfileError, KeyfileWarning, LoadedKey};
 pub use keystore::{KeySourceError, KeyStore, KeyStoreError, KeychainStore};

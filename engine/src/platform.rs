@@ -1,5 +1,6 @@
 //! What the engine does differently per operating system, in one place: file modes and
-//! directory syncs for saved files, whether a process lives, thread priorities. A port to
+//! directory syncs for saved files, whether a process lives, thread priorities, a
+//! listener's accept queue. A port to
 //! another system changes this module (and `net`'s UNIX-socket support, see `net::local`).
 //!
 //! Built and tested: Linux. Other Unix (macOS, BSD): the Unix code, written, not built.
@@ -57,6 +58,35 @@ pub fn process_exists(pid: u32) -> bool {
     {
         let _ = pid;
         true
+    }
+}
+
+/// How many connections wait in a listening TCP socket's accept queue (the kernel's
+/// completed handshakes not yet accepted). Linux reports it in `TCP_INFO` of the listening
+/// socket; elsewhere the number is unknown.
+pub fn accept_queue_len(socket: &impl std::os::fd::AsRawFd) -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: tcp_info is plain old data; getsockopt writes at most `len` bytes into it.
+        let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        // SAFETY: the descriptor is open for the borrow; the pointers are to locals.
+        let result = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                (&raw mut info).cast(),
+                &mut len,
+            )
+        };
+        // For a listening socket, tcpi_unacked is the accept queue's current length.
+        (result == 0).then_some(u64::from(info.tcpi_unacked))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = socket;
+        None
     }
 }
 

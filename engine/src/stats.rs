@@ -48,6 +48,17 @@ impl HandshakeFailure {
             HandshakeFailure::Network => "network error",
         }
     }
+
+    /// A stable machine name (a Prometheus label value, a log field).
+    pub fn metric_label(self) -> &'static str {
+        match self {
+            HandshakeFailure::WrongKey => "wrong_key",
+            HandshakeFailure::ForwardSecrecyMismatch => "forward_secrecy_mismatch",
+            HandshakeFailure::Timeout => "timeout",
+            HandshakeFailure::Protocol => "protocol",
+            HandshakeFailure::Network => "network",
+        }
+    }
 }
 
 /// Counters of one tunnel, shared between its tasks and any reader.
@@ -64,6 +75,7 @@ pub struct TunnelStats {
     target_failures: AtomicU64,
     data_rejections: AtomicU64,
     limit_reached: AtomicU64,
+    waiting_clients: AtomicU64,
     last_error: Mutex<Option<LastError>>,
     history: Mutex<RateHistory>,
 }
@@ -87,6 +99,9 @@ pub struct CounterSnapshot {
     pub target_failures: u64,
     pub data_rejections: u64,
     pub limit_reached: u64,
+    /// Clients queued for a slot while the connection limit is reached (sampled each
+    /// second; 0 under the limit, and where the system cannot tell).
+    pub waiting_clients: u64,
     pub last_error: Option<LastError>,
     /// Bytes per second over the last full second, each way.
     pub rate_up: f64,
@@ -152,6 +167,10 @@ impl TunnelStats {
         self.limit_reached.fetch_add(1, Relaxed);
     }
 
+    pub fn set_waiting_clients(&self, n: u64) {
+        self.waiting_clients.store(n, Relaxed);
+    }
+
     pub fn set_last_error(&self, message: String) {
         if let Ok(mut slot) = self.last_error.lock() {
             *slot = Some(LastError {
@@ -214,6 +233,7 @@ impl TunnelStats {
             target_failures: self.target_failures.load(Relaxed),
             data_rejections: self.data_rejections.load(Relaxed),
             limit_reached: self.limit_reached.load(Relaxed),
+            waiting_clients: self.waiting_clients.load(Relaxed),
             last_error: self.last_error.lock().ok().and_then(|e| e.clone()),
             rate_up: latest.up,
             rate_down: latest.down,

@@ -353,6 +353,8 @@ async fn reresolve_loop(
 /// readable, so retrying at once would spin; open connections keep being served.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(25);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// How often the clients queued behind a reached connection limit are counted.
+const WAITING_SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
 async fn accept_loop(
     shared: Arc<TunnelShared>,
@@ -410,12 +412,28 @@ async fn accept_loop(
                             limit: gen_now.settings.definition.max_connections,
                         });
                     }
-                    // Like spiped: stop accepting until a slot frees up.
+                    // Like spiped: stop accepting until a slot frees up. Meanwhile, say
+                    // each second how many clients queue for one.
+                    let wait_for_slot = async {
+                        let mut every_second = tokio::time::interval(WAITING_SAMPLE_EVERY);
+                        let slot = Arc::clone(limit).acquire_owned();
+                        tokio::pin!(slot);
+                        loop {
+                            tokio::select! {
+                                permit = &mut slot => break permit.ok(),
+                                _ = every_second.tick() => {
+                                    let queued = bound.queued_connections().unwrap_or(0);
+                                    shared.stats.set_waiting_clients(queued);
+                                }
+                            }
+                        }
+                    };
                     let step = tokio::select! {
                         () = stop.cancelled() => Step::Stop,
                         changed = settings_rx.changed() => Step::update_or_stop(changed),
-                        permit = Arc::clone(limit).acquire_owned() => Step::Slot(permit.ok()),
+                        permit = wait_for_slot => Step::Slot(permit),
                     };
+                    shared.stats.set_waiting_clients(0);
                     match step {
                         Step::Slot(permit) => permit,
                         Step::Update => {

@@ -577,12 +577,12 @@ fn config_pair() -> (Config, Config) {
         t
     };
     let a = Config {
-        version: 1,
         tunnels: (0..300).map(tunnel).collect(),
+        ..Config::default()
     };
     let b = Config {
-        version: 1,
         tunnels: (0..3).map(|i| tunnel(i + 1000)).collect(),
+        ..Config::default()
     };
     (a, b)
 }

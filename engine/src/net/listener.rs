@@ -85,6 +85,15 @@ impl Listener {
         }
     }
 
+    /// Clients waiting in the kernel's accept queue, where the system can tell (TCP on
+    /// Linux); `None` where it cannot.
+    pub fn queued_connections(&self) -> Option<u64> {
+        match self {
+            Listener::Tcp(l) => crate::platform::accept_queue_len(l),
+            Listener::Unix { .. } => None,
+        }
+    }
+
     /// Where this listener actually listens (with the real port if port 0 was asked for).
     pub fn local_label(&self) -> String {
         match self {

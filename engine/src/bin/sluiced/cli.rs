@@ -8,7 +8,7 @@ use sluice_engine::definition::{self, TunnelDefinition};
 use sluice_engine::keyfile::{self, KeyfileError, KeyfileWarning, LoadedKey};
 use sluice_engine::{
     Address, Config, ConfigError, ForwardSecrecy, KeyAgreement, KeyRef, Mode, TunnelSettings,
-    parse_bind,
+    parse_bind, parse_metrics_address,
 };
 
 pub const USAGE: &str = "\
@@ -16,8 +16,10 @@ usage: sluiced {-e | -d} -s <source socket> -t <target socket> -k <key file>
                [-b <bind address>] [-DFj] [-f | -g] [-n <max # connections>]
                [-o <connection timeout>] [-p <pidfile>] [-r <rtime> | -R]
                [--syslog] [-u <username> | <:groupname> | <username:groupname>]
-               [--x25519] [--verbose]
+               [--x25519] [--verbose] [--metrics <address>]
        sluiced --config <config file> [-DF] [-p <pidfile>] [--syslog] [-u <user>] [--verbose]
+               [--metrics <address>]
+       sluiced --check-config <config file>
        sluiced --spipe -t <target socket> -k <key file> [-b <bind address>]
                [-f | -g] [-j] [-o <connection timeout>] [--x25519]
        sluiced --generate-key <new key file>
@@ -32,6 +34,11 @@ Addresses: [1.2.3.4]:port, [::1]:port, host.name:port, or /absolute/unix/socket.
 Key file \"-\" reads the key from standard input.
 --x25519 uses Sluice's fast X25519 handshake instead of spiped's; both ends must be
 Sluice with --x25519 (stock spiped cannot speak it).
+--metrics serves Prometheus metrics at http://<address>/metrics (e.g. 127.0.0.1:9185;
+off unless given here or as `metrics: Some(\"127.0.0.1:9185\")` in the config file).
+With --config, SIGHUP rereads the file: new tunnels start, removed ones drain, changed
+ones take their new settings, unchanged ones keep every connection; a file that does
+not check out changes nothing. --check-config checks a file (and its keys) and exits.
 --far-end-* set up, check or take down the other end of a config's tunnel over ssh
 (the system's OpenSSH client, BatchMode; SLUICE_SSH_COMMAND replaces `ssh`): one
 line per step, exit status 0 only if every step succeeded.";
@@ -44,6 +51,7 @@ pub enum Invocation {
     Fingerprint(PathBuf),
     Spipe(SpipeOptions),
     Run(RunOptions),
+    CheckConfig(PathBuf),
     FarEnd(FarEndOptions),
 }
 
@@ -76,6 +84,8 @@ pub struct RunOptions {
     pub user: Option<String>,
     pub syslog: bool,
     pub verbose: bool,
+    /// `--metrics`: where to serve metrics (overrides the config file's `metrics`).
+    metrics: Option<Address>,
 }
 
 enum TunnelSource {
@@ -90,23 +100,48 @@ enum TunnelSource {
 /// Tunnel settings ready to start, each with its key-file warnings.
 pub type LoadedTunnels = Vec<(TunnelSettings, Vec<String>)>;
 
+/// What a run starts: the tunnels, and where metrics are served (if anywhere).
+pub struct Loaded {
+    pub tunnels: LoadedTunnels,
+    pub metrics: Option<Address>,
+}
+
 impl RunOptions {
     /// Reads keys (and the config file) and builds every tunnel's settings; all problems
     /// are reported together.
-    pub fn load_tunnels(&self) -> Result<LoadedTunnels, Vec<String>> {
+    pub fn load(&self) -> Result<Loaded, Vec<String>> {
         match &self.source {
             TunnelSource::Flags { tunnel, key } => {
                 let loaded = load_key(key).map_err(|e| vec![e.to_string()])?;
                 let warnings = key_warnings(key, &loaded.warnings);
                 let settings = TunnelSettings::new(tunnel.as_ref().clone(), loaded.key);
-                Ok(vec![(settings, warnings)])
+                Ok(Loaded {
+                    tunnels: vec![(settings, warnings)],
+                    metrics: self.metrics.clone(),
+                })
             }
-            TunnelSource::Config(path) => load_config_tunnels(path),
+            TunnelSource::Config(path) => {
+                let mut loaded = load_config(path)?;
+                if self.metrics.is_some() {
+                    loaded.metrics.clone_from(&self.metrics);
+                }
+                Ok(loaded)
+            }
+        }
+    }
+
+    /// The config file a reload rereads; `None` for a tunnel given by flags.
+    pub fn config_file(&self) -> Option<&Path> {
+        match &self.source {
+            TunnelSource::Config(path) => Some(path),
+            TunnelSource::Flags { .. } => None,
         }
     }
 }
 
-fn load_config_tunnels(path: &Path) -> Result<LoadedTunnels, Vec<String>> {
+/// Reads and checks a config file and every tunnel's key, as a start, a reload and
+/// `--check-config` do; every problem names the file, the tunnel and the field.
+pub fn load_config(path: &Path) -> Result<Loaded, Vec<String>> {
     let config = Config::load(path).map_err(|e| vec![config_error_in(path, &e)])?;
     if config.tunnels.is_empty() {
         return Err(vec![format!(
@@ -137,8 +172,15 @@ fn load_config_tunnels(path: &Path) -> Result<LoadedTunnels, Vec<String>> {
             Err(message) => errors.push(format!("tunnel {:?}: key: {message}", spec.name)),
         }
     }
+    let metrics = match config.metrics_address().transpose() {
+        Ok(metrics) => metrics,
+        Err(e) => {
+            errors.push(config_error_in(path, &ConfigError::from(e)));
+            None
+        }
+    };
     if errors.is_empty() {
-        Ok(tunnels)
+        Ok(Loaded { tunnels, metrics })
     } else {
         Err(errors)
     }
@@ -206,6 +248,8 @@ struct Seen {
     far_end: Option<(sluice_engine::FarEndAction, String)>,
     tunnel: Option<String>,
     service: Option<String>,
+    metrics: Option<String>,
+    check_config: Option<String>,
 }
 
 fn set_flag(flag: &mut bool, name: &str) -> Result<(), String> {
@@ -280,6 +324,16 @@ pub fn parse(args: &[String]) -> Result<Invocation, String> {
                     }
                 }
                 "tunnel" => set_value(&mut seen.tunnel, "--tunnel", value("a tunnel name")?)?,
+                "metrics" => set_value(
+                    &mut seen.metrics,
+                    "--metrics",
+                    value("an address to serve metrics on, e.g. 127.0.0.1:9185")?,
+                )?,
+                "check-config" => set_value(
+                    &mut seen.check_config,
+                    "--check-config",
+                    value("a config file")?,
+                )?,
                 "service" => set_value(
                     &mut seen.service,
                     "--service",
@@ -351,9 +405,20 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
     if let Some(path) = seen.fingerprint {
         return Ok(Invocation::Fingerprint(PathBuf::from(path)));
     }
+    if let Some(path) = seen.check_config {
+        return Ok(Invocation::CheckConfig(PathBuf::from(path)));
+    }
     if let Some((action, destination)) = seen.far_end {
+        if seen.metrics.is_some() {
+            return Err("--metrics does not apply to --far-end-*".into());
+        }
         return far_end_options(action, destination, seen.config, seen.tunnel, seen.service);
     }
+    let metrics = seen
+        .metrics
+        .as_deref()
+        .map(|m| parse_metrics_address(m).map_err(|e| format!("--metrics: {e}")))
+        .transpose()?;
     if seen.tunnel.is_some() || seen.service.is_some() {
         return Err(
             "--tunnel and --service go with --far-end-setup, --far-end-check or --far-end-remove"
@@ -392,6 +457,7 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
             (seen.reresolve.is_some() || seen.no_reresolve, "-r/-R"),
             (seen.user.is_some() || seen.syslog, "-u/--syslog"),
             (seen.config.is_some(), "--config"),
+            (metrics.is_some(), "--metrics"),
         ] {
             if given {
                 return Err(format!("{name} does not apply to --spipe"));
@@ -441,6 +507,7 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
             user: seen.user,
             syslog: seen.syslog,
             verbose: seen.verbose,
+            metrics,
         }));
     }
 
@@ -508,6 +575,7 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
         user: seen.user,
         syslog: seen.syslog,
         verbose: seen.verbose,
+        metrics,
     }))
 }
 

@@ -1,6 +1,7 @@
 //! Process life of `sluiced`: daemonizing (the parent returns only once the listeners are
 //! up, as with spiped), dropping privileges, waiting for SIGTERM/SIGINT without polling,
-//! and the graceful stop: no new connections at once, open ones finish.
+//! rereading the config on SIGHUP, and the graceful stop: no new connections at once,
+//! open ones finish.
 
 use std::io::{self, Read, Write};
 use std::time::Duration;
@@ -8,11 +9,14 @@ use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::broadcast::{self, error::RecvError};
 
-use sluice_engine::engine::Engine;
-use sluice_engine::events::{Event, EventKind, TunnelId};
-use sluice_engine::tunnel::TunnelSettings;
+use std::path::Path;
 
+use sluice_engine::{Address, Engine, Event, EventKind, TunnelId};
+
+use crate::cli::RunOptions;
 use crate::logging::Logger;
+use crate::readiness::{ServiceManager, running_status};
+use crate::reload::RunningSet;
 
 /// How a daemonized child tells the waiting parent that start-up worked or failed.
 pub struct StartupReport {
@@ -167,17 +171,29 @@ pub async fn wait_until_listening(
 /// spiped's -D retries failed DNS every second; so do tunnels that failed to start.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
 
-/// Logs events until SIGTERM or SIGINT. With `retry` (-D), a tunnel that fails to
-/// start is started again a second later.
+/// How the daemon reacts while it serves.
+pub struct Serving<'a> {
+    /// `-D`: a tunnel that fails to start is started again a second later.
+    pub retry_failed_starts: bool,
+    /// What was asked for; with `--config`, SIGHUP rereads the file.
+    pub options: &'a RunOptions,
+    /// Where metrics are served; bound once at start, so a reload cannot move it.
+    pub metrics: Option<&'a Address>,
+    pub service_manager: &'a ServiceManager,
+}
+
+/// Logs events until SIGTERM or SIGINT, retrying and reloading as `serving` says.
 pub async fn serve_until_signal(
     engine: &Engine,
     logger: &Logger,
     events: &mut broadcast::Receiver<Event>,
-    retry: Option<&[(TunnelId, TunnelSettings)]>,
+    running: &mut RunningSet,
+    serving: &Serving<'_>,
 ) {
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         logger.error("cannot install signal handlers; stopping");
         return;
@@ -188,12 +204,17 @@ pub async fn serve_until_signal(
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
+            _ = hup.recv() => match serving.options.config_file() {
+                Some(path) => reload(engine, logger, running, path, serving),
+                None => logger.info("SIGHUP ignored: only sluiced --config rereads a file"),
+            },
             () = sleep_until(next_retry) => {
                 let now = tokio::time::Instant::now();
                 let due: Vec<TunnelId> = pending.iter().filter(|(at, _)| *at <= now).map(|(_, id)| *id).collect();
                 pending.retain(|(at, _)| *at > now);
                 for id in due {
-                    if let Some((_, settings)) = retry.and_then(|r| r.iter().find(|(i, _)| *i == id)) {
+                    // A tunnel removed by a reload meanwhile is not started again.
+                    if let Some((_, settings)) = running.tunnels().iter().find(|(i, _)| *i == id) {
                         engine.start_tunnel(id, settings.clone());
                     }
                 }
@@ -201,7 +222,7 @@ pub async fn serve_until_signal(
             event = events.recv() => match event {
                 Ok(event) => {
                     logger.event(&event);
-                    if retry.is_some() && matches!(event.kind, EventKind::StartFailed { .. }) {
+                    if serving.retry_failed_starts && matches!(event.kind, EventKind::StartFailed { .. }) {
                         pending.push((tokio::time::Instant::now() + RETRY_EVERY, event.tunnel));
                     }
                 }
@@ -211,6 +232,69 @@ pub async fn serve_until_signal(
                 Err(RecvError::Closed) => break,
             },
         }
+    }
+}
+
+/// Rereads the config: applies it if every tunnel checks out and its key loads, else
+/// logs why and changes nothing.
+fn reload(
+    engine: &Engine,
+    logger: &Logger,
+    running: &mut RunningSet,
+    path: &Path,
+    serving: &Serving<'_>,
+) {
+    let service_manager = serving.service_manager;
+    notify(logger, service_manager.reloading());
+    logger.info(&format!("SIGHUP: rereading {}", path.display()));
+    match serving.options.load() {
+        Err(errors) => {
+            for error in errors {
+                logger.error(&format!("reload: {error}"));
+            }
+            logger.error("reload: nothing changed; the running tunnels go on as they were");
+        }
+        Ok(loaded) => {
+            if loaded.metrics.as_ref() != serving.metrics {
+                logger.warn(
+                    "reload: the metrics address is read only at start: restart sluiced to move it",
+                );
+            }
+            for (settings, warnings) in &loaded.tunnels {
+                for warning in warnings {
+                    logger.warn(&format!("{}: {warning}", settings.definition.name));
+                }
+            }
+            let plan = running.plan(loaded.tunnels.into_iter().map(|(s, _)| s).collect());
+            let list = |names: Vec<&str>| names.join(", ");
+            let mut summary = Vec::new();
+            let started = list(plan.started().collect());
+            if !started.is_empty() {
+                summary.push(format!("starting {started}"));
+            }
+            let changed = list(plan.changed().collect());
+            if !changed.is_empty() {
+                summary.push(format!("new settings for {changed}"));
+            }
+            let retired = list(plan.retired().collect());
+            if !retired.is_empty() {
+                summary.push(format!("stopping {retired} once their connections end"));
+            }
+            summary.push(format!("{} unchanged", plan.unchanged));
+            logger.info(&format!("reload: {}", summary.join("; ")));
+            running.apply(plan, engine);
+        }
+    }
+    notify(
+        logger,
+        service_manager.ready(&running_status(running.len())),
+    );
+}
+
+/// A service-manager notification that failed is worth one log line, never a stop.
+pub fn notify(logger: &Logger, result: io::Result<()>) {
+    if let Err(e) = result {
+        logger.warn(&format!("cannot notify the service manager: {e}"));
     }
 }
 

@@ -1,22 +1,27 @@
 //! `sluiced`: the headless daemon. A drop-in for spiped's flags (`-e`/`-d`), an spipe-like
 //! client (`--spipe`), a runner for the tunnels of a Sluice config file (`--config`), and
-//! small key tools (`--generate-key`, `--fingerprint`).
+//! small key tools (`--generate-key`, `--fingerprint`), a config checker
+//! (`--check-config`), and the far-end set-up over ssh (`--far-end-*`).
 
 mod cli;
 mod daemon;
 mod far_end;
 mod logging;
+mod metrics;
+mod platform;
+mod readiness;
+mod reload;
 mod spipe;
 
 use std::process::ExitCode;
 
-use sluice_engine::engine::Engine;
-use sluice_engine::events::TunnelId;
 use sluice_engine::keyfile;
-use sluice_engine::tunnel::TunnelSettings;
+use sluice_engine::{Address, Engine};
 
 use cli::{Invocation, RunOptions};
 use logging::Logger;
+use readiness::{ServiceManager, running_status};
+use reload::RunningSet;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -45,6 +50,7 @@ fn main() -> ExitCode {
         Invocation::Fingerprint(path) => fingerprint(&path),
         Invocation::Spipe(options) => spipe::run(&options),
         Invocation::Run(options) => run(options),
+        Invocation::CheckConfig(path) => check_config(&path),
         Invocation::FarEnd(options) => far_end::run(&options),
     }
 }
@@ -83,10 +89,33 @@ fn fingerprint(path: &std::path::Path) -> ExitCode {
     }
 }
 
+/// `--check-config`: the same checks as a start or a reload, keys included.
+fn check_config(path: &std::path::Path) -> ExitCode {
+    match cli::load_config(path) {
+        Ok(loaded) => {
+            for (settings, warnings) in &loaded.tunnels {
+                for warning in warnings {
+                    eprintln!("sluiced: warning: {}: {warning}", settings.definition.name);
+                }
+            }
+            let count = loaded.tunnels.len();
+            let plural = if count == 1 { "" } else { "s" };
+            println!("{}: {count} tunnel{plural}, all fine", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for error in errors {
+                eprintln!("sluiced: {error}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs tunnels until SIGTERM/SIGINT, daemonizing first unless `-F`.
 fn run(options: RunOptions) -> ExitCode {
-    let tunnels = match options.load_tunnels() {
-        Ok(tunnels) => tunnels,
+    let loaded = match options.load() {
+        Ok(loaded) => loaded,
         Err(errors) => {
             for error in errors {
                 eprintln!("sluiced: {error}");
@@ -95,11 +124,17 @@ fn run(options: RunOptions) -> ExitCode {
         }
     };
     let logger = Logger::new(options.syslog && !options.foreground, options.verbose);
-    for (settings, warnings) in &tunnels {
+    for (settings, warnings) in &loaded.tunnels {
         for warning in warnings {
             logger.warn(&format!("{}: {warning}", settings.definition.name));
         }
     }
+    let service_manager = ServiceManager::from_env().unwrap_or_else(|e| {
+        logger.warn(&format!(
+            "not notifying the service manager (NOTIFY_SOCKET): {e}"
+        ));
+        ServiceManager::none()
+    });
 
     // Fork before any thread exists; the parent exits once the child reports.
     let mut report = if options.foreground {
@@ -129,13 +164,8 @@ fn run(options: RunOptions) -> ExitCode {
     // events at all, so no connection wakes this thread on its way in.
     engine.set_connection_events(options.verbose);
     let mut events = engine.subscribe();
-    let ids: Vec<TunnelId> = (0..tunnels.len() as u64).map(TunnelId).collect();
-    let settings_by_id: Vec<(TunnelId, TunnelSettings)> = ids
-        .iter()
-        .copied()
-        .zip(tunnels.into_iter().map(|(s, _)| s))
-        .collect();
-    for (id, settings) in &settings_by_id {
+    let mut running = RunningSet::new(loaded.tunnels.into_iter().map(|(s, _)| s).collect());
+    for (id, settings) in running.tunnels() {
         engine.start_tunnel(*id, settings.clone());
     }
 
@@ -146,9 +176,15 @@ fn run(options: RunOptions) -> ExitCode {
         engine.runtime().block_on(daemon::wait_until_listening(
             &logger,
             &mut events,
-            ids.len(),
+            running.len(),
         ))
     };
+    // Metrics listen once the tunnels do, and before privileges are dropped (so a port
+    // below 1024 works as it does for tunnels).
+    let startup = startup.and_then(|()| match &loaded.metrics {
+        Some(address) => serve_metrics(&engine, &logger, address),
+        None => Ok(()),
+    });
     if let Err(message) = startup {
         logger.error(&message);
         report.failure(&message);
@@ -171,14 +207,43 @@ fn run(options: RunOptions) -> ExitCode {
         logger.warn(&format!("cannot write pid file {}: {e}", pidfile.display()));
     }
     report.success();
+    daemon::notify(
+        &logger,
+        service_manager.ready(&running_status(running.len())),
+    );
 
-    let retry = options.wait_for_dns.then_some(settings_by_id.as_slice());
+    let serving = daemon::Serving {
+        retry_failed_starts: options.wait_for_dns,
+        options: &options,
+        metrics: loaded.metrics.as_ref(),
+        service_manager: &service_manager,
+    };
     engine.runtime().block_on(daemon::serve_until_signal(
         &engine,
         &logger,
         &mut events,
-        retry,
+        &mut running,
+        &serving,
     ));
+    daemon::notify(
+        &logger,
+        service_manager.stopping("stopping: open connections are finishing"),
+    );
     daemon::drain_then_exit(engine, &logger);
     ExitCode::SUCCESS
+}
+
+/// Binds the metrics address and serves scrapes on the engine's runtime.
+fn serve_metrics(engine: &Engine, logger: &Logger, address: &Address) -> Result<(), String> {
+    let listener = engine
+        .runtime()
+        .block_on(metrics::bind(address))
+        .map_err(|e| format!("cannot serve metrics on {address}: {e}"))?;
+    let shown = listener
+        .local_addr()
+        .map_or_else(|_| address.to_string(), |a| a.to_string());
+    logger.info(&format!("metrics at http://{shown}/metrics"));
+    let collector = metrics::SluiceCollector::new(engine.status_reader());
+    engine.runtime().spawn(metrics::serve(listener, collector));
+    Ok(())
 }
