@@ -36,10 +36,13 @@ struct Resolved<'a> {
     bind: &'a [SocketAddr],
 }
 
-/// A connected socket and how long the TCP (or UNIX-domain) connect took.
+/// A connected socket, how long the host-name lookup took (`None`: nothing was looked
+/// up, the address was an IP, a UNIX path or resolved beforehand), and how long the TCP
+/// (or UNIX-domain) connect took after it.
 #[derive(Debug)]
 pub struct Connected {
     pub stream: NetStream,
+    pub lookup: Option<Duration>,
     pub connect: Duration,
 }
 
@@ -47,6 +50,7 @@ pub struct Connected {
 pub struct Dialed {
     pub stream: NetStream,
     pub codecs: (PacketSealer, PacketOpener),
+    pub lookup: Option<Duration>,
     pub connect: Duration,
     pub handshake: Duration,
 }
@@ -75,19 +79,30 @@ impl<'a> Dialer<'a> {
     /// the timeout. `connect` in the answer excludes the name lookup.
     pub async fn connect(&self) -> Result<Connected, TargetFault> {
         let started;
+        let mut lookup = None;
         let stream = match self.resolved {
             Some(resolved) => {
                 started = Instant::now();
                 connect_target(self.target, resolved.target, resolved.bind, self.timeout).await?
             }
             None => {
+                let looking_up = Instant::now();
                 let (target, bind) = self.resolve().await?;
+                let names = [Some(self.target), self.bind];
+                if names
+                    .iter()
+                    .flatten()
+                    .any(|a| matches!(a, Address::Host { .. }))
+                {
+                    lookup = Some(looking_up.elapsed());
+                }
                 started = Instant::now();
                 connect_target(self.target, &target, &bind, self.timeout).await?
             }
         };
         Ok(Connected {
             stream,
+            lookup,
             connect: started.elapsed(),
         })
     }
@@ -96,6 +111,7 @@ impl<'a> Dialer<'a> {
     pub async fn dial(&self, params: &HandshakeParams<'_>) -> Result<Dialed, DialFault> {
         let Connected {
             mut stream,
+            lookup,
             connect,
         } = self.connect().await.map_err(DialFault::Target)?;
         let started = Instant::now();
@@ -105,6 +121,7 @@ impl<'a> Dialer<'a> {
         Ok(Dialed {
             stream,
             codecs,
+            lookup,
             connect,
             handshake: started.elapsed(),
         })
@@ -120,5 +137,34 @@ impl<'a> Dialer<'a> {
             None => Vec::new(),
         };
         Ok((target, bind))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_lookup_is_timed_apart_from_the_connect_and_only_for_a_name() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let ip = Address::Ip(SocketAddr::from(([127, 0, 0, 1], port)));
+        let name = Address::Host {
+            name: "localhost".into(),
+            port,
+        };
+        let timeout = Duration::from_secs(5);
+
+        let by_ip = Dialer::new(&ip, None, timeout).connect().await.unwrap();
+        assert_eq!(by_ip.lookup, None, "an IP needs no lookup");
+        let by_name = Dialer::new(&name, None, timeout).connect().await.unwrap();
+        assert!(by_name.lookup.is_some(), "a host name is looked up");
+        let addrs = [SocketAddr::from(([127, 0, 0, 1], port))];
+        let resolved = Dialer::new(&name, None, timeout)
+            .with_resolved(&addrs, &[])
+            .connect()
+            .await
+            .unwrap();
+        assert_eq!(resolved.lookup, None, "resolved beforehand");
     }
 }

@@ -27,7 +27,10 @@ pub struct ProbeRequest {
 /// The verdict of a test connection.
 #[derive(Debug)]
 pub enum ProbeOutcome {
+    /// Each step's own time: the host-name lookup (if a name was looked up), the TCP
+    /// connect, the handshake.
     Ok {
+        lookup: Option<Duration>,
         connect: Duration,
         handshake: Duration,
     },
@@ -84,12 +87,18 @@ impl Verdict {
 impl fmt::Display for ProbeOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ProbeOutcome::Ok { connect, handshake } => write!(
-                f,
-                "OK: handshake completed in {:.1} ms (TCP connect {:.1} ms)",
-                handshake.as_secs_f64() * 1000.0,
-                connect.as_secs_f64() * 1000.0
-            ),
+            ProbeOutcome::Ok {
+                lookup,
+                connect,
+                handshake,
+            } => {
+                let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
+                write!(f, "OK: handshake completed in {:.1} ms (", ms(handshake))?;
+                if let Some(lookup) = lookup {
+                    write!(f, "name lookup {:.1} ms, ", ms(lookup))?;
+                }
+                write!(f, "TCP connect {:.1} ms)", ms(connect))
+            }
             ProbeOutcome::Failed(fault) => {
                 write!(f, "{}: ", Verdict::of(fault).label())?;
                 match fault {
@@ -122,6 +131,7 @@ pub async fn probe(request: &ProbeRequest, pool: &KeyPairPool) -> ProbeOutcome {
         .await
     {
         Ok(dialed) => ProbeOutcome::Ok {
+            lookup: dialed.lookup,
             connect: dialed.connect,
             handshake: dialed.handshake,
         },
@@ -141,6 +151,7 @@ mod tests {
     #[test]
     fn verdicts_are_worded_as_before() {
         let ok = ProbeOutcome::Ok {
+            lookup: None,
             connect: Duration::from_micros(1500),
             handshake: Duration::from_micros(2250),
         };
@@ -148,6 +159,15 @@ mod tests {
         assert_eq!(
             ok.to_string(),
             "OK: handshake completed in 2.2 ms (TCP connect 1.5 ms)"
+        );
+        let named = ProbeOutcome::Ok {
+            lookup: Some(Duration::from_micros(4960)),
+            connect: Duration::from_micros(120),
+            handshake: Duration::from_micros(1040),
+        };
+        assert_eq!(
+            named.to_string(),
+            "OK: handshake completed in 1.0 ms (name lookup 5.0 ms, TCP connect 0.1 ms)"
         );
         let refused = shown(DialFault::Target(TargetFault::Refused(
             "[127.0.0.1]:9".into(),
