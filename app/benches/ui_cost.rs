@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use egui_kittest::Harness;
 use sluice::SluiceApp;
-use sluice::dialogs::{DialogAnswer, DialogKind, FileDialog};
+use sluice::error::KeychainUnavailable;
+use sluice::file_dialogs::{DialogAnswer, DialogKind, FileDialog};
 use sluice::services::{AppPaths, Keychain, Services};
-use sluice_engine::config::{Config, KeyRef, Mode, TunnelSpec};
+use sluice_engine::{Config, KeyRef, Mode, TunnelSpec};
 
 struct NoDialogs;
 
@@ -54,7 +55,7 @@ fn frame_time_with_200_tunnels() {
     let dir = config_dir(200, 30000, false);
     let services = Services {
         paths: AppPaths::in_dir(dir.path()),
-        keychain: Keychain::Unavailable("benchmark".into()),
+        keychain: Keychain::Unavailable(KeychainUnavailable::LeftOut("benchmark".into())),
         dialogs: Arc::new(NoDialogs),
         host_name: "bench".into(),
     };

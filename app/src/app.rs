@@ -1,198 +1,30 @@
-//! SluiceApp: the app's state and the one place that carries out what the views ask for.
-//! Views draw and return [`UiCommand`]s; background work comes back as
-//! [`Message`]s; the engine runs the tunnels on its own threads and wakes the UI when
-//! something changed, so the UI repaints on change and sits idle otherwise.
+//! SluiceApp: the one place that carries out what the views ask for. Views draw from the
+//! [`Model`] and return [`UiCommand`]s; background work comes back as [`Message`]s; the
+//! engine runs the tunnels on its own threads and wakes the UI when something changed, so
+//! the UI repaints on change and sits idle otherwise. Errors become notices here, once.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 
-use serde::{Deserialize, Serialize};
-use sluice_engine::config::{Config, ConfigError, KeyRef, Mode, TunnelSpec};
-use sluice_engine::engine::{Engine, TunnelStatus};
-use sluice_engine::events::{Event, TunnelId};
-use sluice_engine::net::probe::{ProbeOutcome, ProbeRequest};
-use sluice_engine::stats::RateSample;
-use sluice_engine::tunnel::{TunnelSettings, TunnelState};
+use sluice_engine::{
+    Config, ConfigError, Engine, Event, KeyStore, Mode, ProbeRequest, RateSample, TunnelId,
+    TunnelSettings, TunnelSpec,
+};
 use tokio::sync::broadcast::{self, error::TryRecvError};
 
-use crate::background::{Background, DialogPurpose, Message, ProbeKey, SaveTarget};
-use crate::dialogs::{DialogAnswer, DialogKind};
-use crate::editor::{EditorState, KeyChoice};
-use crate::keys::{self, KeyIndex, KeyInfo};
+use crate::background::{Background, Message, SaveTarget};
+use crate::command::UiCommand;
+use crate::error::{AppError, ProbeNotTried, StartError, StartupError};
+use crate::file_dialogs::{DialogAnswer, DialogKind};
+use crate::keys::{self, KeyIndex};
+use crate::model::{
+    ConfigStatus, Confirm, DialogPurpose, KeyForm, LOG_LINES, Model, Notice, ProbeKey,
+    ProbeVerdict, TunnelEntry, UiState, ViewState,
+};
 use crate::services::Services;
+use crate::tunnel_form::{self, EditorState, KeyChoice};
 use crate::views;
-
-/// Log lines kept per tunnel.
-pub const LOG_LINES: usize = 500;
-
-/// One tunnel of the list: its engine id (stable while the app runs) and its spec.
-#[derive(Clone, Debug)]
-pub struct TunnelEntry {
-    pub id: TunnelId,
-    pub spec: TunnelSpec,
-}
-
-/// Whether the config file could be used.
-#[derive(Clone, Debug, PartialEq)]
-pub enum ConfigStatus {
-    /// Loaded (or created on first save).
-    Ok,
-    /// The file exists but could not be read: it is never overwritten; changes stay in
-    /// memory until it is fixed and reloaded.
-    Broken { path: PathBuf, message: String },
-}
-
-/// Which part of the detail panel is showing.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum DetailTab {
-    #[default]
-    Traffic,
-    FarEnd,
-}
-
-/// UI state kept across runs (window size is kept by eframe itself).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct UiState {
-    pub selected: Option<String>,
-    pub tab: DetailTab,
-    /// Per tunnel name: the far end's address, as the user corrected it.
-    pub far_addresses: BTreeMap<String, String>,
-    pub keys_open: bool,
-}
-
-/// A message shown at the top until dismissed.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Notice {
-    pub error: bool,
-    pub text: String,
-}
-
-/// The key dialogs (generate, import).
-#[derive(Clone, Debug, PartialEq)]
-pub enum KeyForm {
-    Generate {
-        name: String,
-        save_copy: bool,
-        path: String,
-    },
-    Import {
-        name: String,
-        path: String,
-    },
-}
-
-/// What waits for the user to confirm.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Confirm {
-    DeleteTunnel(TunnelId),
-    DeleteKey(String),
-}
-
-/// What views ask the app to do.
-#[derive(Clone, Debug, PartialEq)]
-pub enum UiCommand {
-    Select(TunnelId),
-    ShowTab(DetailTab),
-    Start(TunnelId),
-    Stop(TunnelId),
-    StartAll,
-    StopAll,
-    NewTunnel,
-    Edit(TunnelId),
-    Duplicate(TunnelId),
-    AskDelete(TunnelId),
-    SaveEditor,
-    CancelEditor,
-    TestFromEditor,
-    Test(TunnelId),
-    OpenDialog(DialogPurpose),
-    ShowKeys(bool),
-    OpenKeyForm(KeyForm),
-    CloseKeyForm,
-    SubmitKeyForm,
-    AskDeleteKey(String),
-    Confirmed,
-    CancelConfirm,
-    Copy(String),
-    Dismiss(usize),
-    ReloadConfig,
-    SetFarAddress(String, String),
-}
-
-/// Everything the views read.
-pub struct Model {
-    pub tunnels: Vec<TunnelEntry>,
-    pub config_status: ConfigStatus,
-    pub keys: KeyIndex,
-    /// Set when the key list file could not be read: then it is not overwritten.
-    pub keys_broken: Option<String>,
-    pub keychain_problem: Option<String>,
-    pub logs: HashMap<TunnelId, VecDeque<Event>>,
-    /// Tunnels whose key is being loaded before they start.
-    pub starting: HashSet<TunnelId>,
-    pub probes: HashMap<ProbeKey, Option<ProbeOutcome>>,
-    pub notices: Vec<Notice>,
-    pub statuses: HashMap<TunnelId, TunnelStatus>,
-    pub host_name: String,
-    pub config_path: PathBuf,
-}
-
-impl Model {
-    pub fn tunnel(&self, id: TunnelId) -> Option<&TunnelEntry> {
-        self.tunnels.iter().find(|t| t.id == id)
-    }
-
-    pub fn tunnel_named(&self, name: &str) -> Option<&TunnelEntry> {
-        self.tunnels.iter().find(|t| t.spec.name == name)
-    }
-
-    pub fn status(&self, id: TunnelId) -> Option<&TunnelStatus> {
-        self.statuses.get(&id)
-    }
-
-    /// Whether the engine is running the tunnel (listening, starting or draining).
-    pub fn is_running(&self, id: TunnelId) -> bool {
-        self.starting.contains(&id)
-            || self.status(id).is_some_and(|s| {
-                matches!(
-                    s.state,
-                    TunnelState::Listening { .. }
-                        | TunnelState::Starting
-                        | TunnelState::Draining { .. }
-                )
-            })
-    }
-
-    /// The tunnels using a key.
-    pub fn users_of(&self, key: &KeyInfo) -> Vec<String> {
-        self.tunnels
-            .iter()
-            .filter(|t| t.spec.key == key.location)
-            .map(|t| t.spec.name.clone())
-            .collect()
-    }
-
-    /// Key locations → key names, for the editor.
-    pub fn key_names(&self) -> HashMap<KeyRef, String> {
-        self.keys
-            .keys
-            .iter()
-            .map(|k| (k.location.clone(), k.name.clone()))
-            .collect()
-    }
-}
-
-/// Transient view state: open dialogs and forms.
-#[derive(Default)]
-pub struct ViewState {
-    pub editor: Option<EditorState>,
-    pub key_form: Option<KeyForm>,
-    pub confirm: Option<Confirm>,
-    /// Set when a file dialog could not be shown: forms then ask for a typed path.
-    pub dialogs_unavailable: bool,
-}
 
 pub struct SluiceApp {
     ctx: egui::Context,
@@ -212,7 +44,10 @@ const UI_STATE_KEY: &str = "sluice-ui";
 impl SluiceApp {
     /// Builds the app for eframe: restores UI state, starts the engine, loads the config
     /// and key list, and starts the tunnels marked to start with the app.
-    pub fn new(cc: &eframe::CreationContext<'_>, services: Services) -> Result<SluiceApp, String> {
+    pub fn new(
+        cc: &eframe::CreationContext<'_>,
+        services: Services,
+    ) -> Result<SluiceApp, StartupError> {
         let ui = cc
             .storage
             .and_then(|s| eframe::get_value::<UiState>(s, UI_STATE_KEY))
@@ -225,20 +60,17 @@ impl SluiceApp {
         ctx: egui::Context,
         services: Services,
         ui: UiState,
-    ) -> Result<SluiceApp, String> {
+    ) -> Result<SluiceApp, StartupError> {
         let repaint = ctx.clone();
-        let engine = Engine::start(move || repaint.request_repaint())
-            .map_err(|e| format!("cannot start the tunnel engine: {e}"))?;
+        let engine =
+            Engine::start(move || repaint.request_repaint()).map_err(StartupError::Engine)?;
         let events = engine.subscribe();
         let (background, inbox) = Background::new(ctx.clone());
         let (keys, keys_broken) = match KeyIndex::load(&services.paths.keys_file) {
             Ok(index) => (index, None),
-            Err(message) => (KeyIndex::new(), Some(message)),
+            Err(problem) => (KeyIndex::new(), Some(Arc::new(problem))),
         };
-        let keychain_problem = match &services.keychain {
-            crate::services::Keychain::Available(_) => None,
-            crate::services::Keychain::Unavailable(why) => Some(why.clone()),
-        };
+        let keychain_problem = services.keychain.problem().cloned();
         let model = Model {
             tunnels: Vec::new(),
             config_status: ConfigStatus::Ok,
@@ -292,12 +124,7 @@ impl SluiceApp {
                 self.model.config_status = ConfigStatus::Ok;
                 self.replace_tunnels(Vec::new());
             }
-            Err(e) => {
-                self.model.config_status = ConfigStatus::Broken {
-                    path,
-                    message: e.to_string(),
-                };
-            }
+            Err(error) => self.model.config_status = ConfigStatus::Broken { path, error },
         }
     }
 
@@ -332,10 +159,9 @@ impl SluiceApp {
                     }
                     log.push_back(event);
                 }
-                Err(TryRecvError::Lagged(missed)) => self.notify(
-                    false,
-                    format!("{missed} events came too fast to show; the counters are still exact"),
-                ),
+                Err(TryRecvError::Lagged(missed)) => self.inform(format!(
+                    "{missed} events came too fast to show; the counters are still exact"
+                )),
                 Err(TryRecvError::Empty | TryRecvError::Closed) => break,
             }
         }
@@ -345,8 +171,14 @@ impl SluiceApp {
             .into_iter()
             .map(|s| (s.id, s))
             .collect();
+        let mut any = false;
         while let Ok(message) = self.inbox.try_recv() {
             self.handle_message(message);
+            any = true;
+        }
+        // Keys or tunnels may have changed under the open editor.
+        if any {
+            self.recheck_editor();
         }
     }
 
@@ -354,12 +186,45 @@ impl SluiceApp {
         self.engine.rate_history(id)
     }
 
-    fn notify(&mut self, error: bool, text: String) {
-        self.model.notices.push(Notice { error, text });
+    fn inform(&mut self, text: impl Into<String>) {
+        self.model.notices.push(Notice::info(text));
     }
 
-    fn keychain(&self) -> Option<&std::sync::Arc<dyn sluice_engine::keystore::KeyStore>> {
+    /// Where every failure the user should hear about ends: once, as a notice.
+    fn report(&mut self, error: AppError) {
+        self.model.notices.push(Notice::error(&error));
+    }
+
+    fn keychain(&self) -> Option<&Arc<dyn KeyStore>> {
         self.services.keychain.store()
+    }
+
+    /// Checks the open editor's form again (after an edit, or a change to the tunnels or
+    /// keys it is checked against), and starts the listen port check off the UI thread
+    /// if the address is new.
+    fn recheck_editor(&mut self) {
+        let Some(editor) = self.view.editor.as_mut() else {
+            return;
+        };
+        let model = &self.model;
+        let spec = editor.to_spec(|name| model.key_location(name));
+        let others: Vec<TunnelSpec> = model
+            .tunnels
+            .iter()
+            .filter(|t| Some(t.id) != editor.editing)
+            .map(|t| t.spec.clone())
+            .collect();
+        let ours = editor
+            .editing
+            .filter(|id| model.is_running(*id))
+            .and_then(|id| model.tunnel(id))
+            .map(|t| t.spec.listen.as_str());
+        if let Some(request) = editor.recheck(&spec, &others, ours) {
+            self.background.run(move || Message::PortChecked {
+                problem: tunnel_form::check_listen_port(request.addr),
+                listen: request.listen,
+            });
+        }
     }
 
     // ---- commands ----------------------------------------------------------------
@@ -407,8 +272,7 @@ impl SluiceApp {
             UiCommand::CancelEditor => self.view.editor = None,
             UiCommand::TestFromEditor => {
                 if let Some(editor) = &self.view.editor {
-                    let spec = editor
-                        .to_spec(|name| self.model.keys.get(name).map(|k| k.location.clone()));
+                    let spec = editor.to_spec(|name| self.model.key_location(name));
                     self.test_connection(ProbeKey::Editor, spec);
                 }
             }
@@ -432,7 +296,7 @@ impl SluiceApp {
             UiCommand::CancelConfirm => self.view.confirm = None,
             UiCommand::Copy(text) => {
                 self.ctx.copy_text(text);
-                self.notify(false, "copied to the clipboard".into());
+                self.inform("copied to the clipboard");
             }
             UiCommand::Dismiss(index) => {
                 if index < self.model.notices.len() {
@@ -441,14 +305,16 @@ impl SluiceApp {
             }
             UiCommand::ReloadConfig => {
                 self.load_config();
-                if self.model.config_status == ConfigStatus::Ok {
-                    self.notify(false, "config reloaded".into());
+                if matches!(self.model.config_status, ConfigStatus::Ok) {
+                    self.inform("config reloaded");
                 }
             }
             UiCommand::SetFarAddress(name, address) => {
                 self.ui.far_addresses.insert(name, address);
             }
+            UiCommand::EditorChanged => {}
         }
+        self.recheck_editor();
     }
 
     /// Loads the tunnel's key off the UI thread, then starts (or updates) it.
@@ -458,19 +324,22 @@ impl SluiceApp {
         };
         let spec = entry.spec.clone();
         if let Err(errors) = spec.validate() {
-            let text = in_one_line(&errors);
-            self.notify(true, format!("cannot start \"{}\": {text}", spec.name));
+            self.report(AppError::CannotStart {
+                name: spec.name,
+                cause: StartError::Settings(errors),
+            });
             return;
         }
         self.model.starting.insert(id);
         let keychain = self.keychain().cloned();
         self.background.run(move || {
-            let result = keys::load_for_tunnel(&spec.key, keychain.as_ref()).and_then(|loaded| {
-                let warnings = loaded.warnings.iter().map(|w| w.to_string()).collect();
-                TunnelSettings::from_spec(&spec, loaded.key)
-                    .map(|settings| (settings, warnings))
-                    .map_err(|errors| in_one_line(&errors))
-            });
+            let result = keys::load_for_tunnel(&spec.key, keychain.as_ref())
+                .map_err(StartError::from)
+                .and_then(|loaded| {
+                    TunnelSettings::from_spec(&spec, loaded.key)
+                        .map(|settings| (settings, loaded.warnings))
+                        .map_err(StartError::Settings)
+                });
             Message::TunnelReady { id, result }
         });
     }
@@ -498,29 +367,16 @@ impl SluiceApp {
     }
 
     fn save_editor(&mut self) {
-        let Some(editor) = self.view.editor.as_mut() else {
+        // An edit in the same frame as the click is not checked yet.
+        self.recheck_editor();
+        let Some(editor) = self.view.editor.as_ref() else {
             return;
         };
-        let spec = editor.to_spec(|name| self.model.keys.get(name).map(|k| k.location.clone()));
-        let others: Vec<TunnelSpec> = self
-            .model
-            .tunnels
-            .iter()
-            .filter(|t| Some(t.id) != editor.editing)
-            .map(|t| t.spec.clone())
-            .collect();
-        let editing = editor.editing;
-        let running_listen: Vec<String> = editing
-            .filter(|id| self.model.is_running(*id))
-            .and_then(|id| self.model.tunnel(id))
-            .map(|t| vec![t.spec.listen.clone()])
-            .unwrap_or_default();
-        let problems = editor.problems(&spec, &others, |listen| {
-            running_listen.iter().any(|l| l == listen)
-        });
-        if !problems.is_empty() {
+        if !editor.problems().is_empty() {
             return;
         }
+        let spec = editor.to_spec(|name| self.model.key_location(name));
+        let editing = editor.editing;
         self.view.editor = None;
         match editing {
             Some(id) => {
@@ -566,11 +422,7 @@ impl SluiceApp {
     /// is kept as the user left it.
     fn save_config(&mut self) {
         if let ConfigStatus::Broken { path, .. } = &self.model.config_status {
-            let text = format!(
-                "not saved: {} could not be read, so it is left untouched; fix or move it, then Reload",
-                path.display()
-            );
-            self.notify(true, text);
+            self.report(AppError::ConfigFileBroken(path.clone()));
             return;
         }
         let config = Config {
@@ -578,8 +430,7 @@ impl SluiceApp {
             ..Config::default()
         };
         if let Err(errors) = config.validate() {
-            let text = in_one_line(&errors);
-            self.notify(true, format!("not saved: {text}"));
+            self.report(AppError::ConfigInvalid(errors));
             return;
         }
         self.background.save(
@@ -591,8 +442,7 @@ impl SluiceApp {
 
     fn save_keys(&mut self) {
         if let Some(problem) = &self.model.keys_broken {
-            let text = format!("key list not saved: {problem}");
-            self.notify(true, text);
+            self.report(AppError::KeyListBroken(Arc::clone(problem)));
             return;
         }
         self.background.save(
@@ -610,10 +460,8 @@ impl SluiceApp {
         let valid = match spec.validate() {
             Ok(valid) => valid,
             Err(errors) => {
-                let text = in_one_line(&errors);
-                self.model
-                    .probes
-                    .insert(key, Some(ProbeOutcome::Unreachable(text)));
+                let verdict = ProbeVerdict::NotTried(ProbeNotTried::Settings(errors));
+                self.model.probes.insert(key, Some(verdict));
                 return;
             }
         };
@@ -668,14 +516,14 @@ impl SluiceApp {
             } => {
                 let name = name.trim().to_owned();
                 if let Err(problem) = keys::check_new_name(&self.model.keys, &name) {
-                    self.notify(true, problem);
+                    self.report(problem.into());
                     return;
                 }
                 let copy_to = (save_copy || keychain.is_none())
                     .then(|| PathBuf::from(path.trim()))
                     .filter(|p| !p.as_os_str().is_empty());
                 if (save_copy || keychain.is_none()) && copy_to.is_none() {
-                    self.notify(true, "choose where to save the key file".into());
+                    self.report(AppError::NoKeyFileChosen);
                     return;
                 }
                 self.view.key_form = None;
@@ -690,11 +538,11 @@ impl SluiceApp {
             KeyForm::Import { name, path } => {
                 let name = name.trim().to_owned();
                 if let Err(problem) = keys::check_new_name(&self.model.keys, &name) {
-                    self.notify(true, problem);
+                    self.report(problem.into());
                     return;
                 }
                 if path.trim().is_empty() {
-                    self.notify(true, "choose the key file to import".into());
+                    self.report(AppError::NoImportFileChosen);
                     return;
                 }
                 self.view.key_form = None;
@@ -714,17 +562,7 @@ impl SluiceApp {
         if users.is_empty() {
             self.view.confirm = Some(Confirm::DeleteKey(name));
         } else {
-            self.notify(
-                true,
-                format!(
-                    "key \"{name}\" is used by {}: give those tunnels another key first",
-                    users
-                        .iter()
-                        .map(|u| format!("\"{u}\""))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            );
+            self.report(AppError::KeyInUse { name, users });
         }
     }
 
@@ -744,51 +582,44 @@ impl SluiceApp {
     fn handle_message(&mut self, message: Message) {
         match message {
             Message::Saved { target, result } => {
-                if let Err(e) = result {
-                    let what = match target {
-                        SaveTarget::Config => "tunnels",
-                        SaveTarget::KeyIndex => "key list",
-                    };
-                    self.notify(true, format!("could not save the {what}: {e}"));
+                if let Err(failure) = result {
+                    self.report(match target {
+                        SaveTarget::Config => AppError::ConfigNotWritten(failure),
+                        SaveTarget::KeyIndex => AppError::KeyListNotWritten(failure),
+                    });
                 }
             }
             Message::TunnelReady { id, result } => {
                 // Stopped (or deleted) while the key was loading: do not start after all.
-                if !self.model.starting.remove(&id) || self.model.tunnel(id).is_none() {
+                if !self.model.starting.remove(&id) {
                     return;
                 }
+                let Some(entry) = self.model.tunnel(id) else {
+                    return;
+                };
+                let name = entry.spec.name.clone();
                 match result {
                     Ok((settings, warnings)) => {
                         for warning in warnings {
-                            self.notify(false, format!("{}: {warning}", settings.definition.name));
+                            self.inform(format!("{}: {warning}", settings.definition.name));
                         }
                         self.engine.start_tunnel(id, settings);
                     }
-                    Err(e) => {
-                        let name = self
-                            .model
-                            .tunnel(id)
-                            .map(|t| t.spec.name.clone())
-                            .unwrap_or_default();
-                        self.notify(true, format!("cannot start \"{name}\": {e}"));
-                    }
+                    Err(cause) => self.report(AppError::CannotStart { name, cause }),
                 }
             }
             Message::KeyGenerated(result) => match result {
                 Ok(info) => {
-                    self.notify(
-                        false,
-                        format!(
-                            "generated key \"{}\" ({}), fingerprint {}",
-                            info.name,
-                            info.where_label(),
-                            info.fingerprint
-                        ),
-                    );
+                    self.inform(format!(
+                        "generated key \"{}\" ({}), fingerprint {}",
+                        info.name,
+                        info.where_label(),
+                        info.fingerprint
+                    ));
                     self.model.keys.keys.push(info);
                     self.save_keys();
                 }
-                Err(e) => self.notify(true, format!("could not generate the key: {e}")),
+                Err(e) => self.report(AppError::KeyGenerate(e)),
             },
             Message::KeyImported(result) => match result {
                 Ok((info, warnings)) => {
@@ -797,37 +628,31 @@ impl SluiceApp {
                             "note: \"{}\" is the same key as \"{}\"",
                             info.name, same.name
                         );
-                        self.notify(false, text);
+                        self.inform(text);
                     }
                     for warning in warnings {
-                        self.notify(false, format!("{}: {warning}", info.name));
+                        self.inform(format!("{}: {warning}", info.name));
                     }
-                    self.notify(
-                        false,
-                        format!(
-                            "imported key \"{}\", fingerprint {}",
-                            info.name, info.fingerprint
-                        ),
-                    );
+                    self.inform(format!(
+                        "imported key \"{}\", fingerprint {}",
+                        info.name, info.fingerprint
+                    ));
                     self.model.keys.keys.push(info);
                     self.save_keys();
                 }
-                Err(e) => self.notify(true, format!("could not import the key: {e}")),
+                Err(e) => self.report(AppError::KeyImport(e)),
             },
             Message::KeyExported(result) => match result {
-                Ok(path) => self.notify(
-                    false,
-                    format!("key written to {} (mode 0600)", path.display()),
-                ),
-                Err(e) => self.notify(true, format!("could not export the key: {e}")),
+                Ok(path) => self.inform(format!("key written to {} (mode 0600)", path.display())),
+                Err(e) => self.report(AppError::KeyExport(e)),
             },
             Message::KeyDeleted { name, result } => match result {
                 Ok(()) => {
                     self.model.keys.keys.retain(|k| k.name != name);
                     self.save_keys();
-                    self.notify(false, format!("deleted key \"{name}\""));
+                    self.inform(format!("deleted key \"{name}\""));
                 }
-                Err(e) => self.notify(true, format!("could not delete key \"{name}\": {e}")),
+                Err(cause) => self.report(AppError::KeyDelete { name, cause }),
             },
             Message::Dialog { purpose, answer } => self.dialog_answered(purpose, answer),
             Message::ProbeReady { key, result } => match result {
@@ -838,14 +663,19 @@ impl SluiceApp {
                     });
                 }
                 Err(e) => {
-                    self.model.probes.insert(
-                        key,
-                        Some(ProbeOutcome::Rejected(format!("cannot load the key: {e}"))),
-                    );
+                    let verdict = ProbeVerdict::NotTried(ProbeNotTried::Key(e));
+                    self.model.probes.insert(key, Some(verdict));
                 }
             },
             Message::Probe { key, outcome } => {
-                self.model.probes.insert(key, Some(outcome));
+                self.model
+                    .probes
+                    .insert(key, Some(ProbeVerdict::Answered(outcome)));
+            }
+            Message::PortChecked { listen, problem } => {
+                if let Some(editor) = &mut self.view.editor {
+                    editor.port_checked(&listen, problem);
+                }
             }
         }
     }
@@ -856,10 +686,7 @@ impl SluiceApp {
             DialogAnswer::Cancelled => return,
             DialogAnswer::Unavailable => {
                 self.view.dialogs_unavailable = true;
-                self.notify(
-                    true,
-                    "no file dialog could be shown (no desktop portal is running): type the path instead".into(),
-                );
+                self.report(AppError::NoFileDialog);
                 return;
             }
         };
@@ -905,7 +732,16 @@ impl SluiceApp {
 impl eframe::App for SluiceApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         self.sync();
-        let commands = views::show(ui, self);
+        let history = self
+            .model
+            .selected(&self.ui)
+            .map(|id| self.engine.rate_history(id))
+            .unwrap_or_default();
+        let commands = views::show(ui, &self.model, &self.ui, &mut self.view, &history);
+        if !commands.is_empty() {
+            // What the commands changed shows in the next frame.
+            self.ctx.request_repaint();
+        }
         for command in commands {
             self.execute(command);
         }
@@ -914,13 +750,4 @@ impl eframe::App for SluiceApp {
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
         eframe::set_value(storage, UI_STATE_KEY, &self.ui);
     }
-}
-
-/// Several config problems as one line for a notice.
-fn in_one_line(errors: &[ConfigError]) -> String {
-    errors
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
 }

@@ -1,17 +1,19 @@
-//! Work the UI thread must not wait for (keychain calls, disk writes, dialogs, probes)
-//! runs elsewhere and comes back as a [`Message`], with a repaint request so the result
-//! shows at once. Saves go through one writer thread, in order, so an older config can
+//! Work the UI thread must not wait for (keychain calls, disk writes, dialogs, probes,
+//! port checks) runs elsewhere and comes back as a [`Message`], with a repaint request so
+//! the result shows at once. Saves go through one writer thread, in order, so an older config can
 //! never land after a newer one.
 
 use std::path::PathBuf;
 use std::sync::mpsc;
 
-use sluice_engine::events::TunnelId;
-use sluice_engine::net::probe::{ProbeOutcome, ProbeRequest};
-use sluice_engine::tunnel::TunnelSettings;
+use sluice_engine::{
+    KeySourceError, KeyfileWarning, ProbeOutcome, ProbeRequest, TunnelId, TunnelSettings,
+};
 
-use crate::dialogs::DialogAnswer;
+use crate::error::{KeyError, ListenPortProblem, SaveFailure, StartError};
+use crate::file_dialogs::DialogAnswer;
 use crate::keys::KeyInfo;
+use crate::model::{DialogPurpose, ProbeKey};
 
 /// Which file a save was for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,41 +22,23 @@ pub enum SaveTarget {
     KeyIndex,
 }
 
-/// What a file dialog was opened for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DialogPurpose {
-    /// The key file a tunnel being edited refers to.
-    EditorKeyFile,
-    ImportKey,
-    GenerateCopy,
-    ExportKey(String),
-}
-
-/// Which test-connection run a verdict belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ProbeKey {
-    /// From the editor (the settings being edited).
-    Editor,
-    Tunnel(TunnelId),
-}
-
 /// A result of background work.
 pub enum Message {
     Saved {
         target: SaveTarget,
-        result: Result<(), String>,
+        result: Result<(), SaveFailure>,
     },
     /// A tunnel's key was loaded (or not) and its settings are ready to start.
     TunnelReady {
         id: TunnelId,
-        result: Result<(TunnelSettings, Vec<String>), String>,
+        result: Result<(TunnelSettings, Vec<KeyfileWarning>), StartError>,
     },
-    KeyGenerated(Result<KeyInfo, String>),
-    KeyImported(Result<(KeyInfo, Vec<String>), String>),
-    KeyExported(Result<PathBuf, String>),
+    KeyGenerated(Result<KeyInfo, KeyError>),
+    KeyImported(Result<(KeyInfo, Vec<KeyfileWarning>), KeyError>),
+    KeyExported(Result<PathBuf, KeyError>),
     KeyDeleted {
         name: String,
-        result: Result<(), String>,
+        result: Result<(), KeyError>,
     },
     Dialog {
         purpose: DialogPurpose,
@@ -63,11 +47,16 @@ pub enum Message {
     /// The key for a test connection was loaded; the engine can probe now.
     ProbeReady {
         key: ProbeKey,
-        result: Result<ProbeRequest, String>,
+        result: Result<ProbeRequest, KeySourceError>,
     },
     Probe {
         key: ProbeKey,
         outcome: ProbeOutcome,
+    },
+    /// Whether the editor's listen address is free (see `tunnel_form::check_listen_port`).
+    PortChecked {
+        listen: String,
+        problem: Option<ListenPortProblem>,
     },
 }
 
@@ -104,8 +93,9 @@ impl Background {
             .name("sluice-save".into())
             .spawn(move || {
                 for (target, path, text) in queue {
-                    let result = sluice_engine::write_atomic(&path, text.as_bytes())
-                        .map_err(|e| format!("cannot write {}: {e}", path.display()));
+                    let result =
+                        sluice_engine::write_atomic(&path, text.as_bytes())
+                        .map_err(|source| SaveFailure::Write { path: path.clone(), source });
                     writer.deliver(Message::Saved { target, result });
                 }
             });
@@ -130,7 +120,7 @@ impl Background {
         if self.saves.send((target, path, text)).is_err() {
             self.mailbox.deliver(Message::Saved {
                 target,
-                result: Err("the save thread is not running: changes are not being saved".into()),
+                result: Err(SaveFailure::NoSaveThread),
             });
         }
     }

@@ -2,9 +2,7 @@
 //! Encrypt tunnel's server, `spiped -e …` for a Decrypt tunnel's client, and the same line
 //! for `sluiced` (its flags are spiped's).
 
-use sluice_engine::Address;
-use sluice_engine::config::{KeyRef, Mode, TunnelSpec};
-use sluice_engine::protocol::{ForwardSecrecy, KeyAgreement};
+use sluice_engine::{Address, ForwardSecrecy, KeyAgreement, KeyRef, Mode, TunnelSpec};
 
 /// The far end's commands and what the user must know to run them.
 #[derive(Clone, Debug, PartialEq)]

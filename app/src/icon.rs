@@ -2,6 +2,8 @@
 //! the launcher entry, the AppStream metainfo and the icon are named after) and its window
 //! icon, the 256 px PNG from `assets/icons` embedded in the binary.
 
+use crate::error::IconError;
+
 /// The app ID; `assets/org.sluice.Sluice.desktop` must carry the same name.
 pub const APP_ID: &str = "org.sluice.Sluice";
 
@@ -9,8 +11,8 @@ const ICON_PNG: &[u8] =
     include_bytes!("../../assets/icons/hicolor/256x256/apps/org.sluice.Sluice.png");
 
 /// The window icon, decoded from the embedded PNG.
-pub fn window_icon() -> Result<egui::IconData, String> {
-    eframe::icon_data::from_png_bytes(ICON_PNG).map_err(|e| format!("the window icon: {e}"))
+pub fn window_icon() -> Result<egui::IconData, IconError> {
+    eframe::icon_data::from_png_bytes(ICON_PNG).map_err(|e| IconError(Box::new(e)))
 }
 
 #[cfg(test)]

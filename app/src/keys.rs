@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
-use sluice_engine::config::KeyRef;
-use sluice_engine::keyfile::{self, LoadedKey};
-use sluice_engine::keystore::{self, KeyStore};
-use sluice_engine::protocol::key::PresharedKey;
+use sluice_engine::{
+    KeyRef, KeySourceError, KeyStore, KeyfileWarning, LoadedKey, PresharedKey, keyfile, keystore,
+};
+
+use crate::error::{KeyError, KeyListError, KeyNameProblem};
 
 pub const KEY_INDEX_VERSION: u32 = 1;
 
@@ -52,16 +53,17 @@ impl KeyIndex {
     }
 
     /// Reads the index; a missing file is an empty index.
-    pub fn load(path: &Path) -> Result<KeyIndex, String> {
+    pub fn load(path: &Path) -> Result<KeyIndex, KeyListError> {
         match std::fs::read_to_string(path) {
-            Ok(text) => ron::from_str(&text).map_err(|e| {
-                format!(
-                    "key list {} is damaged ({e}); it was left as it is",
-                    path.display()
-                )
+            Ok(text) => ron::from_str(&text).map_err(|source| KeyListError::Damaged {
+                path: path.to_owned(),
+                source: Box::new(source),
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(KeyIndex::new()),
-            Err(e) => Err(format!("cannot read the key list {}: {e}", path.display())),
+            Err(source) => Err(KeyListError::Unreadable {
+                path: path.to_owned(),
+                source,
+            }),
         }
     }
 
@@ -84,16 +86,16 @@ impl KeyIndex {
 }
 
 /// Checks a new key's name: non-empty, unused, printable.
-pub fn check_new_name(index: &KeyIndex, name: &str) -> Result<(), String> {
+pub fn check_new_name(index: &KeyIndex, name: &str) -> Result<(), KeyNameProblem> {
     let name = name.trim();
     if name.is_empty() {
-        return Err("give the key a name, such as \"redis production\"".into());
+        return Err(KeyNameProblem::Empty);
     }
     if name.chars().count() > 64 || name.chars().any(char::is_control) {
-        return Err("the name must be at most 64 printable characters".into());
+        return Err(KeyNameProblem::NotPrintable);
     }
     if index.get(name).is_some() {
-        return Err(format!("there is already a key named \"{name}\""));
+        return Err(KeyNameProblem::Taken(name.to_owned()));
     }
     Ok(())
 }
@@ -111,25 +113,21 @@ pub fn generate(
     name: &str,
     keychain: Option<&Arc<dyn KeyStore>>,
     copy_to: Option<&Path>,
-) -> Result<KeyInfo, String> {
-    let bytes = keyfile::generate_key_bytes().map_err(|e| e.to_string())?;
+) -> Result<KeyInfo, KeyError> {
+    let bytes = keyfile::generate_key_bytes()?;
     let fingerprint = PresharedKey::from_keyfile_bytes(&bytes[..])
         .fingerprint()
         .to_string();
     if let Some(path) = copy_to {
-        keyfile::write_new_keyfile(path, &bytes[..]).map_err(|e| e.to_string())?;
+        keyfile::write_new_keyfile(path, &bytes[..])?;
     }
     let location = match (keychain, copy_to) {
         (Some(store), _) => {
-            store
-                .store_new(name, &bytes[..])
-                .map_err(|e| e.to_string())?;
+            store.store_new(name, &bytes[..])?;
             KeyRef::Keychain(name.to_owned())
         }
         (None, Some(path)) => KeyRef::File(path.to_owned()),
-        (None, None) => {
-            return Err("no keychain is available: choose where to save the key file".into());
-        }
+        (None, None) => return Err(KeyError::NowhereToKeep),
     };
     Ok(KeyInfo {
         name: name.to_owned(),
@@ -145,15 +143,11 @@ pub fn import(
     name: &str,
     path: &Path,
     keychain: Option<&Arc<dyn KeyStore>>,
-) -> Result<(KeyInfo, Vec<String>), String> {
-    let (bytes, LoadedKey { key, warnings }) =
-        keyfile::read_keyfile_with_bytes(path).map_err(|e| e.to_string())?;
-    let warnings = warnings.iter().map(|w| w.to_string()).collect();
+) -> Result<(KeyInfo, Vec<KeyfileWarning>), KeyError> {
+    let (bytes, LoadedKey { key, warnings }) = keyfile::read_keyfile_with_bytes(path)?;
     let location = match keychain {
         Some(store) => {
-            store
-                .store_new(name, &bytes[..])
-                .map_err(|e| e.to_string())?;
+            store.store_new(name, &bytes[..])?;
             KeyRef::Keychain(name.to_owned())
         }
         None => KeyRef::File(path.to_owned()),
@@ -174,29 +168,19 @@ pub fn export(
     info: &KeyInfo,
     keychain: Option<&Arc<dyn KeyStore>>,
     to: &Path,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, KeyError> {
     let bytes = match &info.location {
-        KeyRef::Keychain(entry) => keychain
-            .ok_or("no keychain is available on this machine")?
-            .load(entry)
-            .map_err(|e| e.to_string())?,
-        KeyRef::File(path) => {
-            keyfile::read_keyfile_with_bytes(path)
-                .map_err(|e| e.to_string())?
-                .0
-        }
+        KeyRef::Keychain(entry) => keychain.ok_or(KeyError::NoKeychain)?.load(entry)?,
+        KeyRef::File(path) => keyfile::read_keyfile_with_bytes(path)?.0,
     };
-    keyfile::write_new_keyfile(to, &bytes[..]).map_err(|e| e.to_string())?;
+    keyfile::write_new_keyfile(to, &bytes[..])?;
     Ok(to.to_owned())
 }
 
 /// Removes the key from the keychain; a key file is left on disk (only forgotten).
-pub fn delete(info: &KeyInfo, keychain: Option<&Arc<dyn KeyStore>>) -> Result<(), String> {
+pub fn delete(info: &KeyInfo, keychain: Option<&Arc<dyn KeyStore>>) -> Result<(), KeyError> {
     match &info.location {
-        KeyRef::Keychain(entry) => keychain
-            .ok_or("no keychain is available on this machine")?
-            .delete(entry)
-            .map_err(|e| e.to_string()),
+        KeyRef::Keychain(entry) => Ok(keychain.ok_or(KeyError::NoKeychain)?.delete(entry)?),
         KeyRef::File(_) => Ok(()),
     }
 }
@@ -205,14 +189,14 @@ pub fn delete(info: &KeyInfo, keychain: Option<&Arc<dyn KeyStore>>) -> Result<()
 pub fn load_for_tunnel(
     key: &KeyRef,
     keychain: Option<&Arc<dyn KeyStore>>,
-) -> Result<LoadedKey, String> {
-    keystore::load_key(key, keychain.map(|k| &**k)).map_err(|e| e.to_string())
+) -> Result<LoadedKey, KeySourceError> {
+    keystore::load_key(key, keychain.map(|k| &**k))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_engine::keystore::KeychainStore;
+    use sluice_engine::KeychainStore;
 
     fn mock_keychain() -> Arc<dyn KeyStore> {
         Arc::new(KeychainStore::new(
@@ -255,7 +239,10 @@ mod tests {
         let path = dir.path().join("empty.key");
         std::fs::write(&path, b"").unwrap();
         let (_, warnings) = import("empty", &path, Some(&mock_keychain())).unwrap();
-        assert!(warnings.iter().any(|w| w.contains("empty")), "{warnings:?}");
+        assert!(
+            warnings.iter().any(|w| w.to_string().contains("empty")),
+            "{warnings:?}"
+        );
     }
 
     #[test]
@@ -281,7 +268,7 @@ mod tests {
             .push(generate("db", Some(&keychain), None).unwrap());
         let text = index.to_ron();
         let secret = keychain.load("db").unwrap();
-        let secret_hex = sluice_engine::protocol::key::hex(&secret);
+        let secret_hex = sluice_engine::hex(&secret);
         assert!(!text.contains(&secret_hex[..16]));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys.ron");

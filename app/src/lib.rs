@@ -1,17 +1,34 @@
 //! Sluice, the desktop app: create, start, stop and watch spiped-compatible tunnels.
-//! The engine (crate `sluice_engine`) runs the tunnels on its own threads; this crate
-//! draws them and turns clicks into engine commands.
+//! The engine (crate `sluice_engine`, used only through its crate-root exports) runs the
+//! tunnels on its own threads; this crate draws them and turns clicks into engine commands.
+//!
+//! Layers, each importing only those below it (and never in a cycle):
+//! 1. `error` (imports nothing of the app); `format`, `theme`, `far_end` (nothing either);
+//!    `icon`, `platform` (only `error`).
+//! 2. `file_dialogs`, `keys`, `tunnel_form`, then `services`: the machine and the forms.
+//! 3. `model`, then `command`: what the views read and what they may ask for.
+//! 4. `views` (draws, emits commands) and `background` (work off the UI thread).
+//! 5. `app`: the one place commands and background results are carried out.
+//!
+//! Locks: the app holds none. Its state lives on the UI thread and crosses threads only
+//! as messages (channels in `background`), so there is no lock to poison. Should one ever
+//! be needed, a poisoned lock is taken over with `PoisonError::into_inner` (the panic that
+//! poisoned it has already been reported) and never unwrapped.
 
 pub mod app;
 pub mod background;
-pub mod dialogs;
-pub mod editor;
+pub mod command;
+pub mod error;
 pub mod far_end;
+pub mod file_dialogs;
 pub mod format;
 pub mod icon;
 pub mod keys;
+pub mod model;
+pub mod platform;
 pub mod services;
 pub mod theme;
+pub mod tunnel_form;
 pub mod views;
 
 pub use app::SluiceApp;

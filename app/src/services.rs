@@ -1,12 +1,15 @@
 //! What the app needs from the machine, gathered in one place so tests can build the app
-//! with fakes: where files live, the keychain (if any), and file dialogs.
+//! with fakes: where files live, the keychain (if any), and file dialogs. The real
+//! machine's answers come from `platform`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use sluice_engine::keystore::{KeyStore, KeychainStore};
+use sluice_engine::KeyStore;
 
-use crate::dialogs::{FileDialog, NativeFileDialog};
+use crate::error::{KeychainUnavailable, StartupError};
+use crate::file_dialogs::{FileDialog, NativeFileDialog};
+use crate::platform;
 
 /// Where the app keeps its files.
 #[derive(Clone, Debug)]
@@ -31,10 +34,10 @@ impl AppPaths {
     }
 
     /// The platform's config directory (e.g. ~/.config/sluice on Linux).
-    pub fn platform() -> Result<AppPaths, String> {
-        directories::ProjectDirs::from("org", "Sluice", "sluice")
-            .map(|dirs| AppPaths::in_dir(dirs.config_dir()))
-            .ok_or_else(|| "cannot find a home directory for Sluice's settings".to_owned())
+    pub fn platform() -> Result<AppPaths, StartupError> {
+        platform::config_dir()
+            .map(AppPaths::in_dir)
+            .ok_or(StartupError::NoConfigDir)
     }
 }
 
@@ -42,7 +45,7 @@ impl AppPaths {
 #[derive(Clone)]
 pub enum Keychain {
     Available(Arc<dyn KeyStore>),
-    Unavailable(String),
+    Unavailable(KeychainUnavailable),
 }
 
 impl Keychain {
@@ -53,22 +56,19 @@ impl Keychain {
         }
     }
 
-    /// The platform's credential store: Secret Service on Linux.
+    /// The platform's credential store, or why there is none.
     pub fn platform() -> Keychain {
-        #[cfg(target_os = "linux")]
-        {
-            match zbus_secret_service_keyring_store::Store::new() {
-                Ok(store) => Keychain::Available(Arc::new(KeychainStore::new(store))),
-                Err(e) => Keychain::Unavailable(format!(
-                    "no Secret Service on the session bus ({e}); install and unlock GNOME Keyring or KeePassXC to keep keys there"
-                )),
-            }
+        match platform::keychain_store() {
+            Ok(store) => Keychain::Available(store),
+            Err(why) => Keychain::Unavailable(why),
         }
-        #[cfg(not(target_os = "linux"))]
-        {
-            Keychain::Unavailable(
-                "this build of Sluice has no keychain support for this system".into(),
-            )
+    }
+
+    /// Why there is no keychain, if there is none.
+    pub fn problem(&self) -> Option<&KeychainUnavailable> {
+        match self {
+            Keychain::Available(_) => None,
+            Keychain::Unavailable(why) => Some(why),
         }
     }
 }
@@ -83,22 +83,12 @@ pub struct Services {
 
 impl Services {
     /// The real machine: platform paths, keychain and native dialogs.
-    pub fn platform() -> Result<Services, String> {
+    pub fn platform() -> Result<Services, StartupError> {
         Ok(Services {
             paths: AppPaths::platform()?,
             keychain: Keychain::platform(),
             dialogs: Arc::new(NativeFileDialog),
-            host_name: host_name(),
+            host_name: platform::host_name(),
         })
     }
-}
-
-/// This machine's name, as the far end would most likely know it.
-pub fn host_name() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "this-machine".to_owned())
 }

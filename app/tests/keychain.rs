@@ -2,7 +2,7 @@
 //! (gnome-keyring under dbus-run-session; `scripts/test` sets that up).
 
 use sluice::services::Keychain;
-use sluice_engine::keystore::KeyStoreError;
+use sluice_engine::KeyStoreError;
 
 #[test]
 fn a_key_round_trips_through_the_secret_service() {

@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use egui_kittest::kittest::Queryable;
 use sha2::{Digest, Sha256};
-use sluice::dialogs::DialogAnswer;
+use sluice::file_dialogs::DialogAnswer;
 use sluice::services::Keychain;
-use sluice_engine::config::{Config, KeyRef};
-use sluice_engine::keystore::{KeyStore, KeychainStore};
+use sluice_engine::{Config, KeyRef};
+use sluice_engine::{KeyStore, KeychainStore};
 use support::*;
 
 fn hex(bytes: &[u8]) -> String {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use egui::accesskit::Role;
 use egui_kittest::kittest::Queryable;
-use sluice_engine::config::{Config, KeyRef, Mode, TunnelSpec};
+use sluice_engine::{Config, KeyRef, Mode, TunnelSpec};
 use support::*;
 
 const KEYS: &str = r#"(
@@ -94,8 +94,9 @@ fn editor_with_problems() {
 #[test]
 fn first_start_and_broken_config() {
     let empty = tempfile::tempdir().unwrap();
-    let keychain =
-        sluice::services::Keychain::Unavailable("no Secret Service on the session bus".into());
+    let keychain = sluice::services::Keychain::Unavailable(
+        sluice::error::KeychainUnavailable::LeftOut("no Secret Service on the session bus".into()),
+    );
     let mut harness = snapshot_harness(services(
         empty.path(),
         keychain,

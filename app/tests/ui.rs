@@ -9,11 +9,10 @@ use std::sync::Arc;
 
 use egui::accesskit::Role;
 use egui_kittest::kittest::Queryable;
-use sluice::dialogs::DialogAnswer;
+use sluice::error::KeychainUnavailable;
+use sluice::file_dialogs::DialogAnswer;
 use sluice::services::Keychain;
-use sluice_engine::config::{Config, KeyRef, Mode, TunnelSpec};
-use sluice_engine::events::EventKind;
-use sluice_engine::tunnel::TunnelState;
+use sluice_engine::{Config, EventKind, KeyRef, Mode, TunnelSpec, TunnelState};
 use support::*;
 
 fn generate_key_through_the_ui(
@@ -190,7 +189,8 @@ fn editor_shows_problems_as_you_type_and_refuses_to_save() {
         &format!("[127.0.0.1]:{}", taken.local_addr().unwrap().port()),
     );
     set_text(&mut harness, "Target", "server.example:8025");
-    assert!(shows(&harness, "already used by another program"));
+    // The port is checked off the UI thread; its answer shows a few frames later.
+    assert!(shows_soon(&mut harness, "already used by another program"));
 
     click(&mut harness, "Save");
     assert!(
@@ -305,7 +305,9 @@ fn without_a_keychain_keys_are_key_files_chosen_through_the_dialog() {
     let dialogs = Arc::new(ScriptedDialogs::default());
     let key_path = dir.path().join("generated.key");
     dialogs.answer(DialogAnswer::Picked(key_path.clone()));
-    let keychain = Keychain::Unavailable("no Secret Service in this test".into());
+    let keychain = Keychain::Unavailable(KeychainUnavailable::LeftOut(
+        "no Secret Service in this test".into(),
+    ));
     let mut harness = app_harness(services(dir.path(), keychain, dialogs.clone()));
     harness.run_ok();
     assert!(shows(&harness, "No keychain available"));
@@ -317,7 +319,7 @@ fn without_a_keychain_keys_are_key_files_chosen_through_the_dialog() {
     wait_until(
         &mut harness,
         "the dialog's path in the form",
-        |app| matches!(&app.view.key_form, Some(sluice::app::KeyForm::Generate { path, .. }) if !path.is_empty()),
+        |app| matches!(&app.view.key_form, Some(sluice::model::KeyForm::Generate { path, .. }) if !path.is_empty()),
     );
     click(&mut harness, "Generate");
     wait_until(&mut harness, "the key", |app| {
@@ -374,7 +376,7 @@ fn test_connection_reports_ok_and_wrong_key_in_words() {
     let far = harness.state().model.tunnel_named("far end").unwrap().id;
     harness
         .state_mut()
-        .execute(sluice::app::UiCommand::Start(far));
+        .execute(sluice::command::UiCommand::Start(far));
     wait_until(&mut harness, "the far end to listen", |app| {
         matches!(
             app.model.status(far).map(|s| &s.state),
@@ -397,7 +399,7 @@ fn test_connection_reports_ok_and_wrong_key_in_words() {
     click(&mut harness, "Test connection");
     wait_until(&mut harness, "the verdict", |app| {
         matches!(
-            app.model.probes.get(&sluice::background::ProbeKey::Editor),
+            app.model.probes.get(&sluice::model::ProbeKey::Editor),
             Some(Some(_))
         )
     });
@@ -405,12 +407,12 @@ fn test_connection_reports_ok_and_wrong_key_in_words() {
 
     // Same settings with the other key.
     harness.state_mut().view.editor.as_mut().unwrap().key =
-        sluice::editor::KeyChoice::Known("wrong".into());
+        sluice::tunnel_form::KeyChoice::Known("wrong".into());
     click(&mut harness, "Test connection");
     wait_until(
         &mut harness,
         "the verdict",
-        |app| matches!(app.model.probes.get(&sluice::background::ProbeKey::Editor), Some(Some(o)) if !o.is_ok()),
+        |app| matches!(app.model.probes.get(&sluice::model::ProbeKey::Editor), Some(Some(o)) if !o.is_ok()),
     );
     assert!(shows(&harness, "Rejected"), "wrong key is rejected");
     assert!(shows(&harness, "different key"));

@@ -3,16 +3,14 @@
 
 use egui::RichText;
 use egui_plot::{HoverPosition, Legend, Line, Plot, PlotPoints};
-use sluice_engine::config::Mode;
-use sluice_engine::events::TunnelId;
-use sluice_engine::stats::{HandshakeFailure, RateSample};
+use sluice_engine::{HandshakeFailure, Mode, RateSample, TunnelId};
 
-use crate::app::{DetailTab, Model, UiCommand, UiState};
-use crate::background::ProbeKey;
+use crate::command::UiCommand;
 use crate::far_end;
 use crate::format;
+use crate::model::{DetailTab, Model, ProbeKey, UiState};
 use crate::theme;
-use crate::views::tunnel_list::{role_label, state_words};
+use crate::views::widgets::{probe_result, role_label, state_words};
 
 /// How much rate history the chart shows.
 const CHART_SECONDS: usize = 300;
@@ -87,26 +85,6 @@ pub fn show(
     match state.tab {
         DetailTab::Traffic => traffic(ui, model, id, history),
         DetailTab::FarEnd => far_end_tab(ui, model, state, id, out),
-    }
-}
-
-/// The verdict of a test connection, or that one is running.
-pub fn probe_result(ui: &mut egui::Ui, probe: Option<&sluice_engine::net::probe::ProbeOutcome>) {
-    match probe {
-        None => {
-            ui.horizontal(|ui| {
-                ui.spinner();
-                ui.label("testing…");
-            });
-        }
-        Some(outcome) => {
-            let color = if outcome.is_ok() {
-                theme::OK
-            } else {
-                theme::ERROR
-            };
-            ui.label(RichText::new(outcome.to_string()).color(color));
-        }
     }
 }
 

@@ -3,7 +3,8 @@
 
 use egui::RichText;
 
-use crate::app::{ConfigStatus, Model, UiCommand};
+use crate::command::UiCommand;
+use crate::model::{ConfigStatus, Model};
 use crate::theme;
 use crate::views::widgets::banner;
 
@@ -42,11 +43,11 @@ pub fn show(ui: &mut egui::Ui, model: &Model, out: &mut Vec<UiCommand>) {
     });
     ui.add_space(4.0);
 
-    if let ConfigStatus::Broken { path, message } = &model.config_status {
+    if let ConfigStatus::Broken { path, error } = &model.config_status {
         banner(ui, theme::ERROR, |ui| {
             ui.label(RichText::new("The tunnel list could not be read").strong());
             ui.label(format!("File: {}", path.display()));
-            ui.label(message);
+            ui.label(error.to_string());
             ui.label(
                 "The file was left untouched and nothing will be written to it. Fix it (or move it aside), then reload.",
             );
@@ -58,7 +59,7 @@ pub fn show(ui: &mut egui::Ui, model: &Model, out: &mut Vec<UiCommand>) {
     if let Some(why) = &model.keychain_problem {
         banner(ui, theme::WARN, |ui| {
             ui.label(RichText::new("No keychain available").strong());
-            ui.label(why);
+            ui.label(why.to_string());
             ui.label(
                 "Keys are kept as key files instead (mode 0600); tunnels refer to them by path.",
             );
@@ -66,7 +67,7 @@ pub fn show(ui: &mut egui::Ui, model: &Model, out: &mut Vec<UiCommand>) {
     }
     if let Some(problem) = &model.keys_broken {
         banner(ui, theme::ERROR, |ui| {
-            ui.label(problem);
+            ui.label(problem.to_string());
         });
     }
     for (index, notice) in model.notices.iter().enumerate() {

@@ -3,8 +3,8 @@
 
 use egui::RichText;
 
-use crate::app::{KeyForm, Model, UiCommand};
-use crate::background::DialogPurpose;
+use crate::command::UiCommand;
+use crate::model::{DialogPurpose, KeyForm, Model};
 use crate::theme;
 
 pub fn show(ctx: &egui::Context, model: &Model, out: &mut Vec<UiCommand>) {

@@ -2,13 +2,12 @@
 //! and a start/stop button per row.
 
 use egui::RichText;
-use sluice_engine::config::Mode;
-use sluice_engine::events::TunnelId;
-use sluice_engine::tunnel::TunnelState;
+use sluice_engine::TunnelId;
 
-use crate::app::{Model, TunnelEntry, UiCommand};
+use crate::command::UiCommand;
 use crate::format;
-use crate::theme;
+use crate::model::{Model, TunnelEntry};
+use crate::views::widgets::{role_label, state_words};
 
 pub fn show(
     ui: &mut egui::Ui,
@@ -98,36 +97,6 @@ fn row(
         }
     }
     ui.end_row();
-}
-
-pub fn role_label(mode: Mode) -> &'static str {
-    match mode {
-        Mode::Encrypt => "Encrypt",
-        Mode::Decrypt => "Decrypt",
-    }
-}
-
-/// The tunnel's state in words, and its colour.
-pub fn state_words(model: &Model, id: TunnelId) -> (String, egui::Color32) {
-    if model.starting.contains(&id) {
-        return ("loading key…".into(), theme::MUTED);
-    }
-    let Some(status) = model.status(id) else {
-        return ("stopped".into(), theme::MUTED);
-    };
-    match &status.state {
-        TunnelState::Stopped => ("stopped".into(), theme::MUTED),
-        TunnelState::Starting => ("starting…".into(), theme::MUTED),
-        TunnelState::Listening { .. } => match status.counters.active_connections {
-            0 => ("listening".into(), theme::OK),
-            1 => ("1 active connection".into(), theme::OK),
-            n => (format!("{n} active connections"), theme::OK),
-        },
-        TunnelState::Draining { remaining } => {
-            (format!("stopping, {remaining} finishing"), theme::WARN)
-        }
-        TunnelState::Failed { reason } => (format!("error: {reason}"), theme::ERROR),
-    }
 }
 
 fn empty_state(ui: &mut egui::Ui, model: &Model, out: &mut Vec<UiCommand>) {

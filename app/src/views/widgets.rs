@@ -1,7 +1,11 @@
-//! Small pieces several views share: labelled form rows, field errors, banners.
+//! Small pieces several views share: labelled form rows, field errors, banners, a
+//! tunnel's role and state in words, test-connection verdicts. Sibling views import these,
+//! never each other.
 
 use egui::{Color32, RichText};
+use sluice_engine::{Mode, TunnelId, TunnelState};
 
+use crate::model::{Model, ProbeVerdict};
 use crate::theme;
 
 /// A label and, in the next grid column, the widget `add` makes, named by the label for
@@ -38,4 +42,54 @@ pub fn banner(ui: &mut egui::Ui, color: Color32, add: impl FnOnce(&mut egui::Ui)
             ui.set_width(ui.available_width());
             add(ui);
         });
+}
+
+/// The verdict of a test connection, or that one is running.
+pub fn probe_result(ui: &mut egui::Ui, probe: Option<&ProbeVerdict>) {
+    match probe {
+        None => {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label("testing…");
+            });
+        }
+        Some(verdict) => {
+            let color = if verdict.is_ok() {
+                theme::OK
+            } else {
+                theme::ERROR
+            };
+            ui.label(RichText::new(verdict.to_string()).color(color));
+        }
+    }
+}
+
+pub fn role_label(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Encrypt => "Encrypt",
+        Mode::Decrypt => "Decrypt",
+    }
+}
+
+/// The tunnel's state in words, and its colour.
+pub fn state_words(model: &Model, id: TunnelId) -> (String, egui::Color32) {
+    if model.starting.contains(&id) {
+        return ("loading key…".into(), theme::MUTED);
+    }
+    let Some(status) = model.status(id) else {
+        return ("stopped".into(), theme::MUTED);
+    };
+    match &status.state {
+        TunnelState::Stopped => ("stopped".into(), theme::MUTED),
+        TunnelState::Starting => ("starting…".into(), theme::MUTED),
+        TunnelState::Listening { .. } => match status.counters.active_connections {
+            0 => ("listening".into(), theme::OK),
+            1 => ("1 active connection".into(), theme::OK),
+            n => (format!("{n} active connections"), theme::OK),
+        },
+        TunnelState::Draining { remaining } => {
+            (format!("stopping, {remaining} finishing"), theme::WARN)
+        }
+        TunnelState::Failed { reason } => (format!("error: {reason}"), theme::ERROR),
+    }
 }

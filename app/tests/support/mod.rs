@@ -15,9 +15,9 @@ use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use sluice::SluiceApp;
-use sluice::dialogs::{DialogAnswer, DialogKind, FileDialog};
+use sluice::file_dialogs::{DialogAnswer, DialogKind, FileDialog};
 use sluice::services::{AppPaths, Keychain, Services};
-use sluice_engine::keystore::KeychainStore;
+use sluice_engine::KeychainStore;
 
 /// File dialogs that answer from a script, recording what was asked.
 #[derive(Default)]
@@ -112,6 +112,23 @@ pub fn click(harness: &mut Harness<'_, SluiceApp>, label: &str) {
 /// Whether some widget's text contains `needle`.
 pub fn shows(harness: &Harness<'_, SluiceApp>, needle: &str) -> bool {
     harness.query_all_by_label_contains(needle).next().is_some()
+}
+
+/// Whether some widget's text contains `needle` within 5 s, stepping frames meanwhile:
+/// for what a background thread answers (such as the listen port check).
+pub fn shows_soon(harness: &mut Harness<'_, SluiceApp>, needle: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        harness.run_ok();
+        if shows(harness, needle) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        harness.step();
+    }
 }
 
 /// A TCP echo server on loopback that echoes until the client half-closes, then

@@ -1,15 +1,14 @@
 //! The tunnel editor: every spiped option with its default and a tooltip, problems shown
-//! under their field as you type, Save enabled only when there are none.
+//! under their field as you type, Save enabled only when there are none. The problems
+//! are the form's own, checked by the app once per change (which this view reports).
 
 use egui::RichText;
-use sluice_engine::config::Mode;
-use sluice_engine::protocol::{ForwardSecrecy, KeyAgreement};
+use sluice_engine::{ForwardSecrecy, KeyAgreement, Mode};
 
-use crate::app::{Model, UiCommand};
-use crate::background::{DialogPurpose, ProbeKey};
-use crate::editor::{EditorState, KeyChoice, help};
-use crate::views::detail::probe_result;
-use crate::views::widgets::{field_error, labelled_row};
+use crate::command::UiCommand;
+use crate::model::{DialogPurpose, Model, ProbeKey};
+use crate::tunnel_form::{EditorState, KeyChoice, help};
+use crate::views::widgets::{field_error, labelled_row, probe_result};
 
 pub fn show(
     ctx: &egui::Context,
@@ -23,21 +22,9 @@ pub fn show(
     } else {
         "New tunnel"
     };
-    let spec = editor.to_spec(|name| model.keys.get(name).map(|k| k.location.clone()));
-    let others: Vec<_> = model
-        .tunnels
-        .iter()
-        .filter(|t| Some(t.id) != editor.editing)
-        .map(|t| t.spec.clone())
-        .collect();
-    let own_listen = editor
-        .editing
-        .filter(|id| model.is_running(*id))
-        .and_then(|id| model.tunnel(id))
-        .map(|t| t.spec.listen.clone());
-    let problems = editor.problems(&spec, &others, |listen| {
-        own_listen.as_deref() == Some(listen)
-    });
+    // Compared after drawing: any difference is an edit, and the app checks the form again.
+    let before = editor.clone();
+    let problems = before.problems();
 
     egui::Window::new(title)
         .collapsible(false)
@@ -210,6 +197,9 @@ pub fn show(
                 probe_result(ui, probe.as_ref());
             }
         });
+    if *editor != before {
+        out.push(UiCommand::EditorChanged);
+    }
 }
 
 fn agreement_label(agreement: KeyAgreement) -> &'static str {
@@ -278,6 +268,6 @@ fn key_picker(
 }
 
 /// The first two groups of a fingerprint: enough to tell keys apart in a list.
-pub fn short_fingerprint(fingerprint: &str) -> String {
+fn short_fingerprint(fingerprint: &str) -> String {
     fingerprint.split(':').take(2).collect::<Vec<_>>().join(":")
 }

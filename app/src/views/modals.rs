@@ -1,9 +1,10 @@
-//! Small dialogs: generating or importing a key, and confirming a deletion.
+//! Small windows over the main screen: the form for generating or importing a key, and
+//! the question before a deletion.
 
 use egui::RichText;
 
-use crate::app::{Confirm, KeyForm, Model, UiCommand};
-use crate::background::DialogPurpose;
+use crate::command::UiCommand;
+use crate::model::{Confirm, DialogPurpose, KeyForm, Model};
 use crate::theme;
 use crate::views::widgets::labelled_row;
 

@@ -1,14 +1,17 @@
-//! The tunnel editor's state and its validation as you type: the same rules the config
-//! file enforces, plus what only the machine can tell (a listen port another program
-//! already holds). Drawing lives in `views::editor`.
+//! The tunnel editor's state and its validation: the same rules the config file enforces,
+//! checked once per change and kept, plus what only the machine can tell (a listen port
+//! another program already holds), asked off the UI thread. Drawing lives in
+//! `views::tunnel_editor`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use sluice_engine::Address;
-use sluice_engine::config::{Config, ConfigError, KeyRef, Mode, TunnelSpec};
-use sluice_engine::events::TunnelId;
-use sluice_engine::protocol::{ForwardSecrecy, KeyAgreement};
+use sluice_engine::{
+    Address, Config, ConfigError, ForwardSecrecy, KeyAgreement, KeyRef, Mode, TunnelId, TunnelSpec,
+};
+
+use crate::error::ListenPortProblem;
 
 /// Which key a tunnel uses, as the editor shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,8 +42,11 @@ pub struct EditorState {
     pub reresolve_secs: u64,
     pub bind: String,
     pub autostart: bool,
-    /// Listen address → what binding it said, so the check runs once per edit.
-    port_check: Option<(String, Option<String>)>,
+    /// Problems by field from the last check, the port check's included.
+    problems: BTreeMap<&'static str, String>,
+    /// The same without the port check.
+    rule_problems: BTreeMap<&'static str, String>,
+    port: PortCheck,
 }
 
 impl EditorState {
@@ -66,7 +72,9 @@ impl EditorState {
             reresolve_secs: 60,
             bind: String::new(),
             autostart: false,
-            port_check: None,
+            problems: BTreeMap::new(),
+            rule_problems: BTreeMap::new(),
+            port: PortCheck::NotNeeded,
         }
     }
 
@@ -104,7 +112,9 @@ impl EditorState {
             reresolve_secs: spec.reresolve_secs.unwrap_or(60),
             bind: spec.bind.clone().unwrap_or_default(),
             autostart: spec.autostart,
-            port_check: None,
+            problems: BTreeMap::new(),
+            rule_problems: BTreeMap::new(),
+            port: PortCheck::NotNeeded,
         }
     }
 
@@ -138,16 +148,24 @@ impl EditorState {
         spec
     }
 
-    /// Every problem with the form, by field. `others` are the other tunnels (to catch
-    /// duplicate names and listen addresses); `in_use_by_us` says whether a listen
-    /// address is held by one of our own running tunnels (then it is not "in use by
-    /// another program").
-    pub fn problems(
+    /// Every problem with the form, by field, as of the last [`EditorState::recheck`]
+    /// (and port check answer).
+    pub fn problems(&self) -> &BTreeMap<&'static str, String> {
+        &self.problems
+    }
+
+    /// Checks the form again, after a change to it or to what it is checked against.
+    /// `others` are the other tunnels (to catch duplicate names and listen addresses);
+    /// `ours` is the listen address one of our own running tunnels holds (the one being
+    /// edited), which is then not "in use by another program". Returns the listen port
+    /// check to run off the UI thread, if the address has not been checked yet; its
+    /// answer goes to [`EditorState::port_checked`].
+    pub fn recheck(
         &mut self,
         spec: &TunnelSpec,
         others: &[TunnelSpec],
-        in_use_by_us: impl Fn(&str) -> bool,
-    ) -> BTreeMap<&'static str, String> {
+        ours: Option<&str>,
+    ) -> Option<PortCheckRequest> {
         let mut problems = BTreeMap::new();
         if let Err(errors) = spec.validate() {
             for error in errors {
@@ -180,48 +198,105 @@ impl EditorState {
                 }
             }
         }
-        if !problems.contains_key("listen")
-            && !in_use_by_us(&spec.listen)
-            && let Some(message) = self.listen_port_taken(&spec.listen)
-        {
-            problems.insert("listen", message);
-        }
         if let KeyChoice::File(path) = &self.key
             && path.trim().is_empty()
         {
             problems.insert("key", "choose a key, or give the path of a key file".into());
         }
-        problems
-    }
+        self.rule_problems = problems;
 
-    /// Whether another program holds the listen address, checked by binding it briefly
-    /// (only numeric addresses: a host name would need a DNS lookup on the UI thread).
-    fn listen_port_taken(&mut self, listen: &str) -> Option<String> {
-        if let Some((checked, verdict)) = &self.port_check
-            && checked == listen
-        {
-            return verdict.clone();
-        }
-        let verdict = match listen.parse::<Address>() {
-            Ok(Address::Ip(addr)) => match std::net::TcpListener::bind(addr) {
-                Ok(_) => None,
-                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Some(format!(
-                    "port {} is already used by another program",
-                    addr.port()
-                )),
-                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Some(format!(
-                    "port {} needs administrator rights; pick a port above 1023",
-                    addr.port()
-                )),
-                Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => {
-                    Some(format!("{} is not an address of this machine", addr.ip()))
-                }
-                Err(_) => None,
-            },
+        // Only numeric addresses are checked: a host name would need a DNS lookup.
+        let checkable = match spec.listen.parse::<Address>() {
+            Ok(Address::Ip(addr))
+                if !self.rule_problems.contains_key("listen")
+                    && ours != Some(spec.listen.as_str()) =>
+            {
+                Some(addr)
+            }
             _ => None,
         };
-        self.port_check = Some((listen.to_owned(), verdict.clone()));
-        verdict
+        let request = match checkable {
+            None => {
+                self.port = PortCheck::NotNeeded;
+                None
+            }
+            Some(addr) => match &self.port {
+                PortCheck::Pending(listen) | PortCheck::Done { listen, .. }
+                    if *listen == spec.listen =>
+                {
+                    None
+                }
+                _ => {
+                    self.port = PortCheck::Pending(spec.listen.clone());
+                    Some(PortCheckRequest {
+                        listen: spec.listen.clone(),
+                        addr,
+                    })
+                }
+            },
+        };
+        self.merge_problems();
+        request
+    }
+
+    /// The answer of a port check; ignored if the listen address changed meanwhile.
+    pub fn port_checked(&mut self, listen: &str, problem: Option<ListenPortProblem>) {
+        if matches!(&self.port, PortCheck::Pending(pending) if pending == listen) {
+            self.port = PortCheck::Done {
+                listen: listen.to_owned(),
+                problem,
+            };
+            self.merge_problems();
+        }
+    }
+
+    fn merge_problems(&mut self) {
+        self.problems = self.rule_problems.clone();
+        if let PortCheck::Done {
+            problem: Some(problem),
+            ..
+        } = &self.port
+        {
+            self.problems.insert("listen", problem.to_string());
+        }
+    }
+}
+
+/// A listen address to check by binding it (see [`check_listen_port`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortCheckRequest {
+    /// The address as the form has it, to match the answer to the form.
+    pub listen: String,
+    pub addr: SocketAddr,
+}
+
+/// The listen port check: whether one is needed, running, or what it said.
+#[derive(Clone, Debug, Default, PartialEq)]
+enum PortCheck {
+    #[default]
+    NotNeeded,
+    Pending(String),
+    Done {
+        listen: String,
+        problem: Option<ListenPortProblem>,
+    },
+}
+
+/// Whether another program holds the address, found by binding it briefly. Blocks (a
+/// system call): run it off the UI thread.
+pub fn check_listen_port(addr: SocketAddr) -> Option<ListenPortProblem> {
+    match std::net::TcpListener::bind(addr) {
+        Ok(_) => None,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            Some(ListenPortProblem::InUse(addr.port()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            Some(ListenPortProblem::Privileged(addr.port()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => {
+            Some(ListenPortProblem::NotOurAddress(addr.ip()))
+        }
+        Err(_) => None,
     }
 }
 
@@ -271,7 +346,8 @@ mod tests {
         form.listen = "[127.0.0.1]:99999".into();
         form.target = "nowhere".into();
         let spec = form.to_spec(no_keys);
-        let problems = form.problems(&spec, &[], |_| false);
+        assert_eq!(form.recheck(&spec, &[], None), None, "no port to check");
+        let problems = form.problems();
         assert!(problems.contains_key("name"), "{problems:?}");
         assert!(problems.contains_key("listen"), "{problems:?}");
         assert!(problems["target"].contains("port"), "{problems:?}");
@@ -287,17 +363,28 @@ mod tests {
         form.target = "[127.0.0.1]:1".into();
         form.listen = format!("[127.0.0.1]:{port}");
         let spec = form.to_spec(no_keys);
-        let problems = form.problems(&spec, &[], |_| false);
+        let request = form.recheck(&spec, &[], None).expect("a port check");
+        assert_eq!(request.addr.port(), port);
+        assert!(form.problems().is_empty(), "no verdict before the answer");
+        // Checked once per address: the same address asks nothing more.
+        assert_eq!(form.recheck(&spec, &[], None), None);
+        form.port_checked(&request.listen, check_listen_port(request.addr));
+        let problems = form.problems();
         assert!(
             problems["listen"].contains("another program"),
             "{problems:?}"
         );
         // Our own running tunnel on that address is not "another program".
-        assert!(!form.problems(&spec, &[], |_| true).contains_key("listen"));
+        assert_eq!(form.recheck(&spec, &[], Some(&spec.listen)), None);
+        assert!(!form.problems().contains_key("listen"));
+        // A late answer for an address no longer in the form is ignored.
+        form.port_checked(&request.listen, Some(ListenPortProblem::InUse(port)));
+        assert!(!form.problems().contains_key("listen"));
 
         let mut other = spec.clone();
         other.listen = "[127.0.0.1]:2".into();
-        let problems = form.problems(&other, &[other.clone()], |_| true);
+        form.recheck(&other, &[other.clone()], Some(&other.listen));
+        let problems = form.problems();
         assert!(problems["name"].contains("another tunnel"), "{problems:?}");
         assert!(
             problems["listen"].contains("already listens"),

@@ -1,0 +1,184 @@
+//! The app's errors, typed by cause: what stops it from starting, what keeps the keychain
+//! away, and what can go wrong with something the user asked for. Each is rendered to
+//! words once, where it is shown (a notice, a banner, a test verdict), and handled once.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use sluice_engine::{ConfigError, KeySourceError, KeyStoreError, KeyfileError};
+
+/// Why the app could not start at all (eframe reports it and exits).
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot find a home directory for Sluice's settings")]
+    NoConfigDir,
+    #[error("cannot start the tunnel engine: {0}")]
+    Engine(#[source] std::io::Error),
+}
+
+/// Why the embedded window icon could not be decoded (the app starts with the desktop's
+/// default icon).
+#[derive(Debug, thiserror::Error)]
+#[error("the window icon: {0}")]
+pub struct IconError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
+
+/// Why there is no OS keychain; the app runs on and keeps keys as key files.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum KeychainUnavailable {
+    /// The Secret Service did not answer on the session bus (Linux).
+    #[error(
+        "no Secret Service on the session bus ({0}); install and unlock GNOME Keyring or KeePassXC to keep keys there"
+    )]
+    NoSecretService(String),
+    /// This build knows no keychain store for the system it runs on.
+    #[error("this build of Sluice has no keychain support for this system")]
+    Unsupported,
+    /// Whoever built the app's services left the keychain out, saying why (tests,
+    /// benchmarks).
+    #[error("{0}")]
+    LeftOut(String),
+}
+
+/// Why the key list file could not be used; it is then never overwritten.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyListError {
+    #[error("key list {} is damaged ({source}); it was left as it is", .path.display())]
+    Damaged {
+        path: PathBuf,
+        source: Box<ron::error::SpannedError>,
+    },
+    #[error("cannot read the key list {}: {source}", .path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What is wrong with the name given for a new key (the user fixes it in the form).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum KeyNameProblem {
+    #[error("give the key a name, such as \"redis production\"")]
+    Empty,
+    #[error("the name must be at most 64 printable characters")]
+    NotPrintable,
+    #[error("there is already a key named \"{0}\"")]
+    Taken(String),
+}
+
+/// Why generating, importing, exporting or deleting a key failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(transparent)]
+    File(#[from] KeyfileError),
+    #[error(transparent)]
+    Keychain(#[from] KeyStoreError),
+    /// The key lives in the keychain, and this machine has none.
+    #[error("no keychain is available on this machine")]
+    NoKeychain,
+    /// A new key needs a home: the keychain, or else a key file.
+    #[error("no keychain is available: choose where to save the key file")]
+    NowhereToKeep,
+}
+
+/// Why a file could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveFailure {
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the save thread is not running: changes are not being saved")]
+    NoSaveThread,
+}
+
+/// Why a tunnel could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{}", in_one_line(.0))]
+    Settings(Vec<ConfigError>),
+    #[error(transparent)]
+    Key(#[from] KeySourceError),
+}
+
+/// Why a test connection was not even tried; worded like the engine's verdicts.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeNotTried {
+    #[error("Unreachable: {}", in_one_line(.0))]
+    Settings(Vec<ConfigError>),
+    #[error("Rejected: cannot load the key: {0}")]
+    Key(#[from] KeySourceError),
+}
+
+/// Why a listen address cannot be used, found by binding it briefly off the UI thread.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ListenPortProblem {
+    #[error("port {0} is already used by another program")]
+    InUse(u16),
+    #[error("port {0} needs administrator rights; pick a port above 1023")]
+    Privileged(u16),
+    #[error("{0} is not an address of this machine")]
+    NotOurAddress(IpAddr),
+}
+
+/// Something the user asked for that did not happen, as the notice line says it.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    // The user's input: fix it and try again.
+    #[error(transparent)]
+    KeyName(#[from] KeyNameProblem),
+    #[error("choose where to save the key file")]
+    NoKeyFileChosen,
+    #[error("choose the key file to import")]
+    NoImportFileChosen,
+    #[error("key \"{name}\" is used by {}: give those tunnels another key first", quoted(.users))]
+    KeyInUse { name: String, users: Vec<String> },
+    #[error("not saved: {}", in_one_line(.0))]
+    ConfigInvalid(Vec<ConfigError>),
+
+    // Files the app refuses to overwrite.
+    #[error(
+        "not saved: {} could not be read, so it is left untouched; fix or move it, then Reload",
+        .0.display()
+    )]
+    ConfigFileBroken(PathBuf),
+    #[error("key list not saved: {0}")]
+    KeyListBroken(Arc<KeyListError>),
+
+    // Operations that failed on this machine.
+    #[error("could not save the tunnels: {0}")]
+    ConfigNotWritten(SaveFailure),
+    #[error("could not save the key list: {0}")]
+    KeyListNotWritten(SaveFailure),
+    #[error("cannot start \"{name}\": {cause}")]
+    CannotStart { name: String, cause: StartError },
+    #[error("could not generate the key: {0}")]
+    KeyGenerate(KeyError),
+    #[error("could not import the key: {0}")]
+    KeyImport(KeyError),
+    #[error("could not export the key: {0}")]
+    KeyExport(KeyError),
+    #[error("could not delete key \"{name}\": {cause}")]
+    KeyDelete { name: String, cause: KeyError },
+    #[error("no file dialog could be shown (no desktop portal is running): type the path instead")]
+    NoFileDialog,
+}
+
+/// Several config problems as one line.
+pub fn in_one_line(errors: &[ConfigError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn quoted(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,230 @@
+//! What the views draw from: the tunnels and their live state, the keys, notices, the UI
+//! state kept across runs, and the open forms. `app.rs` owns and changes it; views read it
+//! (and edit only the open forms' fields) and ask for everything else with commands.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use sluice_engine::{
+    ConfigError, Event, KeyRef, ProbeOutcome, TunnelId, TunnelSpec, TunnelState, TunnelStatus,
+};
+
+use crate::error::{AppError, KeyListError, KeychainUnavailable, ProbeNotTried};
+use crate::keys::{KeyIndex, KeyInfo};
+use crate::tunnel_form::EditorState;
+
+/// Log lines kept per tunnel.
+pub const LOG_LINES: usize = 500;
+
+/// One tunnel of the list: its engine id (stable while the app runs) and its spec.
+#[derive(Clone, Debug)]
+pub struct TunnelEntry {
+    pub id: TunnelId,
+    pub spec: TunnelSpec,
+}
+
+/// Whether the config file could be used.
+#[derive(Debug)]
+pub enum ConfigStatus {
+    /// Loaded (or created on first save).
+    Ok,
+    /// The file exists but could not be read: it is never overwritten; changes stay in
+    /// memory until it is fixed and reloaded.
+    Broken { path: PathBuf, error: ConfigError },
+}
+
+/// Which part of the detail panel is showing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DetailTab {
+    #[default]
+    Traffic,
+    FarEnd,
+}
+
+/// UI state kept across runs (window size is kept by eframe itself).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UiState {
+    pub selected: Option<String>,
+    pub tab: DetailTab,
+    /// Per tunnel name: the far end's address, as the user corrected it.
+    pub far_addresses: BTreeMap<String, String>,
+    pub keys_open: bool,
+}
+
+/// A message shown at the top until dismissed, already in words.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Notice {
+    pub error: bool,
+    pub text: String,
+}
+
+impl Notice {
+    pub fn info(text: impl Into<String>) -> Notice {
+        Notice {
+            error: false,
+            text: text.into(),
+        }
+    }
+
+    /// The one place an [`AppError`] becomes words.
+    pub fn error(error: &AppError) -> Notice {
+        Notice {
+            error: true,
+            text: error.to_string(),
+        }
+    }
+}
+
+/// The key dialogs (generate, import).
+#[derive(Clone, Debug, PartialEq)]
+pub enum KeyForm {
+    Generate {
+        name: String,
+        save_copy: bool,
+        path: String,
+    },
+    Import {
+        name: String,
+        path: String,
+    },
+}
+
+/// What waits for the user to confirm.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Confirm {
+    DeleteTunnel(TunnelId),
+    DeleteKey(String),
+}
+
+/// What a file dialog was opened for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DialogPurpose {
+    /// The key file a tunnel being edited refers to.
+    EditorKeyFile,
+    ImportKey,
+    GenerateCopy,
+    ExportKey(String),
+}
+
+/// Which test-connection run a verdict belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProbeKey {
+    /// From the editor (the settings being edited).
+    Editor,
+    Tunnel(TunnelId),
+}
+
+/// How a test connection ended: the engine's verdict, or why it was not tried.
+pub enum ProbeVerdict {
+    Answered(ProbeOutcome),
+    NotTried(ProbeNotTried),
+}
+
+impl ProbeVerdict {
+    pub fn is_ok(&self) -> bool {
+        match self {
+            ProbeVerdict::Answered(outcome) => outcome.is_ok(),
+            ProbeVerdict::NotTried(_) => false,
+        }
+    }
+}
+
+impl fmt::Display for ProbeVerdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProbeVerdict::Answered(outcome) => outcome.fmt(f),
+            ProbeVerdict::NotTried(why) => why.fmt(f),
+        }
+    }
+}
+
+/// Everything the views read.
+pub struct Model {
+    pub tunnels: Vec<TunnelEntry>,
+    pub config_status: ConfigStatus,
+    pub keys: KeyIndex,
+    /// Set when the key list file could not be read: then it is not overwritten.
+    pub keys_broken: Option<Arc<KeyListError>>,
+    pub keychain_problem: Option<KeychainUnavailable>,
+    pub logs: HashMap<TunnelId, VecDeque<Event>>,
+    /// Tunnels whose key is being loaded before they start.
+    pub starting: HashSet<TunnelId>,
+    /// Test connections: `None` while one runs.
+    pub probes: HashMap<ProbeKey, Option<ProbeVerdict>>,
+    pub notices: Vec<Notice>,
+    pub statuses: HashMap<TunnelId, TunnelStatus>,
+    pub host_name: String,
+    pub config_path: PathBuf,
+}
+
+impl Model {
+    pub fn tunnel(&self, id: TunnelId) -> Option<&TunnelEntry> {
+        self.tunnels.iter().find(|t| t.id == id)
+    }
+
+    pub fn tunnel_named(&self, name: &str) -> Option<&TunnelEntry> {
+        self.tunnels.iter().find(|t| t.spec.name == name)
+    }
+
+    /// The tunnel the detail panel shows.
+    pub fn selected(&self, ui: &UiState) -> Option<TunnelId> {
+        ui.selected
+            .as_ref()
+            .and_then(|name| self.tunnel_named(name))
+            .map(|t| t.id)
+    }
+
+    pub fn status(&self, id: TunnelId) -> Option<&TunnelStatus> {
+        self.statuses.get(&id)
+    }
+
+    /// Whether the engine is running the tunnel (listening, starting or draining).
+    pub fn is_running(&self, id: TunnelId) -> bool {
+        self.starting.contains(&id)
+            || self.status(id).is_some_and(|s| {
+                matches!(
+                    s.state,
+                    TunnelState::Listening { .. }
+                        | TunnelState::Starting
+                        | TunnelState::Draining { .. }
+                )
+            })
+    }
+
+    /// The tunnels using a key.
+    pub fn users_of(&self, key: &KeyInfo) -> Vec<String> {
+        self.tunnels
+            .iter()
+            .filter(|t| t.spec.key == key.location)
+            .map(|t| t.spec.name.clone())
+            .collect()
+    }
+
+    /// Key locations → key names, for the editor.
+    pub fn key_names(&self) -> HashMap<KeyRef, String> {
+        self.keys
+            .keys
+            .iter()
+            .map(|k| (k.location.clone(), k.name.clone()))
+            .collect()
+    }
+
+    /// A known key's location by its name, for the editor's key choice.
+    pub fn key_location(&self, name: &str) -> Option<KeyRef> {
+        self.keys.get(name).map(|k| k.location.clone())
+    }
+}
+
+/// Transient view state: open dialogs and forms. Views edit the forms' fields directly.
+#[derive(Default)]
+pub struct ViewState {
+    pub editor: Option<EditorState>,
+    pub key_form: Option<KeyForm>,
+    pub confirm: Option<Confirm>,
+    /// Set when a file dialog could not be shown: forms then ask for a typed path.
+    pub dialogs_unavailable: bool,
+}
