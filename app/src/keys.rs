@@ -9,7 +9,8 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use sluice_engine::{
-    KeyRef, KeySourceError, KeyStore, KeyfileWarning, LoadedKey, PresharedKey, keyfile, keystore,
+    KeyRef, KeySourceError, KeyStore, KeyfileWarning, LoadedKey, PresharedKey, generate_key_bytes,
+    load_key, read_keyfile_with_bytes, write_new_keyfile,
 };
 
 use crate::error::{KeyError, KeyListError, KeyNameProblem};
@@ -114,12 +115,12 @@ pub fn generate(
     keychain: Option<&Arc<dyn KeyStore>>,
     copy_to: Option<&Path>,
 ) -> Result<KeyInfo, KeyError> {
-    let bytes = keyfile::generate_key_bytes()?;
+    let bytes = generate_key_bytes()?;
     let fingerprint = PresharedKey::from_keyfile_bytes(&bytes[..])
         .fingerprint()
         .to_string();
     if let Some(path) = copy_to {
-        keyfile::write_new_keyfile(path, &bytes[..])?;
+        write_new_keyfile(path, &bytes[..])?;
     }
     let location = match (keychain, copy_to) {
         (Some(store), _) => {
@@ -144,7 +145,7 @@ pub fn import(
     path: &Path,
     keychain: Option<&Arc<dyn KeyStore>>,
 ) -> Result<(KeyInfo, Vec<KeyfileWarning>), KeyError> {
-    let (bytes, LoadedKey { key, warnings }) = keyfile::read_keyfile_with_bytes(path)?;
+    let (bytes, LoadedKey { key, warnings }) = read_keyfile_with_bytes(path)?;
     let location = match keychain {
         Some(store) => {
             store.store_new(name, &bytes[..])?;
@@ -171,9 +172,9 @@ pub fn export(
 ) -> Result<PathBuf, KeyError> {
     let bytes = match &info.location {
         KeyRef::Keychain(entry) => keychain.ok_or(KeyError::NoKeychain)?.load(entry)?,
-        KeyRef::File(path) => keyfile::read_keyfile_with_bytes(path)?.0,
+        KeyRef::File(path) => read_keyfile_with_bytes(path)?.0,
     };
-    keyfile::write_new_keyfile(to, &bytes[..])?;
+    write_new_keyfile(to, &bytes[..])?;
     Ok(to.to_owned())
 }
 
@@ -190,7 +191,7 @@ pub fn load_for_tunnel(
     key: &KeyRef,
     keychain: Option<&Arc<dyn KeyStore>>,
 ) -> Result<LoadedKey, KeySourceError> {
-    keystore::load_key(key, keychain.map(|k| &**k))
+    load_key(key, keychain.map(|k| &**k))
 }
 
 #[cfg(test)]
@@ -212,7 +213,7 @@ mod tests {
         assert_eq!(info.location, KeyRef::Keychain("redis".into()));
         let exported = dir.path().join("redis.key");
         export(&info, Some(&keychain), &exported).unwrap();
-        let loaded = keyfile::read_keyfile(&exported).unwrap();
+        let loaded = sluice_engine::read_keyfile(&exported).unwrap();
         assert_eq!(loaded.key.fingerprint().to_string(), info.fingerprint);
         assert!(
             loaded.warnings.is_empty(),

@@ -27,8 +27,11 @@ pub use config::{
 pub use definition::{DefinitionProblem, Mode, TunnelDefinition};
 pub use engine::{Engine, StatusReader, TunnelStatus};
 pub use events::{Event, EventKind, TunnelId};
-pub use keyfile::{KeyfileError, KeyfileWarning, LoadedKey};
-pub use keystore::{KeySourceError, KeyStore, KeyStoreError, KeychainStore};
+pub use keyfile::{
+    KeyfileError, KeyfileWarning, LoadedKey, generate_key_bytes, read_keyfile,
+    read_keyfile_with_bytes, write_new_keyfile,
+};
+pub use keystore::{KeySourceError, KeyStore, KeyStoreError, KeychainStore, load_key};
 pub use net::probe::{ProbeOutcome, ProbeRequest};
 pub use protocol::key::{Fingerprint, PresharedKey, hex};
 pub use protocol::{ForwardSecrecy, KeyAgreement};
