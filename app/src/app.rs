@@ -322,24 +322,23 @@ impl SluiceApp {
         let Some(entry) = self.model.tunnel(id) else {
             return;
         };
-        let spec = entry.spec.clone();
-        if let Err(errors) = spec.validate() {
-            self.report(AppError::CannotStart {
-                name: spec.name,
-                cause: StartError::Settings(errors),
-            });
-            return;
-        }
+        let definition = match entry.spec.validate() {
+            Ok(definition) => definition,
+            Err(errors) => {
+                self.report(AppError::CannotStart {
+                    name: entry.spec.name.clone(),
+                    cause: StartError::Settings(errors),
+                });
+                return;
+            }
+        };
+        let key = entry.spec.key.clone();
         self.model.starting.insert(id);
         let keychain = self.keychain().cloned();
         self.background.run(move || {
-            let result = keys::load_for_tunnel(&spec.key, keychain.as_ref())
-                .map_err(StartError::from)
-                .and_then(|loaded| {
-                    TunnelSettings::from_spec(&spec, loaded.key)
-                        .map(|settings| (settings, loaded.warnings))
-                        .map_err(StartError::Settings)
-                });
+            let result = keys::load_for_tunnel(&key, keychain.as_ref())
+                .map(|loaded| (TunnelSettings::new(definition, loaded.key), loaded.warnings))
+                .map_err(StartError::from);
             Message::TunnelReady { id, result }
         });
     }
@@ -457,8 +456,8 @@ impl SluiceApp {
         if spec.mode != Mode::Encrypt {
             return;
         }
-        let valid = match spec.validate() {
-            Ok(valid) => valid,
+        let definition = match spec.validate() {
+            Ok(definition) => definition,
             Err(errors) => {
                 let verdict = ProbeVerdict::NotTried(ProbeNotTried::Settings(errors));
                 self.model.probes.insert(key, Some(verdict));
@@ -470,12 +469,12 @@ impl SluiceApp {
         self.background.run(move || {
             let result =
                 keys::load_for_tunnel(&spec.key, keychain.as_ref()).map(|loaded| ProbeRequest {
-                    target: valid.target,
+                    target: definition.target,
                     key: loaded.key,
-                    forward_secrecy: spec.forward_secrecy,
-                    key_agreement: spec.key_agreement,
-                    timeout: valid.timeout,
-                    bind: valid.bind,
+                    forward_secrecy: definition.forward_secrecy,
+                    key_agreement: definition.key_agreement,
+                    timeout: definition.timeout,
+                    bind: definition.bind,
                 });
             Message::ProbeReady { key, result }
         });

@@ -94,8 +94,12 @@ impl Background {
             .spawn(move || {
                 for (target, path, text) in queue {
                     let result =
-                        sluice_engine::write_atomic(&path, text.as_bytes())
-                        .map_err(|source| SaveFailure::Write { path: path.clone(), source });
+                        sluice_engine::write_atomic(&path, text.as_bytes()).map_err(|source| {
+                            SaveFailure::Write {
+                                path: path.clone(),
+                                source,
+                            }
+                        });
                     writer.deliver(Message::Saved { target, result });
                 }
             });
