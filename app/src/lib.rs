@@ -11,9 +11,8 @@
 //! 5. `app`: the one place commands and background results are carried out.
 //!
 //! Locks: the app holds none. Its state lives on the UI thread and crosses threads only
-//! as messages (channels in `background`), so there is no lock to poison. Should one ever
-//! be needed, a poisoned lock is taken over with `PoisonError::into_inner` (the panic that
-//! poisoned it has already been reported) and never unwrapped.
+//! as messages (channels in `background`), so there is no lock to poison; the one rule
+//! for locks, should one be needed, is in docs/ARCHITECTURE.md.
 
 pub mod app;
 pub mod background;
