@@ -94,6 +94,20 @@ pub struct TunnelSpec {
     /// Start when the app or daemon starts.
     #[serde(default)]
     pub autostart: bool,
+    /// Where this tunnel's far end was set up over SSH, so Check and Remove go there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub far_end: Option<FarEndRecord>,
+}
+
+/// Where a tunnel's far end was set up: an ssh destination and the far end's address.
+/// Nothing secret: the key went over ssh and is not recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FarEndRecord {
+    /// What `ssh` was given (`user@host`, an alias from `~/.ssh/config`).
+    pub ssh: String,
+    /// The far end's service (Encrypt tunnels) or listening address (Decrypt tunnels).
+    pub far_address: String,
 }
 
 // The file's defaults are spiped's, from the one place that states them.
@@ -248,6 +262,7 @@ impl TunnelSpec {
             reresolve_secs: default_reresolve_secs(),
             bind: None,
             autostart: false,
+            far_end: None,
         }
     }
 
@@ -310,6 +325,19 @@ impl TunnelSpec {
                 ),
             ),
             _ => {}
+        }
+
+        if let Some(record) = &self.far_end {
+            let ssh = record.ssh.trim();
+            if ssh.is_empty() || ssh.starts_with('-') || ssh.chars().any(char::is_whitespace) {
+                invalid(
+                    "far_end",
+                    format!(
+                        "{:?} is not an ssh destination: write user@host or a host alias from ~/.ssh/config",
+                        record.ssh
+                    ),
+                );
+            }
         }
 
         // Only what a number in a file can get wrong before it is a duration; the rules
@@ -647,6 +675,25 @@ mod tests {
         let name = text.find("name:").unwrap();
         let autostart = text.find("autostart:").unwrap();
         assert!(text.find("version:").unwrap() < name && name < autostart);
+    }
+
+    #[test]
+    fn a_far_end_record_round_trips_and_a_bad_destination_is_named() {
+        let mut cfg = full_example();
+        cfg.tunnels[0].far_end = Some(FarEndRecord {
+            ssh: "me@db.example.org".into(),
+            far_address: "[127.0.0.1]:6379".into(),
+        });
+        let text = cfg.to_ron();
+        assert_eq!(Config::parse(&text).unwrap(), cfg);
+        assert_eq!(text.matches("far_end:").count(), 1, "only where set");
+        for bad in ["", "-oProxyCommand=x", "two words"] {
+            cfg.tunnels[0].far_end = Some(FarEndRecord {
+                ssh: bad.into(),
+                far_address: "x".into(),
+            });
+            assert_eq!(only_problem(&cfg.tunnels[0]).0, "far_end", "{bad:?}");
+        }
     }
 
     #[test]

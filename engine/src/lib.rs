@@ -22,7 +22,8 @@ pub mod tunnel;
 pub use address::{Address, AddressError, parse_bind};
 pub use atomic_file::write_atomic;
 pub use config::{
-    Config, ConfigError, KeyRef, MetricsAddressError, TunnelSpec, parse_metrics_address,
+    Config, ConfigError, FarEndRecord, KeyRef, MetricsAddressError, TunnelSpec,
+    parse_metrics_address,
 };
 pub use definition::{DefinitionProblem, Mode, TunnelDefinition};
 pub use engine::{Engine, StatusReader, TunnelStatus};
@@ -39,5 +40,8 @@ pub use stats::{CounterSnapshot, HandshakeFailure, RateSample};
 pub use tunnel::{TunnelSettings, TunnelState};
 pub mod far_end;
 pub use far_end::{
-    Action as FarEndAction, FarEndError, FarEndPlan, Request as FarEndRequest, StepReport,
+    Action as FarEndAction, DEFAULT_CONNECT_TIMEOUT as FAR_END_CONNECT_TIMEOUT, FarEndCommands,
+    FarEndError, FarEndPlan, KeyBytes as FarEndKey, Request as FarEndRequest, SshClient,
+    Step as FarEndStep, StepOutcome as FarEndStepOutcome, StepReport, default_far_address,
+    far_address_label, far_end_commands, host_aliases as ssh_host_aliases, run as run_far_end,
 };

@@ -33,7 +33,7 @@ pub use plan::{
     FarEndCommands, FarEndPlan, default_far_address, far_address_label, far_end_commands, slug,
 };
 pub use shell::{SplitError, quote as shell_quote, split_words};
-pub use ssh::{SSH_COMMAND_VAR, SshClient};
+pub use ssh::{SSH_COMMAND_VAR, SshClient, host_aliases};
 
 use scripts::Layout;
 use ssh::{RemoteOutput, SshFailure};

@@ -79,6 +79,31 @@ impl RemoteOutput {
     }
 }
 
+/// The host aliases a user's `~/.ssh/config` names (`Host` lines, patterns left out), in
+/// file order without repeats: what the app offers as destinations.
+pub fn host_aliases(ssh_config: &str) -> Vec<String> {
+    let mut aliases: Vec<String> = Vec::new();
+    for line in ssh_config.lines() {
+        let line = line.trim();
+        // "Host a b", "Host=a", "host a" all count; "HostName" does not.
+        let Some((keyword, rest)) = line.split_once(|c: char| c.is_whitespace() || c == '=') else {
+            continue;
+        };
+        if !keyword.eq_ignore_ascii_case("host") {
+            continue;
+        }
+        let rest = rest.split('#').next().unwrap_or("");
+        for alias in rest.split(|c: char| c.is_whitespace() || c == '=') {
+            let alias = alias.trim_matches('"');
+            let pattern = alias.contains(['*', '?', '!']);
+            if !alias.is_empty() && !pattern && !aliases.iter().any(|a| a == alias) {
+                aliases.push(alias.to_owned());
+            }
+        }
+    }
+    aliases
+}
+
 impl SshClient {
     /// `ssh`, or the command in `SLUICE_SSH_COMMAND` when it is set and not empty.
     pub fn from_env(destination: &str, connect_timeout_secs: u64) -> Result<SshClient, LocalError> {
@@ -278,6 +303,22 @@ fn host_of(destination: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn host_aliases_are_the_host_lines_without_patterns() {
+        let config = "\
+# comment: Host commented
+Host db db-replica
+    HostName 10.0.0.5
+Host *.internal !bastion
+Host=web \"quoted\" # trailing comment
+host db
+Match host x
+HostName not-an-alias
+";
+        assert_eq!(host_aliases(config), ["db", "db-replica", "web", "quoted"]);
+        assert!(host_aliases("").is_empty());
+    }
+
     use super::*;
 
     fn client() -> SshClient {
