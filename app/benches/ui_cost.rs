@@ -58,6 +58,7 @@ fn frame_time_with_200_tunnels() {
         keychain: Keychain::Unavailable(KeychainUnavailable::LeftOut("benchmark".into())),
         dialogs: Arc::new(NoDialogs),
         host_name: "bench".into(),
+        ssh: Default::default(),
     };
     let mut harness = Harness::builder()
         .with_size([1280.0, 800.0])

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, mpsc};
 
 use sluice_engine::{
-    Config, ConfigError, Engine, Event, KeyStore, Mode, ProbeRequest, RateSample, TunnelId,
+    Config, ConfigError, Engine, Event, FAR_END_CONNECT_TIMEOUT, FarEndAction, FarEndKey,
+    FarEndRecord, FarEndRequest, KeyStore, Mode, ProbeRequest, RateSample, SshClient, TunnelId,
     TunnelSettings, TunnelSpec,
 };
 use tokio::sync::broadcast::{self, error::TryRecvError};
@@ -19,7 +20,7 @@ use crate::error::{AppError, ProbeNotTried, StartError, StartupError};
 use crate::file_dialogs::{DialogAnswer, DialogKind};
 use crate::keys::{self, KeyIndex};
 use crate::model::{
-    ConfigStatus, Confirm, DialogPurpose, KeyForm, LOG_LINES, Model, Notice, ProbeKey,
+    ConfigStatus, Confirm, DialogPurpose, FarEndRun, KeyForm, LOG_LINES, Model, Notice, ProbeKey,
     ProbeVerdict, TunnelEntry, UiState, ViewState,
 };
 use crate::services::Services;
@@ -84,6 +85,9 @@ impl SluiceApp {
             statuses: HashMap::new(),
             host_name: services.host_name.clone(),
             config_path: services.paths.config_file.clone(),
+            config_settings: Config::default(),
+            far_end_runs: HashMap::new(),
+            ssh_hosts: Vec::new(),
         };
         let mut app = SluiceApp {
             ctx,
@@ -98,6 +102,7 @@ impl SluiceApp {
             view: ViewState::default(),
         };
         app.load_config();
+        app.read_ssh_hosts();
         let autostart: Vec<TunnelId> = app
             .model
             .tunnels
@@ -116,9 +121,10 @@ impl SluiceApp {
     fn load_config(&mut self) {
         let path = self.services.paths.config_file.clone();
         match Config::load(&path) {
-            Ok(config) => {
+            Ok(mut config) => {
                 self.model.config_status = ConfigStatus::Ok;
-                self.replace_tunnels(config.tunnels);
+                self.replace_tunnels(std::mem::take(&mut config.tunnels));
+                self.model.config_settings = config;
             }
             Err(ConfigError::NotFound(_)) => {
                 self.model.config_status = ConfigStatus::Ok;
@@ -312,6 +318,10 @@ impl SluiceApp {
             UiCommand::SetFarAddress(name, address) => {
                 self.ui.far_addresses.insert(name, address);
             }
+            UiCommand::SetSshDestination(name, destination) => {
+                self.ui.ssh_destinations.insert(name, destination);
+            }
+            UiCommand::FarEnd(id, action) => self.far_end(id, action),
             UiCommand::EditorChanged => {}
         }
         self.recheck_editor();
@@ -340,6 +350,94 @@ impl SluiceApp {
                 .map(|loaded| (TunnelSettings::new(definition, loaded.key), loaded.warnings))
                 .map_err(StartError::from);
             Message::TunnelReady { id, result }
+        });
+    }
+
+    /// Reads the ssh config's host aliases off the UI thread.
+    fn read_ssh_hosts(&mut self) {
+        let Some(path) = self.services.ssh.config_file.clone() else {
+            return;
+        };
+        self.background.run(move || {
+            // No ssh config is the common case, and not worth a notice.
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            Message::SshHosts(sluice_engine::ssh_host_aliases(&text))
+        });
+    }
+
+    /// Sets up, checks or removes the tunnel's far end over ssh, on a thread of its own
+    /// (ssh may take seconds per step); each step reports as it goes.
+    fn far_end(&mut self, id: TunnelId, action: FarEndAction) {
+        let Some(entry) = self.model.tunnel(id) else {
+            return;
+        };
+        if self
+            .model
+            .far_end_runs
+            .get(&id)
+            .is_some_and(|r| r.running())
+        {
+            return;
+        }
+        let spec = entry.spec.clone();
+        let destination = self
+            .model
+            .ssh_destination(&self.ui, &spec)
+            .trim()
+            .to_owned();
+        let far_address = self.model.far_address(&self.ui, &spec);
+        let record = FarEndRecord {
+            ssh: destination.clone(),
+            far_address: far_address.clone(),
+        };
+        self.model.far_end_runs.insert(
+            id,
+            FarEndRun {
+                action,
+                destination: destination.clone(),
+                steps: Vec::new(),
+                finished: None,
+            },
+        );
+        let keychain = self.keychain().cloned();
+        let ssh_command = self.services.ssh.command.clone();
+        let this_host = self.model.host_name.clone();
+        let mailbox = self.background.mailbox();
+        self.background.run(move || {
+            let prepared = (|| {
+                let ssh = match ssh_command {
+                    Some(command) => SshClient {
+                        command,
+                        destination: destination.clone(),
+                        connect_timeout_secs: FAR_END_CONNECT_TIMEOUT.as_secs(),
+                    },
+                    None => SshClient::from_env(&destination, FAR_END_CONNECT_TIMEOUT.as_secs())?,
+                };
+                // Taking the far end down needs no key (it may be gone already).
+                let key = match action {
+                    FarEndAction::Remove => None,
+                    _ => Some(FarEndKey::load(&spec.key, keychain.as_deref())?),
+                };
+                Ok(FarEndRequest {
+                    action,
+                    tunnel: spec,
+                    far_address: Some(far_address),
+                    this_host,
+                    key,
+                    ssh,
+                })
+            })();
+            let result = prepared.and_then(|request: FarEndRequest| {
+                sluice_engine::run_far_end(&request, &mut |report| {
+                    mailbox.deliver(Message::FarEndStep { id, report });
+                })
+            });
+            Message::FarEndDone {
+                id,
+                action,
+                record,
+                result,
+            }
         });
     }
 
@@ -426,7 +524,7 @@ impl SluiceApp {
         }
         let config = Config {
             tunnels: self.model.tunnels.iter().map(|t| t.spec.clone()).collect(),
-            ..Config::default()
+            ..self.model.config_settings.clone()
         };
         if let Err(errors) = config.validate() {
             self.report(AppError::ConfigInvalid(errors));
@@ -676,7 +774,53 @@ impl SluiceApp {
                     editor.port_checked(&listen, problem);
                 }
             }
+            Message::FarEndStep { id, report } => {
+                if let Some(run) = self.model.far_end_runs.get_mut(&id) {
+                    // A step reports when it starts and again when it ends: keep one line.
+                    match run.steps.last_mut() {
+                        Some(last) if last.step == report.step => *last = report,
+                        _ => run.steps.push(report),
+                    }
+                }
+            }
+            Message::FarEndDone {
+                id,
+                action,
+                record,
+                result,
+            } => self.far_end_done(id, action, record, result),
+            Message::SshHosts(hosts) => self.model.ssh_hosts = hosts,
         }
+    }
+
+    /// Remembers where a set-up ran (and forgets it after a remove), in the config.
+    fn far_end_done(
+        &mut self,
+        id: TunnelId,
+        action: FarEndAction,
+        record: FarEndRecord,
+        result: Result<(), sluice_engine::FarEndError>,
+    ) {
+        let succeeded = result.is_ok();
+        if let Some(run) = self.model.far_end_runs.get_mut(&id) {
+            run.finished = Some(result);
+        }
+        let Some(entry) = self.model.tunnels.iter_mut().find(|t| t.id == id) else {
+            return;
+        };
+        if !succeeded {
+            return;
+        }
+        let name = entry.spec.name.clone();
+        let remembered = match action {
+            FarEndAction::Setup => Some(record),
+            FarEndAction::Remove => None,
+            FarEndAction::Check => return,
+        };
+        entry.spec.far_end = remembered;
+        self.ui.ssh_destinations.remove(&name);
+        self.ui.far_addresses.remove(&name);
+        self.save_config();
     }
 
     fn dialog_answered(&mut self, purpose: DialogPurpose, answer: DialogAnswer) {

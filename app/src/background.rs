@@ -1,5 +1,5 @@
 //! Work the UI thread must not wait for (keychain calls, disk writes, dialogs, probes,
-//! port checks) runs elsewhere and comes back as a [`Message`], with a repaint request so
+//! port checks, far-end actions over ssh) runs elsewhere and comes back as a [`Message`], with a repaint request so
 //! the result shows at once. Saves go through one writer thread, in order, so an older config can
 //! never land after a newer one.
 
@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 
 use sluice_engine::{
-    KeySourceError, KeyfileWarning, ProbeOutcome, ProbeRequest, TunnelId, TunnelSettings,
+    FarEndAction, FarEndError, FarEndRecord, KeySourceError, KeyfileWarning, ProbeOutcome,
+    ProbeRequest, StepReport, TunnelId, TunnelSettings,
 };
 
 use crate::error::{KeyError, ListenPortProblem, SaveFailure, StartError};
@@ -58,6 +59,20 @@ pub enum Message {
         listen: String,
         problem: Option<ListenPortProblem>,
     },
+    /// A step of a far-end action started or ended.
+    FarEndStep {
+        id: TunnelId,
+        report: StepReport,
+    },
+    /// A far-end action ended; `record` is where it ran.
+    FarEndDone {
+        id: TunnelId,
+        action: FarEndAction,
+        record: FarEndRecord,
+        result: Result<(), FarEndError>,
+    },
+    /// The host aliases of the user's ssh config.
+    SshHosts(Vec<String>),
 }
 
 /// Delivers messages to the UI thread and wakes it.

@@ -1,7 +1,7 @@
 //! What the views ask the app to do. Views only emit these; `app.rs` carries them out
 //! against the engine, the key store and background work.
 
-use sluice_engine::TunnelId;
+use sluice_engine::{FarEndAction, TunnelId};
 
 use crate::model::{DetailTab, DialogPurpose, KeyForm};
 
@@ -35,4 +35,8 @@ pub enum UiCommand {
     Dismiss(usize),
     ReloadConfig,
     SetFarAddress(String, String),
+    /// The far-end tab's ssh destination for a tunnel (by name), as typed or picked.
+    SetSshDestination(String, String),
+    /// Set up, check or remove the tunnel's far end over ssh.
+    FarEnd(TunnelId, FarEndAction),
 }

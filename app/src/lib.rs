@@ -3,7 +3,7 @@
 //! tunnels on its own threads; this crate draws them and turns clicks into engine commands.
 //!
 //! Layers, each importing only those below it (and never in a cycle):
-//! 1. `error` (imports nothing of the app); `format`, `theme`, `far_end` (nothing either);
+//! 1. `error` (imports nothing of the app); `format`, `theme` (nothing either);
 //!    `icon`, `platform` (only `error`).
 //! 2. `file_dialogs`, `keys`, `tunnel_form`, then `services`: the machine and the forms.
 //! 3. `model`, then `command`: what the views read and what they may ask for.
@@ -18,7 +18,6 @@ pub mod app;
 pub mod background;
 pub mod command;
 pub mod error;
-pub mod far_end;
 pub mod file_dialogs;
 pub mod format;
 pub mod icon;

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sluice_engine::{
-    ConfigError, Event, KeyRef, ProbeOutcome, TunnelId, TunnelSpec, TunnelState, TunnelStatus,
+    Config, ConfigError, Event, FarEndAction, FarEndError, KeyRef, ProbeOutcome, StepReport,
+    TunnelId, TunnelSpec, TunnelState, TunnelStatus,
 };
 
 use crate::error::{AppError, KeyListError, KeychainUnavailable, ProbeNotTried};
@@ -52,6 +53,9 @@ pub struct UiState {
     pub tab: DetailTab,
     /// Per tunnel name: the far end's address, as the user corrected it.
     pub far_addresses: BTreeMap<String, String>,
+    /// Per tunnel name: the ssh destination typed in the far-end tab (before a set-up
+    /// records it in the config).
+    pub ssh_destinations: BTreeMap<String, String>,
     pub keys_open: bool,
 }
 
@@ -142,6 +146,22 @@ impl fmt::Display for ProbeVerdict {
     }
 }
 
+/// A far-end action over ssh: its steps as they report, and how it ended.
+#[derive(Clone, Debug)]
+pub struct FarEndRun {
+    pub action: FarEndAction,
+    pub destination: String,
+    pub steps: Vec<StepReport>,
+    /// `None` while it runs.
+    pub finished: Option<Result<(), FarEndError>>,
+}
+
+impl FarEndRun {
+    pub fn running(&self) -> bool {
+        self.finished.is_none()
+    }
+}
+
 /// Everything the views read.
 pub struct Model {
     pub tunnels: Vec<TunnelEntry>,
@@ -159,6 +179,13 @@ pub struct Model {
     pub statuses: HashMap<TunnelId, TunnelStatus>,
     pub host_name: String,
     pub config_path: PathBuf,
+    /// The config's settings other than its tunnels (the daemon's metrics address...),
+    /// kept as loaded and written back unchanged.
+    pub config_settings: Config,
+    /// The last far-end action per tunnel.
+    pub far_end_runs: HashMap<TunnelId, FarEndRun>,
+    /// Host aliases from the user's ssh config, offered as destinations.
+    pub ssh_hosts: Vec<String>,
 }
 
 impl Model {
@@ -211,6 +238,25 @@ impl Model {
             .iter()
             .map(|k| (k.location.clone(), k.name.clone()))
             .collect()
+    }
+
+    /// The ssh destination the far-end tab shows: as typed, else where it was set up.
+    pub fn ssh_destination(&self, ui: &UiState, spec: &TunnelSpec) -> String {
+        ui.ssh_destinations
+            .get(&spec.name)
+            .cloned()
+            .or_else(|| spec.far_end.as_ref().map(|r| r.ssh.clone()))
+            .unwrap_or_default()
+    }
+
+    /// The far end's address the far-end tab shows: as corrected, else where it was set
+    /// up, else the default for the tunnel.
+    pub fn far_address(&self, ui: &UiState, spec: &TunnelSpec) -> String {
+        ui.far_addresses
+            .get(&spec.name)
+            .cloned()
+            .or_else(|| spec.far_end.as_ref().map(|r| r.far_address.clone()))
+            .unwrap_or_else(|| sluice_engine::default_far_address(spec))
     }
 
     /// A known key's location by its name, for the editor's key choice.

@@ -32,6 +32,12 @@ pub fn config_dir() -> Option<PathBuf> {
         .map(|dirs| dirs.config_dir().to_owned())
 }
 
+/// The user's OpenSSH client config (~/.ssh/config), whose host aliases the far-end tab
+/// offers. OpenSSH uses the same path on every platform it runs on.
+pub fn ssh_config_file() -> Option<PathBuf> {
+    directories::BaseDirs::new().map(|dirs| dirs.home_dir().join(".ssh").join("config"))
+}
+
 /// This machine's name, as the far end would most likely know it: /etc/hostname on Linux,
 /// then `$HOSTNAME`.
 pub fn host_name() -> String {

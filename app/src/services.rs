@@ -79,6 +79,16 @@ pub struct Services {
     pub dialogs: Arc<dyn FileDialog>,
     /// How the far end reaches this machine, for the far-end commands.
     pub host_name: String,
+    pub ssh: SshSetup,
+}
+
+/// How the far-end actions reach servers.
+#[derive(Clone, Debug, Default)]
+pub struct SshSetup {
+    /// The ssh command and its first arguments; `None`: `ssh`, or `$SLUICE_SSH_COMMAND`.
+    pub command: Option<Vec<String>>,
+    /// The ssh config whose host aliases are offered as destinations.
+    pub config_file: Option<PathBuf>,
 }
 
 impl Services {
@@ -89,6 +99,10 @@ impl Services {
             keychain: Keychain::platform(),
             dialogs: Arc::new(NativeFileDialog),
             host_name: platform::host_name(),
+            ssh: SshSetup {
+                command: None,
+                config_file: platform::ssh_config_file(),
+            },
         })
     }
 }

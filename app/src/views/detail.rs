@@ -3,12 +3,13 @@
 
 use egui::RichText;
 use egui_plot::{HoverPosition, Legend, Line, Plot, PlotPoints};
-use sluice_engine::{HandshakeFailure, Mode, RateSample, TunnelId};
+use sluice_engine::{
+    FarEndAction, FarEndStepOutcome, HandshakeFailure, Mode, RateSample, TunnelId,
+};
 
 use crate::command::UiCommand;
-use crate::far_end;
 use crate::format;
-use crate::model::{DetailTab, Model, ProbeKey, UiState};
+use crate::model::{DetailTab, FarEndRun, Model, ProbeKey, UiState};
 use crate::theme;
 use crate::views::widgets::{probe_result, role_label, state_words};
 
@@ -239,19 +240,9 @@ fn far_end_tab(
         return;
     };
     let spec = &entry.spec;
-    let far = state
-        .far_addresses
-        .get(&spec.name)
-        .cloned()
-        .unwrap_or_else(|| far_end::default_far_address(spec));
-    ui.label(match spec.mode {
-        Mode::Encrypt => "Run this on the server, next to the service (stock spiped or sluiced):",
-        Mode::Decrypt => {
-            "Run this on the machine whose clients use this tunnel (stock spiped or sluiced):"
-        }
-    });
+    let far = model.far_address(state, spec);
     ui.horizontal(|ui| {
-        let label = ui.label(far_end::far_address_label(spec.mode));
+        let label = ui.label(sluice_engine::far_address_label(spec.mode));
         let mut text = far.clone();
         if ui
             .add(egui::TextEdit::singleline(&mut text).desired_width(220.0))
@@ -261,7 +252,19 @@ fn far_end_tab(
             out.push(UiCommand::SetFarAddress(spec.name.clone(), text));
         }
     });
-    let commands = far_end::far_end_commands(spec, &far, &model.host_name);
+    ui.add_space(4.0);
+    over_ssh(ui, model, state, id, out);
+    ui.separator();
+
+    ui.label(match spec.mode {
+        Mode::Encrypt => {
+            "Or run this on the server by hand, next to the service (stock spiped or sluiced):"
+        }
+        Mode::Decrypt => {
+            "Or run this by hand on the machine whose clients use this tunnel (stock spiped or sluiced):"
+        }
+    });
+    let commands = sluice_engine::far_end_commands(spec, &far, &model.host_name);
     let lines = commands
         .spiped
         .iter()
@@ -292,5 +295,126 @@ fn far_end_tab(
             "Key fingerprint (compare with sluiced --fingerprint on the far end): {}",
             key.fingerprint
         ));
+    }
+}
+
+/// The far end over ssh: where, the three actions, and the steps of the last one.
+fn over_ssh(
+    ui: &mut egui::Ui,
+    model: &Model,
+    state: &UiState,
+    id: TunnelId,
+    out: &mut Vec<UiCommand>,
+) {
+    let Some(entry) = model.tunnel(id) else {
+        return;
+    };
+    let spec = &entry.spec;
+    let run = model.far_end_runs.get(&id);
+    let busy = run.is_some_and(FarEndRun::running);
+    let destination = model.ssh_destination(state, spec);
+    ui.horizontal(|ui| {
+        let label = ui.label("SSH destination:");
+        let mut text = destination.clone();
+        let field = ui.add_enabled(
+            !busy,
+            egui::TextEdit::singleline(&mut text)
+                .hint_text("user@host or an alias")
+                .desired_width(180.0),
+        );
+        let field = field.labelled_by(label.id);
+        if field.changed() {
+            out.push(UiCommand::SetSshDestination(spec.name.clone(), text));
+        }
+        if !model.ssh_hosts.is_empty() {
+            ui.add_enabled_ui(!busy, |ui| {
+                ui.menu_button("Hosts ▾", |ui| {
+                    for host in &model.ssh_hosts {
+                        if ui.button(host).clicked() {
+                            out.push(UiCommand::SetSshDestination(
+                                spec.name.clone(),
+                                host.clone(),
+                            ));
+                            ui.close();
+                        }
+                    }
+                });
+            });
+        }
+    });
+    if let Some(record) = &spec.far_end {
+        ui.label(
+            RichText::new(format!(
+                "Set up on {} (far end {}).",
+                record.ssh, record.far_address
+            ))
+            .color(theme::MUTED),
+        );
+    }
+    let ready = !busy && !destination.trim().is_empty();
+    ui.horizontal(|ui| {
+        for (action, label, hint) in [
+            (
+                FarEndAction::Setup,
+                "Set up",
+                "Send the key over ssh and start spiped or sluiced on the far end",
+            ),
+            (
+                FarEndAction::Check,
+                "Check",
+                "See that the far end runs, and test the tunnel through it",
+            ),
+            (
+                FarEndAction::Remove,
+                "Remove",
+                "Stop what Set up started there and delete the key file it wrote",
+            ),
+        ] {
+            if ui
+                .add_enabled(ready, egui::Button::new(label))
+                .on_hover_text(hint)
+                .clicked()
+            {
+                out.push(UiCommand::FarEnd(id, action));
+            }
+        }
+        if busy {
+            ui.spinner();
+        }
+    });
+    let Some(run) = run else {
+        return;
+    };
+    for report in &run.steps {
+        let (mark, color, text) = match &report.outcome {
+            FarEndStepOutcome::Running => ("…", theme::MUTED, "running".to_owned()),
+            FarEndStepOutcome::Done(what) => ("✔", theme::OK, what.clone()),
+            FarEndStepOutcome::Failed(why) => ("✖", theme::ERROR, why.to_string()),
+        };
+        ui.horizontal_wrapped(|ui| {
+            ui.label(
+                RichText::new(format!("{mark} {}:", report.step))
+                    .color(color)
+                    .strong(),
+            );
+            ui.label(RichText::new(text).color(color));
+        });
+    }
+    // A failure before any step ran (the key, the ssh command) has no step line.
+    if let Some(Err(why)) = &run.finished
+        && !run
+            .steps
+            .iter()
+            .any(|r| matches!(r.outcome, FarEndStepOutcome::Failed(_)))
+    {
+        ui.label(RichText::new(format!("✖ {why}")).color(theme::ERROR));
+    }
+    if let Some(Ok(())) = &run.finished {
+        let done = match run.action {
+            FarEndAction::Setup => format!("The far end is set up on {}.", run.destination),
+            FarEndAction::Check => format!("The far end on {} works.", run.destination),
+            FarEndAction::Remove => format!("The far end on {} is removed.", run.destination),
+        };
+        ui.label(RichText::new(done).color(theme::OK));
     }
 }

@@ -1,7 +1,7 @@
 //! The screens. Each view draws from the [`Model`] (and edits only its own form's
 //! fields) and returns what the user asked for as [`UiCommand`]s; only `app.rs` acts on
 //! them. Views import the model, the commands, `views::widgets` and the pure helpers
-//! (format, far_end, theme, tunnel_form), never the app or each other.
+//! (format, theme, tunnel_form), never the app or each other.
 
 mod detail;
 mod header;

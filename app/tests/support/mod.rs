@@ -57,6 +57,7 @@ pub fn services(dir: &Path, keychain: Keychain, dialogs: Arc<ScriptedDialogs>) -
         keychain,
         dialogs,
         host_name: "testhost".into(),
+        ssh: Default::default(),
     }
 }
 
