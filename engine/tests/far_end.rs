@@ -10,187 +10,27 @@ mod support;
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sluice_engine::far_end::{self, Action, FarEndError, KeyBytes, Request, SshClient, SshError};
 use sluice_engine::{Config, KeyRef, Mode, TunnelSpec};
-use support::{Addr, Echo, LOCALHOST_V4, Proc, SLUICED, free_port, temp_dir};
+use support::{Addr, Echo, LOCALHOST_V4, SLUICED, free_port, temp_dir};
 
-const USER: &str = "sluicefarend";
-const HOME: &str = "/home/sluicefarend";
-const ALIAS: &str = "farend";
+#[path = "support/sshd.rs"]
+mod sshd;
+use sshd::*;
 
-/// The far-end user, created once (and kept across runs: `useradd` is skipped when the
-/// user exists). `-p '*'` leaves it without a password yet not locked, so keys work.
-fn far_end_user() {
-    static ONCE: OnceLock<()> = OnceLock::new();
-    ONCE.get_or_init(|| {
-        let exists = Command::new("id")
-            .arg(USER)
-            .output()
-            .unwrap()
-            .status
-            .success();
-        if !exists {
-            let out = Command::new("useradd")
-                .args(["-m", "-p", "*", "-s", "/bin/sh", USER])
-                .output()
-                .unwrap();
-            // Another test binary may have created it in between.
-            let exists = Command::new("id")
-                .arg(USER)
-                .output()
-                .unwrap()
-                .status
-                .success();
-            assert!(exists, "useradd: {}", String::from_utf8_lossy(&out.stderr));
-        }
-    });
-}
-
-fn run(command: &mut Command) -> Output {
-    let out = command
-        .output()
-        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{command:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn keygen(path: &Path) {
-    run(Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "sluice-test", "-f"])
-        .arg(path));
-}
-
-/// sshd on a free loopback port, with its own host key, the far-end user's authorized
-/// key, and an ssh_config/known_hosts for the client side.
-struct Sshd {
-    dir: tempfile::TempDir,
-    port: u16,
-    proc: Proc,
-}
-
-impl Sshd {
-    /// `path_dirs` becomes the far end's PATH. `trust` is the host key the client's
-    /// known_hosts holds for it (None: the server's own).
-    fn start(path_dirs: &str, trust: Trust) -> Sshd {
-        far_end_user();
-        fs::create_dir_all("/run/sshd").unwrap();
-        let dir = temp_dir();
-        // sshd reads authorized_keys as the far-end user: the directory must be traversable.
-        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-        let d = dir.path();
-        keygen(&d.join("host_key"));
-        keygen(&d.join("other_host_key"));
-        keygen(&d.join("client_key"));
-        fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
-        fs::set_permissions(d.join("authorized_keys"), fs::Permissions::from_mode(0o644)).unwrap();
-        for attempt in 0..5 {
-            let port = free_port(LOCALHOST_V4);
-            fs::write(
-                d.join("sshd_config"),
-                format!(
-                    "Port {port}\nListenAddress 127.0.0.1\nHostKey {dir}/host_key\nPidFile {dir}/sshd.pid\nUsePAM no\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\nAuthorizedKeysFile {dir}/authorized_keys\nAllowUsers {USER}\nSetEnv PATH={path_dirs}\n",
-                    dir = d.display()
-                ),
-            )
-            .unwrap();
-            let mut command = Command::new("/usr/sbin/sshd");
-            command
-                .arg("-D")
-                .arg("-f")
-                .arg(d.join("sshd_config"))
-                .arg("-E")
-                .arg(d.join("sshd.log"));
-            let mut proc = Proc::spawn("sshd", command, d);
-            let addr = Addr::Tcp(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
-            if !proc.wait_listening(&addr) {
-                let log = fs::read_to_string(d.join("sshd.log")).unwrap_or_default();
-                if log.contains("in use") && attempt < 4 {
-                    continue;
-                }
-                panic!("sshd did not start: {log}");
-            }
-            let trusted = match trust {
-                Trust::ServerKey => Some("host_key.pub"),
-                Trust::OtherKey => Some("other_host_key.pub"),
-                Trust::Nothing => None,
-            };
-            let known = trusted.map_or_else(String::new, |file| {
-                format!(
-                    "[127.0.0.1]:{port} {}",
-                    fs::read_to_string(d.join(file)).unwrap()
-                )
-            });
-            fs::write(d.join("known_hosts"), known).unwrap();
-            fs::write(
-                d.join("ssh_config"),
-                format!(
-                    "Host {ALIAS}\n  HostName 127.0.0.1\n  Port {port}\n  User {USER}\n  IdentityFile {dir}/client_key\n  IdentitiesOnly yes\n  UserKnownHostsFile {dir}/known_hosts\n  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n",
-                    dir = d.display()
-                ),
-            )
-            .unwrap();
-            return Sshd { dir, port, proc };
-        }
-        unreachable!("the loop returns or panics")
-    }
-
-    fn ssh_command(&self) -> String {
-        format!("ssh -F {}", self.dir.path().join("ssh_config").display())
-    }
-
-    fn client(&self) -> SshClient {
-        SshClient {
-            command: vec![
-                "ssh".into(),
-                "-F".into(),
-                self.dir.path().join("ssh_config").display().to_string(),
-            ],
-            destination: ALIAS.into(),
-            connect_timeout_secs: 10,
-        }
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Trust {
-    ServerKey,
-    OtherKey,
-    Nothing,
-}
-
-/// Where Sluice keeps a tunnel's far-end files for the test user.
-fn far_file(slug: &str, ext: &str) -> PathBuf {
-    PathBuf::from(format!("{HOME}/.config/sluice-far-end/{slug}.{ext}"))
-}
-
-/// Clears what an earlier, interrupted run of the same test may have left: the process
-/// its pid file names (only if that process uses this tunnel's key file) and the files.
-fn clear_leftovers(slug: &str) {
-    let key = far_file(slug, "key");
-    if let Ok(pid) = fs::read_to_string(far_file(slug, "pid")) {
-        let pid = pid.trim();
-        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmdline).contains(&*key.to_string_lossy()) {
-            let _ = Command::new("kill").arg(pid).status();
-        }
-    }
-    for ext in ["key", "key.tmp", "pid", "log", "manifest"] {
-        let _ = fs::remove_file(far_file(slug, ext));
+/// A client of the test sshd, reaching it as [`ALIAS`].
+fn client(sshd: &Sshd) -> SshClient {
+    SshClient {
+        command: sshd.ssh_words(),
+        destination: ALIAS.into(),
+        connect_timeout_secs: 10,
     }
 }
 
@@ -309,27 +149,6 @@ fn assert_key_absent(what: &str, content: &[u8], key: &[u8]) {
         !contains(&content.to_ascii_lowercase(), hex.as_bytes()),
         "{what} holds the key in hex"
     );
-}
-
-/// Waits until `pid` is gone (or a zombie: the far end's daemons are reparented to a pid 1
-/// that may not reap them).
-fn wait_gone(pid: &str, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        let gone = match fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Err(_) => true,
-            Ok(stat) => stat
-                .rsplit_once(')')
-                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-        };
-        if gone {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// The whole flow through the CLI: set up, data end to end, check, remove.
@@ -496,7 +315,7 @@ fn setup_with(sshd: &Sshd, name: &str) -> (Result<(), FarEndError>, Vec<String>)
         far_address: None,
         this_host: "localhost".into(),
         key: Some(KeyBytes::load(&local.spec.key, None).unwrap()),
-        ssh: sshd.client(),
+        ssh: client(sshd),
     };
     let mut lines = Vec::new();
     let result = far_end::run(&request, &mut |r| lines.push(r.to_string()));

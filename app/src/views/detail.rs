@@ -328,7 +328,7 @@ fn over_ssh(
         }
         if !model.ssh_hosts.is_empty() {
             ui.add_enabled_ui(!busy, |ui| {
-                ui.menu_button("Hosts ▾", |ui| {
+                ui.menu_button("Known hosts", |ui| {
                     for host in &model.ssh_hosts {
                         if ui.button(host).clicked() {
                             out.push(UiCommand::SetSshDestination(

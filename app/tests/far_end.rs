@@ -1,0 +1,164 @@
+//! The far-end tab against a real OpenSSH server (the engine's test sshd on loopback):
+//! pick the host alias from the ssh config, Set up, use the tunnel end to end, Check,
+//! Remove, all through the buttons, and the config remembers where the far end is.
+//!
+//! Needs root (sshd, useradd) and `openssh-server` (scripts/install-test-deps).
+
+mod support;
+
+#[path = "../../engine/tests/support/sshd.rs"]
+mod sshd;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use egui::accesskit::Role;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use sluice::SluiceApp;
+use sluice::services::SshSetup;
+use sluice_engine::{Config, FarEndRecord, KeyRef, Mode, TunnelId, TunnelSpec, TunnelState};
+use sshd::{ALIAS, Sshd, Trust};
+use support::*;
+
+/// Steps frames until the far-end action of `id` has finished (ssh steps take seconds).
+fn wait_for_far_end(harness: &mut Harness<'_, SluiceApp>, id: TunnelId) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        harness.run_ok();
+        let run = harness.state().model.far_end_runs.get(&id);
+        if run.is_some_and(|r| !r.running()) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the far-end action did not finish within 90 s: {run:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        harness.step();
+    }
+}
+
+fn far_end_on_disk(config: &std::path::Path) -> Option<FarEndRecord> {
+    let config = Config::load(config).unwrap();
+    config.tunnels[0].far_end.clone()
+}
+
+#[test]
+fn the_far_end_tab_sets_up_checks_and_removes_the_far_end_over_ssh() {
+    let name = "far-end-ui";
+    let slug = sluice_engine::far_end::slug(name);
+    sshd::clear_leftovers(&slug);
+    let sshd = Sshd::start("/usr/bin:/bin", Trust::ServerKey);
+    let service = echo_server();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("tunnel.key");
+    std::fs::write(&key, b"a key for the far end, 32 bytes!").unwrap();
+    let local = free_port();
+    let far_port = free_port();
+    let config_path = dir.path().join("config.ron");
+    Config {
+        tunnels: vec![TunnelSpec::new(
+            name,
+            Mode::Encrypt,
+            format!("[127.0.0.1]:{local}"),
+            format!("[127.0.0.1]:{far_port}"),
+            KeyRef::File(key),
+        )],
+        ..Config::default()
+    }
+    .save_atomic(&config_path)
+    .unwrap();
+
+    let mut services = services(
+        dir.path(),
+        mock_keychain(),
+        Arc::new(ScriptedDialogs::default()),
+    );
+    services.ssh = SshSetup {
+        command: Some(sshd.ssh_words()),
+        config_file: Some(sshd.ssh_config()),
+    };
+    let mut harness = app_harness(services);
+    harness.run_ok();
+    let id = harness.state().model.tunnel_named(name).unwrap().id;
+
+    harness.get_by_role_and_label(Role::Button, name).click();
+    harness.run_ok();
+    click(&mut harness, "Far end");
+    set_text(
+        &mut harness,
+        "Service on the far end (its spiped -t)",
+        &format!("[127.0.0.1]:{}", service.port()),
+    );
+    // The alias comes from the ssh config, through the Hosts menu.
+    wait_until(&mut harness, "the ssh config's aliases", |app| {
+        app.model.ssh_hosts.iter().any(|h| h == ALIAS)
+    });
+    click(&mut harness, "Known hosts");
+    click(&mut harness, ALIAS);
+    assert_eq!(
+        harness.state().model.ssh_destination(
+            &harness.state().ui,
+            &harness.state().model.tunnel(id).unwrap().spec
+        ),
+        ALIAS
+    );
+
+    click(&mut harness, "Set up");
+    wait_for_far_end(&mut harness, id);
+    let run = harness.state().model.far_end_runs[&id].clone();
+    assert!(
+        matches!(run.finished, Some(Ok(()))),
+        "set-up failed: {run:?}\nsshd log:\n{}",
+        sshd.log()
+    );
+    assert_eq!(
+        run.steps.len(),
+        4,
+        "probe, send key, start, verify: {run:?}"
+    );
+    assert!(shows(&harness, "The far end is set up on farend."));
+    wait_until(&mut harness, "the config to remember the far end", |_| {
+        far_end_on_disk(&config_path).is_some()
+    });
+    let record = far_end_on_disk(&config_path).unwrap();
+    assert_eq!(record.ssh, ALIAS);
+    assert_eq!(
+        record.far_address,
+        format!("[127.0.0.1]:{}", service.port())
+    );
+    assert!(shows(&harness, "Set up on farend"));
+
+    // The tunnel now works end to end through the far end it set up.
+    harness
+        .state_mut()
+        .execute(sluice::command::UiCommand::Start(id));
+    wait_until(&mut harness, "the tunnel to listen", |app| {
+        matches!(
+            app.model.status(id).map(|s| &s.state),
+            Some(TunnelState::Listening { .. })
+        )
+    });
+    let data = b"through the far end that Set up started".repeat(100);
+    assert_eq!(round_trip(([127, 0, 0, 1], local).into(), &data), data);
+
+    click(&mut harness, "Check");
+    wait_for_far_end(&mut harness, id);
+    assert!(shows(&harness, "The far end on farend works."));
+
+    click(&mut harness, "Remove");
+    wait_for_far_end(&mut harness, id);
+    let run = harness.state().model.far_end_runs[&id].clone();
+    assert!(
+        matches!(run.finished, Some(Ok(()))),
+        "remove failed: {run:?}"
+    );
+    wait_until(&mut harness, "the config to forget the far end", |_| {
+        far_end_on_disk(&config_path).is_none()
+    });
+    assert!(
+        !sshd::far_file(&slug, "key").exists(),
+        "the far end's key file is gone"
+    );
+}
