@@ -1,8 +1,10 @@
 //! Ephemeral Diffie-Hellman over RFC 3526 group 14 (2048-bit MODP, generator 2), the group
 //! spiped uses for forward secrecy. Values travel as 256-byte big-endian numbers; the private
 //! exponent is 2^258 + 256 random bits, as in spiped (any exponent of that size interoperates).
+//! The exponentiation is crypto-bigint's constant-time Montgomery ladder (`pow_bounded_exp`).
 
-use super::modexp::{self, Limbs, Modulus};
+use crypto_bigint::modular::{FixedMontyForm, FixedMontyParams};
+use crypto_bigint::{Limb, Odd, U320, U2048, Uint};
 use std::fmt;
 use zeroize::{Zeroize, Zeroizing};
 
@@ -34,9 +36,16 @@ pub const MODULUS: [u8; DH_LEN] = [
 /// shapes the timing of the exponentiation, never the exponent's value.
 const EXPONENT_BITS: u32 = 259;
 
-/// p with its Montgomery constants, computed at compile time (which also checks that p
-/// is odd and full-size).
-static GROUP: Modulus = Modulus::new(&MODULUS);
+const LIMBS: usize = U2048::LIMBS;
+
+/// p as crypto-bigint's odd modulus; checked at compile time.
+const ODD_MODULUS: Odd<U2048> = match U2048::from_be_slice(&MODULUS).to_odd().into_option_copied() {
+    Some(p) => p,
+    None => panic!("the RFC 3526 modulus is odd"),
+};
+
+/// p with its Montgomery constants, computed at compile time.
+static GROUP: FixedMontyParams<LIMBS> = FixedMontyParams::new(ODD_MODULUS);
 
 /// One side's ephemeral DH key pair. The private exponent is wiped on drop and never shown.
 pub struct EphemeralKeyPair {
@@ -61,11 +70,8 @@ impl EphemeralKeyPair {
         exponent[4] = 4;
         private.zeroize();
 
-        let mut generator: Limbs = [0; modexp::LIMBS];
-        generator[0] = 2;
-        let y = GROUP.pow(&generator, &exponent, EXPONENT_BITS);
         let mut public = [0u8; DH_LEN];
-        modexp::limbs_to_be(&y, &mut public);
+        pow_mod_p(&U2048::from_u8(2), &exponent, &mut public);
         EphemeralKeyPair { exponent, public }
     }
 
@@ -83,17 +89,47 @@ impl EphemeralKeyPair {
     /// peer_y^(2^258 + priv) mod p. The handshake checks peer_y < p before calling this;
     /// any 256-byte input is nonetheless reduced correctly.
     pub fn shared_secret(&self, peer_y: &[u8; DH_LEN]) -> Zeroizing<[u8; DH_LEN]> {
-        let base = modexp::limbs_from_be(peer_y);
-        let mut secret = GROUP.pow(&base, &self.exponent, EXPONENT_BITS);
+        let base = U2048::from_be_slice(peer_y);
         let mut out = Zeroizing::new([0u8; DH_LEN]);
-        modexp::limbs_to_be(&secret, &mut out);
-        secret.zeroize();
+        pow_mod_p(&base, &self.exponent, &mut out);
         out
     }
 
     /// Same as [`is_below_modulus`], kept beside the key pair for discoverability.
     pub fn is_below_modulus(y: &[u8; DH_LEN]) -> bool {
         is_below_modulus(y)
+    }
+}
+
+/// base^exponent mod p into `out` (big-endian), in constant time: only the exponent's
+/// public length, [`EXPONENT_BITS`], shapes the timing. Any 2048-bit base is reduced first.
+/// The copies made here are wiped; crypto-bigint's own temporaries are out of reach.
+fn pow_mod_p(base: &U2048, exponent: &[u64; 5], out: &mut [u8; DH_LEN]) {
+    let mut exponent = exponent_to_uint(exponent);
+    let mut base = FixedMontyForm::new(base, &GROUP);
+    let mut power = base.pow_bounded_exp(&exponent, EXPONENT_BITS);
+    let mut value = power.retrieve();
+    uint_to_be(&value, out);
+    exponent.zeroize();
+    base.zeroize();
+    power.zeroize();
+    value.zeroize();
+}
+
+/// The exponent's limbs (least significant first) as a crypto-bigint number, through
+/// big-endian bytes so that it works whatever crypto-bigint's word size.
+fn exponent_to_uint(exponent: &[u64; 5]) -> U320 {
+    let mut bytes = Zeroizing::new([0u8; 40]);
+    for (limb, chunk) in exponent.iter().zip(bytes.rchunks_exact_mut(8)) {
+        chunk.copy_from_slice(&limb.to_be_bytes());
+    }
+    U320::from_be_slice(&bytes[..])
+}
+
+/// A `Uint` to big-endian bytes; `out` must hold exactly `L` limbs.
+fn uint_to_be<const L: usize>(n: &Uint<L>, out: &mut [u8]) {
+    for (word, chunk) in n.as_words().iter().zip(out.rchunks_mut(Limb::BYTES)) {
+        chunk.copy_from_slice(&word.to_be_bytes());
     }
 }
 
@@ -138,16 +174,9 @@ impl fmt::Debug for EphemeralKeyPair {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crypto_bigint::modular::{FixedMontyForm, FixedMontyParams};
-    use crypto_bigint::{Limb, Odd, U2048, Uint, Word};
-
-    const LIMBS: usize = U2048::LIMBS;
-    const ODD_MODULUS: Odd<U2048> =
-        match U2048::from_be_slice(&MODULUS).to_odd().into_option_copied() {
-            Some(p) => p,
-            None => panic!("the RFC 3526 modulus is odd"),
-        };
-    const PARAMS: FixedMontyParams<LIMBS> = FixedMontyParams::new(ODD_MODULUS);
+    use crypto_bigint::{Limb, Word};
+    use proptest::prelude::*;
+    use sha2::{Digest, Sha256};
 
     /// Big-endian bytes (length exactly `L` limbs) to a `Uint`.
     fn uint_from_be<const L: usize>(bytes: &[u8]) -> Uint<L> {
@@ -160,11 +189,29 @@ mod tests {
         n
     }
 
-    /// `Uint` to big-endian bytes; `out` must hold exactly `L` limbs.
-    fn uint_to_be<const L: usize>(n: &Uint<L>, out: &mut [u8]) {
-        for (word, chunk) in n.as_words().iter().zip(out.rchunks_mut(Limb::BYTES)) {
-            chunk.copy_from_slice(&word.to_be_bytes());
+    /// base^(2^258 + priv) mod p the slow, obvious way: square and multiply, bit by bit
+    /// from the top, with crypto-bigint's plain Montgomery product (variable time; a
+    /// reference for the windowed constant-time ladder, not a replacement).
+    fn square_and_multiply(base: &[u8; DH_LEN], private: &[u8; 32]) -> [u8; DH_LEN] {
+        let x = FixedMontyForm::new(&U2048::from_be_slice(base), &GROUP);
+        // Bit 258 is the leading one, bits 257 and 256 are zero, then the 256 bits of priv,
+        // top first.
+        let mut acc = x.square().square();
+        for byte in private {
+            for bit in (0..8).rev() {
+                acc = acc.square();
+                if byte >> bit & 1 == 1 {
+                    acc *= x;
+                }
+            }
         }
+        let mut out = [0u8; DH_LEN];
+        uint_to_be(&acc.retrieve(), &mut out);
+        out
+    }
+
+    fn sha256_hex(bytes: &[u8]) -> String {
+        super::super::key::hex(&Sha256::digest(bytes))
     }
 
     /// y = 1, the value a `-f` side sends.
@@ -196,7 +243,7 @@ mod tests {
     #[test]
     fn modulus_is_a_safe_prime_with_generator_of_order_q() {
         let p = *ODD_MODULUS.as_ref();
-        let two = FixedMontyForm::new(&U2048::from_u8(2), &PARAMS);
+        let two = FixedMontyForm::new(&U2048::from_u8(2), &GROUP);
         let p_minus_1 = p.wrapping_sub(&U2048::ONE);
         let q = p_minus_1.shr_vartime(1);
         assert_eq!(two.pow_vartime(&p_minus_1).retrieve(), U2048::ONE);
@@ -224,7 +271,7 @@ mod tests {
     /// squared 258 times; computed here the slow, obvious way.
     #[test]
     fn public_value_matches_repeated_squaring() {
-        let mut x = FixedMontyForm::new(&U2048::from_u8(2), &PARAMS);
+        let mut x = FixedMontyForm::new(&U2048::from_u8(2), &GROUP);
         for _ in 0..258 {
             x = x.square();
         }
@@ -294,5 +341,75 @@ mod tests {
         let shown = format!("{a:?}");
         assert!(shown.starts_with("EphemeralKeyPair"));
         assert!(!shown.contains("5a5a5a5a"));
+    }
+
+    /// Known answers computed once with an independent implementation (Python's built-in
+    /// `pow(y, 2**258 + priv, p)`), recorded as SHA-256 digests of the 256-byte values.
+    #[test]
+    fn known_answers_from_an_independent_implementation() {
+        let a = EphemeralKeyPair::from_random([0x11; 32]);
+        let b = EphemeralKeyPair::from_random([0xfe; 32]);
+        assert_eq!(
+            sha256_hex(a.public()),
+            "4acbf0e6572d7ed655fabf87a91f43a04a7630addb0f2e2fa40958dbab49247d"
+        );
+        assert_eq!(
+            sha256_hex(b.public()),
+            "838072290960443b961dace5d768ebded5f040a211a8ab02e2de7e9723d00d09"
+        );
+        assert_eq!(
+            sha256_hex(&a.shared_secret(b.public())[..]),
+            "4fd598b6935b66a3d291d1416740af6e599ad83c54b9636f35480c7f6a4b2350"
+        );
+        // A peer value of 2^2048 - 1 (above p; the handshake refuses it before this point)
+        // is reduced, not mangled.
+        assert_eq!(
+            sha256_hex(&a.shared_secret(&[0xff; DH_LEN])[..]),
+            "9f7b32194acd9d2e59a23645d8be7dc24fd9b1c25211b27de7c5e1322027f7e0"
+        );
+    }
+
+    #[test]
+    fn edge_bases_match_square_and_multiply() {
+        let mut p_minus_1 = MODULUS;
+        p_minus_1[DH_LEN - 1] -= 1;
+        let mut two = [0u8; DH_LEN];
+        two[DH_LEN - 1] = 2;
+        for private in [[0u8; 32], [0xff; 32], [0x5a; 32]] {
+            let pair = EphemeralKeyPair::from_random(private);
+            for base in [
+                [0u8; DH_LEN],
+                [0xff; DH_LEN],
+                MODULUS,
+                p_minus_1,
+                two,
+                one(),
+            ] {
+                assert_eq!(
+                    *pair.shared_secret(&base),
+                    square_and_multiply(&base, &private)
+                );
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Both public values and the shared secret against the bit-by-bit reference, and
+        /// the two sides agree.
+        #[test]
+        fn matches_square_and_multiply_and_sides_agree(
+            a in prop::array::uniform32(any::<u8>()),
+            b in prop::array::uniform32(any::<u8>()),
+        ) {
+            let (pa, pb) = (EphemeralKeyPair::from_random(a), EphemeralKeyPair::from_random(b));
+            let mut two = [0u8; DH_LEN];
+            two[DH_LEN - 1] = 2;
+            prop_assert_eq!(pa.public(), &square_and_multiply(&two, &a));
+            let secret = pa.shared_secret(pb.public());
+            prop_assert_eq!(*secret, square_and_multiply(pb.public(), &a));
+            prop_assert_eq!(*secret, *pb.shared_secret(pa.public()));
+        }
     }
 }

@@ -6,7 +6,6 @@ pub mod dh;
 pub mod driver;
 pub mod handshake;
 pub mod key;
-mod modexp;
 pub mod packet;
 pub mod x25519;
 
