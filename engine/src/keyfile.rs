@@ -12,6 +12,11 @@ use zeroize::{Zeroize, Zeroizing};
 /// Length of keys Sluice generates: 256 bits, what spiped's documentation asks for.
 pub const GENERATED_KEY_LEN: usize = 32;
 
+/// The most a key file may hold: 1 MiB. spiped hashes a key file of any length, but a real
+/// one holds a few dozen bytes; the bound keeps `-k /dev/zero` (or a disk image given by
+/// mistake) from growing memory without limit, and is far above any key anyone uses.
+pub const MAX_KEYFILE_LEN: usize = 1 << 20;
+
 /// The path used in errors when the key comes from standard input (spiped's `-k -`).
 const STDIN_LABEL: &str = "-";
 
@@ -36,6 +41,8 @@ pub enum KeyfileError {
     IsDirectory(PathBuf),
     #[error("key file {} already exists and was left untouched: choose another name, or delete the old file first if you really mean to replace that key", .0.display())]
     AlreadyExists(PathBuf),
+    #[error("{} is larger than 1 MiB, the most Sluice reads: a key file holds a few dozen random bytes (sluiced --generate-key writes 32); check that it names the key file (not, e.g., /dev/zero or a disk image)", label(.0))]
+    TooLarge(PathBuf),
     #[error("cannot use {}: {source}", label(path))]
     Io { path: PathBuf, source: io::Error },
     #[error(
@@ -142,10 +149,20 @@ pub fn read_keyfile_with_bytes(
     if meta.is_dir() {
         return Err(KeyfileError::IsDirectory(path.to_owned()));
     }
+    // A regular file's length says at once that it is too large; devices and pipes
+    // (/dev/zero) are caught by the bounded read.
+    if meta.len() > MAX_KEYFILE_LEN as u64 {
+        return Err(KeyfileError::TooLarge(path.to_owned()));
+    }
     // Presize from the file length so the buffer is not reallocated (which would leave
-    // unwiped copies behind); capped because special files can report odd lengths.
-    let hint = usize::try_from(meta.len()).unwrap_or(0).min(1 << 20) + 1;
-    let bytes = read_all_zeroizing(file, hint).map_err(|e| io_error(path, e))?;
+    // unwiped copies behind); special files can report odd lengths, hence the cap.
+    let hint = usize::try_from(meta.len())
+        .unwrap_or(0)
+        .min(MAX_KEYFILE_LEN)
+        + 1;
+    let bytes = read_all_zeroizing(file, hint)
+        .map_err(|e| io_error(path, e))?
+        .ok_or_else(|| KeyfileError::TooLarge(path.to_owned()))?;
     let mut loaded = loaded_from_bytes(&bytes);
     // Device nodes such as /dev/null (spiped's own tests use it) have their own modes;
     // only a regular file's mode says who can read the key.
@@ -163,8 +180,10 @@ pub fn read_keyfile_with_bytes(
 /// Reads a key from any reader, e.g. standard input for `-k -`. Same rules as
 /// [`read_keyfile`], without the file-mode check.
 pub fn read_key_from(reader: impl Read) -> Result<LoadedKey, KeyfileError> {
-    let bytes =
-        read_all_zeroizing(reader, 4096).map_err(|e| io_error(Path::new(STDIN_LABEL), e))?;
+    let stdin = Path::new(STDIN_LABEL);
+    let bytes = read_all_zeroizing(reader, 4096)
+        .map_err(|e| io_error(stdin, e))?
+        .ok_or_else(|| KeyfileError::TooLarge(stdin.to_owned()))?;
     Ok(loaded_from_bytes(&bytes))
 }
 
@@ -180,11 +199,15 @@ pub fn loaded_from_bytes(bytes: &[u8]) -> LoadedKey {
     LoadedKey { key, warnings }
 }
 
-/// Reads to EOF into a buffer that is wiped when dropped. `Vec::reserve` would free the
+/// Reads to EOF into a buffer that is wiped when dropped; `None` once more than
+/// [`MAX_KEYFILE_LEN`] bytes arrive (the rest is never read). `Vec::reserve` would free the
 /// old allocation without wiping it, so growth copies into a new zeroizing buffer and
 /// lets the old one wipe itself.
-fn read_all_zeroizing(mut reader: impl Read, capacity: usize) -> io::Result<Zeroizing<Vec<u8>>> {
-    let mut buf = Zeroizing::new(Vec::with_capacity(capacity.max(64)));
+fn read_all_zeroizing(
+    mut reader: impl Read,
+    capacity: usize,
+) -> io::Result<Option<Zeroizing<Vec<u8>>>> {
+    let mut buf = Zeroizing::new(Vec::with_capacity(capacity.clamp(64, MAX_KEYFILE_LEN + 1)));
     let mut chunk = Zeroizing::new([0u8; 4096]);
     loop {
         let n = match reader.read(chunk.as_mut()) {
@@ -193,6 +216,9 @@ fn read_all_zeroizing(mut reader: impl Read, capacity: usize) -> io::Result<Zero
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
+        if buf.len() + n > MAX_KEYFILE_LEN {
+            return Ok(None);
+        }
         if buf.len() + n > buf.capacity() {
             let mut bigger =
                 Zeroizing::new(Vec::with_capacity((buf.len() + n).max(buf.capacity() * 2)));
@@ -202,7 +228,7 @@ fn read_all_zeroizing(mut reader: impl Read, capacity: usize) -> io::Result<Zero
         buf.extend_from_slice(&chunk[..n]);
     }
     chunk.zeroize();
-    Ok(buf)
+    Ok(Some(buf))
 }
 
 fn open_error(path: &Path, e: io::Error) -> KeyfileError {
@@ -417,6 +443,57 @@ mod tests {
         let loaded = read_key_from(io::Cursor::new(&big)).unwrap();
         assert_eq!(loaded.key.fingerprint().to_string(), fingerprint_of(&big));
         assert!(loaded.warnings.is_empty());
+    }
+
+    #[test]
+    fn key_files_are_read_up_to_1_mib() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, len: usize| {
+            let p = dir.path().join(name);
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 13 % 251) as u8).collect();
+            std::fs::write(&p, &bytes).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+            (p, bytes)
+        };
+        let (exact, bytes) = write("exact", MAX_KEYFILE_LEN);
+        let loaded = read_keyfile(&exact).unwrap();
+        assert_eq!(loaded.key.fingerprint().to_string(), fingerprint_of(&bytes));
+
+        let (over, _) = write("over", MAX_KEYFILE_LEN + 1);
+        let err = read_keyfile(&over).unwrap_err();
+        assert!(
+            matches!(&err, KeyfileError::TooLarge(p) if *p == over),
+            "{err:?}"
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&over.display().to_string()) && msg.contains("larger than 1 MiB"),
+            "{msg}"
+        );
+
+        // A device that never ends: refused after 1 MiB instead of filling memory.
+        let err = read_keyfile(Path::new("/dev/zero")).unwrap_err();
+        assert!(matches!(&err, KeyfileError::TooLarge(p) if p == Path::new("/dev/zero")));
+        assert!(err.to_string().contains("/dev/zero"), "{err}");
+    }
+
+    #[test]
+    fn standard_input_is_read_up_to_1_mib() {
+        let exact = vec![7u8; MAX_KEYFILE_LEN];
+        let loaded = read_key_from(io::Cursor::new(&exact)).unwrap();
+        assert_eq!(loaded.key.fingerprint().to_string(), fingerprint_of(&exact));
+
+        let over = vec![7u8; MAX_KEYFILE_LEN + 1];
+        let err = read_key_from(io::Cursor::new(&over)).unwrap_err();
+        assert!(matches!(err, KeyfileError::TooLarge(_)));
+        assert!(
+            err.to_string()
+                .starts_with("the key from standard input is larger than 1 MiB"),
+            "{err}"
+        );
+        // An endless reader stops at the bound.
+        let err = read_key_from(io::repeat(0)).unwrap_err();
+        assert!(matches!(err, KeyfileError::TooLarge(_)));
     }
 
     #[test]
