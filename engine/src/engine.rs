@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{broadcast, mpsc};
 
-use crate::events::{Event, TunnelId};
+use crate::events::{Event, SummaryDue, TunnelId};
 use crate::net::dhpool::{DEFAULT_POOL_SIZE, KeyPairPool};
 use crate::net::probe::{ProbeOutcome, ProbeRequest, probe};
 use crate::stats::{CounterSnapshot, RateSample};
@@ -322,10 +322,13 @@ async fn supervise(
             }
             _ = tick.tick() => {
                 let now = SystemTime::now();
+                let monotonic_now = Instant::now();
                 let tunnels: Vec<_> = shared.tunnels.read().map(|t| t.values().cloned().collect()).unwrap_or_default();
                 let mut changed = false;
                 for tunnel in tunnels {
                     changed |= tunnel.stats.sample_rates(now);
+                    // Handshake failures counted in the last minute, even if none follow.
+                    tunnel.publish_handshake_summary(monotonic_now, SummaryDue::WhenTheWindowEnds);
                 }
                 if changed {
                     (shared.notify)();
@@ -385,6 +388,9 @@ async fn stop(
     let shared = Arc::clone(shared);
     stopping.spawn(async move {
         tunnel.finish(&tunnel_shared, drain).await;
+        // Its connections are over: whatever failures were counted and not yet summed up
+        // go out now rather than a minute later (or never, when the engine shuts down).
+        tunnel_shared.publish_handshake_summary(Instant::now(), SummaryDue::Now);
         if remove {
             forget(&shared, id);
         }

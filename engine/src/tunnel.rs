@@ -15,7 +15,9 @@ use tokio_util::task::TaskTracker;
 use crate::address::Address;
 use crate::config::{ConfigError, TunnelSpec};
 use crate::definition::{Mode, TunnelDefinition};
-use crate::events::{Event, EventKind, TunnelId};
+use crate::events::{
+    Event, EventKind, FailureVerdict, HandshakeFailureThrottle, SummaryDue, TunnelId,
+};
 use crate::net::conn::{
     HandshakeFault, HandshakeParams, PumpFault, TargetFault, authenticate, overlap, pump_connection,
 };
@@ -25,7 +27,7 @@ use crate::net::listener::{ListenError, Listener, is_resource_exhaustion};
 use crate::net::resolve::Resolve;
 use crate::net::stream::NetStream;
 use crate::protocol::key::PresharedKey;
-use crate::stats::TunnelStats;
+use crate::stats::{HandshakeFailure, TunnelStats};
 
 /// Everything a tunnel needs to run: its checked definition and its key, loaded.
 #[derive(Clone)]
@@ -89,6 +91,8 @@ pub(crate) struct TunnelShared {
     next_conn: AtomicU64,
     /// How many times the tunnel was started.
     runs: AtomicU64,
+    /// Which handshake failures are published one by one (see [`HandshakeFailureThrottle`]).
+    handshake_failures: Mutex<HandshakeFailureThrottle>,
 }
 
 impl TunnelShared {
@@ -110,6 +114,7 @@ impl TunnelShared {
             connection_events,
             next_conn: AtomicU64::new(1),
             runs: AtomicU64::new(0),
+            handshake_failures: Mutex::new(HandshakeFailureThrottle::default()),
         }
     }
 
@@ -160,6 +165,48 @@ impl TunnelShared {
     fn fail(&self, message: String, kind: EventKind) {
         self.stats.set_last_error(message);
         self.emit(kind);
+    }
+
+    /// Counts a failed handshake and records it as the last error; publishes it only if
+    /// it is the first of a spell, so strangers cannot flood the log (the rest come as
+    /// one summary a minute, from [`TunnelShared::publish_handshake_summary`]).
+    fn handshake_failed(&self, conn: u64, peer: String, cause: HandshakeFailure, message: String) {
+        self.stats.handshake_failed(cause);
+        // A poisoned lock (a panic elsewhere while holding it) errs on the side of logging.
+        let verdict = self
+            .handshake_failures
+            .lock()
+            .map_or(FailureVerdict::Publish, |mut t| {
+                t.failed(cause, Instant::now())
+            });
+        match verdict {
+            FailureVerdict::Publish => self.fail(
+                message.clone(),
+                EventKind::HandshakeFailed {
+                    conn,
+                    peer,
+                    cause,
+                    message,
+                },
+            ),
+            FailureVerdict::Count => {
+                self.stats.set_last_error(message);
+                (self.notify)();
+            }
+        }
+    }
+
+    /// Publishes the summary of the handshake failures counted but not published, if one
+    /// is `due` at `now`.
+    pub fn publish_handshake_summary(&self, now: Instant, due: SummaryDue) {
+        let summary = self
+            .handshake_failures
+            .lock()
+            .ok()
+            .and_then(|mut t| t.summary(now, due));
+        if let Some(summary) = summary {
+            self.emit(summary);
+        }
     }
 }
 
@@ -605,18 +652,7 @@ impl Connection {
         match outcome {
             Ok(()) => shared.emit_connection(closed(None)),
             Err(ConnFault::Handshake(fault)) => {
-                let cause = fault.cause();
-                shared.stats.handshake_failed(cause);
-                let message = fault.to_string();
-                shared.fail(
-                    message.clone(),
-                    EventKind::HandshakeFailed {
-                        conn,
-                        peer: peer.clone(),
-                        cause,
-                        message,
-                    },
-                );
+                shared.handshake_failed(conn, peer.clone(), fault.cause(), fault.to_string());
             }
             Err(ConnFault::Target(fault)) => {
                 shared.stats.target_failed();
