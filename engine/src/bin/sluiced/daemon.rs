@@ -1,146 +1,50 @@
-//! Process life of `sluiced`: daemonizing (the parent returns only once the listeners are
-//! up, as with spiped), dropping privileges, waiting for SIGTERM/SIGINT without polling,
-//! rereading the config on SIGHUP, and the graceful stop: no new connections at once,
-//! open ones finish.
+//! Process life of `sluiced`: waiting until the listeners are up (the daemonized parent
+//! returns only then, as with spiped), dropping privileges only after every bind, serving
+//! until SIGTERM/SIGINT, rereading the config on SIGHUP, and the graceful stop: no new
+//! connections at once, open ones finish. The system calls behind all this are in
+//! `platform.rs`.
 
-use std::io::{self, Read, Write};
+use std::collections::BTreeSet;
+use std::io;
+use std::path::Path;
 use std::time::Duration;
 
-use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::broadcast::{self, error::RecvError};
-
-use std::path::Path;
+use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 
 use sluice_engine::{Address, Engine, Event, EventKind, TunnelId};
 
 use crate::cli::RunOptions;
 use crate::logging::Logger;
+use crate::platform::{self, PrivilegeError, ReloadSignal, StopSignals};
 use crate::readiness::{ServiceManager, running_status};
 use crate::reload::RunningSet;
 
-/// How a daemonized child tells the waiting parent that start-up worked or failed.
-pub struct StartupReport {
-    pipe: Option<std::io::PipeWriter>,
+/// `-u` with `-D`: tunnels bind in the background (retrying until their addresses
+/// resolve), so privileges are dropped once the last of them listens, not before.
+pub struct DropAfterListening<'a> {
+    pub spec: &'a str,
+    pub waiting_for: BTreeSet<TunnelId>,
 }
 
-impl StartupReport {
-    pub fn foreground() -> StartupReport {
-        StartupReport { pipe: None }
-    }
-
-    pub fn success(&mut self) {
-        if let Some(mut pipe) = self.pipe.take() {
-            let _ = pipe.write_all(&[0]);
+impl DropAfterListening<'_> {
+    /// Notes that `tunnel` listens; drops privileges once every tunnel does.
+    fn listening(&mut self, tunnel: TunnelId, logger: &Logger) -> Result<(), String> {
+        if !self.waiting_for.remove(&tunnel) || !self.waiting_for.is_empty() {
+            return Ok(());
         }
-    }
-
-    pub fn failure(&mut self, message: &str) {
-        if let Some(mut pipe) = self.pipe.take() {
-            let _ = pipe.write_all(&[1]);
-            let _ = pipe.write_all(message.as_bytes());
-        }
-    }
-}
-
-/// Forks. The parent waits for the child's report and exits with it; the child returns,
-/// in a new session, with standard input on /dev/null. Must run before any thread starts.
-pub fn daemonize() -> io::Result<StartupReport> {
-    // std's pipe is close-on-exec on every Unix (pipe2 is Linux-only).
-    let (mut read_end, write_end) = std::io::pipe()?;
-    // SAFETY: no other thread exists yet (sluiced forks before starting its runtime).
-    match unsafe { libc::fork() } {
-        -1 => Err(io::Error::last_os_error()),
-        0 => {
-            drop(read_end);
-            // SAFETY: plain system calls on this process.
-            unsafe {
-                libc::setsid();
-            }
-            if let Ok(null) = std::fs::File::open("/dev/null") {
-                use std::os::fd::AsRawFd;
-                // SAFETY: both descriptors are open; dup2 replaces standard input.
-                unsafe {
-                    libc::dup2(null.as_raw_fd(), 0);
-                }
-            }
-            Ok(StartupReport {
-                pipe: Some(write_end),
-            })
-        }
-        _child => {
-            drop(write_end);
-            let mut report = Vec::new();
-            let _ = read_end.read_to_end(&mut report);
-            match report.split_first() {
-                Some((0, _)) => std::process::exit(0),
-                Some((_, message)) => {
-                    eprintln!("sluiced: {}", String::from_utf8_lossy(message));
-                    std::process::exit(1);
-                }
-                None => {
-                    eprintln!("sluiced: the daemon exited during start-up");
-                    std::process::exit(1);
-                }
-            }
-        }
+        switch_user(self.spec)?;
+        logger.info(&format!(
+            "every tunnel listens; now running as {}",
+            self.spec
+        ));
+        Ok(())
     }
 }
 
-/// `-u user`, `-u :group` or `-u user:group`: switch to them after binding.
-pub fn drop_privileges(spec: &str) -> io::Result<()> {
-    let (user, group) = match spec.split_once(':') {
-        Some((u, g)) => (Some(u).filter(|u| !u.is_empty()), Some(g)),
-        None => (Some(spec), None),
-    };
-    let user_ids = user.map(lookup_user).transpose()?;
-    let gid = match group {
-        Some(g) => Some(lookup_group(g)?),
-        None => user_ids.map(|(_, gid)| gid),
-    };
-    if let Some(gid) = gid {
-        // SAFETY: plain system calls; glibc applies them to every thread of the process.
-        unsafe {
-            if libc::setgroups(1, &gid) != 0 || libc::setgid(gid) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-    }
-    if let Some((uid, _)) = user_ids {
-        // SAFETY: as above.
-        if unsafe { libc::setuid(uid) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
-fn lookup_user(name: &str) -> io::Result<(libc::uid_t, libc::gid_t)> {
-    let c_name = std::ffi::CString::new(name).map_err(|_| not_found("user", name))?;
-    // SAFETY: getpwnam returns null or a pointer to a static record, read at once; no
-    // other thread of sluiced looks users up.
-    unsafe {
-        let entry = libc::getpwnam(c_name.as_ptr());
-        if entry.is_null() {
-            return Err(not_found("user", name));
-        }
-        Ok(((*entry).pw_uid, (*entry).pw_gid))
-    }
-}
-
-fn lookup_group(name: &str) -> io::Result<libc::gid_t> {
-    let c_name = std::ffi::CString::new(name).map_err(|_| not_found("group", name))?;
-    // SAFETY: as in lookup_user.
-    unsafe {
-        let entry = libc::getgrnam(c_name.as_ptr());
-        if entry.is_null() {
-            return Err(not_found("group", name));
-        }
-        Ok((*entry).gr_gid)
-    }
-}
-
-fn not_found(what: &str, name: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::NotFound, format!("no {what} named {name:?}"))
+/// Drops privileges to `-u spec`, with the message sluiced reports when that fails.
+pub fn switch_user(spec: &str) -> Result<(), String> {
+    platform::drop_privileges(spec)
+        .map_err(|e: PrivilegeError| format!("cannot switch to user {spec}: {e}"))
 }
 
 /// Waits until `count` tunnels listen; the first that fails to start ends the wait.
@@ -182,29 +86,30 @@ pub struct Serving<'a> {
     pub service_manager: &'a ServiceManager,
 }
 
-/// Logs events until SIGTERM or SIGINT, retrying and reloading as `serving` says.
+/// Logs events until SIGTERM or SIGINT, retrying and reloading as `serving` says. With
+/// `drop_privileges` (-D -u), privileges are dropped once every tunnel listens. An error
+/// (privileges that could not be dropped) ends serving: sluiced must not go on with more
+/// privileges than it was asked to keep.
 pub async fn serve_until_signal(
     engine: &Engine,
     logger: &Logger,
     events: &mut broadcast::Receiver<Event>,
     running: &mut RunningSet,
     serving: &Serving<'_>,
-) {
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        logger.error("cannot install signal handlers; stopping");
-        return;
+    mut drop_privileges: Option<DropAfterListening<'_>>,
+) -> Result<(), String> {
+    let (mut stop, mut reload_signal) = match (StopSignals::install(), ReloadSignal::install()) {
+        (Ok(stop), Ok(reload)) => (stop, reload),
+        (Err(e), _) | (_, Err(e)) => {
+            return Err(format!("cannot install signal handlers ({e}); stopping"));
+        }
     };
     let mut pending: Vec<(tokio::time::Instant, TunnelId)> = Vec::new();
     loop {
         let next_retry = pending.iter().map(|(at, _)| *at).min();
         tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            _ = hup.recv() => match serving.options.config_file() {
+            () = stop.next() => return Ok(()),
+            () = reload_signal.next() => match serving.options.config_file() {
                 Some(path) => reload(engine, logger, running, path, serving),
                 None => logger.info("SIGHUP ignored: only sluiced --config rereads a file"),
             },
@@ -222,14 +127,22 @@ pub async fn serve_until_signal(
             event = events.recv() => match event {
                 Ok(event) => {
                     logger.event(&event);
-                    if serving.retry_failed_starts && matches!(event.kind, EventKind::StartFailed { .. }) {
-                        pending.push((tokio::time::Instant::now() + RETRY_EVERY, event.tunnel));
+                    match event.kind {
+                        EventKind::StartFailed { .. } if serving.retry_failed_starts => {
+                            pending.push((tokio::time::Instant::now() + RETRY_EVERY, event.tunnel));
+                        }
+                        EventKind::Listening { .. } => {
+                            if let Some(pending_drop) = &mut drop_privileges {
+                                pending_drop.listening(event.tunnel, logger)?;
+                            }
+                        }
+                        _ => {}
                     }
                 }
                 Err(RecvError::Lagged(missed)) => {
                     logger.warn(&format!("{missed} events were not logged (too many at once)"));
                 }
-                Err(RecvError::Closed) => break,
+                Err(RecvError::Closed) => return Ok(()),
             },
         }
     }
@@ -308,12 +221,8 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 /// Graceful stop after the first signal: listeners close at once, open connections
 /// finish. A second SIGTERM/SIGINT kills the process (default action restored, as in
 /// spiped).
-pub fn drain_then_exit(engine: Engine, logger: &Logger) {
-    // SAFETY: restoring the default disposition of two signals is always sound.
-    unsafe {
-        libc::signal(libc::SIGTERM, libc::SIG_DFL);
-        libc::signal(libc::SIGINT, libc::SIG_DFL);
-    }
+pub fn drain_then_exit(engine: Engine, logger: &Logger, events: &mut broadcast::Receiver<Event>) {
+    platform::restore_default_stop_signals();
     let open: u64 = engine
         .statuses()
         .iter()
@@ -325,5 +234,20 @@ pub fn drain_then_exit(engine: Engine, logger: &Logger) {
         ));
     }
     engine.shutdown(true);
+    // What went wrong while the connections finished, and the last summary of handshake
+    // failures (published as each tunnel stops), are still in the channel; routine
+    // events are not worth a late line.
+    loop {
+        match events.try_recv() {
+            Ok(event) if event.kind.is_problem() => logger.event(&event),
+            Ok(_) => {}
+            Err(TryRecvError::Lagged(missed)) => {
+                logger.warn(&format!(
+                    "{missed} events were not logged (too many at once)"
+                ));
+            }
+            Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+        }
+    }
     logger.info("stopped");
 }

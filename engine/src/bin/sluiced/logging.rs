@@ -1,45 +1,46 @@
 //! Where `sluiced` says what happens: standard error, or syslog after daemonizing with
 //! `--syslog`. Problems are always logged (spiped logs almost nothing, which its users
-//! asked about); each connection's open and close only with `--verbose`.
+//! asked about); each connection's open and close only with `--verbose`; handshake
+//! failures the first of a spell in full, then one summary a minute (the engine's).
 
-use std::ffi::CString;
+use std::io::Write;
 
 use sluice_engine::events::{Event, EventKind};
 
+use crate::platform::{Priority, Syslog};
+
 pub struct Logger {
-    syslog: bool,
+    syslog: Option<Syslog>,
     verbose: bool,
 }
 
-#[derive(Clone, Copy)]
-enum Level {
-    Error,
-    Warning,
-    Info,
-}
-
 impl Logger {
+    /// Standard error, or syslog if `syslog` (falling back to standard error, with a
+    /// warning, where the platform has none).
     pub fn new(syslog: bool, verbose: bool) -> Logger {
-        if syslog {
-            // SAFETY: the identifier is a static NUL-terminated string, as openlog requires
-            // (it keeps the pointer).
-            unsafe {
-                libc::openlog(c"sluiced".as_ptr(), libc::LOG_PID, libc::LOG_DAEMON);
+        let syslog = match syslog.then(Syslog::open).transpose() {
+            Ok(syslog) => syslog,
+            Err(e) => {
+                write_stderr(
+                    Priority::Warning,
+                    &format!("{e}; logging to standard error"),
+                );
+                None
             }
-        }
+        };
         Logger { syslog, verbose }
     }
 
     pub fn error(&self, message: &str) {
-        self.write(Level::Error, message);
+        self.write(Priority::Error, message);
     }
 
     pub fn warn(&self, message: &str) {
-        self.write(Level::Warning, message);
+        self.write(Priority::Warning, message);
     }
 
     pub fn info(&self, message: &str) {
-        self.write(Level::Info, message);
+        self.write(Priority::Info, message);
     }
 
     /// Logs an engine event at the level it deserves.
@@ -52,30 +53,31 @@ impl Logger {
                     self.info(&line);
                 }
             }
+            // "N more handshake failures in the last minute (…)": the engine publishes
+            // only the first failure of a spell in full, so a stranger's flood costs the
+            // log one line a minute.
+            EventKind::HandshakeFailuresSummarized { .. } => self.warn(&line),
             kind if kind.is_problem() => self.warn(&line),
             _ => self.info(&line),
         }
     }
 
-    fn write(&self, level: Level, message: &str) {
-        if self.syslog {
-            let priority = match level {
-                Level::Error => libc::LOG_ERR,
-                Level::Warning => libc::LOG_WARNING,
-                Level::Info => libc::LOG_INFO,
-            };
-            // Interior NULs cannot come from our messages; drop the line rather than panic.
-            if let Ok(text) = CString::new(message) {
-                // SAFETY: "%s" with one valid C string argument.
-                unsafe { libc::syslog(priority, c"%s".as_ptr(), text.as_ptr()) };
-            }
-        } else {
-            let tag = match level {
-                Level::Error => "error: ",
-                Level::Warning => "warning: ",
-                Level::Info => "",
-            };
-            eprintln!("sluiced: {tag}{message}");
+    fn write(&self, priority: Priority, message: &str) {
+        match &self.syslog {
+            Some(syslog) => syslog.write(priority, message),
+            None => write_stderr(priority, message),
         }
     }
+}
+
+/// One line, in one write: standard error is unbuffered, and a line written in pieces
+/// could be read (by a person tailing the log, or a test) half-finished.
+fn write_stderr(priority: Priority, message: &str) {
+    let tag = match priority {
+        Priority::Error => "error: ",
+        Priority::Warning => "warning: ",
+        Priority::Info => "",
+    };
+    let line = format!("sluiced: {tag}{message}\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }

@@ -20,6 +20,7 @@ use sluice_engine::{Address, Engine};
 
 use cli::{Invocation, RunOptions};
 use logging::Logger;
+use platform::{PidFileError, StartupReport};
 use readiness::{ServiceManager, running_status};
 use reload::RunningSet;
 
@@ -112,7 +113,10 @@ fn check_config(path: &std::path::Path) -> ExitCode {
     }
 }
 
-/// Runs tunnels until SIGTERM/SIGINT, daemonizing first unless `-F`.
+/// Runs tunnels until SIGTERM/SIGINT, daemonizing first unless `-F`. As in spiped, the
+/// pid file is written and privileges dropped only once every listener is bound (with
+/// `-D`, the pid file right after daemonizing), so a port below 1024, a socket in a
+/// root-only directory and a pid file under /run all work with `-u`.
 fn run(options: RunOptions) -> ExitCode {
     let loaded = match options.load() {
         Ok(loaded) => loaded,
@@ -138,9 +142,9 @@ fn run(options: RunOptions) -> ExitCode {
 
     // Fork before any thread exists; the parent exits once the child reports.
     let mut report = if options.foreground {
-        daemon::StartupReport::foreground()
+        StartupReport::foreground()
     } else {
-        match daemon::daemonize() {
+        match platform::daemonize() {
             Ok(report) => report,
             Err(e) => {
                 eprintln!("sluiced: cannot daemonize: {e}");
@@ -148,8 +152,15 @@ fn run(options: RunOptions) -> ExitCode {
             }
         }
     };
+    let pidfile = options.pidfile.as_deref().filter(|_| !options.foreground);
     if options.wait_for_dns {
-        // -D: report success now; tunnels retry until their addresses resolve.
+        // -D: the pid file now, as spiped does, and report success; tunnels retry until
+        // their addresses resolve.
+        if let Err(message) = write_pid_file(pidfile, &logger) {
+            logger.error(&message);
+            report.failure(&message);
+            return ExitCode::FAILURE;
+        }
         report.success();
     }
 
@@ -169,42 +180,45 @@ fn run(options: RunOptions) -> ExitCode {
         engine.start_tunnel(*id, settings.clone());
     }
 
-    // Wait until every tunnel listens, or one fails (with -D, tunnels retry instead).
+    // Wait until every tunnel listens, or one fails; then the pid file, then -u. With -D,
+    // tunnels retry instead, and -u waits in the serving loop for the last bind.
+    let mut drop_later = None;
     let startup = if options.wait_for_dns {
-        Ok(())
+        drop_later = options
+            .user
+            .as_deref()
+            .map(|spec| daemon::DropAfterListening {
+                spec,
+                waiting_for: running.tunnels().iter().map(|(id, _)| *id).collect(),
+            });
+        // Metrics listen before privileges are dropped (a port below 1024 works).
+        loaded
+            .metrics
+            .as_ref()
+            .map_or(Ok(()), |address| serve_metrics(&engine, &logger, address))
     } else {
-        engine.runtime().block_on(daemon::wait_until_listening(
-            &logger,
-            &mut events,
-            running.len(),
-        ))
+        // Metrics listen once the tunnels do, and before privileges are dropped.
+        engine
+            .runtime()
+            .block_on(daemon::wait_until_listening(
+                &logger,
+                &mut events,
+                running.len(),
+            ))
+            .and_then(|()| {
+                loaded
+                    .metrics
+                    .as_ref()
+                    .map_or(Ok(()), |address| serve_metrics(&engine, &logger, address))
+            })
+            .and_then(|()| write_pid_file(pidfile, &logger))
+            .and_then(|()| options.user.as_deref().map_or(Ok(()), daemon::switch_user))
     };
-    // Metrics listen once the tunnels do, and before privileges are dropped (so a port
-    // below 1024 works as it does for tunnels).
-    let startup = startup.and_then(|()| match &loaded.metrics {
-        Some(address) => serve_metrics(&engine, &logger, address),
-        None => Ok(()),
-    });
     if let Err(message) = startup {
         logger.error(&message);
         report.failure(&message);
         engine.shutdown(false);
         return ExitCode::FAILURE;
-    }
-
-    if let Some(spec) = &options.user
-        && let Err(e) = daemon::drop_privileges(spec)
-    {
-        let message = format!("cannot switch to user {spec}: {e}");
-        logger.error(&message);
-        report.failure(&message);
-        engine.shutdown(false);
-        return ExitCode::FAILURE;
-    }
-    if let Some(pidfile) = options.pidfile.as_deref().filter(|_| !options.foreground)
-        && let Err(e) = std::fs::write(pidfile, format!("{}\n", std::process::id()))
-    {
-        logger.warn(&format!("cannot write pid file {}: {e}", pidfile.display()));
     }
     report.success();
     daemon::notify(
@@ -218,18 +232,24 @@ fn run(options: RunOptions) -> ExitCode {
         metrics: loaded.metrics.as_ref(),
         service_manager: &service_manager,
     };
-    engine.runtime().block_on(daemon::serve_until_signal(
+    let served = engine.runtime().block_on(daemon::serve_until_signal(
         &engine,
         &logger,
         &mut events,
         &mut running,
         &serving,
+        drop_later,
     ));
+    if let Err(message) = served {
+        logger.error(&message);
+        engine.shutdown(false);
+        return ExitCode::FAILURE;
+    }
     daemon::notify(
         &logger,
         service_manager.stopping("stopping: open connections are finishing"),
     );
-    daemon::drain_then_exit(engine, &logger);
+    daemon::drain_then_exit(engine, &logger, &mut events);
     ExitCode::SUCCESS
 }
 
@@ -246,4 +266,21 @@ fn serve_metrics(engine: &Engine, logger: &Logger, address: &Address) -> Result<
     let collector = metrics::SluiceCollector::new(engine.status_reader());
     engine.runtime().spawn(metrics::serve(listener, collector));
     Ok(())
+}
+
+/// Writes the pid file, if there is one. A symbolic link at its path stops start-up (it
+/// is refused, and what it points at left untouched); any other problem is a warning, as
+/// before: the tunnels work without a pid file.
+fn write_pid_file(path: Option<&std::path::Path>, logger: &Logger) -> Result<(), String> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    match platform::write_pid_file(path) {
+        Ok(()) => Ok(()),
+        Err(e @ PidFileError::Symlink(_)) => Err(e.to_string()),
+        Err(e) => {
+            logger.warn(&e.to_string());
+            Ok(())
+        }
+    }
 }

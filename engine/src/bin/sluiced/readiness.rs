@@ -3,11 +3,12 @@
 //! when draining, and a `STATUS=` line a person reads in `systemctl status`.
 
 use std::io;
-use std::os::unix::net::UnixDatagram;
+
+use crate::platform::{self, NotifySocket};
 
 /// The service manager's notification socket (`$NOTIFY_SOCKET`), or nothing to tell.
 pub struct ServiceManager {
-    socket: Option<(UnixDatagram, std::os::unix::net::SocketAddr)>,
+    socket: Option<NotifySocket>,
 }
 
 impl ServiceManager {
@@ -18,10 +19,8 @@ impl ServiceManager {
         let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
             return Ok(ServiceManager::none());
         };
-        let address = crate::platform::notify_socket_address(&path)?;
-        let socket = UnixDatagram::unbound()?;
         Ok(ServiceManager {
-            socket: Some((socket, address)),
+            socket: Some(NotifySocket::open(&path)?),
         })
     }
 
@@ -37,7 +36,7 @@ impl ServiceManager {
 
     /// A reload has begun; [`ServiceManager::ready`] ends it.
     pub fn reloading(&self) -> io::Result<()> {
-        let now = crate::platform::monotonic_usec();
+        let now = platform::monotonic_usec();
         self.send(&format!("RELOADING=1\nMONOTONIC_USEC={now}"))
     }
 
@@ -48,7 +47,7 @@ impl ServiceManager {
     fn send(&self, message: &str) -> io::Result<()> {
         match &self.socket {
             None => Ok(()),
-            Some((socket, address)) => socket.send_to_addr(message.as_bytes(), address).map(drop),
+            Some(socket) => socket.send(message),
         }
     }
 }
@@ -69,12 +68,9 @@ mod tests {
     fn messages_reach_a_notify_socket_and_nothing_happens_without_one() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("notify");
-        let receiver = UnixDatagram::bind(&path).unwrap();
+        let receiver = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
         let manager = ServiceManager {
-            socket: Some((
-                UnixDatagram::unbound().unwrap(),
-                crate::platform::notify_socket_address(path.as_os_str()).unwrap(),
-            )),
+            socket: Some(NotifySocket::open(path.as_os_str()).unwrap()),
         };
         let mut buf = [0u8; 256];
         manager.ready(&running_status(2)).unwrap();
