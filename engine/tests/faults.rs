@@ -28,19 +28,6 @@ fn check_works(what: &str, client: &Addr, len: usize, seed: u64) {
     assert_echoed(what, &data, &got);
 }
 
-fn wait_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if ok() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// A connection kept open and checked with round trips.
 fn open_round_trip(addr: &Addr, tag: u8) -> Stream {
     let mut s = addr.connect().expect("connect");

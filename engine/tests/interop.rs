@@ -513,15 +513,17 @@ fn wrong_key_sluiced_client_spiped_server() {
     let (client_proc, client) = sluiced("-e", LOCALHOST_V4, &server, &client_key, &[], dir.path());
 
     check_refused("sluiced -e (key A) -> spiped -d (key B)", &client, &echo);
+    let line = client_proc
+        .wait_for_log_line(|l| l.contains("handshake rejected"), Duration::from_secs(3))
+        .unwrap_or_else(|| {
+            panic!(
+                "sluiced did not log the failed handshake:\n{}",
+                client_proc.stderr()
+            )
+        });
     assert!(
-        client_proc.wait_for_log("handshake rejected", Duration::from_secs(3)),
-        "sluiced did not log the failed handshake:\n{}",
-        client_proc.stderr()
-    );
-    let log = client_proc.stderr();
-    assert!(
-        log.contains("different key"),
-        "log should blame the key:\n{log}"
+        line.contains("different key"),
+        "log should blame the key: {line}"
     );
 }
 
@@ -536,15 +538,17 @@ fn wrong_key_spiped_client_sluiced_server() {
     let (_client, client) = spiped("-e", LOCALHOST_V4, &server, &client_key, &[], dir.path());
 
     check_refused("spiped -e (key A) -> sluiced -d (key B)", &client, &echo);
+    let line = server_proc
+        .wait_for_log_line(|l| l.contains("handshake rejected"), Duration::from_secs(3))
+        .unwrap_or_else(|| {
+            panic!(
+                "sluiced did not log the failed handshake:\n{}",
+                server_proc.stderr()
+            )
+        });
     assert!(
-        server_proc.wait_for_log("handshake rejected", Duration::from_secs(3)),
-        "sluiced did not log the failed handshake:\n{}",
-        server_proc.stderr()
-    );
-    let log = server_proc.stderr();
-    assert!(
-        log.contains("signed with a different key"),
-        "log should blame the key:\n{log}"
+        line.contains("signed with a different key"),
+        "log should blame the key: {line}"
     );
     // Unlike spiped -d, sluiced -d reaches the target only after a good handshake.
     assert_eq!(
@@ -585,11 +589,15 @@ fn empty_key_file_works_both_ways() {
     );
 
     for proc in [&sluiced_e, &sluiced_d] {
-        let log = proc.stderr();
         assert!(
-            log.contains("warning") && log.contains("key file is empty"),
-            "{}: no warning about the empty key:\n{log}",
-            proc.name
+            proc.wait_for_log_line(
+                |l| l.contains("warning") && l.contains("key file is empty"),
+                Duration::from_secs(3)
+            )
+            .is_some(),
+            "{}: no warning about the empty key:\n{}",
+            proc.name,
+            proc.stderr()
         );
     }
     drop((spiped_e, spiped_d));

@@ -272,11 +272,10 @@ fn keyfile_warnings_name_the_file() {
         (&empty, "the key file is empty"),
     ] {
         let (proc, _) = sluiced("-d", LOCALHOST_V4, &echo.addr, key, &[], dir.path());
+        let line = proc
+            .wait_for_log_line(|l| l.contains(warning), Duration::from_secs(3))
+            .unwrap_or_else(|| panic!("no warning {warning:?}:\n{}", proc.stderr()));
         let log = proc.stderr();
-        let line = log
-            .lines()
-            .find(|l| l.contains(warning))
-            .unwrap_or_else(|| panic!("no warning {warning:?}:\n{log}"));
         assert!(
             line.contains(&key.display().to_string()) && line.contains("warning"),
             "the warning should name the key file: {line}"

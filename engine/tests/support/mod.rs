@@ -617,19 +617,28 @@ impl Proc {
         fs::read(&self.stdout_path).unwrap_or_default()
     }
 
-    /// Waits up to `timeout` until standard error contains `needle` (case-insensitive).
+    /// Waits up to `timeout` until a complete line of standard error contains `needle`
+    /// (case-insensitive).
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
         let needle = needle.to_lowercase();
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self.stderr().to_lowercase().contains(&needle) {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
+        self.wait_for_log_line(|line| line.to_lowercase().contains(&needle), timeout)
+            .is_some()
+    }
+
+    /// Waits up to `timeout` for a complete line of standard error that `matches`; see
+    /// [`wait_for_log_line`].
+    pub fn wait_for_log_line(
+        &self,
+        matches: impl FnMut(&str) -> bool,
+        timeout: Duration,
+    ) -> Option<String> {
+        wait_for_log_line(&self.stderr_path, matches, timeout)
+    }
+
+    /// Waits up to `timeout` until `count` complete lines of standard error contain
+    /// `needle` (case-sensitive); true if they do.
+    pub fn wait_for_log_count(&self, needle: &str, count: usize, timeout: Duration) -> bool {
+        wait_until(timeout, || log_count(self, needle) >= count)
     }
 
     /// Sends `signal` (e.g. `libc::SIGTERM`) if the process has not been reaped yet.
@@ -668,25 +677,7 @@ impl Proc {
     /// Whether the process holds a listening socket on `addr`, found through /proc
     /// (so checking opens no connection that the process would see).
     pub fn listens_on(&self, addr: &Addr) -> bool {
-        let inodes = socket_inodes(self.pid());
-        if inodes.is_empty() {
-            return false;
-        }
-        match addr {
-            Addr::Tcp(a) => {
-                let table = if a.is_ipv4() {
-                    "/proc/net/tcp"
-                } else {
-                    "/proc/net/tcp6"
-                };
-                listening_tcp_inodes(table, a.port())
-                    .iter()
-                    .any(|i| inodes.contains(i))
-            }
-            Addr::Unix(path) => listening_unix_inodes(path)
-                .iter()
-                .any(|i| inodes.contains(i)),
-        }
+        pid_listens_on(self.pid(), addr)
     }
 
     /// Waits until the process listens on `addr` (true) or exits (false); panics after 15 s.
@@ -717,6 +708,30 @@ impl Drop for Proc {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// Whether process `pid` holds a listening socket on `addr`, found through /proc (so
+/// checking opens no connection that the process would see).
+pub fn pid_listens_on(pid: u32, addr: &Addr) -> bool {
+    let inodes = socket_inodes(pid);
+    if inodes.is_empty() {
+        return false;
+    }
+    match addr {
+        Addr::Tcp(a) => {
+            let table = if a.is_ipv4() {
+                "/proc/net/tcp"
+            } else {
+                "/proc/net/tcp6"
+            };
+            listening_tcp_inodes(table, a.port())
+                .iter()
+                .any(|i| inodes.contains(i))
+        }
+        Addr::Unix(path) => listening_unix_inodes(path)
+            .iter()
+            .any(|i| inodes.contains(i)),
     }
 }
 
@@ -1196,9 +1211,117 @@ fn drain(mut from: Stream) {
     while matches!(from.read(&mut buf), Ok(n) if n > 0) {}
 }
 
-/// How many times `needle` appears in the process's standard error so far.
+/// How many complete lines of the process's standard error so far contain `needle`.
 pub fn log_count(proc: &Proc, needle: &str) -> usize {
-    proc.stderr().matches(needle).count()
+    complete_lines(&proc.stderr())
+        .filter(|line| line.contains(needle))
+        .count()
+}
+
+// ---------------------------------------------------------------------------------------
+// Waiting for log lines
+
+/// The lines of `text` that are complete (end in a newline): a line a process is still
+/// writing is not there yet.
+pub fn complete_lines(text: &str) -> impl Iterator<Item = &str> {
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete.lines()
+}
+
+/// Polls `ok` every 20 ms until it holds (true) or `timeout` passes (false).
+pub fn wait_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if ok() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits up to `timeout` for a complete line of the log file at `path` that `matches`,
+/// and returns it. Tests that check what a daemon logged wait for the line they expect
+/// this way: the daemon writes it some time after the client saw the connection end.
+pub fn wait_for_log_line(
+    path: &Path,
+    mut matches: impl FnMut(&str) -> bool,
+    timeout: Duration,
+) -> Option<String> {
+    let mut found = None;
+    wait_until(timeout, || {
+        let text = fs::read_to_string(path).unwrap_or_default();
+        found = complete_lines(&text)
+            .find(|line| matches(line))
+            .map(str::to_owned);
+        found.is_some()
+    });
+    found
+}
+
+/// What a sluiced log says about failed handshakes: the lines about single failures, and
+/// the summaries of the ones counted after them ("N more handshake failures in the last
+/// minute (a wrong key, b timed out)"), by cause.
+#[derive(Debug, Default)]
+pub struct HandshakeFailureLog {
+    /// Lines "TUNNEL: connection N from PEER: MESSAGE".
+    pub in_full: Vec<String>,
+    /// Summary lines.
+    pub summaries: Vec<String>,
+    /// Failures the summaries count, by cause label ("wrong key", "timed out", ...).
+    pub summarized: std::collections::BTreeMap<String, u64>,
+}
+
+impl HandshakeFailureLog {
+    pub fn parse(log: &str) -> HandshakeFailureLog {
+        let mut parsed = HandshakeFailureLog::default();
+        for line in complete_lines(log) {
+            if line.contains(" more handshake failure") {
+                let causes = line
+                    .split_once(" (")
+                    .and_then(|(_, rest)| rest.split_once(')'))
+                    .map_or("", |(causes, _)| causes);
+                for part in causes.split(", ") {
+                    if let Some((n, label)) = part.split_once(' ')
+                        && let Ok(n) = n.parse::<u64>()
+                    {
+                        *parsed.summarized.entry(label.to_owned()).or_default() += n;
+                    }
+                }
+                parsed.summaries.push(line.to_owned());
+            } else if is_single_handshake_failure(line) {
+                parsed.in_full.push(line.to_owned());
+            }
+        }
+        parsed
+    }
+
+    /// Every failure the log accounts for.
+    pub fn total(&self) -> u64 {
+        self.in_full.len() as u64 + self.summarized.values().sum::<u64>()
+    }
+
+    /// Failures of one cause: lines in full that contain `needle`, plus the summaries'
+    /// count for `label`.
+    pub fn of_cause(&self, needle: &str, label: &str) -> u64 {
+        self.in_full.iter().filter(|l| l.contains(needle)).count() as u64
+            + self.summarized.get(label).copied().unwrap_or(0)
+    }
+}
+
+/// "…: connection 12 from 127.0.0.1:5555: message" (not "… opened", "… closed after").
+fn is_single_handshake_failure(line: &str) -> bool {
+    line.match_indices("connection ").any(|(at, _)| {
+        let rest = &line[at + "connection ".len()..];
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        digits > 0
+            && rest[digits..]
+                .strip_prefix(" from ")
+                .and_then(|peer| peer.split_whitespace().next())
+                .is_some_and(|peer| peer.ends_with(':'))
+    })
 }
 
 /// Number of open file descriptors of process `pid` (from /proc).
