@@ -822,8 +822,12 @@ fn sigterm_stops_accepting_and_drains_open_connection() {
         }
     }
 
-    // The open connection is still being served, and the daemon waits for it.
-    std::thread::sleep(Duration::from_millis(300));
+    // The open connection is still being served, and the daemon says it waits for it.
+    assert!(
+        server_proc.wait_for_log("waiting for 1 open connection", Duration::from_secs(5)),
+        "sluiced did not say it waits for the open connection; stderr:\n{}",
+        server_proc.stderr()
+    );
     assert!(
         server_proc.try_wait().is_none(),
         "sluiced exited with a connection still open; stderr:\n{}",

@@ -155,7 +155,7 @@ pub fn is_small_subgroup_value(y: &[u8; DH_LEN]) -> bool {
 
 impl Drop for EphemeralKeyPair {
     fn drop(&mut self) {
-        // `pow` wipes its own temporaries; the long-lived copy is wiped here.
+        // pow_mod_p wipes the copies it makes; the long-lived exponent is wiped here.
         self.exponent.zeroize();
     }
 }
