@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use egui::accesskit::Role;
 use egui_kittest::kittest::Queryable;
-use sluice::app::UiCommand;
+use sluice::command::UiCommand;
 use sluice_engine::{Config, EventKind, HandshakeFailure, KeyRef, Mode, TunnelSpec, TunnelState};
 use support::*;
 
@@ -40,7 +40,6 @@ fn a_flood_of_bad_handshakes_is_one_line_and_a_summary_in_the_traffic_log() {
     let echo = echo_server();
     let port = free_port();
     Config {
-        version: 1,
         tunnels: vec![TunnelSpec::new(
             "flooded",
             Mode::Decrypt,
@@ -48,6 +47,7 @@ fn a_flood_of_bad_handshakes_is_one_line_and_a_summary_in_the_traffic_log() {
             format!("[127.0.0.1]:{}", echo.port()),
             KeyRef::File(key),
         )],
+        ..Config::default()
     }
     .save_atomic(&dir.path().join("config.ron"))
     .unwrap();
