@@ -19,7 +19,7 @@ use crate::events::{
     Event, EventKind, FailureVerdict, HandshakeFailureThrottle, SummaryDue, TunnelId,
 };
 use crate::net::conn::{
-    HandshakeFault, HandshakeParams, PumpFault, TargetFault, authenticate, overlap, pump_connection,
+    HandshakeFault, HandshakeParams, PumpFault, TargetFault, authenticate, pump_connection,
 };
 use crate::net::dhpool::KeyPairPool;
 use crate::net::dial::{DialFault, Dialer};
@@ -716,8 +716,10 @@ impl Connection {
                 let authenticated = authenticate(&mut inbound, &params, s.timeout)
                     .await
                     .map_err(ConnFault::Handshake)?;
+                // The target connect and the session keys (on the blocking pool) at once.
                 let (outbound, codecs) =
-                    overlap(self.connect(), || authenticated.session_codecs()).await;
+                    tokio::join!(self.connect(), authenticated.session_codecs());
+                let codecs = codecs.map_err(ConnFault::Handshake)?;
                 match outbound {
                     Ok(outbound) => (outbound, codecs),
                     Err(fault) => {

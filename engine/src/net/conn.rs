@@ -4,7 +4,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::task::Poll;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -47,6 +46,8 @@ pub enum LocalFault {
     KeyPair(#[from] KeyPairError),
     #[error(transparent)]
     Misuse(#[from] HandshakeMisuse),
+    #[error("internal error: the session keys could not be computed (the engine is shutting down)")]
+    Interrupted,
 }
 
 impl HandshakeFault {
@@ -92,9 +93,10 @@ pub async fn handshake(
     params: &HandshakeParams<'_>,
     timeout: Duration,
 ) -> Result<(PacketSealer, PacketOpener), HandshakeFault> {
-    Ok(authenticate(stream, params, timeout)
+    authenticate(stream, params, timeout)
         .await?
-        .session_codecs())
+        .session_codecs()
+        .await
 }
 
 /// The peer proved it holds the key and both signed values have been exchanged; what is
@@ -106,11 +108,25 @@ pub struct Authenticated<'a> {
 }
 
 impl Authenticated<'_> {
-    /// Derives the session keys: for the classic handshake one modular exponentiation
-    /// unless this side runs `-f` (about half a millisecond); for X25519 only the key
-    /// derivation.
-    pub fn session_codecs(self) -> (PacketSealer, PacketOpener) {
-        self.authenticated.session_codecs()
+    /// Derives the session keys. The classic handshake's modular exponentiation (about
+    /// half a millisecond, unless this side runs `-f`) runs on tokio's blocking pool, never
+    /// on a runtime worker whose other connections wait for it; X25519's key derivation
+    /// is cheap and runs in place.
+    pub async fn session_codecs(self) -> Result<(PacketSealer, PacketOpener), HandshakeFault> {
+        let Authenticated {
+            authenticated,
+            _refill: refill,
+        } = self;
+        let codecs = if authenticated.costs_an_exponentiation() {
+            tokio::task::spawn_blocking(move || authenticated.session_codecs())
+                .await
+                .map_err(|_| LocalFault::Interrupted)?
+        } else {
+            authenticated.session_codecs()
+        };
+        // The pool refills only once this handshake's own work is done.
+        drop(refill);
+        Ok(codecs)
     }
 }
 
@@ -209,19 +225,6 @@ async fn drive<'a>(
             }
         }
     }
-}
-
-/// Runs the synchronous `work` while `io` makes progress: `io` is polled once first, so
-/// whatever it starts (a connect's SYN) is under way before `work` occupies the thread.
-pub async fn overlap<F: Future, T>(io: F, work: impl FnOnce() -> T) -> (F::Output, T) {
-    let mut io = std::pin::pin!(io);
-    let first = std::future::poll_fn(|cx| Poll::Ready(io.as_mut().poll(cx))).await;
-    let done = work();
-    let output = match first {
-        Poll::Ready(output) => output,
-        Poll::Pending => io.await,
-    };
-    (output, done)
 }
 
 /// Why the target could not be reached.

@@ -405,6 +405,16 @@ impl Authenticated {
         }
     }
 
+    /// Whether deriving the session keys costs a modular exponentiation (the classic
+    /// handshake, unless this side runs `-f`), so a caller can move it off a thread that
+    /// serves I/O.
+    pub fn costs_an_exponentiation(&self) -> bool {
+        match &self.0 {
+            Verified::Classic(v) => v.costs_an_exponentiation(),
+            Verified::X25519(_) => false,
+        }
+    }
+
     /// The session keys: for the classic handshake one modular exponentiation unless this
     /// side runs `-f`; for X25519 only the key derivation (the shared secret was computed
     /// when the peer's key was checked).

@@ -287,6 +287,12 @@ impl PeerVerified {
         self.peer_y == Y_ONE
     }
 
+    /// Whether [`derive_session`](Self::derive_session) exponentiates (this side has a
+    /// key pair, i.e. does not run `-f`).
+    pub fn costs_an_exponentiation(&self) -> bool {
+        self.common.keypair.is_some()
+    }
+
     /// Computes the session keys. This is the expensive step (one modular exponentiation
     /// unless this side runs `-f`); it may be moved to a blocking thread.
     pub fn derive_session(self) -> SessionKeys {
