@@ -301,18 +301,18 @@ async fn supervise(
                     }
                     Command::Stop { id, drain } => {
                         if let Some(tunnel) = running.remove(&id) {
-                            stop(&shared, &mut stopping, id, tunnel, drain, false).await;
+                            stop(&shared, &mut stopping, id, tunnel, drain, Afterwards::Keep).await;
                         }
                     }
                     Command::Remove { id, drain } => {
                         match running.remove(&id) {
-                            Some(tunnel) => stop(&shared, &mut stopping, id, tunnel, drain, true).await,
+                            Some(tunnel) => stop(&shared, &mut stopping, id, tunnel, drain, Afterwards::Forget).await,
                             None => forget(&shared, id),
                         }
                     }
                     Command::Shutdown { drain, done } => {
                         for (id, tunnel) in running.drain() {
-                            stop(&shared, &mut stopping, id, tunnel, drain, false).await;
+                            stop(&shared, &mut stopping, id, tunnel, drain, Afterwards::Keep).await;
                         }
                         while stopping.join_next().await.is_some() {}
                         let _ = done.send(());
@@ -371,15 +371,24 @@ fn forget(shared: &EngineShared, id: TunnelId) {
     (shared.notify)();
 }
 
+/// What becomes of a stopped tunnel's status once its connections are over.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Afterwards {
+    /// Kept (stopped, with its counters), to be started again.
+    Keep,
+    /// Forgotten, counters and history too.
+    Forget,
+}
+
 /// Closes the listener now (so a restart can bind the same address at once), then lets
-/// the connections finish or closes them in the background.
+/// the connections finish (`drain`) or closes them, in the background.
 async fn stop(
     shared: &Arc<EngineShared>,
     stopping: &mut tokio::task::JoinSet<()>,
     id: TunnelId,
     mut tunnel: RunningTunnel,
     drain: bool,
-    remove: bool,
+    afterwards: Afterwards,
 ) {
     tunnel.close_listener().await;
     let Some(tunnel_shared) = shared.tunnels.read().ok().and_then(|t| t.get(&id).cloned()) else {
@@ -391,7 +400,7 @@ async fn stop(
         // Its connections are over: whatever failures were counted and not yet summed up
         // go out now rather than a minute later (or never, when the engine shuts down).
         tunnel_shared.publish_handshake_summary(Instant::now(), SummaryDue::Now);
-        if remove {
+        if afterwards == Afterwards::Forget {
             forget(&shared, id);
         }
     });

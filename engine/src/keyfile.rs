@@ -104,11 +104,7 @@ pub fn generate_key_bytes() -> Result<Zeroizing<[u8; GENERATED_KEY_LEN]>, Keyfil
 pub fn write_new_keyfile(path: &Path, bytes: &[u8]) -> Result<(), KeyfileError> {
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
+    crate::platform::create_owner_only(&mut options);
     let mut file = options.open(path).map_err(|e| match e.kind() {
         // Only the directory can be missing when creating a file; "key file does not
         // exist" would send the user looking for the wrong thing.
@@ -166,13 +162,10 @@ pub fn read_keyfile_with_bytes(
     let mut loaded = loaded_from_bytes(&bytes);
     // Device nodes such as /dev/null (spiped's own tests use it) have their own modes;
     // only a regular file's mode says who can read the key.
-    #[cfg(unix)]
-    if meta.is_file() {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            loaded.warnings.push(KeyfileWarning::ReadableByOthers(mode));
-        }
+    if meta.is_file()
+        && let Some(mode) = crate::platform::mode_open_to_others(&meta)
+    {
+        loaded.warnings.push(KeyfileWarning::ReadableByOthers(mode));
     }
     Ok((bytes, loaded))
 }

@@ -1,10 +1,11 @@
-//! What the engine does differently per operating system, in one place: file modes and
-//! directory syncs for saved files, whether a process lives, thread priorities, a
-//! listener's accept queue. A port to
-//! another system changes this module (and `net`'s UNIX-socket support, see `net::local`).
+//! What the engine does differently per operating system, in one place: file modes (for
+//! saved files and key files), directory syncs, whether a process lives, thread
+//! priorities, a listener's accept queue. The one other Unix-only part is the UNIX-domain
+//! socket variant of `net::stream::NetStream` and `net::listener::Listener`: a Windows
+//! port puts those variants under `cfg(unix)` and changes nothing else.
 //!
 //! Built and tested: Linux. Other Unix (macOS, BSD): the Unix code, written, not built.
-//! Windows: the fallbacks at the bottom, written, not built.
+//! Windows: the `not(unix)` fallbacks, written, not built.
 
 #[cfg(unix)]
 use std::fs::File;
@@ -24,6 +25,23 @@ pub fn create_owner_only(options: &mut OpenOptions) -> &mut OpenOptions {
     #[cfg(not(unix))]
     {
         options
+    }
+}
+
+/// The file's permission bits if its group or others may use it (a key file should be
+/// the owner's alone); `None` when they may not, or where modes do not exist (Windows:
+/// a file in the profile inherits the user's own ACL).
+pub fn mode_open_to_others(meta: &std::fs::Metadata) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        (mode & 0o077 != 0).then_some(mode)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        None
     }
 }
 

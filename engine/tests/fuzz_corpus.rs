@@ -239,7 +239,15 @@ fn seed(target: &str, name: &str, bytes: &[u8]) {
     fs::write(dir.join(format!("seed-{name}")), bytes).expect("write seed");
 }
 
-fn handshake_seed(role_server: bool, ours: u8, peer: u8, honest: bool) -> Vec<u8> {
+/// Whether the seeded peer follows the protocol.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Peer {
+    Honest,
+    Raw,
+}
+
+fn handshake_seed(role_server: bool, ours: u8, peer: u8, behaviour: Peer) -> Vec<u8> {
+    let honest = behaviour == Peer::Honest;
     let flags = u8::from(role_server) | (ours << 1) | (u8::from(honest) << 3) | (peer << 4);
     let mut v = vec![flags];
     v.extend_from_slice(&[0u8; 320]);
@@ -259,17 +267,17 @@ fn write_seed_corpus() {
                 seed(
                     "handshake",
                     &name,
-                    &handshake_seed(server, ours, peer, true),
+                    &handshake_seed(server, ours, peer, Peer::Honest),
                 );
             }
         }
         for (part, offset) in [("nonce", 1 + 5), ("y", 1 + 32 + 100), ("mac", 1 + 32 + 270)] {
-            let mut v = handshake_seed(server, 1, 1, true);
+            let mut v = handshake_seed(server, 1, 1, Peer::Honest);
             v[offset] = 0x10;
             let name = format!("flip-{part}-{}", if server { "s" } else { "c" });
             seed("handshake", &name, &v);
         }
-        let mut raw = handshake_seed(server, 1, 0, false);
+        let mut raw = handshake_seed(server, 1, 0, Peer::Raw);
         for (i, b) in raw.iter_mut().enumerate().skip(1).take(320) {
             *b = (i * 13) as u8;
         }

@@ -14,11 +14,30 @@ pub struct Logger {
     verbose: bool,
 }
 
+/// Where log lines go.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum LogTo {
+    StandardError,
+    /// Syslog (after daemonizing with `--syslog`).
+    Syslog,
+}
+
+/// How much is logged.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    /// Problems and state changes.
+    Problems,
+    /// Also every connection's open and close (`--verbose`).
+    EveryConnection,
+}
+
 impl Logger {
-    /// Standard error, or syslog if `syslog` (falling back to standard error, with a
-    /// warning, where the platform has none).
-    pub fn new(syslog: bool, verbose: bool) -> Logger {
-        let syslog = match syslog.then(Syslog::open).transpose() {
+    /// Standard error, or syslog (falling back to standard error, with a warning, where
+    /// the platform has none).
+    pub fn new(to: LogTo, verbosity: Verbosity) -> Logger {
+        let verbose = verbosity == Verbosity::EveryConnection;
+        let wants_syslog = to == LogTo::Syslog;
+        let syslog = match wants_syslog.then(Syslog::open).transpose() {
             Ok(syslog) => syslog,
             Err(e) => {
                 write_stderr(

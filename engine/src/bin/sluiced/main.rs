@@ -19,7 +19,7 @@ use sluice_engine::keyfile;
 use sluice_engine::{Address, Engine};
 
 use cli::{Invocation, RunOptions};
-use logging::Logger;
+use logging::{LogTo, Logger, Verbosity};
 use platform::{PidFileError, StartupReport};
 use readiness::{ServiceManager, running_status};
 use reload::RunningSet;
@@ -127,7 +127,17 @@ fn run(options: RunOptions) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let logger = Logger::new(options.syslog && !options.foreground, options.verbose);
+    let to = if options.syslog && !options.foreground {
+        LogTo::Syslog
+    } else {
+        LogTo::StandardError
+    };
+    let verbosity = if options.verbose {
+        Verbosity::EveryConnection
+    } else {
+        Verbosity::Problems
+    };
+    let logger = Logger::new(to, verbosity);
     for (settings, warnings) in &loaded.tunnels {
         for warning in warnings {
             logger.warn(&format!("{}: {warning}", settings.definition.name));
