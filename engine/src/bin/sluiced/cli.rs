@@ -39,9 +39,9 @@ off unless given here or as `metrics: Some(\"127.0.0.1:9185\")` in the config fi
 With --config, SIGHUP rereads the file: new tunnels start, removed ones drain, changed
 ones take their new settings, unchanged ones keep every connection; a file that does
 not check out changes nothing. --check-config checks a file (and its keys) and exits.
---far-end-* set up, check or take down the other end of a config's tunnel over ssh
-(the system's OpenSSH client, BatchMode; SLUICE_SSH_COMMAND replaces `ssh`): one
-line per step, exit status 0 only if every step succeeded.";
+--far-end-setup/-check/-remove set up, check or take down the other end of a config's
+tunnel over ssh (the system's OpenSSH client, BatchMode; SLUICE_SSH_COMMAND replaces
+`ssh`): one line per step, exit status 0 only if every step succeeded.";
 
 /// What the command line asks for.
 pub enum Invocation {
