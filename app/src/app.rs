@@ -472,7 +472,7 @@ impl SluiceApp {
         if !editor.problems().is_empty() {
             return;
         }
-        let spec = editor.to_spec(|name| self.model.key_location(name));
+        let mut spec = editor.to_spec(|name| self.model.key_location(name));
         let editing = editor.editing;
         self.view.editor = None;
         match editing {
@@ -482,6 +482,8 @@ impl SluiceApp {
                     if self.ui.selected.as_deref() == Some(entry.spec.name.as_str()) {
                         self.ui.selected = Some(spec.name.clone());
                     }
+                    // The editor does not show where the far end was set up; keep it.
+                    spec.far_end = entry.spec.far_end.take();
                     entry.spec = spec;
                 }
                 // A running tunnel takes the new settings without touching the others.

@@ -16,6 +16,7 @@ use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use sluice::SluiceApp;
+use sluice::command::UiCommand;
 use sluice::services::SshSetup;
 use sluice_engine::{Config, FarEndRecord, KeyRef, Mode, TunnelId, TunnelSpec, TunnelState};
 use sshd::{ALIAS, Sshd, Trust};
@@ -129,6 +130,21 @@ fn the_far_end_tab_sets_up_checks_and_removes_the_far_end_over_ssh() {
         format!("[127.0.0.1]:{}", service.port())
     );
     assert!(shows(&harness, "Set up on farend"));
+    // Editing the tunnel keeps where its far end is.
+    harness.state_mut().execute(UiCommand::Edit(id));
+    harness.state_mut().execute(UiCommand::SaveEditor);
+    harness.run_ok();
+    assert_eq!(
+        harness
+            .state()
+            .model
+            .tunnel(id)
+            .unwrap()
+            .spec
+            .far_end
+            .as_ref(),
+        Some(&record)
+    );
 
     // The tunnel now works end to end through the far end it set up.
     harness
