@@ -167,18 +167,42 @@ fn many_concurrent_connections_both_pairings() {
     let dir = temp_dir();
     let key = random_key(dir.path(), "key");
     let echo = Echo::tcp(LOCALHOST_V4);
-    let (pairings, _procs) = both_pairings(&echo.addr, &key, dir.path());
+    let (pairings, procs) = both_pairings(&echo.addr, &key, dir.path());
+    let failures = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for (p, (what, client)) in pairings.iter().enumerate() {
+            let failures = &failures;
             for i in 0..CLIENTS {
                 s.spawn(move || {
                     let data = test_data(128 * 1024 + i, (100 + p * CLIENTS + i) as u64);
                     let got = exchange_with(client, &data, SLOW);
-                    assert_echoed(&format!("{what}, client {i}"), &data, &got);
+                    let check = std::panic::catch_unwind(|| {
+                        assert_echoed(&format!("{what}, client {i}"), &data, &got);
+                    });
+                    if let Err(panic) = check {
+                        let message = panic
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .unwrap_or_else(|| "(no message)".into());
+                        failures.lock().unwrap().push(message);
+                    }
                 });
             }
         }
     });
+    // On failure, the daemons' own account of it.
+    let failures = failures.into_inner().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} clients failed:\n{}\n{}",
+        failures.len(),
+        failures.join("\n"),
+        procs
+            .iter()
+            .map(|p| format!("--- {} log:\n{}", p.name, p.stderr()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     assert_eq!(echo.connections(), 2 * CLIENTS);
 }
 
