@@ -168,26 +168,41 @@ fn many_concurrent_connections_both_pairings() {
     let key = random_key(dir.path(), "key");
     let echo = Echo::tcp(LOCALHOST_V4);
     let (pairings, procs) = both_pairings(&echo.addr, &key, dir.path());
+    // Stock spiped listens with a backlog of 10: a burst of 32 connects at once overflows
+    // it on a loaded machine and the kernel resets some (ListenOverflows in nstat). So the
+    // connections open one after another, each through to the echo server, and only then
+    // do all 2 × 32 carry data at once.
+    let mut streams = Vec::new();
+    for (p, (what, client)) in pairings.iter().enumerate() {
+        for i in 0..CLIENTS {
+            let stream = client
+                .connect()
+                .unwrap_or_else(|e| panic!("{what}, client {i}: connect: {e}"));
+            assert!(
+                echo.wait_connections(p * CLIENTS + i + 1, SLOW),
+                "{what}, client {i}: never reached the echo server"
+            );
+            streams.push((p, what, i, stream));
+        }
+    }
     let failures = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
-        for (p, (what, client)) in pairings.iter().enumerate() {
+        for (p, what, i, stream) in streams {
             let failures = &failures;
-            for i in 0..CLIENTS {
-                s.spawn(move || {
-                    let data = test_data(128 * 1024 + i, (100 + p * CLIENTS + i) as u64);
-                    let got = exchange_with(client, &data, SLOW);
-                    let check = std::panic::catch_unwind(|| {
-                        assert_echoed(&format!("{what}, client {i}"), &data, &got);
-                    });
-                    if let Err(panic) = check {
-                        let message = panic
-                            .downcast_ref::<String>()
-                            .cloned()
-                            .unwrap_or_else(|| "(no message)".into());
-                        failures.lock().unwrap().push(message);
-                    }
+            s.spawn(move || {
+                let data = test_data(128 * 1024 + i, (100 + p * CLIENTS + i) as u64);
+                let got = exchange(stream, &data, SLOW);
+                let check = std::panic::catch_unwind(|| {
+                    assert_echoed(&format!("{what}, client {i}"), &data, &got);
                 });
-            }
+                if let Err(panic) = check {
+                    let message = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .unwrap_or_else(|| "(no message)".into());
+                    failures.lock().unwrap().push(message);
+                }
+            });
         }
     });
     // On failure, the daemons' own account of it.

@@ -400,6 +400,18 @@ impl Echo {
     }
 
     /// Waits up to `timeout` until `n` connections have ended.
+    /// Waits until `n` connections have reached this server.
+    pub fn wait_connections(&self, n: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.connections() < n {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+        true
+    }
+
     pub fn wait_finished(&self, n: usize, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while self.finished() < n {
