@@ -24,26 +24,26 @@ pub const ALIAS: &str = "farend";
 /// user exists). `-p '*'` leaves it without a password yet not locked, so keys work.
 pub fn far_end_user() {
     static ONCE: OnceLock<()> = OnceLock::new();
-    ONCE.get_or_init(|| {
-        let exists = Command::new("id")
+    let exists = || {
+        Command::new("id")
             .arg(USER)
             .output()
             .unwrap()
             .status
-            .success();
-        if !exists {
+            .success()
+    };
+    ONCE.get_or_init(|| {
+        if !exists() {
             let out = Command::new("useradd")
                 .args(["-m", "-p", "*", "-s", "/bin/sh", USER])
                 .output()
                 .unwrap();
             // Another test binary may have created it in between.
-            let exists = Command::new("id")
-                .arg(USER)
-                .output()
-                .unwrap()
-                .status
-                .success();
-            assert!(exists, "useradd: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                exists(),
+                "useradd: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     });
 }
