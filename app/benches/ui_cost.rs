@@ -59,6 +59,7 @@ fn frame_time_with_200_tunnels() {
         dialogs: Arc::new(NoDialogs),
         host_name: "bench".into(),
         ssh: Default::default(),
+        desktop: sluice::services::Desktop::none(),
     };
     let mut harness = Harness::builder()
         .with_size([1280.0, 800.0])

@@ -2,10 +2,13 @@
 //! [`Model`] and return [`UiCommand`]s; background work comes back as [`Message`]s; the
 //! engine runs the tunnels on its own threads and wakes the UI when something changed, so
 //! the UI repaints on change and sits idle otherwise. Errors become notices here, once.
+//! The window is not the app's life: with tunnels running, closing it hides it (the tray
+//! icon and desktop notifications carry on); Quit stops the tunnels and exits.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, mpsc};
+use std::time::Instant;
 
 use sluice_engine::{
     Config, ConfigError, Engine, Event, FAR_END_CONNECT_TIMEOUT, FarEndAction, FarEndKey,
@@ -14,18 +17,44 @@ use sluice_engine::{
 };
 use tokio::sync::broadcast::{self, error::TryRecvError};
 
+use crate::alerts::{Alert, Alerts};
 use crate::background::{Background, Message, SaveTarget};
 use crate::command::UiCommand;
-use crate::error::{AppError, ProbeNotTried, StartError, StartupError};
+use crate::error::{AppError, ProbeNotTried, SaveFailure, StartError, StartupError};
 use crate::file_dialogs::{DialogAnswer, DialogKind};
 use crate::keys::{self, KeyIndex};
 use crate::model::{
     ConfigStatus, Confirm, DialogPurpose, FarEndRun, KeyForm, LOG_LINES, Model, Notice, ProbeKey,
-    ProbeVerdict, TunnelEntry, UiState, ViewState,
+    ProbeVerdict, Settings, TunnelEntry, UiState, ViewState,
 };
-use crate::services::Services;
+use crate::platform::{self, TrayIcon, TrayReport};
+use crate::services::{LoginEntries, Services};
+use crate::tray::{TrayAction, TraySnapshot};
+use crate::tunnel_file;
 use crate::tunnel_form::{self, EditorState, KeyChoice};
 use crate::views;
+
+/// The app's life beyond the window: the tray icon, alerts, the window's visibility.
+struct DesktopState {
+    tray: Option<TrayIcon>,
+    /// Tray actions and the second start's "show", from their threads.
+    requests: mpsc::Receiver<DesktopRequest>,
+    /// What the tray shows now (sent again only when it changes).
+    tray_shown: Option<TraySnapshot>,
+    alerts: Alerts,
+    /// The window is hidden (closed with tunnels running, or started hidden).
+    pub hidden: bool,
+    /// Quit was asked for: the next close is not turned into hiding.
+    quitting: bool,
+    /// A notification failed once; the notice said so, and is not repeated.
+    notify_failed: bool,
+    hide_at_start: bool,
+}
+
+enum DesktopRequest {
+    Tray(TrayReport),
+    Show,
+}
 
 pub struct SluiceApp {
     ctx: egui::Context,
@@ -35,6 +64,7 @@ pub struct SluiceApp {
     background: Background,
     inbox: mpsc::Receiver<Message>,
     next_id: u64,
+    desktop: DesktopState,
     pub model: Model,
     pub ui: UiState,
     pub view: ViewState,
@@ -59,7 +89,7 @@ impl SluiceApp {
 
     pub fn with_context(
         ctx: egui::Context,
-        services: Services,
+        mut services: Services,
         ui: UiState,
     ) -> Result<SluiceApp, StartupError> {
         let repaint = ctx.clone();
@@ -89,6 +119,24 @@ impl SluiceApp {
             far_end_runs: HashMap::new(),
             ssh_hosts: Vec::new(),
         };
+        let (requests_in, requests) = mpsc::channel();
+        if let Some(instance) = services.desktop.instance.take() {
+            let wake = ctx.clone();
+            let sender = requests_in.clone();
+            instance.serve(move || {
+                let _ = sender.send(DesktopRequest::Show);
+                wake.request_repaint();
+            });
+        }
+        let tray = services.desktop.tray.then(|| {
+            let wake = ctx.clone();
+            let sender = requests_in.clone();
+            platform::start_tray(model.tray_snapshot(|_| false), move |report| {
+                let _ = sender.send(DesktopRequest::Tray(report));
+                wake.request_repaint();
+            })
+        });
+        let hidden = services.desktop.start_hidden;
         let mut app = SluiceApp {
             ctx,
             services,
@@ -97,6 +145,16 @@ impl SluiceApp {
             background,
             inbox,
             next_id: 1,
+            desktop: DesktopState {
+                tray,
+                requests,
+                tray_shown: None,
+                alerts: Alerts::default(),
+                hidden,
+                quitting: false,
+                notify_failed: false,
+                hide_at_start: hidden,
+            },
             model,
             ui,
             view: ViewState::default(),
@@ -171,12 +229,9 @@ impl SluiceApp {
                 Err(TryRecvError::Empty | TryRecvError::Closed) => break,
             }
         }
-        self.model.statuses = self
-            .engine
-            .statuses()
-            .into_iter()
-            .map(|s| (s.id, s))
-            .collect();
+        let statuses = self.engine.statuses();
+        self.desktop.alerts.observe(&statuses);
+        self.model.statuses = statuses.into_iter().map(|s| (s.id, s)).collect();
         let mut any = false;
         while let Ok(message) = self.inbox.try_recv() {
             self.handle_message(message);
@@ -186,6 +241,67 @@ impl SluiceApp {
         if any {
             self.recheck_editor();
         }
+        while let Ok(request) = self.desktop.requests.try_recv() {
+            match request {
+                DesktopRequest::Show => self.execute(UiCommand::ShowWindow),
+                DesktopRequest::Tray(TrayReport::Action(action)) => {
+                    self.execute(match action {
+                        TrayAction::Show => UiCommand::ShowWindow,
+                        TrayAction::Quit => UiCommand::Quit,
+                        TrayAction::Start(id) => UiCommand::Start(id),
+                        TrayAction::Stop(id) => UiCommand::Stop(id),
+                    });
+                }
+                DesktopRequest::Tray(TrayReport::Unavailable(why)) => {
+                    self.desktop.tray = None;
+                    self.report(AppError::Tray(why));
+                }
+            }
+        }
+        self.send_alerts();
+        self.fade_notices();
+        if let Some(tray) = &self.desktop.tray {
+            let alerts = &self.desktop.alerts;
+            let snapshot = self.model.tray_snapshot(|id| alerts.is_failing(id));
+            if self.desktop.tray_shown.as_ref() != Some(&snapshot) {
+                tray.show(snapshot.clone());
+                self.desktop.tray_shown = Some(snapshot);
+            }
+        }
+    }
+
+    /// Sends the notification that is due, if notifications are on; wakes up again when
+    /// held-back changes may go out.
+    fn send_alerts(&mut self) {
+        match self.desktop.alerts.take_due(Instant::now()) {
+            Ok(Some(alert)) => self.notify(alert),
+            Ok(None) => {}
+            Err(wait) => self.ctx.request_repaint_after(wait),
+        }
+    }
+
+    fn notify(&mut self, alert: Alert) {
+        if self.ui.settings.notifications && self.services.desktop.notifications {
+            self.background
+                .run(move || Message::Notified(platform::notify(&alert)));
+        }
+    }
+
+    /// Success notices fade by themselves; a frame is asked for when the next one goes.
+    fn fade_notices(&mut self) {
+        let now = Instant::now();
+        self.model
+            .notices
+            .retain(|n| n.fades_in(now).is_none_or(|left| !left.is_zero()));
+        if let Some(next) = self
+            .model
+            .notices
+            .iter()
+            .filter_map(|n| n.fades_in(now))
+            .min()
+        {
+            self.ctx.request_repaint_after(next);
+        }
     }
 
     pub fn rate_history(&self, id: TunnelId) -> Vec<RateSample> {
@@ -193,12 +309,28 @@ impl SluiceApp {
     }
 
     fn inform(&mut self, text: impl Into<String>) {
-        self.model.notices.push(Notice::info(text));
+        self.raise(Notice::info(text));
     }
 
     /// Where every failure the user should hear about ends: once, as a notice.
     fn report(&mut self, error: AppError) {
-        self.model.notices.push(Notice::error(&error));
+        self.raise(Notice::error(&error));
+    }
+
+    /// The same message again counts up (and comes to the front) instead of adding a line.
+    fn raise(&mut self, notice: Notice) {
+        let notices = &mut self.model.notices;
+        if let Some(index) = notices
+            .iter()
+            .position(|n| n.text == notice.text && n.error == notice.error)
+        {
+            let mut same = notices.remove(index);
+            same.count += 1;
+            same.raised = notice.raised;
+            notices.push(same);
+        } else {
+            notices.push(notice);
+        }
     }
 
     fn keychain(&self) -> Option<&Arc<dyn KeyStore>> {
@@ -308,6 +440,27 @@ impl SluiceApp {
                 if index < self.model.notices.len() {
                     self.model.notices.remove(index);
                 }
+            }
+            UiCommand::DismissAllNotices => {
+                self.model.notices.clear();
+                self.view.notices_expanded = false;
+            }
+            UiCommand::ExpandNotices(open) => self.view.notices_expanded = open,
+            UiCommand::DismissKeychainNote => self.ui.settings.keychain_note_dismissed = true,
+            UiCommand::ShowSettings(open) => self.view.settings_open = open,
+            UiCommand::ChangeSettings(settings) => self.change_settings(settings),
+            UiCommand::ExportTunnelsTo(path) => self.export_tunnels(path),
+            UiCommand::ImportTunnelsFrom(path) => self.import_tunnels(path),
+            UiCommand::ShowWindow => {
+                self.desktop.hidden = false;
+                self.ctx
+                    .send_viewport_cmd(egui::ViewportCommand::Visible(true));
+                self.ctx.send_viewport_cmd(egui::ViewportCommand::Focus);
+            }
+            UiCommand::Quit => {
+                self.desktop.quitting = true;
+                self.engine.stop_all();
+                self.ctx.send_viewport_cmd(egui::ViewportCommand::Close);
             }
             UiCommand::ReloadConfig => {
                 self.load_config();
@@ -594,6 +747,10 @@ impl SluiceApp {
             DialogPurpose::ExportKey(name) => DialogKind::SaveKeyFile {
                 suggested_name: format!("{name}.key"),
             },
+            DialogPurpose::ExportTunnels => DialogKind::SaveTunnelFile {
+                suggested_name: "sluice-tunnels.ron".into(),
+            },
+            DialogPurpose::ImportTunnels => DialogKind::OpenTunnelFile,
         };
         let mailbox = self.background.mailbox();
         self.services.dialogs.open(
@@ -674,6 +831,97 @@ impl SluiceApp {
             result: keys::delete(&info, keychain.as_ref()),
             name,
         });
+    }
+
+    fn change_settings(&mut self, settings: Settings) {
+        if settings.start_at_login != self.ui.settings.start_at_login {
+            let dir = match &self.services.desktop.login_entries {
+                LoginEntries::System => None,
+                LoginEntries::In(dir) => Some(dir.clone()),
+                LoginEntries::Off => {
+                    self.ui.settings = settings;
+                    return;
+                }
+            };
+            let on = settings.start_at_login;
+            // A small file write, but still off the UI thread.
+            self.background.run(move || Message::LoginEntry {
+                on,
+                result: platform::set_start_at_login(dir.as_deref(), on),
+            });
+        }
+        self.ui.settings = settings;
+    }
+
+    fn export_tunnels(&mut self, path: PathBuf) {
+        let specs: Vec<TunnelSpec> = self.model.tunnels.iter().map(|t| t.spec.clone()).collect();
+        let text = tunnel_file::export(&specs, &self.model.keys);
+        self.background.run(move || {
+            let result = sluice_engine::write_atomic(&path, text.as_bytes())
+                .map(|()| path.clone())
+                .map_err(|source| SaveFailure::Write { path, source });
+            Message::TunnelsExported(result)
+        });
+    }
+
+    fn import_tunnels(&mut self, path: PathBuf) {
+        self.background.run(move || {
+            let result = std::fs::read_to_string(&path)
+                .map_err(|source| crate::error::TunnelImportError::Read {
+                    path: path.clone(),
+                    source,
+                })
+                .map(|text| (path, text));
+            Message::TunnelFileRead(result)
+        });
+    }
+
+    /// The window was asked to close: with tunnels running (and the setting on) it hides
+    /// and they go on; otherwise, or when quitting, the app exits.
+    fn close_requested(&mut self) {
+        if self.desktop.quitting
+            || !self.ui.settings.keep_running_when_closed
+            || !self.model.any_running()
+        {
+            self.engine.stop_all();
+            return;
+        }
+        self.ctx
+            .send_viewport_cmd(egui::ViewportCommand::CancelClose);
+        self.ctx
+            .send_viewport_cmd(egui::ViewportCommand::Visible(false));
+        self.desktop.hidden = true;
+        if !self.ui.settings.close_explained {
+            self.ui.settings.close_explained = true;
+            let running = self
+                .model
+                .tunnels
+                .iter()
+                .filter(|t| self.model.is_running(t.id))
+                .count();
+            let way_back = if self.desktop.tray.is_some() {
+                "Its tray icon shows them; choose Quit there to stop them."
+            } else {
+                "Start Sluice again to show the window; choose Quit there to stop them."
+            };
+            self.notify(Alert {
+                summary: "Sluice keeps running".into(),
+                body: format!(
+                    "{running} tunnel(s) stay up with the window closed. {way_back} Settings can make closing quit instead."
+                ),
+                failure: false,
+            });
+        }
+    }
+
+    /// How many changes wait to be told in a notification (held back by the rate limit).
+    pub fn pending_alerts(&self) -> usize {
+        self.desktop.alerts.pending().count()
+    }
+
+    /// Whether the window is hidden (closed with tunnels running, or started hidden).
+    pub fn is_hidden(&self) -> bool {
+        self.desktop.hidden
     }
 
     // ---- background results ------------------------------------------------------
@@ -792,6 +1040,51 @@ impl SluiceApp {
                 result,
             } => self.far_end_done(id, action, record, result),
             Message::SshHosts(hosts) => self.model.ssh_hosts = hosts,
+            Message::Notified(result) => {
+                if let Err(failure) = result
+                    && !std::mem::replace(&mut self.desktop.notify_failed, true)
+                {
+                    self.report(AppError::Notify(failure));
+                }
+            }
+            Message::LoginEntry { on, result } => match result {
+                Ok(path) if on => self.inform(format!(
+                    "Sluice will start at login, in the tray ({})",
+                    path.display()
+                )),
+                Ok(_) => self.inform("Sluice will not start at login"),
+                Err(e) => {
+                    self.ui.settings.start_at_login = !on;
+                    self.report(AppError::LoginStart(e));
+                }
+            },
+            Message::TunnelsExported(result) => match result {
+                Ok(path) => self.inform(format!(
+                    "{} tunnel(s) exported to {} (keys are not in the file)",
+                    self.model.tunnels.len(),
+                    path.display()
+                )),
+                Err(e) => self.report(AppError::TunnelExport(e)),
+            },
+            Message::TunnelFileRead(result) => {
+                let existing: Vec<TunnelSpec> =
+                    self.model.tunnels.iter().map(|t| t.spec.clone()).collect();
+                let imported = result.and_then(|(path, text)| {
+                    tunnel_file::import(&path, &text, &self.model.keys, &existing)
+                });
+                match imported {
+                    Ok(specs) => {
+                        let count = specs.len();
+                        for spec in specs {
+                            let id = self.fresh_id();
+                            self.model.tunnels.push(TunnelEntry { id, spec });
+                        }
+                        self.save_config();
+                        self.inform(format!("imported {count} tunnel(s)"));
+                    }
+                    Err(e) => self.report(AppError::TunnelImport(e)),
+                }
+            }
         }
     }
 
@@ -870,13 +1163,31 @@ impl SluiceApp {
                 self.background
                     .run(move || Message::KeyExported(keys::export(&info, keychain.as_ref(), &to)));
             }
+            DialogPurpose::ExportTunnels => self.export_tunnels(PathBuf::from(path)),
+            DialogPurpose::ImportTunnels => self.import_tunnels(PathBuf::from(path)),
         }
     }
 }
 
 impl eframe::App for SluiceApp {
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+    /// Runs every frame, also while the window is hidden: engine news, the tray, alerts,
+    /// and what closing the window means.
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
         self.sync();
+        let quit = egui::KeyboardShortcut::new(egui::Modifiers::COMMAND, egui::Key::Q);
+        if ctx.input_mut(|i| i.consume_shortcut(&quit)) {
+            self.execute(UiCommand::Quit);
+        }
+        if ctx.input(|i| i.viewport().close_requested()) {
+            self.close_requested();
+        }
+        if std::mem::take(&mut self.desktop.hide_at_start) {
+            // Started hidden (at login): the builder asked for it too; this makes sure.
+            ctx.send_viewport_cmd(egui::ViewportCommand::Visible(false));
+        }
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let history = self
             .model
             .selected(&self.ui)

@@ -11,7 +11,10 @@ use sluice_engine::{
     ProbeRequest, StepReport, TunnelId, TunnelSettings,
 };
 
-use crate::error::{KeyError, ListenPortProblem, SaveFailure, StartError};
+use crate::error::{
+    KeyError, ListenPortProblem, LoginStartError, NotifyFailure, SaveFailure, StartError,
+    TunnelImportError,
+};
 use crate::file_dialogs::DialogAnswer;
 use crate::keys::KeyInfo;
 use crate::model::{DialogPurpose, ProbeKey};
@@ -73,6 +76,16 @@ pub enum Message {
     },
     /// The host aliases of the user's ssh config.
     SshHosts(Vec<String>),
+    /// A desktop notification was shown (or not).
+    Notified(Result<(), NotifyFailure>),
+    /// The start-at-login entry was written (`on`) or removed.
+    LoginEntry {
+        on: bool,
+        result: Result<PathBuf, LoginStartError>,
+    },
+    TunnelsExported(Result<PathBuf, SaveFailure>),
+    /// A tunnel file to import was read: its path and text.
+    TunnelFileRead(Result<(PathBuf, String), TunnelImportError>),
 }
 
 /// Delivers messages to the UI thread and wakes it.

@@ -123,6 +123,72 @@ pub enum ListenPortProblem {
     NotOurAddress(IpAddr),
 }
 
+/// Why there is no tray icon; the window stays the way back (and a second start shows it).
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum TrayUnavailable {
+    #[error("no tray icon: {0}")]
+    Service(String),
+    #[error("this build of Sluice has no tray icon for this system")]
+    Unsupported,
+}
+
+/// Why a desktop notification was not shown.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("desktop notifications cannot be shown ({0}); failures are still shown in the window")]
+pub struct NotifyFailure(pub String);
+
+/// Why the start-at-login entry could not be written or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginStartError {
+    #[error("cannot find where this system keeps programs started at login")]
+    NoPlace,
+    #[error("cannot find the Sluice program to start: {0}")]
+    NoProgram(#[source] std::io::Error),
+    #[error("cannot write {}: {source}", .path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot remove {}: {source}", .path.display())]
+    Remove {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Why the one-instance check could not be made; the app then starts on its own.
+#[derive(Debug, thiserror::Error)]
+pub enum InstanceError {
+    #[error("no runtime directory for the instance socket")]
+    NoRuntimeDir,
+    #[error("cannot listen on {}: {source}", .path.display())]
+    Listen {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What is wrong with a tunnel file being imported; nothing of it was imported.
+#[derive(Debug, thiserror::Error)]
+pub enum TunnelImportError {
+    #[error("cannot read {}: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} is not a Sluice tunnel file: {source}", .path.display())]
+    Format {
+        path: PathBuf,
+        source: Box<ron::error::SpannedError>,
+    },
+    #[error("the file names keys this machine does not have: {}", .0.join(", "))]
+    MissingKeys(Vec<String>),
+    #[error("tunnels with these names exist already: {}", quoted(.0))]
+    NamesTaken(Vec<String>),
+    #[error("the tunnels in the file are not valid: {}", in_one_line(.0))]
+    Invalid(Vec<ConfigError>),
+}
+
 /// Something the user asked for that did not happen, as the notice line says it.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -164,6 +230,16 @@ pub enum AppError {
     KeyDelete { name: String, cause: KeyError },
     #[error("no file dialog could be shown (no desktop portal is running): type the path instead")]
     NoFileDialog,
+    #[error(transparent)]
+    Tray(TrayUnavailable),
+    #[error(transparent)]
+    Notify(NotifyFailure),
+    #[error("start at login: {0}")]
+    LoginStart(LoginStartError),
+    #[error("could not export the tunnels: {0}")]
+    TunnelExport(SaveFailure),
+    #[error("nothing imported: {0}")]
+    TunnelImport(TunnelImportError),
 }
 
 /// Several config problems as one line.

@@ -9,7 +9,14 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DialogKind {
     OpenKeyFile,
-    SaveKeyFile { suggested_name: String },
+    SaveKeyFile {
+        suggested_name: String,
+    },
+    /// A tunnel file (RON) to import.
+    OpenTunnelFile,
+    SaveTunnelFile {
+        suggested_name: String,
+    },
 }
 
 /// What came back.
@@ -47,6 +54,14 @@ impl FileDialog for NativeFileDialog {
                         .pick_file(),
                     DialogKind::SaveKeyFile { suggested_name } => rfd::FileDialog::new()
                         .set_title("Save the key file")
+                        .set_file_name(suggested_name)
+                        .save_file(),
+                    DialogKind::OpenTunnelFile => rfd::FileDialog::new()
+                        .set_title("Import tunnels")
+                        .add_filter("Sluice tunnels", &["ron"])
+                        .pick_file(),
+                    DialogKind::SaveTunnelFile { suggested_name } => rfd::FileDialog::new()
+                        .set_title("Export tunnels (without keys)")
                         .set_file_name(suggested_name)
                         .save_file(),
                 };

@@ -1,5 +1,6 @@
 //! Numbers in words a person reads at a glance: byte counts, rates, durations and times
-//! of day. One place, so every view says "1.5 MiB" the same way.
+//! (local, from the system's time-zone database through jiff). One place, so every view
+//! says "1.5 MiB" the same way.
 
 use std::time::{Duration, SystemTime};
 
@@ -37,13 +38,26 @@ pub fn duration(d: Duration) -> String {
     }
 }
 
-/// Time of day in UTC, "HH:MM:SS" (the log's header says UTC).
-pub fn time_of_day(at: SystemTime) -> String {
-    let secs = at
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let day = secs % 86_400;
-    format!("{:02}:{:02}:{:02}", day / 3600, day / 60 % 60, day % 60)
+/// A moment in the system's local time: "HH:MM:SS" today, "YYYY-MM-DD HH:MM:SS" on
+/// another day.
+pub fn local_time(at: SystemTime) -> String {
+    time_in_zone(at, SystemTime::now(), &jiff::tz::TimeZone::system())
+}
+
+/// [`local_time`] for a given "now" and zone.
+pub fn time_in_zone(at: SystemTime, now: SystemTime, zone: &jiff::tz::TimeZone) -> String {
+    let (Ok(at), Ok(now)) = (
+        jiff::Timestamp::try_from(at),
+        jiff::Timestamp::try_from(now),
+    ) else {
+        return "(time out of range)".to_owned();
+    };
+    let (at, now) = (zone.to_datetime(at), zone.to_datetime(now));
+    if at.date() == now.date() {
+        at.strftime("%H:%M:%S").to_string()
+    } else {
+        at.strftime("%Y-%m-%d %H:%M:%S").to_string()
+    }
 }
 
 #[cfg(test)]
@@ -68,8 +82,18 @@ mod tests {
     }
 
     #[test]
-    fn times_of_day() {
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(86_400 * 3 + 3661);
-        assert_eq!(time_of_day(t), "01:01:01");
+    fn local_times_carry_the_date_only_when_not_today() {
+        let zone = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+        // 2024-07-01 22:30:00 UTC is 00:30 on July 2nd in Berlin (summer time).
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_719_873_000);
+        assert_eq!(
+            time_in_zone(at, at + Duration::from_secs(60), &zone),
+            "00:30:00"
+        );
+        assert_eq!(
+            time_in_zone(at, at + Duration::from_secs(86_400), &zone),
+            "2024-07-02 00:30:00"
+        );
+        assert_eq!(time_in_zone(at, at, &jiff::tz::TimeZone::UTC), "22:30:00");
     }
 }

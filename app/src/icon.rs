@@ -3,6 +3,7 @@
 //! icon, the 256 px PNG from `assets/icons` embedded in the binary.
 
 use crate::error::IconError;
+use crate::tray::TrayHealth;
 
 /// The app ID; `assets/org.sluice.Sluice.desktop` must carry the same name.
 pub const APP_ID: &str = "org.sluice.Sluice";
@@ -13,6 +14,37 @@ const ICON_PNG: &[u8] =
 /// The window icon, decoded from the embedded PNG.
 pub fn window_icon() -> Result<egui::IconData, IconError> {
     eframe::icon_data::from_png_bytes(ICON_PNG).map_err(|e| IconError(Box::new(e)))
+}
+
+const TRAY_PNG: &[u8] =
+    include_bytes!("../../assets/icons/hicolor/128x128/apps/org.sluice.Sluice.png");
+
+/// The tray icon for a state: the app icon with a dot in its lower right corner, green
+/// while tunnels run, red when one failed, none when nothing runs.
+pub fn tray_icon(health: TrayHealth) -> Result<egui::IconData, IconError> {
+    let mut icon =
+        eframe::icon_data::from_png_bytes(TRAY_PNG).map_err(|e| IconError(Box::new(e)))?;
+    let dot = match health {
+        TrayHealth::Idle => return Ok(icon),
+        TrayHealth::Running => [0x2e, 0xb8, 0x5c],
+        TrayHealth::Failed => [0xe0, 0x36, 0x2c],
+    };
+    let (w, h) = (icon.width as usize, icon.height as usize);
+    let radius = w as f32 * 0.22;
+    let (cx, cy) = (w as f32 - radius - 1.0, h as f32 - radius - 1.0);
+    for y in 0..h {
+        for x in 0..w {
+            let d = ((x as f32 + 0.5 - cx).powi(2) + (y as f32 + 0.5 - cy).powi(2)).sqrt();
+            let i = (y * w + x) * 4;
+            if d <= radius {
+                icon.rgba[i..i + 4].copy_from_slice(&[dot[0], dot[1], dot[2], 255]);
+            } else if d <= radius + w as f32 * 0.05 {
+                // A white ring keeps the dot apart from the icon behind it.
+                icon.rgba[i..i + 4].copy_from_slice(&[255, 255, 255, 255]);
+            }
+        }
+    }
+    Ok(icon)
 }
 
 #[cfg(test)]

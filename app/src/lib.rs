@@ -3,9 +3,11 @@
 //! tunnels on its own threads; this crate draws them and turns clicks into engine commands.
 //!
 //! Layers, each importing only those below it (and never in a cycle):
-//! 1. `error` (imports nothing of the app); `format`, `theme` (nothing either);
-//!    `icon`, `platform` (only `error`).
-//! 2. `file_dialogs`, `keys`, `tunnel_form`, then `services`: the machine and the forms.
+//! 1. `error` (imports nothing of the app); `format`, `theme`, `tray`, `alerts`
+//!    (nothing either); `icon` (`error`, `tray`), `platform` (`error`, `tray`, `alerts`,
+//!    `icon`).
+//! 2. `file_dialogs`, `keys`, `tunnel_form`, `tunnel_file`, then `services`: the machine,
+//!    the forms and the export file.
 //! 3. `model`, then `command`: what the views read and what they may ask for.
 //! 4. `views` (draws, emits commands) and `background` (work off the UI thread).
 //! 5. `app`: the one place commands and background results are carried out.
@@ -14,6 +16,7 @@
 //! as messages (channels in `background`), so there is no lock to poison; the one rule
 //! for locks, should one be needed, is in docs/ARCHITECTURE.md.
 
+pub mod alerts;
 pub mod app;
 pub mod background;
 pub mod command;
@@ -26,6 +29,8 @@ pub mod model;
 pub mod platform;
 pub mod services;
 pub mod theme;
+pub mod tray;
+pub mod tunnel_file;
 pub mod tunnel_form;
 pub mod views;
 

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sluice_engine::{
@@ -15,6 +16,7 @@ use sluice_engine::{
 
 use crate::error::{AppError, KeyListError, KeychainUnavailable, ProbeNotTried};
 use crate::keys::{KeyIndex, KeyInfo};
+use crate::tray::{TrayHealth, TraySnapshot, TrayTunnel};
 use crate::tunnel_form::EditorState;
 
 /// Log lines kept per tunnel.
@@ -57,13 +59,50 @@ pub struct UiState {
     /// records it in the config).
     pub ssh_destinations: BTreeMap<String, String>,
     pub keys_open: bool,
+    pub settings: Settings,
 }
 
-/// A message shown at the top until dismissed, already in words.
+/// The choices in the settings window, kept across runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Closing the window while tunnels run hides it and keeps them up (off: it quits).
+    pub keep_running_when_closed: bool,
+    /// Whether the first close to the tray was explained (it is, once).
+    pub close_explained: bool,
+    /// Desktop notifications when a running tunnel fails or recovers.
+    pub notifications: bool,
+    /// Start Sluice at login, hidden in the tray, with the autostart tunnels up.
+    pub start_at_login: bool,
+    /// The "no keychain" explanation was dismissed: it then shows only in the keys view.
+    pub keychain_note_dismissed: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            keep_running_when_closed: true,
+            close_explained: false,
+            notifications: true,
+            start_at_login: false,
+            keychain_note_dismissed: false,
+        }
+    }
+}
+
+/// How long a success notice stays before it fades away by itself; errors stay until
+/// dismissed.
+pub const NOTICE_LIFETIME: Duration = Duration::from_secs(6);
+
+/// A message shown at the top, already in words. The same message again counts up
+/// instead of adding a line.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Notice {
     pub error: bool,
     pub text: String,
+    pub count: u32,
+    /// When it was last raised: a success fades [`NOTICE_LIFETIME`] after.
+    pub raised: Instant,
 }
 
 impl Notice {
@@ -71,6 +110,8 @@ impl Notice {
         Notice {
             error: false,
             text: text.into(),
+            count: 1,
+            raised: Instant::now(),
         }
     }
 
@@ -79,7 +120,14 @@ impl Notice {
         Notice {
             error: true,
             text: error.to_string(),
+            count: 1,
+            raised: Instant::now(),
         }
+    }
+
+    /// How much of a success notice's life is left (errors do not fade).
+    pub fn fades_in(&self, now: Instant) -> Option<Duration> {
+        (!self.error).then(|| NOTICE_LIFETIME.saturating_sub(now.duration_since(self.raised)))
     }
 }
 
@@ -112,6 +160,8 @@ pub enum DialogPurpose {
     ImportKey,
     GenerateCopy,
     ExportKey(String),
+    ExportTunnels,
+    ImportTunnels,
 }
 
 /// Which test-connection run a verdict belongs to.
@@ -259,6 +309,49 @@ impl Model {
             .unwrap_or_else(|| sluice_engine::default_far_address(spec))
     }
 
+    /// What the tray icon shows: the tunnels with their state, and at a glance whether
+    /// one fails or some run. `failing` tells a running tunnel whose connections fail.
+    pub fn tray_snapshot(&self, failing: impl Fn(TunnelId) -> bool) -> TraySnapshot {
+        let tunnels: Vec<TrayTunnel> = self
+            .tunnels
+            .iter()
+            .map(|t| {
+                let running = self.is_running(t.id);
+                let state = match self.status(t.id).map(|s| &s.state) {
+                    _ if self.starting.contains(&t.id) => "starting".to_owned(),
+                    Some(TunnelState::Failed { .. }) => "failed".to_owned(),
+                    Some(TunnelState::Listening { .. }) if failing(t.id) => "failing".to_owned(),
+                    Some(TunnelState::Listening { .. }) => "running".to_owned(),
+                    Some(TunnelState::Starting) => "starting".to_owned(),
+                    Some(TunnelState::Draining { .. }) => "stopping".to_owned(),
+                    Some(TunnelState::Stopped) | None => "stopped".to_owned(),
+                };
+                TrayTunnel {
+                    id: t.id,
+                    name: t.spec.name.clone(),
+                    state,
+                    running,
+                }
+            })
+            .collect();
+        let failed = tunnels
+            .iter()
+            .any(|t| t.state == "failed" || t.state == "failing");
+        let health = if failed {
+            TrayHealth::Failed
+        } else if tunnels.iter().any(|t| t.running) {
+            TrayHealth::Running
+        } else {
+            TrayHealth::Idle
+        };
+        TraySnapshot { health, tunnels }
+    }
+
+    /// Whether any tunnel runs (or is about to).
+    pub fn any_running(&self) -> bool {
+        self.tunnels.iter().any(|t| self.is_running(t.id))
+    }
+
     /// A known key's location by its name, for the editor's key choice.
     pub fn key_location(&self, name: &str) -> Option<KeyRef> {
         self.keys.get(name).map(|k| k.location.clone())
@@ -273,4 +366,9 @@ pub struct ViewState {
     pub confirm: Option<Confirm>,
     /// Set when a file dialog could not be shown: forms then ask for a typed path.
     pub dialogs_unavailable: bool,
+    /// Several notices: shown all, or collapsed into one line with a count.
+    pub notices_expanded: bool,
+    pub settings_open: bool,
+    /// Typed paths for exporting and importing tunnels when no dialog can be shown.
+    pub tunnel_file_path: String,
 }

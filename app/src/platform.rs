@@ -1,14 +1,19 @@
 //! What differs between operating systems, in one place: which OS keychain holds the keys,
-//! where the settings live and what this machine is called. No other module has a
+//! where the settings live, what this machine is called, the tray icon, desktop
+//! notifications, starting at login and the one-instance socket. No other module has a
 //! `cfg(target_os)`. Only the Linux branches are built and tested; the others are written,
 //! not built.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sluice_engine::KeyStore;
 
-use crate::error::KeychainUnavailable;
+use crate::alerts::Alert;
+use crate::error::{
+    InstanceError, KeychainUnavailable, LoginStartError, NotifyFailure, TrayUnavailable,
+};
+use crate::tray::{TrayAction, TraySnapshot};
 
 /// The OS credential store: the Secret Service on Linux.
 pub fn keychain_store() -> Result<Arc<dyn KeyStore>, KeychainUnavailable> {
@@ -47,4 +52,394 @@ pub fn host_name() -> String {
         .filter(|s| !s.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "this-machine".to_owned())
+}
+
+// ---- the tray icon ----------------------------------------------------------------
+
+/// The tray icon: snapshots go to its own thread, so the UI thread never waits on D-Bus.
+pub struct TrayIcon {
+    snapshots: std::sync::mpsc::Sender<TraySnapshot>,
+}
+
+impl TrayIcon {
+    /// Shows a new state (the icon, the tooltip and the menu).
+    pub fn show(&self, snapshot: TraySnapshot) {
+        let _ = self.snapshots.send(snapshot);
+    }
+}
+
+/// What the tray reports back: an action from its menu, or that it could not start.
+pub enum TrayReport {
+    Action(TrayAction),
+    Unavailable(TrayUnavailable),
+}
+
+/// Starts the tray icon on a thread of its own. On Linux it is a StatusNotifierItem
+/// (ksni); it registers with the panel's StatusNotifierWatcher whenever one appears.
+pub fn start_tray(
+    first: TraySnapshot,
+    report: impl Fn(TrayReport) + Send + Sync + 'static,
+) -> TrayIcon {
+    let (snapshots, receiver) = std::sync::mpsc::channel::<TraySnapshot>();
+    let report: Arc<dyn Fn(TrayReport) + Send + Sync> = Arc::new(report);
+    let thread_report = Arc::clone(&report);
+    let started = std::thread::Builder::new()
+        .name("sluice-tray".into())
+        .spawn(move || run_tray(first, receiver, thread_report));
+    if let Err(e) = started {
+        report(TrayReport::Unavailable(TrayUnavailable::Service(
+            e.to_string(),
+        )));
+    }
+    TrayIcon { snapshots }
+}
+
+#[cfg(target_os = "linux")]
+fn run_tray(
+    first: TraySnapshot,
+    snapshots: std::sync::mpsc::Receiver<TraySnapshot>,
+    report: Arc<dyn Fn(TrayReport) + Send + Sync>,
+) {
+    use ksni::blocking::TrayMethods;
+    let tray = sni::SniTray {
+        snapshot: first,
+        report: Arc::clone(&report),
+    };
+    // A panel that starts after Sluice (or restarts) still gets the item.
+    let handle = match tray.assume_sni_available(true).spawn() {
+        Ok(handle) => handle,
+        Err(e) => {
+            report(TrayReport::Unavailable(TrayUnavailable::Service(
+                e.to_string(),
+            )));
+            return;
+        }
+    };
+    for snapshot in snapshots {
+        if handle
+            .update(|tray: &mut sni::SniTray| tray.snapshot = snapshot)
+            .is_none()
+        {
+            return;
+        }
+    }
+    handle.shutdown().wait();
+}
+
+/// Written, not built: macOS and Windows need their own tray code (the `tray-icon` crate
+/// would do); until then the window is the way back.
+#[cfg(not(target_os = "linux"))]
+fn run_tray(
+    _first: TraySnapshot,
+    _snapshots: std::sync::mpsc::Receiver<TraySnapshot>,
+    report: Arc<dyn Fn(TrayReport) + Send + Sync>,
+) {
+    report(TrayReport::Unavailable(TrayUnavailable::Unsupported));
+}
+
+#[cfg(target_os = "linux")]
+mod sni {
+    use std::sync::Arc;
+
+    use super::TrayReport;
+    use crate::icon;
+    use crate::tray::{TrayAction, TrayHealth, TraySnapshot};
+
+    pub struct SniTray {
+        pub snapshot: TraySnapshot,
+        pub report: Arc<dyn Fn(TrayReport) + Send + Sync>,
+    }
+
+    fn item(label: String, action: TrayAction) -> ksni::MenuItem<SniTray> {
+        ksni::menu::StandardItem {
+            label,
+            activate: Box::new(move |tray: &mut SniTray| (tray.report)(TrayReport::Action(action))),
+            ..Default::default()
+        }
+        .into()
+    }
+
+    impl ksni::Tray for SniTray {
+        fn id(&self) -> String {
+            icon::APP_ID.into()
+        }
+
+        fn title(&self) -> String {
+            self.snapshot.summary()
+        }
+
+        fn icon_name(&self) -> String {
+            icon::APP_ID.into()
+        }
+
+        fn icon_pixmap(&self) -> Vec<ksni::Icon> {
+            icon::tray_icon(self.snapshot.health)
+                .map(|data| {
+                    // RGBA to ARGB32 in network byte order, as the item's pixmaps are.
+                    let argb = data
+                        .rgba
+                        .chunks_exact(4)
+                        .flat_map(|p| [p[3], p[0], p[1], p[2]])
+                        .collect();
+                    vec![ksni::Icon {
+                        width: data.width as i32,
+                        height: data.height as i32,
+                        data: argb,
+                    }]
+                })
+                .unwrap_or_default()
+        }
+
+        fn status(&self) -> ksni::Status {
+            match self.snapshot.health {
+                TrayHealth::Failed => ksni::Status::NeedsAttention,
+                TrayHealth::Running | TrayHealth::Idle => ksni::Status::Active,
+            }
+        }
+
+        fn tool_tip(&self) -> ksni::ToolTip {
+            ksni::ToolTip {
+                title: self.snapshot.summary(),
+                ..Default::default()
+            }
+        }
+
+        fn activate(&mut self, _x: i32, _y: i32) {
+            (self.report)(TrayReport::Action(TrayAction::Show));
+        }
+
+        fn menu(&self) -> Vec<ksni::MenuItem<Self>> {
+            let mut items = Vec::new();
+            for tunnel in &self.snapshot.tunnels {
+                let (verb, action) = if tunnel.running {
+                    ("Stop", TrayAction::Stop(tunnel.id))
+                } else {
+                    ("Start", TrayAction::Start(tunnel.id))
+                };
+                items.push(
+                    ksni::menu::SubMenu {
+                        label: TraySnapshot::label(tunnel),
+                        submenu: vec![item(format!("{verb} {}", tunnel.name), action)],
+                        ..Default::default()
+                    }
+                    .into(),
+                );
+            }
+            if !items.is_empty() {
+                items.push(ksni::MenuItem::Separator);
+            }
+            items.push(item("Show Sluice".into(), TrayAction::Show));
+            items.push(item("Quit".into(), TrayAction::Quit));
+            items
+        }
+    }
+}
+
+// ---- desktop notifications ----------------------------------------------------------
+
+/// Shows one desktop notification (freedesktop notifications on Linux; the platform's
+/// own elsewhere, through notify-rust). Blocks on the notification service: call it off
+/// the UI thread.
+pub fn notify(alert: &Alert) -> Result<(), NotifyFailure> {
+    let mut notification = notify_rust::Notification::new();
+    notification
+        .appname("Sluice")
+        .summary(&alert.summary)
+        .body(&alert.body)
+        .icon(crate::icon::APP_ID);
+    #[cfg(target_os = "linux")]
+    notification.urgency(if alert.failure {
+        notify_rust::Urgency::Critical
+    } else {
+        notify_rust::Urgency::Normal
+    });
+    notification
+        .show()
+        .map(|_| ())
+        .map_err(|e| NotifyFailure(e.to_string()))
+}
+
+// ---- start at login -----------------------------------------------------------------
+
+/// Where the start-at-login entry lives: `dir` if given (tests), else the system's place
+/// (the XDG autostart directory on Linux).
+pub fn login_entry_path(dir: Option<&Path>) -> Option<PathBuf> {
+    #[cfg(target_os = "linux")]
+    const NAME: &str = "org.sluice.Sluice.desktop";
+    #[cfg(target_os = "macos")]
+    const NAME: &str = "org.sluice.Sluice.plist";
+    #[cfg(target_os = "windows")]
+    const NAME: &str = "Sluice.cmd";
+    let base = directories::BaseDirs::new();
+    let default = || {
+        base.as_ref().map(|b| {
+            #[cfg(target_os = "linux")]
+            let dir = b.config_dir().join("autostart");
+            #[cfg(target_os = "macos")]
+            let dir = b.home_dir().join("Library/LaunchAgents");
+            #[cfg(target_os = "windows")]
+            let dir = b
+                .config_dir()
+                .join("Microsoft\\Windows\\Start Menu\\Programs\\Startup");
+            dir
+        })
+    };
+    dir.map(Path::to_owned)
+        .or_else(default)
+        .map(|d| d.join(NAME))
+}
+
+/// Writes (or removes) the entry that starts Sluice at login, hidden in the tray
+/// (`--hidden`). Linux: an XDG autostart desktop entry. macOS (a LaunchAgent) and
+/// Windows (a script in the Startup folder): written, not built or tested.
+pub fn set_start_at_login(dir: Option<&Path>, on: bool) -> Result<PathBuf, LoginStartError> {
+    let path = login_entry_path(dir).ok_or(LoginStartError::NoPlace)?;
+    if !on {
+        return match std::fs::remove_file(&path) {
+            Ok(()) => Ok(path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(path),
+            Err(source) => Err(LoginStartError::Remove { path, source }),
+        };
+    }
+    let program = std::env::current_exe().map_err(LoginStartError::NoProgram)?;
+    let text = login_entry(&program);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|source| LoginStartError::Write {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    sluice_engine::write_atomic(&path, text.as_bytes()).map_err(|source| {
+        LoginStartError::Write {
+            path: path.clone(),
+            source,
+        }
+    })?;
+    Ok(path)
+}
+
+#[cfg(target_os = "linux")]
+fn login_entry(program: &Path) -> String {
+    // The desktop entry spec quotes arguments with double quotes, escaping " ` $ \.
+    let mut quoted = String::from("\"");
+    for c in program.display().to_string().chars() {
+        if matches!(c, '"' | '`' | '$' | '\\') {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted.push('"');
+    format!(
+        "[Desktop Entry]\nType=Application\nName=Sluice\nComment=Starts Sluice's tunnels at login, in the tray\nExec={quoted} --hidden\nIcon={}\nTerminal=false\nNoDisplay=true\nX-GNOME-Autostart-enabled=true\n",
+        crate::icon::APP_ID
+    )
+}
+
+#[cfg(target_os = "macos")]
+fn login_entry(program: &Path) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" \"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n<plist version=\"1.0\"><dict><key>Label</key><string>org.sluice.Sluice</string><key>ProgramArguments</key><array><string>{}</string><string>--hidden</string></array><key>RunAtLoad</key><true/></dict></plist>\n",
+        program.display()
+    )
+}
+
+#[cfg(target_os = "windows")]
+fn login_entry(program: &Path) -> String {
+    format!("@start \"\" \"{}\" --hidden\r\n", program.display())
+}
+
+// ---- one instance ---------------------------------------------------------------------
+
+/// What a start found: it is the first Sluice of this user (and holds the instance
+/// socket), or another one runs and was asked to show its window.
+pub enum Instance {
+    First(InstanceLock),
+    HandedOver,
+}
+
+/// The first instance's socket; a second start connects to it and says "show".
+pub struct InstanceLock {
+    #[cfg(unix)]
+    listener: std::os::unix::net::UnixListener,
+    path: PathBuf,
+}
+
+impl InstanceLock {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Answers later starts on a thread of its own, calling `show` for each.
+    pub fn serve(self, show: impl Fn() + Send + 'static) {
+        #[cfg(unix)]
+        {
+            let _ = std::thread::Builder::new()
+                .name("sluice-instance".into())
+                .spawn(move || {
+                    use std::io::{BufRead, Write};
+                    for stream in self.listener.incoming().flatten() {
+                        let mut line = String::new();
+                        let mut reader = std::io::BufReader::new(&stream);
+                        if reader.read_line(&mut line).is_ok() && line.trim() == "show" {
+                            show();
+                            let _ = (&stream).write_all(b"ok\n");
+                        }
+                    }
+                });
+        }
+        #[cfg(not(unix))]
+        let _ = show;
+    }
+}
+
+/// The instance socket's place: `$XDG_RUNTIME_DIR/org.sluice.Sluice.sock` (private to
+/// the user), or `dir` if given (tests).
+pub fn instance_socket(dir: Option<&Path>) -> Option<PathBuf> {
+    dir.map(Path::to_owned)
+        .or_else(|| std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from))
+        .filter(|d| d.is_dir())
+        .map(|d| d.join("org.sluice.Sluice.sock"))
+}
+
+/// Claims the instance socket, or hands over to the Sluice that holds it.
+#[cfg(unix)]
+pub fn claim_instance(dir: Option<&Path>) -> Result<Instance, InstanceError> {
+    use std::io::{BufRead, Write};
+    use std::os::unix::net::{UnixListener, UnixStream};
+    let path = instance_socket(dir).ok_or(InstanceError::NoRuntimeDir)?;
+    // Two tries: a socket file left by a crashed Sluice is removed and bound again.
+    for _ in 0..2 {
+        if let Ok(mut stream) = UnixStream::connect(&path) {
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+            let mut answer = String::new();
+            let handed = stream.write_all(b"show\n").is_ok()
+                && std::io::BufReader::new(&stream)
+                    .read_line(&mut answer)
+                    .is_ok()
+                && answer.trim() == "ok";
+            if handed {
+                return Ok(Instance::HandedOver);
+            }
+        }
+        match UnixListener::bind(&path) {
+            Ok(listener) => return Ok(Instance::First(InstanceLock { listener, path })),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                // Nobody answered on it: stale. (If another start just bound it, the
+                // next connect reaches that one.)
+                if UnixStream::connect(&path).is_err() {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+            Err(source) => return Err(InstanceError::Listen { path, source }),
+        }
+    }
+    let source = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+    Err(InstanceError::Listen { path, source })
+}
+
+/// Written, not built: Windows would use a named pipe; until then every start is first.
+#[cfg(not(unix))]
+pub fn claim_instance(dir: Option<&Path>) -> Result<Instance, InstanceError> {
+    let path = instance_socket(dir).ok_or(InstanceError::NoRuntimeDir)?;
+    Ok(Instance::First(InstanceLock { path }))
 }

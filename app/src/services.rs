@@ -1,6 +1,7 @@
 //! What the app needs from the machine, gathered in one place so tests can build the app
-//! with fakes: where files live, the keychain (if any), and file dialogs. The real
-//! machine's answers come from `platform`.
+//! with fakes: where files live, the keychain (if any), file dialogs, and the desktop
+//! (tray, notifications, start at login, the one-instance socket). The real machine's
+//! answers come from `platform`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -73,6 +74,54 @@ impl Keychain {
     }
 }
 
+/// Where the start-at-login entry is written.
+#[derive(Clone, Debug)]
+pub enum LoginEntries {
+    /// The system's place (the XDG autostart directory on Linux).
+    System,
+    /// A directory of the caller's (tests).
+    In(PathBuf),
+    /// Nowhere: the setting is kept, nothing is written (tests that do not look).
+    Off,
+}
+
+/// The app's part of the desktop beyond its window.
+pub struct Desktop {
+    /// Show a tray icon (a StatusNotifierItem on the session bus).
+    pub tray: bool,
+    /// Send desktop notifications through the platform.
+    pub notifications: bool,
+    pub login_entries: LoginEntries,
+    /// Started with the window hidden (`--hidden`, as the login entry starts it).
+    pub start_hidden: bool,
+    /// The one-instance socket; later starts ask through it to show the window.
+    pub instance: Option<platform::InstanceLock>,
+}
+
+impl Desktop {
+    /// No tray, no notifications, nothing written for login: for tests of the window.
+    pub fn none() -> Desktop {
+        Desktop {
+            tray: false,
+            notifications: false,
+            login_entries: LoginEntries::Off,
+            start_hidden: false,
+            instance: None,
+        }
+    }
+
+    /// The real desktop.
+    pub fn platform(start_hidden: bool, instance: Option<platform::InstanceLock>) -> Desktop {
+        Desktop {
+            tray: true,
+            notifications: true,
+            login_entries: LoginEntries::System,
+            start_hidden,
+            instance,
+        }
+    }
+}
+
 pub struct Services {
     pub paths: AppPaths,
     pub keychain: Keychain,
@@ -80,6 +129,7 @@ pub struct Services {
     /// How the far end reaches this machine, for the far-end commands.
     pub host_name: String,
     pub ssh: SshSetup,
+    pub desktop: Desktop,
 }
 
 /// How the far-end actions reach servers.
@@ -92,8 +142,8 @@ pub struct SshSetup {
 }
 
 impl Services {
-    /// The real machine: platform paths, keychain and native dialogs.
-    pub fn platform() -> Result<Services, StartupError> {
+    /// The real machine: platform paths, keychain, native dialogs and the desktop.
+    pub fn platform(desktop: Desktop) -> Result<Services, StartupError> {
         Ok(Services {
             paths: AppPaths::platform()?,
             keychain: Keychain::platform(),
@@ -103,6 +153,7 @@ impl Services {
                 command: None,
                 config_file: platform::ssh_config_file(),
             },
+            desktop,
         })
     }
 }

@@ -153,12 +153,8 @@ fn traffic(ui: &mut egui::Ui, model: &Model, id: TunnelId, history: &[RateSample
             if let Some(last) = &c.last_error {
                 ui.label("Last error");
                 ui.label(
-                    RichText::new(format!(
-                        "{} UTC: {}",
-                        format::time_of_day(last.at),
-                        last.message
-                    ))
-                    .color(theme::ERROR),
+                    RichText::new(format!("{}: {}", format::local_time(last.at), last.message))
+                        .color(theme::ERROR),
                 );
                 ui.end_row();
             }
@@ -166,7 +162,7 @@ fn traffic(ui: &mut egui::Ui, model: &Model, id: TunnelId, history: &[RateSample
     ui.add_space(6.0);
     chart(ui, history);
     ui.add_space(6.0);
-    ui.label(RichText::new("Events (newest first, times in UTC)").strong());
+    ui.label(RichText::new("Events (newest first)").strong());
     egui::ScrollArea::vertical()
         .id_salt("log")
         .auto_shrink(false)
@@ -179,7 +175,7 @@ fn traffic(ui: &mut egui::Ui, model: &Model, id: TunnelId, history: &[RateSample
                         ui.visuals().text_color()
                     };
                     ui.label(
-                        RichText::new(format!("{}  {}", format::time_of_day(event.at), event.kind))
+                        RichText::new(format!("{}  {}", format::local_time(event.at), event.kind))
                             .color(color),
                     );
                 }
@@ -200,8 +196,10 @@ fn chart(ui: &mut egui::Ui, history: &[RateSample]) {
             .map(|s| [s.unix_secs as f64 - newest as f64, pick(s)])
             .collect()
     };
+    // The event log under the chart stays in view in a small window.
+    let height = (ui.available_height() * 0.4).clamp(90.0, 170.0);
     Plot::new("rates")
-        .height(170.0)
+        .height(height)
         .legend(Legend::default())
         .allow_drag(false)
         .allow_zoom(false)

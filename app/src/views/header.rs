@@ -1,14 +1,23 @@
-//! The top bar: the app's actions, and banners for what needs the user's attention
-//! (a config file that could not be read, no keychain, notices).
+//! The top bar: the app's actions and its menu (settings, export and import of tunnels,
+//! Quit), and banners for what needs the user's attention (a config file that could not be
+//! read, no keychain, notices). Several notices collapse into one line with a count.
+
+use std::path::PathBuf;
 
 use egui::RichText;
 
 use crate::command::UiCommand;
-use crate::model::{ConfigStatus, Model};
+use crate::model::{ConfigStatus, DialogPurpose, Model, Notice, UiState, ViewState};
 use crate::theme;
-use crate::views::widgets::banner;
+use crate::views::widgets::{banner, keychain_note};
 
-pub fn show(ui: &mut egui::Ui, model: &Model, out: &mut Vec<UiCommand>) {
+pub fn show(
+    ui: &mut egui::Ui,
+    model: &Model,
+    state: &UiState,
+    view: &mut ViewState,
+    out: &mut Vec<UiCommand>,
+) {
     ui.add_space(4.0);
     ui.horizontal(|ui| {
         ui.heading("Sluice");
@@ -40,6 +49,9 @@ pub fn show(ui: &mut egui::Ui, model: &Model, out: &mut Vec<UiCommand>) {
         {
             out.push(UiCommand::ShowKeys(true));
         }
+        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+            ui.menu_button("Menu", |ui| app_menu(ui, model, view, out));
+        });
     });
     ui.add_space(4.0);
 
@@ -56,13 +68,20 @@ pub fn show(ui: &mut egui::Ui, model: &Model, out: &mut Vec<UiCommand>) {
             }
         });
     }
-    if let Some(why) = &model.keychain_problem {
+    if let Some(why) = &model.keychain_problem
+        && !state.settings.keychain_note_dismissed
+    {
         banner(ui, theme::WARN, |ui| {
-            ui.label(RichText::new("No keychain available").strong());
-            ui.label(why.to_string());
-            ui.label(
-                "Keys are kept as key files instead (mode 0600); tunnels refer to them by path.",
-            );
+            ui.horizontal(|ui| {
+                if ui
+                    .small_button("Got it")
+                    .on_hover_text("Hide this here; the keys window keeps showing it")
+                    .clicked()
+                {
+                    out.push(UiCommand::DismissKeychainNote);
+                }
+                ui.vertical(|ui| keychain_note(ui, why));
+            });
         });
     }
     if let Some(problem) = &model.keys_broken {
@@ -70,20 +89,123 @@ pub fn show(ui: &mut egui::Ui, model: &Model, out: &mut Vec<UiCommand>) {
             ui.label(problem.to_string());
         });
     }
-    for (index, notice) in model.notices.iter().enumerate() {
-        let color = if notice.error {
-            theme::ERROR
-        } else {
-            theme::OK
-        };
-        banner(ui, color, |ui| {
-            ui.horizontal(|ui| {
-                if ui.small_button("✖").on_hover_text("Dismiss").clicked() {
-                    out.push(UiCommand::Dismiss(index));
-                }
-                ui.label(&notice.text);
-            });
+    notices(ui, &model.notices, view.notices_expanded, out);
+    ui.add_space(4.0);
+}
+
+fn app_menu(ui: &mut egui::Ui, model: &Model, view: &mut ViewState, out: &mut Vec<UiCommand>) {
+    if ui.button("Settings…").clicked() {
+        out.push(UiCommand::ShowSettings(true));
+    }
+    ui.separator();
+    if ui
+        .add_enabled(
+            !model.tunnels.is_empty(),
+            egui::Button::new("Export tunnels…"),
+        )
+        .on_hover_text("Write the tunnels to a file, without keys (they are named by fingerprint)")
+        .clicked()
+    {
+        out.push(UiCommand::OpenDialog(DialogPurpose::ExportTunnels));
+    }
+    if ui
+        .button("Import tunnels…")
+        .on_hover_text("Add the tunnels of an exported file; their keys must be here already")
+        .clicked()
+    {
+        out.push(UiCommand::OpenDialog(DialogPurpose::ImportTunnels));
+    }
+    if view.dialogs_unavailable {
+        let label = ui.label("Tunnel file (no file dialog here: type the path)");
+        ui.add(egui::TextEdit::singleline(&mut view.tunnel_file_path).desired_width(260.0))
+            .labelled_by(label.id);
+        let path = view.tunnel_file_path.trim();
+        ui.horizontal(|ui| {
+            if ui
+                .add_enabled(!path.is_empty(), egui::Button::new("Export to this file"))
+                .clicked()
+            {
+                out.push(UiCommand::ExportTunnelsTo(PathBuf::from(path)));
+            }
+            if ui
+                .add_enabled(!path.is_empty(), egui::Button::new("Import this file"))
+                .clicked()
+            {
+                out.push(UiCommand::ImportTunnelsFrom(PathBuf::from(path)));
+            }
         });
     }
-    ui.add_space(4.0);
+    ui.separator();
+    if ui
+        .button("Quit")
+        .on_hover_text("Stop every tunnel and exit (Ctrl+Q)")
+        .clicked()
+    {
+        out.push(UiCommand::Quit);
+    }
+}
+
+/// One notice as a line, or several: expanded, each with its own line; collapsed, one
+/// line with the newest first and a count.
+fn notices(ui: &mut egui::Ui, notices: &[Notice], expanded: bool, out: &mut Vec<UiCommand>) {
+    let color = |error: bool| if error { theme::ERROR } else { theme::OK };
+    let text = |n: &Notice| match n.count {
+        1 => n.text.clone(),
+        count => format!("{} (×{count})", n.text),
+    };
+    match notices {
+        [] => {}
+        [notice] => banner(ui, color(notice.error), |ui| {
+            ui.horizontal(|ui| {
+                if ui.small_button("✖").on_hover_text("Dismiss").clicked() {
+                    out.push(UiCommand::Dismiss(0));
+                }
+                ui.add(egui::Label::new(text(notice)).wrap());
+            });
+        }),
+        several if expanded => {
+            for (index, notice) in several.iter().enumerate().rev() {
+                banner(ui, color(notice.error), |ui| {
+                    ui.horizontal(|ui| {
+                        if ui.small_button("✖").on_hover_text("Dismiss").clicked() {
+                            out.push(UiCommand::Dismiss(index));
+                        }
+                        ui.add(egui::Label::new(text(notice)).wrap());
+                    });
+                });
+            }
+            ui.horizontal(|ui| {
+                if ui.small_button("Collapse").clicked() {
+                    out.push(UiCommand::ExpandNotices(false));
+                }
+                if ui.small_button("Dismiss all").clicked() {
+                    out.push(UiCommand::DismissAllNotices);
+                }
+            });
+        }
+        several => {
+            let any_error = several.iter().any(|n| n.error);
+            banner(ui, color(any_error), |ui| {
+                ui.horizontal(|ui| {
+                    if ui.small_button("Dismiss all").clicked() {
+                        out.push(UiCommand::DismissAllNotices);
+                    }
+                    if ui
+                        .small_button(format!("Show all {}", several.len()))
+                        .clicked()
+                    {
+                        out.push(UiCommand::ExpandNotices(true));
+                    }
+                    // Newest first, on one line; the rest is a click away.
+                    let line = several
+                        .iter()
+                        .rev()
+                        .map(text)
+                        .collect::<Vec<_>>()
+                        .join("   ·   ");
+                    ui.add(egui::Label::new(line).truncate());
+                });
+            });
+        }
+    }
 }

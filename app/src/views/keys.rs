@@ -6,6 +6,7 @@ use egui::RichText;
 use crate::command::UiCommand;
 use crate::model::{DialogPurpose, KeyForm, Model};
 use crate::theme;
+use crate::views::widgets::keychain_note;
 
 pub fn show(ctx: &egui::Context, model: &Model, out: &mut Vec<UiCommand>) {
     let mut open = true;
@@ -39,6 +40,10 @@ pub fn show(ctx: &egui::Context, model: &Model, out: &mut Vec<UiCommand>) {
                     }));
                 }
             });
+            if let Some(why) = &model.keychain_problem {
+                ui.separator();
+                keychain_note(ui, why);
+            }
             ui.separator();
             if model.keys.keys.is_empty() {
                 ui.label(

@@ -7,6 +7,7 @@ mod detail;
 mod header;
 mod keys;
 mod modals;
+mod settings;
 mod tunnel_editor;
 mod tunnel_list;
 mod widgets;
@@ -28,11 +29,14 @@ pub fn show(
     let mut out = Vec::new();
     let selected = model.selected(state);
 
-    egui::Panel::top("header").show(ui, |ui| header::show(ui, model, &mut out));
+    egui::Panel::top("header").show(ui, |ui| header::show(ui, model, state, view, &mut out));
     if let Some(id) = selected {
+        // The list keeps at least half of a small window.
+        let widest = (ui.available_width() * 0.5).max(320.0);
         egui::Panel::right("detail")
             .resizable(true)
-            .default_size(theme::DETAIL_PANEL_WIDTH)
+            .default_size(theme::DETAIL_PANEL_WIDTH.min(widest))
+            .max_size(widest)
             .show(ui, |ui| {
                 detail::show(ui, model, state, id, history, &mut out)
             });
@@ -45,6 +49,9 @@ pub fn show(
     }
     if state.keys_open {
         keys::show(&ctx, model, &mut out);
+    }
+    if view.settings_open {
+        settings::show(&ctx, &state.settings, &mut out);
     }
     if let Some(form) = &mut view.key_form {
         modals::key_form(&ctx, form, model, view.dialogs_unavailable, &mut out);

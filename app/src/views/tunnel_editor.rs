@@ -26,148 +26,173 @@ pub fn show(
     let before = editor.clone();
     let problems = before.problems();
 
+    // One size whatever the problems shown (each field keeps a line for its problem), so
+    // the field under the pointer never moves while typing; a small window scrolls.
+    // The buttons stay in view under the fields.
+    let fields_height = (ctx.content_rect().height() - 160.0).clamp(240.0, 620.0);
     egui::Window::new(title)
         .collapsible(false)
         .resizable(false)
+        .min_width(600.0)
+        .max_width(600.0)
         .anchor(egui::Align2::CENTER_CENTER, [0.0, 0.0])
         .show(ctx, |ui| {
-            egui::Grid::new("editor")
-                .num_columns(2)
-                .spacing([12.0, 6.0])
+            egui::ScrollArea::vertical()
+                .max_height(fields_height)
                 .show(ui, |ui| {
-                    labelled_row(
-                        ui,
-                        "Name",
-                        "A name for this tunnel, unique in the list.",
-                        |ui| {
-                            ui.add(
-                                egui::TextEdit::singleline(&mut editor.name)
-                                    .hint_text("redis production"),
-                            )
-                        },
-                    );
-                    field_error(ui, problems.get("name"));
+                    egui::Grid::new("editor")
+                        .num_columns(2)
+                        .spacing([12.0, 6.0])
+                        .show(ui, |ui| {
+                            labelled_row(
+                                ui,
+                                "Name",
+                                "A name for this tunnel, unique in the list.",
+                                |ui| {
+                                    ui.add(
+                                        egui::TextEdit::singleline(&mut editor.name)
+                                            .hint_text("redis production"),
+                                    )
+                                },
+                            );
+                            field_error(ui, problems.get("name"));
 
-                    ui.label("Role").on_hover_text(help::MODE);
-                    ui.horizontal(|ui| {
-                        ui.radio_value(&mut editor.mode, Mode::Encrypt, "Encrypt (spiped -e)")
-                            .on_hover_text(help::MODE);
-                        ui.radio_value(&mut editor.mode, Mode::Decrypt, "Decrypt (spiped -d)")
-                            .on_hover_text(help::MODE);
-                    });
-                    ui.end_row();
+                            ui.label("Role").on_hover_text(help::MODE);
+                            ui.horizontal(|ui| {
+                                ui.radio_value(
+                                    &mut editor.mode,
+                                    Mode::Encrypt,
+                                    "Encrypt (spiped -e)",
+                                )
+                                .on_hover_text(help::MODE);
+                                ui.radio_value(
+                                    &mut editor.mode,
+                                    Mode::Decrypt,
+                                    "Decrypt (spiped -d)",
+                                )
+                                .on_hover_text(help::MODE);
+                            });
+                            ui.end_row();
 
-                    labelled_row(ui, "Listen on", help::LISTEN, |ui| {
-                        ui.add(
-                            egui::TextEdit::singleline(&mut editor.listen)
-                                .hint_text("[127.0.0.1]:6379"),
-                        )
-                    });
-                    field_error(ui, problems.get("listen"));
-                    labelled_row(ui, "Target", help::TARGET, |ui| {
-                        ui.add(
-                            egui::TextEdit::singleline(&mut editor.target)
-                                .hint_text("server.example:8025"),
-                        )
-                    });
-                    field_error(ui, problems.get("target"));
+                            labelled_row(ui, "Listen on", help::LISTEN, |ui| {
+                                ui.add(
+                                    egui::TextEdit::singleline(&mut editor.listen)
+                                        .hint_text("[127.0.0.1]:6379"),
+                                )
+                            });
+                            field_error(ui, problems.get("listen"));
+                            labelled_row(ui, "Target", help::TARGET, |ui| {
+                                ui.add(
+                                    egui::TextEdit::singleline(&mut editor.target)
+                                        .hint_text("server.example:8025"),
+                                )
+                            });
+                            field_error(ui, problems.get("target"));
 
-                    let label = ui.label("Key").on_hover_text(help::KEY);
-                    ui.vertical(|ui| {
-                        key_picker(ui, editor, model, dialogs_unavailable, label.id, out)
-                    });
-                    ui.end_row();
-                    field_error(ui, problems.get("key"));
+                            let label = ui.label("Key").on_hover_text(help::KEY);
+                            ui.vertical(|ui| {
+                                key_picker(ui, editor, model, dialogs_unavailable, label.id, out)
+                            });
+                            ui.end_row();
+                            field_error(ui, problems.get("key"));
 
-                    labelled_row(ui, "Forward secrecy", help::FORWARD_SECRECY, |ui| {
-                        egui::ComboBox::from_id_salt("forward_secrecy")
-                            .selected_text(fs_label(editor.forward_secrecy))
-                            .show_ui(ui, |ui| {
-                                for fs in [
-                                    ForwardSecrecy::Enabled,
-                                    ForwardSecrecy::Disabled,
-                                    ForwardSecrecy::Required,
-                                ] {
-                                    ui.selectable_value(
-                                        &mut editor.forward_secrecy,
-                                        fs,
-                                        fs_label(fs),
-                                    );
-                                }
-                            })
-                            .response
-                    });
+                            labelled_row(ui, "Forward secrecy", help::FORWARD_SECRECY, |ui| {
+                                egui::ComboBox::from_id_salt("forward_secrecy")
+                                    .selected_text(fs_label(editor.forward_secrecy))
+                                    .show_ui(ui, |ui| {
+                                        for fs in [
+                                            ForwardSecrecy::Enabled,
+                                            ForwardSecrecy::Disabled,
+                                            ForwardSecrecy::Required,
+                                        ] {
+                                            ui.selectable_value(
+                                                &mut editor.forward_secrecy,
+                                                fs,
+                                                fs_label(fs),
+                                            );
+                                        }
+                                    })
+                                    .response
+                            });
 
-                    labelled_row(ui, "Handshake", help::KEY_AGREEMENT, |ui| {
-                        egui::ComboBox::from_id_salt("key_agreement")
-                            .selected_text(agreement_label(editor.key_agreement))
-                            .show_ui(ui, |ui| {
-                                for agreement in [KeyAgreement::Classic, KeyAgreement::X25519] {
-                                    ui.selectable_value(
-                                        &mut editor.key_agreement,
-                                        agreement,
-                                        agreement_label(agreement),
-                                    );
-                                }
-                            })
-                            .response
-                    });
-                    field_error(ui, problems.get("forward_secrecy"));
+                            labelled_row(ui, "Handshake", help::KEY_AGREEMENT, |ui| {
+                                egui::ComboBox::from_id_salt("key_agreement")
+                                    .selected_text(agreement_label(editor.key_agreement))
+                                    .show_ui(ui, |ui| {
+                                        for agreement in
+                                            [KeyAgreement::Classic, KeyAgreement::X25519]
+                                        {
+                                            ui.selectable_value(
+                                                &mut editor.key_agreement,
+                                                agreement,
+                                                agreement_label(agreement),
+                                            );
+                                        }
+                                    })
+                                    .response
+                            });
+                            field_error(ui, problems.get("forward_secrecy"));
 
-                    let label = ui
-                        .label("Connection limit")
-                        .on_hover_text(help::MAX_CONNECTIONS);
-                    ui.horizontal(|ui| {
-                        ui.add_enabled(
-                            !editor.unlimited_connections,
-                            egui::DragValue::new(&mut editor.max_connections).range(1..=1_000_000),
-                        )
-                        .labelled_by(label.id)
-                        .on_hover_text(help::MAX_CONNECTIONS);
-                        ui.checkbox(&mut editor.unlimited_connections, "unlimited (-n 0)");
-                    });
-                    ui.end_row();
+                            let label = ui
+                                .label("Connection limit")
+                                .on_hover_text(help::MAX_CONNECTIONS);
+                            ui.horizontal(|ui| {
+                                ui.add_enabled(
+                                    !editor.unlimited_connections,
+                                    egui::DragValue::new(&mut editor.max_connections)
+                                        .range(1..=1_000_000),
+                                )
+                                .labelled_by(label.id)
+                                .on_hover_text(help::MAX_CONNECTIONS);
+                                ui.checkbox(&mut editor.unlimited_connections, "unlimited (-n 0)");
+                            });
+                            ui.end_row();
 
-                    labelled_row(ui, "Timeout", help::TIMEOUT, |ui| {
-                        ui.add(
-                            egui::DragValue::new(&mut editor.timeout_secs)
-                                .range(0.1..=3600.0)
-                                .speed(0.1)
-                                .suffix(" s"),
-                        )
-                    });
-                    field_error(ui, problems.get("timeout_secs"));
+                            labelled_row(ui, "Timeout", help::TIMEOUT, |ui| {
+                                ui.add(
+                                    egui::DragValue::new(&mut editor.timeout_secs)
+                                        .range(0.1..=3600.0)
+                                        .speed(0.1)
+                                        .suffix(" s"),
+                                )
+                            });
+                            field_error(ui, problems.get("timeout_secs"));
 
-                    labelled_row(ui, "Keep-alive", help::KEEPALIVE, |ui| {
-                        ui.checkbox(&mut editor.keepalive, "TCP keep-alive (off = spiped -j)")
-                    });
+                            labelled_row(ui, "Keep-alive", help::KEEPALIVE, |ui| {
+                                ui.checkbox(
+                                    &mut editor.keepalive,
+                                    "TCP keep-alive (off = spiped -j)",
+                                )
+                            });
 
-                    let label = ui.label("Re-resolve target").on_hover_text(help::RERESOLVE);
-                    ui.horizontal(|ui| {
-                        ui.checkbox(&mut editor.reresolve, "every")
-                            .on_hover_text(help::RERESOLVE);
-                        ui.add_enabled(
-                            editor.reresolve,
-                            egui::DragValue::new(&mut editor.reresolve_secs)
-                                .range(1..=86_400)
-                                .suffix(" s"),
-                        )
-                        .labelled_by(label.id);
-                    });
-                    ui.end_row();
-                    field_error(ui, problems.get("reresolve_secs"));
+                            let label =
+                                ui.label("Re-resolve target").on_hover_text(help::RERESOLVE);
+                            ui.horizontal(|ui| {
+                                ui.checkbox(&mut editor.reresolve, "every")
+                                    .on_hover_text(help::RERESOLVE);
+                                ui.add_enabled(
+                                    editor.reresolve,
+                                    egui::DragValue::new(&mut editor.reresolve_secs)
+                                        .range(1..=86_400)
+                                        .suffix(" s"),
+                                )
+                                .labelled_by(label.id);
+                            });
+                            ui.end_row();
+                            field_error(ui, problems.get("reresolve_secs"));
 
-                    labelled_row(ui, "Outgoing address", help::BIND, |ui| {
-                        ui.add(
-                            egui::TextEdit::singleline(&mut editor.bind)
-                                .hint_text("optional, e.g. [192.0.2.10]"),
-                        )
-                    });
-                    field_error(ui, problems.get("bind"));
+                            labelled_row(ui, "Outgoing address", help::BIND, |ui| {
+                                ui.add(
+                                    egui::TextEdit::singleline(&mut editor.bind)
+                                        .hint_text("optional, e.g. [192.0.2.10]"),
+                                )
+                            });
+                            field_error(ui, problems.get("bind"));
 
-                    labelled_row(ui, "Autostart", help::AUTOSTART, |ui| {
-                        ui.checkbox(&mut editor.autostart, "start when Sluice starts")
-                    });
+                            labelled_row(ui, "Autostart", help::AUTOSTART, |ui| {
+                                ui.checkbox(&mut editor.autostart, "start when Sluice starts")
+                            });
+                        });
                 });
 
             ui.separator();

@@ -1,5 +1,5 @@
 //! The main list: every tunnel with its role, addresses, state, current rates and totals,
-//! and a start/stop button per row.
+//! and a start/stop button per row; it fits the width it is given.
 
 use egui::RichText;
 use sluice_engine::TunnelId;
@@ -7,7 +7,12 @@ use sluice_engine::TunnelId;
 use crate::command::UiCommand;
 use crate::format;
 use crate::model::{Model, TunnelEntry};
+use crate::theme;
 use crate::views::widgets::{role_label, state_words};
+
+/// The traffic column's width; the rest of a row shrinks to fit, so the list never needs
+/// a horizontal scroll bar (long names and addresses are cut, whole on hover).
+const TRAFFIC_WIDTH: f32 = 190.0;
 
 pub fn show(
     ui: &mut egui::Ui,
@@ -19,32 +24,18 @@ pub fn show(
         empty_state(ui, model, out);
         return;
     }
-    egui::ScrollArea::both().auto_shrink(false).show(ui, |ui| {
-        egui::Grid::new("tunnels")
-            .striped(true)
-            .num_columns(8)
-            .spacing([12.0, 6.0])
-            .show(ui, |ui| {
-                for heading in [
-                    "",
-                    "Name",
-                    "Role",
-                    "Listen",
-                    "Target",
-                    "State",
-                    "Rate ⬆ / ⬇",
-                    "Total ⬆ / ⬇",
-                ] {
-                    ui.label(RichText::new(heading).strong());
-                }
-                ui.end_row();
-                for entry in &model.tunnels {
-                    row(ui, model, entry, selected == Some(entry.id), out);
-                }
-            });
-    });
+    egui::ScrollArea::vertical()
+        .auto_shrink(false)
+        .show(ui, |ui| {
+            for entry in &model.tunnels {
+                row(ui, model, entry, selected == Some(entry.id), out);
+                ui.separator();
+            }
+        });
 }
 
+/// One tunnel on two lines: start/stop, name, role and state; then its addresses. Its
+/// traffic (now and in total) at the right.
 fn row(
     ui: &mut egui::Ui,
     model: &Model,
@@ -54,49 +45,63 @@ fn row(
 ) {
     let id = entry.id;
     let spec = &entry.spec;
-    if model.is_running(id) {
-        if ui
-            .button("■")
-            .on_hover_text(format!("Stop {}", spec.name))
+    let width = ui.available_width();
+    ui.horizontal(|ui| {
+        if model.is_running(id) {
+            if ui
+                .button("■")
+                .on_hover_text(format!("Stop {}", spec.name))
+                .clicked()
+            {
+                out.push(UiCommand::Stop(id));
+            }
+        } else if ui
+            .button("▶")
+            .on_hover_text(format!("Start {}", spec.name))
             .clicked()
         {
-            out.push(UiCommand::Stop(id));
+            out.push(UiCommand::Start(id));
         }
-    } else if ui
-        .button("▶")
-        .on_hover_text(format!("Start {}", spec.name))
-        .clicked()
-    {
-        out.push(UiCommand::Start(id));
-    }
-    if ui.selectable_label(selected, &spec.name).clicked() {
-        out.push(UiCommand::Select(id));
-    }
-    ui.label(role_label(spec.mode));
-    ui.label(RichText::new(&spec.listen).monospace());
-    ui.label(RichText::new(&spec.target).monospace());
-    let (text, color) = state_words(model, id);
-    ui.label(RichText::new(text).color(color));
-    match model.status(id) {
-        Some(status) => {
-            let c = &status.counters;
-            ui.label(format!(
-                "{} / {}",
-                format::rate(c.rate_up),
-                format::rate(c.rate_down)
-            ));
-            ui.label(format!(
-                "{} / {}",
-                format::bytes(c.bytes_up),
-                format::bytes(c.bytes_down)
-            ));
-        }
-        None => {
-            ui.label("");
-            ui.label("");
-        }
-    }
-    ui.end_row();
+        let main_width = (width - TRAFFIC_WIDTH - 48.0).max(120.0);
+        ui.vertical(|ui| {
+            ui.set_width(main_width);
+            ui.horizontal(|ui| {
+                if ui
+                    .selectable_label(selected, RichText::new(&spec.name).strong())
+                    .clicked()
+                {
+                    out.push(UiCommand::Select(id));
+                }
+                ui.label(RichText::new(role_label(spec.mode)).color(theme::MUTED));
+                let (text, color) = state_words(model, id);
+                ui.add(egui::Label::new(RichText::new(&text).color(color)).truncate())
+                    .on_hover_text(text);
+            });
+            let route = format!("{}  ➡  {}", spec.listen, spec.target);
+            ui.add(egui::Label::new(RichText::new(&route).monospace()).truncate())
+                .on_hover_text(route);
+        });
+        ui.vertical(|ui| {
+            ui.set_width(TRAFFIC_WIDTH);
+            if let Some(status) = model.status(id) {
+                let c = &status.counters;
+                ui.label(format!(
+                    "⬆ {}  ⬇ {}",
+                    format::rate(c.rate_up),
+                    format::rate(c.rate_down)
+                ))
+                .on_hover_text("Now, toward the target and back");
+                ui.label(
+                    RichText::new(format!(
+                        "Total ⬆ {}  ⬇ {}",
+                        format::bytes(c.bytes_up),
+                        format::bytes(c.bytes_down)
+                    ))
+                    .color(theme::MUTED),
+                );
+            }
+        });
+    });
 }
 
 fn empty_state(ui: &mut egui::Ui, model: &Model, out: &mut Vec<UiCommand>) {

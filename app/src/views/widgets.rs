@@ -5,6 +5,7 @@
 use egui::{Color32, RichText};
 use sluice_engine::{Mode, TunnelId, TunnelState};
 
+use crate::error::KeychainUnavailable;
 use crate::model::{Model, ProbeVerdict};
 use crate::theme;
 
@@ -22,13 +23,28 @@ pub fn labelled_row(
     response
 }
 
-/// A field's problem, under it, in red (nothing if there is none).
+/// A field's problem, under it, in red, on one line (the whole text on hover). The row
+/// is there even with no problem, so a form keeps its size and its fields stay under the
+/// pointer while problems come and go.
 pub fn field_error(ui: &mut egui::Ui, problem: Option<&String>) {
-    if let Some(problem) = problem {
-        ui.label("");
-        ui.label(RichText::new(problem).color(theme::ERROR).small());
-        ui.end_row();
+    ui.label("");
+    match problem {
+        Some(problem) => {
+            ui.add(egui::Label::new(RichText::new(problem).color(theme::ERROR).small()).truncate())
+                .on_hover_text(problem);
+        }
+        None => {
+            ui.label(RichText::new(" ").small());
+        }
     }
+    ui.end_row();
+}
+
+/// Why there is no keychain and what Sluice does instead.
+pub fn keychain_note(ui: &mut egui::Ui, why: &KeychainUnavailable) {
+    ui.label(RichText::new("No keychain available").strong());
+    ui.label(why.to_string());
+    ui.label("Keys are kept as key files instead (mode 0600); tunnels refer to them by path.");
 }
 
 /// A coloured box with text, for messages that must not be missed.

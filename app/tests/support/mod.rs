@@ -58,6 +58,7 @@ pub fn services(dir: &Path, keychain: Keychain, dialogs: Arc<ScriptedDialogs>) -
         dialogs,
         host_name: "testhost".into(),
         ssh: Default::default(),
+        desktop: sluice::services::Desktop::none(),
     }
 }
 
