@@ -1,0 +1,316 @@
+//! The app on a real D-Bus session bus (run through scripts/with-test-session): it
+//! registers its tray item with a StatusNotifierWatcher the test provides, the test reads
+//! the item's menu over D-Bus and starts a tunnel from it, and a failing tunnel produces
+//! one desktop notification, with the tunnel's name, at a notification server of the
+//! test's own.
+
+mod support;
+
+use std::collections::HashMap;
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sluice::services::{Desktop, LoginEntries};
+use sluice_engine::{Config, KeyRef, Mode, TunnelSpec, TunnelState};
+use support::*;
+use zbus::zvariant::{OwnedValue, Value};
+
+/// A StatusNotifierWatcher, as a panel provides: it records the items that register.
+struct Watcher {
+    items: Arc<Mutex<Vec<String>>>,
+}
+
+#[zbus::interface(name = "org.kde.StatusNotifierWatcher")]
+impl Watcher {
+    fn register_status_notifier_item(
+        &self,
+        service: &str,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+    ) {
+        // ksni registers its own bus name; an item may also pass only a path.
+        let name = if service.starts_with('/') {
+            header.sender().map(|s| s.to_string()).unwrap_or_default()
+        } else {
+            service.to_owned()
+        };
+        self.items.lock().unwrap().push(name);
+    }
+
+    fn register_status_notifier_host(&self, _service: &str) {}
+
+    #[zbus(property)]
+    fn registered_status_notifier_items(&self) -> Vec<String> {
+        self.items.lock().unwrap().clone()
+    }
+
+    #[zbus(property)]
+    fn is_status_notifier_host_registered(&self) -> bool {
+        true
+    }
+
+    #[zbus(property)]
+    fn protocol_version(&self) -> i32 {
+        0
+    }
+}
+
+/// A notification server that keeps every (summary, body) it is sent.
+struct Notifications {
+    received: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+#[zbus::interface(name = "org.freedesktop.Notifications")]
+impl Notifications {
+    #[allow(clippy::too_many_arguments)]
+    fn notify(
+        &self,
+        _app_name: &str,
+        _replaces_id: u32,
+        _app_icon: &str,
+        summary: &str,
+        body: &str,
+        _actions: Vec<String>,
+        _hints: HashMap<String, OwnedValue>,
+        _expire_timeout: i32,
+    ) -> u32 {
+        let mut received = self.received.lock().unwrap();
+        received.push((summary.to_owned(), body.to_owned()));
+        received.len() as u32
+    }
+
+    fn get_capabilities(&self) -> Vec<String> {
+        vec!["body".into()]
+    }
+
+    fn get_server_information(&self) -> (String, String, String, String) {
+        ("test".into(), "sluice".into(), "1".into(), "1.2".into())
+    }
+
+    fn close_notification(&self, _id: u32) {}
+}
+
+/// Every menu item's label and id, depth first, from a dbusmenu layout.
+fn menu_items(value: &Value<'_>, out: &mut Vec<(i32, String)>) {
+    match value {
+        Value::Value(inner) => menu_items(inner, out),
+        Value::Structure(s) => {
+            let fields = s.fields();
+            if let (Some(Value::I32(id)), Some(Value::Dict(props))) =
+                (fields.first(), fields.get(1))
+            {
+                let label: Option<String> = props
+                    .get::<&str, Value<'_>>(&"label")
+                    .ok()
+                    .flatten()
+                    .and_then(|v| match v {
+                        Value::Str(s) => Some(s.to_string()),
+                        Value::Value(b) => match *b {
+                            Value::Str(s) => Some(s.to_string()),
+                            _ => None,
+                        },
+                        _ => None,
+                    });
+                if let Some(label) = label {
+                    out.push((*id, label));
+                }
+            }
+            for field in fields {
+                menu_items(field, out);
+            }
+        }
+        Value::Array(items) => {
+            for item in items.iter() {
+                menu_items(item, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn read_menu(bus: &zbus::blocking::Connection, item: &str) -> Vec<(i32, String)> {
+    let sni = zbus::blocking::Proxy::new(
+        bus,
+        item,
+        "/StatusNotifierItem",
+        "org.kde.StatusNotifierItem",
+    )
+    .unwrap();
+    let menu_path: zbus::zvariant::OwnedObjectPath = sni.get_property("Menu").unwrap();
+    let menu = zbus::blocking::Proxy::new(bus, item, menu_path.as_str(), "com.canonical.dbusmenu")
+        .unwrap();
+    let reply = menu
+        .call_method("GetLayout", &(0i32, -1i32, Vec::<String>::new()))
+        .unwrap();
+    let body = reply.body();
+    type Layout = (i32, HashMap<String, OwnedValue>, Vec<OwnedValue>);
+    let (_revision, (_root, _props, children)): (u32, Layout) = body.deserialize().unwrap();
+    let mut items = Vec::new();
+    for child in &children {
+        menu_items(child, &mut items);
+    }
+    items
+}
+
+fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(found) = probe() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_tray_menu_and_one_notification_for_a_failing_tunnel() {
+    assert!(
+        std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some(),
+        "run through scripts/with-test-session (a private D-Bus session)"
+    );
+    let items = Arc::new(Mutex::new(Vec::new()));
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let _panel = zbus::blocking::connection::Builder::session()
+        .unwrap()
+        .name("org.kde.StatusNotifierWatcher")
+        .unwrap()
+        .serve_at(
+            "/StatusNotifierWatcher",
+            Watcher {
+                items: Arc::clone(&items),
+            },
+        )
+        .unwrap()
+        .name("org.freedesktop.Notifications")
+        .unwrap()
+        .serve_at(
+            "/org/freedesktop/Notifications",
+            Notifications {
+                received: Arc::clone(&received),
+            },
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+
+    // One tunnel whose target refuses connections: every client makes it fail.
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("test.key");
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let listen_port = free_port();
+    let closed_port = free_port();
+    let mut config = Config::default();
+    config.tunnels.push(TunnelSpec::new(
+        "billing db",
+        Mode::Encrypt,
+        format!("[127.0.0.1]:{listen_port}"),
+        format!("[127.0.0.1]:{closed_port}"),
+        KeyRef::File(key),
+    ));
+    config.save_atomic(&dir.path().join("config.ron")).unwrap();
+
+    let mut services = services(
+        dir.path(),
+        mock_keychain(),
+        Arc::new(ScriptedDialogs::default()),
+    );
+    services.desktop = Desktop {
+        tray: true,
+        notifications: true,
+        login_entries: LoginEntries::Off,
+        ..Desktop::none()
+    };
+    let mut harness = app_harness(services);
+    harness.run_ok();
+
+    // The item registers with the watcher, and its menu lists the tunnel.
+    let bus = zbus::blocking::Connection::session().unwrap();
+    let item = wait_for("the tray item to register", || {
+        items.lock().unwrap().first().cloned()
+    });
+    let menu = read_menu(&bus, &item);
+    let labels: Vec<&str> = menu.iter().map(|(_, l)| l.as_str()).collect();
+    assert!(labels.contains(&"billing db — stopped"), "{labels:?}");
+    assert!(labels.contains(&"Show Sluice") && labels.contains(&"Quit"));
+
+    // Start it from the tray menu, as a click there does.
+    let start = menu
+        .iter()
+        .find(|(_, l)| l == "Start billing db")
+        .map(|(id, _)| *id)
+        .expect("a start item for the tunnel");
+    let dbusmenu =
+        zbus::blocking::Proxy::new(&bus, item.as_str(), "/MenuBar", "com.canonical.dbusmenu")
+            .unwrap();
+    dbusmenu
+        .call_method("Event", &(start, "clicked", Value::from(0i32), 0u32))
+        .unwrap();
+    wait_until(&mut harness, "the tunnel to listen", |app| {
+        app.model
+            .statuses
+            .values()
+            .any(|s| matches!(s.state, TunnelState::Listening { .. }))
+    });
+    let shown = wait_for("the menu to show the tunnel running", || {
+        harness.step();
+        harness.run_ok();
+        read_menu(&bus, &item)
+            .into_iter()
+            .find(|(_, l)| l == "billing db — running")
+    });
+    assert_eq!(shown.1, "billing db — running");
+
+    // A storm of clients, each failing at the unreachable target: one notification.
+    let addr: SocketAddr = format!("127.0.0.1:{listen_port}").parse().unwrap();
+    for _ in 0..20 {
+        if let Ok(stream) = TcpStream::connect(addr) {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+    wait_until(&mut harness, "all 20 failures to be counted", |app| {
+        app.model
+            .statuses
+            .values()
+            .any(|s| s.counters.target_failures >= 20)
+    });
+    let notes = wait_for("the notification", || {
+        let notes = received.lock().unwrap().clone();
+        (!notes.is_empty()).then_some(notes)
+    });
+    // Everything the app saw is told (nothing waits), and it was told once.
+    harness.run_ok();
+    assert_eq!(harness.state().pending_alerts(), 0);
+    let notes_after = received.lock().unwrap().clone();
+    assert_eq!(
+        notes_after.len(),
+        1,
+        "one notification, not one per failure: {notes_after:?}"
+    );
+    let (summary, body) = &notes[0];
+    assert_eq!(summary, "Tunnel \"billing db\" is failing");
+    assert!(body.contains("target cannot be reached"), "{body}");
+
+    // The tray shows the failure at a glance, in its title and in the menu.
+    let sni = zbus::blocking::Proxy::new(
+        &bus,
+        item.as_str(),
+        "/StatusNotifierItem",
+        "org.kde.StatusNotifierItem",
+    )
+    .unwrap();
+    let title = wait_for("the tray to show the failure", || {
+        harness.step();
+        harness.run_ok();
+        let title: String = sni.get_property("Title").unwrap();
+        title.contains("failed").then_some(title)
+    });
+    assert_eq!(title, "Sluice: a tunnel failed (1 running)");
+    assert!(
+        read_menu(&bus, &item)
+            .iter()
+            .any(|(_, l)| l == "billing db — failing")
+    );
+}
