@@ -48,7 +48,8 @@ struct DesktopState {
     quitting: bool,
     /// A notification failed once; the notice said so, and is not repeated.
     notify_failed: bool,
-    hide_at_start: bool,
+    /// Frames left in which a hidden start hides the window (see `logic`).
+    hide_at_start: u8,
 }
 
 enum DesktopRequest {
@@ -153,7 +154,7 @@ impl SluiceApp {
                 hidden,
                 quitting: false,
                 notify_failed: false,
-                hide_at_start: hidden,
+                hide_at_start: if hidden { 2 } else { 0 },
             },
             model,
             ui,
@@ -1181,9 +1182,12 @@ impl eframe::App for SluiceApp {
         if ctx.input(|i| i.viewport().close_requested()) {
             self.close_requested();
         }
-        if std::mem::take(&mut self.desktop.hide_at_start) {
-            // Started hidden (at login): the builder asked for it too; this makes sure.
+        if self.desktop.hide_at_start > 0 && self.desktop.hidden {
+            // Started hidden (at login). eframe shows the window after its first frame
+            // whatever it was built with, so it is hidden again in the frame after that.
+            self.desktop.hide_at_start -= 1;
             ctx.send_viewport_cmd(egui::ViewportCommand::Visible(false));
+            ctx.request_repaint();
         }
     }
 

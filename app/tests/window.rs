@@ -1,10 +1,18 @@
 //! The real binary in a real X window (Xvfb): the window appears with the title "Sluice",
 //! the app ID as its WM_CLASS (so docks match it to org.sluice.Sluice.desktop) and the
 //! 256 px icon, draws the list from a config file, and sits idle when nothing changes.
+//! Closed by the window manager (WM_DELETE_WINDOW) while tunnels run, it hides and the
+//! tunnels carry data on; a second start shows the first one's window; Ctrl+Q quits;
+//! `--hidden` (the login entry's start) runs the tunnels with no window until asked.
+
+mod support;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The tests here take turns: two starting Xvfb at once could both take one display.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Kills and reaps the processes a test started, whatever happens.
 struct Reaper(Vec<Child>);
@@ -82,6 +90,7 @@ fn x_tool(tool: &str, display: &str, args: &[&str]) -> Option<String> {
 
 #[test]
 fn the_window_appears_titled_sluice_and_idles() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut reaper = Reaper(Vec::new());
     let display = start_xvfb(&mut reaper);
     let home = tempfile::tempdir().unwrap();
@@ -174,4 +183,157 @@ fn the_window_appears_titled_sluice_and_idles() {
     if let Ok(keep) = std::env::var("SLUICE_KEEP_SCREENSHOT") {
         let _ = std::fs::copy(&shot, Path::new(&keep));
     }
+}
+
+fn visible_window(display: &str) -> Option<String> {
+    xdotool(display, &["search", "--onlyvisible", "--name", "^Sluice$"])
+        .filter(|s| !s.is_empty())
+        .and_then(|s| s.lines().next().map(str::to_owned))
+}
+
+fn wait_for(what: &str, mut probe: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !probe() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn carries_data(port: u16) -> bool {
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok()
+        && support::round_trip(addr, b"still here") == b"still here"
+}
+
+#[test]
+fn closing_the_window_keeps_tunnels_up_and_a_second_start_shows_it() {
+    use sluice_engine::{Config, KeyRef, Mode, TunnelSpec};
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut reaper = Reaper(Vec::new());
+    let display = start_xvfb(&mut reaper);
+    // A window manager: it is what turns "close" into WM_DELETE_WINDOW.
+    let openbox = Command::new("openbox")
+        .env("DISPLAY", &display)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openbox runs (scripts/install-test-deps installs it)");
+    reaper.0.push(openbox);
+    wait_for("the window manager", || {
+        x_tool("wmctrl", &display, &["-m"]).is_some()
+    });
+
+    let home = tempfile::tempdir().unwrap();
+    let config_dir = home.path().join(".config/sluice");
+    std::fs::create_dir_all(&config_dir).unwrap();
+    let runtime = home.path().join("runtime");
+    std::fs::create_dir_all(&runtime).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let key = home.path().join("shared.key");
+    std::fs::write(&key, [42u8; 32]).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let echo = support::echo_server();
+    let (server_port, client_port) = (support::free_port(), support::free_port());
+    let mut config = Config::default();
+    for (name, mode, listen, target) in [
+        ("server", Mode::Decrypt, server_port, echo.port()),
+        ("client", Mode::Encrypt, client_port, server_port),
+    ] {
+        let mut spec = TunnelSpec::new(
+            name,
+            mode,
+            format!("[127.0.0.1]:{listen}"),
+            format!("[127.0.0.1]:{target}"),
+            KeyRef::File(key.clone()),
+        );
+        spec.autostart = true;
+        config.tunnels.push(spec);
+    }
+    config.save_atomic(&config_dir.join("config.ron")).unwrap();
+
+    let sluice = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        command
+            .env("DISPLAY", &display)
+            .env("HOME", home.path())
+            .env("XDG_CONFIG_HOME", home.path().join(".config"))
+            .env("XDG_DATA_HOME", home.path().join(".local/share"))
+            .env("XDG_RUNTIME_DIR", &runtime)
+            // No session bus: no tray and no notifications here (tests/desktop.rs has them).
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .env_remove("WAYLAND_DISPLAY")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        command
+    };
+    let mut first = sluice().spawn().unwrap();
+    let pid = first.id();
+    wait_for("the window", || visible_window(&display).is_some());
+    wait_for("the autostarted tunnels to carry data", || {
+        carries_data(client_port)
+    });
+
+    // Closed as a user closes it: the window goes, the app and its tunnels stay.
+    assert!(x_tool("wmctrl", &display, &["-c", "Sluice"]).is_some());
+    wait_for("the window to hide", || visible_window(&display).is_none());
+    assert!(
+        matches!(first.try_wait(), Ok(None)),
+        "the app is still running after its window was closed"
+    );
+    assert!(
+        carries_data(client_port),
+        "the tunnel carries data afterwards"
+    );
+
+    // A second start hands over to the first: it exits, and the first shows its window.
+    let mut second = sluice().spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the second start did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success());
+    wait_for("the first window to show again", || {
+        visible_window(&display).is_some()
+    });
+    assert_eq!(
+        first.id(),
+        pid,
+        "the window shown belongs to the first start"
+    );
+
+    // Ctrl+Q quits: the tunnels stop with the app.
+    let window = visible_window(&display).unwrap();
+    xdotool(&display, &["windowfocus", "--sync", &window]);
+    xdotool(&display, &["key", "--window", &window, "ctrl+q"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while first.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "Ctrl+Q did not quit the app");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !carries_data(client_port),
+        "the tunnels stopped with the app"
+    );
+    reaper.0.push(first);
+
+    // As the login entry starts it: hidden, with the autostart tunnels up; a second start
+    // shows the window.
+    let hidden = sluice().arg("--hidden").spawn().unwrap();
+    reaper.0.push(hidden);
+    wait_for("the tunnels of the hidden app", || {
+        carries_data(client_port)
+    });
+    // eframe shows every window after its first frame; the app hides it right after.
+    wait_for("the hidden start to have no window", || {
+        visible_window(&display).is_none()
+    });
+    assert!(sluice().status().unwrap().success());
+    wait_for("the hidden app's window to show", || {
+        visible_window(&display).is_some()
+    });
 }
