@@ -74,6 +74,50 @@ fn main_screens() {
     harness.snapshot("keys");
 }
 
+/// The main window at the default size and at the smallest, with a tunnel selected and
+/// several notices (each tunnel's key is missing here, so Start all fails three times):
+/// the list needs no horizontal scroll and the notices take one line. (The event log of a
+/// running tunnel at 900×600 is checked in tests/ui.rs: its times would differ per run.)
+#[test]
+fn main_window_at_1280x800_and_900x600() {
+    let mut results = egui_kittest::SnapshotResults::new();
+    for (size, name) in [
+        ([1280.0, 800.0], "main_1280x800"),
+        ([900.0, 600.0], "main_900x600"),
+    ] {
+        let dir = populated();
+        let mut harness = sized_snapshot_harness(
+            services(
+                dir.path(),
+                mock_keychain(),
+                Arc::new(ScriptedDialogs::default()),
+            ),
+            size,
+        );
+        harness.run_ok();
+        harness.get_by_role_and_label(Role::Button, "redis").click();
+        harness.run_ok();
+        // One at a time, so the notices come in the same order every run.
+        for started in 1..=3 {
+            harness
+                .get_all_by_label("▶")
+                .nth(started - 1)
+                .unwrap()
+                .click();
+            wait_until(&mut harness, "the tunnel's notice", |app| {
+                app.model.notices.len() == started && app.model.starting.is_empty()
+            });
+        }
+        assert!(
+            shows(&harness, "Show all 3"),
+            "the notices collapse into one line"
+        );
+        harness.snapshot(name);
+        results.extend_harness(&mut harness);
+    }
+    results.unwrap();
+}
+
 #[test]
 fn editor_with_problems() {
     let dir = populated();

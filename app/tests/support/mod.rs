@@ -72,8 +72,13 @@ pub fn app_harness(services: Services) -> Harness<'static, SluiceApp> {
 
 /// The same, rendering real pixels through wgpu (lavapipe here) for snapshots.
 pub fn snapshot_harness(services: Services) -> Harness<'static, SluiceApp> {
+    sized_snapshot_harness(services, [1280.0, 800.0])
+}
+
+/// A snapshot harness of a given window size.
+pub fn sized_snapshot_harness(services: Services, size: [f32; 2]) -> Harness<'static, SluiceApp> {
     Harness::builder()
-        .with_size([1280.0, 800.0])
+        .with_size(size)
         .with_max_steps(400)
         .wgpu()
         .build_eframe(move |cc| SluiceApp::new(cc, services).expect("the app starts"))
