@@ -50,6 +50,8 @@ struct DesktopState {
     notify_failed: bool,
     /// Frames left in which a hidden start hides the window (see `logic`).
     hide_at_start: u8,
+    /// A panel shows the tray icon.
+    in_panel: bool,
 }
 
 enum DesktopRequest {
@@ -155,6 +157,7 @@ impl SluiceApp {
                 quitting: false,
                 notify_failed: false,
                 hide_at_start: if hidden { 2 } else { 0 },
+                in_panel: false,
             },
             model,
             ui,
@@ -252,6 +255,9 @@ impl SluiceApp {
                         TrayAction::Start(id) => UiCommand::Start(id),
                         TrayAction::Stop(id) => UiCommand::Stop(id),
                     });
+                }
+                DesktopRequest::Tray(TrayReport::InPanel(shown)) => {
+                    self.desktop.in_panel = shown;
                 }
                 DesktopRequest::Tray(TrayReport::Unavailable(why)) => {
                     self.desktop.tray = None;
@@ -900,7 +906,7 @@ impl SluiceApp {
                 .iter()
                 .filter(|t| self.model.is_running(t.id))
                 .count();
-            let way_back = if self.desktop.tray.is_some() {
+            let way_back = if self.desktop.tray.is_some() && self.desktop.in_panel {
                 "Its tray icon shows them; choose Quit there to stop them."
             } else {
                 "Start Sluice again to show the window; choose Quit there to stop them."

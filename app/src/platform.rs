@@ -68,9 +68,12 @@ impl TrayIcon {
     }
 }
 
-/// What the tray reports back: an action from its menu, or that it could not start.
+/// What the tray reports back: an action from its menu, whether a panel shows it, or that
+/// it could not start.
 pub enum TrayReport {
     Action(TrayAction),
+    /// A panel (StatusNotifierWatcher) shows the icon (`true`), or none does now.
+    InPanel(bool),
     Unavailable(TrayUnavailable),
 }
 
@@ -101,13 +104,21 @@ fn run_tray(
     report: Arc<dyn Fn(TrayReport) + Send + Sync>,
 ) {
     use ksni::blocking::TrayMethods;
+    let in_panel = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let tray = sni::SniTray {
         snapshot: first,
         report: Arc::clone(&report),
+        in_panel: Arc::clone(&in_panel),
     };
     // A panel that starts after Sluice (or restarts) still gets the item.
     let handle = match tray.assume_sni_available(true).spawn() {
-        Ok(handle) => handle,
+        Ok(handle) => {
+            // With no panel yet, `watcher_offline` ran during the spawn.
+            report(TrayReport::InPanel(
+                in_panel.load(std::sync::atomic::Ordering::Relaxed),
+            ));
+            handle
+        }
         Err(e) => {
             report(TrayReport::Unavailable(TrayUnavailable::Service(
                 e.to_string(),
@@ -127,7 +138,7 @@ fn run_tray(
 }
 
 /// Written, not built: macOS and Windows need their own tray code (the `tray-icon` crate
-/// would do); until then the window is the way back.
+/// would do; the BSDs could use ksni too); until then the window is the way back.
 #[cfg(not(target_os = "linux"))]
 fn run_tray(
     _first: TraySnapshot,
@@ -140,6 +151,7 @@ fn run_tray(
 #[cfg(target_os = "linux")]
 mod sni {
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     use super::TrayReport;
     use crate::icon;
@@ -148,6 +160,7 @@ mod sni {
     pub struct SniTray {
         pub snapshot: TraySnapshot,
         pub report: Arc<dyn Fn(TrayReport) + Send + Sync>,
+        pub in_panel: Arc<AtomicBool>,
     }
 
     fn item(label: String, action: TrayAction) -> ksni::MenuItem<SniTray> {
@@ -208,6 +221,18 @@ mod sni {
             (self.report)(TrayReport::Action(TrayAction::Show));
         }
 
+        fn watcher_online(&self) {
+            self.in_panel.store(true, Ordering::Relaxed);
+            (self.report)(TrayReport::InPanel(true));
+        }
+
+        fn watcher_offline(&self, _reason: ksni::OfflineReason) -> bool {
+            self.in_panel.store(false, Ordering::Relaxed);
+            (self.report)(TrayReport::InPanel(false));
+            // Keep the item: it registers again when a panel comes (back).
+            true
+        }
+
         fn menu(&self) -> Vec<ksni::MenuItem<Self>> {
             let mut items = Vec::new();
             for tunnel in &self.snapshot.tunnels {
@@ -264,7 +289,7 @@ pub fn notify(alert: &Alert) -> Result<(), NotifyFailure> {
 /// Where the start-at-login entry lives: `dir` if given (tests), else the system's place
 /// (the XDG autostart directory on Linux).
 pub fn login_entry_path(dir: Option<&Path>) -> Option<PathBuf> {
-    #[cfg(target_os = "linux")]
+    #[cfg(not(any(target_os = "macos", target_os = "windows")))]
     const NAME: &str = "org.sluice.Sluice.desktop";
     #[cfg(target_os = "macos")]
     const NAME: &str = "org.sluice.Sluice.plist";
@@ -273,7 +298,7 @@ pub fn login_entry_path(dir: Option<&Path>) -> Option<PathBuf> {
     let base = directories::BaseDirs::new();
     let default = || {
         base.as_ref().map(|b| {
-            #[cfg(target_os = "linux")]
+            #[cfg(not(any(target_os = "macos", target_os = "windows")))]
             let dir = b.config_dir().join("autostart");
             #[cfg(target_os = "macos")]
             let dir = b.home_dir().join("Library/LaunchAgents");
@@ -318,7 +343,7 @@ pub fn set_start_at_login(dir: Option<&Path>, on: bool) -> Result<PathBuf, Login
     Ok(path)
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(not(any(target_os = "macos", target_os = "windows")))]
 fn login_entry(program: &Path) -> String {
     // The desktop entry spec quotes arguments with double quotes, escaping " ` $ \.
     let mut quoted = String::from("\"");

@@ -2,7 +2,7 @@
 //! registers its tray item with a StatusNotifierWatcher the test provides, the test reads
 //! the item's menu over D-Bus and starts a tunnel from it, and a failing tunnel produces
 //! one desktop notification, with the tunnel's name, at a notification server of the
-//! test's own.
+//! test's own; closing the window then hides it and says so, once.
 
 mod support;
 
@@ -313,4 +313,22 @@ fn the_tray_menu_and_one_notification_for_a_failing_tunnel() {
             .iter()
             .any(|(_, l)| l == "billing db — failing")
     );
+
+    // Closing the window with the tunnel running hides it, and says so once.
+    harness
+        .input_mut()
+        .viewports
+        .entry(egui::ViewportId::ROOT)
+        .or_default()
+        .events
+        .push(egui::ViewportEvent::Close);
+    harness.step();
+    harness.run_ok();
+    assert!(harness.state().is_hidden(), "closing hid the window");
+    let notes = wait_for("the close to be explained", || {
+        let notes = received.lock().unwrap().clone();
+        (notes.len() == 2).then_some(notes)
+    });
+    assert_eq!(notes[1].0, "Sluice keeps running");
+    assert!(notes[1].1.contains("tray icon"), "{}", notes[1].1);
 }
