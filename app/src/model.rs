@@ -312,32 +312,35 @@ impl Model {
     /// What the tray icon shows: the tunnels with their state, and at a glance whether
     /// one fails or some run. `failing` tells a running tunnel whose connections fail.
     pub fn tray_snapshot(&self, failing: impl Fn(TunnelId) -> bool) -> TraySnapshot {
+        let mut any_failed = false;
         let tunnels: Vec<TrayTunnel> = self
             .tunnels
             .iter()
             .map(|t| {
-                let running = self.is_running(t.id);
                 let state = match self.status(t.id).map(|s| &s.state) {
-                    _ if self.starting.contains(&t.id) => "starting".to_owned(),
-                    Some(TunnelState::Failed { .. }) => "failed".to_owned(),
-                    Some(TunnelState::Listening { .. }) if failing(t.id) => "failing".to_owned(),
-                    Some(TunnelState::Listening { .. }) => "running".to_owned(),
-                    Some(TunnelState::Starting) => "starting".to_owned(),
-                    Some(TunnelState::Draining { .. }) => "stopping".to_owned(),
-                    Some(TunnelState::Stopped) | None => "stopped".to_owned(),
+                    _ if self.starting.contains(&t.id) => "starting",
+                    Some(TunnelState::Failed { .. }) => {
+                        any_failed = true;
+                        "failed"
+                    }
+                    Some(TunnelState::Listening { .. }) if failing(t.id) => {
+                        any_failed = true;
+                        "failing"
+                    }
+                    Some(TunnelState::Listening { .. }) => "running",
+                    Some(TunnelState::Starting) => "starting",
+                    Some(TunnelState::Draining { .. }) => "stopping",
+                    Some(TunnelState::Stopped) | None => "stopped",
                 };
                 TrayTunnel {
                     id: t.id,
                     name: t.spec.name.clone(),
-                    state,
-                    running,
+                    state: state.to_owned(),
+                    running: self.is_running(t.id),
                 }
             })
             .collect();
-        let failed = tunnels
-            .iter()
-            .any(|t| t.state == "failed" || t.state == "failing");
-        let health = if failed {
+        let health = if any_failed {
             TrayHealth::Failed
         } else if tunnels.iter().any(|t| t.running) {
             TrayHealth::Running
