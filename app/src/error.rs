@@ -126,9 +126,13 @@ pub enum ListenPortProblem {
 /// Why there is no tray icon; the window stays the way back (and a second start shows it).
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum TrayUnavailable {
-    #[error("no tray icon: {0}")]
+    #[error(
+        "no tray icon ({0}); closing the window with tunnels running hides it: start Sluice again to show it"
+    )]
     Service(String),
-    #[error("this build of Sluice has no tray icon for this system")]
+    #[error(
+        "this build of Sluice has no tray icon for this system; closing the window with tunnels running hides it: start Sluice again to show it"
+    )]
     Unsupported,
 }
 

@@ -63,6 +63,20 @@ mod tests {
     }
 
     #[test]
+    fn the_tray_icon_carries_its_state_as_a_dot() {
+        let pixel = |health| {
+            let icon = tray_icon(health).unwrap();
+            let (w, h) = (icon.width as usize, icon.height as usize);
+            // The dot's centre, in the lower right corner.
+            let (x, y) = (w - w * 22 / 100 - 1, h - h * 22 / 100 - 1);
+            icon.rgba[(y * w + x) * 4..(y * w + x) * 4 + 4].to_vec()
+        };
+        assert_eq!(pixel(TrayHealth::Running), [0x2e, 0xb8, 0x5c, 255]);
+        assert_eq!(pixel(TrayHealth::Failed), [0xe0, 0x36, 0x2c, 255]);
+        assert_ne!(pixel(TrayHealth::Idle), pixel(TrayHealth::Running));
+    }
+
+    #[test]
     fn the_desktop_files_use_the_app_id() {
         let assets = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets");
         let desktop = std::fs::read_to_string(assets.join(format!("{APP_ID}.desktop"))).unwrap();
