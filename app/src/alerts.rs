@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use sluice_engine::{HandshakeFailure, TunnelId, TunnelState, TunnelStatus};
 
-/// At most one notification in this long: what happens meanwhile is coalesced into the
-/// next one, so a storm of failures is one notification, not hundreds.
+/// At most one notification in this long (by default): what happens meanwhile is
+/// coalesced into the next one, so a storm of failures is one notification, not hundreds.
 pub const MIN_GAP: Duration = Duration::from_secs(30);
 
 /// Why a tunnel is failing, in the words a notification uses.
@@ -67,15 +67,31 @@ struct Seen {
 }
 
 /// Watches the statuses and holds back changes until the next notification may go out.
-#[derive(Default)]
 pub struct Alerts {
     seen: HashMap<TunnelId, Seen>,
     /// Per tunnel, the latest change not yet told (a newer one replaces an older one).
     pending: BTreeMap<TunnelId, Change>,
     last_sent: Option<Instant>,
+    gap: Duration,
+}
+
+impl Default for Alerts {
+    fn default() -> Alerts {
+        Alerts::with_gap(MIN_GAP)
+    }
 }
 
 impl Alerts {
+    /// Alerts with at most one notification per `gap`.
+    pub fn with_gap(gap: Duration) -> Alerts {
+        Alerts {
+            seen: HashMap::new(),
+            pending: BTreeMap::new(),
+            last_sent: None,
+            gap,
+        }
+    }
+
     /// Compares the engine's statuses with the last ones seen. Tunnels not in `statuses`
     /// (removed) are forgotten; a stopped tunnel is not failing.
     pub fn observe(&mut self, statuses: &[TunnelStatus]) {
@@ -179,8 +195,8 @@ impl Alerts {
         }
         if let Some(last) = self.last_sent {
             let since = now.saturating_duration_since(last);
-            if since < MIN_GAP {
-                return Err(MIN_GAP - since);
+            if since < self.gap {
+                return Err(self.gap - since);
             }
         }
         let changes: Vec<Change> = std::mem::take(&mut self.pending).into_values().collect();

@@ -140,6 +140,7 @@ impl SluiceApp {
             })
         });
         let hidden = services.desktop.start_hidden;
+        let gap = services.desktop.notification_gap;
         let mut app = SluiceApp {
             ctx,
             services,
@@ -152,7 +153,7 @@ impl SluiceApp {
                 tray,
                 requests,
                 tray_shown: None,
-                alerts: Alerts::default(),
+                alerts: Alerts::with_gap(gap),
                 hidden,
                 quitting: false,
                 notify_failed: false,

@@ -91,6 +91,8 @@ pub struct Desktop {
     pub tray: bool,
     /// Send desktop notifications through the platform.
     pub notifications: bool,
+    /// At most one failure/recovery notification per this long (`alerts::MIN_GAP`).
+    pub notification_gap: std::time::Duration,
     pub login_entries: LoginEntries,
     /// Started with the window hidden (`--hidden`, as the login entry starts it).
     pub start_hidden: bool,
@@ -104,6 +106,7 @@ impl Desktop {
         Desktop {
             tray: false,
             notifications: false,
+            notification_gap: crate::alerts::MIN_GAP,
             login_entries: LoginEntries::Off,
             start_hidden: false,
             instance: None,
@@ -115,6 +118,7 @@ impl Desktop {
         Desktop {
             tray: true,
             notifications: true,
+            notification_gap: crate::alerts::MIN_GAP,
             login_entries: LoginEntries::System,
             start_hidden,
             instance,

@@ -2,7 +2,8 @@
 //! registers its tray item with a StatusNotifierWatcher the test provides, the test reads
 //! the item's menu over D-Bus and starts a tunnel from it, and a failing tunnel produces
 //! one desktop notification, with the tunnel's name, at a notification server of the
-//! test's own; closing the window then hides it and says so, once.
+//! test's own; closing the window then hides it and says so, once; and the tunnel's
+//! recovery is told too.
 
 mod support;
 
@@ -164,7 +165,7 @@ fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
 }
 
 #[test]
-fn the_tray_menu_and_one_notification_for_a_failing_tunnel() {
+fn the_tray_menu_and_one_notification_each_for_failing_and_recovering() {
     assert!(
         std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some(),
         "run through scripts/with-test-session (a private D-Bus session)"
@@ -208,7 +209,7 @@ fn the_tray_menu_and_one_notification_for_a_failing_tunnel() {
         Mode::Encrypt,
         format!("[127.0.0.1]:{listen_port}"),
         format!("[127.0.0.1]:{closed_port}"),
-        KeyRef::File(key),
+        KeyRef::File(key.clone()),
     ));
     config.save_atomic(&dir.path().join("config.ron")).unwrap();
 
@@ -220,6 +221,8 @@ fn the_tray_menu_and_one_notification_for_a_failing_tunnel() {
     services.desktop = Desktop {
         tray: true,
         notifications: true,
+        // Short, so the recovery below is told soon (the 30 s default is unit-tested).
+        notification_gap: Duration::from_secs(1),
         login_entries: LoginEntries::Off,
         ..Desktop::none()
     };
@@ -331,4 +334,40 @@ fn the_tray_menu_and_one_notification_for_a_failing_tunnel() {
     });
     assert_eq!(notes[1].0, "Sluice keeps running");
     assert!(notes[1].1.contains("tray icon"), "{}", notes[1].1);
+
+    // The far end comes up (the real spiped -d, with the same key, before an echo
+    // server), data goes through again: the recovery is told, window hidden or not.
+    let echo = echo_server();
+    let far_end = std::process::Command::new("spiped")
+        .args(["-d", "-F", "-s"])
+        .arg(format!("[127.0.0.1]:{closed_port}"))
+        .arg("-t")
+        .arg(format!("[127.0.0.1]:{}", echo.port()))
+        .arg("-k")
+        .arg(&key)
+        .spawn()
+        .expect("spiped runs (scripts/install-test-deps installs it)");
+    let far_end = KillOnDrop(far_end);
+    wait_for("spiped to listen", || {
+        TcpStream::connect(("127.0.0.1", closed_port)).ok()
+    });
+    assert_eq!(round_trip(addr, b"hello again"), b"hello again");
+    let notes = wait_for("the recovery to be told", || {
+        harness.step();
+        harness.run_ok();
+        let notes = received.lock().unwrap().clone();
+        (notes.len() == 3).then_some(notes)
+    });
+    assert_eq!(notes[2].0, "Tunnel \"billing db\" works again");
+    drop(far_end);
+}
+
+/// Kills and reaps a process the test started, whatever happens.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
