@@ -3,8 +3,9 @@
 //! connection's critical path. Each key pair is handed out once and then dropped (wiped);
 //! pairs live in boxes, so the pool's vector moves pointers, never copies of an exponent.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use crate::platform;
 use crate::protocol::EphemeralKeyPair;
@@ -12,6 +13,12 @@ use crate::protocol::EphemeralKeyPair;
 /// How many key pairs to keep ready. Enough to absorb a burst of connections; small
 /// enough that the pool costs nothing noticeable (each pair is ~300 bytes).
 pub const DEFAULT_POOL_SIZE: usize = 16;
+
+/// While at least half the pool is ready, a refill waits until no handshake has finished
+/// for this long, so that it does not compete for the cores with the connection that
+/// just took a pair (its first exchange of data) or the one after it. Below half, it
+/// refills at once: under a steady stream of handshakes the pool must keep up.
+const QUIET_BEFORE_REFILL: Duration = Duration::from_millis(3);
 
 struct PoolState {
     // Boxed on purpose: growing or shrinking the vector then moves pointers, never the
@@ -21,6 +28,8 @@ struct PoolState {
     want_more: Condvar,
     target: usize,
     closed: AtomicBool,
+    /// Handshakes that took a pair and are over (see [`RefillLater`]).
+    finished: AtomicU64,
 }
 
 /// Shared handle; the background thread stops when the last handle is dropped.
@@ -68,6 +77,7 @@ impl KeyPairPool {
             want_more: Condvar::new(),
             target,
             closed: AtomicBool::new(false),
+            finished: AtomicU64::new(0),
         });
         if target > 0 {
             let worker = Arc::clone(&state);
@@ -87,7 +97,8 @@ impl KeyPairPool {
     /// connection meanwhile). The refill thread is only woken when the returned
     /// [`RefillLater`] is dropped: hold it until the handshake that uses the pair is over,
     /// so that computing the replacement does not compete with that handshake's own
-    /// exponentiation.
+    /// exponentiation; the refill then also waits for a quiet spell while the pool is at
+    /// least half full ([`QUIET_BEFORE_REFILL`]).
     pub async fn take(&self) -> Result<(Box<EphemeralKeyPair>, RefillLater<'_>), KeyPairError> {
         let pooled = self
             .state
@@ -115,6 +126,7 @@ pub struct RefillLater<'a>(&'a PoolState);
 
 impl Drop for RefillLater<'_> {
     fn drop(&mut self) {
+        self.0.finished.fetch_add(1, Ordering::Relaxed);
         self.0.want_more.notify_one();
     }
 }
@@ -129,6 +141,7 @@ impl Drop for KeyPairPool {
 fn refill(state: &PoolState) {
     // Refilling gives way to the connections it serves (see the platform module).
     platform::lower_thread_priority();
+    let mut seen = state.finished.load(Ordering::Relaxed);
     loop {
         if state.closed.load(Ordering::Relaxed) {
             return;
@@ -147,6 +160,7 @@ fn refill(state: &PoolState) {
             });
             continue;
         }
+        wait_for_quiet(state, &mut seen);
         // Compute outside the lock so take() never waits for an exponentiation.
         let Ok(pair) = fresh_key_pair() else {
             return;
@@ -156,6 +170,24 @@ fn refill(state: &PoolState) {
             Ok(_) => {}
             Err(_) => return,
         }
+    }
+}
+
+/// Returns once no handshake has finished for [`QUIET_BEFORE_REFILL`], or at once when
+/// less than half the pool is ready (or the pool is closed). `seen` is the count of
+/// finished handshakes the refill last looked at.
+fn wait_for_quiet(state: &PoolState, seen: &mut u64) {
+    loop {
+        let finished = state.finished.load(Ordering::Relaxed);
+        let plenty = state
+            .ready
+            .lock()
+            .is_ok_and(|ready| 2 * ready.len() >= state.target);
+        if finished == *seen || !plenty || state.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        *seen = finished;
+        std::thread::sleep(QUIET_BEFORE_REFILL);
     }
 }
 
@@ -201,6 +233,36 @@ mod tests {
         assert_eq!(pool.ready(), 2);
         let (b, _later) = block_on(pool.take()).unwrap();
         assert_ne!(a.public(), b.public());
+    }
+
+    #[test]
+    fn a_refill_waits_for_a_quiet_spell_unless_the_pool_runs_low() {
+        let state = PoolState {
+            ready: Mutex::new(Vec::new()),
+            want_more: Condvar::new(),
+            target: 2,
+            closed: AtomicBool::new(false),
+            finished: AtomicU64::new(5),
+        };
+        // Less than half ready: at once, even right after a handshake.
+        let mut seen = 4;
+        wait_for_quiet(&state, &mut seen);
+        assert_eq!(seen, 4, "no quiet spell was waited for");
+
+        // Half ready and a handshake just finished: one quiet spell, then go.
+        state
+            .ready
+            .lock()
+            .unwrap()
+            .push(EphemeralKeyPair::boxed_from_random([7; 32]));
+        let started = Instant::now();
+        wait_for_quiet(&state, &mut seen);
+        assert!(started.elapsed() >= QUIET_BEFORE_REFILL);
+        assert_eq!(seen, 5, "the finished handshake was seen");
+
+        // Nothing finished since: at once.
+        wait_for_quiet(&state, &mut seen);
+        assert_eq!(seen, 5);
     }
 
     #[test]
