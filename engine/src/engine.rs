@@ -75,6 +75,19 @@ struct EngineShared {
     connection_events: Arc<AtomicBool>,
 }
 
+/// How the engine's runtime spreads its tasks over threads. Either way the modular
+/// exponentiations run off the runtime's threads (the DH pool's thread and tokio's
+/// blocking pool), so a connection's handshake never stalls the others.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuntimeThreads {
+    /// One worker per core (the app's choice: its probes and tunnels never queue behind
+    /// one busy thread).
+    PerCore,
+    /// Every connection on the engine's one thread: no cross-thread hand-off or wake-up
+    /// per message (a daemon's choice; see docs/PERFORMANCE.md, "Runtime flavour").
+    One,
+}
+
 /// Handle on the engine. Every method returns at once; work happens on the engine's
 /// threads. Dropping the handle closes all tunnels.
 pub struct Engine {
@@ -90,12 +103,25 @@ impl Engine {
     /// something a viewer shows has changed: an event, a state change, a rate sample
     /// with traffic in it. It must be cheap and must not block.
     pub fn start(on_change: impl Fn() + Send + Sync + 'static) -> io::Result<Engine> {
-        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .thread_name("sluice-engine")
-            .enable_all()
-            .build()?;
+        Engine::start_with(RuntimeThreads::PerCore, on_change)
+    }
+
+    /// [`Engine::start`], with the runtime's threads chosen by the caller.
+    pub fn start_with(
+        threads: RuntimeThreads,
+        on_change: impl Fn() + Send + Sync + 'static,
+    ) -> io::Result<Engine> {
+        let mut builder = match threads {
+            RuntimeThreads::PerCore => {
+                let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+                let mut builder = tokio::runtime::Builder::new_multi_thread();
+                builder.worker_threads(workers);
+                builder
+            }
+            // Driven by the supervisor thread's `block_on` below.
+            RuntimeThreads::One => tokio::runtime::Builder::new_current_thread(),
+        };
+        let runtime = builder.thread_name("sluice-engine").enable_all().build()?;
         let handle = runtime.handle().clone();
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let shared = Arc::new(EngineShared {

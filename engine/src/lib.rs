@@ -26,7 +26,7 @@ pub use config::{
     parse_metrics_address,
 };
 pub use definition::{DefinitionProblem, Mode, TunnelDefinition};
-pub use engine::{Engine, StatusReader, TunnelStatus};
+pub use engine::{Engine, RuntimeThreads, StatusReader, TunnelStatus};
 pub use events::{Event, EventKind, TunnelId};
 pub use keyfile::{
     KeyfileError, KeyfileWarning, LoadedKey, generate_key_bytes, read_keyfile,

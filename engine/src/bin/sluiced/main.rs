@@ -16,7 +16,7 @@ mod spipe;
 use std::process::ExitCode;
 
 use sluice_engine::keyfile;
-use sluice_engine::{Address, Engine};
+use sluice_engine::{Address, Engine, RuntimeThreads};
 
 use cli::{Invocation, RunOptions};
 use logging::{LogTo, Logger, Verbosity};
@@ -174,7 +174,10 @@ fn run(options: RunOptions) -> ExitCode {
         report.success();
     }
 
-    let engine = match Engine::start(|| {}) {
+    // One runtime thread: a message through the daemon then costs no hand-off between
+    // workers (docs/PERFORMANCE.md, "Runtime flavour"); exponentiations run on their own
+    // threads either way.
+    let engine = match Engine::start_with(RuntimeThreads::One, || {}) {
         Ok(engine) => engine,
         Err(e) => {
             report.failure(&format!("cannot start the engine: {e}"));
