@@ -1005,7 +1005,10 @@ impl Row {
                     Better::Higher => (r >= bound, "≥"),
                     Better::Lower => (r <= bound, "≤"),
                 };
-                format!("{op} {bound:.1}×: {}", if met { "met" } else { "NOT met" })
+                // Two decimals at most, without trailing zeros: 0.25, 0.6, 2.5, 2.
+                let bound = format!("{bound:.2}");
+                let bound = bound.trim_end_matches('0').trim_end_matches('.');
+                format!("{op} {bound}×: {}", if met { "met" } else { "NOT met" })
             }
         }
     }
