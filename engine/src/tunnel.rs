@@ -716,9 +716,11 @@ impl Connection {
                 let authenticated = authenticate(&mut inbound, &params, s.timeout)
                     .await
                     .map_err(ConnFault::Handshake)?;
-                // The target connect and the session keys (on the blocking pool) at once.
-                let (outbound, codecs) =
-                    tokio::join!(self.connect(), authenticated.session_codecs());
+                // The session keys (on the blocking pool) and the target connect at once.
+                // The keys first: `join!` polls in order, so the exponentiation is handed
+                // off before the connect's system calls run, not after them.
+                let (codecs, outbound) =
+                    tokio::join!(authenticated.session_codecs(), self.connect());
                 let codecs = codecs.map_err(ConnFault::Handshake)?;
                 match outbound {
                     Ok(outbound) => (outbound, codecs),
