@@ -84,7 +84,7 @@ pub enum RuntimeThreads {
     /// one busy thread).
     PerCore,
     /// Every connection on the engine's one thread: no cross-thread hand-off or wake-up
-    /// per message (a daemon's choice; see docs/PERFORMANCE.md, "Runtime flavour").
+    /// per message (a daemon's choice; docs/PERFORMANCE.md, "Second wave", change 2).
     One,
 }
 

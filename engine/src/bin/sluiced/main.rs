@@ -175,7 +175,7 @@ fn run(options: RunOptions) -> ExitCode {
     }
 
     // One runtime thread: a message through the daemon then costs no hand-off between
-    // workers (docs/PERFORMANCE.md, "Runtime flavour"); exponentiations run on their own
+    // workers (docs/PERFORMANCE.md, "Second wave", change 2); exponentiations run on their own
     // threads either way.
     let engine = match Engine::start_with(RuntimeThreads::One, || {}) {
         Ok(engine) => engine,
