@@ -279,14 +279,18 @@ fn systemd_quote(word: &str) -> String {
     format!("\"{escaped}\"")
 }
 
+/// Opens a set-up's manifest for `status` and `remove`: none means nothing was set up;
+/// `R` becomes `sudo -n` if set-up needed it, `K` the key file it wrote.
+const READ_MANIFEST: &str = r#"if [ ! -f "$M" ]; then say not-set-up; exit 0; fi
+R=""; if grep -q "^sudo	yes$" "$M"; then R="sudo -n"; fi
+K=$(sed -n 's/^key	//p' "$M" | head -n 1)
+"#;
+
 /// Reports whether each thing the manifest lists as started is running.
 pub fn status(dir: &str, manifest: &str) -> String {
     format!(
         r#"D={dir}; M={manifest}
-{PRELUDE}if [ ! -f "$M" ]; then say not-set-up; exit 0; fi
-R=""; if grep -q "^sudo	yes$" "$M"; then R="sudo -n"; fi
-K=$(sed -n 's/^key	//p' "$M" | head -n 1)
-if [ -n "$K" ] && $R test -s "$K"; then say "key=$K"; else say "no-key=$K"; fi
+{PRELUDE}{READ_MANIFEST}if [ -n "$K" ] && $R test -s "$K"; then say "key=$K"; else say "no-key=$K"; fi
 while IFS='	' read -r kind value; do
   case "$kind" in
     unit-system) if $R systemctl is-active --quiet "$value"; then say "running=unit $value"; else say "stopped=unit $value"; fi ;;
@@ -309,10 +313,7 @@ done < "$M"
 pub fn remove(dir: &str, manifest: &str) -> String {
     format!(
         r#"D={dir}; M={manifest}
-{PRELUDE}if [ ! -f "$M" ]; then say not-set-up; exit 0; fi
-R=""; if grep -q "^sudo	yes$" "$M"; then R="sudo -n"; fi
-K=$(sed -n 's/^key	//p' "$M" | head -n 1)
-ok=1
+{PRELUDE}{READ_MANIFEST}ok=1
 while IFS='	' read -r kind value; do
   case "$kind" in
     unit-system)
