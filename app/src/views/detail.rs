@@ -9,7 +9,7 @@ use sluice_engine::{
 
 use crate::command::UiCommand;
 use crate::format;
-use crate::model::{DetailTab, FarEndRun, Model, ProbeKey, UiState};
+use crate::model::{DetailTab, FarEndRun, Model, ProbeKey, TunnelEntry, UiState};
 use crate::theme;
 use crate::views::widgets::{probe_result, role_label, state_words};
 
@@ -251,7 +251,7 @@ fn far_end_tab(
         }
     });
     ui.add_space(4.0);
-    over_ssh(ui, model, state, id, out);
+    over_ssh(ui, model, state, entry, out);
     ui.separator();
 
     ui.label(match spec.mode {
@@ -301,13 +301,10 @@ fn over_ssh(
     ui: &mut egui::Ui,
     model: &Model,
     state: &UiState,
-    id: TunnelId,
+    entry: &TunnelEntry,
     out: &mut Vec<UiCommand>,
 ) {
-    let Some(entry) = model.tunnel(id) else {
-        return;
-    };
-    let spec = &entry.spec;
+    let (id, spec) = (entry.id, &entry.spec);
     let run = model.far_end_runs.get(&id);
     let busy = run.is_some_and(FarEndRun::running);
     let destination = model.ssh_destination(state, spec);
