@@ -179,20 +179,20 @@ fn reload(
                 }
             }
             let plan = running.plan(loaded.tunnels.into_iter().map(|(s, _)| s).collect());
-            let list = |names: Vec<&str>| names.join(", ");
-            let mut summary = Vec::new();
-            let started = list(plan.started().collect());
-            if !started.is_empty() {
-                summary.push(format!("starting {started}"));
-            }
-            let changed = list(plan.changed().collect());
-            if !changed.is_empty() {
-                summary.push(format!("new settings for {changed}"));
-            }
-            let retired = list(plan.retired().collect());
-            if !retired.is_empty() {
-                summary.push(format!("stopping {retired} once their connections end"));
-            }
+            let parts = [
+                ("starting ", plan.started().collect::<Vec<_>>(), ""),
+                ("new settings for ", plan.changed().collect(), ""),
+                (
+                    "stopping ",
+                    plan.retired().collect(),
+                    " once their connections end",
+                ),
+            ];
+            let mut summary: Vec<String> = parts
+                .iter()
+                .filter(|(_, names, _)| !names.is_empty())
+                .map(|(before, names, after)| format!("{before}{}{after}", names.join(", ")))
+                .collect();
             summary.push(format!("{} unchanged", plan.unchanged));
             logger.info(&format!("reload: {}", summary.join("; ")));
             running.apply(plan, engine);
