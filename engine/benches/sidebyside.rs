@@ -29,6 +29,9 @@ struct Opts {
     only: Option<Vec<String>>,
     mixed: bool,
     spiped: PathBuf,
+    /// Another sluiced (for example a build of an earlier commit), to measure a change
+    /// against stock spiped in the same way.
+    sluiced: PathBuf,
 }
 
 impl Opts {
@@ -38,6 +41,7 @@ impl Opts {
             only: None,
             mixed: true,
             spiped: PathBuf::from(SPIPED_DEFAULT),
+            sluiced: PathBuf::from(SLUICED),
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -49,6 +53,7 @@ impl Opts {
                     opts.only = Some(list.split(',').map(str::to_owned).collect());
                 }
                 "--spiped" => opts.spiped = PathBuf::from(args.next().unwrap_or_default()),
+                "--sluiced" => opts.sluiced = PathBuf::from(args.next().unwrap_or_default()),
                 // cargo bench passes --bench to every bench target.
                 "--bench" => {}
                 // Internal: the echo server for the memory figure, in its own process so
@@ -62,7 +67,7 @@ impl Opts {
                 }
                 "-h" | "--help" => {
                     println!(
-                        "sidebyside [--quick] [--only throughput,latency,handshakes,x25519,messages,memory,ceiling,mixed] [--no-mixed] [--spiped PATH]"
+                        "sidebyside [--quick] [--only throughput,latency,handshakes,x25519,messages,memory,ceiling,mixed] [--no-mixed] [--spiped PATH] [--sluiced PATH]"
                     );
                     std::process::exit(0);
                 }
@@ -158,6 +163,7 @@ impl Kind {
 /// Everything a daemon is started with that is common to the whole run.
 struct Env {
     spiped: PathBuf,
+    sluiced: PathBuf,
     key: PathBuf,
     dir: PathBuf,
 }
@@ -179,7 +185,7 @@ impl Daemon {
         extra: &[&str],
     ) -> Daemon {
         let bin: &Path = match kind {
-            Kind::Sluice => Path::new(SLUICED),
+            Kind::Sluice => &env.sluiced,
             Kind::Spiped => &env.spiped,
         };
         let mode = if encrypt { "-e" } else { "-d" };
@@ -1114,6 +1120,10 @@ fn main() {
         );
         std::process::exit(2);
     }
+    if !opts.sluiced.exists() {
+        eprintln!("sidebyside: {} not found", opts.sluiced.display());
+        std::process::exit(2);
+    }
     let max_conns = sizes.memory_counts.iter().copied().max().unwrap_or(0) as u64;
     // Each daemon holds two sockets per connection; children inherit this limit.
     let fd_limit = raise_fd_limit(max_conns * 2 + 1024);
@@ -1125,6 +1135,7 @@ fn main() {
     std::fs::write(&key, key_bytes).expect("write key");
     let env = Env {
         spiped: opts.spiped.clone(),
+        sluiced: opts.sluiced.clone(),
         key,
         dir: dir.path().to_owned(),
     };
@@ -1132,7 +1143,11 @@ fn main() {
     let servers = Servers::start(Arc::clone(&pattern));
 
     let machine = machine();
-    let versions = format!("{}; sluiced {}", spiped_version(&opts.spiped), SLUICED);
+    let versions = format!(
+        "{}; sluiced {}",
+        spiped_version(&opts.spiped),
+        opts.sluiced.display()
+    );
     note(&machine);
     note(&versions);
     note(&format!(
