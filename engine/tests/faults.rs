@@ -230,10 +230,17 @@ fn peers_that_reset_or_die_leave_nothing_behind() {
     let echo = Echo::tcp(LOCALHOST_V4);
     let (sluiced_d, server) = sluiced("-d", LOCALHOST_V4, &echo.addr, &key, &[], dir.path());
     let (sluiced_e, client) = sluiced("-e", LOCALHOST_V4, &server, &key, &[], dir.path());
-    check_works("warm-up", &client, 4096, 6);
-    // The warm-up connection may still be closing inside the daemons: let it go first.
-    std::thread::sleep(Duration::from_millis(300));
     let fds = (fd_count(sluiced_d.pid()), fd_count(sluiced_e.pid()));
+    check_works("warm-up", &client, 4096, 6);
+    // The warm-up connection may still be closing inside the daemons: wait until it is gone.
+    let rested = wait_until(FEW_SECONDS, || {
+        fd_count(sluiced_d.pid()) <= fds.0 && fd_count(sluiced_e.pid()) <= fds.1
+    });
+    assert!(
+        rested,
+        "after one connection, descriptors (sluiced -d, sluiced -e) were {fds:?} before, now {:?}",
+        (fd_count(sluiced_d.pid()), fd_count(sluiced_e.pid()))
+    );
 
     // Plaintext clients that reset mid-stream (SO_LINGER 0), ten times.
     for i in 0..10 {

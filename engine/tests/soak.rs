@@ -64,15 +64,13 @@ fn churn(client: &Addr, duration: Duration, totals: &Arc<Totals>, seed: u64) {
     }
 }
 
-/// (descriptors, resident KiB) of each daemon once its connections have all closed.
-fn at_rest(pids: &[u32], expect_fds: Option<&[usize]>) -> Vec<(usize, u64)> {
+/// (descriptors, resident KiB) of each daemon once its connections have all closed: its
+/// descriptors are back to `expect_fds` (or 10 s have passed; the caller compares).
+fn at_rest(pids: &[u32], expect_fds: &[usize]) -> Vec<(usize, u64)> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let now: Vec<(usize, u64)> = pids.iter().map(|&p| (fd_count(p), rss_kib(p))).collect();
-        let settled = match expect_fds {
-            Some(fds) => now.iter().zip(fds).all(|((f, _), e)| f <= e),
-            None => true,
-        };
+        let settled = now.iter().zip(expect_fds).all(|((f, _), e)| f <= e);
         if settled || Instant::now() >= deadline {
             return now;
         }
@@ -88,14 +86,15 @@ fn soak(main_phase: Duration) {
     let (mut client, client_addr) =
         sluiced("-e", LOCALHOST_V4, &server_addr, &key, &[], dir.path());
     let pids = [client.pid(), server.pid()];
+    let idle_fds: Vec<usize> = pids.iter().map(|&p| fd_count(p)).collect();
     let totals = Arc::new(Totals::default());
 
     // Warm-up: let allocator pools, the DH key-pair pool and runtime threads reach their
     // working size. Connections only go through on a settled system.
     let warmup = (main_phase / 4).clamp(Duration::from_secs(4), Duration::from_secs(15));
     churn(&client_addr, warmup, &totals, 1);
-    thread::sleep(Duration::from_millis(500));
-    let start = at_rest(&pids, None);
+    // Measured once the warm-up's last connections are gone (back to the idle descriptors).
+    let start = at_rest(&pids, &idle_fds);
     let warm_conns = totals.connections.load(Ordering::Relaxed);
 
     // Sample peaks while churning.
@@ -120,9 +119,8 @@ fn soak(main_phase: Duration) {
     let elapsed = started.elapsed();
     sampling.store(false, Ordering::Relaxed);
     sampler.join().unwrap();
-    thread::sleep(Duration::from_millis(500));
     let start_fds: Vec<usize> = start.iter().map(|s| s.0).collect();
-    let end = at_rest(&pids, Some(&start_fds));
+    let end = at_rest(&pids, &start_fds);
 
     let conns = totals.connections.load(Ordering::Relaxed) - warm_conns;
     let peak = peak.lock().unwrap().clone();
