@@ -230,17 +230,22 @@ fn peers_that_reset_or_die_leave_nothing_behind() {
     let echo = Echo::tcp(LOCALHOST_V4);
     let (sluiced_d, server) = sluiced("-d", LOCALHOST_V4, &echo.addr, &key, &[], dir.path());
     let (sluiced_e, client) = sluiced("-e", LOCALHOST_V4, &server, &key, &[], dir.path());
-    let fds = (fd_count(sluiced_d.pid()), fd_count(sluiced_e.pid()));
+    let pids = (sluiced_d.pid(), sluiced_e.pid());
+    let fds = (fd_count(pids.0), fd_count(pids.1));
+    // Both daemons' descriptors back to `fds` within a few seconds, or the test fails.
+    let assert_fds_back = |after: &str| {
+        let back = wait_until(FEW_SECONDS, || {
+            fd_count(pids.0) <= fds.0 && fd_count(pids.1) <= fds.1
+        });
+        let now = (fd_count(pids.0), fd_count(pids.1));
+        assert!(
+            back,
+            "after {after}, descriptors (sluiced -d, sluiced -e) were {fds:?} before, now {now:?}"
+        );
+    };
     check_works("warm-up", &client, 4096, 6);
     // The warm-up connection may still be closing inside the daemons: wait until it is gone.
-    let rested = wait_until(FEW_SECONDS, || {
-        fd_count(sluiced_d.pid()) <= fds.0 && fd_count(sluiced_e.pid()) <= fds.1
-    });
-    assert!(
-        rested,
-        "after one connection, descriptors (sluiced -d, sluiced -e) were {fds:?} before, now {:?}",
-        (fd_count(sluiced_d.pid()), fd_count(sluiced_e.pid()))
-    );
+    assert_fds_back("one connection");
 
     // Plaintext clients that reset mid-stream (SO_LINGER 0), ten times.
     for i in 0..10 {
@@ -263,14 +268,7 @@ fn peers_that_reset_or_die_leave_nothing_behind() {
         eprintln!("round {round}: spiped -e killed with 3 open connections");
     }
     // Every one of those connections is gone on both daemons: descriptors back to before.
-    let settled = wait_until(FEW_SECONDS, || {
-        fd_count(sluiced_d.pid()) <= fds.0 && fd_count(sluiced_e.pid()) <= fds.1
-    });
-    assert!(
-        settled,
-        "descriptors (sluiced -d, sluiced -e) were {fds:?}, now {:?}",
-        (fd_count(sluiced_d.pid()), fd_count(sluiced_e.pid()))
-    );
+    assert_fds_back("resets and dead peers");
     assert!(wait_until(FEW_SECONDS, || echo.finished() == echo.connections()));
     check_works("after resets and dead peers", &client, 256 * 1024, 7);
 }

@@ -153,7 +153,7 @@ static POWERS_OF_TWO: LazyLock<PowersOfTwo> = LazyLock::new(|| {
 });
 
 /// 2^(2^258 + priv) mod p into `out` (big-endian), in constant time: the product of one
-/// entry per row of [`POWERS_OF_TWO`], 63 multiplications where the windowed
+/// entry per row of [`POWERS_OF_TWO`], 64 multiplications where the windowed
 /// exponentiation takes about 330. Every entry of every row is read and the one wanted
 /// kept by constant-time selection, so neither the time taken nor the memory touched
 /// depends on priv. `exponent` is the key pair's (its fifth limb, the 2^258, is row 0's).
