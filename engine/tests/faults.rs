@@ -700,8 +700,20 @@ fn flood_into_a_target_that_never_reads_stays_bounded() {
         }
         floods.push(tcp);
     }
-    thread::sleep(Duration::from_millis(500));
-    let rss_after = rss_kib(victim.pid());
+    // The writers stalled for a second, so the pipe is full; the largest reading until the
+    // daemon's resident memory holds still for ten readings in a row is what it buffered.
+    let (mut rss_after, mut last, mut same) = (0, 0, 0);
+    let steady = wait_until(Duration::from_secs(10), || {
+        let now = rss_kib(victim.pid());
+        rss_after = rss_after.max(now);
+        same = if now == last { same + 1 } else { 0 };
+        last = now;
+        same >= 10
+    });
+    assert!(
+        steady,
+        "sluiced -d's resident memory kept changing for 10 s"
+    );
     eprintln!(
         "2 clients pushed {:.1} MiB into a target that never reads; sluiced -d resident {rss_before} -> {rss_after} KiB",
         pushed as f64 / (1024.0 * 1024.0)
