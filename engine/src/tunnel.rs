@@ -516,7 +516,7 @@ async fn accept_loop(
                     _permit: permit,
                 };
                 let close = close_connections.clone();
-                connections.spawn(async move { conn.run(stream, close).await });
+                connections.spawn(Box::pin(conn.run(stream, close)));
             }
             Step::Accepted(Err(e)) if is_resource_exhaustion(&e) => {
                 shared.fail(
