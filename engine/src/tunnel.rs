@@ -516,6 +516,8 @@ async fn accept_loop(
                     _permit: permit,
                 };
                 let close = close_connections.clone();
+                // Boxed: the connection's future is several KB, which tokio would
+                // otherwise copy through spawn and again when the task finishes.
                 connections.spawn(Box::pin(conn.run(stream, close)));
             }
             Step::Accepted(Err(e)) if is_resource_exhaustion(&e) => {
