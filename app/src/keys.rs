@@ -235,15 +235,24 @@ mod tests {
     }
 
     #[test]
-    fn import_warns_about_weak_or_exposed_files() {
+    fn import_warns_about_weak_files_and_refuses_empty_ones() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("empty.key");
-        std::fs::write(&path, b"").unwrap();
-        let (_, warnings) = import("empty", &path, Some(&mock_keychain())).unwrap();
+        let path = dir.path().join("short.key");
+        std::fs::write(&path, b"short").unwrap();
+        let (_, warnings) = import("short", &path, Some(&mock_keychain())).unwrap();
         assert!(
-            warnings.iter().any(|w| w.to_string().contains("empty")),
+            warnings
+                .iter()
+                .any(|w| w.to_string().contains("only 5 bytes")),
             "{warnings:?}"
         );
+
+        let path = dir.path().join("empty.key");
+        std::fs::write(&path, b"").unwrap();
+        let keychain = mock_keychain();
+        let err = import("empty", &path, Some(&keychain)).unwrap_err();
+        assert!(err.to_string().contains("is empty"), "{err}");
+        assert!(keychain.load("empty").is_err(), "nothing was stored");
     }
 
     #[test]

@@ -42,6 +42,11 @@ use std::time::Duration;
 /// Sluice would misread; new optional fields with defaults do not need a bump.
 pub const CONFIG_VERSION: u32 = 1;
 
+/// The most a config file may hold: 4 MiB. A tunnel takes a few hundred bytes, so this is
+/// thousands of tunnels; the bound keeps `--check-config /dev/zero` (or a log file given by
+/// mistake) from filling memory.
+pub const MAX_CONFIG_LEN: u64 = 4 << 20;
+
 /// Longest tunnel name: names show in lists, logs and keychain entries.
 const MAX_NAME_CHARS: usize = 64;
 
@@ -148,6 +153,8 @@ pub enum ConfigError {
     NotFound(PathBuf),
     #[error("cannot read or write config file {}: {source}", .path.display())]
     Io { path: PathBuf, source: io::Error },
+    #[error("config file {} is larger than 4 MiB, the most Sluice reads: a config holds a few hundred bytes per tunnel; check that the path names the config file (not, e.g., /dev/zero or a log file)", .0.display())]
+    TooLarge(PathBuf),
     #[error("{}:{line}:{column}: {message}; fix the file at that spot", path.as_ref().map_or_else(|| "config".to_owned(), |p| p.display().to_string()))]
     Syntax {
         path: Option<PathBuf>,
@@ -316,6 +323,11 @@ impl TunnelSpec {
                 "key",
                 "the key file path is empty: write File(\"/path/to/key\"), or generate a key with sluiced --generate-key".into(),
             ),
+            // spiped's `-k -`: read once, so a reload, or a second tunnel, would get nothing.
+            KeyRef::File(path) if path.as_os_str() == "-" => invalid(
+                "key",
+                "File(\"-\") (standard input) cannot be used in a config file: standard input is read only once, so a reload or another tunnel would get no key; write the key to a file (mode 0600) and give its path".into(),
+            ),
             // The config is text; a path that is not UTF-8 could not be saved back.
             KeyRef::File(path) if path.to_str().is_none() => invalid(
                 "key",
@@ -416,6 +428,29 @@ fn listeners_overlap(a: &Address, b: &Address) -> bool {
 }
 
 /// RON as users may write it: `Some(60)` or just `60` for optional fields.
+/// Reads a config file of at most [`MAX_CONFIG_LEN`] bytes; devices and pipes are cut off
+/// at the bound rather than read to their end.
+fn read_bounded(path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read;
+    let file = fs::File::open(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => ConfigError::NotFound(path.to_owned()),
+        _ => ConfigError::io(path, e),
+    })?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_LEN + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| ConfigError::io(path, e))?;
+    if bytes.len() as u64 > MAX_CONFIG_LEN {
+        return Err(ConfigError::TooLarge(path.to_owned()));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        ConfigError::io(
+            path,
+            io::Error::new(io::ErrorKind::InvalidData, format!("not UTF-8 text ({e})")),
+        )
+    })
+}
+
 fn ron_options() -> ron::Options {
     ron::Options::default().with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME)
 }
@@ -544,10 +579,7 @@ impl Config {
     /// (the app reads it as "no tunnels yet"), distinct from a file that is unreadable
     /// or malformed.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = fs::read_to_string(path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => ConfigError::NotFound(path.to_owned()),
-            _ => ConfigError::io(path, e),
-        })?;
+        let text = read_bounded(path)?;
         Config::parse(&text).map_err(|e| match e {
             ConfigError::Syntax {
                 message,
@@ -1030,6 +1062,13 @@ mod tests {
         let (field, msg) = only_problem(&t);
         assert_eq!(field, "key");
         assert!(msg.contains("key file path is empty"), "{msg}");
+        t.key = KeyRef::File(PathBuf::from("-"));
+        let (field, msg) = only_problem(&t);
+        assert_eq!(field, "key");
+        assert!(
+            msg.contains("standard input") && msg.contains("is read only once"),
+            "{msg}"
+        );
 
         use std::os::unix::ffi::OsStrExt;
         t.key = KeyRef::File(PathBuf::from(std::ffi::OsStr::from_bytes(b"/k\xff")));
@@ -1138,6 +1177,25 @@ mod tests {
         }
         let msg = Config::load(&bad).unwrap_err().to_string();
         assert!(msg.starts_with(&format!("{}:2:", bad.display())), "{msg}");
+    }
+
+    #[test]
+    fn load_reads_at_most_4_mib() {
+        let err = Config::load(Path::new("/dev/zero")).unwrap_err();
+        assert!(matches!(&err, ConfigError::TooLarge(p) if p == Path::new("/dev/zero")));
+        assert!(
+            err.to_string().contains("/dev/zero is larger than 4 MiB"),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.ron");
+        let mut text = "(version: 1, tunnels: [])".to_owned();
+        text.push_str(&" ".repeat(MAX_CONFIG_LEN as usize - text.len()));
+        fs::write(&big, &text).unwrap();
+        assert!(Config::load(&big).is_ok(), "exactly 4 MiB is read");
+        text.push(' ');
+        fs::write(&big, &text).unwrap();
+        assert!(matches!(Config::load(&big), Err(ConfigError::TooLarge(_))));
     }
 
     #[test]

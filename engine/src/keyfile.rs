@@ -41,6 +41,8 @@ pub enum KeyfileError {
     IsDirectory(PathBuf),
     #[error("key file {} already exists and was left untouched: choose another name, or delete the old file first if you really mean to replace that key", .0.display())]
     AlreadyExists(PathBuf),
+    #[error("{} is empty, and Sluice never uses an empty key: its K is SHA-256 of nothing, which everyone knows, so anyone could connect; generate a key with sluiced --generate-key and use the same file at both ends", label(.0))]
+    Empty(PathBuf),
     #[error("{} is larger than 1 MiB, the most Sluice reads: a key file holds a few dozen random bytes (sluiced --generate-key writes 32); check that it names the key file (not, e.g., /dev/zero or a disk image)", label(.0))]
     TooLarge(PathBuf),
     #[error("cannot use {}: {source}", label(path))]
@@ -59,11 +61,10 @@ fn label(path: &Path) -> String {
     }
 }
 
-/// Something about a key that works but should be fixed.
+/// Something about a key that works but should be fixed. (An empty key is not a warning
+/// but [`KeyfileError::Empty`]: spiped accepts one, and then anyone can connect.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyfileWarning {
-    /// Zero bytes: K = SHA-256 of nothing, which anyone can compute.
-    Empty,
     /// Fewer than [`GENERATED_KEY_LEN`] bytes (the length, not the bytes).
     Short(usize),
     /// Group or others may read (or write) the file; the permission bits are kept.
@@ -73,10 +74,6 @@ pub enum KeyfileWarning {
 impl fmt::Display for KeyfileWarning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            KeyfileWarning::Empty => write!(
-                f,
-                "the key file is empty: spiped accepts it but anyone can connect with an empty key; generate one with sluiced --generate-key"
-            ),
             KeyfileWarning::Short(len) => write!(
                 f,
                 "the key file has only {len} bytes: a key should hold at least {GENERATED_KEY_LEN} random bytes (256 bits); generate one with sluiced --generate-key"
@@ -159,7 +156,8 @@ pub fn read_keyfile_with_bytes(
     let bytes = read_all_zeroizing(file, hint)
         .map_err(|e| io_error(path, e))?
         .ok_or_else(|| KeyfileError::TooLarge(path.to_owned()))?;
-    let mut loaded = loaded_from_bytes(&bytes);
+    let mut loaded =
+        loaded_from_bytes(&bytes).map_err(|EmptyKey| KeyfileError::Empty(path.to_owned()))?;
     // Device nodes such as /dev/null (spiped's own tests use it) have their own modes;
     // only a regular file's mode says who can read the key.
     if meta.is_file()
@@ -177,19 +175,25 @@ pub fn read_key_from(reader: impl Read) -> Result<LoadedKey, KeyfileError> {
     let bytes = read_all_zeroizing(reader, 4096)
         .map_err(|e| io_error(stdin, e))?
         .ok_or_else(|| KeyfileError::TooLarge(stdin.to_owned()))?;
-    Ok(loaded_from_bytes(&bytes))
+    loaded_from_bytes(&bytes).map_err(|EmptyKey| KeyfileError::Empty(stdin.to_owned()))
 }
 
-/// K and the warnings for a key's raw bytes.
-pub fn loaded_from_bytes(bytes: &[u8]) -> LoadedKey {
+/// A key of zero bytes, which no tunnel may use (see [`KeyfileError::Empty`]); the caller
+/// names where it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmptyKey;
+
+/// K and the warnings for a key's raw bytes; an empty key is refused.
+pub fn loaded_from_bytes(bytes: &[u8]) -> Result<LoadedKey, EmptyKey> {
+    if bytes.is_empty() {
+        return Err(EmptyKey);
+    }
     let key = PresharedKey::from_keyfile_bytes(bytes);
     let mut warnings = Vec::new();
-    match bytes.len() {
-        0 => warnings.push(KeyfileWarning::Empty),
-        n if n < GENERATED_KEY_LEN => warnings.push(KeyfileWarning::Short(n)),
-        _ => {}
+    if bytes.len() < GENERATED_KEY_LEN {
+        warnings.push(KeyfileWarning::Short(bytes.len()));
     }
-    LoadedKey { key, warnings }
+    Ok(LoadedKey { key, warnings })
 }
 
 /// Reads to EOF into a buffer that is wiped when dropped; `None` once more than
@@ -370,10 +374,6 @@ mod tests {
             p
         };
 
-        let empty = read_keyfile(&write("empty", b"", 0o600)).unwrap();
-        assert_eq!(empty.warnings, vec![KeyfileWarning::Empty]);
-        assert_eq!(empty.key.fingerprint().to_string(), fingerprint_of(b""));
-
         let short = read_keyfile(&write("short", &[7u8; 31], 0o600)).unwrap();
         assert_eq!(short.warnings, vec![KeyfileWarning::Short(31)]);
 
@@ -389,27 +389,47 @@ mod tests {
             vec![KeyfileWarning::ReadableByOthers(0o640)]
         );
 
-        let both = read_keyfile(&write("both", b"", 0o666)).unwrap();
+        let both = read_keyfile(&write("both", b"short", 0o666)).unwrap();
         assert_eq!(
             both.warnings,
             vec![
-                KeyfileWarning::Empty,
+                KeyfileWarning::Short(5),
                 KeyfileWarning::ReadableByOthers(0o666)
             ]
         );
+    }
 
-        // spiped's own tests use /dev/null: empty, but a device's mode is not the key's.
-        let null = read_keyfile(Path::new("/dev/null")).unwrap();
-        assert_eq!(null.warnings, vec![KeyfileWarning::Empty]);
+    #[test]
+    fn an_empty_key_is_refused_from_every_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, b"").unwrap();
+        // spiped's own tests use /dev/null as a key; Sluice refuses it like any empty key.
+        for path in [empty.as_path(), Path::new("/dev/null")] {
+            let err = read_keyfile(path).unwrap_err();
+            assert!(
+                matches!(&err, KeyfileError::Empty(p) if p == path),
+                "{err:?}"
+            );
+            let msg = err.to_string();
+            assert!(
+                msg.contains(&path.display().to_string())
+                    && msg.contains("never uses an empty key")
+                    && msg.contains("sluiced --generate-key"),
+                "{msg}"
+            );
+        }
+        let err = read_key_from(io::empty()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("the key from standard input is empty"),
+            "{err}"
+        );
+        assert_eq!(loaded_from_bytes(b"").unwrap_err(), EmptyKey);
     }
 
     #[test]
     fn warning_messages_say_what_to_do() {
-        assert!(
-            KeyfileWarning::Empty
-                .to_string()
-                .contains("sluiced --generate-key")
-        );
         assert!(
             KeyfileWarning::Short(5)
                 .to_string()

@@ -138,6 +138,10 @@ pub enum KeySourceError {
         "the key {0:?} is in the keychain, but no keychain is available here: export it to a key file and use that instead"
     )]
     NoKeychain(String),
+    #[error(
+        "the keychain entry {0:?} holds an empty key, which Sluice never uses (anyone could connect with it): delete it and generate or import a real key"
+    )]
+    EmptyKeychainEntry(String),
 }
 
 /// Loads the key a config refers to.
@@ -150,7 +154,8 @@ pub fn load_key(
         KeyRef::Keychain(name) => {
             let store = keychain.ok_or_else(|| KeySourceError::NoKeychain(name.clone()))?;
             let bytes = store.load(name)?;
-            Ok(keyfile::loaded_from_bytes(&bytes))
+            keyfile::loaded_from_bytes(&bytes)
+                .map_err(|keyfile::EmptyKey| KeySourceError::EmptyKeychainEntry(name.clone()))
         }
     }
 }
@@ -198,6 +203,15 @@ mod tests {
         let from_keychain = load_key(&KeyRef::Keychain("k".into()), Some(&store)).unwrap();
         let expected = crate::PresharedKey::from_keyfile_bytes(b"same bytes");
         assert_eq!(from_keychain.key.fingerprint(), expected.fingerprint());
+    }
+
+    #[test]
+    fn an_empty_keychain_entry_is_refused() {
+        let store = mock();
+        store.store_new("empty", b"").unwrap();
+        let err = load_key(&KeyRef::Keychain("empty".into()), Some(&store)).unwrap_err();
+        assert!(matches!(&err, KeySourceError::EmptyKeychainEntry(n) if n == "empty"));
+        assert!(err.to_string().contains("never uses"), "{err}");
     }
 
     #[test]

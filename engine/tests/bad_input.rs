@@ -208,6 +208,10 @@ fn bad_key_files_name_the_file_and_the_problem() {
         &["does not exist", "--generate-key"],
     );
     run(d, &["is a directory"]);
+    run(
+        &write_key(d, "empty.key", b""),
+        &["is empty", "never uses an empty key", "--generate-key"],
+    );
     let link = d.join("link.key");
     std::os::unix::fs::symlink(d.join("gone.key"), &link).unwrap();
     run(&link, &["symbolic link", "gone.key", "does not exist"]);
@@ -248,6 +252,76 @@ fn bad_key_files_name_the_file_and_the_problem() {
         &["--generate-key", d.join("no/dir/k").to_str().unwrap()],
         &["no/dir/k", "directory", "does not exist"],
     );
+}
+
+/// spiped accepts an empty key file (K = SHA-256 of nothing, which everyone knows); Sluice
+/// refuses one from every source, in every mode, naming where it came from.
+#[test]
+fn an_empty_key_is_never_used_in_any_mode() {
+    let dir = temp_dir();
+    let d = dir.path();
+    let empty = write_key(d, "empty.key", b"");
+    let empty_s = empty.to_str().unwrap();
+    let listen = free_addr(LOCALHOST_V4).spiped();
+    let target = "[127.0.0.1]:1";
+    for key in [empty_s, "/dev/null"] {
+        for mode in ["-d", "-e"] {
+            refused(
+                &[mode, "-F", "-s", &listen, "-t", target, "-k", key],
+                &[key, "is empty", "never uses an empty key"],
+            );
+        }
+        refused(&["--spipe", "-t", target, "-k", key], &[key, "is empty"]);
+    }
+    // `-k -` with nothing on standard input.
+    let out = Command::new(SLUICED)
+        .args(["-d", "-F", "-s", &listen, "-t", target, "-k", "-"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the key from standard input is empty"),
+        "{stderr}"
+    );
+
+    // In a config file: an empty key file, and standard input (which a reload or a second
+    // tunnel could not read again), for a start and for --check-config alike.
+    let tunnel = |name: &str, key: &str| {
+        format!(
+            "(name: {name:?}, mode: Decrypt, listen: {:?}, target: {target:?}, key: File({key:?}))",
+            free_addr(LOCALHOST_V4).spiped()
+        )
+    };
+    for (what, tunnels, needles) in [
+        (
+            "empty-key-file",
+            vec![tunnel("e", empty_s)],
+            vec![format!("tunnel \"e\": key: key file {empty_s} is empty")],
+        ),
+        (
+            "stdin-twice",
+            vec![tunnel("a", "-"), tunnel("b", "-")],
+            vec![
+                "tunnel \"a\": key: File(\"-\") (standard input) cannot be used in a config file"
+                    .to_owned(),
+                "tunnel \"b\": key: File(\"-\") (standard input) cannot be used in a config file"
+                    .to_owned(),
+            ],
+        ),
+    ] {
+        let path = d.join(format!("{what}.ron"));
+        fs::write(
+            &path,
+            format!("(version: 1, tunnels: [{}])", tunnels.join(", ")),
+        )
+        .unwrap();
+        let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
+        let path_s = path.to_str().unwrap();
+        refused(&["-F", "--config", path_s], &needles);
+        refused(&["--check-config", path_s], &needles);
+    }
 }
 
 #[test]

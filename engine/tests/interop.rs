@@ -1,6 +1,6 @@
 //! Interoperability of `sluiced` with Debian's spiped and spipe 1.6.2, end to end over
 //! loopback: Sluice as client of `spiped -d`, `spiped -e` and `spipe` as clients of
-//! Sluice, bulk data with half-close, the -f/-g matrix, wrong and empty keys, UNIX and
+//! Sluice, bulk data with half-close, the -f/-g matrix, wrong keys, UNIX and
 //! IPv6 addresses, timeouts, graceful stop, config files, the connection limit and key
 //! generation. See /work/shared/docs/PROTOCOL.md (sections 3-7, 9) for the reference.
 //!
@@ -598,49 +598,8 @@ fn wrong_key_spiped_client_sluiced_server() {
 }
 
 // ---------------------------------------------------------------------------------------
-// 7. Empty key file on both ends
-
-#[test]
-fn empty_key_file_works_both_ways() {
-    let dir = temp_dir();
-    let key = write_key(dir.path(), "empty.key", b"");
-    let echo = Echo::tcp(LOCALHOST_V4);
-
-    let (spiped_d, spiped_d_addr) = spiped("-d", LOCALHOST_V4, &echo.addr, &key, &[], dir.path());
-    let (sluiced_e, sluiced_e_addr) =
-        sluiced("-e", LOCALHOST_V4, &spiped_d_addr, &key, &[], dir.path());
-    check_works(
-        "sluiced -e -> spiped -d, empty key",
-        &sluiced_e_addr,
-        256 * 1024,
-        7,
-    );
-
-    let (sluiced_d, sluiced_d_addr) =
-        sluiced("-d", LOCALHOST_V4, &echo.addr, &key, &[], dir.path());
-    let (spiped_e, spiped_e_addr) =
-        spiped("-e", LOCALHOST_V4, &sluiced_d_addr, &key, &[], dir.path());
-    check_works(
-        "spiped -e -> sluiced -d, empty key",
-        &spiped_e_addr,
-        256 * 1024,
-        8,
-    );
-
-    for proc in [&sluiced_e, &sluiced_d] {
-        assert!(
-            proc.wait_for_log_line(
-                |l| l.contains("warning") && l.contains("key file is empty"),
-                Duration::from_secs(3)
-            )
-            .is_some(),
-            "{}: no warning about the empty key:\n{}",
-            proc.name,
-            proc.stderr()
-        );
-    }
-    drop((spiped_e, spiped_d));
-}
+// 7. Empty key files: spiped accepts them, Sluice refuses them (tests/bad_input.rs,
+//    `an_empty_key_is_never_used_in_any_mode`), so there is no interop to test.
 
 // ---------------------------------------------------------------------------------------
 // 8. UNIX-socket addresses

@@ -6,6 +6,12 @@ use sha2::{Digest, Sha256};
 use std::fmt;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
+/// SHA-256 of nothing: K of an empty key file.
+const EMPTY_KEY_K: [u8; 32] = [
+    0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+    0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
+];
+
 /// K = SHA-256(entire key file). Wiped on drop; never printed.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct PresharedKey([u8; 32]);
@@ -21,6 +27,13 @@ impl PresharedKey {
         hasher.update(bytes);
         hasher.finalize_into((&mut key.0).into());
         key
+    }
+
+    /// Whether this is K of an empty key file (SHA-256 of nothing), which everyone can
+    /// compute: no tunnel may run with it.
+    pub fn is_empty_key(&self) -> bool {
+        // Not secret-dependent in any useful way: it only tells this one public value apart.
+        self.0 == EMPTY_KEY_K
     }
 
     /// K itself, for the handshake's key derivation only.
@@ -92,6 +105,8 @@ mod tests {
             hex(k.secret()),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
+        assert!(k.is_empty_key());
+        assert!(!PresharedKey::from_keyfile_bytes(b"\0").is_empty_key());
     }
 
     #[test]

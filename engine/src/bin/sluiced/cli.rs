@@ -76,6 +76,7 @@ pub struct SpipeOptions {
 }
 
 /// Running tunnels as a daemon, from flags or from a config file.
+#[derive(Clone)]
 pub struct RunOptions {
     source: TunnelSource,
     pub foreground: bool,
@@ -88,6 +89,7 @@ pub struct RunOptions {
     metrics: Option<Address>,
 }
 
+#[derive(Clone)]
 enum TunnelSource {
     /// The one tunnel spiped-style flags describe, and its key file.
     Flags {
@@ -190,9 +192,10 @@ pub fn load_config(path: &Path) -> Result<Loaded, Vec<String>> {
 /// the rest (version, tunnel fields, duplicates) get the path in front.
 fn config_error_in(path: &Path, error: &ConfigError) -> String {
     match error {
-        ConfigError::Syntax { .. } | ConfigError::NotFound(_) | ConfigError::Io { .. } => {
-            error.to_string()
-        }
+        ConfigError::Syntax { .. }
+        | ConfigError::NotFound(_)
+        | ConfigError::Io { .. }
+        | ConfigError::TooLarge(_) => error.to_string(),
         other => format!("config file {}: {other}", path.display()),
     }
 }
