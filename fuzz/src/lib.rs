@@ -185,25 +185,59 @@ pub fn x25519_handshake(data: &[u8]) {
     xor(&mut peer_nonce, &nonce_part);
     let peer = peer.receive_nonce(ours.nonce());
     let ours = ours.receive_nonce(&peer_nonce);
-    let mut signed = *peer.signed_public();
-    xor(&mut signed, &signed_part);
     let tampered = nonce_part.iter().chain(&signed_part[..]).any(|&b| b != 0);
-    let verified = match ours.receive_signed_public(&signed) {
-        Ok(v) => v,
-        Err(e) => {
-            assert!(tampered, "an honest X25519 handshake was refused: {e}");
-            assert_eq!(e, PeerRejection::BadSignature);
-            return;
+    // The client's signed key goes first; a server signs its own only after checking it.
+    let (verified, peer) = match ours.signed_public().copied() {
+        // We are the client: the (honest) server checks our key (signed with MAC keys
+        // from its nonce as we received it), then we take its, tampered.
+        Some(our_signed) => {
+            let peer = match peer.receive_signed_public(&our_signed) {
+                Ok(p) => p,
+                Err(e) => {
+                    assert!(
+                        tampered,
+                        "the honest peer refused our X25519 handshake: {e}"
+                    );
+                    assert_eq!(e, PeerRejection::BadSignature);
+                    return;
+                }
+            };
+            let mut signed = *peer.signed_public();
+            xor(&mut signed, &signed_part);
+            match ours.receive_signed_public(&signed) {
+                Ok(v) => (v, peer),
+                Err(e) => {
+                    assert!(tampered, "an honest X25519 handshake was refused: {e}");
+                    assert_eq!(e, PeerRejection::BadSignature);
+                    return;
+                }
+            }
+        }
+        // We are the server: the client's key, tampered, comes first.
+        None => {
+            let mut signed = *peer
+                .signed_public()
+                .expect("an X25519 client signs its key at once");
+            xor(&mut signed, &signed_part);
+            let verified = match ours.receive_signed_public(&signed) {
+                Ok(v) => v,
+                Err(e) => {
+                    assert!(tampered, "an honest X25519 handshake was refused: {e}");
+                    assert_eq!(e, PeerRejection::BadSignature);
+                    return;
+                }
+            };
+            let peer = match peer.receive_signed_public(verified.signed_public()) {
+                Ok(p) => p,
+                Err(e) => panic!("the honest peer refused our X25519 handshake: {e}"),
+            };
+            (verified, peer)
         }
     };
     assert!(
         !tampered,
         "an altered X25519 handshake message was accepted"
     );
-    let peer = match peer.receive_signed_public(verified.signed_public()) {
-        Ok(p) => p,
-        Err(e) => panic!("the honest peer refused our X25519 handshake: {e}"),
-    };
     let (_, mut opener) = verified.derive_session().into_packet_codecs();
     let (mut sealer, _) = peer.derive_session().into_packet_codecs();
     round_trip(&mut sealer, &mut opener, rest);

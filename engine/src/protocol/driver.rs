@@ -316,7 +316,11 @@ impl HandshakeDriver {
                 // checking the client's (PROTOCOL.md 3.1).
                 match &exchanged {
                     Exchanged::Classic(e) if client => self.queue(&e.signed_dh()[..]),
-                    Exchanged::X25519(e) if client => self.queue(&e.signed_public()[..]),
+                    Exchanged::X25519(e) => {
+                        if let Some(signed) = e.signed_public() {
+                            self.queue(&signed[..]);
+                        }
+                    }
                     _ => {}
                 }
                 State::AwaitSignedValue(exchanged)

@@ -44,8 +44,10 @@ impl X25519Handshake {
         &self.nonce
     }
 
-    /// Takes the peer's nonce; derives the MAC keys exactly as spiped does and signs this
-    /// side's public key.
+    /// Takes the peer's nonce and derives the MAC keys exactly as spiped does. A client
+    /// signs its public key now (it sends first); a server computes and signs its own
+    /// only once the client's has verified, so a stranger without the key costs it no
+    /// scalar multiplication.
     pub fn receive_nonce(self, peer_nonce: &[u8; NONCE_LEN]) -> X25519NoncesExchanged {
         let nonces = Nonces::new(self.role, self.nonce, *peer_nonce);
         let (dhmac_client, dhmac_server) = dh_mac_keys(&self.key, &nonces);
@@ -53,37 +55,41 @@ impl X25519Handshake {
             Role::Client => (dhmac_client, dhmac_server),
             Role::Server => (dhmac_server, dhmac_client),
         };
-        let public = PublicKey::from(&*self.secret);
-        let signed = sign(&ours, public.as_bytes());
+        let signed = (self.role == Role::Client).then(|| signed_public_of(&self.secret, &ours));
         X25519NoncesExchanged {
             role: self.role,
             key: self.key,
             secret: self.secret,
             nonces,
             signed,
+            dhmac_ours: ours,
             dhmac_peer: peer,
         }
     }
 }
 
-/// Stage 2: nonces exchanged; this side's signed key is ready.
+/// Stage 2: nonces exchanged; a client's signed key is ready.
 pub struct X25519NoncesExchanged {
     role: Role,
     key: PresharedKey,
     secret: Box<StaticSecret>,
     nonces: Nonces,
-    signed: [u8; SIGNED_X25519_LEN],
+    /// The client's signed key; a server has none yet.
+    signed: Option<[u8; SIGNED_X25519_LEN]>,
+    dhmac_ours: Zeroizing<[u8; 32]>,
     dhmac_peer: Zeroizing<[u8; 32]>,
 }
 
 impl X25519NoncesExchanged {
-    /// The client sends this at once; the server after accepting the client's.
-    pub fn signed_public(&self) -> &[u8; SIGNED_X25519_LEN] {
-        &self.signed
+    /// The client's signed key, which it sends at once; `None` for a server, which signs
+    /// its own only after accepting the client's ([`X25519PeerVerified::signed_public`]).
+    pub fn signed_public(&self) -> Option<&[u8; SIGNED_X25519_LEN]> {
+        self.signed.as_ref()
     }
 
     /// Checks the peer's MAC (constant time), then computes the shared secret and rejects
-    /// an all-zero one (a low-order public key would let the peer fix the secret).
+    /// an all-zero one (a low-order public key would let the peer fix the secret); a
+    /// server computes and signs its public key only now.
     pub fn receive_signed_public(
         self,
         peer: &[u8; SIGNED_X25519_LEN],
@@ -99,11 +105,14 @@ impl X25519NoncesExchanged {
         if !shared.was_contributory() {
             return Err(PeerRejection::NonContributory);
         }
+        let signed = self
+            .signed
+            .unwrap_or_else(|| signed_public_of(&self.secret, &self.dhmac_ours));
         Ok(X25519PeerVerified {
             role: self.role,
             key: self.key,
             nonces: self.nonces,
-            signed: self.signed,
+            signed,
             shared: Zeroizing::new(shared.to_bytes()),
         })
     }
@@ -129,6 +138,11 @@ impl X25519PeerVerified {
     pub fn derive_session(self) -> SessionKeys {
         session_keys(self.role, &self.key, &self.nonces, &self.shared[..])
     }
+}
+
+/// This side's public key (a scalar multiplication), signed.
+fn signed_public_of(secret: &StaticSecret, dhmac: &[u8; 32]) -> [u8; SIGNED_X25519_LEN] {
+    sign(dhmac, PublicKey::from(secret).as_bytes())
 }
 
 fn sign(dhmac: &[u8; 32], public: &[u8; X25519_KEY_LEN]) -> [u8; SIGNED_X25519_LEN] {
@@ -176,7 +190,7 @@ mod tests {
         let (client_nonce, server_nonce) = (*client.nonce(), *server.nonce());
         let client = client.receive_nonce(&server_nonce);
         let server = server.receive_nonce(&client_nonce);
-        let mut to_server = *client.signed_public();
+        let mut to_server = *client.signed_public().expect("a client signs at once");
         tamper(&mut to_server);
         let server = server.receive_signed_public(&to_server)?;
         let to_client = *server.signed_public();
@@ -195,13 +209,13 @@ mod tests {
         let client = client.receive_nonce(&bytes(0x20));
         let server = server.receive_nonce(&bytes(0x00));
         assert_eq!(
-            hex(client.signed_public()),
+            hex(client.signed_public().unwrap()),
             concat!(
                 "79a631eede1bf9c98f12032cdeadd0e7a079398fc786b88cc846ec89af85a51a",
                 "8cb186a659df4b45768de1969085888ec1013060fffb42de61a07d0d7c1a27ac"
             )
         );
-        let to_server = *client.signed_public();
+        let to_server = *client.signed_public().unwrap();
         let server = server.receive_signed_public(&to_server).unwrap();
         assert_eq!(
             hex(server.signed_public()),
@@ -277,6 +291,23 @@ mod tests {
         assert_eq!(
             server.receive_signed_public(&forged).err(),
             Some(PeerRejection::NonContributory)
+        );
+    }
+
+    #[test]
+    fn a_server_has_no_public_key_until_the_client_has_proved_it_holds_the_key() {
+        let key = PresharedKey::from_keyfile_bytes(b"k");
+        let server = X25519Handshake::new(Role::Server, &key, bytes(0x20), bytes(0x60));
+        let server = server.receive_nonce(&bytes(0x00));
+        assert!(server.signed_public().is_none());
+        // A stranger's value (signed with another key) is refused before any scalar
+        // multiplication: the server's public key is computed only past the MAC check.
+        let nonces = Nonces::new(Role::Client, bytes(0x00), bytes(0x20));
+        let (stranger_mac, _) = dh_mac_keys(&PresharedKey::from_keyfile_bytes(b"x"), &nonces);
+        let forged = sign(&stranger_mac, &[9u8; 32]);
+        assert_eq!(
+            server.receive_signed_public(&forged).err(),
+            Some(PeerRejection::BadSignature)
         );
     }
 
