@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::events::{Event, SummaryDue, TunnelId};
 use crate::net::dhpool::{DEFAULT_POOL_SIZE, KeyPairPool};
@@ -73,6 +73,8 @@ struct EngineShared {
     /// Whether routine per-connection events are published (see
     /// [`Engine::set_connection_events`]).
     connection_events: Arc<AtomicBool>,
+    /// Whether tunnels may accept connections (see [`Engine::hold_connections`]).
+    accepting: watch::Sender<bool>,
 }
 
 /// How the engine's runtime spreads its tasks over threads. Either way the modular
@@ -129,6 +131,7 @@ impl Engine {
             events,
             notify: Arc::new(on_change),
             connection_events: Arc::new(AtomicBool::new(true)),
+            accepting: watch::Sender::new(true),
         });
         let (commands, receiver) = mpsc::unbounded_channel();
         let supervisor_shared = Arc::clone(&shared);
@@ -236,6 +239,20 @@ impl Engine {
         self.shared.connection_events.store(on, Ordering::Relaxed);
     }
 
+    /// Tunnels bind and listen, but accept no connection until
+    /// [`Engine::release_connections`]: clients wait in the listen queue. A daemon that
+    /// drops privileges after binding calls this before starting any tunnel, so nothing is
+    /// ever served with the privileges it had for binding (spiped drops them before it
+    /// accepts anything).
+    pub fn hold_connections(&self) {
+        self.shared.accepting.send_replace(false);
+    }
+
+    /// Lets every tunnel accept connections (the default).
+    pub fn release_connections(&self) {
+        self.shared.accepting.send_replace(true);
+    }
+
     /// A new subscription to events from now on. Bounded: a reader that falls more than
     /// [`EVENT_CAPACITY`] behind is told how many it missed.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
@@ -323,7 +340,7 @@ async fn supervise(
                             continue;
                         }
                         let tunnel = tunnel_shared(&shared, id, &settings.definition.name);
-                        running.insert(id, RunningTunnel::start(tunnel, *settings, Arc::clone(&pool)));
+                        running.insert(id, RunningTunnel::start(tunnel, *settings, Arc::clone(&pool), shared.accepting.subscribe()));
                     }
                     Command::Stop { id, drain } => {
                         if let Some(tunnel) = running.remove(&id) {
@@ -353,8 +370,8 @@ async fn supervise(
                 let mut changed = false;
                 for tunnel in tunnels {
                     changed |= tunnel.stats.sample_rates(now);
-                    // Handshake failures counted in the last minute, even if none follow.
-                    tunnel.publish_handshake_summary(monotonic_now, SummaryDue::WhenTheWindowEnds);
+                    // Problems counted in the last minute, even if none follow.
+                    tunnel.publish_summaries(monotonic_now, SummaryDue::WhenTheWindowEnds);
                 }
                 if changed {
                     (shared.notify)();
@@ -425,7 +442,7 @@ async fn stop(
         tunnel.finish(&tunnel_shared, drain).await;
         // Its connections are over: whatever failures were counted and not yet summed up
         // go out now rather than a minute later (or never, when the engine shuts down).
-        tunnel_shared.publish_handshake_summary(Instant::now(), SummaryDue::Now);
+        tunnel_shared.publish_summaries(Instant::now(), SummaryDue::Now);
         if afterwards == Afterwards::Forget {
             forget(&shared, id);
         }

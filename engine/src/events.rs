@@ -72,6 +72,14 @@ pub enum EventKind {
         window: Duration,
         by_cause: Vec<(HandshakeFailure, u64)>,
     },
+    /// `count` more problems of the kinds a stranger can cause at will (see
+    /// [`RepeatedProblem`]) happened in the last `window` than were published one by one;
+    /// like handshake failures, at most one summary a minute per tunnel.
+    ProblemsSummarized {
+        count: u64,
+        window: Duration,
+        by_kind: Vec<(RepeatedProblem, u64)>,
+    },
     TargetUnreachable {
         conn: u64,
         target: String,
@@ -100,6 +108,7 @@ impl EventKind {
             EventKind::StartFailed { .. }
                 | EventKind::HandshakeFailed { .. }
                 | EventKind::HandshakeFailuresSummarized { .. }
+                | EventKind::ProblemsSummarized { .. }
                 | EventKind::TargetUnreachable { .. }
                 | EventKind::ConnectionLimitReached { .. }
                 | EventKind::AcceptFailed { .. }
@@ -152,20 +161,22 @@ impl fmt::Display for EventKind {
                 by_cause,
             } => {
                 let failures = if *count == 1 { "failure" } else { "failures" };
-                write!(f, "{count} more handshake {failures} ")?;
-                match window.as_secs() {
-                    60.. => write!(f, "in the last minute")?,
-                    secs => write!(f, "in the last {} s", secs.max(1))?,
-                }
-                let causes: Vec<String> = by_cause
-                    .iter()
-                    .map(|(cause, n)| format!("{n} {}", cause.label()))
-                    .collect();
-                write!(
+                let causes = by_cause.iter().map(|(cause, n)| (cause.label(), *n));
+                write_summary(
                     f,
-                    " ({}); not logged one by one, at most one summary a minute",
-                    causes.join(", ")
+                    &format!("{count} more handshake {failures}"),
+                    *window,
+                    causes,
                 )
+            }
+            EventKind::ProblemsSummarized {
+                count,
+                window,
+                by_kind,
+            } => {
+                let problems = if *count == 1 { "problem" } else { "problems" };
+                let kinds = by_kind.iter().map(|(kind, n)| (kind.label(), *n));
+                write_summary(f, &format!("{count} more {problems}"), *window, kinds)
             }
             EventKind::TargetUnreachable {
                 conn,
@@ -194,32 +205,102 @@ impl fmt::Display for EventKind {
     }
 }
 
-/// How long a tunnel's handshake failures are summed up before a summary is published.
-pub const HANDSHAKE_SUMMARY_WINDOW: Duration = Duration::from_secs(60);
+/// "N more … in the last minute (a wrong key, b timed out); not logged one by one, …".
+fn write_summary<'a>(
+    f: &mut fmt::Formatter<'_>,
+    head: &str,
+    window: Duration,
+    parts: impl Iterator<Item = (&'a str, u64)>,
+) -> fmt::Result {
+    write!(f, "{head} ")?;
+    match window.as_secs() {
+        60.. => write!(f, "in the last minute")?,
+        secs => write!(f, "in the last {} s", secs.max(1))?,
+    }
+    let parts: Vec<String> = parts.map(|(label, n)| format!("{n} {label}")).collect();
+    write!(
+        f,
+        " ({}); not logged one by one, at most one summary a minute",
+        parts.join(", ")
+    )
+}
 
-/// Keeps handshake failures from flooding the log: the first failure after a quiet spell
-/// is published in full, the ones after it are counted, and the count is published at
-/// most once per [`HANDSHAKE_SUMMARY_WINDOW`], for as long as failures keep coming. A
-/// window without further failures ends the spell. Deterministic: the caller passes the
-/// time in.
-#[derive(Debug, Default)]
-pub struct HandshakeFailureThrottle {
-    spell: Option<Spell>,
+/// Problems other than failed handshakes that anyone who can connect can cause as often
+/// as they like, so each is published the first time of a spell and then summed up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RepeatedProblem {
+    /// The target could not be reached for a connection.
+    TargetUnreachable,
+    /// Every connection slot was taken when a client arrived.
+    ConnectionLimit,
+    /// accept() failed (descriptors ran out).
+    AcceptFailed,
+    /// A connection ended with an error on one of its sockets.
+    ConnectionError,
+}
+
+impl RepeatedProblem {
+    pub const ALL: [RepeatedProblem; 4] = [
+        RepeatedProblem::TargetUnreachable,
+        RepeatedProblem::ConnectionLimit,
+        RepeatedProblem::AcceptFailed,
+        RepeatedProblem::ConnectionError,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            RepeatedProblem::TargetUnreachable => "target unreachable",
+            RepeatedProblem::ConnectionLimit => "connection limit reached",
+            RepeatedProblem::AcceptFailed => "accept failed",
+            RepeatedProblem::ConnectionError => "connection error",
+        }
+    }
+}
+
+/// How long a tunnel's repeated problems are summed up before a summary is published.
+pub const SUMMARY_WINDOW: Duration = Duration::from_secs(60);
+
+/// Keeps one family of repeated problems from flooding the log: the first after a quiet
+/// spell is published in full, the ones after it are counted (by kind, `K` of them), and
+/// the count is published at most once per [`SUMMARY_WINDOW`], for as long as
+/// they keep coming. A window without further problems ends the spell. Deterministic:
+/// the caller passes the time in.
+#[derive(Debug)]
+pub struct Throttle<K: Copy + Eq + 'static, const N: usize> {
+    kinds: &'static [K; N],
+    spell: Option<Spell<N>>,
+}
+
+/// Failed handshakes, by cause.
+pub type HandshakeFailureThrottle = Throttle<HandshakeFailure, 5>;
+/// The other problems a stranger can repeat, by kind.
+pub type ProblemThrottle = Throttle<RepeatedProblem, 4>;
+
+impl Default for HandshakeFailureThrottle {
+    fn default() -> Self {
+        Throttle::new(&HandshakeFailure::ALL)
+    }
+}
+
+impl Default for ProblemThrottle {
+    fn default() -> Self {
+        Throttle::new(&RepeatedProblem::ALL)
+    }
 }
 
 #[derive(Debug)]
-struct Spell {
+struct Spell<const N: usize> {
     /// When the current window began.
     since: Instant,
-    /// Failures counted, not published, in it; indexed like [`HandshakeFailure::ALL`].
-    suppressed: [u64; HandshakeFailure::ALL.len()],
+    /// Problems counted, not published, in it; indexed like the throttle's kinds.
+    suppressed: [u64; N],
 }
 
-impl Spell {
-    fn starting(since: Instant) -> Spell {
+impl<const N: usize> Spell<N> {
+    fn starting(since: Instant) -> Spell<N> {
         Spell {
             since,
-            suppressed: [0; HandshakeFailure::ALL.len()],
+            suppressed: [0; N],
         }
     }
 
@@ -228,14 +309,14 @@ impl Spell {
     }
 }
 
-/// Whether a handshake failure is published in full or only counted.
+/// Whether a problem is published in full or only counted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FailureVerdict {
     Publish,
     Count,
 }
 
-/// Whether [`HandshakeFailureThrottle::summary`] waits for the window to end.
+/// Whether [`Throttle::summary`] waits for the window to end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SummaryDue {
     /// Once a window: the engine's once-a-second tick.
@@ -244,17 +325,27 @@ pub enum SummaryDue {
     Now,
 }
 
-impl HandshakeFailureThrottle {
-    /// Takes one failure at `now`.
-    pub fn failed(&mut self, cause: HandshakeFailure, now: Instant) -> FailureVerdict {
+/// A window's count, to be published: the total, how long the window was, and the
+/// count of each kind that occurred (in the throttle's order).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Summary<K> {
+    pub count: u64,
+    pub window: Duration,
+    pub by_kind: Vec<(K, u64)>,
+}
+
+impl<K: Copy + Eq + 'static, const N: usize> Throttle<K, N> {
+    pub fn new(kinds: &'static [K; N]) -> Self {
+        Throttle { kinds, spell: None }
+    }
+
+    /// Takes one problem of `kind` at `now`.
+    pub fn failed(&mut self, kind: K, now: Instant) -> FailureVerdict {
         match &mut self.spell {
-            // A window that ended with failures pending is still counted into: its summary
-            // is at most a tick away.
-            Some(spell) if now < spell.since + HANDSHAKE_SUMMARY_WINDOW || spell.total() > 0 => {
-                let at = HandshakeFailure::ALL
-                    .iter()
-                    .position(|c| *c == cause)
-                    .unwrap_or(0);
+            // A window that ended with problems pending is still counted into: its
+            // summary is at most a tick away.
+            Some(spell) if now < spell.since + SUMMARY_WINDOW || spell.total() > 0 => {
+                let at = self.kinds.iter().position(|k| *k == kind).unwrap_or(0);
                 spell.suppressed[at] += 1;
                 FailureVerdict::Count
             }
@@ -265,12 +356,12 @@ impl HandshakeFailureThrottle {
         }
     }
 
-    /// The summary to publish at `now`, if one is due: failures were counted and the
+    /// The summary to publish at `now`, if one is due: problems were counted and the
     /// window is over (or `due` is [`SummaryDue::Now`]). A new window starts with it; a
     /// window that counted nothing ends the spell.
-    pub fn summary(&mut self, now: Instant, due: SummaryDue) -> Option<EventKind> {
+    pub fn summary(&mut self, now: Instant, due: SummaryDue) -> Option<Summary<K>> {
         let spell = self.spell.as_mut()?;
-        let window_over = now >= spell.since + HANDSHAKE_SUMMARY_WINDOW;
+        let window_over = now >= spell.since + SUMMARY_WINDOW;
         if !window_over && due == SummaryDue::WhenTheWindowEnds {
             return None;
         }
@@ -280,18 +371,39 @@ impl HandshakeFailureThrottle {
             }
             return None;
         }
-        let summary = EventKind::HandshakeFailuresSummarized {
+        let summary = Summary {
             count: spell.total(),
             window: now.saturating_duration_since(spell.since),
-            by_cause: HandshakeFailure::ALL
+            by_kind: self
+                .kinds
                 .iter()
                 .zip(spell.suppressed)
                 .filter(|(_, n)| *n > 0)
-                .map(|(cause, n)| (*cause, n))
+                .map(|(kind, n)| (*kind, n))
                 .collect(),
         };
         *spell = Spell::starting(now);
         Some(summary)
+    }
+}
+
+impl From<Summary<HandshakeFailure>> for EventKind {
+    fn from(s: Summary<HandshakeFailure>) -> EventKind {
+        EventKind::HandshakeFailuresSummarized {
+            count: s.count,
+            window: s.window,
+            by_cause: s.by_kind,
+        }
+    }
+}
+
+impl From<Summary<RepeatedProblem>> for EventKind {
+    fn from(s: Summary<RepeatedProblem>) -> EventKind {
+        EventKind::ProblemsSummarized {
+            count: s.count,
+            window: s.window,
+            by_kind: s.by_kind,
+        }
     }
 }
 
@@ -306,11 +418,8 @@ mod tests {
         start + Duration::from_secs(s)
     }
 
-    fn count_of(summary: Option<EventKind>) -> Option<u64> {
-        match summary? {
-            EventKind::HandshakeFailuresSummarized { count, .. } => Some(count),
-            other => panic!("not a summary: {other:?}"),
-        }
+    fn count_of<K>(summary: Option<Summary<K>>) -> Option<u64> {
+        summary.map(|s| s.count)
     }
 
     #[test]
@@ -331,14 +440,14 @@ mod tests {
         let summary = throttle.summary(secs(t0, 60), SummaryDue::WhenTheWindowEnds);
         assert_eq!(
             summary,
-            Some(EventKind::HandshakeFailuresSummarized {
+            Some(Summary {
                 count: 501,
                 window: Duration::from_secs(60),
-                by_cause: vec![(WRONG_KEY, 500), (TIMEOUT, 1)],
+                by_kind: vec![(WRONG_KEY, 500), (TIMEOUT, 1)],
             })
         );
         assert_eq!(
-            summary.unwrap().to_string(),
+            EventKind::from(summary.unwrap()).to_string(),
             "501 more handshake failures in the last minute (500 wrong key, 1 timed out); not logged one by one, at most one summary a minute"
         );
         // The flood goes on: still counted, next summary a minute later, not before.
@@ -408,13 +517,36 @@ mod tests {
         for _ in 0..3 {
             throttle.failed(TIMEOUT, secs(t0, 2));
         }
-        let summary = throttle.summary(secs(t0, 5), SummaryDue::Now).unwrap();
+        let summary = EventKind::from(throttle.summary(secs(t0, 5), SummaryDue::Now).unwrap());
         assert_eq!(
             summary.to_string(),
             "3 more handshake failures in the last 5 s (3 timed out); not logged one by one, at most one summary a minute"
         );
         assert!(summary.is_problem());
         assert_eq!(throttle.summary(secs(t0, 6), SummaryDue::Now), None);
+    }
+
+    #[test]
+    fn other_repeated_problems_are_summed_up_the_same_way() {
+        let t0 = Instant::now();
+        let mut throttle = ProblemThrottle::default();
+        let limit = RepeatedProblem::ConnectionLimit;
+        assert_eq!(throttle.failed(limit, t0), FailureVerdict::Publish);
+        for i in 0..1999 {
+            let at = t0 + Duration::from_millis(i * 5);
+            assert_eq!(throttle.failed(limit, at), FailureVerdict::Count);
+        }
+        throttle.failed(RepeatedProblem::TargetUnreachable, secs(t0, 30));
+        let summary = EventKind::from(
+            throttle
+                .summary(secs(t0, 60), SummaryDue::WhenTheWindowEnds)
+                .unwrap(),
+        );
+        assert!(summary.is_problem());
+        assert_eq!(
+            summary.to_string(),
+            "2000 more problems in the last minute (1 target unreachable, 1999 connection limit reached); not logged one by one, at most one summary a minute"
+        );
     }
 
     #[test]

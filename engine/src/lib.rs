@@ -27,13 +27,14 @@ pub use config::{
 };
 pub use definition::{DefinitionProblem, Mode, TunnelDefinition};
 pub use engine::{Engine, RuntimeThreads, StatusReader, TunnelStatus};
-pub use events::{Event, EventKind, TunnelId};
+pub use events::{Event, EventKind, RepeatedProblem, TunnelId};
 pub use keyfile::{
     KeyfileError, KeyfileWarning, LoadedKey, generate_key_bytes, read_keyfile,
     read_keyfile_with_bytes, write_new_keyfile,
 };
 pub use keystore::{KeySourceError, KeyStore, KeyStoreError, KeychainStore, load_key};
 pub use net::probe::{ProbeOutcome, ProbeRequest};
+pub use platform::host_name;
 pub use protocol::key::{Fingerprint, PresharedKey, hex};
 pub use protocol::{ForwardSecrecy, KeyAgreement};
 pub use stats::{CounterSnapshot, HandshakeFailure, RateSample};

@@ -13,6 +13,31 @@ use std::fs::OpenOptions;
 use std::io;
 use std::path::Path;
 
+/// This machine's name as the system knows it (`gethostname`; Windows: `COMPUTERNAME`),
+/// or `localhost` when it has none: what the app shows, what a far end connects back to,
+/// and a name the metrics endpoint answers to.
+pub fn host_name() -> String {
+    #[cfg(unix)]
+    {
+        let mut buf = [0u8; 256];
+        // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it
+        // or truncates, and the last byte stays 0 either way.
+        let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len() - 1) } == 0;
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(0);
+        match std::str::from_utf8(&buf[..end]) {
+            Ok(name) if ok && !name.is_empty() => name.to_owned(),
+            _ => "localhost".to_owned(),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        std::env::var("COMPUTERNAME")
+            .ok()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "localhost".to_owned())
+    }
+}
+
 /// Makes `options` create files readable and writable by their owner only (mode 0600).
 pub fn create_owner_only(options: &mut OpenOptions) -> &mut OpenOptions {
     #[cfg(unix)]

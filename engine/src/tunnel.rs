@@ -16,7 +16,8 @@ use crate::address::Address;
 use crate::config::{ConfigError, TunnelSpec};
 use crate::definition::{Mode, TunnelDefinition};
 use crate::events::{
-    Event, EventKind, FailureVerdict, HandshakeFailureThrottle, SummaryDue, TunnelId,
+    Event, EventKind, FailureVerdict, HandshakeFailureThrottle, ProblemThrottle, RepeatedProblem,
+    SummaryDue, TunnelId,
 };
 use crate::net::conn::{
     HandshakeFault, HandshakeParams, PumpFault, TargetFault, authenticate, pump_connection,
@@ -93,6 +94,8 @@ pub(crate) struct TunnelShared {
     runs: AtomicU64,
     /// Which handshake failures are published one by one (see [`HandshakeFailureThrottle`]).
     handshake_failures: Mutex<HandshakeFailureThrottle>,
+    /// The same for the other problems strangers can repeat at will.
+    repeated_problems: Mutex<ProblemThrottle>,
 }
 
 impl TunnelShared {
@@ -115,6 +118,7 @@ impl TunnelShared {
             next_conn: AtomicU64::new(1),
             runs: AtomicU64::new(0),
             handshake_failures: Mutex::new(HandshakeFailureThrottle::default()),
+            repeated_problems: Mutex::new(ProblemThrottle::default()),
         }
     }
 
@@ -196,16 +200,43 @@ impl TunnelShared {
         }
     }
 
-    /// Publishes the summary of the handshake failures counted but not published, if one
-    /// is `due` at `now`.
-    pub fn publish_handshake_summary(&self, now: Instant, due: SummaryDue) {
-        let summary = self
+    /// Publishes a problem a stranger can repeat at will (`last_error`, if given, becomes
+    /// the tunnel's last error either way) if it is the first of a spell; the rest come as
+    /// one summary a minute, from [`TunnelShared::publish_summaries`].
+    fn repeated(&self, problem: RepeatedProblem, last_error: Option<String>, kind: EventKind) {
+        if let Some(message) = last_error {
+            self.stats.set_last_error(message);
+        }
+        let verdict = self
+            .repeated_problems
+            .lock()
+            .map_or(FailureVerdict::Publish, |mut t| {
+                t.failed(problem, Instant::now())
+            });
+        match verdict {
+            FailureVerdict::Publish => self.emit(kind),
+            FailureVerdict::Count => (self.notify)(),
+        }
+    }
+
+    /// Publishes the summaries of the problems counted but not published, if they are
+    /// `due` at `now`.
+    pub fn publish_summaries(&self, now: Instant, due: SummaryDue) {
+        let handshakes = self
             .handshake_failures
             .lock()
             .ok()
             .and_then(|mut t| t.summary(now, due));
-        if let Some(summary) = summary {
-            self.emit(summary);
+        if let Some(summary) = handshakes {
+            self.emit(summary.into());
+        }
+        let others = self
+            .repeated_problems
+            .lock()
+            .ok()
+            .and_then(|mut t| t.summary(now, due));
+        if let Some(summary) = others {
+            self.emit(summary.into());
         }
     }
 }
@@ -223,10 +254,13 @@ pub(crate) struct RunningTunnel {
 
 impl RunningTunnel {
     /// Starts resolving, binding and accepting in the background.
+    /// `accepting` says when connections may be accepted (see
+    /// [`crate::Engine::hold_connections`]).
     pub fn start(
         shared: Arc<TunnelShared>,
         settings: TunnelSettings,
         pool: Arc<KeyPairPool>,
+        accepting: watch::Receiver<bool>,
     ) -> RunningTunnel {
         let (settings_tx, settings_rx) = watch::channel(Arc::new(settings));
         let stop_accepting = CancellationToken::new();
@@ -237,6 +271,7 @@ impl RunningTunnel {
             shared,
             settings_rx,
             pool,
+            accepting,
             stop_accepting.clone(),
             close_connections.clone(),
             connections.clone(),
@@ -324,12 +359,20 @@ enum StartError {
     Target { target: String, message: String },
     #[error("cannot resolve bind address {bind}: {message}")]
     Bind { bind: String, message: String },
+    /// Key loaders refuse empty keys; this keeps any other way in from running one.
+    #[error(
+        "its key is empty, which anyone could use to connect: generate a key (sluiced --generate-key) and use it at both ends"
+    )]
+    EmptyKey,
 }
 
 async fn prepare(
     shared: &Arc<TunnelShared>,
     settings: Arc<TunnelSettings>,
 ) -> Result<Generation, StartError> {
+    if settings.key.is_empty_key() {
+        return Err(StartError::EmptyKey);
+    }
     let tunnel = &settings.definition;
     let target_addrs = match &tunnel.target {
         Address::Unix(_) => Vec::new(),
@@ -407,6 +450,7 @@ async fn accept_loop(
     shared: Arc<TunnelShared>,
     mut settings_rx: watch::Receiver<Arc<TunnelSettings>>,
     pool: Arc<KeyPairPool>,
+    mut accepting: watch::Receiver<bool>,
     stop: CancellationToken,
     close_connections: CancellationToken,
     connections: TaskTracker,
@@ -443,6 +487,31 @@ async fn accept_loop(
         let (Some(gen_now), Some(bound)) = (&generation, &listener) else {
             continue;
         };
+        if !*accepting.borrow_and_update() {
+            // Listening, not accepting yet: clients wait in the listen queue.
+            let step = tokio::select! {
+                () = stop.cancelled() => Step::Stop,
+                changed = settings_rx.changed() => Step::update_or_stop(changed),
+                changed = accepting.changed() => match changed {
+                    Ok(()) => continue,
+                    // The engine is gone.
+                    Err(_) => Step::Stop,
+                },
+            };
+            match step {
+                Step::Update => {
+                    apply_update(
+                        &shared,
+                        &mut current,
+                        &settings_rx,
+                        &mut generation,
+                        &mut listener,
+                    );
+                    continue;
+                }
+                _ => return,
+            }
+        }
 
         let permit = match &gen_now.limit {
             None => None,
@@ -455,9 +524,13 @@ async fn accept_loop(
                     if !limit_reported {
                         limit_reported = true;
                         shared.stats.limit_was_reached();
-                        shared.emit(EventKind::ConnectionLimitReached {
-                            limit: gen_now.settings.definition.max_connections,
-                        });
+                        shared.repeated(
+                            RepeatedProblem::ConnectionLimit,
+                            None,
+                            EventKind::ConnectionLimitReached {
+                                limit: gen_now.settings.definition.max_connections,
+                            },
+                        );
                     }
                     // Like spiped: stop accepting until a slot frees up. Meanwhile, say
                     // each second how many clients queue for one.
@@ -521,8 +594,9 @@ async fn accept_loop(
                 connections.spawn(Box::pin(conn.run(stream, close)));
             }
             Step::Accepted(Err(e)) if is_resource_exhaustion(&e) => {
-                shared.fail(
-                    format!("cannot accept connections: {e}"),
+                shared.repeated(
+                    RepeatedProblem::AcceptFailed,
+                    Some(format!("cannot accept connections: {e}")),
                     EventKind::AcceptFailed {
                         message: e.to_string(),
                         retry_in: backoff,
@@ -659,8 +733,9 @@ impl Connection {
             Err(ConnFault::Target(fault)) => {
                 shared.stats.target_failed();
                 let message = fault.to_string();
-                shared.fail(
-                    message.clone(),
+                shared.repeated(
+                    RepeatedProblem::TargetUnreachable,
+                    Some(message.clone()),
                     EventKind::TargetUnreachable {
                         conn,
                         target: self.settings.definition.target.to_string(),
@@ -668,13 +743,18 @@ impl Connection {
                     },
                 );
             }
-            Err(ConnFault::Pump(fault)) => {
-                if matches!(fault, PumpFault::Rejected(_)) {
-                    shared.stats.data_rejected();
-                    shared.stats.set_last_error(fault.to_string());
-                }
+            // A rejected packet needs the key or a place on a real client's path, so each
+            // is told; a socket error (a reset) anyone who can connect can repeat.
+            Err(ConnFault::Pump(fault @ PumpFault::Rejected(_))) => {
+                shared.stats.data_rejected();
+                shared.stats.set_last_error(fault.to_string());
                 shared.emit(closed(Some(fault.to_string())));
             }
+            Err(ConnFault::Pump(fault)) => shared.repeated(
+                RepeatedProblem::ConnectionError,
+                None,
+                closed(Some(fault.to_string())),
+            ),
             Err(ConnFault::Closed) => {
                 shared.emit(closed(Some("closed because the tunnel stopped".into())));
             }

@@ -7,7 +7,7 @@ mod support;
 
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::Command;
@@ -34,28 +34,6 @@ fn config(tunnels: &[String], metrics: Option<&Addr>) -> String {
         "(\n    version: 1,\n    {metrics}    tunnels: [\n        {}\n    ],\n)\n",
         tunnels.join("\n        ")
     )
-}
-
-/// A plain HTTP/1.1 GET on loopback: (status code, body).
-fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
 }
 
 /// Percent-encodes a PromQL query for a URL.
@@ -120,11 +98,16 @@ fn prometheus_scrapes_sluiced_and_reads_back_the_bytes_sent_through_a_tunnel() {
     let echo = Echo::tcp(LOCALHOST_V4);
     let config_path = dir.path().join("tunnels.ron");
     // One sluiced holds both ends: "client" (-e) into "server" (-d), then the echo server.
-    let (sluiced, addrs) = sluiced_with_config(dir.path(), 3, &config_path, |a| {
+    // Two more tunnels have names that would forge labels or break the format unescaped.
+    let forging = r#"a",cause="wrong_key"#;
+    let quoted = r#"metrics "sink" ✔ \ end"#;
+    let (sluiced, addrs) = sluiced_with_config(dir.path(), 5, &config_path, |a| {
         config(
             &[
                 tunnel("client", "Encrypt", &a[0], &a[1], &key),
                 tunnel("server", "Decrypt", &a[1], &echo.addr, &key),
+                tunnel(forging, "Decrypt", &a[3], &echo.addr, &key),
+                tunnel(quoted, "Decrypt", &a[4], &echo.addr, &key),
             ],
             Some(&a[2]),
         )
@@ -156,6 +139,8 @@ fn prometheus_scrapes_sluiced_and_reads_back_the_bytes_sent_through_a_tunnel() {
         "sluice_tunnel_connection_limit{tunnel=\"server\"} 100".to_owned(),
         "sluice_tunnel_handshake_failures_total{tunnel=\"server\",cause=\"wrong_key\"} 0"
             .to_owned(),
+        r#"sluice_tunnel_connection_limit{tunnel="a\",cause=\"wrong_key"} 100"#.to_owned(),
+        r#"sluice_tunnel_connection_limit{tunnel="metrics \"sink\" ✔ \\ end"} 100"#.to_owned(),
         format!(
             "sluice_build_info{{version=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION")
@@ -208,6 +193,27 @@ fn prometheus_scrapes_sluiced_and_reads_back_the_bytes_sent_through_a_tunnel() {
             prometheus.stderr()
         );
         thread::sleep(Duration::from_millis(200));
+    }
+    // Prometheus's own parser took the whole scrape, hostile names included: each series
+    // is there under its exact name, and no label was forged.
+    for (promql, expected) in [
+        (r#"up{job="sluiced"}"#, "1"),
+        (
+            r#"sluice_tunnel_connection_limit{tunnel="a\",cause=\"wrong_key"}"#,
+            "100",
+        ),
+        (
+            r#"sluice_tunnel_connection_limit{tunnel="metrics \"sink\" ✔ \\ end"}"#,
+            "100",
+        ),
+        (r#"count(sluice_tunnel_connection_limit)"#, "4"),
+        (r#"count(sluice_tunnel_connection_limit{cause!=""})"#, ""),
+    ] {
+        let query = format!("/api/v1/query?query={}", url_encode(promql));
+        let (status, answer) = http_get(web.tcp(), &query).unwrap();
+        assert_eq!(status, 200, "{promql}: {answer}");
+        let value = sample_value(&answer).unwrap_or_default();
+        assert_eq!(value, expected, "{promql}: {answer}");
     }
 }
 
@@ -317,6 +323,7 @@ fn a_broken_config_on_reload_changes_nothing_and_check_config_says_why() {
 
     let good = fs::read_to_string(&config_path).unwrap();
     let missing_key = dir.path().join("no-such.key");
+    let empty_key = write_key(dir.path(), "empty.key", b"");
     for (broken, says) in [
         (
             good.replace("tunnels: [", "tunnels: [[").clone(),
@@ -336,6 +343,25 @@ fn a_broken_config_on_reload_changes_nothing_and_check_config_says_why() {
         (
             good.replace("Decrypt", "Sideways"),
             "tunnels.ron:".to_owned(),
+        ),
+        // A reload never switches a tunnel to a key that was not read from a real source.
+        (
+            good.replacen(
+                &key.display().to_string(),
+                &empty_key.display().to_string(),
+                1,
+            ),
+            format!(
+                "tunnel \"client\": key: key file {} is empty",
+                empty_key.display()
+            ),
+        ),
+        (
+            good.replace(
+                &format!("File({:?})", key.display().to_string()),
+                "File(\"-\")",
+            ),
+            "tunnel \"server\": key: File(\"-\") (standard input) cannot be used".to_owned(),
         ),
     ] {
         fs::write(&config_path, &broken).unwrap();
@@ -360,6 +386,107 @@ fn a_broken_config_on_reload_changes_nothing_and_check_config_says_why() {
     assert!(
         !sluiced.stderr().contains("reload: starting"),
         "nothing was applied"
+    );
+    // The server still holds its real key: a client with the empty key gets nowhere.
+    let (_spiped_e, spiped_e_addr) =
+        spiped("-e", LOCALHOST_V4, &addrs[1], &empty_key, &[], dir.path());
+    assert_refused(
+        "an empty-key client after the refused reloads",
+        &spiped_e_addr,
+        &echo,
+        Duration::from_secs(5),
+    );
+}
+
+/// Idle clients used to hold all 8 scrape slots for 10 s each; now a scrape gets through
+/// at once however many idle clients there are, and a request for a foreign host name
+/// (a web page that rebound its DNS name to 127.0.0.1) is refused.
+#[test]
+fn idle_clients_and_foreign_host_names_cannot_use_the_metrics_endpoint() {
+    let dir = temp_dir();
+    let key = random_key(dir.path(), "k");
+    let echo = Echo::tcp(LOCALHOST_V4);
+    let config_path = dir.path().join("tunnels.ron");
+    let (sluiced, addrs) = sluiced_with_config(dir.path(), 2, &config_path, |a| {
+        config(
+            &[tunnel("server", "Decrypt", &a[0], &echo.addr, &key)],
+            Some(&a[1]),
+        )
+    });
+    let metrics = addrs[1].tcp();
+    assert!(sluiced.wait_for_log("metrics at http://", Duration::from_secs(10)));
+    assert!(
+        !sluiced.stderr().contains("can be read by anyone"),
+        "no warning for loopback:\n{}",
+        sluiced.stderr()
+    );
+    let idle: Vec<TcpStream> = (0..100)
+        .map(|_| TcpStream::connect(metrics).unwrap())
+        .collect();
+    let started = Instant::now();
+    let (status, body) = http_get(metrics, "/metrics").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "a scrape behind 100 idle clients took {:?}",
+        started.elapsed()
+    );
+    drop(idle);
+
+    let mut rebound = TcpStream::connect(metrics).unwrap();
+    rebound
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        rebound,
+        "GET /metrics HTTP/1.1\r\nHost: attacker.example:{}\r\n\r\n",
+        metrics.port()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    rebound.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(
+        !answer.contains("server"),
+        "no tunnel name for a foreign host: {answer}"
+    );
+}
+
+/// A reload reads keys off the loop that takes signals: a key path that blocks (a FIFO
+/// nobody writes) used to leave sluiced deaf to SIGTERM.
+#[test]
+fn a_reload_that_blocks_on_a_key_never_holds_up_sigterm() {
+    let dir = temp_dir();
+    let key = random_key(dir.path(), "k");
+    let echo = Echo::tcp(LOCALHOST_V4);
+    let config_path = dir.path().join("tunnels.ron");
+    let (mut sluiced, addrs) = sluiced_with_config(dir.path(), 1, &config_path, |a| {
+        config(
+            &[tunnel("server", "Decrypt", &a[0], &echo.addr, &key)],
+            None,
+        )
+    });
+    let fifo = dir.path().join("key.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success(), "mkfifo");
+    let blocking = fs::read_to_string(&config_path)
+        .unwrap()
+        .replace(&key.display().to_string(), &fifo.display().to_string());
+    fs::write(&config_path, blocking).unwrap();
+    sluiced.signal(libc::SIGHUP);
+    assert!(
+        sluiced.wait_for_log("SIGHUP: rereading", Duration::from_secs(10)),
+        "{}",
+        sluiced.stderr()
+    );
+    // The tunnel still serves while the reload is stuck.
+    assert!(sluiced.listens_on(&addrs[0]));
+    sluiced.signal(libc::SIGTERM);
+    let status = sluiced.wait_timeout(Duration::from_secs(5));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "sluiced did not stop on SIGTERM while a reload was blocked:\n{}",
+        sluiced.stderr()
     );
 }
 

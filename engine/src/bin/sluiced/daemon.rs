@@ -1,5 +1,6 @@
 //! Process life of `sluiced`: waiting until the listeners are up (the daemonized parent
-//! returns only then, as with spiped), dropping privileges only after every bind, serving
+//! returns only then, as with spiped), dropping privileges after the binds and before
+//! anything is accepted, serving
 //! until SIGTERM/SIGINT, rereading the config on SIGHUP, and the graceful stop: no new
 //! connections at once, open ones finish. The system calls behind all this are in
 //! `platform.rs`.
@@ -13,33 +14,11 @@ use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 
 use sluice_engine::{Address, Engine, Event, EventKind, TunnelId};
 
-use crate::cli::RunOptions;
+use crate::cli::{Loaded, RunOptions};
 use crate::logging::Logger;
 use crate::platform::{self, PrivilegeError, ReloadSignal, StopSignals};
 use crate::readiness::{ServiceManager, running_status};
 use crate::reload::RunningSet;
-
-/// `-u` with `-D`: tunnels bind in the background (retrying until their addresses
-/// resolve), so privileges are dropped once the last of them listens, not before.
-pub struct DropAfterListening<'a> {
-    pub spec: &'a str,
-    pub waiting_for: BTreeSet<TunnelId>,
-}
-
-impl DropAfterListening<'_> {
-    /// Notes that `tunnel` listens; drops privileges once every tunnel does.
-    fn listening(&mut self, tunnel: TunnelId, logger: &Logger) -> Result<(), String> {
-        if !self.waiting_for.remove(&tunnel) || !self.waiting_for.is_empty() {
-            return Ok(());
-        }
-        switch_user(self.spec)?;
-        logger.info(&format!(
-            "every tunnel listens; now running as {}",
-            self.spec
-        ));
-        Ok(())
-    }
-}
 
 /// Drops privileges to `-u spec`, with the message sluiced reports when that fails.
 pub fn switch_user(spec: &str) -> Result<(), String> {
@@ -47,21 +26,61 @@ pub fn switch_user(spec: &str) -> Result<(), String> {
         .map_err(|e: PrivilegeError| format!("cannot switch to user {spec}: {e}"))
 }
 
-/// Waits until `count` tunnels listen; the first that fails to start ends the wait.
-pub async fn wait_until_listening(
+/// What a failed first start means.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum FirstStarts {
+    /// Start-up fails (spiped without -D).
+    StopAtFailure,
+    /// The tunnel is retried every second (-D).
+    RetryFailures,
+}
+
+/// A tunnel whose first start failed, retried later (-D).
+pub struct NotListening {
+    pub tunnel: TunnelId,
+    name: String,
+    reason: String,
+}
+
+impl NotListening {
+    /// What -u means for it: the retry runs without the privileges the first try had.
+    pub fn retried_as(&self, user: &str) -> String {
+        format!(
+            "{}: not listening yet ({}); retried every second as user {user}, who may not be allowed to bind it (a port below 1024, a socket in a root-only directory): if the retries say permission denied, make the address available before sluiced starts, or give {user} the right to bind it",
+            self.name, self.reason
+        )
+    }
+}
+
+/// Waits until each of `tunnels` has listened or failed once. A failure ends the wait
+/// with an error ([`FirstStarts::StopAtFailure`]) or is returned, to be retried.
+pub async fn first_starts(
     logger: &Logger,
     events: &mut broadcast::Receiver<Event>,
-    mut count: usize,
-) -> Result<(), String> {
-    while count > 0 {
+    tunnels: &[TunnelId],
+    failures: FirstStarts,
+) -> Result<Vec<NotListening>, String> {
+    let mut waiting: BTreeSet<TunnelId> = tunnels.iter().copied().collect();
+    let mut failed = Vec::new();
+    while !waiting.is_empty() {
         match events.recv().await {
             Ok(event) => match &event.kind {
                 EventKind::Listening { .. } => {
                     logger.info(&format!("{}: {}", event.tunnel_name, event.kind));
-                    count -= 1;
+                    waiting.remove(&event.tunnel);
                 }
                 EventKind::StartFailed { reason } => {
-                    return Err(format!("{}: {reason}", event.tunnel_name));
+                    if failures == FirstStarts::StopAtFailure {
+                        return Err(format!("{}: {reason}", event.tunnel_name));
+                    }
+                    logger.event(&event);
+                    if waiting.remove(&event.tunnel) {
+                        failed.push(NotListening {
+                            tunnel: event.tunnel,
+                            name: event.tunnel_name.clone(),
+                            reason: reason.clone(),
+                        });
+                    }
                 }
                 _ => logger.event(&event),
             },
@@ -69,7 +88,7 @@ pub async fn wait_until_listening(
             Err(RecvError::Closed) => return Err("the engine stopped unexpectedly".to_owned()),
         }
     }
-    Ok(())
+    Ok(failed)
 }
 
 /// spiped's -D retries failed DNS every second; so do tunnels that failed to start.
@@ -86,17 +105,15 @@ pub struct Serving<'a> {
     pub service_manager: &'a ServiceManager,
 }
 
-/// Logs events until SIGTERM or SIGINT, retrying and reloading as `serving` says. With
-/// `drop_privileges` (-D -u), privileges are dropped once every tunnel listens. An error
-/// (privileges that could not be dropped) ends serving: sluiced must not go on with more
-/// privileges than it was asked to keep.
+/// Logs events until SIGTERM or SIGINT, retrying (`retry`: tunnels whose first start
+/// failed, with -D) and reloading as `serving` says.
 pub async fn serve_until_signal(
     engine: &Engine,
     logger: &Logger,
     events: &mut broadcast::Receiver<Event>,
     running: &mut RunningSet,
     serving: &Serving<'_>,
-    mut drop_privileges: Option<DropAfterListening<'_>>,
+    retry: Vec<TunnelId>,
 ) -> Result<(), String> {
     let (mut stop, mut reload_signal) = match (StopSignals::install(), ReloadSignal::install()) {
         (Ok(stop), Ok(reload)) => (stop, reload),
@@ -104,15 +121,28 @@ pub async fn serve_until_signal(
             return Err(format!("cannot install signal handlers ({e}); stopping"));
         }
     };
-    let mut pending: Vec<(tokio::time::Instant, TunnelId)> = Vec::new();
+    let first_retry = tokio::time::Instant::now() + RETRY_EVERY;
+    let mut pending: Vec<(tokio::time::Instant, TunnelId)> =
+        retry.into_iter().map(|id| (first_retry, id)).collect();
+    let mut reading = Reading::default();
     loop {
         let next_retry = pending.iter().map(|(at, _)| *at).min();
         tokio::select! {
             () = stop.next() => return Ok(()),
             () = reload_signal.next() => match serving.options.config_file() {
-                Some(path) => reload(engine, logger, running, path, serving),
+                Some(path) => reading.start(logger, path, serving),
                 None => logger.info("SIGHUP ignored: only sluiced --config rereads a file"),
             },
+            read = reading.finished() => {
+                match read {
+                    Some(loaded) => reload(engine, logger, running, loaded, serving),
+                    None => logger.error(&format!(
+                        "reload: reading the config and its keys did not finish within {} s (a key file that blocks, such as a FIFO or a hung network mount?); nothing changed, the running tunnels go on as they were",
+                        RELOAD_DEADLINE.as_secs()
+                    )),
+                }
+                notify(logger, serving.service_manager.ready(&running_status(running.len())));
+            }
             () = sleep_until(next_retry) => {
                 let now = tokio::time::Instant::now();
                 let due: Vec<TunnelId> = pending.iter().filter(|(at, _)| *at <= now).map(|(_, id)| *id).collect();
@@ -127,16 +157,10 @@ pub async fn serve_until_signal(
             event = events.recv() => match event {
                 Ok(event) => {
                     logger.event(&event);
-                    match event.kind {
-                        EventKind::StartFailed { .. } if serving.retry_failed_starts => {
-                            pending.push((tokio::time::Instant::now() + RETRY_EVERY, event.tunnel));
-                        }
-                        EventKind::Listening { .. } => {
-                            if let Some(pending_drop) = &mut drop_privileges {
-                                pending_drop.listening(event.tunnel, logger)?;
-                            }
-                        }
-                        _ => {}
+                    if let EventKind::StartFailed { .. } = event.kind
+                        && serving.retry_failed_starts
+                    {
+                        pending.push((tokio::time::Instant::now() + RETRY_EVERY, event.tunnel));
                     }
                 }
                 Err(RecvError::Lagged(missed)) => {
@@ -148,19 +172,73 @@ pub async fn serve_until_signal(
     }
 }
 
-/// Rereads the config: applies it if every tunnel checks out and its key loads, else
-/// logs why and changes nothing.
+/// How long a reload may take to read the config and its keys.
+const RELOAD_DEADLINE: Duration = Duration::from_secs(10);
+
+/// A reading of the config and its keys, on its blocking thread.
+type Read = tokio::task::JoinHandle<Result<Loaded, Vec<String>>>;
+
+/// A reload's reading of the config and its keys, on a blocking thread: a key path that
+/// never answers (a FIFO) must not hold up the loop that takes SIGTERM.
+#[derive(Default)]
+struct Reading {
+    /// The read under way, and when it must have finished.
+    current: Option<(Read, tokio::time::Instant)>,
+    /// A read that missed its deadline and is still blocked; no other starts meanwhile,
+    /// so a key that blocks costs one thread, not one per SIGHUP.
+    stuck: Option<Read>,
+}
+
+impl Reading {
+    fn start(&mut self, logger: &Logger, path: &Path, serving: &Serving<'_>) {
+        if self.stuck.as_ref().is_some_and(|t| !t.is_finished()) {
+            logger.error(&format!(
+                "SIGHUP ignored: an earlier reload is still blocked reading {} or one of its keys; fix the path that blocks, then restart sluiced",
+                path.display()
+            ));
+            return;
+        }
+        if self.current.is_some() {
+            logger.info("SIGHUP ignored: a reload is already reading the config");
+            return;
+        }
+        notify(logger, serving.service_manager.reloading());
+        logger.info(&format!("SIGHUP: rereading {}", path.display()));
+        let options = serving.options.clone();
+        let read = tokio::task::spawn_blocking(move || options.load());
+        self.current = Some((read, tokio::time::Instant::now() + RELOAD_DEADLINE));
+    }
+
+    /// The read's result once it is there; `None` once the deadline passed without one.
+    /// Pending while nothing is being read.
+    async fn finished(&mut self) -> Option<Result<Loaded, Vec<String>>> {
+        let Some((read, deadline)) = &mut self.current else {
+            return std::future::pending().await;
+        };
+        let result = tokio::time::timeout_at(*deadline, &mut *read).await;
+        let (read, _) = self.current.take()?;
+        match result {
+            Ok(joined) => Some(joined.unwrap_or_else(|e| {
+                Err(vec![format!("reading the config failed unexpectedly: {e}")])
+            })),
+            Err(_elapsed) => {
+                self.stuck = Some(read);
+                None
+            }
+        }
+    }
+}
+
+/// Applies a reread config if every tunnel checked out and its key loaded, else logs why
+/// and changes nothing.
 fn reload(
     engine: &Engine,
     logger: &Logger,
     running: &mut RunningSet,
-    path: &Path,
+    loaded: Result<Loaded, Vec<String>>,
     serving: &Serving<'_>,
 ) {
-    let service_manager = serving.service_manager;
-    notify(logger, service_manager.reloading());
-    logger.info(&format!("SIGHUP: rereading {}", path.display()));
-    match serving.options.load() {
+    match loaded {
         Err(errors) => {
             for error in errors {
                 logger.error(&format!("reload: {error}"));
@@ -198,10 +276,6 @@ fn reload(
             running.apply(plan, engine);
         }
     }
-    notify(
-        logger,
-        service_manager.ready(&running_status(running.len())),
-    );
 }
 
 /// A service-manager notification that failed is worth one log line, never a stop.

@@ -67,21 +67,8 @@ fn prepare(options: &FarEndOptions) -> Result<Request, String> {
         action: options.action,
         tunnel,
         far_address: options.service.clone(),
-        this_host: host_name(),
+        this_host: sluice_engine::host_name(),
         key,
         ssh,
     })
-}
-
-/// This machine's name, for a Decrypt tunnel's far end to connect back to.
-fn host_name() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it
-    // or truncates, and the last byte stays 0 either way.
-    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len() - 1) } == 0;
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(0);
-    match std::str::from_utf8(&buf[..end]) {
-        Ok(name) if ok && !name.is_empty() => name.to_owned(),
-        _ => "localhost".to_owned(),
-    }
 }

@@ -75,7 +75,8 @@ impl Logger {
             // "N more handshake failures in the last minute (…)": the engine publishes
             // only the first failure of a spell in full, so a stranger's flood costs the
             // log one line a minute.
-            EventKind::HandshakeFailuresSummarized { .. } => self.warn(&line),
+            EventKind::HandshakeFailuresSummarized { .. }
+            | EventKind::ProblemsSummarized { .. } => self.warn(&line),
             kind if kind.is_problem() => self.warn(&line),
             _ => self.info(&line),
         }

@@ -187,51 +187,67 @@ fn run(options: RunOptions) -> ExitCode {
     // Without --verbose nothing is logged for a routine connection: do not publish those
     // events at all, so no connection wakes this thread on its way in.
     engine.set_connection_events(options.verbose);
+    // With -u, tunnels listen but accept nothing until privileges are dropped: no
+    // connection is ever served as root (spiped drops them before it accepts anything).
+    if options.user.is_some() {
+        engine.hold_connections();
+    }
     let mut events = engine.subscribe();
     let mut running = RunningSet::new(loaded.tunnels.into_iter().map(|(s, _)| s).collect());
     for (id, settings) in running.tunnels() {
         engine.start_tunnel(*id, settings.clone());
     }
 
-    // Wait until every tunnel listens, or one fails; then the pid file, then -u. With -D,
-    // tunnels retry instead, and -u waits in the serving loop for the last bind.
-    let mut drop_later = None;
-    let startup = if options.wait_for_dns {
-        drop_later = options
-            .user
-            .as_deref()
-            .map(|spec| daemon::DropAfterListening {
-                spec,
-                waiting_for: running.tunnels().iter().map(|(id, _)| *id).collect(),
-            });
-        // Metrics listen before privileges are dropped (a port below 1024 works).
-        loaded
-            .metrics
-            .as_ref()
-            .map_or(Ok(()), |address| serve_metrics(&engine, &logger, address))
+    // Every tunnel's first start: without -D the first failure ends start-up; with -D the
+    // tunnels that failed are retried once serving (unprivileged, with -u). Then metrics
+    // bind, the pid file is written, privileges are dropped, and only then is anything
+    // accepted.
+    let first_starts = if options.wait_for_dns {
+        daemon::FirstStarts::RetryFailures
     } else {
-        // Metrics listen once the tunnels do, and before privileges are dropped.
+        daemon::FirstStarts::StopAtFailure
+    };
+    let ids: Vec<_> = running.tunnels().iter().map(|(id, _)| *id).collect();
+    let startup = engine
+        .runtime()
+        .block_on(daemon::first_starts(
+            &logger,
+            &mut events,
+            &ids,
+            first_starts,
+        ))
+        .and_then(|failed| {
+            let metrics = loaded
+                .metrics
+                .as_ref()
+                .map(|address| bind_metrics(&engine, &logger, address))
+                .transpose()?;
+            if !options.wait_for_dns {
+                write_pid_file(pidfile, &logger)?;
+            }
+            if let Some(user) = options.user.as_deref() {
+                daemon::switch_user(user)?;
+                for not_listening in &failed {
+                    logger.warn(&not_listening.retried_as(user));
+                }
+            }
+            Ok((failed, metrics))
+        });
+    let (retry, metrics) = match startup {
+        Ok(started) => started,
+        Err(message) => {
+            logger.error(&message);
+            report.failure(&message);
+            engine.shutdown(false);
+            return ExitCode::FAILURE;
+        }
+    };
+    engine.release_connections();
+    if let Some((listener, hosts)) = metrics {
+        let collector = metrics::SluiceCollector::new(engine.status_reader());
         engine
             .runtime()
-            .block_on(daemon::wait_until_listening(
-                &logger,
-                &mut events,
-                running.len(),
-            ))
-            .and_then(|()| {
-                loaded
-                    .metrics
-                    .as_ref()
-                    .map_or(Ok(()), |address| serve_metrics(&engine, &logger, address))
-            })
-            .and_then(|()| write_pid_file(pidfile, &logger))
-            .and_then(|()| options.user.as_deref().map_or(Ok(()), daemon::switch_user))
-    };
-    if let Err(message) = startup {
-        logger.error(&message);
-        report.failure(&message);
-        engine.shutdown(false);
-        return ExitCode::FAILURE;
+            .spawn(metrics::serve(listener, collector, hosts));
     }
     report.success();
     daemon::notify(
@@ -245,13 +261,14 @@ fn run(options: RunOptions) -> ExitCode {
         metrics: loaded.metrics.as_ref(),
         service_manager: &service_manager,
     };
+    let retry = retry.iter().map(|failed| failed.tunnel).collect();
     let served = engine.runtime().block_on(daemon::serve_until_signal(
         &engine,
         &logger,
         &mut events,
         &mut running,
         &serving,
-        drop_later,
+        retry,
     ));
     if let Err(message) = served {
         logger.error(&message);
@@ -266,19 +283,25 @@ fn run(options: RunOptions) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Binds the metrics address and serves scrapes on the engine's runtime.
-fn serve_metrics(engine: &Engine, logger: &Logger, address: &Address) -> Result<(), String> {
+/// Binds the metrics address (before privileges are dropped, so a port below 1024 works);
+/// scrapes are served once the tunnels accept connections.
+fn bind_metrics(
+    engine: &Engine,
+    logger: &Logger,
+    address: &Address,
+) -> Result<(tokio::net::TcpListener, metrics::AllowedHosts), String> {
     let listener = engine
         .runtime()
         .block_on(metrics::bind(address))
         .map_err(|e| format!("cannot serve metrics on {address}: {e}"))?;
-    let shown = listener
-        .local_addr()
-        .map_or_else(|_| address.to_string(), |a| a.to_string());
+    let bound = listener.local_addr().ok();
+    let shown = bound.map_or_else(|| address.to_string(), |a| a.to_string());
     logger.info(&format!("metrics at http://{shown}/metrics"));
-    let collector = metrics::SluiceCollector::new(engine.status_reader());
-    engine.runtime().spawn(metrics::serve(listener, collector));
-    Ok(())
+    if let Some(warning) = bound.and_then(metrics::exposure_warning) {
+        logger.warn(&warning);
+    }
+    let hosts = metrics::AllowedHosts::for_address(address, &sluice_engine::host_name());
+    Ok((listener, hosts))
 }
 
 /// Writes the pid file, if there is one. A symbolic link at its path stops start-up (it

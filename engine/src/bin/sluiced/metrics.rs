@@ -2,27 +2,32 @@
 //! (written by the `prometheus-client` crate), served at `/metrics` over plain HTTP/1.1.
 //! Read-only, bounded, and nothing secret: tunnel names and numbers only.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
+};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 
 use sluice_engine::{Address, HandshakeFailure, StatusReader, TunnelStatus};
 
-/// Scrapes served at once; more wait in the listen queue.
-const MAX_CONCURRENT_SCRAPES: usize = 8;
+/// Connections served at once. When all are taken, the oldest is dropped for the newest:
+/// idle clients cannot hold the endpoint, and a scrape sends its request at once.
+const MAX_CONNECTIONS: usize = 64;
 /// A request head larger than this is not a scrape.
 const MAX_REQUEST_HEAD: usize = 8 * 1024;
-/// A client that has not sent its request head by then is dropped.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client that has not sent its whole request head by then is dropped.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
+/// Writing the answer to a client that does not read it ends after this.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The numbers, gathered afresh from the engine's snapshots at each scrape.
@@ -168,7 +173,7 @@ impl Collector for SluiceCollector {
                 metric.kind,
             )?;
             for status in &statuses {
-                let labels = [("tunnel", status.name.as_str())];
+                let labels = [("tunnel", LabelValue(&status.name))];
                 let value = (metric.value)(status);
                 let sample = family.encode_family(&labels)?;
                 match metric.kind {
@@ -189,8 +194,8 @@ impl Collector for SluiceCollector {
         for status in &statuses {
             for cause in HandshakeFailure::ALL {
                 let labels = [
-                    ("tunnel", status.name.as_str()),
-                    ("cause", cause.metric_label()),
+                    ("tunnel", LabelValue(&status.name)),
+                    ("cause", LabelValue(cause.metric_label())),
                 ];
                 let count = status.counters.handshake_failures_for(cause);
                 ConstCounter::new(count).encode(failures.encode_family(&labels)?)?;
@@ -198,6 +203,38 @@ impl Collector for SluiceCollector {
         }
         Ok(())
     }
+}
+
+/// A label value as OpenMetrics writes it: backslash, `"` and line feed escaped, so a tunnel
+/// named `a",cause="x` cannot forge labels or break the scrape (prometheus-client writes
+/// label values as they are).
+#[derive(Clone, Copy, Debug)]
+struct LabelValue<'a>(&'a str);
+
+impl EncodeLabelValue for LabelValue<'_> {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        write_escaped(encoder, self.0)
+    }
+}
+
+fn write_escaped(out: &mut impl std::fmt::Write, value: &str) -> std::fmt::Result {
+    for c in value.chars() {
+        match c {
+            '\\' => out.write_str("\\\\")?,
+            '"' => out.write_str("\\\"")?,
+            '\n' => out.write_str("\\n")?,
+            c => out.write_char(c)?,
+        }
+    }
+    Ok(())
+}
+
+/// What to warn about an endpoint bound at `bound`: anything but loopback is open to
+/// whoever reaches it.
+pub fn exposure_warning(bound: std::net::SocketAddr) -> Option<String> {
+    (!bound.ip().is_loopback()).then(|| format!(
+        "metrics at {bound} can be read by anyone who reaches that address (tunnel names and traffic, no authentication): bind them to 127.0.0.1, or keep the port on a management network behind a firewall"
+    ))
 }
 
 /// Binds where metrics are served (a TCP address; host names resolve here).
@@ -212,53 +249,132 @@ pub async fn bind(address: &Address) -> std::io::Result<TcpListener> {
     }
 }
 
-/// Serves scrapes until the runtime shuts down. Anything but `GET /metrics` gets a short
-/// 404 or 405; a slow or oversized request is dropped.
-pub async fn serve(listener: TcpListener, collector: SluiceCollector) {
-    let slots = Arc::new(Semaphore::new(MAX_CONCURRENT_SCRAPES));
-    loop {
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-            return;
+/// The `Host` names a scrape may carry, besides IP literals and `localhost`: the name the
+/// endpoint was given (`--metrics NAME:PORT`) and this machine's name. A web page that
+/// rebinds its own DNS name to this address (DNS rebinding) sends its own name, and is
+/// refused, so a browser on this machine cannot read tunnel names.
+#[derive(Clone, Debug)]
+pub struct AllowedHosts {
+    names: Vec<String>,
+}
+
+impl AllowedHosts {
+    pub fn for_address(address: &Address, this_host: &str) -> AllowedHosts {
+        let mut names = vec![this_host.to_ascii_lowercase()];
+        // The short name, as Prometheus configs often use it.
+        if let Some((short, _)) = this_host.split_once('.') {
+            names.push(short.to_ascii_lowercase());
+        }
+        if let Address::Host { name, .. } = address {
+            names.push(name.to_ascii_lowercase());
+        }
+        AllowedHosts { names }
+    }
+
+    /// Whether a request's `Host` header value (host, optionally `:port`) is allowed.
+    fn allows(&self, host_header: &str) -> bool {
+        let host = host_header.trim();
+        let name = match host.strip_prefix('[') {
+            // [v6]:port
+            Some(rest) => {
+                return rest
+                    .split(']')
+                    .next()
+                    .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok());
+            }
+            None => host.rsplit_once(':').map_or(host, |(name, port)| {
+                if port.bytes().all(|b| b.is_ascii_digit()) {
+                    name
+                } else {
+                    host
+                }
+            }),
         };
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        name.parse::<std::net::IpAddr>().is_ok()
+            || name == "localhost"
+            || self.names.contains(&name)
+    }
+}
+
+/// Serves scrapes until the runtime shuts down. Anything but `GET /metrics` gets a short
+/// 404 or 405, a request for another host name 403; a slow or oversized request is
+/// dropped.
+pub async fn serve(listener: TcpListener, collector: SluiceCollector, hosts: AllowedHosts) {
+    let hosts = Arc::new(hosts);
+    let mut open: VecDeque<tokio::task::AbortHandle> = VecDeque::new();
+    loop {
         let Ok((stream, _)) = listener.accept().await else {
             // Out of descriptors or similar: try again shortly rather than spin.
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
+        open.retain(|task| !task.is_finished());
+        if open.len() >= MAX_CONNECTIONS
+            && let Some(oldest) = open.pop_front()
+        {
+            oldest.abort();
+        }
         let collector = collector.clone();
-        tokio::spawn(async move {
-            let _ = tokio::time::timeout(REQUEST_TIMEOUT, answer(stream, &collector)).await;
-            drop(slot);
+        let hosts = Arc::clone(&hosts);
+        let task = tokio::spawn(async move {
+            let _ = answer(stream, &collector, &hosts).await;
         });
+        open.push_back(task.abort_handle());
     }
 }
 
-async fn answer(mut stream: TcpStream, collector: &SluiceCollector) -> std::io::Result<()> {
+async fn answer(
+    mut stream: TcpStream,
+    collector: &SluiceCollector,
+    hosts: &AllowedHosts,
+) -> std::io::Result<()> {
+    let Ok(Some(head)) = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)).await else {
+        return Ok(());
+    };
+    let response = respond(&head, hosts, || collector.render());
+    let write = async {
+        stream.write_all(&response).await?;
+        stream.shutdown().await
+    };
+    tokio::time::timeout(WRITE_TIMEOUT, write)
+        .await
+        .unwrap_or(Ok(()))
+}
+
+/// The request head, up to its blank line; `None` if the client closed first or sent more
+/// than [`MAX_REQUEST_HEAD`] bytes without one.
+async fn read_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = stream.read(&mut buf).await?;
+        let n = stream.read(&mut buf).await.ok()?;
         if n == 0 || head.len() + n > MAX_REQUEST_HEAD {
-            return Ok(());
+            return None;
         }
         head.extend_from_slice(&buf[..n]);
     }
-    let response = respond(&head, || collector.render());
-    stream.write_all(&response).await?;
-    stream.shutdown().await
+    Some(head)
 }
 
 /// The HTTP response to one request head (`render` is called only for a scrape).
-fn respond(head: &[u8], render: impl FnOnce() -> String) -> Vec<u8> {
-    let request_line = head
-        .split(|&b| b == b'\r')
-        .next()
-        .and_then(|line| std::str::from_utf8(line).ok())
-        .unwrap_or("");
+fn respond(head: &[u8], hosts: &AllowedHosts, render: impl FnOnce() -> String) -> Vec<u8> {
+    let text = std::str::from_utf8(head).unwrap_or("");
+    let mut lines = text.split("\r\n");
+    let request_line = lines.next().unwrap_or("");
+    let host = lines.find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.eq_ignore_ascii_case("host").then_some(value)
+    });
     let mut parts = request_line.split(' ');
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
     let (status, content_type, body) = match (method, path) {
+        _ if host.is_some_and(|h| !hosts.allows(h)) => (
+            "403 Forbidden",
+            "text/plain; charset=utf-8",
+            "sluiced answers only for its own address: scrape it by IP address, as localhost, by this machine's name or by the name given in its metrics address\n".to_owned(),
+        ),
         ("GET" | "HEAD", "/metrics") => ("200 OK", CONTENT_TYPE, render()),
         ("GET" | "HEAD", _) => (
             "404 Not Found",
@@ -290,10 +406,72 @@ mod tests {
         String::from_utf8(response.to_vec()).unwrap()
     }
 
+    fn respond(head: &[u8], render: impl FnOnce() -> String) -> Vec<u8> {
+        let hosts = AllowedHosts::for_address(&"[127.0.0.1]:9185".parse().unwrap(), "box.lan");
+        super::respond(head, &hosts, render)
+    }
+
+    #[test]
+    fn only_requests_for_this_machine_are_answered() {
+        let hosts = AllowedHosts::for_address(&"metrics.example:9185".parse().unwrap(), "Box.lan");
+        for ok in [
+            "127.0.0.1:9185",
+            "127.0.0.1",
+            "[::1]:9185",
+            "10.1.2.3",
+            "localhost:9185",
+            "LOCALHOST",
+            "box.lan:9185",
+            "box",
+            "metrics.example:9185",
+            "metrics.example.",
+        ] {
+            assert!(hosts.allows(ok), "{ok}");
+        }
+        for refused in [
+            "evil.example:9185",
+            "rebind.attacker.test",
+            "[not-an-ip]:1",
+            "box.lan.evil.example",
+            "",
+        ] {
+            assert!(!hosts.allows(refused), "{refused}");
+        }
+        let forbidden = super::respond(
+            b"GET /metrics HTTP/1.1\r\nHost: rebind.attacker.test:9185\r\n\r\n",
+            &hosts,
+            || panic!("no scrape for a foreign host"),
+        );
+        assert!(text_of(&forbidden).starts_with("HTTP/1.1 403 Forbidden"));
+        // HTTP/1.0 clients may send no Host at all; browsers always send one.
+        let bare = super::respond(b"GET /metrics HTTP/1.0\r\n\r\n", &hosts, || {
+            "# EOF\n".into()
+        });
+        assert!(text_of(&bare).starts_with("HTTP/1.1 200 OK"));
+    }
+
+    #[test]
+    fn an_endpoint_off_loopback_is_warned_about() {
+        for open in ["0.0.0.0:9185", "[::]:9185", "10.0.0.5:9185"] {
+            let warning = exposure_warning(open.parse().unwrap()).unwrap();
+            assert!(warning.contains("no authentication"), "{warning}");
+        }
+        for private in ["127.0.0.1:9185", "[::1]:9185", "127.0.0.2:1"] {
+            assert_eq!(exposure_warning(private.parse().unwrap()), None);
+        }
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut out = String::new();
+        write_escaped(&mut out, "a\",cause=\"x \\ \n ✔").unwrap();
+        assert_eq!(out, "a\\\",cause=\\\"x \\\\ \\n ✔");
+    }
+
     #[test]
     fn a_scrape_gets_openmetrics_and_anything_else_a_short_refusal() {
         let ok = text_of(&respond(
-            b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:9185\r\n\r\n",
             || "# EOF\n".into(),
         ));
         assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
