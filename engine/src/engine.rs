@@ -1,20 +1,23 @@
 //! The supervisor the desktop app and `sluiced` drive: it owns a tokio runtime on its
-//! own threads, takes commands without ever blocking the caller, and publishes cheap
-//! status snapshots, per-second rate history and a bounded stream of events.
+//! own threads, takes a declared set of tunnels ([`Engine::apply`]) and carries out the
+//! plan that gets there without ever blocking the caller, and publishes cheap status
+//! snapshots, per-second rate history and a bounded stream of events.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{broadcast, mpsc, watch};
 
-use crate::events::{Event, SummaryDue, TunnelId};
+use crate::events::{Event, SummaryDue};
 use crate::net::dhpool::{DEFAULT_POOL_SIZE, KeyPairPool};
 use crate::net::probe::{ProbeOutcome, ProbeRequest, probe};
+use crate::net::resolve::{Resolver, SystemResolver};
+use crate::plan::{Action, ApplyError, Desired, DesiredTunnel, Ending, Known, Plan, Restart};
 use crate::stats::{CounterSnapshot, RateSample};
-use crate::tunnel::{RunningTunnel, TunnelSettings, TunnelShared, TunnelState};
+use crate::tunnel::{EngineContext, RunningTunnel, TunnelShared, TunnelState, Wanted};
 
 /// Events kept for a slow subscriber before the oldest are dropped.
 pub const EVENT_CAPACITY: usize = 4096;
@@ -22,13 +25,17 @@ pub const EVENT_CAPACITY: usize = 4096;
 /// A tunnel's status at one moment.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TunnelStatus {
-    pub id: TunnelId,
     pub name: String,
     pub state: TunnelState,
     pub counters: CounterSnapshot,
     /// The connection limit in force (0 = unlimited).
     pub max_connections: u32,
 }
+
+/// Which incarnation of a tunnel: a tunnel removed while its connections drain and a
+/// new one of the same name are two.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct TunnelId(u64);
 
 /// Reads the engine's status snapshots; cheap to clone, never blocks on the engine.
 #[derive(Clone)]
@@ -37,7 +44,8 @@ pub struct StatusReader {
 }
 
 impl StatusReader {
-    /// Every tunnel the engine knows, in id order.
+    /// Every tunnel the engine has started and not yet forgotten (including tunnels taken
+    /// out of the declared set whose connections are still finishing), oldest first.
     pub fn statuses(&self) -> Vec<TunnelStatus> {
         let tunnels: Vec<_> = self
             .shared
@@ -49,16 +57,54 @@ impl StatusReader {
     }
 }
 
+/// Events the reader missed because it fell more than [`EVENT_CAPACITY`] behind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Missed(pub u64);
+
+/// The engine's events from the moment of subscribing. Bounded: a reader that falls
+/// behind loses the oldest and is told how many ([`Missed`]).
+pub struct EventStream {
+    receiver: broadcast::Receiver<Event>,
+}
+
+impl EventStream {
+    /// The next event, waiting for it; `None` once the engine is gone.
+    pub async fn next(&mut self) -> Option<Result<Event, Missed>> {
+        match self.receiver.recv().await {
+            Ok(event) => Some(Ok(event)),
+            Err(broadcast::error::RecvError::Lagged(n)) => Some(Err(Missed(n))),
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    }
+
+    /// The next event if one is waiting; `None` when there is none (or the engine is gone).
+    pub fn try_next(&mut self) -> Option<Result<Event, Missed>> {
+        match self.receiver.try_recv() {
+            Ok(event) => Some(Ok(event)),
+            Err(broadcast::error::TryRecvError::Lagged(n)) => Some(Err(Missed(n))),
+            Err(_) => None,
+        }
+    }
+}
+
 enum Command {
-    Start(TunnelId, Box<TunnelSettings>),
+    Start {
+        id: TunnelId,
+        tunnel: Arc<TunnelShared>,
+        wanted: Wanted,
+    },
+    Update {
+        id: TunnelId,
+        wanted: Wanted,
+    },
     Stop {
         id: TunnelId,
-        drain: bool,
+        ending: Ending,
     },
-    /// Stop the tunnel and forget it; with `drain`, only once its connections ended.
-    Remove {
+    /// Stop the tunnel and forget it once its connections are over.
+    Retire {
         id: TunnelId,
-        drain: bool,
+        ending: Ending,
     },
     Shutdown {
         drain: bool,
@@ -68,13 +114,15 @@ enum Command {
 
 struct EngineShared {
     tunnels: RwLock<BTreeMap<TunnelId, Arc<TunnelShared>>>,
-    events: broadcast::Sender<Event>,
-    notify: Arc<dyn Fn() + Send + Sync>,
-    /// Whether routine per-connection events are published (see
-    /// [`Engine::set_connection_events`]).
-    connection_events: Arc<AtomicBool>,
-    /// Whether tunnels may accept connections (see [`Engine::hold_connections`]).
-    accepting: watch::Sender<bool>,
+    context: Arc<EngineContext>,
+}
+
+/// A tunnel of the declared set, as the handle last arranged it.
+struct Declared {
+    id: TunnelId,
+    desired: DesiredTunnel,
+    /// Started (and not stopped since) by this handle.
+    running: bool,
 }
 
 /// How the engine's runtime spreads its tasks over threads. Either way the modular
@@ -97,7 +145,8 @@ pub struct Engine {
     shared: Arc<EngineShared>,
     runtime: tokio::runtime::Handle,
     supervisor: Option<std::thread::JoinHandle<()>>,
-    pool: Arc<KeyPairPool>,
+    declared: Mutex<BTreeMap<String, Declared>>,
+    next_id: AtomicU64,
 }
 
 impl Engine {
@@ -113,7 +162,17 @@ impl Engine {
         threads: RuntimeThreads,
         on_change: impl Fn() + Send + Sync + 'static,
     ) -> io::Result<Engine> {
-        let mut builder = match threads {
+        Engine::start_with_resolver(threads, Arc::new(SystemResolver), on_change)
+    }
+
+    /// [`Engine::start_with`], with host names looked up by `resolver` (tests give one
+    /// that never answers).
+    pub(crate) fn start_with_resolver(
+        threads: RuntimeThreads,
+        resolver: Arc<dyn Resolver>,
+        on_change: impl Fn() + Send + Sync + 'static,
+    ) -> io::Result<Engine> {
+        let builder = match threads {
             RuntimeThreads::PerCore => {
                 let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
                 let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -123,24 +182,34 @@ impl Engine {
             // Driven by the supervisor thread's `block_on` below.
             RuntimeThreads::One => tokio::runtime::Builder::new_current_thread(),
         };
+        Engine::start_on(builder, resolver, on_change)
+    }
+
+    fn start_on(
+        mut builder: tokio::runtime::Builder,
+        resolver: Arc<dyn Resolver>,
+        on_change: impl Fn() + Send + Sync + 'static,
+    ) -> io::Result<Engine> {
         let runtime = builder.thread_name("sluice-engine").enable_all().build()?;
         let handle = runtime.handle().clone();
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let shared = Arc::new(EngineShared {
             tunnels: RwLock::new(BTreeMap::new()),
-            events,
-            notify: Arc::new(on_change),
-            connection_events: Arc::new(AtomicBool::new(true)),
-            accepting: watch::Sender::new(true),
+            context: Arc::new(EngineContext {
+                events,
+                notify: Arc::new(on_change),
+                connection_events: AtomicBool::new(true),
+                accepting: watch::Sender::new(true),
+                resolver,
+                pool: Arc::new(KeyPairPool::new(DEFAULT_POOL_SIZE)),
+            }),
         });
         let (commands, receiver) = mpsc::unbounded_channel();
         let supervisor_shared = Arc::clone(&shared);
-        let pool = Arc::new(KeyPairPool::new(DEFAULT_POOL_SIZE));
-        let supervisor_pool = Arc::clone(&pool);
         let supervisor = std::thread::Builder::new()
             .name("sluice-supervisor".into())
             .spawn(move || {
-                runtime.block_on(supervise(supervisor_shared, receiver, supervisor_pool));
+                runtime.block_on(supervise(supervisor_shared, receiver));
                 runtime.shutdown_timeout(Duration::from_secs(1));
             })?;
         Ok(Engine {
@@ -148,46 +217,113 @@ impl Engine {
             shared,
             runtime: handle,
             supervisor: Some(supervisor),
-            pool,
+            declared: Mutex::new(BTreeMap::new()),
+            next_id: AtomicU64::new(0),
         })
     }
 
-    /// Starts a tunnel, or applies new settings to it if it is already running (open
-    /// connections keep going with the settings they started with).
-    pub fn start_tunnel(&self, id: TunnelId, settings: TunnelSettings) {
-        self.send(Command::Start(id, Box::new(settings)));
+    /// An engine on paused time (tokio's test clock, which runs ahead whenever the engine
+    /// idles), for tests of what takes minutes in real time.
+    #[cfg(test)]
+    fn start_paused(resolver: Arc<dyn Resolver>) -> io::Result<Engine> {
+        let mut builder = tokio::runtime::Builder::new_current_thread();
+        builder.start_paused(true);
+        Engine::start_on(builder, resolver, || {})
     }
 
-    /// Same as [`Engine::start_tunnel`]; named for the caller's intent.
-    pub fn update_tunnel(&self, id: TunnelId, settings: TunnelSettings) {
-        self.start_tunnel(id, settings);
-    }
-
-    /// Stops accepting and closes the tunnel's open connections.
-    pub fn stop_tunnel(&self, id: TunnelId) {
-        self.send(Command::Stop { id, drain: false });
-    }
-
-    /// Stops accepting; open connections finish on their own.
-    pub fn drain_tunnel(&self, id: TunnelId) {
-        self.send(Command::Stop { id, drain: true });
-    }
-
-    /// Stops the tunnel and forgets it (its counters and history go too).
-    pub fn remove_tunnel(&self, id: TunnelId) {
-        self.send(Command::Remove { id, drain: false });
-    }
-
-    /// Stops accepting, lets open connections finish on their own, then forgets the
-    /// tunnel (a tunnel taken out of a reloaded config).
-    pub fn retire_tunnel(&self, id: TunnelId) {
-        self.send(Command::Remove { id, drain: true });
-    }
-
-    pub fn stop_all(&self) {
-        for id in self.tunnel_ids() {
-            self.stop_tunnel(id);
+    /// Makes the engine run `desired`: tunnels it did not know start (or are kept,
+    /// stopped), tunnels whose settings changed take them live (open connections keep
+    /// the old ones), tunnels no longer wanted running stop, tunnels not in the set stop
+    /// and are forgotten, and the rest, with their connections, are not touched. Stopping
+    /// tunnels' connections end as `desired.ending` says. Returns what it does; the work
+    /// itself happens on the engine's threads.
+    pub fn apply(&self, desired: Desired) -> Result<Plan, ApplyError> {
+        let mut declared = self.declared.lock().unwrap_or_else(PoisonError::into_inner);
+        let known: Vec<Known<'_>> = declared
+            .iter()
+            .map(|(name, d)| Known {
+                name,
+                settings: &d.desired.settings,
+                restart: d.desired.restart,
+                active: d.running && self.still_trying(d),
+            })
+            .collect();
+        let plan = crate::plan::plan(&known, &desired.tunnels)?;
+        drop(known);
+        let ending = desired.ending;
+        for name in &plan.retired {
+            if let Some(gone) = declared.remove(name) {
+                self.send(Command::Retire {
+                    id: gone.id,
+                    ending,
+                });
+            }
         }
+        for (tunnel, action) in desired.tunnels.into_iter().zip(&plan.actions) {
+            let name = tunnel.settings.definition.name.clone();
+            let before = declared.get(&name);
+            let id = before.map_or_else(
+                || TunnelId(self.next_id.fetch_add(1, Ordering::Relaxed)),
+                |d| d.id,
+            );
+            let wanted = Wanted {
+                settings: Arc::new(tunnel.settings.clone()),
+                restart: tunnel.restart,
+            };
+            let running = match action {
+                Action::Start => {
+                    let shared = self.tunnel_shared(id, &name);
+                    // At once, so the caller's next look sees it starting.
+                    shared.set_state(TunnelState::Starting);
+                    self.send(Command::Start {
+                        id,
+                        tunnel: shared,
+                        wanted,
+                    });
+                    true
+                }
+                Action::Update => {
+                    self.send(Command::Update { id, wanted });
+                    true
+                }
+                Action::Stop => {
+                    self.send(Command::Stop { id, ending });
+                    false
+                }
+                Action::Keep => before.is_some_and(|d| d.running) && tunnel.run,
+            };
+            declared.insert(
+                name,
+                Declared {
+                    id,
+                    desired: tunnel,
+                    running,
+                },
+            );
+        }
+        Ok(plan)
+    }
+
+    /// Whether a tunnel this handle started still runs or retries: one that failed to
+    /// start and does not retry counts as stopped, so applying it again starts it.
+    fn still_trying(&self, declared: &Declared) -> bool {
+        let failed = self
+            .shared
+            .tunnels
+            .read()
+            .ok()
+            .and_then(|t| t.get(&declared.id).map(|t| t.state()))
+            .is_some_and(|state| matches!(state, TunnelState::Failed(_)));
+        !failed || declared.desired.restart != Restart::Never
+    }
+
+    /// The tunnel's shared state, made on its first start.
+    fn tunnel_shared(&self, id: TunnelId, name: &str) -> Arc<TunnelShared> {
+        let make = || Arc::new(TunnelShared::new(name, Arc::clone(&self.shared.context)));
+        let Ok(mut tunnels) = self.shared.tunnels.write() else {
+            return make();
+        };
+        Arc::clone(tunnels.entry(id).or_insert_with(make))
     }
 
     fn send(&self, command: Command) {
@@ -195,18 +331,19 @@ impl Engine {
         let _ = self.commands.send(command);
     }
 
-    pub fn tunnel_ids(&self) -> Vec<TunnelId> {
-        self.shared
-            .tunnels
-            .read()
-            .map(|t| t.keys().copied().collect())
-            .unwrap_or_default()
+    /// The status of a tunnel of the declared set, if it has been started.
+    pub fn status(&self, name: &str) -> Option<TunnelStatus> {
+        self.declared_tunnel(name).map(|t| status_of(&t))
     }
 
-    /// The status of one tunnel the engine knows (started at least once, not removed).
-    pub fn status(&self, id: TunnelId) -> Option<TunnelStatus> {
-        let tunnel = self.shared.tunnels.read().ok()?.get(&id).cloned()?;
-        Some(status_of(&tunnel))
+    fn declared_tunnel(&self, name: &str) -> Option<Arc<TunnelShared>> {
+        let id = self
+            .declared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)?
+            .id;
+        self.shared.tunnels.read().ok()?.get(&id).cloned()
     }
 
     pub fn statuses(&self) -> Vec<TunnelStatus> {
@@ -222,12 +359,9 @@ impl Engine {
     }
 
     /// Bytes per second each way, one sample per second, oldest first.
-    pub fn rate_history(&self, id: TunnelId) -> Vec<RateSample> {
-        self.shared
-            .tunnels
-            .read()
-            .ok()
-            .and_then(|t| t.get(&id).map(|t| t.stats.rate_history()))
+    pub fn rate_history(&self, name: &str) -> Vec<RateSample> {
+        self.declared_tunnel(name)
+            .map(|t| t.stats.rate_history())
             .unwrap_or_default()
     }
 
@@ -236,7 +370,10 @@ impl Engine {
     /// (sluiced without `--verbose`) turns them off to keep those wake-ups out of every
     /// connection's set-up. Problems are always published, and counters always kept.
     pub fn set_connection_events(&self, on: bool) {
-        self.shared.connection_events.store(on, Ordering::Relaxed);
+        self.shared
+            .context
+            .connection_events
+            .store(on, Ordering::Relaxed);
     }
 
     /// Tunnels bind and listen, but accept no connection until
@@ -245,18 +382,19 @@ impl Engine {
     /// ever served with the privileges it had for binding (spiped drops them before it
     /// accepts anything).
     pub fn hold_connections(&self) {
-        self.shared.accepting.send_replace(false);
+        self.shared.context.accepting.send_replace(false);
     }
 
     /// Lets every tunnel accept connections (the default).
     pub fn release_connections(&self) {
-        self.shared.accepting.send_replace(true);
+        self.shared.context.accepting.send_replace(true);
     }
 
-    /// A new subscription to events from now on. Bounded: a reader that falls more than
-    /// [`EVENT_CAPACITY`] behind is told how many it missed.
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.shared.events.subscribe()
+    /// A new subscription to events from now on.
+    pub fn subscribe(&self) -> EventStream {
+        EventStream {
+            receiver: self.shared.context.events.subscribe(),
+        }
     }
 
     /// Tests a connection to an spiped server in the background; `done` gets the verdict
@@ -266,7 +404,7 @@ impl Engine {
         request: ProbeRequest,
         done: impl FnOnce(ProbeOutcome) + Send + 'static,
     ) {
-        let pool = Arc::clone(&self.pool);
+        let pool = Arc::clone(&self.shared.context.pool);
         self.runtime.spawn(async move {
             done(probe(&request, &pool).await);
         });
@@ -307,24 +445,15 @@ impl Drop for Engine {
 
 fn status_of(tunnel: &TunnelShared) -> TunnelStatus {
     TunnelStatus {
-        id: tunnel.id,
-        name: tunnel.name(),
+        name: tunnel.name.clone(),
         state: tunnel.state(),
         counters: tunnel.stats.snapshot(),
-        max_connections: u32::try_from(
-            tunnel
-                .max_connections
-                .load(std::sync::atomic::Ordering::Relaxed),
-        )
-        .unwrap_or(u32::MAX),
+        max_connections: u32::try_from(tunnel.max_connections.load(Ordering::Relaxed))
+            .unwrap_or(u32::MAX),
     }
 }
 
-async fn supervise(
-    shared: Arc<EngineShared>,
-    mut commands: mpsc::UnboundedReceiver<Command>,
-    pool: Arc<KeyPairPool>,
-) {
+async fn supervise(shared: Arc<EngineShared>, mut commands: mpsc::UnboundedReceiver<Command>) {
     let mut running: HashMap<TunnelId, RunningTunnel> = HashMap::new();
     let mut stopping = tokio::task::JoinSet::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -334,28 +463,31 @@ async fn supervise(
             command = commands.recv() => {
                 let Some(command) = command else { break };
                 match command {
-                    Command::Start(id, settings) => {
+                    Command::Start { id, tunnel, wanted } => match running.get(&id) {
+                        // Failed for good, or a start already on its way: try again.
+                        Some(current) => current.update(wanted),
+                        None => {
+                            running.insert(id, RunningTunnel::start(tunnel, wanted));
+                        }
+                    },
+                    Command::Update { id, wanted } => {
                         if let Some(tunnel) = running.get(&id) {
-                            tunnel.update(*settings);
-                            continue;
+                            tunnel.update(wanted);
                         }
-                        let tunnel = tunnel_shared(&shared, id, &settings.definition.name);
-                        running.insert(id, RunningTunnel::start(tunnel, *settings, Arc::clone(&pool), shared.accepting.subscribe()));
                     }
-                    Command::Stop { id, drain } => {
+                    Command::Stop { id, ending } => {
                         if let Some(tunnel) = running.remove(&id) {
-                            stop(&shared, &mut stopping, id, tunnel, drain, Afterwards::Keep).await;
+                            stop(&shared, &mut stopping, id, tunnel, ending, Afterwards::Keep).await;
                         }
                     }
-                    Command::Remove { id, drain } => {
-                        match running.remove(&id) {
-                            Some(tunnel) => stop(&shared, &mut stopping, id, tunnel, drain, Afterwards::Forget).await,
-                            None => forget(&shared, id),
-                        }
-                    }
+                    Command::Retire { id, ending } => match running.remove(&id) {
+                        Some(tunnel) => stop(&shared, &mut stopping, id, tunnel, ending, Afterwards::Forget).await,
+                        None => forget(&shared, id),
+                    },
                     Command::Shutdown { drain, done } => {
+                        let ending = if drain { Ending::Drain } else { Ending::Close };
                         for (id, tunnel) in running.drain() {
-                            stop(&shared, &mut stopping, id, tunnel, drain, Afterwards::Keep).await;
+                            stop(&shared, &mut stopping, id, tunnel, ending, Afterwards::Keep).await;
                         }
                         while stopping.join_next().await.is_some() {}
                         let _ = done.send(());
@@ -374,7 +506,7 @@ async fn supervise(
                     tunnel.publish_summaries(monotonic_now, SummaryDue::WhenTheWindowEnds);
                 }
                 if changed {
-                    (shared.notify)();
+                    (shared.context.notify)();
                 }
             }
             Some(_) = stopping.join_next(), if !stopping.is_empty() => {}
@@ -382,36 +514,11 @@ async fn supervise(
     }
 }
 
-fn tunnel_shared(shared: &EngineShared, id: TunnelId, name: &str) -> Arc<TunnelShared> {
-    let Ok(mut tunnels) = shared.tunnels.write() else {
-        return Arc::new(TunnelShared::new(
-            id,
-            name,
-            shared.events.clone(),
-            Arc::clone(&shared.notify),
-            Arc::clone(&shared.connection_events),
-        ));
-    };
-    let tunnel = tunnels.entry(id).or_insert_with(|| {
-        Arc::new(TunnelShared::new(
-            id,
-            name,
-            shared.events.clone(),
-            Arc::clone(&shared.notify),
-            Arc::clone(&shared.connection_events),
-        ))
-    });
-    if let Ok(mut current) = tunnel.name.lock() {
-        name.clone_into(&mut current);
-    }
-    Arc::clone(tunnel)
-}
-
 fn forget(shared: &EngineShared, id: TunnelId) {
     if let Ok(mut tunnels) = shared.tunnels.write() {
         tunnels.remove(&id);
     }
-    (shared.notify)();
+    (shared.context.notify)();
 }
 
 /// What becomes of a stopped tunnel's status once its connections are over.
@@ -424,13 +531,13 @@ enum Afterwards {
 }
 
 /// Closes the listener now (so a restart can bind the same address at once), then lets
-/// the connections finish (`drain`) or closes them, in the background.
+/// the connections finish (`Ending::Drain`) or closes them, in the background.
 async fn stop(
     shared: &Arc<EngineShared>,
     stopping: &mut tokio::task::JoinSet<()>,
     id: TunnelId,
     mut tunnel: RunningTunnel,
-    drain: bool,
+    ending: Ending,
     afterwards: Afterwards,
 ) {
     tunnel.close_listener().await;
@@ -439,8 +546,8 @@ async fn stop(
     };
     let shared = Arc::clone(shared);
     stopping.spawn(async move {
-        tunnel.finish(&tunnel_shared, drain).await;
-        // Its connections are over: whatever failures were counted and not yet summed up
+        tunnel.finish(&tunnel_shared, ending == Ending::Drain).await;
+        // Its connections are over: whatever problems were counted and not yet summed up
         // go out now rather than a minute later (or never, when the engine shuts down).
         tunnel_shared.publish_summaries(Instant::now(), SummaryDue::Now);
         if afterwards == Afterwards::Forget {
@@ -448,3 +555,6 @@ async fn stop(
         }
     });
 }
+
+#[cfg(test)]
+mod tests;

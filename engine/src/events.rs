@@ -5,38 +5,30 @@
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::stats::HandshakeFailure;
-
-/// Identifies a tunnel inside one [`crate::engine::Engine`]; chosen by the caller.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TunnelId(pub u64);
-
-impl fmt::Display for TunnelId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{}", self.0)
-    }
-}
+use crate::address::Address;
+use crate::fault::{
+    ConnectionFault, HandshakeFailure, HandshakeFault, IoFault, ResolveError, StartFault,
+    TargetFault,
+};
+use crate::net::stream::Peer;
 
 /// One thing that happened, stamped with its tunnel and time.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {
-    pub tunnel: TunnelId,
     /// The tunnel's name when the event happened.
-    pub tunnel_name: String,
+    pub tunnel: String,
     pub at: SystemTime,
     pub kind: EventKind,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum EventKind {
-    /// The listener is bound and accepting.
+    /// The listener is bound and accepting, at this address.
     Listening {
-        address: String,
+        address: Address,
     },
     /// The tunnel could not start (bind failed, target did not resolve, …).
-    StartFailed {
-        reason: String,
-    },
+    StartFailed(StartFault),
     /// The tunnel stopped accepting; `draining` connections are still finishing.
     Stopped {
         draining: u64,
@@ -45,24 +37,23 @@ pub enum EventKind {
     Updated,
     ConnectionOpened {
         conn: u64,
-        peer: String,
+        peer: Peer,
     },
     ConnectionClosed {
         conn: u64,
-        peer: String,
+        peer: Peer,
         duration: Duration,
         bytes_up: u64,
         bytes_down: u64,
         /// `None` for an orderly close (both directions reached end of stream).
-        error: Option<String>,
+        fault: Option<ConnectionFault>,
     },
     /// A handshake failed. Only the first failure of a quiet spell is published in full;
     /// the rest are summed up in [`EventKind::HandshakeFailuresSummarized`].
     HandshakeFailed {
         conn: u64,
-        peer: String,
-        cause: HandshakeFailure,
-        message: String,
+        peer: Peer,
+        fault: HandshakeFault,
     },
     /// `count` more handshakes failed in the last `window` than were published one by
     /// one (at most one summary a minute per tunnel, so strangers cannot flood the log);
@@ -82,8 +73,8 @@ pub enum EventKind {
     },
     TargetUnreachable {
         conn: u64,
-        target: String,
-        message: String,
+        target: Address,
+        fault: TargetFault,
     },
     /// All `limit` connection slots are busy; new clients wait until one frees up.
     ConnectionLimitReached {
@@ -91,13 +82,11 @@ pub enum EventKind {
     },
     /// accept() failed, typically because file descriptors ran out; retrying shortly.
     AcceptFailed {
-        message: String,
+        error: IoFault,
         retry_in: Duration,
     },
     /// Re-resolving the target failed; the previous addresses stay in use.
-    ResolveFailed {
-        message: String,
-    },
+    ResolveFailed(ResolveError),
 }
 
 impl EventKind {
@@ -113,7 +102,7 @@ impl EventKind {
                 | EventKind::ConnectionLimitReached { .. }
                 | EventKind::AcceptFailed { .. }
                 | EventKind::ResolveFailed { .. }
-                | EventKind::ConnectionClosed { error: Some(_), .. }
+                | EventKind::ConnectionClosed { fault: Some(_), .. }
         )
     }
 }
@@ -122,7 +111,7 @@ impl fmt::Display for EventKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             EventKind::Listening { address } => write!(f, "listening on {address}"),
-            EventKind::StartFailed { reason } => write!(f, "could not start: {reason}"),
+            EventKind::StartFailed(fault) => write!(f, "could not start: {fault}"),
             EventKind::Stopped { draining: 0 } => write!(f, "stopped"),
             EventKind::Stopped { draining } => {
                 write!(f, "stopped accepting; {draining} connection(s) finishing")
@@ -137,24 +126,21 @@ impl fmt::Display for EventKind {
                 duration,
                 bytes_up,
                 bytes_down,
-                error,
+                fault,
             } => {
                 write!(
                     f,
                     "connection {conn} from {peer} closed after {:.1} s ({bytes_up} B up, {bytes_down} B down)",
                     duration.as_secs_f64()
                 )?;
-                if let Some(error) = error {
-                    write!(f, ": {error}")?;
+                if let Some(fault) = fault {
+                    write!(f, ": {fault}")?;
                 }
                 Ok(())
             }
-            EventKind::HandshakeFailed {
-                conn,
-                peer,
-                message,
-                ..
-            } => write!(f, "connection {conn} from {peer}: {message}"),
+            EventKind::HandshakeFailed { conn, peer, fault } => {
+                write!(f, "connection {conn} from {peer}: {fault}")
+            }
             EventKind::HandshakeFailuresSummarized {
                 count,
                 window,
@@ -181,24 +167,21 @@ impl fmt::Display for EventKind {
             EventKind::TargetUnreachable {
                 conn,
                 target,
-                message,
-            } => write!(
-                f,
-                "connection {conn}: target {target} unreachable: {message}"
-            ),
+                fault,
+            } => write!(f, "connection {conn}: target {target} unreachable: {fault}"),
             EventKind::ConnectionLimitReached { limit } => write!(
                 f,
                 "maximum number of connections ({limit}) reached; new clients wait for a free slot"
             ),
-            EventKind::AcceptFailed { message, retry_in } => write!(
+            EventKind::AcceptFailed { error, retry_in } => write!(
                 f,
-                "cannot accept connections: {message}; retrying in {} ms",
+                "cannot accept connections: {error}; retrying in {} ms",
                 retry_in.as_millis()
             ),
-            EventKind::ResolveFailed { message } => {
+            EventKind::ResolveFailed(error) => {
                 write!(
                     f,
-                    "re-resolving the target failed ({message}); keeping the previous addresses"
+                    "re-resolving the target failed ({error}); keeping the previous addresses"
                 )
             }
         }

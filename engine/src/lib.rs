@@ -11,9 +11,11 @@ pub mod config;
 pub mod definition;
 pub mod engine;
 pub mod events;
+pub mod fault;
 pub mod keyfile;
 pub mod keystore;
 pub mod net;
+pub mod plan;
 mod platform;
 pub mod protocol;
 pub mod stats;
@@ -26,18 +28,25 @@ pub use config::{
     parse_metrics_address,
 };
 pub use definition::{DefinitionProblem, Mode, TunnelDefinition};
-pub use engine::{Engine, RuntimeThreads, StatusReader, TunnelStatus};
-pub use events::{Event, EventKind, RepeatedProblem, TunnelId};
+pub use engine::{Engine, EventStream, Missed, RuntimeThreads, StatusReader, TunnelStatus};
+pub use events::{Event, EventKind, RepeatedProblem};
+pub use fault::{
+    ConnectionFault, HandshakeFailure, HandshakeFault, IoFault, ListenError, PumpFault,
+    ResolveError, StartFault, TargetFault, TunnelFault,
+};
 pub use keyfile::{
     KeyfileError, KeyfileWarning, LoadedKey, generate_key_bytes, read_keyfile,
     read_keyfile_with_bytes, write_new_keyfile,
 };
 pub use keystore::{KeySourceError, KeyStore, KeyStoreError, KeychainStore, load_key};
 pub use net::probe::{ProbeOutcome, ProbeRequest};
+pub use net::spipe::{SpipeFault, SpipeRequest, spipe_session};
+pub use net::stream::Peer;
+pub use plan::{ApplyError, Desired, DesiredTunnel, Ending, Plan, Restart};
 pub use platform::host_name;
 pub use protocol::key::{Fingerprint, PresharedKey, hex};
 pub use protocol::{ForwardSecrecy, KeyAgreement};
-pub use stats::{CounterSnapshot, HandshakeFailure, RateSample};
+pub use stats::{CounterSnapshot, LastError, RateSample};
 pub use tunnel::{TunnelSettings, TunnelState};
 pub mod far_end;
 pub use far_end::{

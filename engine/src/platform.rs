@@ -133,6 +133,29 @@ pub fn accept_queue_len(socket: &impl std::os::fd::AsRawFd) -> Option<u64> {
     }
 }
 
+/// A connected pair of local stream sockets: `sluiced --spipe` bridges standard input and
+/// output through one, as spipe does. UNIX-domain where there are such sockets, else two
+/// TCP sockets on the loopback address.
+#[cfg(unix)]
+pub type LocalStream = tokio::net::UnixStream;
+#[cfg(not(unix))]
+pub type LocalStream = tokio::net::TcpStream;
+
+/// Makes a [`LocalStream`] pair.
+pub async fn local_stream_pair() -> io::Result<(LocalStream, LocalStream)> {
+    #[cfg(unix)]
+    {
+        tokio::net::UnixStream::pair()
+    }
+    #[cfg(not(unix))]
+    {
+        let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
+        let connecting = tokio::net::TcpStream::connect(listener.local_addr()?);
+        let (connected, accepted) = tokio::join!(connecting, listener.accept());
+        Ok((connected?, accepted?.0))
+    }
+}
+
 /// A lower scheduling priority for the calling thread (nice 10): background work such as
 /// refilling the Diffie-Hellman pool gives way to the connections it serves, yet still
 /// progresses on a busy machine (SCHED_IDLE or nice 19 starved it there). Errors leave

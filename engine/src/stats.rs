@@ -7,59 +7,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::SystemTime;
 
+pub use crate::fault::HandshakeFailure;
+use crate::fault::TunnelFault;
+
 /// How many one-second samples of rate history a tunnel keeps (ten minutes).
 pub const RATE_HISTORY_SECS: usize = 600;
-
-/// Why a handshake did not complete, for counting and for the words shown to a person.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum HandshakeFailure {
-    /// The peer's signature did not verify, or it hung up instead of answering ours:
-    /// almost always a different key.
-    WrongKey,
-    /// One end requires forward secrecy (`-g`) and the other skips it (`-f`).
-    ForwardSecrecyMismatch,
-    /// The peer did not finish within the handshake timeout.
-    Timeout,
-    /// The peer sent something no spiped peer sends (a value out of range, garbage).
-    Protocol,
-    /// The socket failed (reset, I/O error) during the handshake.
-    Network,
-}
-
-impl HandshakeFailure {
-    pub const ALL: [HandshakeFailure; 5] = [
-        HandshakeFailure::WrongKey,
-        HandshakeFailure::ForwardSecrecyMismatch,
-        HandshakeFailure::Timeout,
-        HandshakeFailure::Protocol,
-        HandshakeFailure::Network,
-    ];
-
-    fn index(self) -> usize {
-        self as usize
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            HandshakeFailure::WrongKey => "wrong key",
-            HandshakeFailure::ForwardSecrecyMismatch => "forward-secrecy mismatch",
-            HandshakeFailure::Timeout => "timed out",
-            HandshakeFailure::Protocol => "protocol violation",
-            HandshakeFailure::Network => "network error",
-        }
-    }
-
-    /// A stable machine name (a Prometheus label value, a log field).
-    pub fn metric_label(self) -> &'static str {
-        match self {
-            HandshakeFailure::WrongKey => "wrong_key",
-            HandshakeFailure::ForwardSecrecyMismatch => "forward_secrecy_mismatch",
-            HandshakeFailure::Timeout => "timeout",
-            HandshakeFailure::Protocol => "protocol",
-            HandshakeFailure::Network => "network",
-        }
-    }
-}
 
 /// Counters of one tunnel, shared between its tasks and any reader.
 ///
@@ -80,11 +32,11 @@ pub struct TunnelStats {
     history: Mutex<RateHistory>,
 }
 
-/// The most recent failure of a tunnel, in words.
+/// The most recent failure of a tunnel.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LastError {
     pub at: SystemTime,
-    pub message: String,
+    pub fault: TunnelFault,
 }
 
 /// A copy of a tunnel's counters at one moment.
@@ -171,11 +123,11 @@ impl TunnelStats {
         self.waiting_clients.store(n, Relaxed);
     }
 
-    pub fn set_last_error(&self, message: String) {
+    pub fn set_last_error(&self, fault: TunnelFault) {
         if let Ok(mut slot) = self.last_error.lock() {
             *slot = Some(LastError {
                 at: SystemTime::now(),
-                message,
+                fault,
             });
         }
     }

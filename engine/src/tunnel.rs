@@ -13,22 +13,23 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::address::Address;
-use crate::config::{ConfigError, TunnelSpec};
 use crate::definition::{Mode, TunnelDefinition};
 use crate::events::{
     Event, EventKind, FailureVerdict, HandshakeFailureThrottle, ProblemThrottle, RepeatedProblem,
-    SummaryDue, TunnelId,
+    SummaryDue,
 };
-use crate::net::conn::{
-    HandshakeFault, HandshakeParams, PumpFault, TargetFault, authenticate, pump_connection,
+use crate::fault::{
+    ConnectionFault, HandshakeFault, PumpFault, StartFault, TargetFault, TunnelFault,
 };
+use crate::net::conn::{HandshakeParams, authenticate, pump_connection};
 use crate::net::dhpool::KeyPairPool;
 use crate::net::dial::{DialFault, Dialer};
-use crate::net::listener::{ListenError, Listener, is_resource_exhaustion};
-use crate::net::resolve::Resolve;
-use crate::net::stream::NetStream;
+use crate::net::listener::{Listener, is_resource_exhaustion};
+use crate::net::resolve::{Resolve, Resolver};
+use crate::net::stream::{NetStream, Peer};
+use crate::plan::Restart;
 use crate::protocol::key::PresharedKey;
-use crate::stats::{HandshakeFailure, TunnelStats};
+use crate::stats::TunnelStats;
 
 /// Everything a tunnel needs to run: its checked definition and its key, loaded.
 #[derive(Clone)]
@@ -44,9 +45,9 @@ impl TunnelSettings {
         TunnelSettings { definition, key }
     }
 
-    /// Settings for a tunnel defined in a config file, with its key loaded by the caller.
-    pub fn from_spec(spec: &TunnelSpec, key: PresharedKey) -> Result<Self, Vec<ConfigError>> {
-        Ok(TunnelSettings::new(spec.validate()?, key))
+    /// The same definition and the same key (keys compared by fingerprint, a hash of K).
+    pub fn same_as(&self, other: &TunnelSettings) -> bool {
+        self.definition == other.definition && self.key.fingerprint() == other.key.fingerprint()
     }
 }
 
@@ -66,29 +67,35 @@ pub enum TunnelState {
     /// Resolving and binding.
     Starting,
     Listening {
-        address: String,
+        address: Address,
     },
     /// Not accepting; `remaining` connections are still finishing.
     Draining {
         remaining: u64,
     },
-    /// Could not start or had to stop; the reason in words.
-    Failed {
-        reason: String,
-    },
+    /// Could not start (and, with a restart policy, is tried again).
+    Failed(StartFault),
+}
+
+/// What every tunnel of one engine shares.
+pub(crate) struct EngineContext {
+    pub events: broadcast::Sender<Event>,
+    pub notify: Arc<dyn Fn() + Send + Sync>,
+    /// Publish ConnectionOpened and clean ConnectionClosed events.
+    pub connection_events: AtomicBool,
+    /// Whether tunnels may accept connections (see [`crate::Engine::hold_connections`]).
+    pub accepting: watch::Sender<bool>,
+    pub resolver: Arc<dyn Resolver>,
+    pub pool: Arc<KeyPairPool>,
 }
 
 /// State shared between a tunnel's tasks and readers of its status.
 pub(crate) struct TunnelShared {
-    pub id: TunnelId,
-    pub name: Mutex<String>,
+    pub name: String,
     pub stats: TunnelStats,
-    pub state: Mutex<TunnelState>,
+    state: Mutex<TunnelState>,
     pub max_connections: AtomicU64,
-    events: broadcast::Sender<Event>,
-    notify: Arc<dyn Fn() + Send + Sync>,
-    /// Publish ConnectionOpened and clean ConnectionClosed events (shared engine-wide).
-    connection_events: Arc<AtomicBool>,
+    context: Arc<EngineContext>,
     next_conn: AtomicU64,
     /// How many times the tunnel was started.
     runs: AtomicU64,
@@ -99,31 +106,18 @@ pub(crate) struct TunnelShared {
 }
 
 impl TunnelShared {
-    pub fn new(
-        id: TunnelId,
-        name: &str,
-        events: broadcast::Sender<Event>,
-        notify: Arc<dyn Fn() + Send + Sync>,
-        connection_events: Arc<AtomicBool>,
-    ) -> Self {
+    pub fn new(name: &str, context: Arc<EngineContext>) -> Self {
         TunnelShared {
-            id,
-            name: Mutex::new(name.to_owned()),
+            name: name.to_owned(),
             stats: TunnelStats::default(),
             state: Mutex::new(TunnelState::Stopped),
             max_connections: AtomicU64::new(0),
-            events,
-            notify,
-            connection_events,
+            context,
             next_conn: AtomicU64::new(1),
             runs: AtomicU64::new(0),
             handshake_failures: Mutex::new(HandshakeFailureThrottle::default()),
             repeated_problems: Mutex::new(ProblemThrottle::default()),
         }
-    }
-
-    pub fn name(&self) -> String {
-        self.name.lock().map(|n| n.clone()).unwrap_or_default()
     }
 
     pub fn state(&self) -> TunnelState {
@@ -137,7 +131,7 @@ impl TunnelShared {
         if let Ok(mut slot) = self.state.lock() {
             *slot = state;
         }
-        (self.notify)();
+        (self.context.notify)();
     }
 
     /// Sets the state unless the tunnel was started again since run `run`.
@@ -149,33 +143,29 @@ impl TunnelShared {
 
     /// Publishes an event (dropped if nobody listens) and wakes the viewer.
     pub fn emit(&self, kind: EventKind) {
-        let _ = self.events.send(Event {
-            tunnel: self.id,
-            tunnel_name: self.name(),
+        let _ = self.context.events.send(Event {
+            tunnel: self.name.clone(),
             at: SystemTime::now(),
             kind,
         });
-        (self.notify)();
+        (self.context.notify)();
     }
 
     /// Publishes a routine per-connection event, if those are wanted.
-    fn emit_connection(&self, kind: EventKind) {
-        if self.connection_events.load(Ordering::Relaxed) {
-            self.emit(kind);
+    fn emit_connection(&self, kind: impl FnOnce() -> EventKind) {
+        if self.context.connection_events.load(Ordering::Relaxed) {
+            self.emit(kind());
         }
-    }
-
-    /// Records a failure as the tunnel's last error and publishes it.
-    fn fail(&self, message: String, kind: EventKind) {
-        self.stats.set_last_error(message);
-        self.emit(kind);
     }
 
     /// Counts a failed handshake and records it as the last error; publishes it only if
     /// it is the first of a spell, so strangers cannot flood the log (the rest come as
-    /// one summary a minute, from [`TunnelShared::publish_handshake_summary`]).
-    fn handshake_failed(&self, conn: u64, peer: String, cause: HandshakeFailure, message: String) {
+    /// one summary a minute, from [`TunnelShared::publish_summaries`]).
+    fn handshake_failed(&self, conn: u64, peer: Peer, fault: HandshakeFault) {
+        let cause = fault.cause();
         self.stats.handshake_failed(cause);
+        self.stats
+            .set_last_error(TunnelFault::Handshake(fault.clone()));
         // A poisoned lock (a panic elsewhere while holding it) errs on the side of logging.
         let verdict = self
             .handshake_failures
@@ -184,28 +174,17 @@ impl TunnelShared {
                 t.failed(cause, Instant::now())
             });
         match verdict {
-            FailureVerdict::Publish => self.fail(
-                message.clone(),
-                EventKind::HandshakeFailed {
-                    conn,
-                    peer,
-                    cause,
-                    message,
-                },
-            ),
-            FailureVerdict::Count => {
-                self.stats.set_last_error(message);
-                (self.notify)();
-            }
+            FailureVerdict::Publish => self.emit(EventKind::HandshakeFailed { conn, peer, fault }),
+            FailureVerdict::Count => (self.context.notify)(),
         }
     }
 
     /// Publishes a problem a stranger can repeat at will (`last_error`, if given, becomes
     /// the tunnel's last error either way) if it is the first of a spell; the rest come as
     /// one summary a minute, from [`TunnelShared::publish_summaries`].
-    fn repeated(&self, problem: RepeatedProblem, last_error: Option<String>, kind: EventKind) {
-        if let Some(message) = last_error {
-            self.stats.set_last_error(message);
+    fn repeated(&self, problem: RepeatedProblem, last_error: Option<TunnelFault>, kind: EventKind) {
+        if let Some(fault) = last_error {
+            self.stats.set_last_error(fault);
         }
         let verdict = self
             .repeated_problems
@@ -215,7 +194,7 @@ impl TunnelShared {
             });
         match verdict {
             FailureVerdict::Publish => self.emit(kind),
-            FailureVerdict::Count => (self.notify)(),
+            FailureVerdict::Count => (self.context.notify)(),
         }
     }
 
@@ -241,9 +220,17 @@ impl TunnelShared {
     }
 }
 
+/// What the supervisor asks a running tunnel to run: its settings, and whether (and how
+/// often) to try again when it cannot start.
+#[derive(Clone)]
+pub(crate) struct Wanted {
+    pub settings: Arc<TunnelSettings>,
+    pub restart: Restart,
+}
+
 /// The supervisor's handle on one running tunnel.
 pub(crate) struct RunningTunnel {
-    settings: watch::Sender<Arc<TunnelSettings>>,
+    wanted: watch::Sender<Wanted>,
     stop_accepting: CancellationToken,
     close_connections: CancellationToken,
     connections: TaskTracker,
@@ -254,30 +241,22 @@ pub(crate) struct RunningTunnel {
 
 impl RunningTunnel {
     /// Starts resolving, binding and accepting in the background.
-    /// `accepting` says when connections may be accepted (see
-    /// [`crate::Engine::hold_connections`]).
-    pub fn start(
-        shared: Arc<TunnelShared>,
-        settings: TunnelSettings,
-        pool: Arc<KeyPairPool>,
-        accepting: watch::Receiver<bool>,
-    ) -> RunningTunnel {
-        let (settings_tx, settings_rx) = watch::channel(Arc::new(settings));
+    pub fn start(shared: Arc<TunnelShared>, wanted: Wanted) -> RunningTunnel {
+        let (wanted_tx, wanted_rx) = watch::channel(wanted);
         let stop_accepting = CancellationToken::new();
         let close_connections = CancellationToken::new();
         let connections = TaskTracker::new();
         let run = shared.runs.fetch_add(1, Ordering::Relaxed) + 1;
+        shared.set_state(TunnelState::Starting);
         let accept_loop = tokio::spawn(accept_loop(
             shared,
-            settings_rx,
-            pool,
-            accepting,
+            wanted_rx,
             stop_accepting.clone(),
             close_connections.clone(),
             connections.clone(),
         ));
         RunningTunnel {
-            settings: settings_tx,
+            wanted: wanted_tx,
             stop_accepting,
             close_connections,
             connections,
@@ -286,12 +265,14 @@ impl RunningTunnel {
         }
     }
 
-    /// New connections use `settings`; open ones carry on with what they started with.
-    pub fn update(&self, settings: TunnelSettings) {
-        self.settings.send_replace(Arc::new(settings));
+    /// New connections use `wanted`'s settings; open ones carry on with what they started
+    /// with. A tunnel that could not start tries again at once.
+    pub fn update(&self, wanted: Wanted) {
+        self.wanted.send_replace(wanted);
     }
 
-    /// Stops accepting at once: the listening socket is closed when this returns.
+    /// Stops accepting at once: the listening socket is closed when this returns (a
+    /// start still resolving or binding is abandoned, not waited for).
     pub async fn close_listener(&mut self) {
         self.stop_accepting.cancel();
         let _ = (&mut self.accept_loop).await;
@@ -351,54 +332,46 @@ impl Drop for Generation {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-enum StartError {
-    #[error(transparent)]
-    Listen(#[from] ListenError),
-    #[error("cannot resolve target {target}: {message}")]
-    Target { target: String, message: String },
-    #[error("cannot resolve bind address {bind}: {message}")]
-    Bind { bind: String, message: String },
-    /// Key loaders refuse empty keys; this keeps any other way in from running one.
-    #[error(
-        "its key is empty, which anyone could use to connect: generate a key (sluiced --generate-key) and use it at both ends"
-    )]
-    EmptyKey,
-}
-
 async fn prepare(
     shared: &Arc<TunnelShared>,
     settings: Arc<TunnelSettings>,
-) -> Result<Generation, StartError> {
+) -> Result<Generation, StartFault> {
     if settings.key.is_empty_key() {
-        return Err(StartError::EmptyKey);
+        return Err(StartFault::EmptyKey);
     }
+    let resolver = &*shared.context.resolver;
     let tunnel = &settings.definition;
     let target_addrs = match &tunnel.target {
         Address::Unix(_) => Vec::new(),
-        target => target.resolve().await.map_err(|e| StartError::Target {
-            target: target.to_string(),
-            message: e.to_string(),
-        })?,
+        target => target
+            .resolve_with(resolver)
+            .await
+            .map_err(|error| StartFault::Target {
+                target: target.clone(),
+                error,
+            })?,
     };
     let bind = match &tunnel.bind {
         None => Vec::new(),
-        Some(bind) => bind.resolve().await.map_err(|e| StartError::Bind {
-            bind: bind.to_string(),
-            message: e.to_string(),
-        })?,
+        Some(bind) => bind
+            .resolve_with(resolver)
+            .await
+            .map_err(|error| StartFault::Bind {
+                bind: bind.clone(),
+                error,
+            })?,
     };
     let target = Arc::new(ResolvedTarget {
         addrs: RwLock::new(Arc::from(target_addrs)),
     });
-    let resolver = CancellationToken::new();
+    let reresolving = CancellationToken::new();
     if let (Address::Host { .. }, Some(period)) = (&tunnel.target, tunnel.reresolve) {
         tokio::spawn(reresolve_loop(
             Arc::clone(shared),
             tunnel.target.clone(),
             Arc::clone(&target),
             period,
-            resolver.clone(),
+            reresolving.clone(),
         ));
     }
     shared
@@ -411,7 +384,7 @@ async fn prepare(
         settings,
         target,
         bind: Arc::from(bind),
-        resolver,
+        resolver: reresolving,
     })
 }
 
@@ -427,14 +400,13 @@ async fn reresolve_loop(
             () = stop.cancelled() => return,
             () = tokio::time::sleep(period) => {}
         }
-        match target.resolve().await {
-            Ok(addrs) if !addrs.is_empty() => resolved.replace(addrs),
-            Ok(_) => shared.emit(EventKind::ResolveFailed {
-                message: "no addresses".into(),
-            }),
-            Err(e) => shared.emit(EventKind::ResolveFailed {
-                message: e.to_string(),
-            }),
+        let lookup = tokio::select! {
+            () = stop.cancelled() => return,
+            lookup = target.resolve_with(&*shared.context.resolver) => lookup,
+        };
+        match lookup {
+            Ok(addrs) => resolved.replace(addrs),
+            Err(error) => shared.emit(EventKind::ResolveFailed(error)),
         }
     }
 }
@@ -446,71 +418,159 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// How often the clients queued behind a reached connection limit are counted.
 const WAITING_SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
+/// What woke the accept loop.
+enum Step {
+    Stop,
+    Update,
+    Retry,
+    Slot(Option<OwnedSemaphorePermit>),
+    Accepted(std::io::Result<NetStream>),
+}
+
+impl Step {
+    fn update_or_stop(changed: Result<(), watch::error::RecvError>) -> Step {
+        match changed {
+            Ok(()) => Step::Update,
+            // The supervisor dropped this tunnel's channel: it is gone.
+            Err(_) => Step::Stop,
+        }
+    }
+}
+
+/// The accept loop's own state: what it runs now and what it has built for that.
+struct Accepting {
+    shared: Arc<TunnelShared>,
+    wanted: Wanted,
+    listener: Option<Listener>,
+    generation: Option<Generation>,
+    /// The fault of the last failed start, so a retry that fails the same way is not
+    /// published again (with -D that would be a line a second).
+    last_failure: Option<StartFault>,
+}
+
+impl Accepting {
+    /// Builds whatever the current settings need and is missing: resolves, binds.
+    async fn start(&mut self) -> Result<(), StartFault> {
+        let generation = prepare(&self.shared, Arc::clone(&self.wanted.settings)).await?;
+        if self.listener.is_none() {
+            let listen = &self.wanted.settings.definition.listen;
+            let bound = Listener::bind_with(listen, &*self.shared.context.resolver)
+                .await
+                .map_err(StartFault::Listen)?;
+            let address = bound.local_address().unwrap_or_else(|| listen.clone());
+            self.listener = Some(bound);
+            self.shared.set_state(TunnelState::Listening {
+                address: address.clone(),
+            });
+            self.shared.emit(EventKind::Listening { address });
+        }
+        self.generation = Some(generation);
+        self.last_failure = None;
+        Ok(())
+    }
+
+    fn failed(&mut self, fault: StartFault) {
+        self.shared.set_state(TunnelState::Failed(fault.clone()));
+        if self.last_failure.as_ref() != Some(&fault) {
+            self.shared
+                .stats
+                .set_last_error(TunnelFault::Start(fault.clone()));
+            self.shared.emit(EventKind::StartFailed(fault.clone()));
+        }
+        self.last_failure = Some(fault);
+    }
+
+    /// Takes new settings: a changed listen address rebinds; anything else applies to new
+    /// connections only. The next loop turn rebuilds what was dropped here.
+    fn update(&mut self, wanted: Wanted) {
+        let retry = self.generation.is_none();
+        if wanted.settings.definition.listen != self.wanted.settings.definition.listen {
+            self.listener = None;
+        }
+        self.wanted = wanted;
+        self.generation = None;
+        if retry {
+            self.shared.set_state(TunnelState::Starting);
+        } else {
+            self.shared.emit(EventKind::Updated);
+        }
+    }
+}
+
 async fn accept_loop(
     shared: Arc<TunnelShared>,
-    mut settings_rx: watch::Receiver<Arc<TunnelSettings>>,
-    pool: Arc<KeyPairPool>,
-    mut accepting: watch::Receiver<bool>,
+    mut wanted_rx: watch::Receiver<Wanted>,
     stop: CancellationToken,
     close_connections: CancellationToken,
     connections: TaskTracker,
 ) {
-    shared.set_state(TunnelState::Starting);
-    let mut current = settings_rx.borrow_and_update().clone();
-    let mut listener: Option<Listener> = None;
-    let mut generation: Option<Generation> = None;
+    let mut accepting_rx = shared.context.accepting.subscribe();
+    let mut tunnel = Accepting {
+        wanted: wanted_rx.borrow_and_update().clone(),
+        shared,
+        listener: None,
+        generation: None,
+        last_failure: None,
+    };
     let mut backoff = ACCEPT_BACKOFF_MIN;
     let mut limit_reported = false;
     loop {
-        // (Re)build whatever the current settings need and is missing.
-        if generation.is_none() || listener.is_none() {
-            match start_generation(&shared, &current, &mut listener).await {
-                Ok(g) => generation = Some(g),
-                Err(e) => {
-                    let reason = e.to_string();
-                    shared.set_state(TunnelState::Failed {
-                        reason: reason.clone(),
-                    });
-                    shared.fail(reason.clone(), EventKind::StartFailed { reason });
-                    // Wait for new settings or a stop; open connections keep running.
-                    tokio::select! {
-                        () = stop.cancelled() => return,
-                        changed = settings_rx.changed() => {
-                            if changed.is_err() { return; }
-                            current = settings_rx.borrow_and_update().clone();
-                            continue;
+        if tunnel.generation.is_none() || tunnel.listener.is_none() {
+            // Resolving and binding race the stop and new settings: a name that never
+            // resolves must not hold up a stop (nor the supervisor waiting for it).
+            let started = tokio::select! {
+                () = stop.cancelled() => return,
+                changed = wanted_rx.changed() => Err(Step::update_or_stop(changed)),
+                started = tunnel.start() => Ok(started),
+            };
+            let step = match started {
+                Ok(Ok(())) => continue,
+                Ok(Err(fault)) => {
+                    tunnel.failed(fault);
+                    // Wait for new settings, a stop or the next try; open connections
+                    // keep running meanwhile.
+                    let restart = tunnel.wanted.restart;
+                    let retry = async move {
+                        match restart {
+                            Restart::Never => std::future::pending().await,
+                            Restart::Every(period) => tokio::time::sleep(period).await,
                         }
+                    };
+                    tokio::select! {
+                        () = stop.cancelled() => Step::Stop,
+                        changed = wanted_rx.changed() => Step::update_or_stop(changed),
+                        () = retry => Step::Retry,
                     }
                 }
+                Err(step) => step,
+            };
+            match step {
+                Step::Update => tunnel.update(wanted_rx.borrow_and_update().clone()),
+                Step::Retry => tunnel.shared.set_state(TunnelState::Starting),
+                _ => return,
             }
+            continue;
         }
-        let (Some(gen_now), Some(bound)) = (&generation, &listener) else {
+        let (Some(gen_now), Some(bound)) = (&tunnel.generation, &tunnel.listener) else {
             continue;
         };
-        if !*accepting.borrow_and_update() {
+        let shared = &tunnel.shared;
+        if !*accepting_rx.borrow_and_update() {
             // Listening, not accepting yet: clients wait in the listen queue.
             let step = tokio::select! {
                 () = stop.cancelled() => Step::Stop,
-                changed = settings_rx.changed() => Step::update_or_stop(changed),
-                changed = accepting.changed() => match changed {
+                changed = wanted_rx.changed() => Step::update_or_stop(changed),
+                changed = accepting_rx.changed() => match changed {
                     Ok(()) => continue,
                     // The engine is gone.
                     Err(_) => Step::Stop,
                 },
             };
             match step {
-                Step::Update => {
-                    apply_update(
-                        &shared,
-                        &mut current,
-                        &settings_rx,
-                        &mut generation,
-                        &mut listener,
-                    );
-                    continue;
-                }
+                Step::Update => tunnel.update(wanted_rx.borrow_and_update().clone()),
                 _ => return,
             }
+            continue;
         }
 
         let permit = match &gen_now.limit {
@@ -550,20 +610,14 @@ async fn accept_loop(
                     };
                     let step = tokio::select! {
                         () = stop.cancelled() => Step::Stop,
-                        changed = settings_rx.changed() => Step::update_or_stop(changed),
+                        changed = wanted_rx.changed() => Step::update_or_stop(changed),
                         permit = wait_for_slot => Step::Slot(permit),
                     };
                     shared.stats.set_waiting_clients(0);
                     match step {
                         Step::Slot(permit) => permit,
                         Step::Update => {
-                            apply_update(
-                                &shared,
-                                &mut current,
-                                &settings_rx,
-                                &mut generation,
-                                &mut listener,
-                            );
+                            tunnel.update(wanted_rx.borrow_and_update().clone());
                             continue;
                         }
                         _ => return,
@@ -574,18 +628,17 @@ async fn accept_loop(
 
         let step = tokio::select! {
             () = stop.cancelled() => Step::Stop,
-            changed = settings_rx.changed() => Step::update_or_stop(changed),
+            changed = wanted_rx.changed() => Step::update_or_stop(changed),
             accepted = bound.accept() => Step::Accepted(accepted),
         };
         match step {
             Step::Accepted(Ok(stream)) => {
                 backoff = ACCEPT_BACKOFF_MIN;
                 let conn = Connection {
-                    shared: Arc::clone(&shared),
+                    shared: Arc::clone(shared),
                     settings: Arc::clone(&gen_now.settings),
                     target: Arc::clone(&gen_now.target),
                     bind: Arc::clone(&gen_now.bind),
-                    pool: Arc::clone(&pool),
                     _permit: permit,
                 };
                 let close = close_connections.clone();
@@ -594,11 +647,12 @@ async fn accept_loop(
                 connections.spawn(Box::pin(conn.run(stream, close)));
             }
             Step::Accepted(Err(e)) if is_resource_exhaustion(&e) => {
+                let error = crate::fault::IoFault::from(e);
                 shared.repeated(
                     RepeatedProblem::AcceptFailed,
-                    Some(format!("cannot accept connections: {e}")),
+                    Some(TunnelFault::Accept(error.clone())),
                     EventKind::AcceptFailed {
-                        message: e.to_string(),
+                        error,
                         retry_in: backoff,
                     },
                 );
@@ -609,76 +663,11 @@ async fn accept_loop(
                 backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
             }
             // One client gave up between SYN and accept (ECONNABORTED and the like).
-            Step::Accepted(Err(_)) | Step::Slot(_) => {}
-            Step::Update => {
-                apply_update(
-                    &shared,
-                    &mut current,
-                    &settings_rx,
-                    &mut generation,
-                    &mut listener,
-                );
-            }
+            Step::Accepted(Err(_)) | Step::Slot(_) | Step::Retry => {}
+            Step::Update => tunnel.update(wanted_rx.borrow_and_update().clone()),
             Step::Stop => return,
         }
     }
-}
-
-/// What woke the accept loop.
-enum Step {
-    Stop,
-    Update,
-    Slot(Option<OwnedSemaphorePermit>),
-    Accepted(std::io::Result<NetStream>),
-}
-
-impl Step {
-    fn update_or_stop(changed: Result<(), watch::error::RecvError>) -> Step {
-        match changed {
-            Ok(()) => Step::Update,
-            // The supervisor dropped this tunnel's settings channel: it is gone.
-            Err(_) => Step::Stop,
-        }
-    }
-}
-
-async fn start_generation(
-    shared: &Arc<TunnelShared>,
-    settings: &Arc<TunnelSettings>,
-    listener: &mut Option<Listener>,
-) -> Result<Generation, StartError> {
-    let generation = prepare(shared, Arc::clone(settings)).await?;
-    if listener.is_none() {
-        let bound = Listener::bind(&settings.definition.listen).await?;
-        let address = bound.local_label();
-        *listener = Some(bound);
-        shared.set_state(TunnelState::Listening {
-            address: address.clone(),
-        });
-        shared.emit(EventKind::Listening { address });
-    }
-    Ok(generation)
-}
-
-/// Takes new settings: a changed listen address rebinds; anything else applies to new
-/// connections only. The next loop turn rebuilds what was dropped here.
-fn apply_update(
-    shared: &TunnelShared,
-    current: &mut Arc<TunnelSettings>,
-    settings_rx: &watch::Receiver<Arc<TunnelSettings>>,
-    generation: &mut Option<Generation>,
-    listener: &mut Option<Listener>,
-) {
-    let new = settings_rx.borrow().clone();
-    if new.definition.listen != current.definition.listen {
-        *listener = None;
-    }
-    if let Ok(mut name) = shared.name.lock() {
-        name.clone_from(&new.definition.name);
-    }
-    *current = new;
-    *generation = None;
-    shared.emit(EventKind::Updated);
 }
 
 /// One accepted client and what it needs, for the life of the connection.
@@ -687,7 +676,6 @@ struct Connection {
     settings: Arc<TunnelSettings>,
     target: Arc<ResolvedTarget>,
     bind: Arc<[SocketAddr]>,
-    pool: Arc<KeyPairPool>,
     /// Holds a connection slot until the connection ends.
     _permit: Option<OwnedSemaphorePermit>,
 }
@@ -703,13 +691,10 @@ impl Connection {
     async fn run(self, inbound: NetStream, close: CancellationToken) {
         let shared = &self.shared;
         let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
-        let peer = inbound.peer_label();
+        let peer = inbound.peer();
         let started = Instant::now();
         shared.stats.connection_opened();
-        shared.emit_connection(EventKind::ConnectionOpened {
-            conn,
-            peer: peer.clone(),
-        });
+        shared.emit_connection(|| EventKind::ConnectionOpened { conn, peer });
         let up = AtomicU64::new(0);
         let down = AtomicU64::new(0);
         let outcome = tokio::select! {
@@ -717,29 +702,26 @@ impl Connection {
             () = close.cancelled() => Err(ConnFault::Closed),
         };
         shared.stats.connection_closed();
-        let closed = |error: Option<String>| EventKind::ConnectionClosed {
+        let closed = |fault: Option<ConnectionFault>| EventKind::ConnectionClosed {
             conn,
-            peer: peer.clone(),
+            peer,
             duration: started.elapsed(),
             bytes_up: up.load(Ordering::Relaxed),
             bytes_down: down.load(Ordering::Relaxed),
-            error,
+            fault,
         };
         match outcome {
-            Ok(()) => shared.emit_connection(closed(None)),
-            Err(ConnFault::Handshake(fault)) => {
-                shared.handshake_failed(conn, peer.clone(), fault.cause(), fault.to_string());
-            }
+            Ok(()) => shared.emit_connection(|| closed(None)),
+            Err(ConnFault::Handshake(fault)) => shared.handshake_failed(conn, peer, fault),
             Err(ConnFault::Target(fault)) => {
                 shared.stats.target_failed();
-                let message = fault.to_string();
                 shared.repeated(
                     RepeatedProblem::TargetUnreachable,
-                    Some(message.clone()),
+                    Some(TunnelFault::Target(fault.clone())),
                     EventKind::TargetUnreachable {
                         conn,
-                        target: self.settings.definition.target.to_string(),
-                        message,
+                        target: self.settings.definition.target.clone(),
+                        fault,
                     },
                 );
             }
@@ -747,16 +729,18 @@ impl Connection {
             // is told; a socket error (a reset) anyone who can connect can repeat.
             Err(ConnFault::Pump(fault @ PumpFault::Rejected(_))) => {
                 shared.stats.data_rejected();
-                shared.stats.set_last_error(fault.to_string());
-                shared.emit(closed(Some(fault.to_string())));
+                shared
+                    .stats
+                    .set_last_error(TunnelFault::Pump(fault.clone()));
+                shared.emit(closed(Some(ConnectionFault::Pump(fault))));
             }
             Err(ConnFault::Pump(fault)) => shared.repeated(
                 RepeatedProblem::ConnectionError,
                 None,
-                closed(Some(fault.to_string())),
+                closed(Some(ConnectionFault::Pump(fault))),
             ),
             Err(ConnFault::Closed) => {
-                shared.emit(closed(Some("closed because the tunnel stopped".into())));
+                shared.emit(closed(Some(ConnectionFault::TunnelStopped)));
             }
         }
     }
@@ -779,7 +763,7 @@ impl Connection {
             key: &self.settings.key,
             forward_secrecy: s.forward_secrecy,
             key_agreement: s.key_agreement,
-            pool: &self.pool,
+            pool: &self.shared.context.pool,
         };
         let (outbound, codecs) = match s.mode {
             Mode::Encrypt => {

@@ -1040,31 +1040,11 @@ fn generated_key_works_with_spiped_and_is_never_overwritten() {
 // ---------------------------------------------------------------------------------------
 // Beyond the list: the Engine library API (what the desktop app drives) against spiped
 
-/// Waits for the next event matching `want`, skipping others; panics after 10 s.
-fn next_event<T>(
-    engine: &sluice_engine::Engine,
-    events: &mut tokio::sync::broadcast::Receiver<sluice_engine::Event>,
-    mut want: impl FnMut(&sluice_engine::EventKind) -> Option<T>,
-) -> T {
-    engine.runtime().block_on(async {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let event = tokio::time::timeout_at(deadline, events.recv())
-                .await
-                .expect("event within 10 s")
-                .expect("event stream open");
-            if let Some(found) = want(&event.kind) {
-                return found;
-            }
-        }
-    })
-}
-
 #[test]
 fn engine_api_decrypt_tunnel_serves_spiped_and_counts() {
     use sluice_engine::{
         Address, Engine, EventKind, HandshakeFailure, Mode, PresharedKey, TunnelDefinition,
-        TunnelId, TunnelSettings,
+        TunnelSettings,
     };
 
     let dir = temp_dir();
@@ -1075,7 +1055,6 @@ fn engine_api_decrypt_tunnel_serves_spiped_and_counts() {
 
     let engine = Engine::start(|| {}).expect("start engine");
     let mut events = engine.subscribe();
-    let id = TunnelId(7);
     let settings = TunnelSettings::new(
         TunnelDefinition::new(
             "api",
@@ -1085,33 +1064,25 @@ fn engine_api_decrypt_tunnel_serves_spiped_and_counts() {
         ),
         PresharedKey::from_keyfile_bytes(key_bytes),
     );
-    engine.start_tunnel(id, settings);
-    let listening = next_event(&engine, &mut events, |kind| match kind {
-        EventKind::Listening { address } => Some(address.clone()),
-        EventKind::StartFailed { reason } => panic!("tunnel did not start: {reason}"),
-        _ => None,
-    });
-    let Ok(Address::Ip(bound)) = listening.parse::<Address>() else {
-        panic!("odd listening address {listening:?}");
-    };
-    let server = Addr::Tcp(bound);
+    run_tunnels(&engine, vec![settings]);
+    let server = listening_address(&engine, &mut events);
 
     // A good client, through spiped -e.
     let (_client, client) = spiped("-e", LOCALHOST_V4, &server, &key, &[], dir.path());
     let data = test_data(3 * MIB + 17, 150);
     let got = exchange_with(&client, &data, SLOW);
     assert_echoed("spiped -e -> Engine Decrypt tunnel", &data, &got);
-    let (up, down, error) = next_event(&engine, &mut events, |kind| match kind {
+    let (up, down, fault) = next_event(&engine, &mut events, |kind| match kind {
         EventKind::ConnectionClosed {
             bytes_up,
             bytes_down,
-            error,
+            fault,
             ..
-        } => Some((*bytes_up, *bytes_down, error.clone())),
+        } => Some((*bytes_up, *bytes_down, fault.clone())),
         _ => None,
     });
     assert_eq!(
-        (up, down, error),
+        (up, down, fault),
         (data.len() as u64, data.len() as u64, None)
     );
 
@@ -1123,12 +1094,12 @@ fn engine_api_decrypt_tunnel_serves_spiped_and_counts() {
         &echo,
     );
     let cause = next_event(&engine, &mut events, |kind| match kind {
-        EventKind::HandshakeFailed { cause, .. } => Some(*cause),
+        EventKind::HandshakeFailed { fault, .. } => Some(fault.cause()),
         _ => None,
     });
     assert_eq!(cause, HandshakeFailure::WrongKey);
 
-    let status = engine.status(id).expect("tunnel status");
+    let status = engine.status("api").expect("tunnel status");
     let counters = &status.counters;
     assert_eq!(counters.total_connections, 2);
     assert_eq!(counters.active_connections, 0);

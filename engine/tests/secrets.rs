@@ -266,7 +266,7 @@ fn keyfile_warnings_name_the_file() {
         std::os::unix::fs::PermissionsExt::from_mode(0o644),
     )
     .unwrap();
-    let short = write_key(dir.path(), "short.key", b"short");
+    let short = write_key(dir.path(), "short.key", &[0xa5, 0x5a, 0xc3, 0x3c, 0x99]);
     for (key, warning) in [
         (&exposed, "can be read by other users (mode 0644)"),
         (&short, "the key file has only 5 bytes"),

@@ -10,9 +10,7 @@ mod support;
 use std::time::Duration;
 
 use sluice_engine::keyfile;
-use sluice_engine::{
-    Engine, KeyAgreement, Mode, TunnelDefinition, TunnelId, TunnelSettings, TunnelState,
-};
+use sluice_engine::{Engine, KeyAgreement, Mode, TunnelDefinition, TunnelSettings, TunnelState};
 use support::*;
 
 const SLOW: Duration = Duration::from_secs(30);
@@ -70,11 +68,10 @@ fn engine_library_tunnel_talks_x25519_to_sluiced() {
     );
     tunnel.key_agreement = KeyAgreement::X25519;
     let settings = TunnelSettings::new(tunnel, key);
-    let id = TunnelId(1);
-    engine.start_tunnel(id, settings);
+    run_tunnels(&engine, vec![settings]);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !matches!(
-        engine.status(id).map(|s| s.state),
+        engine.status("app tunnel").map(|s| s.state),
         Some(TunnelState::Listening { .. })
     ) {
         assert!(
@@ -86,7 +83,7 @@ fn engine_library_tunnel_talks_x25519_to_sluiced() {
     let data = test_data(256 * 1024, 4);
     let got = exchange_with(&listen, &data, SLOW);
     assert_echoed("engine --x25519 -> sluiced -d --x25519", &data, &got);
-    let counters = engine.status(id).unwrap().counters;
+    let counters = engine.status("app tunnel").unwrap().counters;
     assert_eq!(counters.bytes_up, data.len() as u64);
     assert_eq!(counters.total_handshake_failures(), 0);
 }

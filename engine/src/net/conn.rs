@@ -11,6 +11,7 @@ use tokio::net::{TcpSocket, UnixStream};
 
 use crate::address::Address;
 use crate::net::dhpool::{KeyPairError, KeyPairPool, RandomnessError, RefillLater, random_bytes};
+use crate::net::io_fault::IoFault;
 use crate::net::resolve::ResolveError;
 use crate::net::stream::{NetReadHalf, NetStream, NetWriteHalf};
 use crate::protocol::key::PresharedKey;
@@ -18,27 +19,26 @@ use crate::protocol::{
     ForwardSecrecy, HandshakeDriver, HandshakeMisuse, KeyAgreement, MAX_PAYLOAD, Next, PACKET_LEN,
     PacketError, PacketOpener, PacketSealer, PeerFault, PeerRejection, Role, SIGNED_DH_LEN,
 };
-use crate::stats::HandshakeFailure;
 
 /// Packets sealed or opened per read/write: one syscall moves up to this many.
 pub const PACKETS_PER_BATCH: usize = 32;
 
 /// Why a handshake did not complete: the peer (as the protocol driver classified it), the
 /// clock, the socket, or this end itself.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum HandshakeFault {
     #[error(transparent)]
     Peer(PeerFault),
     #[error("handshake timed out after {:.1} s: the far end is not answering as an spiped peer (wrong port, a firewall, an overloaded server, or one end uses Sluice's X25519 handshake and the other does not)", .0.as_secs_f64())]
     TimedOut(Duration),
     #[error("network error during the handshake: {0}")]
-    Io(#[from] io::Error),
+    Io(IoFault),
     #[error(transparent)]
     Local(#[from] LocalFault),
 }
 
 /// A failure of this end, not of the peer or the network.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum LocalFault {
     #[error(transparent)]
     Randomness(#[from] RandomnessError),
@@ -73,6 +73,57 @@ impl HandshakeFault {
             HandshakeFault::Io(_) => HandshakeFailure::Network,
             HandshakeFault::TimedOut(_) => HandshakeFailure::Timeout,
             HandshakeFault::Local(_) => HandshakeFailure::Protocol,
+        }
+    }
+}
+
+/// Why a handshake did not complete, for counting and for the words shown to a person.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HandshakeFailure {
+    /// The peer's signature did not verify, or it hung up instead of answering ours:
+    /// almost always a different key.
+    WrongKey,
+    /// One end requires forward secrecy (`-g`) and the other skips it (`-f`).
+    ForwardSecrecyMismatch,
+    /// The peer did not finish within the handshake timeout.
+    Timeout,
+    /// The peer sent something no spiped peer sends (a value out of range, garbage).
+    Protocol,
+    /// The socket failed (reset, I/O error) during the handshake.
+    Network,
+}
+
+impl HandshakeFailure {
+    pub const ALL: [HandshakeFailure; 5] = [
+        HandshakeFailure::WrongKey,
+        HandshakeFailure::ForwardSecrecyMismatch,
+        HandshakeFailure::Timeout,
+        HandshakeFailure::Protocol,
+        HandshakeFailure::Network,
+    ];
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            HandshakeFailure::WrongKey => "wrong key",
+            HandshakeFailure::ForwardSecrecyMismatch => "forward-secrecy mismatch",
+            HandshakeFailure::Timeout => "timed out",
+            HandshakeFailure::Protocol => "protocol violation",
+            HandshakeFailure::Network => "network error",
+        }
+    }
+
+    /// A stable machine name (a Prometheus label value, a log field).
+    pub fn metric_label(self) -> &'static str {
+        match self {
+            HandshakeFailure::WrongKey => "wrong_key",
+            HandshakeFailure::ForwardSecrecyMismatch => "forward_secrecy_mismatch",
+            HandshakeFailure::Timeout => "timeout",
+            HandshakeFailure::Protocol => "protocol",
+            HandshakeFailure::Network => "network",
         }
     }
 }
@@ -201,7 +252,10 @@ async fn drive<'a>(
         let out = driver.pending_output();
         if !out.is_empty() {
             let n = out.len();
-            stream.write_all(out).await?;
+            stream
+                .write_all(out)
+                .await
+                .map_err(|e| HandshakeFault::Io(e.into()))?;
             driver.output_sent(n);
         }
         match driver.next() {
@@ -220,7 +274,7 @@ async fn drive<'a>(
                         driver.receive(&buf[..n]).map_err(HandshakeFault::Peer)?;
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(HandshakeFault::Io(e)),
+                    Err(e) => return Err(HandshakeFault::Io(e.into())),
                 }
             }
         }
@@ -228,7 +282,7 @@ async fn drive<'a>(
 }
 
 /// Why the target could not be reached.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum TargetFault {
     #[error(transparent)]
     Unresolved(ResolveError),
@@ -243,7 +297,7 @@ pub enum TargetFault {
     )]
     NoAddress { target: String },
     #[error("cannot connect to {target}: {source}")]
-    Io { target: String, source: io::Error },
+    Io { target: String, source: IoFault },
 }
 
 /// Connects to the target: each resolved address in order, all within one timeout. Used
@@ -310,21 +364,18 @@ fn classify_connect_error(target: &Address, e: io::Error) -> TargetFault {
     } else {
         TargetFault::Io {
             target: target.to_string(),
-            source: e,
+            source: e.into(),
         }
     }
 }
 
 /// Why the data phase of a connection ended early.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum PumpFault {
     #[error("{0}; the connection was closed and nothing after that packet was forwarded")]
     Rejected(PacketError),
     #[error("{side} side: {source}")]
-    Io {
-        side: &'static str,
-        source: io::Error,
-    },
+    Io { side: &'static str, source: IoFault },
 }
 
 /// Which socket is which inside a pump, for error messages.
@@ -466,7 +517,10 @@ async fn finish_direction(output: &mut NetWriteHalf) {
 }
 
 fn io_fault(side: &'static str) -> impl Fn(io::Error) -> PumpFault {
-    move |source| PumpFault::Io { side, source }
+    move |source| PumpFault::Io {
+        side,
+        source: source.into(),
+    }
 }
 
 /// The pumps of a connection whose end of the handshake is `role`, with `inbound` the

@@ -38,7 +38,7 @@ pub struct KeyPairPool {
 }
 
 /// The OS random number generator failed; nothing secure can be done without it.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("the operating system's random number generator failed: {0}")]
 pub struct RandomnessError(String);
 
@@ -50,7 +50,7 @@ pub fn random_bytes() -> Result<[u8; 32], RandomnessError> {
 }
 
 /// No key pair could be had for a handshake.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum KeyPairError {
     #[error(transparent)]
     Randomness(#[from] RandomnessError),

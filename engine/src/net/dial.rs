@@ -12,7 +12,7 @@ use crate::net::stream::NetStream;
 use crate::protocol::{PacketOpener, PacketSealer};
 
 /// Why dialling failed: the target could not be reached, or the handshake with it failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum DialFault {
     #[error(transparent)]
     Target(TargetFault),

@@ -9,14 +9,15 @@ use std::path::{Path, PathBuf};
 use tokio::net::{TcpListener, TcpSocket, UnixListener};
 
 use crate::address::Address;
-use crate::net::resolve::{Resolve, ResolveError};
+use crate::net::io_fault::IoFault;
+use crate::net::resolve::{Resolve, ResolveError, Resolver, SystemResolver};
 use crate::net::stream::NetStream;
 
 /// Pending connections the kernel queues for us. Clients beyond the connection limit
 /// wait here (and in SYN retries beyond it) instead of being refused.
 const BACKLOG: u32 = 128;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum ListenError {
     #[error("cannot listen on {address}: {source}")]
     Resolve {
@@ -36,7 +37,7 @@ pub enum ListenError {
     #[error("not allowed to listen on {address}: {hint}")]
     PermissionDenied { address: String, hint: &'static str },
     #[error("cannot listen on {address}: {source}")]
-    Io { address: String, source: io::Error },
+    Io { address: String, source: IoFault },
 }
 
 /// A bound listener. A UNIX socket file this process created is removed when the
@@ -54,17 +55,24 @@ pub enum Listener {
 impl Listener {
     /// Binds `address` (resolving a host name once, using its first address, as spiped does).
     pub async fn bind(address: &Address) -> Result<Listener, ListenError> {
+        Listener::bind_with(address, &SystemResolver).await
+    }
+
+    /// [`Listener::bind`], with a host name looked up by `resolver`.
+    pub async fn bind_with(
+        address: &Address,
+        resolver: &dyn Resolver,
+    ) -> Result<Listener, ListenError> {
         let label = address.to_string();
         match address {
             Address::Unix(path) => bind_unix(path, &label),
             _ => {
-                let resolved = address
-                    .resolve()
-                    .await
-                    .map_err(|source| ListenError::Resolve {
+                let resolved = address.resolve_with(resolver).await.map_err(|source| {
+                    ListenError::Resolve {
                         address: label.clone(),
                         source,
-                    })?;
+                    }
+                })?;
                 let Some(first) = resolved.first() else {
                     return Err(ListenError::Resolve {
                         address: label.clone(),
@@ -94,14 +102,12 @@ impl Listener {
         }
     }
 
-    /// Where this listener actually listens (with the real port if port 0 was asked for).
-    pub fn local_label(&self) -> String {
+    /// Where this listener actually listens (with the real port if port 0 was asked
+    /// for); `None` if the system cannot say.
+    pub fn local_address(&self) -> Option<Address> {
         match self {
-            Listener::Tcp(l) => l.local_addr().map_or_else(
-                |_| "an unknown address".to_owned(),
-                |a| Address::Ip(a).to_string(),
-            ),
-            Listener::Unix { path, .. } => path.display().to_string(),
+            Listener::Tcp(l) => l.local_addr().ok().map(Address::Ip),
+            Listener::Unix { path, .. } => Some(Address::Unix(path.clone())),
         }
     }
 }
@@ -171,9 +177,13 @@ fn classify_bind_error(address: &str, e: io::Error) -> ListenError {
             source: io::Error::new(
                 e.kind(),
                 "this machine has no such address (check the IP in the listen address)",
-            ),
+            )
+            .into(),
         },
-        _ => ListenError::Io { address, source: e },
+        _ => ListenError::Io {
+            address,
+            source: e.into(),
+        },
     }
 }
 
@@ -235,7 +245,7 @@ mod tests {
     async fn busy_tcp_port_is_reported_in_words() {
         let any_port = Address::Ip("127.0.0.1:0".parse().unwrap());
         let first = Listener::bind(&any_port).await.unwrap();
-        let taken: Address = first.local_label().parse().unwrap();
+        let taken = first.local_address().unwrap();
         let err = Listener::bind(&taken).await.unwrap_err();
         assert!(matches!(err, ListenError::InUse { .. }), "{err}");
         assert!(err.to_string().contains("already in use"));

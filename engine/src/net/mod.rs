@@ -5,7 +5,9 @@
 pub mod conn;
 pub mod dhpool;
 pub mod dial;
+pub mod io_fault;
 pub mod listener;
 pub mod probe;
 pub mod resolve;
+pub mod spipe;
 pub mod stream;

@@ -6,12 +6,12 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::address::Address;
+use crate::net::conn::HandshakeFailure;
 use crate::net::conn::{HandshakeFault, HandshakeParams, TargetFault};
 use crate::net::dhpool::KeyPairPool;
 use crate::net::dial::{DialFault, Dialer};
 use crate::protocol::key::PresharedKey;
 use crate::protocol::{ForwardSecrecy, KeyAgreement, PeerFault, PeerRejection, Role};
-use crate::stats::HandshakeFailure;
 
 /// What to test: the far end of an Encrypt tunnel, with its key and options.
 #[derive(Clone)]
@@ -208,7 +208,7 @@ mod tests {
         assert!(x.starts_with("Rejected: handshake rejected: the far end has a different key"));
         let io = shown(DialFault::Target(TargetFault::Io {
             target: "t".into(),
-            source: io::Error::other("boom"),
+            source: io::Error::other("boom").into(),
         }));
         assert_eq!(io, "Unreachable: cannot connect to t: boom");
         assert!(!ProbeOutcome::Rejected("x".into()).is_ok());

@@ -2,7 +2,9 @@
 //! (`getaddrinfo`, like spiped). The address syntax itself is pure and lives in
 //! `crate::address`; only this step needs the runtime.
 
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 
 use crate::address::Address;
 
@@ -17,28 +19,62 @@ pub enum ResolveError {
     NotANetworkAddress(String),
 }
 
+/// Looks host names up. The engine's tunnels use the one they are given (the system's,
+/// outside tests), so a test can give them one that never answers.
+pub trait Resolver: Send + Sync + 'static {
+    fn lookup<'a>(
+        &'a self,
+        host: &'a str,
+        port: u16,
+    ) -> Pin<Box<dyn Future<Output = io::Result<Vec<SocketAddr>>> + Send + 'a>>;
+}
+
+/// The system resolver (`getaddrinfo`, on tokio's blocking pool).
+pub struct SystemResolver;
+
+impl Resolver for SystemResolver {
+    fn lookup<'a>(
+        &'a self,
+        host: &'a str,
+        port: u16,
+    ) -> Pin<Box<dyn Future<Output = io::Result<Vec<SocketAddr>>> + Send + 'a>> {
+        Box::pin(async move { Ok(tokio::net::lookup_host((host, port)).await?.collect()) })
+    }
+}
+
 /// Resolving, as a method of [`Address`] so call sites read `target.resolve().await`.
 pub trait Resolve {
     /// Socket addresses to try in order: an IP is itself; a host name goes through the
     /// system resolver, keeping its order; a UNIX path has none and is an error.
     fn resolve(&self) -> impl Future<Output = Result<Vec<SocketAddr>, ResolveError>> + Send;
+
+    /// [`Resolve::resolve`] with host names looked up by `resolver`.
+    fn resolve_with(
+        &self,
+        resolver: &dyn Resolver,
+    ) -> impl Future<Output = Result<Vec<SocketAddr>, ResolveError>> + Send;
 }
 
 impl Resolve for Address {
     async fn resolve(&self) -> Result<Vec<SocketAddr>, ResolveError> {
+        self.resolve_with(&SystemResolver).await
+    }
+
+    async fn resolve_with(&self, resolver: &dyn Resolver) -> Result<Vec<SocketAddr>, ResolveError> {
         match self {
             Address::Unix(path) => {
                 Err(ResolveError::NotANetworkAddress(path.display().to_string()))
             }
             Address::Ip(addr) => Ok(vec![*addr]),
             Address::Host { name, port } => {
-                let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), *port))
-                    .await
-                    .map_err(|e| ResolveError::Lookup {
-                        host: name.clone(),
-                        reason: e.to_string(),
-                    })?
-                    .collect();
+                let addrs =
+                    resolver
+                        .lookup(name, *port)
+                        .await
+                        .map_err(|e| ResolveError::Lookup {
+                            host: name.clone(),
+                            reason: e.to_string(),
+                        })?;
                 if addrs.is_empty() {
                     Err(ResolveError::NoAddresses(name.clone()))
                 } else {

@@ -9,11 +9,43 @@ use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream, tcp, unix};
 
+/// The other end of a connection, as an address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peer {
+    Ip(std::net::SocketAddr),
+    /// A UNIX-domain socket's client (which has no address worth showing).
+    LocalSocket,
+    /// The system could not say (the peer left already).
+    Unknown,
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Peer::Ip(addr) => addr.fmt(f),
+            Peer::LocalSocket => f.write_str("local socket"),
+            Peer::Unknown => f.write_str("unknown peer"),
+        }
+    }
+}
+
 /// A connected stream socket.
 #[derive(Debug)]
 pub enum NetStream {
     Tcp(TcpStream),
     Unix(UnixStream),
+}
+
+impl From<TcpStream> for NetStream {
+    fn from(stream: TcpStream) -> NetStream {
+        NetStream::Tcp(stream)
+    }
+}
+
+impl From<UnixStream> for NetStream {
+    fn from(stream: UnixStream) -> NetStream {
+        NetStream::Unix(stream)
+    }
 }
 
 impl NetStream {
@@ -36,13 +68,11 @@ impl NetStream {
         }
     }
 
-    /// The peer's address in words, for logs.
-    pub fn peer_label(&self) -> String {
+    /// Who is at the other end (put into words only when shown).
+    pub fn peer(&self) -> Peer {
         match self {
-            NetStream::Tcp(tcp) => tcp
-                .peer_addr()
-                .map_or_else(|_| "unknown peer".to_owned(), |a| a.to_string()),
-            NetStream::Unix(_) => "local socket".to_owned(),
+            NetStream::Tcp(tcp) => tcp.peer_addr().map_or(Peer::Unknown, Peer::Ip),
+            NetStream::Unix(_) => Peer::LocalSocket,
         }
     }
 

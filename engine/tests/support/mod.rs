@@ -1231,6 +1231,65 @@ pub fn log_count(proc: &Proc, needle: &str) -> usize {
 }
 
 // ---------------------------------------------------------------------------------------
+// The engine's library API
+
+/// Makes `engine` run exactly these tunnels (those it ran before and not here stop, their
+/// connections closed).
+pub fn run_tunnels(engine: &sluice_engine::Engine, tunnels: Vec<sluice_engine::TunnelSettings>) {
+    use sluice_engine::{Desired, DesiredTunnel, Ending, Restart};
+    engine
+        .apply(Desired {
+            tunnels: tunnels
+                .into_iter()
+                .map(|settings| DesiredTunnel {
+                    settings,
+                    run: true,
+                    restart: Restart::Never,
+                })
+                .collect(),
+            ending: Ending::Close,
+        })
+        .expect("apply the tunnels");
+}
+
+/// Waits for the next event matching `want`, skipping others; panics after 10 s.
+pub fn next_event<T>(
+    engine: &sluice_engine::Engine,
+    events: &mut sluice_engine::EventStream,
+    mut want: impl FnMut(&sluice_engine::EventKind) -> Option<T>,
+) -> T {
+    engine.runtime().block_on(async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let event = tokio::time::timeout_at(deadline, events.next())
+                .await
+                .expect("event within 10 s")
+                .expect("event stream open")
+                .expect("no event missed");
+            if let Some(found) = want(&event.kind) {
+                return found;
+            }
+        }
+    })
+}
+
+/// Waits until the tunnel listens; its address, as a test address.
+pub fn listening_address(
+    engine: &sluice_engine::Engine,
+    events: &mut sluice_engine::EventStream,
+) -> Addr {
+    use sluice_engine::{Address, EventKind};
+    next_event(engine, events, |kind| match kind {
+        EventKind::Listening {
+            address: Address::Ip(addr),
+        } => Some(Addr::Tcp(*addr)),
+        EventKind::Listening { address } => panic!("odd listening address {address}"),
+        EventKind::StartFailed(fault) => panic!("tunnel did not start: {fault}"),
+        _ => None,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
 // HTTP, for metrics endpoints
 
 /// A plain HTTP/1.1 GET on loopback: (status code, body).

@@ -7,8 +7,8 @@ use std::time::Duration;
 use sluice_engine::definition::{self, TunnelDefinition};
 use sluice_engine::keyfile::{self, KeyfileError, KeyfileWarning, LoadedKey};
 use sluice_engine::{
-    Address, Config, ConfigError, ForwardSecrecy, KeyAgreement, KeyRef, Mode, TunnelSettings,
-    parse_bind, parse_metrics_address,
+    Address, Config, ConfigError, ForwardSecrecy, KeyAgreement, KeyRef, Mode, Restart,
+    TunnelSettings, parse_bind, parse_metrics_address,
 };
 
 pub const USAGE: &str = "\
@@ -99,6 +99,10 @@ enum TunnelSource {
     Config(PathBuf),
 }
 
+/// How often a tunnel that cannot start tries again with `-D` (spiped retries failed DNS
+/// every second).
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+
 /// Tunnel settings ready to start, each with its key-file warnings.
 pub type LoadedTunnels = Vec<(TunnelSettings, Vec<String>)>;
 
@@ -132,6 +136,15 @@ impl RunOptions {
         }
     }
 
+    /// What a tunnel that cannot start does: spiped's -D tries again every second.
+    pub fn restart(&self) -> Restart {
+        if self.wait_for_dns {
+            Restart::Every(RETRY_EVERY)
+        } else {
+            Restart::Never
+        }
+    }
+
     /// The config file a reload rereads; `None` for a tunnel given by flags.
     pub fn config_file(&self) -> Option<&Path> {
         match &self.source {
@@ -161,8 +174,9 @@ pub fn load_config(path: &Path) -> Result<Loaded, Vec<String>> {
             )),
         };
         match loaded {
-            Ok(loaded) => match TunnelSettings::from_spec(spec, loaded.key) {
-                Ok(settings) => {
+            Ok(loaded) => match spec.validate() {
+                Ok(definition) => {
+                    let settings = TunnelSettings::new(definition, loaded.key);
                     let warnings = match &spec.key {
                         KeyRef::File(file) => key_warnings(file, &loaded.warnings),
                         KeyRef::Keychain(_) => Vec::new(),

@@ -10,15 +10,15 @@ use std::io;
 use std::path::Path;
 use std::time::Duration;
 
-use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
+use sluice_engine::{
+    Address, Desired, DesiredTunnel, Ending, Engine, EventKind, EventStream, Missed, Restart,
+    StartFault, TunnelState,
+};
 
-use sluice_engine::{Address, Engine, Event, EventKind, TunnelId};
-
-use crate::cli::{Loaded, RunOptions};
+use crate::cli::{Loaded, LoadedTunnels, RunOptions};
 use crate::logging::Logger;
 use crate::platform::{self, PrivilegeError, ReloadSignal, StopSignals};
 use crate::readiness::{ServiceManager, running_status};
-use crate::reload::RunningSet;
 
 /// Drops privileges to `-u spec`, with the message sluiced reports when that fails.
 pub fn switch_user(spec: &str) -> Result<(), String> {
@@ -26,78 +26,65 @@ pub fn switch_user(spec: &str) -> Result<(), String> {
         .map_err(|e: PrivilegeError| format!("cannot switch to user {spec}: {e}"))
 }
 
-/// What a failed first start means.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum FirstStarts {
-    /// Start-up fails (spiped without -D).
-    StopAtFailure,
-    /// The tunnel is retried every second (-D).
-    RetryFailures,
-}
-
-/// A tunnel whose first start failed, retried later (-D).
-pub struct NotListening {
-    pub tunnel: TunnelId,
-    name: String,
-    reason: String,
-}
-
-impl NotListening {
-    /// What -u means for it: the retry runs without the privileges the first try had.
-    pub fn retried_as(&self, user: &str) -> String {
-        format!(
-            "{}: not listening yet ({}); retried every second as user {user}, who may not be allowed to bind it (a port below 1024, a socket in a root-only directory): if the retries say permission denied, make the address available before sluiced starts, or give {user} the right to bind it",
-            self.name, self.reason
-        )
+/// The declared set of a run: every loaded tunnel, running, retrying as `restart` says;
+/// a tunnel taken out by a reload drains.
+pub fn desired(tunnels: LoadedTunnels, restart: Restart) -> Desired {
+    Desired {
+        tunnels: tunnels
+            .into_iter()
+            .map(|(settings, _)| DesiredTunnel {
+                settings,
+                run: true,
+                restart,
+            })
+            .collect(),
+        ending: Ending::Drain,
     }
 }
 
-/// Waits until each of `tunnels` has listened or failed once. A failure ends the wait
-/// with an error ([`FirstStarts::StopAtFailure`]) or is returned, to be retried.
+/// What -u means for a tunnel not listening when privileges are dropped: its retries run
+/// without the privileges its first try had.
+pub fn retried_as(name: &str, fault: &StartFault, user: &str) -> String {
+    format!(
+        "{name}: not listening yet ({fault}); retried every second as user {user}, who may not be allowed to bind it (a port below 1024, a socket in a root-only directory): if the retries say permission denied, make the address available before sluiced starts, or give {user} the right to bind it"
+    )
+}
+
+/// Waits until each of the tunnels named has listened or failed once. Without a restart
+/// policy a failure ends the wait with an error (spiped without -D); with one the tunnel
+/// retries by itself.
 pub async fn first_starts(
     logger: &Logger,
-    events: &mut broadcast::Receiver<Event>,
-    tunnels: &[TunnelId],
-    failures: FirstStarts,
-) -> Result<Vec<NotListening>, String> {
-    let mut waiting: BTreeSet<TunnelId> = tunnels.iter().copied().collect();
-    let mut failed = Vec::new();
+    events: &mut EventStream,
+    names: &[String],
+    restart: Restart,
+) -> Result<(), String> {
+    let mut waiting: BTreeSet<&str> = names.iter().map(String::as_str).collect();
     while !waiting.is_empty() {
-        match events.recv().await {
-            Ok(event) => match &event.kind {
+        match events.next().await {
+            Some(Ok(event)) => match &event.kind {
                 EventKind::Listening { .. } => {
-                    logger.info(&format!("{}: {}", event.tunnel_name, event.kind));
-                    waiting.remove(&event.tunnel);
+                    logger.info(&format!("{}: {}", event.tunnel, event.kind));
+                    waiting.remove(event.tunnel.as_str());
                 }
-                EventKind::StartFailed { reason } => {
-                    if failures == FirstStarts::StopAtFailure {
-                        return Err(format!("{}: {reason}", event.tunnel_name));
+                EventKind::StartFailed(fault) => {
+                    if restart == Restart::Never {
+                        return Err(format!("{}: {fault}", event.tunnel));
                     }
                     logger.event(&event);
-                    if waiting.remove(&event.tunnel) {
-                        failed.push(NotListening {
-                            tunnel: event.tunnel,
-                            name: event.tunnel_name.clone(),
-                            reason: reason.clone(),
-                        });
-                    }
+                    waiting.remove(event.tunnel.as_str());
                 }
                 _ => logger.event(&event),
             },
-            Err(RecvError::Lagged(_)) => {}
-            Err(RecvError::Closed) => return Err("the engine stopped unexpectedly".to_owned()),
+            Some(Err(_missed)) => {}
+            None => return Err("the engine stopped unexpectedly".to_owned()),
         }
     }
-    Ok(failed)
+    Ok(())
 }
-
-/// spiped's -D retries failed DNS every second; so do tunnels that failed to start.
-const RETRY_EVERY: Duration = Duration::from_secs(1);
 
 /// How the daemon reacts while it serves.
 pub struct Serving<'a> {
-    /// `-D`: a tunnel that fails to start is started again a second later.
-    pub retry_failed_starts: bool,
     /// What was asked for; with `--config`, SIGHUP rereads the file.
     pub options: &'a RunOptions,
     /// Where metrics are served; bound once at start, so a reload cannot move it.
@@ -105,15 +92,12 @@ pub struct Serving<'a> {
     pub service_manager: &'a ServiceManager,
 }
 
-/// Logs events until SIGTERM or SIGINT, retrying (`retry`: tunnels whose first start
-/// failed, with -D) and reloading as `serving` says.
+/// Logs events until SIGTERM or SIGINT, and reloads on SIGHUP with `--config`.
 pub async fn serve_until_signal(
     engine: &Engine,
     logger: &Logger,
-    events: &mut broadcast::Receiver<Event>,
-    running: &mut RunningSet,
+    events: &mut EventStream,
     serving: &Serving<'_>,
-    retry: Vec<TunnelId>,
 ) -> Result<(), String> {
     let (mut stop, mut reload_signal) = match (StopSignals::install(), ReloadSignal::install()) {
         (Ok(stop), Ok(reload)) => (stop, reload),
@@ -121,12 +105,8 @@ pub async fn serve_until_signal(
             return Err(format!("cannot install signal handlers ({e}); stopping"));
         }
     };
-    let first_retry = tokio::time::Instant::now() + RETRY_EVERY;
-    let mut pending: Vec<(tokio::time::Instant, TunnelId)> =
-        retry.into_iter().map(|id| (first_retry, id)).collect();
     let mut reading = Reading::default();
     loop {
-        let next_retry = pending.iter().map(|(at, _)| *at).min();
         tokio::select! {
             () = stop.next() => return Ok(()),
             () = reload_signal.next() => match serving.options.config_file() {
@@ -135,38 +115,25 @@ pub async fn serve_until_signal(
             },
             read = reading.finished() => {
                 match read {
-                    Some(loaded) => reload(engine, logger, running, loaded, serving),
+                    Some(loaded) => reload(engine, logger, loaded, serving),
                     None => logger.error(&format!(
                         "reload: reading the config and its keys did not finish within {} s (a key file that blocks, such as a FIFO or a hung network mount?); nothing changed, the running tunnels go on as they were",
                         RELOAD_DEADLINE.as_secs()
                     )),
                 }
-                notify(logger, serving.service_manager.ready(&running_status(running.len())));
+                let running = engine
+                    .statuses()
+                    .iter()
+                    .filter(|s| matches!(s.state, TunnelState::Listening { .. }))
+                    .count();
+                notify(logger, serving.service_manager.ready(&running_status(running)));
             }
-            () = sleep_until(next_retry) => {
-                let now = tokio::time::Instant::now();
-                let due: Vec<TunnelId> = pending.iter().filter(|(at, _)| *at <= now).map(|(_, id)| *id).collect();
-                pending.retain(|(at, _)| *at > now);
-                for id in due {
-                    // A tunnel removed by a reload meanwhile is not started again.
-                    if let Some((_, settings)) = running.tunnels().iter().find(|(i, _)| *i == id) {
-                        engine.start_tunnel(id, settings.clone());
-                    }
-                }
-            }
-            event = events.recv() => match event {
-                Ok(event) => {
-                    logger.event(&event);
-                    if let EventKind::StartFailed { .. } = event.kind
-                        && serving.retry_failed_starts
-                    {
-                        pending.push((tokio::time::Instant::now() + RETRY_EVERY, event.tunnel));
-                    }
-                }
-                Err(RecvError::Lagged(missed)) => {
+            event = events.next() => match event {
+                Some(Ok(event)) => logger.event(&event),
+                Some(Err(Missed(missed))) => {
                     logger.warn(&format!("{missed} events were not logged (too many at once)"));
                 }
-                Err(RecvError::Closed) => return Ok(()),
+                None => return Ok(()),
             },
         }
     }
@@ -234,48 +201,47 @@ impl Reading {
 fn reload(
     engine: &Engine,
     logger: &Logger,
-    running: &mut RunningSet,
     loaded: Result<Loaded, Vec<String>>,
     serving: &Serving<'_>,
 ) {
-    match loaded {
+    let loaded = match loaded {
+        Ok(loaded) => loaded,
         Err(errors) => {
             for error in errors {
                 logger.error(&format!("reload: {error}"));
             }
             logger.error("reload: nothing changed; the running tunnels go on as they were");
+            return;
         }
-        Ok(loaded) => {
-            if loaded.metrics.as_ref() != serving.metrics {
-                logger.warn(
-                    "reload: the metrics address is read only at start: restart sluiced to move it",
-                );
-            }
-            for (settings, warnings) in &loaded.tunnels {
-                for warning in warnings {
-                    logger.warn(&format!("{}: {warning}", settings.definition.name));
-                }
-            }
-            let plan = running.plan(loaded.tunnels.into_iter().map(|(s, _)| s).collect());
-            let parts = [
-                ("starting ", plan.started().collect::<Vec<_>>(), ""),
-                ("new settings for ", plan.changed().collect(), ""),
-                (
-                    "stopping ",
-                    plan.retired().collect(),
-                    " once their connections end",
-                ),
-            ];
-            let mut summary: Vec<String> = parts
-                .iter()
-                .filter(|(_, names, _)| !names.is_empty())
-                .map(|(before, names, after)| format!("{before}{}{after}", names.join(", ")))
-                .collect();
-            summary.push(format!("{} unchanged", plan.unchanged));
-            logger.info(&format!("reload: {}", summary.join("; ")));
-            running.apply(plan, engine);
+    };
+    if loaded.metrics.as_ref() != serving.metrics {
+        logger
+            .warn("reload: the metrics address is read only at start: restart sluiced to move it");
+    }
+    for (settings, warnings) in &loaded.tunnels {
+        for warning in warnings {
+            logger.warn(&format!("{}: {warning}", settings.definition.name));
         }
     }
+    let plan = match engine.apply(desired(loaded.tunnels, serving.options.restart())) {
+        Ok(plan) => plan,
+        Err(e) => {
+            logger.error(&format!("reload: {e}; nothing changed"));
+            return;
+        }
+    };
+    let parts = [
+        ("starting ", &plan.started, ""),
+        ("new settings for ", &plan.updated, ""),
+        ("stopping ", &plan.retired, " once their connections end"),
+    ];
+    let mut summary: Vec<String> = parts
+        .iter()
+        .filter(|(_, names, _)| !names.is_empty())
+        .map(|(before, names, after)| format!("{before}{}{after}", names.join(", ")))
+        .collect();
+    summary.push(format!("{} unchanged", plan.unchanged.len()));
+    logger.info(&format!("reload: {}", summary.join("; ")));
 }
 
 /// A service-manager notification that failed is worth one log line, never a stop.
@@ -285,17 +251,10 @@ pub fn notify(logger: &Logger, result: io::Result<()>) {
     }
 }
 
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Graceful stop after the first signal: listeners close at once, open connections
 /// finish. A second SIGTERM/SIGINT kills the process (default action restored, as in
 /// spiped).
-pub fn drain_then_exit(engine: Engine, logger: &Logger, events: &mut broadcast::Receiver<Event>) {
+pub fn drain_then_exit(engine: Engine, logger: &Logger, events: &mut EventStream) {
     platform::restore_default_stop_signals();
     let open: u64 = engine
         .statuses()
@@ -308,19 +267,18 @@ pub fn drain_then_exit(engine: Engine, logger: &Logger, events: &mut broadcast::
         ));
     }
     engine.shutdown(true);
-    // What went wrong while the connections finished, and the last summary of handshake
-    // failures (published as each tunnel stops), are still in the channel; routine
-    // events are not worth a late line.
-    loop {
-        match events.try_recv() {
+    // What went wrong while the connections finished, and the last summary of problems
+    // (published as each tunnel stops), are still in the stream; routine events are not
+    // worth a late line.
+    while let Some(event) = events.try_next() {
+        match event {
             Ok(event) if event.kind.is_problem() => logger.event(&event),
             Ok(_) => {}
-            Err(TryRecvError::Lagged(missed)) => {
+            Err(Missed(missed)) => {
                 logger.warn(&format!(
                     "{missed} events were not logged (too many at once)"
                 ));
             }
-            Err(TryRecvError::Empty | TryRecvError::Closed) => break,
         }
     }
     logger.info("stopped");

@@ -5,7 +5,7 @@
 
 use std::io::Write;
 
-use sluice_engine::events::{Event, EventKind};
+use sluice_engine::{Event, EventKind};
 
 use crate::platform::{Priority, Syslog};
 
@@ -64,10 +64,10 @@ impl Logger {
 
     /// Logs an engine event at the level it deserves.
     pub fn event(&self, event: &Event) {
-        let line = format!("{}: {}", event.tunnel_name, event.kind);
+        let line = format!("{}: {}", event.tunnel, event.kind);
         match &event.kind {
             EventKind::ConnectionOpened { .. }
-            | EventKind::ConnectionClosed { error: None, .. } => {
+            | EventKind::ConnectionClosed { fault: None, .. } => {
                 if self.verbose {
                     self.info(&line);
                 }

@@ -10,19 +10,17 @@ mod logging;
 mod metrics;
 mod platform;
 mod readiness;
-mod reload;
 mod spipe;
 
 use std::process::ExitCode;
 
 use sluice_engine::keyfile;
-use sluice_engine::{Address, Engine, RuntimeThreads};
+use sluice_engine::{Address, Engine, RuntimeThreads, TunnelState};
 
 use cli::{Invocation, RunOptions};
 use logging::{LogTo, Logger, Verbosity};
 use platform::{PidFileError, StartupReport};
 use readiness::{ServiceManager, running_status};
-use reload::RunningSet;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -193,30 +191,26 @@ fn run(options: RunOptions) -> ExitCode {
         engine.hold_connections();
     }
     let mut events = engine.subscribe();
-    let mut running = RunningSet::new(loaded.tunnels.into_iter().map(|(s, _)| s).collect());
-    for (id, settings) in running.tunnels() {
-        engine.start_tunnel(*id, settings.clone());
-    }
+    let restart = options.restart();
+    let names: Vec<String> = loaded
+        .tunnels
+        .iter()
+        .map(|(settings, _)| settings.definition.name.clone())
+        .collect();
+    let started = engine.apply(daemon::desired(loaded.tunnels, restart));
 
     // Every tunnel's first start: without -D the first failure ends start-up; with -D the
-    // tunnels that failed are retried once serving (unprivileged, with -u). Then metrics
-    // bind, the pid file is written, privileges are dropped, and only then is anything
-    // accepted.
-    let first_starts = if options.wait_for_dns {
-        daemon::FirstStarts::RetryFailures
-    } else {
-        daemon::FirstStarts::StopAtFailure
-    };
-    let ids: Vec<_> = running.tunnels().iter().map(|(id, _)| *id).collect();
-    let startup = engine
-        .runtime()
-        .block_on(daemon::first_starts(
-            &logger,
-            &mut events,
-            &ids,
-            first_starts,
-        ))
-        .and_then(|failed| {
+    // tunnels that failed retry every second (as the new user, with -u, once it is
+    // dropped). Then metrics bind, the pid file is written, privileges are dropped, and
+    // only then is anything accepted.
+    let startup = started
+        .map_err(|e| e.to_string())
+        .and_then(|_| {
+            engine
+                .runtime()
+                .block_on(daemon::first_starts(&logger, &mut events, &names, restart))
+        })
+        .and_then(|()| {
             let metrics = loaded
                 .metrics
                 .as_ref()
@@ -227,14 +221,16 @@ fn run(options: RunOptions) -> ExitCode {
             }
             if let Some(user) = options.user.as_deref() {
                 daemon::switch_user(user)?;
-                for not_listening in &failed {
-                    logger.warn(&not_listening.retried_as(user));
+                for status in engine.statuses() {
+                    if let TunnelState::Failed(fault) = &status.state {
+                        logger.warn(&daemon::retried_as(&status.name, fault, user));
+                    }
                 }
             }
-            Ok((failed, metrics))
+            Ok(metrics)
         });
-    let (retry, metrics) = match startup {
-        Ok(started) => started,
+    let metrics = match startup {
+        Ok(metrics) => metrics,
         Err(message) => {
             logger.error(&message);
             report.failure(&message);
@@ -250,25 +246,18 @@ fn run(options: RunOptions) -> ExitCode {
             .spawn(metrics::serve(listener, collector, hosts));
     }
     report.success();
-    daemon::notify(
-        &logger,
-        service_manager.ready(&running_status(running.len())),
-    );
+    daemon::notify(&logger, service_manager.ready(&running_status(names.len())));
 
     let serving = daemon::Serving {
-        retry_failed_starts: options.wait_for_dns,
         options: &options,
         metrics: loaded.metrics.as_ref(),
         service_manager: &service_manager,
     };
-    let retry = retry.iter().map(|failed| failed.tunnel).collect();
     let served = engine.runtime().block_on(daemon::serve_until_signal(
         &engine,
         &logger,
         &mut events,
-        &mut running,
         &serving,
-        retry,
     ));
     if let Err(message) = served {
         logger.error(&message);
