@@ -121,11 +121,18 @@ impl SshClient {
     }
 
     /// The full command line for `script`. The destination follows `--`, so one that
-    /// starts with `-` cannot be read as an option.
+    /// starts with `-` cannot be read as an option. No agent (`-a`), no X11 (`-x`) and no
+    /// port forwarding (`ClearAllForwardings`), whatever the user's ssh_config says: the
+    /// far end runs a few shell commands and needs none of them, and each would hand a
+    /// compromised far end a way back into this machine.
     pub fn argv(&self, script: &str) -> Vec<String> {
         let mut argv = self.command.clone();
         argv.extend([
             "-T".to_owned(),
+            "-a".to_owned(),
+            "-x".to_owned(),
+            "-o".to_owned(),
+            "ClearAllForwardings=yes".to_owned(),
             "-o".to_owned(),
             "BatchMode=yes".to_owned(),
             "-o".to_owned(),
@@ -339,6 +346,10 @@ HostName not-an-alias
                 "-F",
                 "/t/config",
                 "-T",
+                "-a",
+                "-x",
+                "-o",
+                "ClearAllForwardings=yes",
                 "-o",
                 "BatchMode=yes",
                 "-o",
@@ -349,6 +360,28 @@ HostName not-an-alias
             ]
         );
         assert!(!argv.iter().any(|a| a.contains("StrictHostKeyChecking")));
+    }
+
+    #[test]
+    fn argv_forwards_no_agent_no_x11_and_no_ports() {
+        let argv = client().argv("true");
+        let script_at = argv.len() - 1;
+        let destination_at = argv.iter().position(|a| a == "--").unwrap();
+        // After the user's own words, where the last of -a/-A and -x/-X wins; before `--`,
+        // where ssh still reads options.
+        for flag in ["-a", "-x"] {
+            let at = argv.iter().position(|a| a == flag).unwrap();
+            assert!(at > 2 && at < destination_at, "{argv:?}");
+        }
+        let clear = argv
+            .windows(2)
+            .position(|w| w == ["-o", "ClearAllForwardings=yes"])
+            .unwrap();
+        assert!(clear < destination_at, "{argv:?}");
+        assert_eq!(destination_at + 2, script_at);
+        for forwarding in ["-A", "-X", "-Y", "-L", "-R", "-D"] {
+            assert!(!argv.contains(&forwarding.to_owned()), "{argv:?}");
+        }
     }
 
     #[test]
