@@ -2,6 +2,9 @@
 //! tunnel), the SSH connection (host key, authentication, reachability), or the far end
 //! itself (what is installed there, its ports, its commands). Messages say what to do.
 
+use std::fmt;
+use std::time::Duration;
+
 use super::shell::SplitError;
 
 /// A step failed. Clone, so the same error can go to a progress list and a final result.
@@ -57,11 +60,42 @@ pub enum SshError {
         timeout_secs: u64,
     },
     #[error(
-        "ssh to {destination} did not answer within {secs} s, and was stopped: check the far end"
+        "ssh to {destination} did not finish within {} s, the limit for one command: it was still {stage}; ssh and everything it started here were stopped. Check that the far end is up and not overloaded, and that its login shell is a POSIX shell; then try again",
+        .limit.as_secs_f64()
     )]
-    TimedOut { destination: String, secs: u64 },
+    TimedOut {
+        destination: String,
+        limit: Duration,
+        stage: SshStage,
+    },
     #[error("ssh to {destination} failed: {detail}")]
     Other { destination: String, detail: String },
+}
+
+/// How far one ssh command had got when its time ran out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SshStage {
+    /// Writing its standard input (what, in words): the far end was not reading it.
+    WritingInput(&'static str),
+    /// Running: its input, if any, was written, but its output had not ended.
+    Running,
+    /// Its output had ended, but ssh did not exit.
+    Exiting,
+}
+
+impl fmt::Display for SshStage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SshStage::WritingInput(what) => write!(
+                f,
+                "writing {what} to ssh's standard input, which the far end did not read"
+            ),
+            SshStage::Running => f.write_str("running on the far end (its output had not ended)"),
+            SshStage::Exiting => {
+                f.write_str("exiting (its output had ended, but ssh had not exited)")
+            }
+        }
+    }
 }
 
 /// The far end is reachable but cannot do what the step needs.

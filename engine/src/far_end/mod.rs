@@ -27,13 +27,13 @@ use crate::net::dhpool::KeyPairPool;
 use crate::net::probe::{ProbeRequest, probe};
 use crate::protocol::key::PresharedKey;
 
-pub use error::{FarEndError, FarHostError, LocalError, SshError};
+pub use error::{FarEndError, FarHostError, LocalError, SshError, SshStage};
 pub use host::{Choice, HostFacts, Installed, Persistence, Privilege, Program, choose};
 pub use plan::{
     FarEndCommands, FarEndPlan, default_far_address, far_address_label, far_end_commands, slug,
 };
 pub use shell::{SplitError, quote as shell_quote, split_words};
-pub use ssh::{SSH_COMMAND_VAR, SshClient, host_aliases};
+pub use ssh::{DEFAULT_COMMAND_TIMEOUT, Input, SSH_COMMAND_VAR, SshClient, host_aliases};
 
 use scripts::Layout;
 use ssh::{RemoteOutput, SshFailure};
@@ -242,10 +242,10 @@ impl Runner<'_> {
         }
     }
 
-    fn remote(&self, script: &str, stdin: Option<&[u8]>) -> Result<RemoteOutput, FarEndError> {
+    fn remote(&self, script: &str, input: Option<Input<'_>>) -> Result<RemoteOutput, FarEndError> {
         self.request
             .ssh
-            .run(script, stdin)
+            .run(script, input)
             .map_err(|failure| match failure {
                 SshFailure::Local(e) => FarEndError::Local(e),
                 SshFailure::Ssh(e) => FarEndError::Ssh(e),
@@ -343,7 +343,11 @@ impl Runner<'_> {
         let (facts, choice) = self.facts_and_choice()?;
         let key = self.key()?;
         let layout = Layout::new(facts, &self.plan, Some(choice));
-        let output = self.remote(&scripts::send_key(&layout, choice), Some(&key.0))?;
+        let input = Input {
+            what: "the key",
+            bytes: &key.0,
+        };
+        let output = self.remote(&scripts::send_key(&layout, choice), Some(input))?;
         if output.has("already-set-up") {
             return Err(FarHostError::AlreadySetUp {
                 destination: self.destination(),
@@ -371,11 +375,15 @@ impl Runner<'_> {
     fn start(&mut self) -> Result<String, FarEndError> {
         let (facts, choice) = self.facts_and_choice()?;
         let layout = Layout::new(facts, &self.plan, Some(choice));
-        let input = scripts::start_input(&layout, choice, &self.plan);
-        let output = self.remote(
-            &scripts::start(&layout, choice, &self.plan),
-            input.as_deref().map(str::as_bytes),
-        )?;
+        let text = scripts::start_input(&layout, choice, &self.plan);
+        let input = text.as_deref().map(|text| Input {
+            what: match choice.persistence {
+                Persistence::SluicedTemplate { .. } => "the tunnel's config file",
+                _ => "the unit file",
+            },
+            bytes: text.as_bytes(),
+        });
+        let output = self.remote(&scripts::start(&layout, choice, &self.plan), input)?;
         if let Some(path) = output.value("occupied") {
             return Err(FarHostError::Occupied {
                 destination: self.destination(),
