@@ -6,6 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::shell::SplitError;
+use crate::config::SshDestinationError;
 
 /// A step failed. Clone, so the same error can go to a progress list and a final result.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -31,6 +32,8 @@ pub enum LocalError {
     Tunnel { tunnel: String, reason: String },
     #[error("the tunnel's key cannot be read: {0}")]
     Key(String),
+    #[error("{0}")]
+    Destination(#[from] SshDestinationError),
 }
 
 /// The SSH connection did not get as far as running a command.

@@ -20,7 +20,7 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 use crate::address::Address;
-use crate::config::{KeyRef, Mode, TunnelSpec};
+use crate::config::{KeyRef, Mode, TunnelSpec, check_ssh_destination};
 use crate::keyfile;
 use crate::keystore::KeyStore;
 use crate::net::dhpool::KeyPairPool;
@@ -267,17 +267,17 @@ impl Runner<'_> {
             tunnel: spec.name.clone(),
             reason,
         };
+        check_ssh_destination(&self.request.ssh.destination).map_err(LocalError::from)?;
         if let Err(problems) = spec.validate() {
             let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
             return Err(invalid(text.join("; ")).into());
         }
-        let far = self.plan.target.parse::<Address>();
-        let far_side = match spec.mode {
-            Mode::Encrypt => &self.plan.target,
-            Mode::Decrypt => &self.plan.source,
-        };
-        if let Err(e) = far_side.parse::<Address>().and(far) {
-            return Err(invalid(format!("the far end's address {far_side:?}: {e}")).into());
+        // Both go into the far end's command line and unit file: the far address as the
+        // user gave it (--service, the far-end tab), and how it reaches this machine.
+        for (flag, address) in [("-s", &self.plan.source), ("-t", &self.plan.target)] {
+            if let Err(e) = address.parse::<Address>() {
+                return Err(invalid(format!("the far end's {flag}: {e}")).into());
+            }
         }
         Ok(())
     }
@@ -548,5 +548,66 @@ impl Runner<'_> {
             done.push("nothing was left to remove".into());
         }
         Ok(done.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A set-up whose ssh would fail loudly if it ever ran: these requests must be
+    /// refused before any command reaches a far end.
+    fn setup(far_address: Option<&str>, destination: &str) -> Request {
+        Request {
+            action: Action::Setup,
+            tunnel: TunnelSpec::new(
+                "redis",
+                Mode::Encrypt,
+                "[127.0.0.1]:6379",
+                "db.example.org:8025",
+                KeyRef::File("/nonexistent/redis.key".into()),
+            ),
+            far_address: far_address.map(str::to_owned),
+            this_host: "laptop".into(),
+            key: None,
+            ssh: SshClient::new(vec!["/nonexistent/ssh".into()], destination, 1),
+        }
+    }
+
+    fn refused(request: &Request) -> String {
+        let mut reports = Vec::new();
+        let error = run(request, &mut |r| reports.push(r)).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                FarEndError::Local(LocalError::Tunnel { .. } | LocalError::Destination(_))
+            ),
+            "{error:?}"
+        );
+        assert_eq!(reports.len(), 2, "only the probe ran: {reports:?}");
+        error.to_string()
+    }
+
+    #[test]
+    fn control_characters_never_reach_the_far_end() {
+        // A far address that would end the unit file's ExecStart= line and start another.
+        let message = refused(&setup(
+            Some("/run/redis.sock\nExecStartPre=/bin/sh -c evil"),
+            "db",
+        ));
+        assert!(
+            message.contains(r#"the far end's -t: "/run/redis.sock\nExecStartPre=/bin/sh -c evil": an address cannot contain control characters (here a line feed at position 16): remove it"#),
+            "{message}"
+        );
+        let mut decrypt = setup(None, "db");
+        decrypt.tunnel.mode = Mode::Decrypt;
+        decrypt.tunnel.listen = "[0.0.0.0]:8025".into();
+        decrypt.this_host = "laptop\r".into();
+        assert!(refused(&decrypt).contains("the far end's -t"));
+        let message = refused(&setup(None, "db\nProxyCommand=x"));
+        assert!(
+            message.contains("an ssh destination cannot contain control characters"),
+            "{message}"
+        );
     }
 }

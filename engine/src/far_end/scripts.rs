@@ -269,14 +269,28 @@ pub fn start_input(layout: &Layout, choice: &Choice, plan: &FarEndPlan) -> Optio
     }
 }
 
-/// A word for a unit's `ExecStart=`: double-quoted, with `\`, `"`, `%` and `$` escaped.
+/// A word for a unit's `ExecStart=`: double-quoted, with `\`, `"`, `%` and `$` escaped,
+/// and control characters as `\xHH` (which systemd reads back), so no word can end the
+/// line even if one got past the address and name checks.
 fn systemd_quote(word: &str) -> String {
-    let escaped = word
-        .replace('\\', r"\\")
-        .replace('"', "\\\"")
-        .replace('%', "%%")
-        .replace('$', "$$");
-    format!("\"{escaped}\"")
+    let mut escaped = String::with_capacity(word.len() + 2);
+    escaped.push('"');
+    for c in word.chars() {
+        match c {
+            '\\' => escaped.push_str(r"\\"),
+            '"' => escaped.push_str("\\\""),
+            '%' => escaped.push_str("%%"),
+            '$' => escaped.push_str("$$"),
+            c if c.is_control() => {
+                for byte in c.encode_utf8(&mut [0; 4]).bytes() {
+                    escaped.push_str(&format!("\\x{byte:02x}"));
+                }
+            }
+            c => escaped.push(c),
+        }
+    }
+    escaped.push('"');
+    escaped
 }
 
 /// Opens a set-up's manifest for `status` and `remove`: none means nothing was set up;
@@ -463,6 +477,7 @@ mod tests {
         );
         assert!(s.contains("systemctl --user enable --now"), "{s}");
         assert_eq!(systemd_quote("a%b$c\"d\\"), r#""a%%b$$c\"d\\""#);
+        assert_eq!(systemd_quote("a\nb\u{85}"), r#""a\x0ab\xc2\x85""#);
     }
 
     #[test]
