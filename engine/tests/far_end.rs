@@ -497,3 +497,104 @@ wait
         );
     }
 }
+
+/// The manifest lives in the far-end user's home, where anything running as that user
+/// can add lines to it. Remove must act only on what set-up makes for this tunnel: here a
+/// forged manifest also lists files the far-end user may delete (outside the layout, and
+/// another tunnel's key inside the Sluice directory), a system unit, a user unit and a
+/// pid file. Remove takes the far end down, refuses the rest by name, and touches none of it.
+#[test]
+fn remove_acts_only_on_what_set_up_makes_and_refuses_the_rest() {
+    let name = "farend-tampered";
+    let slug = far_end::slug(name);
+    clear_leftovers(&slug);
+    let other_key = PathBuf::from(format!("{HOME}/.config/sluice-far-end/other-tunnel.key"));
+    let _ = fs::remove_file(&other_key);
+    let sshd = Sshd::start("/usr/bin:/bin", Trust::ServerKey);
+    let echo = Echo::tcp(LOCALHOST_V4);
+    let local = local_side(name, free_port(LOCALHOST_V4));
+    let setup = far_end_cli(
+        &sshd,
+        &local,
+        "--far-end-setup",
+        &["--service", &echo.addr.spiped()],
+    );
+    assert!(setup.status.success(), "{}", text(&setup.stdout));
+    let pid = fs::read_to_string(far_file(&slug, "pid"))
+        .unwrap()
+        .trim()
+        .to_owned();
+
+    // Files the far-end user could delete: in a directory anyone may write to, and
+    // another tunnel's key next to this one's.
+    let victims = temp_dir();
+    fs::set_permissions(victims.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let victim = victims.path().join("data.txt");
+    let decoy_pid = victims.path().join("service.pid");
+    fs::write(&victim, "precious").unwrap();
+    fs::write(&decoy_pid, "1\n").unwrap();
+    fs::write(&other_key, "another tunnel's key").unwrap();
+    let forged = [
+        format!("file\t{}", victim.display()),
+        format!("key\t{}", other_key.display()),
+        format!("pidfile\t{}", decoy_pid.display()),
+        "unit-system\tssh.service".to_owned(),
+        "unit-user\tdefault.target".to_owned(),
+        "sudo\tplease".to_owned(),
+    ];
+    let manifest = far_file(&slug, "manifest");
+    let mut listed = fs::read_to_string(&manifest).unwrap();
+    for line in &forged {
+        listed.push_str(line);
+        listed.push('\n');
+    }
+    fs::write(&manifest, &listed).unwrap();
+
+    let remove = far_end_cli(&sshd, &local, "--far-end-remove", &[]);
+    let out = text(&remove.stdout);
+    assert!(
+        !remove.status.success(),
+        "a tampered manifest passed:\n{out}"
+    );
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("remove: FAILED: "))
+        .unwrap_or_else(|| panic!("no failed remove step:\n{out}"));
+    assert!(
+        line.contains(&format!(
+            "the manifest {} on farend lists things Sluice's set-up never makes, which remove refused and left alone: ",
+            manifest.display()
+        )),
+        "{line}"
+    );
+    for refused in [
+        format!("file {:?}", victim.display().to_string()),
+        format!("key {:?}", other_key.display().to_string()),
+        format!("pidfile {:?}", decoy_pid.display().to_string()),
+        "unit-system \"ssh.service\"".to_owned(),
+        "unit-user \"default.target\"".to_owned(),
+        "sudo \"please\"".to_owned(),
+    ] {
+        assert!(line.contains(&refused), "{refused} is not named:\n{line}");
+    }
+    assert!(line.contains(&format!("stopped pid {pid}")), "{line}");
+
+    // What set-up made is gone; what the forged lines named is untouched.
+    assert!(
+        wait_gone(&pid, Duration::from_secs(5)),
+        "far end pid {pid} still runs"
+    );
+    for ext in ["key", "pid", "log"] {
+        assert!(!far_file(&slug, ext).exists(), "{ext} left behind");
+    }
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+    assert_eq!(fs::read_to_string(&decoy_pid).unwrap(), "1\n");
+    assert_eq!(
+        fs::read_to_string(&other_key).unwrap(),
+        "another tunnel's key"
+    );
+    // The manifest is kept, to be looked at.
+    assert_eq!(fs::read_to_string(&manifest).unwrap(), listed);
+    fs::remove_file(&manifest).unwrap();
+    fs::remove_file(&other_key).unwrap();
+}

@@ -137,6 +137,15 @@ pub enum FarHostError {
         tunnel: String,
         detail: String,
     },
+    #[error(
+        "the manifest {manifest} on {destination} lists things Sluice's set-up never makes, which remove refused and left alone: {refused}. What set-up had made was removed ({done}). Sluice did not write those lines: find out who changed that file (anything running as that user can); it was kept so you can look at it, then delete it by hand"
+    )]
+    ManifestRefused {
+        destination: String,
+        manifest: String,
+        refused: String,
+        done: String,
+    },
     /// The probe's verdict, in words: this error is cloned into step reports, which a
     /// probe's typed fault (holding an `io::Error`) cannot be.
     #[error("the connection test through the far end failed: {verdict}")]

@@ -138,6 +138,16 @@ pub enum Persistence {
     Daemon,
 }
 
+/// The .deb's template unit for a tunnel: `sluiced@SLUG.service`.
+pub fn template_unit(slug: &str) -> String {
+    format!("sluiced@{slug}.service")
+}
+
+/// The unit Sluice writes for a tunnel, system or `--user`: `sluice-far-end-SLUG.service`.
+pub fn own_unit(slug: &str) -> String {
+    format!("sluice-far-end-{slug}.service")
+}
+
 /// What set-up will do on this far end, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Choice {
@@ -179,7 +189,7 @@ pub fn choose(
         match (&facts.sluiced_template, program) {
             (Some(_), Program::Sluiced) => (
                 Persistence::SluicedTemplate {
-                    unit: format!("sluiced@{}.service", plan.slug),
+                    unit: template_unit(&plan.slug),
                 },
                 format!(
                     "the system unit sluiced@{} from the Sluice package, started{via}: it runs at boot and restarts on failure",
@@ -188,7 +198,7 @@ pub fn choose(
             ),
             _ => (
                 Persistence::SystemUnit {
-                    unit: format!("sluice-far-end-{}.service", plan.slug),
+                    unit: own_unit(&plan.slug),
                 },
                 format!(
                     "a system unit sluice-far-end-{}.service, written and started{via}: it runs at boot and restarts on failure",
@@ -197,7 +207,7 @@ pub fn choose(
             ),
         }
     } else if facts.systemd_user {
-        let unit = format!("sluice-far-end-{}.service", plan.slug);
+        let unit = own_unit(&plan.slug);
         let lead = if facts.systemd_system {
             format!("{} has neither root nor password-less sudo, so", facts.user)
         } else {

@@ -9,6 +9,7 @@
 
 mod error;
 mod host;
+mod manifest;
 mod plan;
 mod scripts;
 mod shell;
@@ -35,6 +36,7 @@ pub use plan::{
 pub use shell::{SplitError, quote as shell_quote, split_words};
 pub use ssh::{DEFAULT_COMMAND_TIMEOUT, Input, SSH_COMMAND_VAR, SshClient, host_aliases};
 
+use manifest::Removal;
 use scripts::Layout;
 use ssh::{RemoteOutput, SshFailure};
 
@@ -522,15 +524,21 @@ impl Runner<'_> {
     }
 
     fn remove(&mut self) -> Result<String, FarEndError> {
-        let (dir, manifest) = Layout::manifest_only(self.home()?, &self.plan.slug);
-        let output = self.remote(&scripts::remove(&dir, &manifest), None)?;
-        if output.has("not-set-up") {
+        let home = self.home()?.to_owned();
+        let (dir, manifest) = Layout::manifest_only(&home, &self.plan.slug);
+        let listed = self.remote(&scripts::read_manifest(&dir, &manifest), None)?;
+        if listed.has("not-set-up") {
             return Err(FarHostError::NotSetUp {
                 destination: self.destination(),
                 tunnel: self.plan.tunnel.clone(),
             }
             .into());
         }
+        if !listed.success() || !listed.has("manifest-read") {
+            return Err(self.command_failed("reading the far end's manifest", &listed));
+        }
+        let removal = Removal::from_manifest(listed.values("entry"), &home, &self.plan.slug);
+        let output = self.remote(&scripts::remove(&dir, &manifest, &removal), None)?;
         if !output.success() || !output.has("removed") {
             return Err(self.command_failed("removing the far end", &output));
         }
@@ -547,7 +555,17 @@ impl Runner<'_> {
         if done.is_empty() {
             done.push("nothing was left to remove".into());
         }
-        Ok(done.join("; "))
+        let done = done.join("; ");
+        if !removal.refused.is_empty() {
+            return Err(FarHostError::ManifestRefused {
+                destination: self.destination(),
+                manifest,
+                refused: removal.refused.join(", "),
+                done,
+            }
+            .into());
+        }
+        Ok(done)
     }
 }
 

@@ -4,6 +4,7 @@
 //! `remove` finds listed there. Secrets never appear here: they arrive on standard input.
 
 use super::host::{Choice, HostFacts, Persistence};
+use super::manifest::{Removal, Undo};
 use super::plan::FarEndPlan;
 use super::shell::quote;
 
@@ -21,25 +22,36 @@ pub struct Layout {
 
 impl Layout {
     pub fn new(facts: &HostFacts, plan: &FarEndPlan, choice: Option<&Choice>) -> Layout {
-        let dir = facts.state_dir();
         let system = choice.is_some_and(|c| {
             matches!(
                 c.persistence,
                 Persistence::SluicedTemplate { .. } | Persistence::SystemUnit { .. }
             )
         });
+        Layout::of(&facts.home, &plan.slug, system)
+    }
+
+    /// The files of `slug`'s far end for the user whose home is `home`; `system`: run by a
+    /// system unit, so the key is root's, in /etc.
+    pub fn of(home: &str, slug: &str, system: bool) -> Layout {
+        let (dir, manifest) = Layout::manifest_only(home, slug);
         let key = if system {
-            format!("/etc/sluice/keys/{}.key", plan.slug)
+            system_key(slug)
         } else {
-            format!("{dir}/{}.key", plan.slug)
+            format!("{dir}/{slug}.key")
         };
         Layout {
-            manifest: format!("{dir}/{}.manifest", plan.slug),
-            pidfile: format!("{dir}/{}.pid", plan.slug),
-            log: format!("{dir}/{}.log", plan.slug),
+            manifest,
+            pidfile: format!("{dir}/{slug}.pid"),
+            log: format!("{dir}/{slug}.log"),
             key,
             dir,
         }
+    }
+
+    /// The temporary name the key is written under before it is renamed into place.
+    pub fn key_tmp(&self) -> String {
+        format!("{}.tmp", self.key)
     }
 
     /// Just the manifest's place, for check and remove (which read the rest from it).
@@ -48,6 +60,29 @@ impl Layout {
         let manifest = format!("{dir}/{slug}.manifest");
         (dir, manifest)
     }
+}
+
+// Where set-up puts what it makes beyond the user's Sluice directory: one place each, so
+// remove recognises exactly these (see `manifest`).
+
+/// The key of a system set-up: root's, read by systemd (or by the .deb's sluiced user).
+pub fn system_key(slug: &str) -> String {
+    format!("/etc/sluice/keys/{slug}.key")
+}
+
+/// The config file the .deb's `sluiced@SLUG` runs.
+pub fn sluiced_config(slug: &str) -> String {
+    format!("/etc/sluice/{slug}.ron")
+}
+
+/// A system unit Sluice writes.
+pub fn system_unit_file(unit: &str) -> String {
+    format!("/etc/systemd/system/{unit}")
+}
+
+/// A `systemctl --user` unit Sluice writes, in the far-end user's home.
+pub fn user_unit_file(home: &str, unit: &str) -> String {
+    format!("{}/.config/systemd/user/{unit}", home.trim_end_matches('/'))
 }
 
 /// Shell functions every script that reads or writes the manifest uses.
@@ -104,7 +139,7 @@ pub fn send_key(layout: &Layout, choice: &Choice) -> String {
         .to_owned();
     format!(
         r#"umask 077
-D={dir}; M={manifest}; K={key}; T={key}.tmp; R="{root}"
+D={dir}; M={manifest}; K={key}; T={tmp}; R="{root}"
 {PRELUDE}mkdir -p "$D" || {{ say state-dir-failed; exit 2; }}
 if ! (set -C; : > "$M") 2>/dev/null; then say already-set-up; exit 3; fi
 note sudo {sudo}
@@ -120,6 +155,7 @@ say "key=$K"
         dir = quote(&layout.dir),
         manifest = quote(&layout.manifest),
         key = quote(&layout.key),
+        tmp = quote(&layout.key_tmp()),
         root = root(choice),
         sudo = if choice.sudo { "yes" } else { "no" },
         key_dir = quote(&key_dir),
@@ -162,15 +198,15 @@ say "pid=$(cat "$P")"
             command = command_line(choice, plan, layout),
         ),
         Persistence::UserUnit { unit, .. } => {
-            let file = format!("{}/.config/systemd/user/{unit}", home_of(layout));
+            let file = user_unit_file(home_of(layout), unit);
             unit_start(&head, &file, unit, "systemctl --user", "")
         }
         Persistence::SystemUnit { unit } => {
-            let file = format!("/etc/systemd/system/{unit}");
+            let file = system_unit_file(unit);
             unit_start(&head, &file, unit, "$R systemctl", "$R ")
         }
         Persistence::SluicedTemplate { unit } => {
-            let config = format!("/etc/sluice/{}.ron", plan.slug);
+            let config = sluiced_config(&plan.slug);
             format!(
                 r#"{head}C={config}; U={unit}
 if $R test -e "$C"; then say "occupied=$C"; exit 4; fi
@@ -320,54 +356,96 @@ done < "$M"
     )
 }
 
-/// Stops what the manifest lists and deletes the files it lists, then the manifest. A
-/// process is stopped only if its command line names the key set-up wrote, so a reused
-/// pid is never signalled. Anything that could not be undone keeps the manifest, so
-/// running remove again retries.
-pub fn remove(dir: &str, manifest: &str) -> String {
+/// Prints the manifest's lines, each as `entry=LINE`, for [`Removal::from_manifest`] to
+/// sort: remove decides in Rust what it may touch, not in the far end's shell.
+pub fn read_manifest(dir: &str, manifest: &str) -> String {
     format!(
         r#"D={dir}; M={manifest}
-{PRELUDE}{READ_MANIFEST}ok=1
-while IFS='	' read -r kind value; do
-  case "$kind" in
-    unit-system)
-      $R systemctl disable --now "$value" >/dev/null 2>&1
-      if $R systemctl is-active --quiet "$value"; then ok=0; echo "cannot stop $value"; else say "stopped=unit $value"; fi ;;
-    unit-user)
-      systemctl --user disable --now "$value" >/dev/null 2>&1
-      if systemctl --user is-active --quiet "$value"; then ok=0; echo "cannot stop $value"; else say "stopped=unit $value"; fi ;;
-    pidfile)
-      pid=$(cat "$value" 2>/dev/null)
-      if [ -n "$pid" ] && [ -n "$K" ] && alive "$pid"; then
-        args=$(ps -o args= -p "$pid" 2>/dev/null || tr '\0' ' ' < "/proc/$pid/cmdline")
-        case "$args" in
-          *"$K"*)
-            kill "$pid"
-            i=0; while alive "$pid" && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
-            if alive "$pid"; then kill -9 "$pid"; i=0; while alive "$pid" && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; fi
-            if alive "$pid"; then ok=0; echo "cannot stop process $pid"; else say "stopped=pid $pid"; fi ;;
-          *) say "foreign=$pid" ;;
-        esac
-      fi ;;
-  esac
-done < "$M"
-reload=""
-while IFS='	' read -r kind value; do
-  case "$kind" in
-    key|file|pidfile)
-      if $R test -e "$value"; then
-        if $R rm -f "$value"; then say "deleted=$value"; else ok=0; fi
-      fi ;;
-    unit-system) reload=system ;;
-    unit-user) reload="$reload user" ;;
-  esac
-done < "$M"
-case "$reload" in *system*) $R systemctl daemon-reload ;; esac
-case "$reload" in *user*) systemctl --user daemon-reload ;; esac
-if [ "$ok" = 1 ]; then rm -f "$M"; rmdir "$D" 2>/dev/null; say removed; else exit 7; fi
+{PRELUDE}if [ ! -f "$M" ]; then say not-set-up; exit 0; fi
+while IFS= read -r line || [ -n "$line" ]; do say "entry=$line"; done < "$M"
+say manifest-read
 "#,
         dir = quote(dir),
         manifest = quote(manifest),
+    )
+}
+
+/// Undoes exactly what `removal` lists (stops first, then deletions) and nothing else; no
+/// path or unit here comes from the far end, each is one set-up makes. A process is
+/// stopped only if its command line names the key set-up wrote, so a reused pid is never
+/// signalled. The manifest goes last, unless something could not be undone (then running
+/// remove again retries) or it listed things that were refused (it is kept to be looked at).
+pub fn remove(dir: &str, manifest: &str, removal: &Removal) -> String {
+    let mut stops = String::new();
+    let mut deletes = String::new();
+    let (mut system, mut user) = (false, false);
+    for undo in &removal.undo {
+        match undo {
+            Undo::SystemUnit(unit) => {
+                system = true;
+                stops.push_str(&format!("stop_unit \"$R systemctl\" {}\n", quote(unit)));
+            }
+            Undo::UserUnit(unit) => {
+                user = true;
+                stops.push_str(&format!("stop_unit \"systemctl --user\" {}\n", quote(unit)));
+            }
+            Undo::Process { pidfile } => {
+                stops.push_str(&format!("stop_process {}\n", quote(pidfile)));
+                deletes.push_str(&format!("delete \"\" {}\n", quote(pidfile)));
+            }
+            Undo::Delete { path, root } => {
+                let who = if *root { "\"$R\"" } else { "\"\"" };
+                deletes.push_str(&format!("delete {who} {}\n", quote(path)));
+            }
+        }
+    }
+    let mut reload = String::new();
+    if system {
+        reload.push_str("$R systemctl daemon-reload\n");
+    }
+    if user {
+        reload.push_str("systemctl --user daemon-reload\n");
+    }
+    let finish = if removal.refused.is_empty() {
+        "rm -f \"$M\"; rmdir \"$D\" 2>/dev/null"
+    } else {
+        "say kept-manifest"
+    };
+    format!(
+        r#"D={dir}; M={manifest}; R="{root}"; K={key}
+{PRELUDE}ok=1
+stop_unit() {{
+  $1 disable --now "$2" >/dev/null 2>&1
+  if $1 is-active --quiet "$2"; then ok=0; echo "cannot stop $2"; else say "stopped=unit $2"; fi
+}}
+stop_process() {{
+  pid=$(cat "$1" 2>/dev/null)
+  if [ -n "$pid" ] && [ -n "$K" ] && alive "$pid"; then
+    args=$(ps -o args= -p "$pid" 2>/dev/null || tr '\0' ' ' < "/proc/$pid/cmdline")
+    case "$args" in
+      *"$K"*)
+        kill "$pid"
+        i=0; while alive "$pid" && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+        if alive "$pid"; then kill -9 "$pid"; i=0; while alive "$pid" && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; fi
+        if alive "$pid"; then ok=0; echo "cannot stop process $pid"; else say "stopped=pid $pid"; fi ;;
+      *) say "foreign=$pid" ;;
+    esac
+  fi
+}}
+delete() {{
+  if $1 test -e "$2" || $1 test -L "$2"; then
+    if $1 rm -f "$2"; then say "deleted=$2"; else ok=0; fi
+  fi
+}}
+{stops}{deletes}{reload}if [ "$ok" = 1 ]; then {finish}; say removed; else exit 7; fi
+"#,
+        dir = quote(dir),
+        manifest = quote(manifest),
+        root = if removal.sudo { "sudo -n" } else { "" },
+        key = removal
+            .key
+            .as_deref()
+            .map_or_else(|| "''".to_owned(), quote),
     )
 }
 
@@ -489,7 +567,24 @@ mod tests {
             send_key(&l, &c),
             start(&l, &c, &plan()),
             status(&l.dir, &l.manifest),
-            remove(&l.dir, &l.manifest),
+            read_manifest(&l.dir, &l.manifest),
+            remove(&l.dir, &l.manifest, &Removal::default()),
+            remove(
+                &l.dir,
+                &l.manifest,
+                &Removal::from_manifest(
+                    [
+                        "sudo\tyes",
+                        "key\t/home/u/.config/sluice-far-end/redis.key",
+                        "pidfile\t/home/u/.config/sluice-far-end/redis.pid",
+                        "unit-system\tsluiced@redis.service",
+                        "unit-user\tsluice-far-end-redis.service",
+                        "file\t/etc/shadow",
+                    ],
+                    "/home/u",
+                    "redis",
+                ),
+            ),
         ] {
             let out = std::process::Command::new("sh")
                 .arg("-n")
