@@ -242,6 +242,7 @@ mod tests {
             privilege: Privilege::Root,
             systemd_system: true,
             systemd_user: true,
+            systemd_version: Some(252),
             linger: false,
             sluiced_template: None,
             already_set_up: false,

@@ -109,6 +109,7 @@ done
 if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1 && sudo -n true >/dev/null 2>&1; then p sudo yes; fi
 if [ -d /run/systemd/system ]; then p systemd-system yes; fi
 if systemctl --user show-environment >/dev/null 2>&1; then p systemd-user yes; fi
+p systemd-version "$(systemctl --version 2>/dev/null | sed -n '1s/^systemd \([0-9]*\).*/\1/p')"
 if loginctl show-user "$(id -un)" -p Linger 2>/dev/null | grep -q '=yes'; then p linger yes; fi
 for f in /etc/systemd/system/sluiced@.service /lib/systemd/system/sluiced@.service /usr/lib/systemd/system/sluiced@.service; do
   if [ -f "$f" ]; then p sluiced-template "$f"; break; fi
@@ -264,25 +265,46 @@ fn home_of(layout: &Layout) -> &str {
         .unwrap_or(&layout.dir)
 }
 
+/// The hardening of Sluice's own system unit: the .deb's `sluiced@.service` block, line
+/// for line, with a user systemd makes for the unit at start (`DynamicUser=`) in place of
+/// the fixed user sluiced, which a host without the .deb does not have. Capabilities are
+/// added by [`start_input`] (none, or only binding a port below 1024).
+const SANDBOX: &str = "DynamicUser=yes
+UMask=0077
+NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+PrivateDevices=yes
+ProtectProc=invisible
+ProcSubset=pid
+PrivateMounts=yes
+ProtectClock=yes
+ProtectHostname=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX
+RestrictNamespaces=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+MemoryDenyWriteExecute=yes
+RemoveIPC=yes
+SystemCallArchitectures=native
+SystemCallFilter=@system-service
+SystemCallFilter=~@privileged
+SystemCallErrorNumber=EPERM
+";
+
 /// What the start script reads on standard input: the unit file, or the config file
 /// `sluiced@NAME` runs; nothing for a daemon.
 pub fn start_input(layout: &Layout, choice: &Choice, plan: &FarEndPlan) -> Option<String> {
-    let unit = |wanted_by: &str| {
-        let exec = std::iter::once(choice.program_path.clone())
-            .chain(std::iter::once("-F".to_owned()))
-            .chain(plan.args(&layout.key))
-            .map(|w| systemd_quote(&w))
-            .collect::<Vec<_>>()
-            .join(" ");
-        format!(
-            "# Written by Sluice (sluiced --far-end-setup); removed by sluiced --far-end-remove.\n[Unit]\nDescription=Sluice far end of tunnel {name}\nWants=network-online.target\nAfter=network-online.target\n\n[Service]\nType=exec\nExecStart={exec}\nRestart=on-failure\nRestartSec=5s\n\n[Install]\nWantedBy={wanted_by}\n",
-            name = plan.slug.replace('%', "%%"),
-        )
-    };
     match &choice.persistence {
         Persistence::Daemon => None,
-        Persistence::UserUnit { .. } => Some(unit("default.target")),
-        Persistence::SystemUnit { .. } => Some(unit("multi-user.target")),
+        Persistence::UserUnit { .. } => Some(user_unit(layout, choice, plan)),
+        Persistence::SystemUnit { .. } => Some(system_unit(layout, choice, plan)),
         Persistence::SluicedTemplate { .. } => {
             let mut spec = crate::config::TunnelSpec::new(
                 plan.tunnel.clone(),
@@ -303,6 +325,81 @@ pub fn start_input(layout: &Layout, choice: &Choice, plan: &FarEndPlan) -> Optio
             ))
         }
     }
+}
+
+/// `ExecStart=`'s words: the program in the foreground with the plan's arguments, the key
+/// given as `key_word`, already in systemd's syntax.
+fn exec_start(choice: &Choice, plan: &FarEndPlan, key_word: String) -> String {
+    let mut words: Vec<String> = [choice.program_path.as_str(), "-F"]
+        .into_iter()
+        .map(systemd_quote)
+        .collect();
+    let mut args = plan.args("").into_iter();
+    while let Some(arg) = args.next() {
+        let is_key = arg == "-k";
+        words.push(systemd_quote(&arg));
+        if is_key {
+            args.next();
+            words.push(key_word.clone());
+        }
+    }
+    words.join(" ")
+}
+
+/// A `systemctl --user` unit: it runs as the far-end user, with the key in their home.
+fn user_unit(layout: &Layout, choice: &Choice, plan: &FarEndPlan) -> String {
+    format!(
+        "# Written by Sluice (sluiced --far-end-setup); removed by sluiced --far-end-remove.\n[Unit]\nDescription=Sluice far end of tunnel {name}\nWants=network-online.target\nAfter=network-online.target\n\n[Service]\nType=exec\nExecStart={exec}\nRestart=on-failure\nRestartSec=5s\n\n[Install]\nWantedBy=default.target\n",
+        name = plan.slug,
+        exec = exec_start(choice, plan, systemd_quote(&layout.key)),
+    )
+}
+
+/// Sluice's own system unit: never root. A user systemd makes at start runs the far end
+/// in the .deb unit's sandbox; the key stays root's (mode 0600 in /etc/sluice/keys), and
+/// systemd hands the service a copy as a credential, read from `%d/SLUG.key` (spiped's
+/// `-k` and sluiced's alike read a path). The slug is letters, digits, `.`, `_` and `-`
+/// only, so it needs no escaping in a credential name, a directory name or a path.
+fn system_unit(layout: &Layout, choice: &Choice, plan: &FarEndPlan) -> String {
+    let credential = format!("{}.key", plan.slug);
+    // Binding a port below 1024 is all the far end may need beyond an ordinary user.
+    let low_port = plan
+        .source
+        .parse::<crate::address::Address>()
+        .ok()
+        .and_then(|a| a.port())
+        .is_some_and(|port| port < 1024);
+    let capabilities = if low_port { "CAP_NET_BIND_SERVICE" } else { "" };
+    format!(
+        "# Written by Sluice (sluiced --far-end-setup); removed by sluiced --far-end-remove.
+# Runs as a user systemd makes for it, sandboxed like the Sluice package's sluiced@.service;
+# the key stays in {key} (root's, mode 0600) and reaches the service as a credential.
+# A UNIX socket it listens on must be in /run/sluice-far-end-{slug}/; to reach a UNIX socket
+# only a group may use, add SupplementaryGroups=GROUP with `systemctl edit {unit}`.
+[Unit]
+Description=Sluice far end of tunnel {slug}
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=exec
+ExecStart={exec}
+Restart=on-failure
+RestartSec=5s
+LoadCredential={credential}:{key}
+RuntimeDirectory=sluice-far-end-{slug}
+RuntimeDirectoryMode=0755
+CapabilityBoundingSet={capabilities}
+AmbientCapabilities={capabilities}
+{SANDBOX}
+[Install]
+WantedBy=multi-user.target
+",
+        key = layout.key,
+        slug = plan.slug,
+        unit = super::host::own_unit(&plan.slug),
+        exec = exec_start(choice, plan, format!("\"%d/{credential}\"")),
+    )
 }
 
 /// A word for a unit's `ExecStart=`: double-quoted, with `\`, `"`, `%` and `$` escaped,
@@ -468,6 +565,7 @@ mod tests {
             privilege: Privilege::User,
             systemd_system: false,
             systemd_user: false,
+            systemd_version: Some(252),
             linger: false,
             sluiced_template: None,
             already_set_up: false,
@@ -556,6 +654,220 @@ mod tests {
         assert!(s.contains("systemctl --user enable --now"), "{s}");
         assert_eq!(systemd_quote("a%b$c\"d\\"), r#""a%%b$$c\"d\\""#);
         assert_eq!(systemd_quote("a\nb\u{85}"), r#""a\x0ab\xc2\x85""#);
+    }
+
+    fn system_choice(program: Program, path: &str) -> Choice {
+        Choice {
+            program,
+            program_path: path.into(),
+            persistence: Persistence::SystemUnit {
+                unit: "sluice-far-end-redis.service".into(),
+            },
+            sudo: true,
+            why: String::new(),
+        }
+    }
+
+    fn plan_to(target: &str) -> FarEndPlan {
+        let spec = TunnelSpec::new(
+            "redis",
+            Mode::Encrypt,
+            "[127.0.0.1]:6379",
+            target,
+            KeyRef::File("/k".into()),
+        );
+        FarEndPlan::new(&spec, "[127.0.0.1]:6379", "laptop")
+    }
+
+    /// The .deb's unit, whose hardening the far end's system unit must match.
+    const DEB_UNIT: &str = include_str!("../../../installers/linux/sluiced@.service");
+
+    #[test]
+    fn system_units_never_run_as_root_and_read_the_key_as_a_credential() {
+        for (program, path) in [
+            (Program::Spiped, "/usr/bin/spiped"),
+            (Program::Sluiced, "/usr/bin/sluiced"),
+        ] {
+            let c = system_choice(program, path);
+            let l = Layout::new(&facts(), &plan(), Some(&c));
+            assert_eq!(l.key, "/etc/sluice/keys/redis.key");
+            let unit = start_input(&l, &c, &plan()).unwrap();
+            let lines: Vec<&str> = unit.lines().collect();
+            let has = |line: &str| lines.contains(&line);
+            assert!(has("DynamicUser=yes"), "{unit}");
+            assert!(!unit.contains("\nUser="), "{unit}");
+            assert!(
+                has("LoadCredential=redis.key:/etc/sluice/keys/redis.key"),
+                "{unit}"
+            );
+            assert!(
+                has(&format!(
+                    "ExecStart=\"{path}\" \"-F\" \"-d\" \"-s\" \"[0.0.0.0]:8025\" \"-t\" \"[127.0.0.1]:6379\" \"-k\" \"%d/redis.key\""
+                )),
+                "{unit}"
+            );
+            assert!(
+                has("CapabilityBoundingSet=") && has("AmbientCapabilities="),
+                "{unit}"
+            );
+            assert!(has("WantedBy=multi-user.target"), "{unit}");
+            // Every hardening line of the .deb's unit, but its fixed user and its
+            // runtime directory's name.
+            let hardening = DEB_UNIT
+                .lines()
+                .skip_while(|l| !l.starts_with("User="))
+                .take_while(|l| !l.starts_with('['))
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .filter(|l| !l.starts_with("User=") && !l.starts_with("Group="))
+                .filter(|l| !l.starts_with("RuntimeDirectory="));
+            let mut checked = 0;
+            for line in hardening {
+                assert!(has(line), "the .deb's {line:?} is missing:\n{unit}");
+                checked += 1;
+            }
+            assert!(
+                checked >= 25,
+                "only {checked} lines of the .deb's unit compared"
+            );
+            assert!(has("RuntimeDirectory=sluice-far-end-redis"), "{unit}");
+        }
+        // The key's file is root's: no chown to a service user.
+        let c = system_choice(Program::Spiped, "/usr/bin/spiped");
+        let l = Layout::new(&facts(), &plan(), Some(&c));
+        assert!(!send_key(&l, &c).contains("chown"));
+        // A port below 1024 is the one capability it may get.
+        let low = plan_to("db:443");
+        let unit = start_input(&Layout::new(&facts(), &low, Some(&c)), &c, &low).unwrap();
+        assert!(
+            unit.contains("\nCapabilityBoundingSet=CAP_NET_BIND_SERVICE\nAmbientCapabilities=CAP_NET_BIND_SERVICE\n"),
+            "{unit}"
+        );
+        // Per-user units stay as they were: the far-end user's, the key in their home.
+        let c = choice(
+            Persistence::UserUnit {
+                unit: "sluice-far-end-redis.service".into(),
+                linger: true,
+            },
+            false,
+        );
+        let l = Layout::new(&facts(), &plan(), Some(&c));
+        let unit = start_input(&l, &c, &plan()).unwrap();
+        assert!(!unit.contains("DynamicUser"), "{unit}");
+        assert!(
+            unit.contains("\"-k\" \"/home/u/.config/sluice-far-end/redis.key\""),
+            "{unit}"
+        );
+    }
+
+    /// systemd's own checks on the unit set-up writes, for spiped and for sluiced: `verify`
+    /// finds nothing wrong with it, and `security` rates its exposure no worse than the
+    /// .deb's `sluiced@.service`. Only lines about Sluice's units count: other units
+    /// installed here may draw warnings of their own.
+    #[test]
+    fn systemd_analyze_accepts_the_system_unit_and_rates_it_like_the_debs() {
+        let Some(analyze) = systemd_analyze() else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let deb = dir.path().join("sluiced@.service");
+        std::fs::write(&deb, DEB_UNIT).unwrap();
+        let deb_exposure = exposure(&analyze, &deb);
+        for program in [Program::Spiped, Program::Sluiced] {
+            // verify wants ExecStart's program to exist: a stand-in of the same name.
+            let bin = dir.path().join(program.name());
+            std::fs::write(&bin, "#!/bin/sh\nexit 0\n").unwrap();
+            std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+            let c = system_choice(program, bin.to_str().unwrap());
+            let l = Layout::new(&facts(), &plan(), Some(&c));
+            let unit_dir = dir.path().join(program.name()).with_extension("units");
+            std::fs::create_dir(&unit_dir).unwrap();
+            let file = unit_dir.join("sluice-far-end-redis.service");
+            std::fs::write(&file, start_input(&l, &c, &plan()).unwrap()).unwrap();
+
+            let out = std::process::Command::new(&analyze)
+                .arg("verify")
+                .arg(&file)
+                .output()
+                .unwrap();
+            let said = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let ours: Vec<&str> = said
+                .lines()
+                .filter(|l| l.contains("sluice-far-end") || l.contains(program.name()))
+                .collect();
+            assert!(
+                ours.is_empty(),
+                "systemd-analyze verify, on the {} unit:\n{}",
+                program.name(),
+                ours.join("\n")
+            );
+
+            let ours = exposure(&analyze, &file);
+            assert!(
+                ours <= deb_exposure,
+                "{}: exposure {ours}, the .deb's sluiced@.service {deb_exposure}",
+                program.name()
+            );
+            let report = security(&analyze, &file);
+            assert!(
+                report
+                    .lines()
+                    .any(|l| l.starts_with("✓ User=/DynamicUser=")),
+                "{report}"
+            );
+        }
+    }
+
+    /// `systemd-analyze`, or `None` (the test is skipped, loudly) where it is missing;
+    /// under CI it must be there.
+    fn systemd_analyze() -> Option<std::path::PathBuf> {
+        let found = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"]
+            .into_iter()
+            .map(std::path::PathBuf::from)
+            .find(|p| p.exists());
+        if found.is_none() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "systemd-analyze is missing, and CI needs it to check the far end's unit: install systemd (apt-get install -y systemd, or scripts/install-test-deps)"
+            );
+            eprintln!(
+                "SKIPPED: systemd-analyze is missing, so the far end's unit was not checked: install systemd"
+            );
+        }
+        found
+    }
+
+    fn security(analyze: &std::path::Path, unit: &std::path::Path) -> String {
+        let out = std::process::Command::new(analyze)
+            .args(["security", "--offline=true"])
+            .arg(unit)
+            .output()
+            .unwrap();
+        let report = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "systemd-analyze security {}:\n{report}{}",
+            unit.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        report
+    }
+
+    /// The "Overall exposure level" systemd-analyze security gives a unit file.
+    fn exposure(analyze: &std::path::Path, unit: &std::path::Path) -> f64 {
+        let report = security(analyze, unit);
+        report
+            .lines()
+            .find_map(|l| {
+                let (_, rest) = l.split_once("Overall exposure level for ")?;
+                let (_, level) = rest.split_once(": ")?;
+                level.split_whitespace().next()?.parse().ok()
+            })
+            .unwrap_or_else(|| panic!("no exposure level for {}:\n{report}", unit.display()))
     }
 
     #[test]
