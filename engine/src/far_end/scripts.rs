@@ -268,7 +268,7 @@ fn home_of(layout: &Layout) -> &str {
 /// The hardening of Sluice's own system unit: the .deb's `sluiced@.service` block, line
 /// for line, with a user systemd makes for the unit at start (`DynamicUser=`) in place of
 /// the fixed user sluiced, which a host without the .deb does not have. Capabilities are
-/// added by [`start_input`] (none, or only binding a port below 1024).
+/// set by [`system_unit`] (none, or only binding a port below 1024).
 const SANDBOX: &str = "DynamicUser=yes
 UMask=0077
 NoNewPrivileges=yes
