@@ -126,7 +126,10 @@ fn root(choice: &Choice) -> &'static str {
 }
 
 /// Creates the manifest (failing if one exists: one set-up at a time), then writes the
-/// key from standard input to a temporary name with umask 077 and renames it.
+/// key from standard input to a temporary name with umask 077 and renames it. Another
+/// tunnel's remove may take the Sluice directory away (`rmdir` once it is empty) between
+/// making it and creating the manifest: a manifest that could not be created and does not
+/// exist is tried again, not taken for an earlier set-up.
 pub fn send_key(layout: &Layout, choice: &Choice) -> String {
     let owner = match choice.persistence {
         // The .deb's unit runs as the user sluiced, which must read the key.
@@ -141,8 +144,14 @@ pub fn send_key(layout: &Layout, choice: &Choice) -> String {
     format!(
         r#"umask 077
 D={dir}; M={manifest}; K={key}; T={tmp}; R="{root}"
-{PRELUDE}mkdir -p "$D" || {{ say state-dir-failed; exit 2; }}
-if ! (set -C; : > "$M") 2>/dev/null; then say already-set-up; exit 3; fi
+{PRELUDE}made=0; i=0
+while [ $made = 0 ] && [ $i -lt 10 ]; do
+  mkdir -p "$D" || {{ say state-dir-failed; exit 2; }}
+  if (set -C; : > "$M") 2>/dev/null; then made=1; fi
+  if [ $made = 0 ] && [ -e "$M" ]; then say already-set-up; exit 3; fi
+  i=$((i+1))
+done
+if [ $made = 0 ]; then say state-dir-failed; exit 2; fi
 note sudo {sudo}
 if $R test -e "$K"; then rm -f "$M"; say "occupied=$K"; exit 4; fi
 note key "$K"
@@ -868,6 +877,63 @@ mod tests {
                 level.split_whitespace().next()?.parse().ok()
             })
             .unwrap_or_else(|| panic!("no exposure level for {}:\n{report}", unit.display()))
+    }
+
+    /// Two tunnels on one far end: one is removed over and over (its remove deletes the
+    /// Sluice directory once it is empty) while the other is set up over and over, so
+    /// removes land between a set-up's making the directory and creating its manifest.
+    #[test]
+    fn set_up_survives_another_tunnels_remove_taking_the_directory_away() {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+        let home = tempfile::tempdir().unwrap();
+        let mut f = facts();
+        f.home = home.path().display().to_string();
+        let c = choice(Persistence::Daemon, false);
+        let l = Layout::new(&f, &plan(), Some(&c));
+        let set_up = send_key(&l, &c);
+        let other = format!("{}/other.manifest", l.dir);
+        let take_down = remove(&l.dir, &other, &Removal::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let removes = Arc::new(AtomicUsize::new(0));
+        let remover = {
+            let (stop, removes, dir) = (Arc::clone(&stop), Arc::clone(&removes), l.dir.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if std::fs::create_dir_all(&dir).is_ok() && std::fs::write(&other, "").is_ok() {
+                        let _ = Command::new("sh").arg("-c").arg(&take_down).output();
+                        removes.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        };
+        for round in 0..100 {
+            let mut child = Command::new("sh")
+                .arg("-c")
+                .arg(&set_up)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            child.stdin.take().unwrap().write_all(b"k").unwrap();
+            let out = child.wait_with_output().unwrap();
+            let said = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && said.contains("sluice-far-end:key="),
+                "round {round}: {said}"
+            );
+            std::fs::remove_file(&l.key).unwrap();
+            std::fs::remove_file(&l.manifest).unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+        remover.join().unwrap();
+        assert!(
+            removes.load(Ordering::Relaxed) > 0,
+            "the other tunnel was never removed"
+        );
     }
 
     #[test]
