@@ -567,11 +567,9 @@ impl SluiceApp {
         self.background.run(move || {
             let prepared = (|| {
                 let ssh = match ssh_command {
-                    Some(command) => SshClient {
-                        command,
-                        destination: destination.clone(),
-                        connect_timeout_secs: FAR_END_CONNECT_TIMEOUT.as_secs(),
-                    },
+                    Some(command) => {
+                        SshClient::new(command, &destination, FAR_END_CONNECT_TIMEOUT.as_secs())
+                    }
                     None => SshClient::from_env(&destination, FAR_END_CONNECT_TIMEOUT.as_secs())?,
                 };
                 // Taking the far end down needs no key (it may be gone already).
