@@ -19,8 +19,12 @@ use tokio::sync::broadcast::{self, error::TryRecvError};
 
 use crate::alerts::{Alert, Alerts};
 use crate::background::{Background, Message, SaveTarget};
+use crate::bounded_read::{self, MAX_TUNNEL_FILE_LEN};
 use crate::command::UiCommand;
-use crate::error::{AppError, ProbeNotTried, SaveFailure, StartError, StartupError};
+use crate::error::{
+    AppError, BoundedReadError, ProbeNotTried, SaveFailure, StartError, StartupError,
+    TunnelImportError,
+};
 use crate::file_dialogs::{DialogAnswer, DialogKind};
 use crate::keys::{self, KeyIndex};
 use crate::model::{
@@ -874,12 +878,13 @@ impl SluiceApp {
 
     fn import_tunnels(&mut self, path: PathBuf) {
         self.background.run(move || {
-            let result = std::fs::read_to_string(&path)
-                .map_err(|source| crate::error::TunnelImportError::Read {
-                    path: path.clone(),
-                    source,
-                })
-                .map(|text| (path, text));
+            let result = match bounded_read::read_text(&path, MAX_TUNNEL_FILE_LEN) {
+                Ok(text) => Ok((path, text)),
+                Err(BoundedReadError::TooLarge { limit }) => {
+                    Err(TunnelImportError::TooLarge { path, limit })
+                }
+                Err(BoundedReadError::Io(source)) => Err(TunnelImportError::Read { path, source }),
+            };
             Message::TunnelFileRead(result)
         });
     }

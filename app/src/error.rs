@@ -40,6 +40,15 @@ pub enum KeychainUnavailable {
     LeftOut(String),
 }
 
+/// Why a text file could not be read whole (`bounded_read`).
+#[derive(Debug, thiserror::Error)]
+pub enum BoundedReadError {
+    #[error("the file is larger than {}, the most Sluice reads", mib(*.limit))]
+    TooLarge { limit: u64 },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
 /// Why the key list file could not be used; it is then never overwritten.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyListError {
@@ -53,6 +62,11 @@ pub enum KeyListError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "key list {} is larger than {}, the most Sluice reads (a key takes about 150 bytes in it); it was left as it is: move it aside, restart Sluice and import the keys again",
+        .path.display(), mib(*.limit)
+    )]
+    TooLarge { path: PathBuf, limit: u64 },
 }
 
 /// What is wrong with the name given for a new key (the user fixes it in the form).
@@ -180,6 +194,11 @@ pub enum TunnelImportError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "{} is larger than {}, the most Sluice reads of a tunnel file (a tunnel takes a few hundred bytes in it): check that you chose a file Sluice exported",
+        .path.display(), mib(*.limit)
+    )]
+    TooLarge { path: PathBuf, limit: u64 },
     #[error("{} is not a Sluice tunnel file: {source}", .path.display())]
     Format {
         path: PathBuf,
@@ -253,6 +272,15 @@ pub fn in_one_line(errors: &[ConfigError]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// A size limit in the words the messages use: 1048576 → "1 MiB".
+fn mib(bytes: u64) -> String {
+    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{bytes} bytes")
+    }
 }
 
 fn quoted(names: &[String]) -> String {
