@@ -463,6 +463,8 @@ impl SluiceApp {
             UiCommand::ChangeSettings(settings) => self.change_settings(settings),
             UiCommand::ExportTunnelsTo(path) => self.export_tunnels(path),
             UiCommand::ImportTunnelsFrom(path) => self.import_tunnels(path),
+            UiCommand::ConfirmImport => self.confirm_import(),
+            UiCommand::CancelImport => self.view.import_review = None,
             UiCommand::ShowWindow => {
                 self.desktop.hidden = false;
                 self.ctx
@@ -889,6 +891,26 @@ impl SluiceApp {
         });
     }
 
+    /// Adds the tunnels the user confirmed, if they still fit next to the tunnels there
+    /// are now. None of them starts.
+    fn confirm_import(&mut self) {
+        let Some(incoming) = self.view.import_review.take() else {
+            return;
+        };
+        let existing: Vec<TunnelSpec> = self.model.tunnels.iter().map(|t| t.spec.clone()).collect();
+        if let Err(e) = tunnel_file::fits(&incoming.tunnels, &existing) {
+            self.report(AppError::TunnelImport(e));
+            return;
+        }
+        let count = incoming.tunnels.len();
+        for spec in incoming.tunnels {
+            let id = self.fresh_id();
+            self.model.tunnels.push(TunnelEntry { id, spec });
+        }
+        self.save_config();
+        self.inform(format!("imported {count} tunnel(s); none is started"));
+    }
+
     /// The window was asked to close: with tunnels running (and the setting on) it hides
     /// and they go on; otherwise, or when quitting, the app exits.
     fn close_requested(&mut self) {
@@ -1085,16 +1107,9 @@ impl SluiceApp {
                 let imported = result.and_then(|(path, text)| {
                     tunnel_file::import(&path, &text, &self.model.keys, &existing)
                 });
+                // Nothing is added before the user has seen what the file would add.
                 match imported {
-                    Ok(specs) => {
-                        let count = specs.len();
-                        for spec in specs {
-                            let id = self.fresh_id();
-                            self.model.tunnels.push(TunnelEntry { id, spec });
-                        }
-                        self.save_config();
-                        self.inform(format!("imported {count} tunnel(s)"));
-                    }
+                    Ok(incoming) => self.view.import_review = Some(incoming),
                     Err(e) => self.report(AppError::TunnelImport(e)),
                 }
             }

@@ -204,7 +204,12 @@ pub enum TunnelImportError {
         path: PathBuf,
         source: Box<ron::error::SpannedError>,
     },
-    #[error("the file names keys this machine does not have: {}", .0.join(", "))]
+    #[error("{} holds no tunnels", .0.display())]
+    NoTunnels(PathBuf),
+    #[error(
+        "the file names keys this machine does not have: {}; import those keys first (Keys, Import), then the tunnels",
+        .0.join(", ")
+    )]
     MissingKeys(Vec<String>),
     #[error("tunnels with these names exist already: {}", quoted(.0))]
     NamesTaken(Vec<String>),
@@ -276,7 +281,7 @@ pub fn in_one_line(errors: &[ConfigError]) -> String {
 
 /// A size limit in the words the messages use: 1048576 → "1 MiB".
 fn mib(bytes: u64) -> String {
-    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
         format!("{} MiB", bytes >> 20)
     } else {
         format!("{bytes} bytes")
