@@ -174,7 +174,10 @@ pub enum LoginStartError {
     },
 }
 
-/// Why the one-instance check could not be made; the app then starts on its own.
+/// Why the one-instance check could not be made. Without a place for the socket, or
+/// when it cannot be bound, the app starts on its own ([`InstanceError::starts_alone`]);
+/// an unsafe directory or a holder that does not answer stop the start instead, so two
+/// Sluices never run at once.
 #[derive(Debug, thiserror::Error)]
 pub enum InstanceError {
     #[error("no runtime directory for the instance socket")]
@@ -184,6 +187,35 @@ pub enum InstanceError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "{} belongs to user {owner}, not to you (user {us}): Sluice keeps its instance socket only in a directory of your own; set XDG_RUNTIME_DIR to one (mode 0700) and start again",
+        .dir.display()
+    )]
+    DirNotOurs { dir: PathBuf, owner: u32, us: u32 },
+    #[error(
+        "{} can be written by other users (mode {mode:04o}), so one of them could answer in Sluice's place: run chmod 700 {} and start again",
+        .dir.display(), .dir.display()
+    )]
+    DirOpen { dir: PathBuf, mode: u32 },
+    #[error(
+        "another Sluice holds {} but did not answer within {} s, so this one did not start: if its window does not show, quit it (or, if none runs, remove {}) and start again",
+        .path.display(), .waited.as_secs(), .path.display()
+    )]
+    NoAnswer {
+        path: PathBuf,
+        waited: std::time::Duration,
+    },
+}
+
+impl InstanceError {
+    /// Whether the app may start without the check: nothing else can be running there,
+    /// or the socket cannot exist at all.
+    pub fn starts_alone(&self) -> bool {
+        matches!(
+            self,
+            InstanceError::NoRuntimeDir | InstanceError::Listen { .. }
+        )
+    }
 }
 
 /// What is wrong with a tunnel file being imported; nothing of it was imported.
