@@ -162,6 +162,11 @@ pub enum LoginStartError {
     NoPlace,
     #[error("cannot find the Sluice program to start: {0}")]
     NoProgram(#[source] std::io::Error),
+    #[error(
+        "the Sluice program's path {} is not UTF-8, which a start-at-login entry cannot hold: install Sluice under a UTF-8 path",
+        .0.display()
+    )]
+    NotUtf8(PathBuf),
     #[error("cannot write {}: {source}", .path.display())]
     Write {
         path: PathBuf,

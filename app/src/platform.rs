@@ -271,11 +271,19 @@ mod sni {
 /// own elsewhere, through notify-rust). Blocks on the notification service: call it off
 /// the UI thread.
 pub fn notify(alert: &Alert) -> Result<(), NotifyFailure> {
+    // A server that reads markup in bodies says so ("body-markup"); one that does not
+    // shows the body as it is. If it cannot be asked, escaping is the safe guess.
+    #[cfg(all(unix, not(target_os = "macos")))]
+    let body_markup = notify_rust::get_capabilities()
+        .map_or(true, |caps| caps.iter().any(|c| c == "body-markup"));
+    #[cfg(not(all(unix, not(target_os = "macos"))))]
+    let body_markup = false;
+    let (summary, body) = notification_text(alert, body_markup);
     let mut notification = notify_rust::Notification::new();
     notification
         .appname("Sluice")
-        .summary(&alert.summary)
-        .body(&alert.body)
+        .summary(&summary)
+        .body(&body)
         .icon(crate::icon::APP_ID);
     #[cfg(target_os = "linux")]
     notification.urgency(if alert.failure {
@@ -287,6 +295,39 @@ pub fn notify(alert: &Alert) -> Result<(), NotifyFailure> {
         .show()
         .map(|_| ())
         .map_err(|e| NotifyFailure(e.to_string()))
+}
+
+/// The summary and body as the freedesktop notification spec wants them: the summary is
+/// one line of plain text; in the body, where the server reads markup, `&`, `<` and `>`
+/// are escaped, so a tunnel's name or a peer's words show as written and never as
+/// markup (a link, an image, bold).
+pub fn notification_text(alert: &Alert, body_markup: bool) -> (String, String) {
+    let summary = alert
+        .summary
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let body = if body_markup {
+        escape_markup(&alert.body)
+    } else {
+        alert.body.clone()
+    };
+    (summary, body)
+}
+
+/// `&`, `<` and `>` as the entities the notification spec's markup (a subset of XML)
+/// reads back as those characters.
+fn escape_markup(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
 }
 
 // ---- start at login -----------------------------------------------------------------
@@ -332,7 +373,7 @@ pub fn set_start_at_login(dir: Option<&Path>, on: bool) -> Result<PathBuf, Login
         };
     }
     let program = std::env::current_exe().map_err(LoginStartError::NoProgram)?;
-    let text = login_entry(&program);
+    let text = login_entry(&program)?;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|source| LoginStartError::Write {
             path: path.clone(),
@@ -349,33 +390,64 @@ pub fn set_start_at_login(dir: Option<&Path>, on: bool) -> Result<PathBuf, Login
 }
 
 #[cfg(not(any(target_os = "macos", target_os = "windows")))]
-fn login_entry(program: &Path) -> String {
-    // The desktop entry spec quotes arguments with double quotes, escaping " ` $ \.
+fn login_entry(program: &Path) -> Result<String, LoginStartError> {
+    // A desktop entry is UTF-8: a path that is not cannot be written into one.
+    let program = program
+        .to_str()
+        .ok_or_else(|| LoginStartError::NotUtf8(program.to_owned()))?;
+    Ok(format!(
+        "[Desktop Entry]\nType=Application\nName=Sluice\nComment=Starts Sluice's tunnels at login, in the tray\nExec={} --hidden\nIcon={}\nTerminal=false\nNoDisplay=true\nX-GNOME-Autostart-enabled=true\n",
+        exec_argument(program),
+        crate::icon::APP_ID
+    ))
+}
+
+/// One argument of a desktop entry's `Exec=` key, as the Desktop Entry spec reads it back:
+/// quoted whole, with `"`, `` ` ``, `$` and `\` escaped by a backslash inside the quotes;
+/// a literal `%` doubled (a single one starts a field code such as `%f`); then, since
+/// `Exec` is a string value, backslashes doubled again and newlines, tabs and carriage
+/// returns written as `\n`, `\t`, `\r` (that escaping is undone first when the entry is
+/// read, the quoting after it).
+#[cfg(not(any(target_os = "macos", target_os = "windows")))]
+fn exec_argument(argument: &str) -> String {
     let mut quoted = String::from("\"");
-    for c in program.display().to_string().chars() {
-        if matches!(c, '"' | '`' | '$' | '\\') {
-            quoted.push('\\');
+    for c in argument.chars() {
+        match c {
+            '"' | '`' | '$' | '\\' => {
+                quoted.push('\\');
+                quoted.push(c);
+            }
+            '%' => quoted.push_str("%%"),
+            c => quoted.push(c),
         }
-        quoted.push(c);
     }
     quoted.push('"');
-    format!(
-        "[Desktop Entry]\nType=Application\nName=Sluice\nComment=Starts Sluice's tunnels at login, in the tray\nExec={quoted} --hidden\nIcon={}\nTerminal=false\nNoDisplay=true\nX-GNOME-Autostart-enabled=true\n",
-        crate::icon::APP_ID
-    )
+    let mut value = String::with_capacity(quoted.len());
+    for c in quoted.chars() {
+        match c {
+            '\\' => value.push_str("\\\\"),
+            '\n' => value.push_str("\\n"),
+            '\t' => value.push_str("\\t"),
+            '\r' => value.push_str("\\r"),
+            c => value.push(c),
+        }
+    }
+    value
 }
 
 #[cfg(target_os = "macos")]
-fn login_entry(program: &Path) -> String {
-    format!(
+fn login_entry(program: &Path) -> Result<String, LoginStartError> {
+    Ok(format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" \"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n<plist version=\"1.0\"><dict><key>Label</key><string>org.sluice.Sluice</string><key>ProgramArguments</key><array><string>{}</string><string>--hidden</string></array><key>RunAtLoad</key><true/></dict></plist>\n",
-        program.display()
-    )
+        escape_markup(&program.display().to_string())
+    ))
 }
 
 #[cfg(target_os = "windows")]
-fn login_entry(program: &Path) -> String {
-    format!("@start \"\" \"{}\" --hidden\r\n", program.display())
+fn login_entry(program: &Path) -> Result<String, LoginStartError> {
+    // In a batch file a single `%` starts a variable.
+    let program = program.display().to_string().replace('%', "%%");
+    Ok(format!("@start \"\" \"{program}\" --hidden\r\n"))
 }
 
 // ---- one instance ---------------------------------------------------------------------
@@ -671,5 +743,121 @@ mod unix {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tunnel's name as hostile as a name (or a peer's words) can be.
+    const HOSTILE: &str = "<b>x</b> & 100% \"q\" \\ a\nsecond line";
+
+    #[test]
+    fn notification_bodies_escape_markup_only_where_the_server_reads_it() {
+        let alert = Alert {
+            summary: HOSTILE.into(),
+            body: HOSTILE.into(),
+            failure: true,
+        };
+        let (summary, body) = notification_text(&alert, true);
+        assert_eq!(
+            summary, "<b>x</b> & 100% \"q\" \\ a second line",
+            "plain, one line"
+        );
+        assert_eq!(
+            body,
+            "&lt;b&gt;x&lt;/b&gt; &amp; 100% \"q\" \\ a\nsecond line"
+        );
+        let (_, body) = notification_text(&alert, false);
+        assert_eq!(
+            body, HOSTILE,
+            "a server without markup shows the body as it is"
+        );
+    }
+
+    /// The Desktop Entry spec's reading of one `Exec` argument: the string escapes first,
+    /// then `%%`, then the quoting (as GLib and KDE read it).
+    #[cfg(not(any(target_os = "macos", target_os = "windows")))]
+    fn read_exec_argument(value: &str) -> String {
+        let mut unescaped = String::new();
+        let mut chars = value.chars();
+        while let Some(c) = chars.next() {
+            if c != '\\' {
+                unescaped.push(c);
+                continue;
+            }
+            match chars.next() {
+                Some('n') => unescaped.push('\n'),
+                Some('t') => unescaped.push('\t'),
+                Some('r') => unescaped.push('\r'),
+                Some('s') => unescaped.push(' '),
+                Some('\\') => unescaped.push('\\'),
+                other => panic!("a stray backslash before {other:?} in {value}"),
+            }
+        }
+        let expanded = unescaped.replace("%%", "\u{0}");
+        assert!(!expanded.contains('%'), "a field code in {value}");
+        let inner = expanded
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or_else(|| panic!("not quoted whole: {value}"));
+        let mut argument = String::new();
+        let mut chars = inner.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some(e @ ('"' | '`' | '$' | '\\')) => argument.push(e),
+                    other => panic!("a bad escape before {other:?} in {value}"),
+                },
+                '"' | '`' | '$' => panic!("an unescaped {c} in {value}"),
+                c => argument.push(c),
+            }
+        }
+        argument.replace('\u{0}', "%")
+    }
+
+    #[cfg(not(any(target_os = "macos", target_os = "windows")))]
+    #[test]
+    fn the_exec_line_quotes_percent_backslashes_and_newlines_as_the_spec_says() {
+        let program = format!("/opt/{HOSTILE} `$HOME` %f/sluice");
+        let value = exec_argument(&program);
+        assert_eq!(
+            value,
+            r#""/opt/<b>x</b> & 100%% \\"q\\" \\\\ a\nsecond line \\`\\$HOME\\` %%f/sluice""#
+        );
+        assert!(!value.contains('\n'), "one line");
+        assert_eq!(read_exec_argument(&value), program, "read back whole");
+
+        let entry = login_entry(Path::new(&program)).unwrap();
+        let exec = entry.lines().find_map(|l| l.strip_prefix("Exec=")).unwrap();
+        assert_eq!(exec, format!("{value} --hidden"));
+        // The validator of desktop-file-utils agrees (it is what the .deb's checks use).
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("org.sluice.Sluice.desktop");
+        std::fs::write(&file, &entry).unwrap();
+        match std::process::Command::new("desktop-file-validate")
+            .arg(&file)
+            .output()
+        {
+            Ok(out) => assert!(
+                out.status.success() && out.stdout.is_empty(),
+                "{}{entry}",
+                String::from_utf8_lossy(&out.stdout)
+            ),
+            Err(_) if std::env::var_os("CI").is_none() => {
+                eprintln!(
+                    "desktop-file-validate not found: the entry was checked by the spec's reading only"
+                );
+            }
+            Err(e) => panic!("desktop-file-validate: {e}: apt-get install desktop-file-utils"),
+        }
+
+        use std::os::unix::ffi::OsStrExt;
+        let not_utf8 = Path::new(std::ffi::OsStr::from_bytes(b"/opt/\xff/sluice"));
+        assert!(matches!(
+            login_entry(not_utf8),
+            Err(LoginStartError::NotUtf8(_))
+        ));
     }
 }
