@@ -168,16 +168,16 @@ fn the_socket_directory_must_be_ours_and_closed_to_others() {
     }
 }
 
-/// A client that connects, says "show" and prints what came back (a reset, as closing
-/// with the request unread gives, is nothing): as this user, or as nobody (setpriv).
+/// A client that connects, says "show" and prints what came back (a broken pipe or a
+/// reset, as a close before or after the request gives, is nothing): as this user, or as
+/// nobody (setpriv).
 fn python_client(socket: &Path, as_nobody: bool) -> String {
     let script = "import socket, sys\n\
                   s = socket.socket(socket.AF_UNIX)\n\
                   s.settimeout(10)\n\
                   s.connect(sys.argv[1])\n\
-                  s.sendall(b'show\\n')\n\
-                  try:\n    answer = s.recv(16)\n\
-                  except ConnectionResetError:\n    answer = b''\n\
+                  try:\n    s.sendall(b'show\\n')\n    answer = s.recv(16)\n\
+                  except (BrokenPipeError, ConnectionResetError):\n    answer = b''\n\
                   print(repr(answer))\n";
     let mut command = if as_nobody {
         let mut c = std::process::Command::new("setpriv");
