@@ -205,6 +205,15 @@ impl Alerts {
     }
 }
 
+/// Text from users and peers (a tunnel's name, why it fails) on one line: a control
+/// character, a newline say, becomes a space, so it cannot start a line of its own (and
+/// pass for another tunnel's) in a notification. Markup is the platform's to escape.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 /// One notification for several changes.
 fn compose(changes: &[Change]) -> Alert {
     let failing: Vec<&Change> = changes
@@ -213,17 +222,19 @@ fn compose(changes: &[Change]) -> Alert {
         .collect();
     let failure = !failing.is_empty();
     let line = |change: &Change| match change {
-        Change::Failing { name, trouble } => format!("{name}: {trouble}"),
-        Change::Recovered { name } => format!("{name} works again"),
+        Change::Failing { name, trouble } => {
+            format!("{}: {}", one_line(name), one_line(&trouble.to_string()))
+        }
+        Change::Recovered { name } => format!("{} works again", one_line(name)),
     };
     match changes {
         [Change::Failing { name, trouble }] => Alert {
-            summary: format!("Tunnel \"{name}\" is failing"),
-            body: capitalized(&trouble.to_string()),
+            summary: format!("Tunnel \"{}\" is failing", one_line(name)),
+            body: capitalized(&one_line(&trouble.to_string())),
             failure,
         },
         [Change::Recovered { name }] => Alert {
-            summary: format!("Tunnel \"{name}\" works again"),
+            summary: format!("Tunnel \"{}\" works again", one_line(name)),
             body: "Connections go through again.".into(),
             failure,
         },
@@ -335,6 +346,28 @@ mod tests {
         assert_eq!(alert.summary, "2 tunnels are failing");
         assert!(alert.body.contains("t2: the target cannot be reached"));
         assert!(alert.body.contains("t3: it accepts no connections: gone"));
+    }
+
+    #[test]
+    fn names_and_causes_stay_on_their_line() {
+        let hostile = "<b>x</b> & 100% \"q\" \\ a\nt9: works again";
+        let failing = |name: &str, reason: &str| Change::Failing {
+            name: name.into(),
+            trouble: Trouble::ListenerLost(reason.into()),
+        };
+        let alert = compose(&[failing(hostile, "gone\r\nfor good")]);
+        assert_eq!(
+            alert.summary,
+            "Tunnel \"<b>x</b> & 100% \"q\" \\ a t9: works again\" is failing"
+        );
+        assert_eq!(alert.body, "It accepts no connections: gone  for good.");
+        let alert = compose(&[failing(hostile, "gone"), failing("t2", "gone\ntoo")]);
+        assert_eq!(
+            alert.body,
+            "<b>x</b> & 100% \"q\" \\ a t9: works again: it accepts no connections: gone\n\
+             t2: it accepts no connections: gone too",
+            "one line per tunnel"
+        );
     }
 
     #[test]

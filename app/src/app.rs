@@ -19,8 +19,12 @@ use tokio::sync::broadcast::{self, error::TryRecvError};
 
 use crate::alerts::{Alert, Alerts};
 use crate::background::{Background, Message, SaveTarget};
+use crate::bounded_read::{self, MAX_TUNNEL_FILE_LEN};
 use crate::command::UiCommand;
-use crate::error::{AppError, ProbeNotTried, SaveFailure, StartError, StartupError};
+use crate::error::{
+    AppError, BoundedReadError, ProbeNotTried, SaveFailure, StartError, StartupError,
+    TunnelImportError,
+};
 use crate::file_dialogs::{DialogAnswer, DialogKind};
 use crate::keys::{self, KeyIndex};
 use crate::model::{
@@ -459,6 +463,8 @@ impl SluiceApp {
             UiCommand::ChangeSettings(settings) => self.change_settings(settings),
             UiCommand::ExportTunnelsTo(path) => self.export_tunnels(path),
             UiCommand::ImportTunnelsFrom(path) => self.import_tunnels(path),
+            UiCommand::ConfirmImport => self.confirm_import(),
+            UiCommand::CancelImport => self.view.import_review = None,
             UiCommand::ShowWindow => {
                 self.desktop.hidden = false;
                 self.ctx
@@ -567,11 +573,9 @@ impl SluiceApp {
         self.background.run(move || {
             let prepared = (|| {
                 let ssh = match ssh_command {
-                    Some(command) => SshClient {
-                        command,
-                        destination: destination.clone(),
-                        connect_timeout_secs: FAR_END_CONNECT_TIMEOUT.as_secs(),
-                    },
+                    Some(command) => {
+                        SshClient::new(command, &destination, FAR_END_CONNECT_TIMEOUT.as_secs())
+                    }
                     None => SshClient::from_env(&destination, FAR_END_CONNECT_TIMEOUT.as_secs())?,
                 };
                 // Taking the far end down needs no key (it may be gone already).
@@ -874,14 +878,35 @@ impl SluiceApp {
 
     fn import_tunnels(&mut self, path: PathBuf) {
         self.background.run(move || {
-            let result = std::fs::read_to_string(&path)
-                .map_err(|source| crate::error::TunnelImportError::Read {
-                    path: path.clone(),
-                    source,
-                })
-                .map(|text| (path, text));
+            let result = match bounded_read::read_text(&path, MAX_TUNNEL_FILE_LEN) {
+                Ok(text) => Ok((path, text)),
+                Err(BoundedReadError::TooLarge { limit }) => {
+                    Err(TunnelImportError::TooLarge { path, limit })
+                }
+                Err(BoundedReadError::Io(source)) => Err(TunnelImportError::Read { path, source }),
+            };
             Message::TunnelFileRead(result)
         });
+    }
+
+    /// Adds the tunnels the user confirmed, if they still fit next to the tunnels there
+    /// are now. None of them starts.
+    fn confirm_import(&mut self) {
+        let Some(incoming) = self.view.import_review.take() else {
+            return;
+        };
+        let existing: Vec<TunnelSpec> = self.model.tunnels.iter().map(|t| t.spec.clone()).collect();
+        if let Err(e) = tunnel_file::fits(&incoming.tunnels, &existing) {
+            self.report(AppError::TunnelImport(e));
+            return;
+        }
+        let count = incoming.tunnels.len();
+        for spec in incoming.tunnels {
+            let id = self.fresh_id();
+            self.model.tunnels.push(TunnelEntry { id, spec });
+        }
+        self.save_config();
+        self.inform(format!("imported {count} tunnel(s); none is started"));
     }
 
     /// The window was asked to close: with tunnels running (and the setting on) it hides
@@ -1080,16 +1105,9 @@ impl SluiceApp {
                 let imported = result.and_then(|(path, text)| {
                     tunnel_file::import(&path, &text, &self.model.keys, &existing)
                 });
+                // Nothing is added before the user has seen what the file would add.
                 match imported {
-                    Ok(specs) => {
-                        let count = specs.len();
-                        for spec in specs {
-                            let id = self.fresh_id();
-                            self.model.tunnels.push(TunnelEntry { id, spec });
-                        }
-                        self.save_config();
-                        self.inform(format!("imported {count} tunnel(s)"));
-                    }
+                    Ok(incoming) => self.view.import_review = Some(incoming),
                     Err(e) => self.report(AppError::TunnelImport(e)),
                 }
             }

@@ -45,6 +45,10 @@ pub enum UiCommand {
     /// Write the tunnels (no keys) to a file chosen by the user, or typed.
     ExportTunnelsTo(PathBuf),
     ImportTunnelsFrom(PathBuf),
+    /// Add the tunnels the import's confirmation lists.
+    ConfirmImport,
+    /// Close the import's confirmation; nothing is added.
+    CancelImport,
     /// Show the window (from the tray or a second start).
     ShowWindow,
     /// Stop every tunnel and exit (tray, app menu, Ctrl+Q).

@@ -40,6 +40,15 @@ pub enum KeychainUnavailable {
     LeftOut(String),
 }
 
+/// Why a text file could not be read whole (`bounded_read`).
+#[derive(Debug, thiserror::Error)]
+pub enum BoundedReadError {
+    #[error("the file is larger than {}, the most Sluice reads", mib(*.limit))]
+    TooLarge { limit: u64 },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
 /// Why the key list file could not be used; it is then never overwritten.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyListError {
@@ -53,6 +62,11 @@ pub enum KeyListError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "key list {} is larger than {}, the most Sluice reads (a key takes about 150 bytes in it); it was left as it is: move it aside, restart Sluice and import the keys again",
+        .path.display(), mib(*.limit)
+    )]
+    TooLarge { path: PathBuf, limit: u64 },
 }
 
 /// What is wrong with the name given for a new key (the user fixes it in the form).
@@ -148,6 +162,11 @@ pub enum LoginStartError {
     NoPlace,
     #[error("cannot find the Sluice program to start: {0}")]
     NoProgram(#[source] std::io::Error),
+    #[error(
+        "the Sluice program's path {} is not UTF-8, which a start-at-login entry cannot hold: install Sluice under a UTF-8 path",
+        .0.display()
+    )]
+    NotUtf8(PathBuf),
     #[error("cannot write {}: {source}", .path.display())]
     Write {
         path: PathBuf,
@@ -160,7 +179,10 @@ pub enum LoginStartError {
     },
 }
 
-/// Why the one-instance check could not be made; the app then starts on its own.
+/// Why the one-instance check could not be made. Without a place for the socket, or
+/// when it cannot be bound, the app starts on its own ([`InstanceError::starts_alone`]);
+/// an unsafe directory or a holder that does not answer stop the start instead, so two
+/// Sluices never run at once.
 #[derive(Debug, thiserror::Error)]
 pub enum InstanceError {
     #[error("no runtime directory for the instance socket")]
@@ -170,6 +192,35 @@ pub enum InstanceError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "{} belongs to user {owner}, not to you (user {us}): Sluice keeps its instance socket only in a directory of your own; set XDG_RUNTIME_DIR to one (mode 0700) and start again",
+        .dir.display()
+    )]
+    DirNotOurs { dir: PathBuf, owner: u32, us: u32 },
+    #[error(
+        "{} can be written by other users (mode {mode:04o}), so one of them could answer in Sluice's place: run chmod 700 {} and start again",
+        .dir.display(), .dir.display()
+    )]
+    DirOpen { dir: PathBuf, mode: u32 },
+    #[error(
+        "another Sluice holds {} but did not answer within {} s, so this one did not start: if its window does not show, quit it (or, if none runs, remove {}) and start again",
+        .path.display(), .waited.as_secs(), .path.display()
+    )]
+    NoAnswer {
+        path: PathBuf,
+        waited: std::time::Duration,
+    },
+}
+
+impl InstanceError {
+    /// Whether the app may start without the check: nothing else can be running there,
+    /// or the socket cannot exist at all.
+    pub fn starts_alone(&self) -> bool {
+        matches!(
+            self,
+            InstanceError::NoRuntimeDir | InstanceError::Listen { .. }
+        )
+    }
 }
 
 /// What is wrong with a tunnel file being imported; nothing of it was imported.
@@ -180,12 +231,22 @@ pub enum TunnelImportError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "{} is larger than {}, the most Sluice reads of a tunnel file (a tunnel takes a few hundred bytes in it): check that you chose a file Sluice exported",
+        .path.display(), mib(*.limit)
+    )]
+    TooLarge { path: PathBuf, limit: u64 },
     #[error("{} is not a Sluice tunnel file: {source}", .path.display())]
     Format {
         path: PathBuf,
         source: Box<ron::error::SpannedError>,
     },
-    #[error("the file names keys this machine does not have: {}", .0.join(", "))]
+    #[error("{} holds no tunnels", .0.display())]
+    NoTunnels(PathBuf),
+    #[error(
+        "the file names keys this machine does not have: {}; import those keys first (Keys, Import), then the tunnels",
+        .0.join(", ")
+    )]
     MissingKeys(Vec<String>),
     #[error("tunnels with these names exist already: {}", quoted(.0))]
     NamesTaken(Vec<String>),
@@ -253,6 +314,15 @@ pub fn in_one_line(errors: &[ConfigError]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// A size limit in the words the messages use: 1048576 → "1 MiB".
+fn mib(bytes: u64) -> String {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{bytes} bytes")
+    }
 }
 
 fn quoted(names: &[String]) -> String {

@@ -13,7 +13,8 @@ use sluice_engine::{
     load_key, read_keyfile_with_bytes, write_new_keyfile,
 };
 
-use crate::error::{KeyError, KeyListError, KeyNameProblem};
+use crate::bounded_read::{self, MAX_KEY_INDEX_LEN};
+use crate::error::{BoundedReadError, KeyError, KeyListError, KeyNameProblem};
 
 pub const KEY_INDEX_VERSION: u32 = 1;
 
@@ -53,17 +54,24 @@ impl KeyIndex {
         }
     }
 
-    /// Reads the index; a missing file is an empty index.
+    /// Reads the index (at most [`MAX_KEY_INDEX_LEN`] bytes); a missing file is an empty
+    /// index.
     pub fn load(path: &Path) -> Result<KeyIndex, KeyListError> {
-        match std::fs::read_to_string(path) {
+        match bounded_read::read_text(path, MAX_KEY_INDEX_LEN) {
             Ok(text) => ron::from_str(&text).map_err(|source| KeyListError::Damaged {
                 path: path.to_owned(),
                 source: Box::new(source),
             }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(KeyIndex::new()),
-            Err(source) => Err(KeyListError::Unreadable {
+            Err(BoundedReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(KeyIndex::new())
+            }
+            Err(BoundedReadError::Io(source)) => Err(KeyListError::Unreadable {
                 path: path.to_owned(),
                 source,
+            }),
+            Err(BoundedReadError::TooLarge { limit }) => Err(KeyListError::TooLarge {
+                path: path.to_owned(),
+                limit,
             }),
         }
     }
@@ -284,5 +292,24 @@ mod tests {
         let path = dir.path().join("keys.ron");
         std::fs::write(&path, &text).unwrap();
         assert_eq!(KeyIndex::load(&path).unwrap(), index);
+    }
+
+    #[test]
+    fn a_key_list_beyond_1_mib_is_refused_naming_the_file_and_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.ron");
+        // A valid list padded with spaces: only its size is wrong.
+        let text = KeyIndex::new().to_ron();
+        let padded = |len: u64| format!("{text}{}", " ".repeat(len as usize - text.len()));
+        std::fs::write(&path, padded(MAX_KEY_INDEX_LEN)).unwrap();
+        assert_eq!(KeyIndex::load(&path).unwrap(), KeyIndex::new());
+        std::fs::write(&path, padded(MAX_KEY_INDEX_LEN + 1)).unwrap();
+        let error = KeyIndex::load(&path).unwrap_err();
+        assert!(matches!(error, KeyListError::TooLarge { .. }), "{error:?}");
+        let message = error.to_string();
+        assert!(
+            message.contains(&path.display().to_string()) && message.contains("larger than 1 MiB"),
+            "{message}"
+        );
     }
 }

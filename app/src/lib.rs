@@ -4,8 +4,8 @@
 //!
 //! Layers, each importing only those below it (and never in a cycle):
 //! 1. `error` (imports nothing of the app); `format`, `theme`, `tray`, `alerts`
-//!    (nothing either); `icon` (`error`, `tray`), `platform` (`error`, `tray`, `alerts`,
-//!    `icon`).
+//!    (nothing either); `bounded_read` (`error`), `icon` (`error`, `tray`), `platform`
+//!    (`error`, `tray`, `alerts`, `icon`).
 //! 2. `file_dialogs`, `keys`, `tunnel_form`, `tunnel_file`, then `services`: the machine,
 //!    the forms and the export file.
 //! 3. `model`, then `command`: what the views read and what they may ask for.
@@ -19,6 +19,7 @@
 pub mod alerts;
 pub mod app;
 pub mod background;
+pub mod bounded_read;
 pub mod command;
 pub mod error;
 pub mod file_dialogs;

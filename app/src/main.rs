@@ -31,9 +31,13 @@ fn main() -> eframe::Result {
             return Ok(());
         }
         Ok(Instance::First(lock)) => Some(lock),
-        Err(e) => {
+        Err(e) if e.starts_alone() => {
             eprintln!("sluice: {e}; starting without the one-instance check");
             None
+        }
+        Err(e) => {
+            eprintln!("sluice: {e}");
+            std::process::exit(1);
         }
     };
 

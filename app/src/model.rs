@@ -17,6 +17,7 @@ use sluice_engine::{
 use crate::error::{AppError, KeyListError, KeychainUnavailable, ProbeNotTried};
 use crate::keys::{KeyIndex, KeyInfo};
 use crate::tray::{TrayHealth, TraySnapshot, TrayTunnel};
+use crate::tunnel_file::Incoming;
 use crate::tunnel_form::EditorState;
 
 /// Log lines kept per tunnel.
@@ -374,4 +375,6 @@ pub struct ViewState {
     pub settings_open: bool,
     /// Typed paths for exporting and importing tunnels when no dialog can be shown.
     pub tunnel_file_path: String,
+    /// Tunnels read from a file, shown for the user to confirm before anything is added.
+    pub import_review: Option<Incoming>,
 }

@@ -4,8 +4,13 @@
 //! `cfg(target_os)`. Only the Linux branches are built and tested; the others are written,
 //! not built.
 
+#[cfg(unix)]
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
+#[cfg(unix)]
+use std::time::Instant;
 
 use sluice_engine::KeyStore;
 
@@ -266,11 +271,19 @@ mod sni {
 /// own elsewhere, through notify-rust). Blocks on the notification service: call it off
 /// the UI thread.
 pub fn notify(alert: &Alert) -> Result<(), NotifyFailure> {
+    // A server that reads markup in bodies says so ("body-markup"); one that does not
+    // shows the body as it is. If it cannot be asked, escaping is the safe guess.
+    #[cfg(all(unix, not(target_os = "macos")))]
+    let body_markup = notify_rust::get_capabilities()
+        .map_or(true, |caps| caps.iter().any(|c| c == "body-markup"));
+    #[cfg(not(all(unix, not(target_os = "macos"))))]
+    let body_markup = false;
+    let (summary, body) = notification_text(alert, body_markup);
     let mut notification = notify_rust::Notification::new();
     notification
         .appname("Sluice")
-        .summary(&alert.summary)
-        .body(&alert.body)
+        .summary(&summary)
+        .body(&body)
         .icon(crate::icon::APP_ID);
     #[cfg(target_os = "linux")]
     notification.urgency(if alert.failure {
@@ -282,6 +295,39 @@ pub fn notify(alert: &Alert) -> Result<(), NotifyFailure> {
         .show()
         .map(|_| ())
         .map_err(|e| NotifyFailure(e.to_string()))
+}
+
+/// The summary and body as the freedesktop notification spec wants them: the summary is
+/// one line of plain text; in the body, where the server reads markup, `&`, `<` and `>`
+/// are escaped, so a tunnel's name or a peer's words show as written and never as
+/// markup (a link, an image, bold).
+pub fn notification_text(alert: &Alert, body_markup: bool) -> (String, String) {
+    let summary = alert
+        .summary
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let body = if body_markup {
+        escape_markup(&alert.body)
+    } else {
+        alert.body.clone()
+    };
+    (summary, body)
+}
+
+/// `&`, `<` and `>` as the entities the notification spec's markup (a subset of XML)
+/// reads back as those characters.
+fn escape_markup(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
 }
 
 // ---- start at login -----------------------------------------------------------------
@@ -327,7 +373,7 @@ pub fn set_start_at_login(dir: Option<&Path>, on: bool) -> Result<PathBuf, Login
         };
     }
     let program = std::env::current_exe().map_err(LoginStartError::NoProgram)?;
-    let text = login_entry(&program);
+    let text = login_entry(&program)?;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|source| LoginStartError::Write {
             path: path.clone(),
@@ -344,36 +390,78 @@ pub fn set_start_at_login(dir: Option<&Path>, on: bool) -> Result<PathBuf, Login
 }
 
 #[cfg(not(any(target_os = "macos", target_os = "windows")))]
-fn login_entry(program: &Path) -> String {
-    // The desktop entry spec quotes arguments with double quotes, escaping " ` $ \.
+fn login_entry(program: &Path) -> Result<String, LoginStartError> {
+    // A desktop entry is UTF-8: a path that is not cannot be written into one.
+    let program = program
+        .to_str()
+        .ok_or_else(|| LoginStartError::NotUtf8(program.to_owned()))?;
+    Ok(format!(
+        "[Desktop Entry]\nType=Application\nName=Sluice\nComment=Starts Sluice's tunnels at login, in the tray\nExec={} --hidden\nIcon={}\nTerminal=false\nNoDisplay=true\nX-GNOME-Autostart-enabled=true\n",
+        exec_argument(program),
+        crate::icon::APP_ID
+    ))
+}
+
+/// One argument of a desktop entry's `Exec=` key, as the Desktop Entry spec reads it back:
+/// quoted whole, with `"`, `` ` ``, `$` and `\` escaped by a backslash inside the quotes;
+/// a literal `%` doubled (a single one starts a field code such as `%f`); then, since
+/// `Exec` is a string value, backslashes doubled again and newlines, tabs and carriage
+/// returns written as `\n`, `\t`, `\r` (that escaping is undone first when the entry is
+/// read, the quoting after it).
+#[cfg(not(any(target_os = "macos", target_os = "windows")))]
+fn exec_argument(argument: &str) -> String {
     let mut quoted = String::from("\"");
-    for c in program.display().to_string().chars() {
-        if matches!(c, '"' | '`' | '$' | '\\') {
-            quoted.push('\\');
+    for c in argument.chars() {
+        match c {
+            '"' | '`' | '$' | '\\' => {
+                quoted.push('\\');
+                quoted.push(c);
+            }
+            '%' => quoted.push_str("%%"),
+            c => quoted.push(c),
         }
-        quoted.push(c);
     }
     quoted.push('"');
-    format!(
-        "[Desktop Entry]\nType=Application\nName=Sluice\nComment=Starts Sluice's tunnels at login, in the tray\nExec={quoted} --hidden\nIcon={}\nTerminal=false\nNoDisplay=true\nX-GNOME-Autostart-enabled=true\n",
-        crate::icon::APP_ID
-    )
+    let mut value = String::with_capacity(quoted.len());
+    for c in quoted.chars() {
+        match c {
+            '\\' => value.push_str("\\\\"),
+            '\n' => value.push_str("\\n"),
+            '\t' => value.push_str("\\t"),
+            '\r' => value.push_str("\\r"),
+            c => value.push(c),
+        }
+    }
+    value
 }
 
 #[cfg(target_os = "macos")]
-fn login_entry(program: &Path) -> String {
-    format!(
+fn login_entry(program: &Path) -> Result<String, LoginStartError> {
+    Ok(format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" \"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n<plist version=\"1.0\"><dict><key>Label</key><string>org.sluice.Sluice</string><key>ProgramArguments</key><array><string>{}</string><string>--hidden</string></array><key>RunAtLoad</key><true/></dict></plist>\n",
-        program.display()
-    )
+        escape_markup(&program.display().to_string())
+    ))
 }
 
 #[cfg(target_os = "windows")]
-fn login_entry(program: &Path) -> String {
-    format!("@start \"\" \"{}\" --hidden\r\n", program.display())
+fn login_entry(program: &Path) -> Result<String, LoginStartError> {
+    // In a batch file a single `%` starts a variable.
+    let program = program.display().to_string().replace('%', "%%");
+    Ok(format!("@start \"\" \"{program}\" --hidden\r\n"))
 }
 
 // ---- one instance ---------------------------------------------------------------------
+
+/// How long the first instance gives a connection to say what it wants; a silent or slow
+/// client is dropped after this, so it holds up later starts by at most this long.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(1);
+
+/// The most the first instance reads of a request ("show\n" is 5 bytes).
+const MAX_REQUEST_LEN: usize = 16;
+
+/// How long a second start waits for the first to answer (connect, write and read in
+/// all) before it gives up, and starts nothing.
+pub const ANSWER_DEADLINE: Duration = Duration::from_secs(3);
 
 /// What a start found: it is the first Sluice of this user (and holds the instance
 /// socket), or another one runs and was asked to show its window.
@@ -394,19 +482,32 @@ impl InstanceLock {
         &self.path
     }
 
-    /// Answers later starts on a thread of its own, calling `show` for each.
+    /// Answers later starts on a thread of its own, calling `show` for each. Connections
+    /// are taken one at a time, each given [`REQUEST_DEADLINE`] and [`MAX_REQUEST_LEN`]
+    /// bytes to ask, and only from processes of this user: another user's connection is
+    /// closed unread.
     pub fn serve(self, show: impl Fn() + Send + 'static) {
         #[cfg(unix)]
         {
             let _ = std::thread::Builder::new()
                 .name("sluice-instance".into())
                 .spawn(move || {
-                    use std::io::{BufRead, Write};
-                    for stream in self.listener.incoming().flatten() {
-                        let mut line = String::new();
-                        let mut reader = std::io::BufReader::new(&stream);
-                        if reader.read_line(&mut line).is_ok() && line.trim() == "show" {
+                    let us = unix::our_uid();
+                    for stream in self.listener.incoming() {
+                        let stream = match stream {
+                            Ok(stream) => stream,
+                            // Out of descriptors, most likely: wait instead of spinning.
+                            Err(_) => {
+                                std::thread::sleep(Duration::from_millis(100));
+                                continue;
+                            }
+                        };
+                        if unix::peer_uid(&stream) != Some(us) {
+                            continue;
+                        }
+                        if read_request(&stream, REQUEST_DEADLINE).as_deref() == Some("show") {
                             show();
+                            let _ = stream.set_write_timeout(Some(REQUEST_DEADLINE));
                             let _ = (&stream).write_all(b"ok\n");
                         }
                     }
@@ -414,6 +515,35 @@ impl InstanceLock {
         }
         #[cfg(not(unix))]
         let _ = show;
+    }
+}
+
+/// One line (without its newline) of at most [`MAX_REQUEST_LEN`] bytes, read within
+/// `deadline` in all; `None` if the peer is silent, slow, says more, or is not text.
+#[cfg(unix)]
+fn read_request(stream: &std::os::unix::net::UnixStream, deadline: Duration) -> Option<String> {
+    let until = Instant::now() + deadline;
+    let mut buf = [0u8; MAX_REQUEST_LEN];
+    let mut len = 0;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return None;
+        }
+        match (&*stream).read(&mut buf[len..]) {
+            Ok(0) => return None,
+            Ok(n) => {
+                len += n;
+                if let Some(end) = buf[..len].iter().position(|&b| b == b'\n') {
+                    return std::str::from_utf8(&buf[..end]).ok().map(str::to_owned);
+                }
+                if len == buf.len() {
+                    return None;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
     }
 }
 
@@ -426,40 +556,112 @@ pub fn instance_socket(dir: Option<&Path>) -> Option<PathBuf> {
         .map(|d| d.join("org.sluice.Sluice.sock"))
 }
 
-/// Claims the instance socket, or hands over to the Sluice that holds it.
+/// What asking the socket's holder to show its window came to.
+#[cfg(unix)]
+enum Asked {
+    Shown,
+    /// Nothing accepts connections there (no file, or one left by a Sluice that crashed).
+    NobodyThere,
+    /// Something accepted the connection but did not answer "ok" in time.
+    NoAnswer,
+}
+
+/// Asks whoever holds the socket to show its window, waiting at most `deadline`. A
+/// connect can block (the holder's backlog is full), so the exchange runs on a thread of
+/// its own and is abandoned when the deadline passes.
+#[cfg(unix)]
+fn ask_to_show(path: &Path, deadline: Duration) -> Asked {
+    let path = path.to_owned();
+    within(deadline, move || {
+        let Ok(stream) = std::os::unix::net::UnixStream::connect(&path) else {
+            return Asked::NobodyThere;
+        };
+        let _ = stream.set_write_timeout(Some(deadline));
+        if (&stream).write_all(b"show\n").is_err() {
+            return Asked::NoAnswer;
+        }
+        match read_request(&stream, deadline).as_deref() {
+            Some("ok") => Asked::Shown,
+            _ => Asked::NoAnswer,
+        }
+    })
+    .unwrap_or(Asked::NoAnswer)
+}
+
+/// Whether something accepts connections at `path`, known within `deadline` (else yes).
+#[cfg(unix)]
+fn connectable(path: &Path, deadline: Duration) -> bool {
+    let path = path.to_owned();
+    within(deadline, move || {
+        std::os::unix::net::UnixStream::connect(&path).is_ok()
+    })
+    .unwrap_or(true)
+}
+
+/// `job`'s result if it comes within `deadline`; the job runs on a thread of its own and
+/// is left behind (to end by itself) if it takes longer.
+#[cfg(unix)]
+fn within<T: Send + 'static>(
+    deadline: Duration,
+    job: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("sluice-instance-ask".into())
+        .spawn(move || {
+            let _ = sender.send(job());
+        })
+        .ok()?;
+    receiver.recv_timeout(deadline).ok()
+}
+
+/// Claims the instance socket, or hands over to the Sluice that holds it. The directory
+/// holding the socket must be this user's and closed to others (else another user could
+/// answer for Sluice, or replace its socket); a holder that does not answer within
+/// [`ANSWER_DEADLINE`] is an error, not a reason to start a second Sluice.
 #[cfg(unix)]
 pub fn claim_instance(dir: Option<&Path>) -> Result<Instance, InstanceError> {
-    use std::io::{BufRead, Write};
-    use std::os::unix::net::{UnixListener, UnixStream};
+    use std::os::unix::net::UnixListener;
     let path = instance_socket(dir).ok_or(InstanceError::NoRuntimeDir)?;
+    if let Some(parent) = path.parent() {
+        unix::check_private_dir(parent)?;
+    }
     // Two tries: a socket file left by a crashed Sluice is removed and bound again.
     for _ in 0..2 {
-        if let Ok(mut stream) = UnixStream::connect(&path) {
-            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
-            let mut answer = String::new();
-            let handed = stream.write_all(b"show\n").is_ok()
-                && std::io::BufReader::new(&stream)
-                    .read_line(&mut answer)
-                    .is_ok()
-                && answer.trim() == "ok";
-            if handed {
-                return Ok(Instance::HandedOver);
+        match ask_to_show(&path, ANSWER_DEADLINE) {
+            Asked::Shown => return Ok(Instance::HandedOver),
+            Asked::NoAnswer => {
+                return Err(InstanceError::NoAnswer {
+                    path,
+                    waited: ANSWER_DEADLINE,
+                });
             }
+            Asked::NobodyThere => {}
         }
         match UnixListener::bind(&path) {
-            Ok(listener) => return Ok(Instance::First(InstanceLock { listener, path })),
+            Ok(listener) => {
+                // Only this user may connect (the directory is private already).
+                use std::os::unix::fs::PermissionsExt;
+                let private = std::fs::Permissions::from_mode(0o600);
+                if let Err(source) = std::fs::set_permissions(&path, private) {
+                    return Err(InstanceError::Listen { path, source });
+                }
+                return Ok(Instance::First(InstanceLock { listener, path }));
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
                 // Nobody answered on it: stale. (If another start just bound it, the
-                // next connect reaches that one.)
-                if UnixStream::connect(&path).is_err() {
+                // next ask reaches that one.)
+                if !connectable(&path, ANSWER_DEADLINE) {
                     let _ = std::fs::remove_file(&path);
                 }
             }
             Err(source) => return Err(InstanceError::Listen { path, source }),
         }
     }
-    let source = std::io::Error::from(std::io::ErrorKind::AddrInUse);
-    Err(InstanceError::Listen { path, source })
+    Err(InstanceError::NoAnswer {
+        path,
+        waited: ANSWER_DEADLINE,
+    })
 }
 
 /// Written, not built: Windows would use a named pipe; until then every start is first.
@@ -467,4 +669,195 @@ pub fn claim_instance(dir: Option<&Path>) -> Result<Instance, InstanceError> {
 pub fn claim_instance(dir: Option<&Path>) -> Result<Instance, InstanceError> {
     let path = instance_socket(dir).ok_or(InstanceError::NoRuntimeDir)?;
     Ok(Instance::First(InstanceLock { path }))
+}
+
+/// Who is at the other end of the instance socket, and whose its directory is.
+#[cfg(unix)]
+mod unix {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::net::UnixStream;
+    use std::path::Path;
+
+    use crate::error::InstanceError;
+
+    /// This process's effective user id, the one its files and sockets get.
+    pub fn our_uid() -> u32 {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        unsafe { libc::geteuid() }
+    }
+
+    /// The effective user id of the process that connected (`SO_PEERCRED`).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub fn peer_uid(stream: &UnixStream) -> Option<u32> {
+        let mut cred = libc::ucred {
+            pid: 0,
+            uid: 0,
+            gid: 0,
+        };
+        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+        // SAFETY: the descriptor is open for the borrow; getsockopt writes at most `len`
+        // bytes into the local `cred`.
+        let result = unsafe {
+            libc::getsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERCRED,
+                (&raw mut cred).cast(),
+                &mut len,
+            )
+        };
+        (result == 0 && len as usize == std::mem::size_of::<libc::ucred>()).then_some(cred.uid)
+    }
+
+    /// The effective user id of the process that connected (`getpeereid`, the BSDs and
+    /// macOS). Written, not built here.
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    pub fn peer_uid(stream: &UnixStream) -> Option<u32> {
+        let mut uid: libc::uid_t = 0;
+        let mut gid: libc::gid_t = 0;
+        // SAFETY: the descriptor is open for the borrow; the pointers are to locals.
+        let result = unsafe { libc::getpeereid(stream.as_raw_fd(), &mut uid, &mut gid) };
+        (result == 0).then_some(uid)
+    }
+
+    /// The directory must be a directory of this user's that neither group nor others can
+    /// write to: anyone who can write there can put a socket of their own in its place.
+    pub fn check_private_dir(dir: &Path) -> Result<(), InstanceError> {
+        let meta = std::fs::metadata(dir).map_err(|source| InstanceError::Listen {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let us = our_uid();
+        if meta.uid() != us {
+            return Err(InstanceError::DirNotOurs {
+                dir: dir.to_owned(),
+                owner: meta.uid(),
+                us,
+            });
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(InstanceError::DirOpen {
+                dir: dir.to_owned(),
+                mode: meta.mode() & 0o7777,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tunnel's name as hostile as a name (or a peer's words) can be.
+    const HOSTILE: &str = "<b>x</b> & 100% \"q\" \\ a\nsecond line";
+
+    #[test]
+    fn notification_bodies_escape_markup_only_where_the_server_reads_it() {
+        let alert = Alert {
+            summary: HOSTILE.into(),
+            body: HOSTILE.into(),
+            failure: true,
+        };
+        let (summary, body) = notification_text(&alert, true);
+        assert_eq!(
+            summary, "<b>x</b> & 100% \"q\" \\ a second line",
+            "plain, one line"
+        );
+        assert_eq!(
+            body,
+            "&lt;b&gt;x&lt;/b&gt; &amp; 100% \"q\" \\ a\nsecond line"
+        );
+        let (_, body) = notification_text(&alert, false);
+        assert_eq!(
+            body, HOSTILE,
+            "a server without markup shows the body as it is"
+        );
+    }
+
+    /// The Desktop Entry spec's reading of one `Exec` argument: the string escapes first,
+    /// then `%%`, then the quoting (as GLib and KDE read it).
+    #[cfg(not(any(target_os = "macos", target_os = "windows")))]
+    fn read_exec_argument(value: &str) -> String {
+        let mut unescaped = String::new();
+        let mut chars = value.chars();
+        while let Some(c) = chars.next() {
+            if c != '\\' {
+                unescaped.push(c);
+                continue;
+            }
+            match chars.next() {
+                Some('n') => unescaped.push('\n'),
+                Some('t') => unescaped.push('\t'),
+                Some('r') => unescaped.push('\r'),
+                Some('s') => unescaped.push(' '),
+                Some('\\') => unescaped.push('\\'),
+                other => panic!("a stray backslash before {other:?} in {value}"),
+            }
+        }
+        let expanded = unescaped.replace("%%", "\u{0}");
+        assert!(!expanded.contains('%'), "a field code in {value}");
+        let inner = expanded
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or_else(|| panic!("not quoted whole: {value}"));
+        let mut argument = String::new();
+        let mut chars = inner.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some(e @ ('"' | '`' | '$' | '\\')) => argument.push(e),
+                    other => panic!("a bad escape before {other:?} in {value}"),
+                },
+                '"' | '`' | '$' => panic!("an unescaped {c} in {value}"),
+                c => argument.push(c),
+            }
+        }
+        argument.replace('\u{0}', "%")
+    }
+
+    #[cfg(not(any(target_os = "macos", target_os = "windows")))]
+    #[test]
+    fn the_exec_line_quotes_percent_backslashes_and_newlines_as_the_spec_says() {
+        let program = format!("/opt/{HOSTILE} `$HOME` %f/sluice");
+        let value = exec_argument(&program);
+        assert_eq!(
+            value,
+            r#""/opt/<b>x</b> & 100%% \\"q\\" \\\\ a\nsecond line \\`\\$HOME\\` %%f/sluice""#
+        );
+        assert!(!value.contains('\n'), "one line");
+        assert_eq!(read_exec_argument(&value), program, "read back whole");
+
+        let entry = login_entry(Path::new(&program)).unwrap();
+        let exec = entry.lines().find_map(|l| l.strip_prefix("Exec=")).unwrap();
+        assert_eq!(exec, format!("{value} --hidden"));
+        // The validator of desktop-file-utils agrees (it is what the .deb's checks use).
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("org.sluice.Sluice.desktop");
+        std::fs::write(&file, &entry).unwrap();
+        match std::process::Command::new("desktop-file-validate")
+            .arg(&file)
+            .output()
+        {
+            Ok(out) => assert!(
+                out.status.success() && out.stdout.is_empty(),
+                "{}{entry}",
+                String::from_utf8_lossy(&out.stdout)
+            ),
+            Err(_) if std::env::var_os("CI").is_none() => {
+                eprintln!(
+                    "desktop-file-validate not found: the entry was checked by the spec's reading only"
+                );
+            }
+            Err(e) => panic!("desktop-file-validate: {e}: apt-get install desktop-file-utils"),
+        }
+
+        use std::os::unix::ffi::OsStrExt;
+        let not_utf8 = Path::new(std::ffi::OsStr::from_bytes(b"/opt/\xff/sluice"));
+        assert!(matches!(
+            login_entry(not_utf8),
+            Err(LoginStartError::NotUtf8(_))
+        ));
+    }
 }

@@ -1,11 +1,11 @@
 //! Export and import of tunnels: a RON file of tunnel definitions without key material.
-//! Each tunnel names its key by name and fingerprint; an import finds the key with that
-//! fingerprint in this machine's key list, and imports nothing unless every tunnel fits.
+//! An import binds each tunnel to the key of the same fingerprint here, and keeps nothing
+//! that acts on its own (autostart, the far-end record); the user confirms what it adds.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sluice_engine::{Config, TunnelSpec};
+use sluice_engine::{Address, Config, TunnelSpec};
 
 use crate::error::TunnelImportError;
 use crate::keys::KeyIndex;
@@ -30,8 +30,9 @@ pub struct ExportedTunnel {
     pub tunnel: TunnelSpec,
 }
 
-/// A key by its name and fingerprint (`None` if the key was not in the key list; then
-/// the name alone finds it).
+/// A key by its name and fingerprint. The name is for people; an import matches the
+/// fingerprint only (a file without one imports nothing: a name alone would bind whatever
+/// key happens to carry it here).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyMention {
@@ -73,38 +74,88 @@ fn key_ref_name(spec: &TunnelSpec) -> String {
     }
 }
 
+/// Tunnels of a file, as this machine would keep them, waiting for the user to confirm.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Incoming {
+    pub path: PathBuf,
+    pub tunnels: Vec<TunnelSpec>,
+    /// How many were marked to start by themselves (they are not, once imported).
+    pub autostart_dropped: usize,
+    /// How many named a far end set up over ssh (the record is not imported).
+    pub far_ends_dropped: usize,
+}
+
+/// Where an address leads, as the import's confirmation marks it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reach {
+    /// A loopback address or `localhost`: this machine only.
+    Loopback,
+    /// A UNIX socket: a local service (an ssh agent, a database), or a file created here.
+    UnixSocket,
+    /// Anything else: other machines (a listen address they can connect to, or a target
+    /// elsewhere).
+    Network,
+}
+
+/// Where an address in spiped's syntax leads. One that does not parse is taken as the
+/// network, the case that needs the user's eye.
+pub fn reach(address: &str) -> Reach {
+    match address.parse::<Address>() {
+        Ok(Address::Unix(_)) => Reach::UnixSocket,
+        Ok(address) if address.is_loopback() => Reach::Loopback,
+        _ => Reach::Network,
+    }
+}
+
 /// Reads an exported file and gives the tunnels as this machine would keep them, or why
-/// none can be imported: a key this machine lacks (each named), a name already taken, a
-/// tunnel that does not check out next to the existing ones.
+/// none can be imported: a key this machine lacks or a file that names a key without its
+/// fingerprint (each named), a name already taken, a tunnel that does not check out next
+/// to the existing ones. Imported tunnels never start by themselves and carry no far-end
+/// record (which would pre-fill where "Set up" sends the key).
 pub fn import(
     path: &Path,
     text: &str,
     keys: &KeyIndex,
     existing: &[TunnelSpec],
-) -> Result<Vec<TunnelSpec>, TunnelImportError> {
+) -> Result<Incoming, TunnelImportError> {
     let file: TunnelFile = ron::from_str(text).map_err(|source| TunnelImportError::Format {
         path: path.to_owned(),
         source: Box::new(source),
     })?;
+    if file.tunnels.is_empty() {
+        return Err(TunnelImportError::NoTunnels(path.to_owned()));
+    }
     let mut missing = Vec::new();
-    let mut imported = Vec::new();
+    let mut incoming = Incoming {
+        path: path.to_owned(),
+        tunnels: Vec::new(),
+        autostart_dropped: 0,
+        far_ends_dropped: 0,
+    };
     for exported in file.tunnels {
+        let name = shortened(&exported.key.name);
         let local = match &exported.key.fingerprint {
-            Some(fingerprint) => keys.with_fingerprint(fingerprint),
-            None => keys.get(&exported.key.name),
+            Some(fingerprint) => keys
+                .with_fingerprint(fingerprint)
+                .ok_or_else(|| format!("\"{name}\" (fingerprint {})", shortened(fingerprint))),
+            None => Err(format!(
+                "\"{name}\" (the file gives no fingerprint, and keys are matched by fingerprint only)"
+            )),
         };
         match local {
-            Some(info) => {
+            Ok(info) => {
                 let mut spec = exported.tunnel;
                 spec.key = info.location.clone();
                 spec.fingerprint = Some(info.fingerprint.clone());
-                imported.push(spec);
+                if std::mem::take(&mut spec.autostart) {
+                    incoming.autostart_dropped += 1;
+                }
+                if spec.far_end.take().is_some() {
+                    incoming.far_ends_dropped += 1;
+                }
+                incoming.tunnels.push(spec);
             }
-            None => {
-                let mention = match &exported.key.fingerprint {
-                    Some(f) => format!("\"{}\" (fingerprint {f})", exported.key.name),
-                    None => format!("\"{}\"", exported.key.name),
-                };
+            Err(mention) => {
                 if !missing.contains(&mention) {
                     missing.push(mention);
                 }
@@ -114,7 +165,14 @@ pub fn import(
     if !missing.is_empty() {
         return Err(TunnelImportError::MissingKeys(missing));
     }
-    let taken: Vec<String> = imported
+    fits(&incoming.tunnels, existing)?;
+    Ok(incoming)
+}
+
+/// Whether these tunnels can join the existing ones: no name taken, and all of them
+/// together check out (addresses, listen ports, each tunnel's rules).
+pub fn fits(tunnels: &[TunnelSpec], existing: &[TunnelSpec]) -> Result<(), TunnelImportError> {
+    let taken: Vec<String> = tunnels
         .iter()
         .filter(|t| existing.iter().any(|e| e.name == t.name))
         .map(|t| t.name.clone())
@@ -123,11 +181,25 @@ pub fn import(
         return Err(TunnelImportError::NamesTaken(taken));
     }
     let all = Config {
-        tunnels: existing.iter().cloned().chain(imported.clone()).collect(),
+        tunnels: existing.iter().chain(tunnels).cloned().collect(),
         ..Config::default()
     };
-    all.validate().map_err(TunnelImportError::Invalid)?;
-    Ok(imported)
+    all.validate().map_err(TunnelImportError::Invalid)
+}
+
+/// Text from the file as a message quotes it: at most 64 characters, no control
+/// characters, so a hostile file cannot flood or reshape the notice.
+fn shortened(text: &str) -> String {
+    const MOST: usize = 64;
+    let mut short: String = text
+        .chars()
+        .take(MOST)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text.chars().count() > MOST {
+        short.push('…');
+    }
+    short
 }
 
 #[cfg(test)]
@@ -163,7 +235,9 @@ mod tests {
         let text = export(&[spec("redis", 16379, "redis prod")], &here);
         assert!(text.contains("aa:bb") && !text.contains("secret"));
         let there = index("from alice", "aa:bb");
-        let tunnels = import(Path::new("t.ron"), &text, &there, &[]).unwrap();
+        let tunnels = import(Path::new("t.ron"), &text, &there, &[])
+            .unwrap()
+            .tunnels;
         assert_eq!(tunnels.len(), 1);
         assert_eq!(tunnels[0].key, KeyRef::Keychain("from alice".into()));
     }
@@ -188,7 +262,86 @@ mod tests {
         let error = import(Path::new("t.ron"), &text, &there, &[]).unwrap_err();
         assert_eq!(
             error.to_string(),
-            "the file names keys this machine does not have: \"metrics\" (fingerprint cc:dd)"
+            "the file names keys this machine does not have: \"metrics\" (fingerprint cc:dd); import those keys first (Keys, Import), then the tunnels"
+        );
+    }
+
+    /// What a hostile file would plant: a tunnel that starts by itself, listens on every
+    /// interface and forwards to a local UNIX socket, with a far-end record that pre-fills
+    /// where "Set up" sends the key.
+    const PLANTED: &str = r#"(
+        version: 1,
+        tunnels: [(
+            key: (name: "shared", fingerprint: Some("aa:bb")),
+            tunnel: (
+                name: "agent",
+                mode: Decrypt,
+                listen: "[0.0.0.0]:16022",
+                target: "/run/user/1000/ssh-agent.socket",
+                key: File("/home/attacker/k.key"),
+                autostart: true,
+                far_end: Some((ssh: "attacker@evil.example", far_address: "[127.0.0.1]:22")),
+            ),
+        )],
+    )"#;
+
+    #[test]
+    fn an_import_starts_nothing_by_itself_and_forgets_the_far_end() {
+        let keys = index("mine", "aa:bb");
+        let incoming = import(Path::new("t.ron"), PLANTED, &keys, &[]).unwrap();
+        let [spec] = incoming.tunnels.as_slice() else {
+            panic!("{incoming:?}");
+        };
+        assert!(!spec.autostart, "autostart is off");
+        assert_eq!(spec.far_end, None, "the far-end record is dropped");
+        assert_eq!(
+            spec.key,
+            KeyRef::Keychain("mine".into()),
+            "bound by fingerprint"
+        );
+        assert_eq!(spec.fingerprint.as_deref(), Some("aa:bb"));
+        assert_eq!(
+            (incoming.autostart_dropped, incoming.far_ends_dropped),
+            (1, 1)
+        );
+        // The confirmation marks where it listens and sends.
+        assert_eq!(reach(&spec.listen), Reach::Network);
+        assert_eq!(reach(&spec.target), Reach::UnixSocket);
+        assert_eq!(reach("[127.0.0.1]:1"), Reach::Loopback);
+        assert_eq!(reach("[::1]:1"), Reach::Loopback);
+        assert_eq!(reach("localhost:1"), Reach::Loopback);
+        assert_eq!(reach("db.example:1"), Reach::Network);
+    }
+
+    #[test]
+    fn a_key_without_a_fingerprint_is_not_bound_by_its_name() {
+        let keys = index("shared", "aa:bb");
+        let text = PLANTED.replace(r#"Some("aa:bb")"#, "None");
+        let error = import(Path::new("t.ron"), &text, &keys, &[]).unwrap_err();
+        assert!(
+            matches!(error, TunnelImportError::MissingKeys(_)),
+            "{error:?}"
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains("\"shared\" (the file gives no fingerprint"),
+            "{message}"
+        );
+        // An unknown fingerprint is refused the same way, and hostile text is tamed.
+        let long = format!("{}\n{}", "x".repeat(100), "y");
+        let text = PLANTED
+            .replace(r#"Some("aa:bb")"#, r#"Some("cc:dd")"#)
+            .replace(r#"name: "shared""#, &format!("name: {long:?}"));
+        let message = import(Path::new("t.ron"), &text, &keys, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains(&format!("\"{}…\"", "x".repeat(64))),
+            "{message}"
+        );
+        assert!(
+            !message.contains('\n') && message.contains("cc:dd"),
+            "{message}"
         );
     }
 
@@ -205,5 +358,7 @@ mod tests {
         );
         let garbage = import(Path::new("t"), "(version: 1, tunnels: [(", &keys, &[]);
         assert!(matches!(garbage, Err(TunnelImportError::Format { .. })));
+        let empty = import(Path::new("t"), "(version: 1, tunnels: [])", &keys, &[]);
+        assert!(matches!(empty, Err(TunnelImportError::NoTunnels(_))));
     }
 }

@@ -355,6 +355,30 @@ mod tests {
     }
 
     #[test]
+    fn control_characters_are_a_problem_of_their_field() {
+        let mut form = EditorState::new_tunnel(Some("k"));
+        // Inside the text: the editor trims only the ends.
+        form.name = "redis\nprod".into();
+        form.listen = "/run/a\nb.sock".into();
+        form.target = "db\r.example.org:8025".into();
+        form.bind = "[::1]\u{1b}".into();
+        let spec = form.to_spec(no_keys);
+        form.recheck(&spec, &[], None);
+        let problems = form.problems();
+        for field in ["name", "listen", "target", "bind"] {
+            let problem = problems.get(field).map_or("", String::as_str);
+            assert!(
+                problem.contains("cannot contain control characters"),
+                "{field}: {problems:?}"
+            );
+        }
+        assert!(
+            problems["listen"].contains("(here a line feed at position 7): remove it"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn duplicates_and_busy_ports_are_caught() {
         let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = holder.local_addr().unwrap().port();

@@ -92,3 +92,53 @@ fn a_damaged_key_list_is_shown_and_never_overwritten() {
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert_eq!(std::fs::read_to_string(&keys).unwrap(), damaged);
 }
+
+#[test]
+fn a_tunnel_file_or_key_list_beyond_1_mib_is_refused_naming_the_file_and_the_limit() {
+    use sluice::bounded_read::{MAX_KEY_INDEX_LEN, MAX_TUNNEL_FILE_LEN};
+    let dir = tempfile::tempdir().unwrap();
+    let config_dir = dir.path().join("config");
+    std::fs::create_dir_all(&config_dir).unwrap();
+    // Valid files padded with spaces: only their size is wrong.
+    let padded = |text: &str, len: u64| format!("{text}{}", " ".repeat(len as usize - text.len()));
+    let keys = config_dir.join("keys.ron");
+    let key_list = padded("(version: 1, keys: [])", MAX_KEY_INDEX_LEN + 1);
+    std::fs::write(&keys, &key_list).unwrap();
+    let mut harness = app_harness(services(
+        &config_dir,
+        mock_keychain(),
+        Arc::new(ScriptedDialogs::default()),
+    ));
+    harness.run_ok();
+    let shown = keys.display().to_string();
+    assert!(
+        harness.state().model.keys_broken.as_ref().is_some_and(|m| {
+            let m = m.to_string();
+            m.contains(&shown) && m.contains("larger than 1 MiB")
+        }),
+        "{:?}",
+        harness.state().model.keys_broken
+    );
+    assert!(shows(&harness, "larger than 1 MiB"), "the banner says so");
+
+    let file = dir.path().join("tunnels.ron");
+    std::fs::write(
+        &file,
+        padded("(version: 1, tunnels: [])", MAX_TUNNEL_FILE_LEN + 1),
+    )
+    .unwrap();
+    let shown = file.display().to_string();
+    harness
+        .state_mut()
+        .execute(sluice::command::UiCommand::ImportTunnelsFrom(file.clone()));
+    wait_until(&mut harness, "the import error naming the file", |app| {
+        app.model.notices.iter().any(|n| {
+            n.error
+                && n.text.contains(&shown)
+                && n.text.contains("larger than 1 MiB")
+                && n.text.contains("tunnel file")
+        })
+    });
+    assert!(harness.state().model.tunnels.is_empty());
+    assert_eq!(std::fs::read_to_string(&keys).unwrap(), key_list);
+}

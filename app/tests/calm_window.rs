@@ -230,6 +230,10 @@ fn tunnels_go_out_without_keys_and_come_in_only_with_every_key() {
     harness.get_by_label("Close window").click();
     harness.run_ok();
     import_tunnels(&mut harness, &dialogs, &file);
+    wait_until(&mut harness, "the confirmation", |app| {
+        app.view.import_review.is_some()
+    });
+    click(&mut harness, "Import");
     wait_until(&mut harness, "the imported tunnel", |app| {
         app.model.tunnel_named("db").is_some()
     });

@@ -3,7 +3,8 @@
 //! the item's menu over D-Bus and starts a tunnel from it, and a failing tunnel produces
 //! one desktop notification, with the tunnel's name, at a notification server of the
 //! test's own; closing the window then hides it and says so, once; and the tunnel's
-//! recovery is told too.
+//! recovery is told too. Tunnel names reach a server that reads markup escaped, as
+//! dbus-monitor sees them on the bus.
 
 mod support;
 
@@ -56,9 +57,11 @@ impl Watcher {
     }
 }
 
-/// A notification server that keeps every (summary, body) it is sent.
+/// A notification server that keeps every (summary, body) it is sent, and says whether
+/// it reads markup in bodies.
 struct Notifications {
     received: Arc<Mutex<Vec<(String, String)>>>,
+    body_markup: bool,
 }
 
 #[zbus::interface(name = "org.freedesktop.Notifications")]
@@ -81,7 +84,11 @@ impl Notifications {
     }
 
     fn get_capabilities(&self) -> Vec<String> {
-        vec!["body".into()]
+        let mut caps = vec!["body".into()];
+        if self.body_markup {
+            caps.push("body-markup".into());
+        }
+        caps
     }
 
     fn get_server_information(&self) -> (String, String, String, String) {
@@ -153,6 +160,16 @@ fn read_menu(bus: &zbus::blocking::Connection, item: &str) -> Vec<(i32, String)>
     items
 }
 
+/// The tests take the session bus's well-known names (the notification server, the
+/// panel): one test at a time.
+static SESSION_BUS: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    SESSION_BUS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -166,6 +183,7 @@ fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
 
 #[test]
 fn the_tray_menu_and_one_notification_each_for_failing_and_recovering() {
+    let _bus = one_at_a_time();
     assert!(
         std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some(),
         "run through scripts/with-test-session (a private D-Bus session)"
@@ -189,6 +207,7 @@ fn the_tray_menu_and_one_notification_each_for_failing_and_recovering() {
             "/org/freedesktop/Notifications",
             Notifications {
                 received: Arc::clone(&received),
+                body_markup: false,
             },
         )
         .unwrap()
@@ -370,4 +389,159 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// dbus-monitor watching every Notify call on the session bus; its output so far.
+struct Monitor {
+    child: KillOnDrop,
+    output: Arc<Mutex<String>>,
+}
+
+impl Monitor {
+    fn start() -> Monitor {
+        let child = match std::process::Command::new("dbus-monitor")
+            .args([
+                "--session",
+                "type='method_call',interface='org.freedesktop.Notifications',member='Notify'",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(e) => panic!("dbus-monitor does not run ({e}): apt-get install dbus-bin"),
+        };
+        let mut child = KillOnDrop(child);
+        let mut stdout = child.0.stdout.take().unwrap();
+        let output = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&output);
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut stdout, &mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&chunk[..n]));
+            }
+        });
+        let monitor = Monitor { child, output };
+        // It has become a monitor once the bus took its name away.
+        wait_for("dbus-monitor to watch", || {
+            monitor.text().contains("member=NameLost").then_some(())
+        });
+        monitor
+    }
+
+    fn text(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+}
+
+#[test]
+fn tunnel_names_reach_a_markup_reading_server_escaped() {
+    let _bus = one_at_a_time();
+    assert!(
+        std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some(),
+        "run through scripts/with-test-session (a private D-Bus session)"
+    );
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let _server = zbus::blocking::connection::Builder::session()
+        .unwrap()
+        .name("org.freedesktop.Notifications")
+        .unwrap()
+        .serve_at(
+            "/org/freedesktop/Notifications",
+            Notifications {
+                received: Arc::clone(&received),
+                body_markup: true,
+            },
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+    let monitor = Monitor::start();
+
+    // Three tunnels whose targets refuse connections; two with names a server would take
+    // for markup.
+    let hostile = r#"<b>x</b> & 100% "q" \ a"#;
+    let names = ["first", hostile, "<i>also</i>"];
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("test.key");
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut config = Config::default();
+    let mut ports = Vec::new();
+    for name in names {
+        let port = free_port();
+        ports.push(port);
+        let mut spec = TunnelSpec::new(
+            name,
+            Mode::Encrypt,
+            format!("[127.0.0.1]:{port}"),
+            format!("[127.0.0.1]:{}", free_port()),
+            KeyRef::File(key.clone()),
+        );
+        spec.autostart = true;
+        config.tunnels.push(spec);
+    }
+    config.save_atomic(&dir.path().join("config.ron")).unwrap();
+    let mut services = services(
+        dir.path(),
+        mock_keychain(),
+        Arc::new(ScriptedDialogs::default()),
+    );
+    services.desktop = Desktop {
+        notifications: true,
+        // Long enough that the two failures after the first are told together.
+        notification_gap: Duration::from_secs(3),
+        ..Desktop::none()
+    };
+    let mut harness = app_harness(services);
+    wait_until(&mut harness, "the three tunnels to listen", |app| {
+        app.model.statuses.len() == 3
+            && app
+                .model
+                .statuses
+                .values()
+                .all(|s| matches!(s.state, TunnelState::Listening { .. }))
+    });
+    let fail = |port: u16| {
+        if let Ok(stream) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    };
+    fail(ports[0]);
+    wait_for("the first notification", || {
+        harness.step();
+        harness.run_ok();
+        (received.lock().unwrap().len() == 1).then_some(())
+    });
+    // The other two fail within the gap: one notification, one line each, by name.
+    fail(ports[1]);
+    fail(ports[2]);
+    let notes = wait_for("the second notification", || {
+        harness.step();
+        harness.run_ok();
+        let notes = received.lock().unwrap().clone();
+        (notes.len() == 2).then_some(notes)
+    });
+    assert_eq!(notes[1].0, "2 tunnels are failing");
+    let escaped = r#"&lt;b&gt;x&lt;/b&gt; &amp; 100% "q" \ a: the target cannot be reached"#;
+    assert_eq!(
+        notes[1].1,
+        format!("{escaped}\n&lt;i&gt;also&lt;/i&gt;: the target cannot be reached")
+    );
+    // What went over the bus, as a bystander saw it.
+    let seen = wait_for("dbus-monitor to see both calls", || {
+        let text = monitor.text();
+        text.contains(escaped).then_some(text)
+    });
+    assert!(
+        !seen.contains("<b>") && !seen.contains("<i>"),
+        "unescaped markup on the bus: {seen}"
+    );
+    drop(monitor.child);
 }

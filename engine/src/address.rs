@@ -8,6 +8,8 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use crate::control_char::ControlChar;
+
 /// One endpoint as spiped's `-s`, `-t` and `-b` options describe it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Address {
@@ -53,6 +55,10 @@ pub enum AddressError {
     BadHost(String),
     #[error("{0:?} is a UNIX socket path, which cannot be used here: use host:port or [ip]:port")]
     UnixNotAllowed(String),
+    /// In any form, a UNIX path included: an address ends up in unit files, configs and
+    /// log lines, which a line feed would split.
+    #[error("{input:?}: an address cannot contain control characters (here {found}): remove it")]
+    ControlCharacter { input: String, found: ControlChar },
 }
 
 fn missing_port_message(input: &str) -> String {
@@ -106,6 +112,12 @@ enum PortRule {
 fn parse(s: &str, rule: PortRule) -> Result<Address, AddressError> {
     if s.is_empty() {
         return Err(AddressError::Empty);
+    }
+    if let Some(found) = ControlChar::find(s) {
+        return Err(AddressError::ControlCharacter {
+            input: s.to_owned(),
+            found,
+        });
     }
     if s.starts_with('/') {
         return Ok(Address::Unix(PathBuf::from(s)));
@@ -332,6 +344,45 @@ mod tests {
         }
         let long = format!("{}:80", "a".repeat(254));
         assert_eq!(long.parse::<Address>(), Err(BadHost(long.clone())));
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_every_form() {
+        let refused = |input: &str, position: usize| {
+            let error = input.parse::<Address>().unwrap_err();
+            match &error {
+                AddressError::ControlCharacter { input: i, found } => {
+                    assert_eq!((i.as_str(), found.position), (input, position));
+                }
+                other => panic!("{input:?}: {other:?}"),
+            }
+            error.to_string()
+        };
+        assert_eq!(
+            refused("/tmp/a\nb", 7),
+            r#""/tmp/a\nb": an address cannot contain control characters (here a line feed at position 7): remove it"#
+        );
+        // A UNIX path ending in a unit file's next line: the case that slipped through.
+        refused("/run/x.sock\nExecStartPre=/bin/sh -c evil", 12);
+        refused("example.org\r:80", 12);
+        refused("host:80\n", 8);
+        refused("[::1]:80\n", 9);
+        refused("[127.0.0.1\t]:80", 11);
+        refused("\u{1b}[31mred:80", 1);
+        refused("a\u{85}b:80", 2);
+        for bind in [
+            "10.0.0.1\n",
+            "[::1]\n",
+            "eth-host\t",
+            "/tmp/s\n",
+            "host:\x7f",
+        ] {
+            assert!(
+                matches!(parse_bind(bind), Err(AddressError::ControlCharacter { .. })),
+                "{bind:?}: {:?}",
+                parse_bind(bind)
+            );
+        }
     }
 
     #[test]

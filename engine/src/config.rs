@@ -29,6 +29,7 @@
 
 use crate::address::{self, Address, AddressError};
 use crate::atomic_file;
+use crate::control_char::ControlChar;
 pub use crate::definition::Mode;
 use crate::definition::{self, DefinitionProblem, TunnelDefinition, same_endpoint};
 use crate::protocol::{ForwardSecrecy, KeyAgreement};
@@ -113,6 +114,46 @@ pub struct FarEndRecord {
     pub ssh: String,
     /// The far end's service (Encrypt tunnels) or listening address (Decrypt tunnels).
     pub far_address: String,
+}
+
+/// Why a text is not an ssh destination Sluice passes to `ssh`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SshDestinationError {
+    #[error(
+        "{input:?}: an ssh destination cannot contain control characters (here {found}): remove it"
+    )]
+    ControlCharacter { input: String, found: ControlChar },
+    #[error("the ssh destination is empty: write user@host or a host alias from ~/.ssh/config")]
+    Empty,
+    #[error(
+        "{0:?} starts with '-', which ssh would read as an option: write user@host or a host alias from ~/.ssh/config"
+    )]
+    Option(String),
+    #[error(
+        "{0:?} contains a space: write user@host or a host alias from ~/.ssh/config, without spaces"
+    )]
+    Space(String),
+}
+
+/// Checks an ssh destination (`user@host`, an alias): the one rule for the config file,
+/// `sluiced --far-end-*` and the app's far-end tab (through the far-end steps).
+pub fn check_ssh_destination(text: &str) -> Result<(), SshDestinationError> {
+    if let Some(found) = ControlChar::find(text) {
+        return Err(SshDestinationError::ControlCharacter {
+            input: text.to_owned(),
+            found,
+        });
+    }
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        Err(SshDestinationError::Empty)
+    } else if trimmed.starts_with('-') {
+        Err(SshDestinationError::Option(text.to_owned()))
+    } else if text.chars().any(char::is_whitespace) {
+        Err(SshDestinationError::Space(text.to_owned()))
+    } else {
+        Ok(())
+    }
 }
 
 // The file's defaults are spiped's, from the one place that states them.
@@ -297,11 +338,8 @@ impl TunnelSpec {
                 format!("the name is {name_chars} characters long: use at most {MAX_NAME_CHARS}"),
             );
         }
-        if self.name.chars().any(char::is_control) {
-            invalid(
-                "name",
-                "the name contains a control character (such as a newline or tab): use printable characters only".into(),
-            );
+        if let Err(problem) = definition::check_name(&self.name) {
+            invalid(problem.part().config_field(), problem.to_string());
         }
 
         let address = |text: &str| text.parse::<Address>().map_err(|e| e.to_string());
@@ -318,6 +356,13 @@ impl TunnelSpec {
             KeyRef::Keychain(entry) if entry.trim().is_empty() => invalid(
                 "key",
                 "the keychain entry name is empty: choose the key in the editor or write Keychain(\"name\")".into(),
+            ),
+            KeyRef::Keychain(entry) if ControlChar::find(entry).is_some() => invalid(
+                "key",
+                format!(
+                    "the keychain entry name {entry:?} cannot contain control characters (here {}): remove it",
+                    ControlChar::find(entry).map_or_else(String::new, |c| c.to_string())
+                ),
             ),
             KeyRef::File(path) if path.as_os_str().is_empty() => invalid(
                 "key",
@@ -339,17 +384,10 @@ impl TunnelSpec {
             _ => {}
         }
 
-        if let Some(record) = &self.far_end {
-            let ssh = record.ssh.trim();
-            if ssh.is_empty() || ssh.starts_with('-') || ssh.chars().any(char::is_whitespace) {
-                invalid(
-                    "far_end",
-                    format!(
-                        "{:?} is not an ssh destination: write user@host or a host alias from ~/.ssh/config",
-                        record.ssh
-                    ),
-                );
-            }
+        if let Some(record) = &self.far_end
+            && let Err(e) = check_ssh_destination(&record.ssh)
+        {
+            invalid("far_end", e.to_string());
         }
 
         // Only what a number in a file can get wrong before it is a duration; the rules
@@ -719,13 +757,29 @@ mod tests {
         let text = cfg.to_ron();
         assert_eq!(Config::parse(&text).unwrap(), cfg);
         assert_eq!(text.matches("far_end:").count(), 1, "only where set");
-        for bad in ["", "-oProxyCommand=x", "two words"] {
+        for bad in [
+            "",
+            "-oProxyCommand=x",
+            "two words",
+            "db\n",
+            "db\u{1b}",
+            "me@\0db",
+        ] {
             cfg.tunnels[0].far_end = Some(FarEndRecord {
                 ssh: bad.into(),
                 far_address: "x".into(),
             });
             assert_eq!(only_problem(&cfg.tunnels[0]).0, "far_end", "{bad:?}");
         }
+        assert_eq!(
+            check_ssh_destination("me@db\nProxyCommand x")
+                .unwrap_err()
+                .to_string(),
+            r#""me@db\nProxyCommand x": an ssh destination cannot contain control characters (here a line feed at position 6): remove it"#
+        );
+        assert_eq!(check_ssh_destination(" "), Err(SshDestinationError::Empty));
+        assert!(check_ssh_destination("me@db.example.org").is_ok());
+        assert!(check_ssh_destination("ssh://me@[::1]:2222").is_ok());
     }
 
     #[test]
@@ -1015,10 +1069,42 @@ mod tests {
 
         let (field, msg) = only_problem(&spec("a\nb", "[::1]:1", "h:1"));
         assert_eq!(field, "name");
-        assert!(msg.contains("control character"), "{msg}");
+        assert!(
+            msg.ends_with("name: a tunnel name cannot contain control characters (here a line feed at position 2): remove it"),
+            "{msg}"
+        );
         // Quoted with escapes, so a stray newline cannot split or forge a log line.
         assert!(msg.starts_with("tunnel \"a\\nb\": name:"), "{msg}");
         assert_eq!(only_problem(&spec("tab\there", "[::1]:1", "h:1")).0, "name");
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_every_address_and_name() {
+        let cases = [
+            (spec("redis", "/run/a\nb.sock", "h:1"), "listen"),
+            (spec("redis", "[::1]:1", "/tmp/x\r"), "target"),
+            (spec("redis\u{7f}", "[::1]:1", "h:1"), "name"),
+        ];
+        for (t, want) in cases {
+            let (field, msg) = only_problem(&t);
+            assert_eq!(field, want, "{msg}");
+            assert!(msg.contains("cannot contain control characters"), "{msg}");
+        }
+        let mut t = spec("redis", "[::1]:1", "h:1");
+        t.bind = Some("[::1]\n".into());
+        assert_eq!(only_problem(&t).0, "bind");
+        t.bind = None;
+        t.key = KeyRef::Keychain("redis\tprod".into());
+        let (field, msg) = only_problem(&t);
+        assert_eq!(field, "key");
+        assert!(msg.contains("(here a tab at position 6)"), "{msg}");
+        let mut cfg = config(vec![spec("redis", "[::1]:1", "h:1")]);
+        cfg.metrics = Some("127.0.0.1:9185\n".into());
+        assert!(
+            cfg.validate().unwrap_err()[0]
+                .to_string()
+                .contains("cannot contain control characters"),
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::address::Address;
+use crate::control_char::ControlChar;
 use crate::protocol::{ForwardSecrecy, KeyAgreement, Role};
 
 /// spiped's `-n` default: at most 100 connections at once (0 = unlimited).
@@ -92,6 +93,7 @@ impl TunnelDefinition {
     /// Every rule this definition breaks (empty when it can run).
     pub fn problems(&self) -> Vec<DefinitionProblem> {
         [
+            check_name(&self.name),
             check_endpoints(&self.listen, &self.target),
             check_handshake(self.forward_secrecy, self.key_agreement),
             check_timeout(self.timeout),
@@ -105,6 +107,15 @@ impl TunnelDefinition {
 
 // The rules one by one, so that a front end whose input is partly unparsable can still
 // report every problem at once.
+
+/// A name shows in logs, unit descriptions and config files, which a control character
+/// (a line feed above all) would split or forge lines of.
+pub fn check_name(name: &str) -> Result<(), DefinitionProblem> {
+    match ControlChar::find(name) {
+        Some(found) => Err(DefinitionProblem::NameControlCharacter(found)),
+        None => Ok(()),
+    }
+}
 
 /// The target must not be the listen address itself.
 pub fn check_endpoints(listen: &Address, target: &Address) -> Result<(), DefinitionProblem> {
@@ -159,6 +170,7 @@ pub fn same_endpoint(a: &Address, b: &Address) -> bool {
 /// config file by field, `sluiced` by flag.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Part {
+    Name,
     Target,
     ForwardSecrecy,
     Timeout,
@@ -169,6 +181,7 @@ impl Part {
     /// The config file's field name.
     pub fn config_field(self) -> &'static str {
         match self {
+            Part::Name => "name",
             Part::Target => "target",
             Part::ForwardSecrecy => "forward_secrecy",
             Part::Timeout => "timeout_secs",
@@ -179,6 +192,8 @@ impl Part {
     /// The spiped-style flag that sets it.
     pub fn flag(self) -> &'static str {
         match self {
+            // A tunnel given by flags is named after where it listens.
+            Part::Name => "-s",
             Part::Target => "-t",
             Part::ForwardSecrecy => "--x25519",
             Part::Timeout => "-o",
@@ -190,6 +205,8 @@ impl Part {
 /// A rule a [`TunnelDefinition`] breaks. Each message says what to do instead.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DefinitionProblem {
+    #[error("a tunnel name cannot contain control characters (here {0}): remove it")]
+    NameControlCharacter(ControlChar),
     #[error(
         "the target {0} is the listen address itself: every connection would loop back into the tunnel; point the target at the service (or the far end) instead"
     )]
@@ -214,6 +231,7 @@ impl DefinitionProblem {
     /// Which part of the tunnel is wrong.
     pub fn part(&self) -> Part {
         match self {
+            DefinitionProblem::NameControlCharacter(_) => Part::Name,
             DefinitionProblem::TargetIsListen(_) => Part::Target,
             DefinitionProblem::X25519WithoutForwardSecrecy => Part::ForwardSecrecy,
             DefinitionProblem::ZeroTimeout | DefinitionProblem::TimeoutTooLong(_) => Part::Timeout,
@@ -278,6 +296,25 @@ mod tests {
         let words: Vec<String> = t.problems().iter().map(ToString::to_string).collect();
         assert!(words[0].contains("loop back"), "{}", words[0]);
         assert!(words[2].contains("90000 seconds"), "{}", words[2]);
+    }
+
+    #[test]
+    fn a_name_with_a_control_character_is_a_problem_however_the_tunnel_was_written() {
+        let mut t = tunnel();
+        t.name = "redis\nExecStartPre=/bin/sh".into();
+        let problems = t.problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].part(), Part::Name);
+        assert_eq!(
+            problems[0].to_string(),
+            "a tunnel name cannot contain control characters (here a line feed at position 6): remove it"
+        );
+        assert_eq!(
+            (Part::Name.config_field(), Part::Name.flag()),
+            ("name", "-s")
+        );
+        assert!(check_name("Ünïcødé ✔ (2)").is_ok());
+        assert!(check_name("tab\there").is_err());
     }
 
     #[test]

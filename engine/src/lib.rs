@@ -8,6 +8,7 @@
 pub mod address;
 pub mod atomic_file;
 pub mod config;
+pub mod control_char;
 pub mod definition;
 pub mod engine;
 pub mod events;
@@ -24,9 +25,10 @@ pub mod tunnel;
 pub use address::{Address, AddressError, parse_bind};
 pub use atomic_file::write_atomic;
 pub use config::{
-    Config, ConfigError, FarEndRecord, KeyRef, MetricsAddressError, TunnelSpec,
-    parse_metrics_address,
+    Config, ConfigError, FarEndRecord, KeyRef, MetricsAddressError, SshDestinationError,
+    TunnelSpec, check_ssh_destination, parse_metrics_address,
 };
+pub use control_char::ControlChar;
 pub use definition::{DefinitionProblem, Mode, TunnelDefinition};
 pub use engine::{Engine, EventStream, Missed, RuntimeThreads, StatusReader, TunnelStatus};
 pub use events::{Event, EventKind, RepeatedProblem};

@@ -8,16 +8,66 @@
 mod support;
 
 use std::fs;
+use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use support::*;
 
+/// Runs sluiced with `args` to its end. One that is still running after 30 s took the
+/// bad input and is serving with it: it is killed, and the test fails saying so (rather
+/// than hanging).
 fn sluiced_output(args: &[&str]) -> Output {
-    Command::new(SLUICED)
+    let mut child = Command::new(SLUICED)
         .args(args)
-        .output()
-        .expect("run sluiced")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run sluiced");
+    // Read both pipes meanwhile, so a long message cannot block sluiced on a full pipe.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                pipe.read_to_end(&mut bytes).expect("read sluiced's output");
+            }
+            bytes
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for sluiced") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{args:?} was accepted: sluiced was still running after 30 s:\n{}",
+                String::from_utf8_lossy(&stderr.join().unwrap_or_default())
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
 }
 
 /// Runs sluiced with `args`; it must exit 1 with every `needle` in its standard error.
@@ -444,5 +494,96 @@ fn bad_config_files_name_the_file_line_tunnel_and_field_and_are_left_alone() {
     eprintln!(
         "{} bad config files refused, each named, none changed",
         cases.len() + 2
+    );
+}
+
+/// Issue 21.8: a control character (a line feed above all) in an address, a name or an ssh
+/// destination is refused by every front end of sluiced, with where it is and what to do.
+#[test]
+fn control_characters_are_refused_in_flags_config_files_and_far_end_options() {
+    let dir = temp_dir();
+    let key = random_key(dir.path(), "key");
+    let key = key.to_str().unwrap();
+    let s = "[127.0.0.1]:2";
+    let t = "[127.0.0.1]:1";
+    let rule = "cannot contain control characters";
+    refused(
+        &["-F", "-k", key, "-d", "-s", "/tmp/a\nb", "-t", t],
+        &[
+            r#"-s: "/tmp/a\nb": an address cannot contain control characters (here a line feed at position 7): remove it"#,
+        ],
+    );
+    refused(
+        &["-F", "-k", key, "-e", "-s", s, "-t", "db\r:8025"],
+        &["-t:", rule, "a carriage return at position 3"],
+    );
+    refused(
+        &["-F", "-k", key, "-e", "-s", s, "-t", t, "-b", "[::1]\n"],
+        &["-b:", rule],
+    );
+    refused(
+        &["--spipe", "-t", "db:8025\u{1b}", "-k", key],
+        &["-t:", rule, "an escape at position 8"],
+    );
+
+    let tunnel = |name: &str, listen: &str, extra: &str| {
+        format!(
+            "(version: 1, tunnels: [(name: {name:?}, mode: Decrypt, listen: {listen:?}, target: {t:?}, key: File({key:?}){extra})])\n"
+        )
+    };
+    let listen = free_addr(LOCALHOST_V4).spiped();
+    let good = dir.path().join("good.ron");
+    fs::write(&good, tunnel("a", &listen, "")).unwrap();
+    for (what, text, needles) in [
+        (
+            "listen",
+            tunnel("c", "/run/a\nb.sock", ""),
+            vec![
+                r#"tunnel "c": listen: "/run/a\nb.sock": an address cannot contain control characters (here a line feed at position 7): remove it"#,
+            ],
+        ),
+        (
+            "name",
+            tunnel("a\nb", &listen, ""),
+            vec![
+                r#"tunnel "a\nb": name: a tunnel name cannot contain control characters (here a line feed at position 2): remove it"#,
+            ],
+        ),
+        (
+            "far-end",
+            tunnel(
+                "f",
+                &listen,
+                ", far_end: Some((ssh: \"db\\n\", far_address: \"[127.0.0.1]:1\"))",
+            ),
+            vec![r#"tunnel "f": far_end: "db\n": an ssh destination cannot"#],
+        ),
+    ] {
+        let path = dir.path().join(format!("{what}.ron"));
+        fs::write(&path, &text).unwrap();
+        refused(&["-F", "--config", path.to_str().unwrap()], &needles);
+        refused(&["--check-config", path.to_str().unwrap()], &needles);
+        assert_eq!(fs::read_to_string(&path).unwrap(), text, "{what}: changed");
+    }
+
+    let good = good.to_str().unwrap();
+    refused(
+        &["--far-end-setup", "db\n", "--config", good, "--tunnel", "a"],
+        &[
+            r#""db\n": an ssh destination cannot contain control characters (here a line feed at position 3): remove it"#,
+        ],
+    );
+    refused(
+        &[
+            "--far-end-setup",
+            "db",
+            "--config",
+            good,
+            "--tunnel",
+            "a",
+            "--service",
+            "/run/redis.sock\nExecStartPre=/bin/sh",
+        ],
+        &["--service:", rule, "a line feed at position 16"],
     );
 }

@@ -13,11 +13,14 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use sluice_engine::far_end::{self, Action, FarEndError, KeyBytes, Request, SshClient, SshError};
+use sluice_engine::far_end::{
+    self, Action, FarEndError, KeyBytes, Request, SshClient, SshError, SshStage,
+};
 use sluice_engine::{Config, KeyRef, Mode, TunnelSpec};
 use support::{Addr, Echo, LOCALHOST_V4, SLUICED, free_port, temp_dir};
 
@@ -27,11 +30,7 @@ use sshd::*;
 
 /// A client of the test sshd, reaching it as [`ALIAS`].
 fn client(sshd: &Sshd) -> SshClient {
-    SshClient {
-        command: sshd.ssh_words(),
-        destination: ALIAS.into(),
-        connect_timeout_secs: 10,
-    }
+    SshClient::new(sshd.ssh_words(), ALIAS, 10)
 }
 
 /// A Sluice config with one Encrypt tunnel to `[127.0.0.1]:far_port`, and its key.
@@ -398,4 +397,204 @@ fn a_busy_far_end_port_is_named_and_remove_cleans_up() {
     for ext in ["key", "pid", "log", "manifest"] {
         assert!(!far_file(&slug, ext).exists(), "{ext} left behind");
     }
+}
+
+/// A far end that never reads its standard input must not hang set-up: a stand-in for ssh
+/// (what `SLUICE_SSH_COMMAND` names; here given as the client's command, so the test can
+/// shorten the limit) answers the probe, then never reads the key and sleeps. The key is
+/// 1 MiB, more than a pipe holds, so writing it blocks for as long as nobody reads.
+#[test]
+fn a_far_end_that_never_reads_the_key_fails_within_the_limit_and_leaves_no_process() {
+    let dir = temp_dir();
+    let pids = dir.path().join("pids");
+    let fake_ssh = dir.path().join("fake-ssh");
+    fs::write(
+        &fake_ssh,
+        format!(
+            r#"#!/bin/sh
+for script; do :; done
+case "$script" in
+  *'p user'*)
+    printf 'sluice-far-end:%s\n' user=u uid=1000 home=/nonexistent spiped=/usr/bin/spiped
+    exit 0 ;;
+esac
+echo "$$" >> '{pids}'
+sleep 600 &
+echo "$!" >> '{pids}'
+wait
+"#,
+            pids = pids.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&fake_ssh, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut key = vec![0u8; 1 << 20];
+    getrandom::fill(&mut key).unwrap();
+    let key_path = support::write_key(dir.path(), "big.key", &key);
+    let spec = TunnelSpec::new(
+        "farend-never-reads",
+        Mode::Encrypt,
+        "[127.0.0.1]:6379",
+        "[127.0.0.1]:8025",
+        KeyRef::File(key_path),
+    );
+    let mut ssh = SshClient::new(vec![fake_ssh.display().to_string()], "fake", 1);
+    ssh.command_timeout = Duration::from_secs(2);
+    let limit = ssh.limit();
+    let request = Request {
+        action: Action::Setup,
+        key: Some(KeyBytes::load(&spec.key, None).unwrap()),
+        tunnel: spec,
+        far_address: None,
+        this_host: "localhost".into(),
+        ssh,
+    };
+
+    let started = Instant::now();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut lines = Vec::new();
+        let result = far_end::run(&request, &mut |r| lines.push(r.to_string()));
+        let _ = tx.send((result, lines));
+    });
+    let watchdog = limit + Duration::from_secs(20);
+    let (result, lines) = rx.recv_timeout(watchdog).unwrap_or_else(|_| {
+        panic!("set-up had not returned after {watchdog:?}: the limit of {limit:?} does not cover writing the key")
+    });
+    let took = started.elapsed();
+
+    let error = result.unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            FarEndError::Ssh(SshError::TimedOut {
+                stage: SshStage::WritingInput("the key"),
+                ..
+            })
+        ),
+        "{error:?}"
+    );
+    assert!(took >= limit, "failed after {took:?}, before the limit");
+    assert!(
+        took < limit + Duration::from_secs(10),
+        "failed only after {took:?}; the limit is {limit:?}"
+    );
+    let last = lines.last().unwrap();
+    assert!(
+        last.starts_with("send key: FAILED: ssh to fake did not finish within 3 s, the limit for one command: it was still writing the key to ssh's standard input, which the far end did not read;"),
+        "{lines:#?}"
+    );
+    assert_key_absent("the error", last.as_bytes(), &key);
+
+    // The stand-in and the sleep it started are gone (or zombies awaiting pid 1).
+    let recorded = fs::read_to_string(&pids).unwrap();
+    let recorded: Vec<&str> = recorded.split_whitespace().collect();
+    assert_eq!(recorded.len(), 2, "the stand-in recorded {recorded:?}");
+    for pid in recorded {
+        assert!(
+            wait_gone(pid, Duration::from_secs(5)),
+            "process {pid} that ssh's stand-in started is still running"
+        );
+    }
+}
+
+/// The manifest lives in the far-end user's home, where anything running as that user
+/// can add lines to it. Remove must act only on what set-up makes for this tunnel: here a
+/// forged manifest also lists files the far-end user may delete (outside the layout, and
+/// another tunnel's key inside the Sluice directory), a system unit, a user unit and a
+/// pid file. Remove takes the far end down, refuses the rest by name, and touches none of it.
+#[test]
+fn remove_acts_only_on_what_set_up_makes_and_refuses_the_rest() {
+    let name = "farend-tampered";
+    let slug = far_end::slug(name);
+    clear_leftovers(&slug);
+    let other_key = PathBuf::from(format!("{HOME}/.config/sluice-far-end/other-tunnel.key"));
+    let _ = fs::remove_file(&other_key);
+    let sshd = Sshd::start("/usr/bin:/bin", Trust::ServerKey);
+    let echo = Echo::tcp(LOCALHOST_V4);
+    let local = local_side(name, free_port(LOCALHOST_V4));
+    let setup = far_end_cli(
+        &sshd,
+        &local,
+        "--far-end-setup",
+        &["--service", &echo.addr.spiped()],
+    );
+    assert!(setup.status.success(), "{}", text(&setup.stdout));
+    let pid = fs::read_to_string(far_file(&slug, "pid"))
+        .unwrap()
+        .trim()
+        .to_owned();
+
+    // Files the far-end user could delete: in a directory anyone may write to, and
+    // another tunnel's key next to this one's.
+    let victims = temp_dir();
+    fs::set_permissions(victims.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let victim = victims.path().join("data.txt");
+    let decoy_pid = victims.path().join("service.pid");
+    fs::write(&victim, "precious").unwrap();
+    fs::write(&decoy_pid, "1\n").unwrap();
+    fs::write(&other_key, "another tunnel's key").unwrap();
+    let forged = [
+        format!("file\t{}", victim.display()),
+        format!("key\t{}", other_key.display()),
+        format!("pidfile\t{}", decoy_pid.display()),
+        "unit-system\tssh.service".to_owned(),
+        "unit-user\tdefault.target".to_owned(),
+        "sudo\tplease".to_owned(),
+    ];
+    let manifest = far_file(&slug, "manifest");
+    let mut listed = fs::read_to_string(&manifest).unwrap();
+    for line in &forged {
+        listed.push_str(line);
+        listed.push('\n');
+    }
+    fs::write(&manifest, &listed).unwrap();
+
+    let remove = far_end_cli(&sshd, &local, "--far-end-remove", &[]);
+    let out = text(&remove.stdout);
+    assert!(
+        !remove.status.success(),
+        "a tampered manifest passed:\n{out}"
+    );
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("remove: FAILED: "))
+        .unwrap_or_else(|| panic!("no failed remove step:\n{out}"));
+    assert!(
+        line.contains(&format!(
+            "the manifest {} on farend lists things Sluice's set-up never makes, which remove refused and left alone: ",
+            manifest.display()
+        )),
+        "{line}"
+    );
+    for refused in [
+        format!("file {:?}", victim.display().to_string()),
+        format!("key {:?}", other_key.display().to_string()),
+        format!("pidfile {:?}", decoy_pid.display().to_string()),
+        "unit-system \"ssh.service\"".to_owned(),
+        "unit-user \"default.target\"".to_owned(),
+        "sudo \"please\"".to_owned(),
+    ] {
+        assert!(line.contains(&refused), "{refused} is not named:\n{line}");
+    }
+    assert!(line.contains(&format!("stopped pid {pid}")), "{line}");
+
+    // What set-up made is gone; what the forged lines named is untouched.
+    assert!(
+        wait_gone(&pid, Duration::from_secs(5)),
+        "far end pid {pid} still runs"
+    );
+    for ext in ["key", "pid", "log"] {
+        assert!(!far_file(&slug, ext).exists(), "{ext} left behind");
+    }
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+    assert_eq!(fs::read_to_string(&decoy_pid).unwrap(), "1\n");
+    assert_eq!(
+        fs::read_to_string(&other_key).unwrap(),
+        "another tunnel's key"
+    );
+    // The manifest is kept, to be looked at.
+    assert_eq!(fs::read_to_string(&manifest).unwrap(), listed);
+    fs::remove_file(&manifest).unwrap();
+    fs::remove_file(&other_key).unwrap();
 }

@@ -1,7 +1,7 @@
 //! The screens. Each view draws from the [`Model`] (and edits only its own form's
 //! fields) and returns what the user asked for as [`UiCommand`]s; only `app.rs` acts on
 //! them. Views import the model, the commands, `views::widgets` and the pure helpers
-//! (format, theme, tunnel_form), never the app or each other.
+//! (format, theme, tunnel_form, tunnel_file's `reach`), never the app or each other.
 
 mod detail;
 mod header;
@@ -58,6 +58,9 @@ pub fn show(
     }
     if let Some(confirm) = &view.confirm {
         modals::confirm(&ctx, confirm, model, &mut out);
+    }
+    if let Some(incoming) = &view.import_review {
+        modals::import_review(&ctx, incoming, model, &mut out);
     }
     out
 }

@@ -1,11 +1,14 @@
-//! Small windows over the main screen: the form for generating or importing a key, and
-//! the question before a deletion.
+//! Small windows over the main screen: the form for generating or importing a key, the
+//! question before a deletion, and what an import of tunnels would add, marked where it
+//! reaches beyond loopback, before anything is added.
 
 use egui::RichText;
+use sluice_engine::Mode;
 
 use crate::command::UiCommand;
 use crate::model::{Confirm, DialogPurpose, KeyForm, Model};
 use crate::theme;
+use crate::tunnel_file::{Incoming, Reach, reach};
 use crate::views::widgets::labelled_row;
 
 pub fn key_form(
@@ -119,5 +122,96 @@ pub fn confirm(ctx: &egui::Context, confirm: &Confirm, model: &Model, out: &mut 
                 out.push(UiCommand::CancelConfirm);
             }
         });
+    });
+}
+
+/// The tunnels of a file, as they would be added (name, role, listen, target, key), with
+/// every address that is not loopback marked, and Import / Cancel.
+pub fn import_review(
+    ctx: &egui::Context,
+    incoming: &Incoming,
+    model: &Model,
+    out: &mut Vec<UiCommand>,
+) {
+    let key_names = model.key_names();
+    let file = incoming.path.file_name().map_or_else(
+        || incoming.path.display().to_string(),
+        |f| f.to_string_lossy().into_owned(),
+    );
+    egui::Modal::new(egui::Id::unique("sluice-import-review")).show(ctx, |ui| {
+        let count = incoming.tunnels.len();
+        ui.label(RichText::new(format!("Import {count} tunnel(s) from {file}?")).strong());
+        ui.label(RichText::new(incoming.path.display().to_string()).color(theme::MUTED).small());
+        ui.add_space(6.0);
+        egui::ScrollArea::vertical().max_height(380.0).show(ui, |ui| {
+            for (index, spec) in incoming.tunnels.iter().enumerate() {
+                ui.separator();
+                ui.horizontal(|ui| {
+                    ui.label(RichText::new(&spec.name).strong());
+                    let role = match spec.mode {
+                        Mode::Encrypt => "Encrypt (spiped -e)",
+                        Mode::Decrypt => "Decrypt (spiped -d)",
+                    };
+                    ui.label(RichText::new(role).color(theme::MUTED));
+                });
+                egui::Grid::new(("import_review", index)).num_columns(2).spacing([12.0, 2.0]).show(ui, |ui| {
+                    ui.label("Listen on");
+                    address(ui, &spec.listen, true);
+                    ui.end_row();
+                    ui.label("Target");
+                    address(ui, &spec.target, false);
+                    ui.end_row();
+                    ui.label("Key");
+                    ui.label(key_names.get(&spec.key).map_or("?", String::as_str));
+                    ui.end_row();
+                });
+            }
+        });
+        ui.separator();
+        let mut notes = vec![
+            "Imported tunnels do not start by themselves: start each when you have checked it."
+                .to_owned(),
+        ];
+        if incoming.autostart_dropped > 0 {
+            notes.push(format!(
+                "{} marked to start with Sluice in the file: that mark is not imported.",
+                incoming.autostart_dropped
+            ));
+        }
+        if incoming.far_ends_dropped > 0 {
+            notes.push(format!(
+                "{} named a far end set up over ssh: not imported; set it up yourself from the Far end tab.",
+                incoming.far_ends_dropped
+            ));
+        }
+        for note in notes {
+            ui.label(RichText::new(note).color(theme::MUTED));
+        }
+        ui.add_space(6.0);
+        ui.horizontal(|ui| {
+            if ui.button("Import").clicked() {
+                out.push(UiCommand::ConfirmImport);
+            }
+            if ui.button("Cancel").clicked() {
+                out.push(UiCommand::CancelImport);
+            }
+        });
+    });
+}
+
+/// An address, and beside it what it reaches when that is more than this machine's
+/// loopback: the network (listen: others can connect; target: it connects out) or a UNIX
+/// socket (a local service such as an ssh agent).
+fn address(ui: &mut egui::Ui, text: &str, listen: bool) {
+    ui.horizontal(|ui| {
+        ui.add(egui::Label::new(RichText::new(text).monospace()).extend());
+        let mark = match (reach(text), listen) {
+            (Reach::Loopback, _) => return,
+            (Reach::Network, true) => "⚠ not loopback: other machines can connect",
+            (Reach::Network, false) => "⚠ not loopback: connects to another machine",
+            (Reach::UnixSocket, true) => "⚠ UNIX socket: a file created on this machine",
+            (Reach::UnixSocket, false) => "⚠ UNIX socket: a local service, such as an ssh agent",
+        };
+        ui.add(egui::Label::new(RichText::new(mark).color(theme::WARN)).extend());
     });
 }

@@ -2,7 +2,11 @@
 //! tunnel), the SSH connection (host key, authentication, reachability), or the far end
 //! itself (what is installed there, its ports, its commands). Messages say what to do.
 
+use std::fmt;
+use std::time::Duration;
+
 use super::shell::SplitError;
+use crate::config::SshDestinationError;
 
 /// A step failed. Clone, so the same error can go to a progress list and a final result.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -28,6 +32,8 @@ pub enum LocalError {
     Tunnel { tunnel: String, reason: String },
     #[error("the tunnel's key cannot be read: {0}")]
     Key(String),
+    #[error("{0}")]
+    Destination(#[from] SshDestinationError),
 }
 
 /// The SSH connection did not get as far as running a command.
@@ -57,11 +63,42 @@ pub enum SshError {
         timeout_secs: u64,
     },
     #[error(
-        "ssh to {destination} did not answer within {secs} s, and was stopped: check the far end"
+        "ssh to {destination} did not finish within {} s, the limit for one command: it was still {stage}; ssh and everything it started here were stopped. Check that the far end is up and not overloaded, and that its login shell is a POSIX shell; then try again",
+        .limit.as_secs_f64()
     )]
-    TimedOut { destination: String, secs: u64 },
+    TimedOut {
+        destination: String,
+        limit: Duration,
+        stage: SshStage,
+    },
     #[error("ssh to {destination} failed: {detail}")]
     Other { destination: String, detail: String },
+}
+
+/// How far one ssh command had got when its time ran out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SshStage {
+    /// Writing its standard input (what, in words): the far end was not reading it.
+    WritingInput(&'static str),
+    /// Running: its input, if any, was written, but its output had not ended.
+    Running,
+    /// Its output had ended, but ssh did not exit.
+    Exiting,
+}
+
+impl fmt::Display for SshStage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SshStage::WritingInput(what) => write!(
+                f,
+                "writing {what} to ssh's standard input, which the far end did not read"
+            ),
+            SshStage::Running => f.write_str("running on the far end (its output had not ended)"),
+            SshStage::Exiting => {
+                f.write_str("exiting (its output had ended, but ssh had not exited)")
+            }
+        }
+    }
 }
 
 /// The far end is reachable but cannot do what the step needs.
@@ -99,6 +136,15 @@ pub enum FarHostError {
         destination: String,
         tunnel: String,
         detail: String,
+    },
+    #[error(
+        "the manifest {manifest} on {destination} lists things Sluice's set-up never makes, which remove refused and left alone: {refused}. What set-up had made was removed ({done}). Sluice did not write those lines: find out who changed that file (anything running as that user can); it was kept so you can look at it, then delete it by hand"
+    )]
+    ManifestRefused {
+        destination: String,
+        manifest: String,
+        refused: String,
+        done: String,
     },
     /// The probe's verdict, in words: this error is cloned into step reports, which a
     /// probe's typed fault (holding an `io::Error`) cannot be.

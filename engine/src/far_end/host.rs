@@ -35,6 +35,8 @@ pub struct HostFacts {
     pub systemd_system: bool,
     /// `systemctl --user` reaches a user manager.
     pub systemd_user: bool,
+    /// systemd's version (`systemctl --version`), if systemctl is there.
+    pub systemd_version: Option<u32>,
     /// Whether the user's manager keeps running after logout (`loginctl enable-linger`).
     pub linger: bool,
     /// The `sluiced@.service` template unit the Sluice .deb installs, if present.
@@ -72,6 +74,9 @@ impl HostFacts {
             privilege,
             systemd_system: yes("systemd-system"),
             systemd_user: yes("systemd-user"),
+            systemd_version: output
+                .value("systemd-version")
+                .and_then(|v| v.trim().parse().ok()),
             linger: yes("linger"),
             sluiced_template: output.value("sluiced-template").map(str::to_owned),
             already_set_up: yes("manifest"),
@@ -89,11 +94,14 @@ impl HostFacts {
             Privilege::PasswordlessSudo => format!("{} with password-less sudo", self.user),
             Privilege::User => format!("{} without password-less sudo", self.user),
         };
+        let version = self
+            .systemd_version
+            .map_or_else(String::new, |v| format!(" {v}"));
         let systemd = match (self.systemd_system, self.systemd_user) {
-            (true, true) => "systemd (system and --user)",
-            (true, false) => "systemd (system only, no --user manager)",
-            (false, true) => "systemd --user only",
-            (false, false) => "no systemd",
+            (true, true) => format!("systemd{version} (system and --user)"),
+            (true, false) => format!("systemd{version} (system only, no --user manager)"),
+            (false, true) => format!("systemd{version} --user only"),
+            (false, false) => "no systemd".to_owned(),
         };
         format!(
             "{}; {}; {}; {systemd}; logged in as {who}",
@@ -138,6 +146,20 @@ pub enum Persistence {
     Daemon,
 }
 
+/// The oldest systemd that runs Sluice's sandboxed system unit: `LoadCredential=` came
+/// in 247, the `%d` specifier (the credentials' directory) its `ExecStart=` uses in 248.
+pub const MIN_SYSTEMD_FOR_SANDBOX: u32 = 248;
+
+/// The .deb's template unit for a tunnel: `sluiced@SLUG.service`.
+pub fn template_unit(slug: &str) -> String {
+    format!("sluiced@{slug}.service")
+}
+
+/// The unit Sluice writes for a tunnel, system or `--user`: `sluice-far-end-SLUG.service`.
+pub fn own_unit(slug: &str) -> String {
+    format!("sluice-far-end-{slug}.service")
+}
+
 /// What set-up will do on this far end, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Choice {
@@ -171,34 +193,51 @@ pub fn choose(
             });
         }
     };
-    // Root is used only for a system unit: everything else stays in the user's home.
-    let system = facts.systemd_system && facts.privilege != Privilege::User;
-    let sudo = system && facts.privilege == Privilege::PasswordlessSudo;
+    // Root is used only for a system unit: everything else stays in the user's home. A
+    // system unit never runs the far end as root: the .deb's runs it as the user sluiced,
+    // Sluice's own as a user systemd makes for it, which needs a recent enough systemd.
+    let privileged = facts.systemd_system && facts.privilege != Privilege::User;
+    let template = privileged && program == Program::Sluiced && facts.sluiced_template.is_some();
+    let sandbox = privileged
+        && facts
+            .systemd_version
+            .is_some_and(|v| v >= MIN_SYSTEMD_FOR_SANDBOX);
+    let sudo = (template || sandbox) && facts.privilege == Privilege::PasswordlessSudo;
     let via = if sudo { " through sudo" } else { " as root" };
-    let (persistence, why) = if system {
-        match (&facts.sluiced_template, program) {
-            (Some(_), Program::Sluiced) => (
-                Persistence::SluicedTemplate {
-                    unit: format!("sluiced@{}.service", plan.slug),
-                },
-                format!(
-                    "the system unit sluiced@{} from the Sluice package, started{via}: it runs at boot and restarts on failure",
-                    plan.slug
-                ),
+    // Why no system unit, when root or sudo would allow one.
+    let old_systemd = || match facts.systemd_version {
+        Some(v) => format!(
+            "systemd {v} is older than {MIN_SYSTEMD_FOR_SANDBOX}, which Sluice's sandboxed system unit needs (LoadCredential= and %d), so"
+        ),
+        None => format!(
+            "the version of systemd could not be read, and Sluice's sandboxed system unit needs {MIN_SYSTEMD_FOR_SANDBOX} or newer, so"
+        ),
+    };
+    let (persistence, why) = if template {
+        (
+            Persistence::SluicedTemplate {
+                unit: template_unit(&plan.slug),
+            },
+            format!(
+                "the system unit sluiced@{} from the Sluice package, started{via}: it runs as the user sluiced, at boot, and restarts on failure",
+                plan.slug
             ),
-            _ => (
-                Persistence::SystemUnit {
-                    unit: format!("sluice-far-end-{}.service", plan.slug),
-                },
-                format!(
-                    "a system unit sluice-far-end-{}.service, written and started{via}: it runs at boot and restarts on failure",
-                    plan.slug
-                ),
+        )
+    } else if sandbox {
+        (
+            Persistence::SystemUnit {
+                unit: own_unit(&plan.slug),
+            },
+            format!(
+                "a system unit sluice-far-end-{}.service, written and started{via}: it runs as a user of its own (DynamicUser=) in a sandbox, reads the key through LoadCredential=, starts at boot and restarts on failure",
+                plan.slug
             ),
-        }
+        )
     } else if facts.systemd_user {
-        let unit = format!("sluice-far-end-{}.service", plan.slug);
-        let lead = if facts.systemd_system {
+        let unit = own_unit(&plan.slug);
+        let lead = if privileged {
+            old_systemd()
+        } else if facts.systemd_system {
             format!("{} has neither root nor password-less sudo, so", facts.user)
         } else {
             "no system manager is reachable, so".to_owned()
@@ -217,18 +256,32 @@ pub fn choose(
                 unit: unit.clone(),
                 linger: facts.linger,
             },
-            format!("{lead} a systemd --user unit {unit}; {linger_note}"),
+            format!(
+                "{lead} a systemd --user unit {unit}, running as {}; {linger_note}",
+                facts.user
+            ),
         )
     } else {
-        let why = if facts.systemd_system {
+        let lead = if privileged {
             format!(
-                "{} has neither root nor password-less sudo and no systemd --user manager, so a daemon with a pid file (it does not start again after a reboot)",
+                "{} and there is no systemd --user manager, so",
+                old_systemd().trim_end_matches(", so")
+            )
+        } else if facts.systemd_system {
+            format!(
+                "{} has neither root nor password-less sudo and no systemd --user manager, so",
                 facts.user
             )
         } else {
-            "no systemd on the far end, so a daemon with a pid file (it does not start again after a reboot)".to_owned()
+            "no systemd on the far end, so".to_owned()
         };
-        (Persistence::Daemon, why)
+        (
+            Persistence::Daemon,
+            format!(
+                "{lead} a daemon with a pid file, running as {} (it does not start again after a reboot)",
+                facts.user
+            ),
+        )
     };
     Ok(Choice {
         program,
@@ -258,6 +311,7 @@ mod tests {
             privilege: Privilege::User,
             systemd_system: false,
             systemd_user: false,
+            systemd_version: Some(252),
             linger: false,
             sluiced_template: None,
             already_set_up: false,
@@ -287,13 +341,19 @@ mod tests {
     fn parse_reads_marked_lines() {
         let out = RemoteOutput {
             status: 0,
-            stdout: "motd\nsluice-far-end:user=deploy\nsluice-far-end:home=/home/deploy\nsluice-far-end:uid=1000\nsluice-far-end:os=Linux 6.1\nsluice-far-end:spiped=/usr/bin/spiped\nsluice-far-end:spiped-version=spiped 1.6.2\nsluice-far-end:sudo=yes\nsluice-far-end:systemd-user=yes\n".into(),
+            stdout: "motd\nsluice-far-end:user=deploy\nsluice-far-end:home=/home/deploy\nsluice-far-end:uid=1000\nsluice-far-end:os=Linux 6.1\nsluice-far-end:spiped=/usr/bin/spiped\nsluice-far-end:spiped-version=spiped 1.6.2\nsluice-far-end:sudo=yes\nsluice-far-end:systemd-user=yes\nsluice-far-end:systemd-version=252\n".into(),
             stderr: String::new(),
         };
         let f = HostFacts::parse(&out).unwrap();
         assert_eq!(f.privilege, Privilege::PasswordlessSudo);
         assert_eq!(f.spiped.as_ref().unwrap().version, "spiped 1.6.2");
         assert!(f.sluiced.is_none() && f.systemd_user && !f.systemd_system);
+        assert_eq!(f.systemd_version, Some(252));
+        assert!(
+            f.summary().contains("systemd 252 --user only"),
+            "{}",
+            f.summary()
+        );
         assert_eq!(f.state_dir(), "/home/deploy/.config/sluice-far-end");
         let empty = RemoteOutput {
             status: 0,
@@ -355,6 +415,43 @@ mod tests {
         );
         assert!(c.sudo);
         assert!(c.why.contains("through sudo"), "{}", c.why);
+    }
+
+    #[test]
+    fn a_system_unit_of_sluices_own_needs_a_systemd_that_sandboxes_it() {
+        let mut f = facts();
+        f.privilege = Privilege::Root;
+        f.systemd_system = true;
+        f.systemd_user = true;
+        let c = choose(&f, &plan(KeyAgreement::Classic), "db").unwrap();
+        assert!(matches!(c.persistence, Persistence::SystemUnit { .. }));
+        assert!(c.why.contains("DynamicUser="), "{}", c.why);
+        // Too old for LoadCredential= and %d: never a system unit as root instead.
+        for (version, words) in [
+            (Some(247), "systemd 247 is older than 248"),
+            (None, "could not be read"),
+        ] {
+            f.systemd_version = version;
+            let c = choose(&f, &plan(KeyAgreement::Classic), "db").unwrap();
+            assert!(
+                matches!(c.persistence, Persistence::UserUnit { .. }),
+                "{:?}",
+                c.persistence
+            );
+            assert!(!c.sudo);
+            assert!(c.why.contains(words), "{}", c.why);
+            assert!(c.why.contains("running as deploy"), "{}", c.why);
+        }
+        f.systemd_user = false;
+        let c = choose(&f, &plan(KeyAgreement::Classic), "db").unwrap();
+        assert_eq!(c.persistence, Persistence::Daemon);
+        assert!(c.why.contains("no systemd --user manager"), "{}", c.why);
+        // The .deb's unit runs as its own user whatever the version.
+        f.sluiced = sluiced();
+        f.sluiced_template = Some("/lib/systemd/system/sluiced@.service".into());
+        let c = choose(&f, &plan(KeyAgreement::Classic), "db").unwrap();
+        assert!(matches!(c.persistence, Persistence::SluicedTemplate { .. }));
+        assert!(c.why.contains("as the user sluiced"), "{}", c.why);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 mod error;
 mod host;
+mod manifest;
 mod plan;
 mod scripts;
 mod shell;
@@ -20,21 +21,22 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 use crate::address::Address;
-use crate::config::{KeyRef, Mode, TunnelSpec};
+use crate::config::{KeyRef, Mode, TunnelSpec, check_ssh_destination};
 use crate::keyfile;
 use crate::keystore::KeyStore;
 use crate::net::dhpool::KeyPairPool;
 use crate::net::probe::{ProbeRequest, probe};
 use crate::protocol::key::PresharedKey;
 
-pub use error::{FarEndError, FarHostError, LocalError, SshError};
+pub use error::{FarEndError, FarHostError, LocalError, SshError, SshStage};
 pub use host::{Choice, HostFacts, Installed, Persistence, Privilege, Program, choose};
 pub use plan::{
     FarEndCommands, FarEndPlan, default_far_address, far_address_label, far_end_commands, slug,
 };
 pub use shell::{SplitError, quote as shell_quote, split_words};
-pub use ssh::{SSH_COMMAND_VAR, SshClient, host_aliases};
+pub use ssh::{DEFAULT_COMMAND_TIMEOUT, Input, SSH_COMMAND_VAR, SshClient, host_aliases};
 
+use manifest::Removal;
 use scripts::Layout;
 use ssh::{RemoteOutput, SshFailure};
 
@@ -242,10 +244,10 @@ impl Runner<'_> {
         }
     }
 
-    fn remote(&self, script: &str, stdin: Option<&[u8]>) -> Result<RemoteOutput, FarEndError> {
+    fn remote(&self, script: &str, input: Option<Input<'_>>) -> Result<RemoteOutput, FarEndError> {
         self.request
             .ssh
-            .run(script, stdin)
+            .run(script, input)
             .map_err(|failure| match failure {
                 SshFailure::Local(e) => FarEndError::Local(e),
                 SshFailure::Ssh(e) => FarEndError::Ssh(e),
@@ -267,17 +269,17 @@ impl Runner<'_> {
             tunnel: spec.name.clone(),
             reason,
         };
+        check_ssh_destination(&self.request.ssh.destination).map_err(LocalError::from)?;
         if let Err(problems) = spec.validate() {
             let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
             return Err(invalid(text.join("; ")).into());
         }
-        let far = self.plan.target.parse::<Address>();
-        let far_side = match spec.mode {
-            Mode::Encrypt => &self.plan.target,
-            Mode::Decrypt => &self.plan.source,
-        };
-        if let Err(e) = far_side.parse::<Address>().and(far) {
-            return Err(invalid(format!("the far end's address {far_side:?}: {e}")).into());
+        // Both go into the far end's command line and unit file: the far address as the
+        // user gave it (--service, the far-end tab), and how it reaches this machine.
+        for (flag, address) in [("-s", &self.plan.source), ("-t", &self.plan.target)] {
+            if let Err(e) = address.parse::<Address>() {
+                return Err(invalid(format!("the far end's {flag}: {e}")).into());
+            }
         }
         Ok(())
     }
@@ -343,7 +345,11 @@ impl Runner<'_> {
         let (facts, choice) = self.facts_and_choice()?;
         let key = self.key()?;
         let layout = Layout::new(facts, &self.plan, Some(choice));
-        let output = self.remote(&scripts::send_key(&layout, choice), Some(&key.0))?;
+        let input = Input {
+            what: "the key",
+            bytes: &key.0,
+        };
+        let output = self.remote(&scripts::send_key(&layout, choice), Some(input))?;
         if output.has("already-set-up") {
             return Err(FarHostError::AlreadySetUp {
                 destination: self.destination(),
@@ -371,11 +377,15 @@ impl Runner<'_> {
     fn start(&mut self) -> Result<String, FarEndError> {
         let (facts, choice) = self.facts_and_choice()?;
         let layout = Layout::new(facts, &self.plan, Some(choice));
-        let input = scripts::start_input(&layout, choice, &self.plan);
-        let output = self.remote(
-            &scripts::start(&layout, choice, &self.plan),
-            input.as_deref().map(str::as_bytes),
-        )?;
+        let text = scripts::start_input(&layout, choice, &self.plan);
+        let input = text.as_deref().map(|text| Input {
+            what: match choice.persistence {
+                Persistence::SluicedTemplate { .. } => "the tunnel's config file",
+                _ => "the unit file",
+            },
+            bytes: text.as_bytes(),
+        });
+        let output = self.remote(&scripts::start(&layout, choice, &self.plan), input)?;
         if let Some(path) = output.value("occupied") {
             return Err(FarHostError::Occupied {
                 destination: self.destination(),
@@ -514,15 +524,21 @@ impl Runner<'_> {
     }
 
     fn remove(&mut self) -> Result<String, FarEndError> {
-        let (dir, manifest) = Layout::manifest_only(self.home()?, &self.plan.slug);
-        let output = self.remote(&scripts::remove(&dir, &manifest), None)?;
-        if output.has("not-set-up") {
+        let home = self.home()?.to_owned();
+        let (dir, manifest) = Layout::manifest_only(&home, &self.plan.slug);
+        let listed = self.remote(&scripts::read_manifest(&dir, &manifest), None)?;
+        if listed.has("not-set-up") {
             return Err(FarHostError::NotSetUp {
                 destination: self.destination(),
                 tunnel: self.plan.tunnel.clone(),
             }
             .into());
         }
+        if !listed.success() || !listed.has("manifest-read") {
+            return Err(self.command_failed("reading the far end's manifest", &listed));
+        }
+        let removal = Removal::from_manifest(listed.values("entry"), &home, &self.plan.slug);
+        let output = self.remote(&scripts::remove(&dir, &manifest, &removal), None)?;
         if !output.success() || !output.has("removed") {
             return Err(self.command_failed("removing the far end", &output));
         }
@@ -539,6 +555,77 @@ impl Runner<'_> {
         if done.is_empty() {
             done.push("nothing was left to remove".into());
         }
-        Ok(done.join("; "))
+        let done = done.join("; ");
+        if !removal.refused.is_empty() {
+            return Err(FarHostError::ManifestRefused {
+                destination: self.destination(),
+                manifest,
+                refused: removal.refused.join(", "),
+                done,
+            }
+            .into());
+        }
+        Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A set-up whose ssh would fail loudly if it ever ran: these requests must be
+    /// refused before any command reaches a far end.
+    fn setup(far_address: Option<&str>, destination: &str) -> Request {
+        Request {
+            action: Action::Setup,
+            tunnel: TunnelSpec::new(
+                "redis",
+                Mode::Encrypt,
+                "[127.0.0.1]:6379",
+                "db.example.org:8025",
+                KeyRef::File("/nonexistent/redis.key".into()),
+            ),
+            far_address: far_address.map(str::to_owned),
+            this_host: "laptop".into(),
+            key: None,
+            ssh: SshClient::new(vec!["/nonexistent/ssh".into()], destination, 1),
+        }
+    }
+
+    fn refused(request: &Request) -> String {
+        let mut reports = Vec::new();
+        let error = run(request, &mut |r| reports.push(r)).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                FarEndError::Local(LocalError::Tunnel { .. } | LocalError::Destination(_))
+            ),
+            "{error:?}"
+        );
+        assert_eq!(reports.len(), 2, "only the probe ran: {reports:?}");
+        error.to_string()
+    }
+
+    #[test]
+    fn control_characters_never_reach_the_far_end() {
+        // A far address that would end the unit file's ExecStart= line and start another.
+        let message = refused(&setup(
+            Some("/run/redis.sock\nExecStartPre=/bin/sh -c evil"),
+            "db",
+        ));
+        assert!(
+            message.contains(r#"the far end's -t: "/run/redis.sock\nExecStartPre=/bin/sh -c evil": an address cannot contain control characters (here a line feed at position 16): remove it"#),
+            "{message}"
+        );
+        let mut decrypt = setup(None, "db");
+        decrypt.tunnel.mode = Mode::Decrypt;
+        decrypt.tunnel.listen = "[0.0.0.0]:8025".into();
+        decrypt.this_host = "laptop\r".into();
+        assert!(refused(&decrypt).contains("the far end's -t"));
+        let message = refused(&setup(None, "db\nProxyCommand=x"));
+        assert!(
+            message.contains("an ssh destination cannot contain control characters"),
+            "{message}"
+        );
     }
 }

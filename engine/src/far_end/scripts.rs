@@ -4,6 +4,7 @@
 //! `remove` finds listed there. Secrets never appear here: they arrive on standard input.
 
 use super::host::{Choice, HostFacts, Persistence};
+use super::manifest::{Removal, Undo};
 use super::plan::FarEndPlan;
 use super::shell::quote;
 
@@ -21,25 +22,36 @@ pub struct Layout {
 
 impl Layout {
     pub fn new(facts: &HostFacts, plan: &FarEndPlan, choice: Option<&Choice>) -> Layout {
-        let dir = facts.state_dir();
         let system = choice.is_some_and(|c| {
             matches!(
                 c.persistence,
                 Persistence::SluicedTemplate { .. } | Persistence::SystemUnit { .. }
             )
         });
+        Layout::of(&facts.home, &plan.slug, system)
+    }
+
+    /// The files of `slug`'s far end for the user whose home is `home`; `system`: run by a
+    /// system unit, so the key is root's, in /etc.
+    pub fn of(home: &str, slug: &str, system: bool) -> Layout {
+        let (dir, manifest) = Layout::manifest_only(home, slug);
         let key = if system {
-            format!("/etc/sluice/keys/{}.key", plan.slug)
+            system_key(slug)
         } else {
-            format!("{dir}/{}.key", plan.slug)
+            format!("{dir}/{slug}.key")
         };
         Layout {
-            manifest: format!("{dir}/{}.manifest", plan.slug),
-            pidfile: format!("{dir}/{}.pid", plan.slug),
-            log: format!("{dir}/{}.log", plan.slug),
+            manifest,
+            pidfile: format!("{dir}/{slug}.pid"),
+            log: format!("{dir}/{slug}.log"),
             key,
             dir,
         }
+    }
+
+    /// The temporary name the key is written under before it is renamed into place.
+    pub fn key_tmp(&self) -> String {
+        format!("{}.tmp", self.key)
     }
 
     /// Just the manifest's place, for check and remove (which read the rest from it).
@@ -48,6 +60,29 @@ impl Layout {
         let manifest = format!("{dir}/{slug}.manifest");
         (dir, manifest)
     }
+}
+
+// Where set-up puts what it makes beyond the user's Sluice directory: one place each, so
+// remove recognises exactly these (see `manifest`).
+
+/// The key of a system set-up: root's, read by systemd (or by the .deb's sluiced user).
+pub fn system_key(slug: &str) -> String {
+    format!("/etc/sluice/keys/{slug}.key")
+}
+
+/// The config file the .deb's `sluiced@SLUG` runs.
+pub fn sluiced_config(slug: &str) -> String {
+    format!("/etc/sluice/{slug}.ron")
+}
+
+/// A system unit Sluice writes.
+pub fn system_unit_file(unit: &str) -> String {
+    format!("/etc/systemd/system/{unit}")
+}
+
+/// A `systemctl --user` unit Sluice writes, in the far-end user's home.
+pub fn user_unit_file(home: &str, unit: &str) -> String {
+    format!("{}/.config/systemd/user/{unit}", home.trim_end_matches('/'))
 }
 
 /// Shell functions every script that reads or writes the manifest uses.
@@ -74,6 +109,7 @@ done
 if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1 && sudo -n true >/dev/null 2>&1; then p sudo yes; fi
 if [ -d /run/systemd/system ]; then p systemd-system yes; fi
 if systemctl --user show-environment >/dev/null 2>&1; then p systemd-user yes; fi
+p systemd-version "$(systemctl --version 2>/dev/null | sed -n '1s/^systemd \([0-9]*\).*/\1/p')"
 if loginctl show-user "$(id -un)" -p Linger 2>/dev/null | grep -q '=yes'; then p linger yes; fi
 for f in /etc/systemd/system/sluiced@.service /lib/systemd/system/sluiced@.service /usr/lib/systemd/system/sluiced@.service; do
   if [ -f "$f" ]; then p sluiced-template "$f"; break; fi
@@ -90,7 +126,10 @@ fn root(choice: &Choice) -> &'static str {
 }
 
 /// Creates the manifest (failing if one exists: one set-up at a time), then writes the
-/// key from standard input to a temporary name with umask 077 and renames it.
+/// key from standard input to a temporary name with umask 077 and renames it. Another
+/// tunnel's remove may take the Sluice directory away (`rmdir` once it is empty) between
+/// making it and creating the manifest: a manifest that could not be created and does not
+/// exist is tried again, not taken for an earlier set-up.
 pub fn send_key(layout: &Layout, choice: &Choice) -> String {
     let owner = match choice.persistence {
         // The .deb's unit runs as the user sluiced, which must read the key.
@@ -104,9 +143,15 @@ pub fn send_key(layout: &Layout, choice: &Choice) -> String {
         .to_owned();
     format!(
         r#"umask 077
-D={dir}; M={manifest}; K={key}; T={key}.tmp; R="{root}"
-{PRELUDE}mkdir -p "$D" || {{ say state-dir-failed; exit 2; }}
-if ! (set -C; : > "$M") 2>/dev/null; then say already-set-up; exit 3; fi
+D={dir}; M={manifest}; K={key}; T={tmp}; R="{root}"
+{PRELUDE}made=0; i=0
+while [ $made = 0 ] && [ $i -lt 10 ]; do
+  mkdir -p "$D" || {{ say state-dir-failed; exit 2; }}
+  if (set -C; : > "$M") 2>/dev/null; then made=1; fi
+  if [ $made = 0 ] && [ -e "$M" ]; then say already-set-up; exit 3; fi
+  i=$((i+1))
+done
+if [ $made = 0 ]; then say state-dir-failed; exit 2; fi
 note sudo {sudo}
 if $R test -e "$K"; then rm -f "$M"; say "occupied=$K"; exit 4; fi
 note key "$K"
@@ -120,6 +165,7 @@ say "key=$K"
         dir = quote(&layout.dir),
         manifest = quote(&layout.manifest),
         key = quote(&layout.key),
+        tmp = quote(&layout.key_tmp()),
         root = root(choice),
         sudo = if choice.sudo { "yes" } else { "no" },
         key_dir = quote(&key_dir),
@@ -162,15 +208,15 @@ say "pid=$(cat "$P")"
             command = command_line(choice, plan, layout),
         ),
         Persistence::UserUnit { unit, .. } => {
-            let file = format!("{}/.config/systemd/user/{unit}", home_of(layout));
+            let file = user_unit_file(home_of(layout), unit);
             unit_start(&head, &file, unit, "systemctl --user", "")
         }
         Persistence::SystemUnit { unit } => {
-            let file = format!("/etc/systemd/system/{unit}");
+            let file = system_unit_file(unit);
             unit_start(&head, &file, unit, "$R systemctl", "$R ")
         }
         Persistence::SluicedTemplate { unit } => {
-            let config = format!("/etc/sluice/{}.ron", plan.slug);
+            let config = sluiced_config(&plan.slug);
             format!(
                 r#"{head}C={config}; U={unit}
 if $R test -e "$C"; then say "occupied=$C"; exit 4; fi
@@ -228,25 +274,46 @@ fn home_of(layout: &Layout) -> &str {
         .unwrap_or(&layout.dir)
 }
 
+/// The hardening of Sluice's own system unit: the .deb's `sluiced@.service` block, line
+/// for line, with a user systemd makes for the unit at start (`DynamicUser=`) in place of
+/// the fixed user sluiced, which a host without the .deb does not have. Capabilities are
+/// set by [`system_unit`] (none, or only binding a port below 1024).
+const SANDBOX: &str = "DynamicUser=yes
+UMask=0077
+NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+PrivateDevices=yes
+ProtectProc=invisible
+ProcSubset=pid
+PrivateMounts=yes
+ProtectClock=yes
+ProtectHostname=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX
+RestrictNamespaces=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+MemoryDenyWriteExecute=yes
+RemoveIPC=yes
+SystemCallArchitectures=native
+SystemCallFilter=@system-service
+SystemCallFilter=~@privileged
+SystemCallErrorNumber=EPERM
+";
+
 /// What the start script reads on standard input: the unit file, or the config file
 /// `sluiced@NAME` runs; nothing for a daemon.
 pub fn start_input(layout: &Layout, choice: &Choice, plan: &FarEndPlan) -> Option<String> {
-    let unit = |wanted_by: &str| {
-        let exec = std::iter::once(choice.program_path.clone())
-            .chain(std::iter::once("-F".to_owned()))
-            .chain(plan.args(&layout.key))
-            .map(|w| systemd_quote(&w))
-            .collect::<Vec<_>>()
-            .join(" ");
-        format!(
-            "# Written by Sluice (sluiced --far-end-setup); removed by sluiced --far-end-remove.\n[Unit]\nDescription=Sluice far end of tunnel {name}\nWants=network-online.target\nAfter=network-online.target\n\n[Service]\nType=exec\nExecStart={exec}\nRestart=on-failure\nRestartSec=5s\n\n[Install]\nWantedBy={wanted_by}\n",
-            name = plan.slug.replace('%', "%%"),
-        )
-    };
     match &choice.persistence {
         Persistence::Daemon => None,
-        Persistence::UserUnit { .. } => Some(unit("default.target")),
-        Persistence::SystemUnit { .. } => Some(unit("multi-user.target")),
+        Persistence::UserUnit { .. } => Some(user_unit(layout, choice, plan)),
+        Persistence::SystemUnit { .. } => Some(system_unit(layout, choice, plan)),
         Persistence::SluicedTemplate { .. } => {
             let mut spec = crate::config::TunnelSpec::new(
                 plan.tunnel.clone(),
@@ -269,14 +336,103 @@ pub fn start_input(layout: &Layout, choice: &Choice, plan: &FarEndPlan) -> Optio
     }
 }
 
-/// A word for a unit's `ExecStart=`: double-quoted, with `\`, `"`, `%` and `$` escaped.
+/// `ExecStart=`'s words: the program in the foreground with the plan's arguments, the key
+/// given as `key_word`, already in systemd's syntax.
+fn exec_start(choice: &Choice, plan: &FarEndPlan, key_word: String) -> String {
+    let mut words: Vec<String> = [choice.program_path.as_str(), "-F"]
+        .into_iter()
+        .map(systemd_quote)
+        .collect();
+    let mut args = plan.args("").into_iter();
+    while let Some(arg) = args.next() {
+        let is_key = arg == "-k";
+        words.push(systemd_quote(&arg));
+        if is_key {
+            args.next();
+            words.push(key_word.clone());
+        }
+    }
+    words.join(" ")
+}
+
+/// A `systemctl --user` unit: it runs as the far-end user, with the key in their home.
+fn user_unit(layout: &Layout, choice: &Choice, plan: &FarEndPlan) -> String {
+    format!(
+        "# Written by Sluice (sluiced --far-end-setup); removed by sluiced --far-end-remove.\n[Unit]\nDescription=Sluice far end of tunnel {name}\nWants=network-online.target\nAfter=network-online.target\n\n[Service]\nType=exec\nExecStart={exec}\nRestart=on-failure\nRestartSec=5s\n\n[Install]\nWantedBy=default.target\n",
+        name = plan.slug,
+        exec = exec_start(choice, plan, systemd_quote(&layout.key)),
+    )
+}
+
+/// Sluice's own system unit: never root. A user systemd makes at start runs the far end
+/// in the .deb unit's sandbox; the key stays root's (mode 0600 in /etc/sluice/keys), and
+/// systemd hands the service a copy as a credential, read from `%d/SLUG.key` (spiped's
+/// `-k` and sluiced's alike read a path). The slug is letters, digits, `.`, `_` and `-`
+/// only, so it needs no escaping in a credential name, a directory name or a path.
+fn system_unit(layout: &Layout, choice: &Choice, plan: &FarEndPlan) -> String {
+    let credential = format!("{}.key", plan.slug);
+    // Binding a port below 1024 is all the far end may need beyond an ordinary user.
+    let low_port = plan
+        .source
+        .parse::<crate::address::Address>()
+        .ok()
+        .and_then(|a| a.port())
+        .is_some_and(|port| port < 1024);
+    let capabilities = if low_port { "CAP_NET_BIND_SERVICE" } else { "" };
+    format!(
+        "# Written by Sluice (sluiced --far-end-setup); removed by sluiced --far-end-remove.
+# Runs as a user systemd makes for it, sandboxed like the Sluice package's sluiced@.service;
+# the key stays in {key} (root's, mode 0600) and reaches the service as a credential.
+# A UNIX socket it listens on must be in /run/sluice-far-end-{slug}/; to reach a UNIX socket
+# only a group may use, add SupplementaryGroups=GROUP with `systemctl edit {unit}`.
+[Unit]
+Description=Sluice far end of tunnel {slug}
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=exec
+ExecStart={exec}
+Restart=on-failure
+RestartSec=5s
+LoadCredential={credential}:{key}
+RuntimeDirectory=sluice-far-end-{slug}
+RuntimeDirectoryMode=0755
+CapabilityBoundingSet={capabilities}
+AmbientCapabilities={capabilities}
+{SANDBOX}
+[Install]
+WantedBy=multi-user.target
+",
+        key = layout.key,
+        slug = plan.slug,
+        unit = super::host::own_unit(&plan.slug),
+        exec = exec_start(choice, plan, format!("\"%d/{credential}\"")),
+    )
+}
+
+/// A word for a unit's `ExecStart=`: double-quoted, with `\`, `"`, `%` and `$` escaped,
+/// and control characters as `\xHH` (which systemd reads back), so no word can end the
+/// line even if one got past the address and name checks.
 fn systemd_quote(word: &str) -> String {
-    let escaped = word
-        .replace('\\', r"\\")
-        .replace('"', "\\\"")
-        .replace('%', "%%")
-        .replace('$', "$$");
-    format!("\"{escaped}\"")
+    let mut escaped = String::with_capacity(word.len() + 2);
+    escaped.push('"');
+    for c in word.chars() {
+        match c {
+            '\\' => escaped.push_str(r"\\"),
+            '"' => escaped.push_str("\\\""),
+            '%' => escaped.push_str("%%"),
+            '$' => escaped.push_str("$$"),
+            c if c.is_control() => {
+                for byte in c.encode_utf8(&mut [0; 4]).bytes() {
+                    escaped.push_str(&format!("\\x{byte:02x}"));
+                }
+            }
+            c => escaped.push(c),
+        }
+    }
+    escaped.push('"');
+    escaped
 }
 
 /// Opens a set-up's manifest for `status` and `remove`: none means nothing was set up;
@@ -306,54 +462,96 @@ done < "$M"
     )
 }
 
-/// Stops what the manifest lists and deletes the files it lists, then the manifest. A
-/// process is stopped only if its command line names the key set-up wrote, so a reused
-/// pid is never signalled. Anything that could not be undone keeps the manifest, so
-/// running remove again retries.
-pub fn remove(dir: &str, manifest: &str) -> String {
+/// Prints the manifest's lines, each as `entry=LINE`, for [`Removal::from_manifest`] to
+/// sort: remove decides in Rust what it may touch, not in the far end's shell.
+pub fn read_manifest(dir: &str, manifest: &str) -> String {
     format!(
         r#"D={dir}; M={manifest}
-{PRELUDE}{READ_MANIFEST}ok=1
-while IFS='	' read -r kind value; do
-  case "$kind" in
-    unit-system)
-      $R systemctl disable --now "$value" >/dev/null 2>&1
-      if $R systemctl is-active --quiet "$value"; then ok=0; echo "cannot stop $value"; else say "stopped=unit $value"; fi ;;
-    unit-user)
-      systemctl --user disable --now "$value" >/dev/null 2>&1
-      if systemctl --user is-active --quiet "$value"; then ok=0; echo "cannot stop $value"; else say "stopped=unit $value"; fi ;;
-    pidfile)
-      pid=$(cat "$value" 2>/dev/null)
-      if [ -n "$pid" ] && [ -n "$K" ] && alive "$pid"; then
-        args=$(ps -o args= -p "$pid" 2>/dev/null || tr '\0' ' ' < "/proc/$pid/cmdline")
-        case "$args" in
-          *"$K"*)
-            kill "$pid"
-            i=0; while alive "$pid" && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
-            if alive "$pid"; then kill -9 "$pid"; i=0; while alive "$pid" && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; fi
-            if alive "$pid"; then ok=0; echo "cannot stop process $pid"; else say "stopped=pid $pid"; fi ;;
-          *) say "foreign=$pid" ;;
-        esac
-      fi ;;
-  esac
-done < "$M"
-reload=""
-while IFS='	' read -r kind value; do
-  case "$kind" in
-    key|file|pidfile)
-      if $R test -e "$value"; then
-        if $R rm -f "$value"; then say "deleted=$value"; else ok=0; fi
-      fi ;;
-    unit-system) reload=system ;;
-    unit-user) reload="$reload user" ;;
-  esac
-done < "$M"
-case "$reload" in *system*) $R systemctl daemon-reload ;; esac
-case "$reload" in *user*) systemctl --user daemon-reload ;; esac
-if [ "$ok" = 1 ]; then rm -f "$M"; rmdir "$D" 2>/dev/null; say removed; else exit 7; fi
+{PRELUDE}if [ ! -f "$M" ]; then say not-set-up; exit 0; fi
+while IFS= read -r line || [ -n "$line" ]; do say "entry=$line"; done < "$M"
+say manifest-read
 "#,
         dir = quote(dir),
         manifest = quote(manifest),
+    )
+}
+
+/// Undoes exactly what `removal` lists (stops first, then deletions) and nothing else; no
+/// path or unit here comes from the far end, each is one set-up makes. A process is
+/// stopped only if its command line names the key set-up wrote, so a reused pid is never
+/// signalled. The manifest goes last, unless something could not be undone (then running
+/// remove again retries) or it listed things that were refused (it is kept to be looked at).
+pub fn remove(dir: &str, manifest: &str, removal: &Removal) -> String {
+    let mut stops = String::new();
+    let mut deletes = String::new();
+    let (mut system, mut user) = (false, false);
+    for undo in &removal.undo {
+        match undo {
+            Undo::SystemUnit(unit) => {
+                system = true;
+                stops.push_str(&format!("stop_unit \"$R systemctl\" {}\n", quote(unit)));
+            }
+            Undo::UserUnit(unit) => {
+                user = true;
+                stops.push_str(&format!("stop_unit \"systemctl --user\" {}\n", quote(unit)));
+            }
+            Undo::Process { pidfile } => {
+                stops.push_str(&format!("stop_process {}\n", quote(pidfile)));
+                deletes.push_str(&format!("delete \"\" {}\n", quote(pidfile)));
+            }
+            Undo::Delete { path, root } => {
+                let who = if *root { "\"$R\"" } else { "\"\"" };
+                deletes.push_str(&format!("delete {who} {}\n", quote(path)));
+            }
+        }
+    }
+    let mut reload = String::new();
+    if system {
+        reload.push_str("$R systemctl daemon-reload\n");
+    }
+    if user {
+        reload.push_str("systemctl --user daemon-reload\n");
+    }
+    let finish = if removal.refused.is_empty() {
+        "rm -f \"$M\"; rmdir \"$D\" 2>/dev/null"
+    } else {
+        "say kept-manifest"
+    };
+    format!(
+        r#"D={dir}; M={manifest}; R="{root}"; K={key}
+{PRELUDE}ok=1
+stop_unit() {{
+  $1 disable --now "$2" >/dev/null 2>&1
+  if $1 is-active --quiet "$2"; then ok=0; echo "cannot stop $2"; else say "stopped=unit $2"; fi
+}}
+stop_process() {{
+  pid=$(cat "$1" 2>/dev/null)
+  if [ -n "$pid" ] && [ -n "$K" ] && alive "$pid"; then
+    args=$(ps -o args= -p "$pid" 2>/dev/null || tr '\0' ' ' < "/proc/$pid/cmdline")
+    case "$args" in
+      *"$K"*)
+        kill "$pid"
+        i=0; while alive "$pid" && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+        if alive "$pid"; then kill -9 "$pid"; i=0; while alive "$pid" && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; fi
+        if alive "$pid"; then ok=0; echo "cannot stop process $pid"; else say "stopped=pid $pid"; fi ;;
+      *) say "foreign=$pid" ;;
+    esac
+  fi
+}}
+delete() {{
+  if $1 test -e "$2" || $1 test -L "$2"; then
+    if $1 rm -f "$2"; then say "deleted=$2"; else ok=0; fi
+  fi
+}}
+{stops}{deletes}{reload}if [ "$ok" = 1 ]; then {finish}; say removed; else exit 7; fi
+"#,
+        dir = quote(dir),
+        manifest = quote(manifest),
+        root = if removal.sudo { "sudo -n" } else { "" },
+        key = removal
+            .key
+            .as_deref()
+            .map_or_else(|| "''".to_owned(), quote),
     )
 }
 
@@ -376,6 +574,7 @@ mod tests {
             privilege: Privilege::User,
             systemd_system: false,
             systemd_user: false,
+            systemd_version: Some(252),
             linger: false,
             sluiced_template: None,
             already_set_up: false,
@@ -463,6 +662,278 @@ mod tests {
         );
         assert!(s.contains("systemctl --user enable --now"), "{s}");
         assert_eq!(systemd_quote("a%b$c\"d\\"), r#""a%%b$$c\"d\\""#);
+        assert_eq!(systemd_quote("a\nb\u{85}"), r#""a\x0ab\xc2\x85""#);
+    }
+
+    fn system_choice(program: Program, path: &str) -> Choice {
+        Choice {
+            program,
+            program_path: path.into(),
+            persistence: Persistence::SystemUnit {
+                unit: "sluice-far-end-redis.service".into(),
+            },
+            sudo: true,
+            why: String::new(),
+        }
+    }
+
+    fn plan_to(target: &str) -> FarEndPlan {
+        let spec = TunnelSpec::new(
+            "redis",
+            Mode::Encrypt,
+            "[127.0.0.1]:6379",
+            target,
+            KeyRef::File("/k".into()),
+        );
+        FarEndPlan::new(&spec, "[127.0.0.1]:6379", "laptop")
+    }
+
+    /// The .deb's unit, whose hardening the far end's system unit must match.
+    const DEB_UNIT: &str = include_str!("../../../installers/linux/sluiced@.service");
+
+    #[test]
+    fn system_units_never_run_as_root_and_read_the_key_as_a_credential() {
+        for (program, path) in [
+            (Program::Spiped, "/usr/bin/spiped"),
+            (Program::Sluiced, "/usr/bin/sluiced"),
+        ] {
+            let c = system_choice(program, path);
+            let l = Layout::new(&facts(), &plan(), Some(&c));
+            assert_eq!(l.key, "/etc/sluice/keys/redis.key");
+            let unit = start_input(&l, &c, &plan()).unwrap();
+            let lines: Vec<&str> = unit.lines().collect();
+            let has = |line: &str| lines.contains(&line);
+            assert!(has("DynamicUser=yes"), "{unit}");
+            assert!(!unit.contains("\nUser="), "{unit}");
+            assert!(
+                has("LoadCredential=redis.key:/etc/sluice/keys/redis.key"),
+                "{unit}"
+            );
+            assert!(
+                has(&format!(
+                    "ExecStart=\"{path}\" \"-F\" \"-d\" \"-s\" \"[0.0.0.0]:8025\" \"-t\" \"[127.0.0.1]:6379\" \"-k\" \"%d/redis.key\""
+                )),
+                "{unit}"
+            );
+            assert!(
+                has("CapabilityBoundingSet=") && has("AmbientCapabilities="),
+                "{unit}"
+            );
+            assert!(has("WantedBy=multi-user.target"), "{unit}");
+            // Every hardening line of the .deb's unit, but its fixed user and its
+            // runtime directory's name.
+            let hardening = DEB_UNIT
+                .lines()
+                .skip_while(|l| !l.starts_with("User="))
+                .take_while(|l| !l.starts_with('['))
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .filter(|l| !l.starts_with("User=") && !l.starts_with("Group="))
+                .filter(|l| !l.starts_with("RuntimeDirectory="));
+            let mut checked = 0;
+            for line in hardening {
+                assert!(has(line), "the .deb's {line:?} is missing:\n{unit}");
+                checked += 1;
+            }
+            assert!(
+                checked >= 25,
+                "only {checked} lines of the .deb's unit compared"
+            );
+            assert!(has("RuntimeDirectory=sluice-far-end-redis"), "{unit}");
+        }
+        // The key's file is root's: no chown to a service user.
+        let c = system_choice(Program::Spiped, "/usr/bin/spiped");
+        let l = Layout::new(&facts(), &plan(), Some(&c));
+        assert!(!send_key(&l, &c).contains("chown"));
+        // A port below 1024 is the one capability it may get.
+        let low = plan_to("db:443");
+        let unit = start_input(&Layout::new(&facts(), &low, Some(&c)), &c, &low).unwrap();
+        assert!(
+            unit.contains("\nCapabilityBoundingSet=CAP_NET_BIND_SERVICE\nAmbientCapabilities=CAP_NET_BIND_SERVICE\n"),
+            "{unit}"
+        );
+        // Per-user units stay as they were: the far-end user's, the key in their home.
+        let c = choice(
+            Persistence::UserUnit {
+                unit: "sluice-far-end-redis.service".into(),
+                linger: true,
+            },
+            false,
+        );
+        let l = Layout::new(&facts(), &plan(), Some(&c));
+        let unit = start_input(&l, &c, &plan()).unwrap();
+        assert!(!unit.contains("DynamicUser"), "{unit}");
+        assert!(
+            unit.contains("\"-k\" \"/home/u/.config/sluice-far-end/redis.key\""),
+            "{unit}"
+        );
+    }
+
+    /// systemd's own checks on the unit set-up writes, for spiped and for sluiced: `verify`
+    /// finds nothing wrong with it, and `security` rates its exposure no worse than the
+    /// .deb's `sluiced@.service`. Only lines about Sluice's units count: other units
+    /// installed here may draw warnings of their own.
+    #[test]
+    fn systemd_analyze_accepts_the_system_unit_and_rates_it_like_the_debs() {
+        let Some(analyze) = systemd_analyze() else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let deb = dir.path().join("sluiced@.service");
+        std::fs::write(&deb, DEB_UNIT).unwrap();
+        let deb_exposure = exposure(&analyze, &deb);
+        for program in [Program::Spiped, Program::Sluiced] {
+            // verify wants ExecStart's program to exist: a stand-in of the same name.
+            let bin = dir.path().join(program.name());
+            std::fs::write(&bin, "#!/bin/sh\nexit 0\n").unwrap();
+            std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+            let c = system_choice(program, bin.to_str().unwrap());
+            let l = Layout::new(&facts(), &plan(), Some(&c));
+            let unit_dir = dir.path().join(program.name()).with_extension("units");
+            std::fs::create_dir(&unit_dir).unwrap();
+            let file = unit_dir.join("sluice-far-end-redis.service");
+            std::fs::write(&file, start_input(&l, &c, &plan()).unwrap()).unwrap();
+
+            let out = std::process::Command::new(&analyze)
+                .arg("verify")
+                .arg(&file)
+                .output()
+                .unwrap();
+            let said = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let ours: Vec<&str> = said
+                .lines()
+                .filter(|l| l.contains("sluice-far-end") || l.contains(program.name()))
+                .collect();
+            assert!(
+                ours.is_empty(),
+                "systemd-analyze verify, on the {} unit:\n{}",
+                program.name(),
+                ours.join("\n")
+            );
+
+            let ours = exposure(&analyze, &file);
+            assert!(
+                ours <= deb_exposure,
+                "{}: exposure {ours}, the .deb's sluiced@.service {deb_exposure}",
+                program.name()
+            );
+            let report = security(&analyze, &file);
+            assert!(
+                report
+                    .lines()
+                    .any(|l| l.starts_with("✓ User=/DynamicUser=")),
+                "{report}"
+            );
+        }
+    }
+
+    /// `systemd-analyze`, or `None` (the test is skipped, loudly) where it is missing;
+    /// under CI it must be there.
+    fn systemd_analyze() -> Option<std::path::PathBuf> {
+        let found = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"]
+            .into_iter()
+            .map(std::path::PathBuf::from)
+            .find(|p| p.exists());
+        if found.is_none() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "systemd-analyze is missing, and CI needs it to check the far end's unit: install systemd (apt-get install -y systemd, or scripts/install-test-deps)"
+            );
+            eprintln!(
+                "SKIPPED: systemd-analyze is missing, so the far end's unit was not checked: install systemd"
+            );
+        }
+        found
+    }
+
+    fn security(analyze: &std::path::Path, unit: &std::path::Path) -> String {
+        let out = std::process::Command::new(analyze)
+            .args(["security", "--offline=true"])
+            .arg(unit)
+            .output()
+            .unwrap();
+        let report = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "systemd-analyze security {}:\n{report}{}",
+            unit.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        report
+    }
+
+    /// The "Overall exposure level" systemd-analyze security gives a unit file.
+    fn exposure(analyze: &std::path::Path, unit: &std::path::Path) -> f64 {
+        let report = security(analyze, unit);
+        report
+            .lines()
+            .find_map(|l| {
+                let (_, rest) = l.split_once("Overall exposure level for ")?;
+                let (_, level) = rest.split_once(": ")?;
+                level.split_whitespace().next()?.parse().ok()
+            })
+            .unwrap_or_else(|| panic!("no exposure level for {}:\n{report}", unit.display()))
+    }
+
+    /// Two tunnels on one far end: one is removed over and over (its remove deletes the
+    /// Sluice directory once it is empty) while the other is set up over and over, so
+    /// removes land between a set-up's making the directory and creating its manifest.
+    #[test]
+    fn set_up_survives_another_tunnels_remove_taking_the_directory_away() {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+        let home = tempfile::tempdir().unwrap();
+        let mut f = facts();
+        f.home = home.path().display().to_string();
+        let c = choice(Persistence::Daemon, false);
+        let l = Layout::new(&f, &plan(), Some(&c));
+        let set_up = send_key(&l, &c);
+        let other = format!("{}/other.manifest", l.dir);
+        let take_down = remove(&l.dir, &other, &Removal::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let removes = Arc::new(AtomicUsize::new(0));
+        let remover = {
+            let (stop, removes, dir) = (Arc::clone(&stop), Arc::clone(&removes), l.dir.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if std::fs::create_dir_all(&dir).is_ok() && std::fs::write(&other, "").is_ok() {
+                        let _ = Command::new("sh").arg("-c").arg(&take_down).output();
+                        removes.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        };
+        for round in 0..100 {
+            let mut child = Command::new("sh")
+                .arg("-c")
+                .arg(&set_up)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            child.stdin.take().unwrap().write_all(b"k").unwrap();
+            let out = child.wait_with_output().unwrap();
+            let said = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && said.contains("sluice-far-end:key="),
+                "round {round}: {said}"
+            );
+            std::fs::remove_file(&l.key).unwrap();
+            std::fs::remove_file(&l.manifest).unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+        remover.join().unwrap();
+        assert!(
+            removes.load(Ordering::Relaxed) > 0,
+            "the other tunnel was never removed"
+        );
     }
 
     #[test]
@@ -474,7 +945,24 @@ mod tests {
             send_key(&l, &c),
             start(&l, &c, &plan()),
             status(&l.dir, &l.manifest),
-            remove(&l.dir, &l.manifest),
+            read_manifest(&l.dir, &l.manifest),
+            remove(&l.dir, &l.manifest, &Removal::default()),
+            remove(
+                &l.dir,
+                &l.manifest,
+                &Removal::from_manifest(
+                    [
+                        "sudo\tyes",
+                        "key\t/home/u/.config/sluice-far-end/redis.key",
+                        "pidfile\t/home/u/.config/sluice-far-end/redis.pid",
+                        "unit-system\tsluiced@redis.service",
+                        "unit-user\tsluice-far-end-redis.service",
+                        "file\t/etc/shadow",
+                    ],
+                    "/home/u",
+                    "redis",
+                ),
+            ),
         ] {
             let out = std::process::Command::new("sh")
                 .arg("-n")

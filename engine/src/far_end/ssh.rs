@@ -3,20 +3,32 @@
 //! line. Host-key checking is never weakened; `BatchMode=yes` so nothing waits for a prompt.
 
 use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
-use super::error::{LocalError, SshError};
+use zeroize::Zeroizing;
+
+use super::error::{LocalError, SshError, SshStage};
 use super::shell::split_words;
 
 /// The environment variable that replaces the `ssh` command, as `GIT_SSH_COMMAND` does
 /// for git: split into words as a shell would (e.g. `ssh -F ~/.ssh/work_config`).
 pub const SSH_COMMAND_VAR: &str = "SLUICE_SSH_COMMAND";
 
-/// How long one remote command may take once connected. Each step's commands finish in
-/// well under a second when the far end is healthy; this only stops a hung far end.
-const COMMAND_ALLOWANCE: Duration = Duration::from_secs(60);
+/// How long one remote command may take beyond ssh's connect timeout, everything
+/// included: writing its standard input, running, printing and exiting. Each step's
+/// commands finish in well under a second when the far end is healthy; this only stops a
+/// hung far end.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Longer than any far end needs; a bound on what a caller can ask for.
+const MAX_LIMIT: Duration = Duration::from_secs(86_400);
+
+/// How long a stopped ssh may take to be reaped; SIGKILL ends it at once unless the
+/// kernel holds it in an uninterruptible wait.
+const REAP_GRACE: Duration = Duration::from_secs(5);
 
 /// The ssh client to run and where to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,6 +39,17 @@ pub struct SshClient {
     pub destination: String,
     /// ssh's `ConnectTimeout`, in seconds.
     pub connect_timeout_secs: u64,
+    /// How long one command may take beyond the connect timeout (see
+    /// [`DEFAULT_COMMAND_TIMEOUT`]); [`SshClient::limit`] is the sum.
+    pub command_timeout: Duration,
+}
+
+/// What a command reads on its standard input, and what that is, in words for errors
+/// ("the key"). The bytes may be secret: they are only ever written to ssh's pipe.
+#[derive(Clone, Copy)]
+pub struct Input<'a> {
+    pub what: &'static str,
+    pub bytes: &'a [u8],
 }
 
 /// What a remote command printed and how it ended (ssh passes the far end's exit status on).
@@ -105,6 +128,16 @@ pub fn host_aliases(ssh_config: &str) -> Vec<String> {
 }
 
 impl SshClient {
+    /// `command` to `destination`, with the default command timeout.
+    pub fn new(command: Vec<String>, destination: &str, connect_timeout_secs: u64) -> SshClient {
+        SshClient {
+            command,
+            destination: destination.to_owned(),
+            connect_timeout_secs,
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
+        }
+    }
+
     /// `ssh`, or the command in `SLUICE_SSH_COMMAND` when it is set and not empty.
     pub fn from_env(destination: &str, connect_timeout_secs: u64) -> Result<SshClient, LocalError> {
         let command = match std::env::var(SSH_COMMAND_VAR) {
@@ -113,19 +146,30 @@ impl SshClient {
             }
             _ => vec!["ssh".to_owned()],
         };
-        Ok(SshClient {
-            command,
-            destination: destination.to_owned(),
-            connect_timeout_secs,
-        })
+        Ok(SshClient::new(command, destination, connect_timeout_secs))
+    }
+
+    /// The most one remote command may take, from starting ssh to its exit: the connect
+    /// timeout plus the command timeout, at most a day (so a deadline can always be set).
+    pub fn limit(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_secs)
+            .saturating_add(self.command_timeout)
+            .min(MAX_LIMIT)
     }
 
     /// The full command line for `script`. The destination follows `--`, so one that
-    /// starts with `-` cannot be read as an option.
+    /// starts with `-` cannot be read as an option. No agent (`-a`), no X11 (`-x`) and no
+    /// port forwarding (`ClearAllForwardings`), whatever the user's ssh_config says: the
+    /// far end runs a few shell commands and needs none of them, and each would hand a
+    /// compromised far end a way back into this machine.
     pub fn argv(&self, script: &str) -> Vec<String> {
         let mut argv = self.command.clone();
         argv.extend([
             "-T".to_owned(),
+            "-a".to_owned(),
+            "-x".to_owned(),
+            "-o".to_owned(),
+            "ClearAllForwardings=yes".to_owned(),
             "-o".to_owned(),
             "BatchMode=yes".to_owned(),
             "-o".to_owned(),
@@ -137,10 +181,15 @@ impl SshClient {
         argv
     }
 
-    /// Runs `script` with the far end's login shell (a POSIX shell), with `stdin` as its
+    /// Runs `script` with the far end's login shell (a POSIX shell), with `input` as its
     /// standard input (the only way secrets travel). An SSH-level failure (ssh's own exit
     /// status 255) is an [`SshError`]; the far end's exit status comes back in the output.
-    pub fn run(&self, script: &str, stdin: Option<&[u8]>) -> Result<RemoteOutput, SshFailure> {
+    ///
+    /// [`SshClient::limit`] bounds the whole call: writing the input, reading the output
+    /// and the exit. Past it, ssh and everything it started here (its process group) are
+    /// killed and reaped, and the error names the stage that was still going on.
+    pub fn run(&self, script: &str, input: Option<Input<'_>>) -> Result<RemoteOutput, SshFailure> {
+        let deadline = Instant::now() + self.limit();
         let argv = self.argv(script);
         let (program, args) =
             argv.split_first()
@@ -149,13 +198,16 @@ impl SshClient {
                 )))?;
         let mut child = Command::new(program)
             .args(args)
-            .stdin(if stdin.is_some() {
+            .stdin(if input.is_some() {
                 Stdio::piped()
             } else {
                 Stdio::null()
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // A group of its own, so a stop also reaches what ssh started (a ProxyCommand,
+            // or a wrapper's children). ssh never needs the terminal: BatchMode=yes.
+            .process_group(0)
             .spawn()
             .map_err(|e| {
                 SshFailure::Local(LocalError::SshNotRunnable {
@@ -163,37 +215,55 @@ impl SshClient {
                     reason: e.to_string(),
                 })
             })?;
-        if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            // A far end that exits early closes the pipe; its output says why.
-            let _ = pipe.write_all(bytes);
-        }
+        // Each pipe on a thread of its own: a far end that does not read blocks the write
+        // once the pipe's buffer is full, and one that does not exit blocks the reads; the
+        // deadline must hold through all of them.
+        let written = match (input, child.stdin.take()) {
+            (Some(input), Some(pipe)) => Some((
+                input.what,
+                write_in_background(pipe, Zeroizing::new(input.bytes.to_vec())),
+            )),
+            _ => None,
+        };
         let stdout = child.stdout.take().map(read_in_background);
         let stderr = child.stderr.take().map(read_in_background);
-        let pid = child.id();
+        let group = child.id();
         let (done, finished) = mpsc::channel();
         std::thread::spawn(move || {
             let _ = done.send(child.wait());
         });
-        let allowance = Duration::from_secs(self.connect_timeout_secs) + COMMAND_ALLOWANCE;
-        let status = match finished.recv_timeout(allowance) {
-            Ok(status) => status,
-            Err(_) => {
-                // SAFETY: kill(2) on the pid of our own child, not yet reaped (the waiting
-                // thread reaps it after this signal).
-                unsafe {
-                    libc::kill(pid as libc::pid_t, libc::SIGKILL);
-                }
-                let _ = finished.recv();
-                return Err(SshFailure::Ssh(SshError::TimedOut {
-                    destination: self.destination.clone(),
-                    secs: allowance.as_secs(),
-                }));
-            }
+
+        let stopped = |stage: SshStage| {
+            stop_group(group);
+            let _ = finished.recv_timeout(REAP_GRACE);
+            SshFailure::Ssh(SshError::TimedOut {
+                destination: self.destination.clone(),
+                limit: self.limit(),
+                stage,
+            })
         };
+        if let Some((what, written)) = written
+            && wait_until(&written, deadline).is_err()
+        {
+            return Err(stopped(SshStage::WritingInput(what)));
+        }
+        let mut texts = [String::new(), String::new()];
+        for (pipe, text) in [stdout, stderr].into_iter().zip(&mut texts) {
+            if let Some(pipe) = pipe {
+                let read =
+                    wait_until(&pipe, deadline).map_err(|Late| stopped(SshStage::Running))?;
+                *text = read.unwrap_or_default();
+            }
+        }
+        let status = wait_until(&finished, deadline).map_err(|Late| stopped(SshStage::Exiting))?;
+        let [stdout, stderr] = texts;
         let output = RemoteOutput {
-            status: status.ok().and_then(|s| s.code()).unwrap_or(-1),
-            stdout: stdout.map(collect).unwrap_or_default(),
-            stderr: stderr.map(collect).unwrap_or_default(),
+            status: status
+                .and_then(Result::ok)
+                .and_then(|s| s.code())
+                .unwrap_or(-1),
+            stdout,
+            stderr,
         };
         if output.status == 255 {
             return Err(SshFailure::Ssh(classify(
@@ -204,6 +274,49 @@ impl SshClient {
         }
         Ok(output)
     }
+}
+
+/// Kills ssh's process group: ssh and whatever it started here.
+fn stop_group(group: u32) {
+    let Ok(group) = libc::pid_t::try_from(group) else {
+        return;
+    };
+    // SAFETY: kill(2) on the process group ssh leads (`process_group(0)` made its pid the
+    // group id). While any member lives, Linux keeps that id from being reused; once all
+    // are gone the call finds no group (ESRCH) and does nothing.
+    unsafe {
+        libc::kill(-group, libc::SIGKILL);
+    }
+}
+
+/// Time ran out before a background thread reported.
+struct Late;
+
+/// Waits for a background thread's result until `deadline`. `Ok(None)`: the thread ended
+/// without one (it cannot, short of a panic).
+fn wait_until<T>(rx: &mpsc::Receiver<T>, deadline: Instant) -> Result<Option<T>, Late> {
+    match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        Ok(value) => Ok(Some(value)),
+        Err(RecvTimeoutError::Disconnected) => Ok(None),
+        Err(RecvTimeoutError::Timeout) => Err(Late),
+    }
+}
+
+/// Writes `bytes` and closes the pipe, so the far end sees the end of its input; the
+/// receiver hears when that is done. A far end that exits early closes the pipe (the
+/// write fails): its output says why, so the error itself is not needed.
+fn write_in_background(
+    mut pipe: impl Write + Send + 'static,
+    bytes: Zeroizing<Vec<u8>>,
+) -> mpsc::Receiver<()> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = pipe.write_all(&bytes);
+        drop(pipe);
+        drop(bytes);
+        let _ = tx.send(());
+    });
+    rx
 }
 
 /// Why [`SshClient::run`] got no answer from the far end.
@@ -221,10 +334,6 @@ fn read_in_background(mut pipe: impl Read + Send + 'static) -> mpsc::Receiver<St
         let _ = tx.send(String::from_utf8_lossy(&bytes).into_owned());
     });
     rx
-}
-
-fn collect(rx: mpsc::Receiver<String>) -> String {
-    rx.recv().unwrap_or_default()
 }
 
 /// Reads ssh's own complaint (it prints one on standard error before exiting with 255).
@@ -322,11 +431,11 @@ HostName not-an-alias
     use super::*;
 
     fn client() -> SshClient {
-        SshClient {
-            command: vec!["ssh".into(), "-F".into(), "/t/config".into()],
-            destination: "me@db".into(),
-            connect_timeout_secs: 7,
-        }
+        SshClient::new(
+            vec!["ssh".into(), "-F".into(), "/t/config".into()],
+            "me@db",
+            7,
+        )
     }
 
     #[test]
@@ -339,6 +448,10 @@ HostName not-an-alias
                 "-F",
                 "/t/config",
                 "-T",
+                "-a",
+                "-x",
+                "-o",
+                "ClearAllForwardings=yes",
                 "-o",
                 "BatchMode=yes",
                 "-o",
@@ -349,6 +462,28 @@ HostName not-an-alias
             ]
         );
         assert!(!argv.iter().any(|a| a.contains("StrictHostKeyChecking")));
+    }
+
+    #[test]
+    fn argv_forwards_no_agent_no_x11_and_no_ports() {
+        let argv = client().argv("true");
+        let script_at = argv.len() - 1;
+        let destination_at = argv.iter().position(|a| a == "--").unwrap();
+        // After the user's own words, where the last of -a/-A and -x/-X wins; before `--`,
+        // where ssh still reads options.
+        for flag in ["-a", "-x"] {
+            let at = argv.iter().position(|a| a == flag).unwrap();
+            assert!(at > 2 && at < destination_at, "{argv:?}");
+        }
+        let clear = argv
+            .windows(2)
+            .position(|w| w == ["-o", "ClearAllForwardings=yes"])
+            .unwrap();
+        assert!(clear < destination_at, "{argv:?}");
+        assert_eq!(destination_at + 2, script_at);
+        for forwarding in ["-A", "-X", "-Y", "-L", "-R", "-D"] {
+            assert!(!argv.contains(&forwarding.to_owned()), "{argv:?}");
+        }
     }
 
     #[test]
@@ -409,6 +544,97 @@ HostName not-an-alias
         assert!(out.has("done"));
         assert!(!out.has("home"));
         assert_eq!(out.diagnostics(), "Welcome!; home=/evil");
+    }
+
+    /// A stand-in for ssh: `sh -c SCRIPT`, which ignores the ssh options appended to it.
+    fn fake(script: &str, limit: Duration) -> SshClient {
+        let mut c = SshClient::new(
+            vec!["sh".into(), "-c".into(), script.into(), "fake-ssh".into()],
+            "fake",
+            0,
+        );
+        c.command_timeout = limit;
+        c
+    }
+
+    fn key_input(bytes: &[u8]) -> Option<Input<'_>> {
+        Some(Input {
+            what: "the key",
+            bytes,
+        })
+    }
+
+    /// Runs `client` and checks it was stopped at its limit, in `stage`.
+    fn assert_stopped(client: &SshClient, input: Option<Input<'_>>, stage: SshStage) {
+        let started = Instant::now();
+        let result = client.run("true", input);
+        let took = started.elapsed();
+        let limit = client.limit();
+        match result {
+            Err(SshFailure::Ssh(e @ SshError::TimedOut { .. })) => {
+                assert_eq!(
+                    e,
+                    SshError::TimedOut {
+                        destination: "fake".into(),
+                        limit,
+                        stage
+                    }
+                );
+                assert!(e.to_string().contains(&stage.to_string()), "{e}");
+            }
+            other => panic!("expected a time-out while {stage}, got {other:?}"),
+        }
+        assert!(took >= limit, "stopped after {took:?}, before the limit");
+        assert!(
+            took < limit + Duration::from_secs(5),
+            "stopped only after {took:?}, the limit being {limit:?}"
+        );
+    }
+
+    #[test]
+    fn the_limit_covers_writing_the_input_to_a_far_end_that_never_reads_it() {
+        // More than a pipe holds, so the write blocks for as long as nobody reads.
+        let key = vec![7u8; 1 << 20];
+        let client = fake("sleep 30", Duration::from_secs(2));
+        assert_stopped(&client, key_input(&key), SshStage::WritingInput("the key"));
+        let message = SshError::TimedOut {
+            destination: "db".into(),
+            limit: Duration::from_secs(70),
+            stage: SshStage::WritingInput("the key"),
+        }
+        .to_string();
+        assert!(
+            message.starts_with("ssh to db did not finish within 70 s, the limit for one command: it was still writing the key to ssh's standard input, which the far end did not read;"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_limit_covers_a_command_that_does_not_end() {
+        // The input fits the pipe's buffer, so writing it is done at once.
+        let client = fake("sleep 30", Duration::from_secs(2));
+        assert_stopped(&client, key_input(b"0123456789"), SshStage::Running);
+        assert_stopped(&client, None, SshStage::Running);
+    }
+
+    #[test]
+    fn the_limit_covers_an_ssh_that_does_not_exit() {
+        let client = fake("exec >/dev/null 2>&1; sleep 30", Duration::from_secs(2));
+        assert_stopped(&client, None, SshStage::Exiting);
+    }
+
+    #[test]
+    fn input_is_delivered_whole_and_closed() {
+        let key: Vec<u8> = (0..=255u8).cycle().take(3 << 20).collect();
+        let client = fake("wc -c; echo status >&2; exit 3", DEFAULT_COMMAND_TIMEOUT);
+        let out = client.run("true", key_input(&key)).unwrap();
+        assert_eq!(out.stdout.trim(), (3 << 20).to_string());
+        assert_eq!(out.stderr, "status\n");
+        assert_eq!(out.status, 3);
+        let out = fake("cat", DEFAULT_COMMAND_TIMEOUT)
+            .run("true", None)
+            .unwrap();
+        assert_eq!((out.status, out.stdout.as_str()), (0, ""));
     }
 
     #[test]

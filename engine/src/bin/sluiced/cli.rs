@@ -608,10 +608,11 @@ fn far_end_options(
     if service.is_some() && action != sluice_engine::FarEndAction::Setup {
         return Err("--service applies only to --far-end-setup".into());
     }
-    if destination.is_empty() || destination.starts_with('-') {
-        return Err(format!(
-            "{destination:?} is not an ssh destination: give user@host or a host alias"
-        ));
+    sluice_engine::check_ssh_destination(&destination).map_err(|e| e.to_string())?;
+    if let Some(service) = &service {
+        service
+            .parse::<Address>()
+            .map_err(|e| format!("--service: {e}"))?;
     }
     Ok(Invocation::FarEnd(FarEndOptions {
         action,
@@ -811,6 +812,31 @@ mod tests {
             match parse(&args(line)) {
                 Err(e) => assert!(e.contains(expect), "{line}: {e}"),
                 Ok(_) => panic!("{line}: accepted"),
+            }
+        }
+        // Words a shell would pass whole, a line feed inside.
+        for (words, expect) in [
+            (
+                ["--far-end-setup", "db\nx", "--service", "[127.0.0.1]:1"],
+                r#""db\nx": an ssh destination cannot contain control characters (here a line feed at position 3): remove it"#,
+            ),
+            (
+                ["--far-end-setup", "db", "--service", "/run/s\nx"],
+                r#"--service: "/run/s\nx": an address cannot contain control characters (here a line feed at position 7): remove it"#,
+            ),
+            (
+                ["--far-end-check", "-oProxyCommand=x", "--tunnel", "t"],
+                "which ssh would read as an option",
+            ),
+        ] {
+            let mut line = args("--config c.ron");
+            line.extend(words.map(String::from));
+            if !words.contains(&"--tunnel") {
+                line.extend(["--tunnel".into(), "t".into()]);
+            }
+            match parse(&line) {
+                Err(e) => assert!(e.contains(expect), "{words:?}: {e}"),
+                Ok(_) => panic!("{words:?}: accepted"),
             }
         }
     }
