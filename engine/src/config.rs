@@ -31,7 +31,8 @@ use crate::address::{self, Address, AddressError};
 use crate::atomic_file;
 use crate::control_char::ControlChar;
 pub use crate::definition::Mode;
-use crate::definition::{self, DefinitionProblem, TunnelDefinition, same_endpoint};
+use crate::definition::{self, DefinitionProblem, Part, TunnelDefinition, same_endpoint};
+pub use crate::keystore::KeyRef;
 use crate::protocol::{ForwardSecrecy, KeyAgreement};
 use serde::{Deserialize, Serialize};
 use std::fs;
@@ -50,16 +51,6 @@ pub const MAX_CONFIG_LEN: u64 = 4 << 20;
 
 /// Longest tunnel name: names show in lists, logs and keychain entries.
 const MAX_NAME_CHARS: usize = 64;
-
-/// Where a tunnel's key lives. The config holds only this reference: key bytes are never
-/// stored in it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum KeyRef {
-    /// An entry name in the OS keychain.
-    Keychain(String),
-    /// A spiped key file; every byte of it is the key.
-    File(PathBuf),
-}
 
 /// One tunnel as the user wrote it. Addresses stay strings, exactly as typed, so a file
 /// with one mistake still loads into the editor's view of it and round-trips unchanged;
@@ -186,6 +177,56 @@ pub struct Config {
     pub metrics: Option<String>,
 }
 
+/// A field of a tunnel in the config file that a problem can be about (the editor shows
+/// each problem at its field).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Field {
+    Name,
+    Listen,
+    Target,
+    Key,
+    ForwardSecrecy,
+    TimeoutSecs,
+    ReresolveSecs,
+    Bind,
+    FarEnd,
+}
+
+impl Field {
+    /// The field's name in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Field::Name => "name",
+            Field::Listen => "listen",
+            Field::Target => "target",
+            Field::Key => "key",
+            Field::ForwardSecrecy => "forward_secrecy",
+            Field::TimeoutSecs => "timeout_secs",
+            Field::ReresolveSecs => "reresolve_secs",
+            Field::Bind => "bind",
+            Field::FarEnd => "far_end",
+        }
+    }
+}
+
+impl std::fmt::Display for Field {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<Part> for Field {
+    fn from(part: Part) -> Field {
+        match part {
+            Part::Name => Field::Name,
+            Part::Target => Field::Target,
+            Part::ForwardSecrecy => Field::ForwardSecrecy,
+            Part::Timeout => Field::TimeoutSecs,
+            Part::Reresolve => Field::ReresolveSecs,
+        }
+    }
+}
+
 /// What is wrong with a config file or one of its tunnels. Each message names the file
 /// or the tunnel and field, and says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -208,7 +249,7 @@ pub enum ConfigError {
     #[error("tunnel {tunnel:?}: {field}: {message}")]
     Invalid {
         tunnel: String,
-        field: &'static str,
+        field: Field,
         message: String,
     },
     #[error("two tunnels are named {0:?}: names must be unique; rename one of them")]
@@ -318,7 +359,7 @@ impl TunnelSpec {
     /// (not just the first), each naming this tunnel and the field.
     pub fn validate(&self) -> Result<TunnelDefinition, Vec<ConfigError>> {
         let mut errors = Vec::new();
-        let mut invalid = |field: &'static str, message: String| {
+        let mut invalid = |field: Field, message: String| {
             errors.push(ConfigError::Invalid {
                 tunnel: self.name.clone(),
                 field,
@@ -329,53 +370,57 @@ impl TunnelSpec {
         let name_chars = self.name.chars().count();
         if self.name.trim().is_empty() {
             invalid(
-                "name",
+                Field::Name,
                 "the name is empty: give the tunnel a name, e.g. redis".into(),
             );
         } else if name_chars > MAX_NAME_CHARS {
             invalid(
-                "name",
+                Field::Name,
                 format!("the name is {name_chars} characters long: use at most {MAX_NAME_CHARS}"),
             );
         }
         if let Err(problem) = definition::check_name(&self.name) {
-            invalid(problem.part().config_field(), problem.to_string());
+            invalid(problem.part().into(), problem.to_string());
         }
 
         let address = |text: &str| text.parse::<Address>().map_err(|e| e.to_string());
-        let listen = address(&self.listen).map_err(|m| invalid("listen", m)).ok();
-        let target = address(&self.target).map_err(|m| invalid("target", m)).ok();
+        let listen = address(&self.listen)
+            .map_err(|m| invalid(Field::Listen, m))
+            .ok();
+        let target = address(&self.target)
+            .map_err(|m| invalid(Field::Target, m))
+            .ok();
         let bind = match &self.bind {
             None => Ok(None),
             Some(text) => address::parse_bind(text)
                 .map(Some)
-                .map_err(|e: AddressError| invalid("bind", e.to_string())),
+                .map_err(|e: AddressError| invalid(Field::Bind, e.to_string())),
         };
 
         match &self.key {
             KeyRef::Keychain(entry) if entry.trim().is_empty() => invalid(
-                "key",
+                Field::Key,
                 "the keychain entry name is empty: choose the key in the editor or write Keychain(\"name\")".into(),
             ),
             KeyRef::Keychain(entry) if ControlChar::find(entry).is_some() => invalid(
-                "key",
+                Field::Key,
                 format!(
                     "the keychain entry name {entry:?} cannot contain control characters (here {}): remove it",
                     ControlChar::find(entry).map_or_else(String::new, |c| c.to_string())
                 ),
             ),
             KeyRef::File(path) if path.as_os_str().is_empty() => invalid(
-                "key",
+                Field::Key,
                 "the key file path is empty: write File(\"/path/to/key\"), or generate a key with sluiced --generate-key".into(),
             ),
             // spiped's `-k -`: read once, so a reload, or a second tunnel, would get nothing.
             KeyRef::File(path) if path.as_os_str() == "-" => invalid(
-                "key",
+                Field::Key,
                 "File(\"-\") (standard input) cannot be used in a config file: standard input is read only once, so a reload or another tunnel would get no key; write the key to a file (mode 0600) and give its path".into(),
             ),
             // The config is text; a path that is not UTF-8 could not be saved back.
             KeyRef::File(path) if path.to_str().is_none() => invalid(
-                "key",
+                Field::Key,
                 format!(
                     "the key file path {} is not valid UTF-8: rename the file or move it to a UTF-8 path",
                     path.display()
@@ -387,7 +432,7 @@ impl TunnelSpec {
         if let Some(record) = &self.far_end
             && let Err(e) = check_ssh_destination(&record.ssh)
         {
-            invalid("far_end", e.to_string());
+            invalid(Field::FarEnd, e.to_string());
         }
 
         // Only what a number in a file can get wrong before it is a duration; the rules
@@ -395,13 +440,13 @@ impl TunnelSpec {
         let t = self.timeout_secs;
         let timeout = if !t.is_finite() {
             invalid(
-                "timeout_secs",
+                Field::TimeoutSecs,
                 format!("{t} is not a number of seconds: write e.g. 5.0 (spiped's default)"),
             );
             None
         } else if t < 0.0 {
             invalid(
-                "timeout_secs",
+                Field::TimeoutSecs,
                 format!("{t} is negative: the timeout must be more than 0 seconds, e.g. 5.0"),
             );
             None
@@ -412,7 +457,7 @@ impl TunnelSpec {
         let reresolve = self.reresolve_secs.map(Duration::from_secs);
         let mut rule = |checked: Result<(), DefinitionProblem>| {
             if let Err(problem) = checked {
-                invalid(problem.part().config_field(), problem.to_string());
+                invalid(problem.part().into(), problem.to_string());
             }
         };
         if let (Some(listen), Some(target)) = (&listen, &target) {
@@ -703,7 +748,7 @@ mod tests {
         match &errors[0] {
             ConfigError::Invalid { tunnel, field, .. } => {
                 assert_eq!(tunnel, &t.name);
-                (field, errors[0].to_string())
+                (field.as_str(), errors[0].to_string())
             }
             other => panic!("expected Invalid, got {other:?}"),
         }
@@ -1201,7 +1246,7 @@ mod tests {
             .unwrap_err()
             .iter()
             .map(|e| match e {
-                ConfigError::Invalid { field, .. } => *field,
+                ConfigError::Invalid { field, .. } => field.as_str(),
                 other => panic!("{other:?}"),
             })
             .collect();
@@ -1235,7 +1280,7 @@ mod tests {
         assert!(matches!(
             Config::parse(&one.to_ron()),
             Err(ConfigError::Invalid {
-                field: "target",
+                field: Field::Target,
                 ..
             })
         ));

@@ -167,7 +167,7 @@ pub fn same_endpoint(a: &Address, b: &Address) -> bool {
 }
 
 /// The part of a tunnel a problem is about. Each front end names it its own way: the
-/// config file by field, `sluiced` by flag.
+/// config file by field (`config::Field`), `sluiced` by flag.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Part {
     Name,
@@ -178,17 +178,6 @@ pub enum Part {
 }
 
 impl Part {
-    /// The config file's field name.
-    pub fn config_field(self) -> &'static str {
-        match self {
-            Part::Name => "name",
-            Part::Target => "target",
-            Part::ForwardSecrecy => "forward_secrecy",
-            Part::Timeout => "timeout_secs",
-            Part::Reresolve => "reresolve_secs",
-        }
-    }
-
     /// The spiped-style flag that sets it.
     pub fn flag(self) -> &'static str {
         match self {
@@ -309,10 +298,7 @@ mod tests {
             problems[0].to_string(),
             "a tunnel name cannot contain control characters (here a line feed at position 6): remove it"
         );
-        assert_eq!(
-            (Part::Name.config_field(), Part::Name.flag()),
-            ("name", "-s")
-        );
+        assert_eq!(Part::Name.flag(), "-s");
         assert!(check_name("Ünïcødé ✔ (2)").is_ok());
         assert!(check_name("tab\there").is_err());
     }

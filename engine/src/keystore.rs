@@ -2,13 +2,24 @@
 //! Secret Service, macOS Keychain, Windows Credential Manager) or key files. A config
 //! only ever holds a [`KeyRef`]; this module turns one into a key.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use keyring_core::{CredentialStore, Entry};
 use zeroize::Zeroizing;
 
-use crate::config::KeyRef;
 use crate::keyfile::{self, KeyfileError, LoadedKey};
+use serde::{Deserialize, Serialize};
+
+/// Where a tunnel's key lives. The config holds only this reference: key bytes are never
+/// stored in it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum KeyRef {
+    /// An entry name in the OS keychain.
+    Keychain(String),
+    /// A spiped key file; every byte of it is the key.
+    File(PathBuf),
+}
 
 /// The keychain "service" under which Sluice files its keys; the entry name is the user.
 pub const KEYCHAIN_SERVICE: &str = "sluice";
@@ -135,7 +146,7 @@ pub enum KeySourceError {
     #[error(transparent)]
     Keychain(#[from] KeyStoreError),
     #[error(
-        "the key {0:?} is in the keychain, but no keychain is available here: export it to a key file and use that instead"
+        "its key is in the desktop keychain (entry {0:?}), which is not available here (sluiced never reads it): export the key to a file in Sluice (Keys, Export) and reference it as File(\"/path/to/keyfile\")"
     )]
     NoKeychain(String),
     #[error(
@@ -144,18 +155,29 @@ pub enum KeySourceError {
     EmptyKeychainEntry(String),
 }
 
-/// Loads the key a config refers to.
+/// Loads the key a config refers to: the one way every front end (the app, `sluiced`,
+/// the far end's set-up) turns a [`KeyRef`] into a key.
 pub fn load_key(
     key: &KeyRef,
     keychain: Option<&dyn KeyStore>,
 ) -> Result<LoadedKey, KeySourceError> {
+    load_key_bytes(key, keychain).map(|(_, loaded)| loaded)
+}
+
+/// [`load_key`], also returning the key's raw bytes (wiped when dropped), for copying it
+/// elsewhere (the far end, an exported key file).
+pub fn load_key_bytes(
+    key: &KeyRef,
+    keychain: Option<&dyn KeyStore>,
+) -> Result<(Zeroizing<Vec<u8>>, LoadedKey), KeySourceError> {
     match key {
-        KeyRef::File(path) => Ok(keyfile::read_keyfile(path)?),
+        KeyRef::File(path) => Ok(keyfile::read_keyfile_with_bytes(path)?),
         KeyRef::Keychain(name) => {
             let store = keychain.ok_or_else(|| KeySourceError::NoKeychain(name.clone()))?;
             let bytes = store.load(name)?;
-            keyfile::loaded_from_bytes(&bytes)
-                .map_err(|keyfile::EmptyKey| KeySourceError::EmptyKeychainEntry(name.clone()))
+            let loaded = keyfile::loaded_from_bytes(&bytes)
+                .map_err(|keyfile::EmptyKey| KeySourceError::EmptyKeychainEntry(name.clone()))?;
+            Ok((bytes, loaded))
         }
     }
 }

@@ -1,46 +1,61 @@
 //! Sluice's engine: the spiped wire protocol (sans-I/O), tunnels on tokio, and the
 //! supervisor the desktop app and the `sluiced` daemon drive.
 //!
-//! Layers, each using only the ones above it: `protocol` (bytes in, bytes out), `net`
-//! (sockets), `tunnel` (one listener and its connections), `engine` (the supervisor).
-//! What this root exports is the engine's public surface; the app uses nothing else.
+//! Layers, each using only the ones below it (docs/ARCHITECTURE.md draws them): the
+//! leaves (`address`, `protocol`, `keyfile`, `platform`, …), `definition`, `net`
+//! (sockets), `fault`, `stats` and `events`, `keystore`, `config`, `plan`, `tunnel` (one
+//! listener and its connections), `engine` (the supervisor), `far_end`. Only `protocol`
+//! is public as a module (the fuzz targets and benchmarks drive it directly); everything
+//! else a front end uses is exported here, and the app and `sluiced` use nothing else.
 
-pub mod address;
-pub mod atomic_file;
-pub mod config;
-pub mod control_char;
-pub mod definition;
-pub mod engine;
-pub mod events;
-pub mod fault;
-pub mod keyfile;
-pub mod keystore;
-pub mod net;
-pub mod plan;
+mod address;
+mod atomic_file;
+mod config;
+mod control_char;
+mod definition;
+mod engine;
+mod events;
+mod far_end;
+mod fault;
+mod keyfile;
+mod keystore;
+mod net;
+mod plan;
 mod platform;
 pub mod protocol;
-pub mod stats;
-pub mod tunnel;
+mod stats;
+mod tunnel;
 
 pub use address::{Address, AddressError, parse_bind};
 pub use atomic_file::write_atomic;
 pub use config::{
-    Config, ConfigError, FarEndRecord, KeyRef, MetricsAddressError, SshDestinationError,
-    TunnelSpec, check_ssh_destination, parse_metrics_address,
+    Config, ConfigError, FarEndRecord, Field, MetricsAddressError, SshDestinationError, TunnelSpec,
+    check_ssh_destination, parse_metrics_address,
 };
 pub use control_char::ControlChar;
-pub use definition::{DefinitionProblem, Mode, TunnelDefinition};
+pub use definition::{
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_RERESOLVE, DEFAULT_TIMEOUT, DefinitionProblem, MAX_TIMEOUT,
+    Mode, Part, TunnelDefinition, check_handshake, check_timeout,
+};
 pub use engine::{Engine, EventStream, Missed, RuntimeThreads, StatusReader, TunnelStatus};
 pub use events::{Event, EventKind, RepeatedProblem};
+pub use far_end::{
+    FAR_END_CONNECT_TIMEOUT, FarEndAction, FarEndCommands, FarEndError, FarEndKey, FarEndPlan,
+    FarEndRequest, FarEndStep, FarEndStepOutcome, FarEndStepReport, SSH_COMMAND_VAR, SshClient,
+    SshError, SshStage, default_far_address, far_address_label, far_end_commands, far_end_slug,
+    run_far_end, ssh_host_aliases,
+};
 pub use fault::{
     ConnectionFault, HandshakeFailure, HandshakeFault, IoFault, ListenError, PumpFault,
     ResolveError, StartFault, TargetFault, TunnelFault,
 };
 pub use keyfile::{
-    KeyfileError, KeyfileWarning, LoadedKey, generate_key_bytes, read_keyfile,
-    read_keyfile_with_bytes, write_new_keyfile,
+    EmptyKey, KeyfileError, KeyfileWarning, LoadedKey, generate_key_bytes, loaded_from_bytes,
+    read_key_from, read_keyfile, read_keyfile_with_bytes, write_new_keyfile,
 };
-pub use keystore::{KeySourceError, KeyStore, KeyStoreError, KeychainStore, load_key};
+pub use keystore::{
+    KeyRef, KeySourceError, KeyStore, KeyStoreError, KeychainStore, load_key, load_key_bytes,
+};
 pub use net::probe::{ProbeOutcome, ProbeRequest};
 pub use net::spipe::{SpipeFault, SpipeRequest, spipe_session};
 pub use net::stream::Peer;
@@ -50,10 +65,3 @@ pub use protocol::key::{Fingerprint, PresharedKey, hex};
 pub use protocol::{ForwardSecrecy, KeyAgreement};
 pub use stats::{CounterSnapshot, LastError, RateSample};
 pub use tunnel::{TunnelSettings, TunnelState};
-pub mod far_end;
-pub use far_end::{
-    Action as FarEndAction, DEFAULT_CONNECT_TIMEOUT as FAR_END_CONNECT_TIMEOUT, FarEndCommands,
-    FarEndError, FarEndPlan, KeyBytes as FarEndKey, Request as FarEndRequest, SshClient,
-    Step as FarEndStep, StepOutcome as FarEndStepOutcome, StepReport, default_far_address,
-    far_address_label, far_end_commands, host_aliases as ssh_host_aliases, run as run_far_end,
-};

@@ -132,10 +132,6 @@ impl TunnelStats {
         }
     }
 
-    pub fn active_connections(&self) -> u64 {
-        self.active_connections.load(Relaxed)
-    }
-
     /// Records one second of traffic; called once a second by the supervisor.
     /// Returns whether anything moved, so the caller knows whether to wake a viewer.
     pub fn sample_rates(&self, now: SystemTime) -> bool {

@@ -7,7 +7,7 @@
 //! properties a fuzzer hunts for violations of (a forged handshake or packet accepted, a
 //! config or address that does not survive printing and parsing back).
 
-use sluice_engine::config::Config;
+use sluice_engine::Config;
 use sluice_engine::protocol::key::PresharedKey;
 use sluice_engine::protocol::{
     EphemeralKeyPair, ForwardSecrecy, Handshake, MAX_PAYLOAD, NONCE_LEN, PACKET_LEN, PacketError,

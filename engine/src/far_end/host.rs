@@ -110,11 +110,6 @@ impl HostFacts {
             program(&self.spiped, "spiped")
         )
     }
-
-    /// The directory Sluice keeps this user's far ends in.
-    pub fn state_dir(&self) -> String {
-        format!("{}/.config/sluice-far-end", self.home.trim_end_matches('/'))
-    }
 }
 
 /// Which program serves the far end.
@@ -354,7 +349,6 @@ mod tests {
             "{}",
             f.summary()
         );
-        assert_eq!(f.state_dir(), "/home/deploy/.config/sluice-far-end");
         let empty = RemoteOutput {
             status: 0,
             stdout: String::new(),

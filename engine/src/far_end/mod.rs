@@ -2,10 +2,10 @@
 //! SSH, with the system's OpenSSH client. A supervisor-level module: it uses the config,
 //! the key sources and the connection test; nothing in `protocol` or `net` uses it.
 //!
-//! The API is blocking: [`run`] performs one [`Action`] step by step, calling back with a
-//! [`StepReport`] as each step starts and ends, and returns when done. Callers with a
-//! UI thread use [`spawn`], which runs it on a thread of its own. Do not call [`run`] from
-//! inside a tokio runtime: the connection test runs a small runtime of its own.
+//! The API is blocking: [`run_far_end`] performs one [`FarEndAction`] step by step,
+//! calling back with a [`FarEndStepReport`] as each step starts and ends, and returns
+//! when done; a caller with a UI thread runs it on a thread of its own. Do not call it
+//! from inside a tokio runtime: the connection test runs a small runtime of its own.
 
 mod error;
 mod host;
@@ -22,30 +22,29 @@ use zeroize::Zeroizing;
 
 use crate::address::Address;
 use crate::config::{KeyRef, Mode, TunnelSpec, check_ssh_destination};
-use crate::keyfile;
 use crate::keystore::KeyStore;
 use crate::net::dhpool::KeyPairPool;
 use crate::net::probe::{ProbeRequest, probe};
 use crate::protocol::key::PresharedKey;
 
 pub use error::{FarEndError, FarHostError, LocalError, SshError, SshStage};
-pub use host::{Choice, HostFacts, Installed, Persistence, Privilege, Program, choose};
+pub use host::{Choice, HostFacts, Persistence, choose};
 pub use plan::{
-    FarEndCommands, FarEndPlan, default_far_address, far_address_label, far_end_commands, slug,
+    FarEndCommands, FarEndPlan, default_far_address, far_address_label, far_end_commands,
+    far_end_slug,
 };
-pub use shell::{SplitError, quote as shell_quote, split_words};
-pub use ssh::{DEFAULT_COMMAND_TIMEOUT, Input, SSH_COMMAND_VAR, SshClient, host_aliases};
+pub use ssh::{Input, SSH_COMMAND_VAR, SshClient, ssh_host_aliases};
 
 use manifest::Removal;
 use scripts::Layout;
 use ssh::{RemoteOutput, SshFailure};
 
 /// ssh's `ConnectTimeout` unless the caller picks another.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const FAR_END_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What to do on the far end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
+pub enum FarEndAction {
     /// Probe, send the key, start the far end, verify.
     Setup,
     /// Probe, then verify what an earlier set-up started.
@@ -54,20 +53,25 @@ pub enum Action {
     Remove,
 }
 
-impl Action {
+impl FarEndAction {
     /// The steps this action runs, in order.
-    pub fn steps(self) -> &'static [Step] {
+    pub fn steps(self) -> &'static [FarEndStep] {
         match self {
-            Action::Setup => &[Step::Probe, Step::SendKey, Step::Start, Step::Verify],
-            Action::Check => &[Step::Probe, Step::Verify],
-            Action::Remove => &[Step::Probe, Step::Remove],
+            FarEndAction::Setup => &[
+                FarEndStep::Probe,
+                FarEndStep::SendKey,
+                FarEndStep::Start,
+                FarEndStep::Verify,
+            ],
+            FarEndAction::Check => &[FarEndStep::Probe, FarEndStep::Verify],
+            FarEndAction::Remove => &[FarEndStep::Probe, FarEndStep::Remove],
         }
     }
 }
 
 /// One step of an action.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Step {
+pub enum FarEndStep {
     Probe,
     SendKey,
     Start,
@@ -75,21 +79,21 @@ pub enum Step {
     Remove,
 }
 
-impl fmt::Display for Step {
+impl fmt::Display for FarEndStep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Step::Probe => "probe",
-            Step::SendKey => "send key",
-            Step::Start => "start",
-            Step::Verify => "verify",
-            Step::Remove => "remove",
+            FarEndStep::Probe => "probe",
+            FarEndStep::SendKey => "send key",
+            FarEndStep::Start => "start",
+            FarEndStep::Verify => "verify",
+            FarEndStep::Remove => "remove",
         })
     }
 }
 
 /// Where a step is.
 #[derive(Clone, Debug, PartialEq)]
-pub enum StepOutcome {
+pub enum FarEndStepOutcome {
     /// The step has started.
     Running,
     /// The step succeeded; what it found or did, in words.
@@ -100,47 +104,34 @@ pub enum StepOutcome {
 
 /// One progress report.
 #[derive(Clone, Debug, PartialEq)]
-pub struct StepReport {
-    pub step: Step,
-    pub outcome: StepOutcome,
+pub struct FarEndStepReport {
+    pub step: FarEndStep,
+    pub outcome: FarEndStepOutcome,
 }
 
-impl fmt::Display for StepReport {
+impl fmt::Display for FarEndStepReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.outcome {
-            StepOutcome::Running => write!(f, "{}: running", self.step),
-            StepOutcome::Done(what) => write!(f, "{}: ok: {what}", self.step),
-            StepOutcome::Failed(why) => write!(f, "{}: FAILED: {why}", self.step),
+            FarEndStepOutcome::Running => write!(f, "{}: running", self.step),
+            FarEndStepOutcome::Done(what) => write!(f, "{}: ok: {what}", self.step),
+            FarEndStepOutcome::Failed(why) => write!(f, "{}: FAILED: {why}", self.step),
         }
     }
 }
 
 /// The key file's bytes (what spiped reads from `-k`), wiped when dropped. Never shown.
-pub struct KeyBytes(Zeroizing<Vec<u8>>);
+pub struct FarEndKey(Zeroizing<Vec<u8>>);
 
-impl KeyBytes {
-    pub fn new(bytes: Zeroizing<Vec<u8>>) -> KeyBytes {
-        KeyBytes(bytes)
+impl FarEndKey {
+    pub fn new(bytes: Zeroizing<Vec<u8>>) -> FarEndKey {
+        FarEndKey(bytes)
     }
 
     /// Reads the key a tunnel refers to: a key file, or the keychain when one is given.
-    pub fn load(key: &KeyRef, keychain: Option<&dyn KeyStore>) -> Result<KeyBytes, LocalError> {
-        match key {
-            KeyRef::File(path) => keyfile::read_keyfile_with_bytes(path)
-                .map(|(bytes, _)| KeyBytes(bytes))
-                .map_err(|e| LocalError::Key(e.to_string())),
-            KeyRef::Keychain(name) => {
-                let store = keychain.ok_or_else(|| {
-                    LocalError::Key(format!(
-                        "the key {name:?} is in the desktop keychain, which is not available here: export it to a key file in Sluice (Keys, Export), reference it as File(\"/path/to/keyfile\") in the config, and try again"
-                    ))
-                })?;
-                store
-                    .load(name)
-                    .map(KeyBytes)
-                    .map_err(|e| LocalError::Key(e.to_string()))
-            }
-        }
+    pub fn load(key: &KeyRef, keychain: Option<&dyn KeyStore>) -> Result<FarEndKey, LocalError> {
+        crate::keystore::load_key_bytes(key, keychain)
+            .map(|(bytes, _)| FarEndKey(bytes))
+            .map_err(|e| LocalError::Key(e.to_string()))
     }
 
     fn preshared(&self) -> PresharedKey {
@@ -148,16 +139,16 @@ impl KeyBytes {
     }
 }
 
-impl fmt::Debug for KeyBytes {
+impl fmt::Debug for FarEndKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "KeyBytes({})", self.preshared().fingerprint())
+        write!(f, "FarEndKey({})", self.preshared().fingerprint())
     }
 }
 
 /// One far-end action for one tunnel.
 #[derive(Debug)]
-pub struct Request {
-    pub action: Action,
+pub struct FarEndRequest {
+    pub action: FarEndAction,
     /// The tunnel as configured on this machine.
     pub tunnel: TunnelSpec,
     /// The far end's service (Encrypt tunnels) or listening address (Decrypt tunnels);
@@ -166,11 +157,11 @@ pub struct Request {
     /// How the far end reaches this machine (Decrypt tunnels only).
     pub this_host: String,
     /// Needed for set-up and check, not for remove.
-    pub key: Option<KeyBytes>,
+    pub key: Option<FarEndKey>,
     pub ssh: SshClient,
 }
 
-impl Request {
+impl FarEndRequest {
     /// The plan this request carries out.
     pub fn plan(&self) -> FarEndPlan {
         let far = self
@@ -181,19 +172,12 @@ impl Request {
     }
 }
 
-/// Runs `request` on a new thread; `on_step` is called from that thread.
-pub fn spawn(
-    request: Request,
-    mut on_step: impl FnMut(StepReport) + Send + 'static,
-) -> std::io::Result<std::thread::JoinHandle<Result<(), FarEndError>>> {
-    std::thread::Builder::new()
-        .name("sluice-far-end".into())
-        .spawn(move || run(&request, &mut on_step))
-}
-
 /// Runs the action's steps in order, reporting each as it starts and as it ends, and
 /// stops at the first failure (which is also the returned error). Blocks.
-pub fn run(request: &Request, on_step: &mut dyn FnMut(StepReport)) -> Result<(), FarEndError> {
+pub fn run_far_end(
+    request: &FarEndRequest,
+    on_step: &mut dyn FnMut(FarEndStepReport),
+) -> Result<(), FarEndError> {
     let mut runner = Runner {
         request,
         plan: request.plan(),
@@ -201,19 +185,19 @@ pub fn run(request: &Request, on_step: &mut dyn FnMut(StepReport)) -> Result<(),
         choice: None,
     };
     for &step in request.action.steps() {
-        on_step(StepReport {
+        on_step(FarEndStepReport {
             step,
-            outcome: StepOutcome::Running,
+            outcome: FarEndStepOutcome::Running,
         });
         match runner.step(step) {
-            Ok(done) => on_step(StepReport {
+            Ok(done) => on_step(FarEndStepReport {
                 step,
-                outcome: StepOutcome::Done(done),
+                outcome: FarEndStepOutcome::Done(done),
             }),
             Err(error) => {
-                on_step(StepReport {
+                on_step(FarEndStepReport {
                     step,
-                    outcome: StepOutcome::Failed(error.clone()),
+                    outcome: FarEndStepOutcome::Failed(error.clone()),
                 });
                 return Err(error);
             }
@@ -223,7 +207,7 @@ pub fn run(request: &Request, on_step: &mut dyn FnMut(StepReport)) -> Result<(),
 }
 
 struct Runner<'a> {
-    request: &'a Request,
+    request: &'a FarEndRequest,
     plan: FarEndPlan,
     facts: Option<HostFacts>,
     choice: Option<Choice>,
@@ -234,13 +218,13 @@ impl Runner<'_> {
         self.request.ssh.destination.clone()
     }
 
-    fn step(&mut self, step: Step) -> Result<String, FarEndError> {
+    fn step(&mut self, step: FarEndStep) -> Result<String, FarEndError> {
         match step {
-            Step::Probe => self.probe(),
-            Step::SendKey => self.send_key(),
-            Step::Start => self.start(),
-            Step::Verify => self.verify(),
-            Step::Remove => self.remove(),
+            FarEndStep::Probe => self.probe(),
+            FarEndStep::SendKey => self.send_key(),
+            FarEndStep::Start => self.start(),
+            FarEndStep::Verify => self.verify(),
+            FarEndStep::Remove => self.remove(),
         }
     }
 
@@ -293,7 +277,7 @@ impl Runner<'_> {
         let destination = self.destination();
         let mut done = summary;
         match self.request.action {
-            Action::Setup => {
+            FarEndAction::Setup => {
                 if facts.already_set_up {
                     return Err(FarHostError::AlreadySetUp {
                         destination,
@@ -309,7 +293,7 @@ impl Runner<'_> {
                 ));
                 self.choice = Some(choice);
             }
-            Action::Check | Action::Remove => {
+            FarEndAction::Check | FarEndAction::Remove => {
                 if !facts.already_set_up {
                     return Err(FarHostError::NotSetUp {
                         destination,
@@ -335,7 +319,7 @@ impl Runner<'_> {
         }
     }
 
-    fn key(&self) -> Result<&KeyBytes, FarEndError> {
+    fn key(&self) -> Result<&FarEndKey, FarEndError> {
         self.request.key.as_ref().ok_or_else(|| {
             LocalError::Key("no key was given, and this step needs it".into()).into()
         })
@@ -575,9 +559,9 @@ mod tests {
 
     /// A set-up whose ssh would fail loudly if it ever ran: these requests must be
     /// refused before any command reaches a far end.
-    fn setup(far_address: Option<&str>, destination: &str) -> Request {
-        Request {
-            action: Action::Setup,
+    fn setup(far_address: Option<&str>, destination: &str) -> FarEndRequest {
+        FarEndRequest {
+            action: FarEndAction::Setup,
             tunnel: TunnelSpec::new(
                 "redis",
                 Mode::Encrypt,
@@ -592,9 +576,9 @@ mod tests {
         }
     }
 
-    fn refused(request: &Request) -> String {
+    fn refused(request: &FarEndRequest) -> String {
         let mut reports = Vec::new();
-        let error = run(request, &mut |r| reports.push(r)).unwrap_err();
+        let error = run_far_end(request, &mut |r| reports.push(r)).unwrap_err();
         assert!(
             matches!(
                 error,

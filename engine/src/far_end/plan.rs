@@ -119,7 +119,7 @@ impl FarEndPlan {
         }
         let mut plan = FarEndPlan {
             tunnel: spec.name.clone(),
-            slug: slug(&spec.name),
+            slug: far_end_slug(&spec.name),
             far_mode,
             source,
             target,
@@ -216,7 +216,7 @@ fn reachable_host(listen: &str, this_host: &str) -> String {
 /// everything else becomes `_`, and a leading `.` or `-` gets a `_` in front, so the name
 /// is never hidden or read as an option. A name that had to change gets a short hash of
 /// itself appended, so `a b` and `a_b` do not share files.
-pub fn slug(name: &str) -> String {
+pub fn far_end_slug(name: &str) -> String {
     let mut out: String = name
         .chars()
         .map(|c| {
@@ -341,18 +341,18 @@ mod tests {
 
     #[test]
     fn slugs_are_safe_file_names() {
-        assert_eq!(slug("redis"), "redis");
-        assert_eq!(slug("redis-2.prod_x"), "redis-2.prod_x");
-        let changed = slug("redis prod/1");
+        assert_eq!(far_end_slug("redis"), "redis");
+        assert_eq!(far_end_slug("redis-2.prod_x"), "redis-2.prod_x");
+        let changed = far_end_slug("redis prod/1");
         assert!(changed.starts_with("redis_prod_1-"), "{changed}");
         assert_eq!(changed.len(), "redis_prod_1-".len() + 8);
-        assert_ne!(slug("a b"), slug("a_b"));
-        assert!(slug("-x").starts_with("_-x-"));
-        assert!(slug("..").starts_with("_..-"));
-        assert!(slug("").starts_with("_-"));
-        assert!(slug("Ünï").starts_with("_n_-"));
+        assert_ne!(far_end_slug("a b"), far_end_slug("a_b"));
+        assert!(far_end_slug("-x").starts_with("_-x-"));
+        assert!(far_end_slug("..").starts_with("_..-"));
+        assert!(far_end_slug("").starts_with("_-"));
+        assert!(far_end_slug("Ünï").starts_with("_n_-"));
         for name in ["a b", "-x", "..", "", "Ünï", "x/../y"] {
-            let s = slug(name);
+            let s = far_end_slug(name);
             assert!(
                 s.chars()
                     .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)),

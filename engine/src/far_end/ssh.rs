@@ -104,7 +104,7 @@ impl RemoteOutput {
 
 /// The host aliases a user's `~/.ssh/config` names (`Host` lines, patterns left out), in
 /// file order without repeats: what the app offers as destinations.
-pub fn host_aliases(ssh_config: &str) -> Vec<String> {
+pub fn ssh_host_aliases(ssh_config: &str) -> Vec<String> {
     let mut aliases: Vec<String> = Vec::new();
     for line in ssh_config.lines() {
         let line = line.trim();
@@ -424,8 +424,11 @@ host db
 Match host x
 HostName not-an-alias
 ";
-        assert_eq!(host_aliases(config), ["db", "db-replica", "web", "quoted"]);
-        assert!(host_aliases("").is_empty());
+        assert_eq!(
+            ssh_host_aliases(config),
+            ["db", "db-replica", "web", "quoted"]
+        );
+        assert!(ssh_host_aliases("").is_empty());
     }
 
     use super::*;

@@ -116,7 +116,8 @@ impl KeyPairPool {
     }
 
     /// How many key pairs are ready now.
-    pub fn ready(&self) -> usize {
+    #[cfg(test)]
+    fn ready(&self) -> usize {
         self.state.ready.lock().map_or(0, |r| r.len())
     }
 }

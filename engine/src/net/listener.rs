@@ -10,7 +10,7 @@ use tokio::net::{TcpListener, TcpSocket, UnixListener};
 
 use crate::address::Address;
 use crate::net::io_fault::IoFault;
-use crate::net::resolve::{Resolve, ResolveError, Resolver, SystemResolver};
+use crate::net::resolve::{Resolve, ResolveError, Resolver};
 use crate::net::stream::NetStream;
 
 /// Pending connections the kernel queues for us. Clients beyond the connection limit
@@ -53,12 +53,8 @@ pub enum Listener {
 }
 
 impl Listener {
-    /// Binds `address` (resolving a host name once, using its first address, as spiped does).
-    pub async fn bind(address: &Address) -> Result<Listener, ListenError> {
-        Listener::bind_with(address, &SystemResolver).await
-    }
-
-    /// [`Listener::bind`], with a host name looked up by `resolver`.
+    /// Binds `address`, resolving a host name with `resolver` once and using its first
+    /// address, as spiped does.
     pub async fn bind_with(
         address: &Address,
         resolver: &dyn Resolver,
@@ -199,6 +195,7 @@ pub fn is_resource_exhaustion(e: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::resolve::SystemResolver;
 
     fn temp_socket_path(name: &str) -> PathBuf {
         std::env::temp_dir().join(format!("sluice-test-{}-{name}.sock", std::process::id()))
@@ -211,7 +208,9 @@ mod tests {
         // A socket file whose owner is gone: bind, then drop without unlinking.
         drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
         assert!(path.exists());
-        let listener = Listener::bind(&Address::Unix(path.clone())).await.unwrap();
+        let listener = Listener::bind_with(&Address::Unix(path.clone()), &SystemResolver)
+            .await
+            .unwrap();
         drop(listener);
         assert!(!path.exists(), "our own socket file is removed on drop");
     }
@@ -221,7 +220,7 @@ mod tests {
         let path = temp_socket_path("live");
         let _ = std::fs::remove_file(&path);
         let _owner = std::os::unix::net::UnixListener::bind(&path).unwrap();
-        let err = Listener::bind(&Address::Unix(path.clone()))
+        let err = Listener::bind_with(&Address::Unix(path.clone()), &SystemResolver)
             .await
             .unwrap_err();
         assert!(matches!(err, ListenError::SocketInUse { .. }), "{err}");
@@ -233,7 +232,7 @@ mod tests {
     async fn regular_file_is_not_replaced() {
         let path = temp_socket_path("file");
         std::fs::write(&path, b"precious").unwrap();
-        let err = Listener::bind(&Address::Unix(path.clone()))
+        let err = Listener::bind_with(&Address::Unix(path.clone()), &SystemResolver)
             .await
             .unwrap_err();
         assert!(matches!(err, ListenError::NotASocket { .. }), "{err}");
@@ -244,9 +243,13 @@ mod tests {
     #[tokio::test]
     async fn busy_tcp_port_is_reported_in_words() {
         let any_port = Address::Ip("127.0.0.1:0".parse().unwrap());
-        let first = Listener::bind(&any_port).await.unwrap();
+        let first = Listener::bind_with(&any_port, &SystemResolver)
+            .await
+            .unwrap();
         let taken = first.local_address().unwrap();
-        let err = Listener::bind(&taken).await.unwrap_err();
+        let err = Listener::bind_with(&taken, &SystemResolver)
+            .await
+            .unwrap_err();
         assert!(matches!(err, ListenError::InUse { .. }), "{err}");
         assert!(err.to_string().contains("already in use"));
     }

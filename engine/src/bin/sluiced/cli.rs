@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sluice_engine::definition::{self, TunnelDefinition};
-use sluice_engine::keyfile::{self, KeyfileError, KeyfileWarning, LoadedKey};
 use sluice_engine::{
-    Address, Config, ConfigError, ForwardSecrecy, KeyAgreement, KeyRef, Mode, Restart,
-    TunnelSettings, parse_bind, parse_metrics_address,
+    Address, Config, ConfigError, DEFAULT_MAX_CONNECTIONS, DEFAULT_RERESOLVE, DEFAULT_TIMEOUT,
+    ForwardSecrecy, KeyAgreement, KeyRef, KeySourceError, KeyfileWarning, LoadedKey, MAX_TIMEOUT,
+    Mode, Restart, TunnelDefinition, TunnelSettings, check_handshake, check_timeout, load_key,
+    parse_bind, parse_metrics_address, read_key_from,
 };
 
 pub const USAGE: &str = "\
@@ -118,7 +118,7 @@ impl RunOptions {
     pub fn load(&self) -> Result<Loaded, Vec<String>> {
         match &self.source {
             TunnelSource::Flags { tunnel, key } => {
-                let loaded = load_key(key).map_err(|e| vec![e.to_string()])?;
+                let loaded = load_key_file(key).map_err(|e| vec![e.to_string()])?;
                 let warnings = key_warnings(key, &loaded.warnings);
                 let settings = TunnelSettings::new(tunnel.as_ref().clone(), loaded.key);
                 Ok(Loaded {
@@ -167,25 +167,24 @@ pub fn load_config(path: &Path) -> Result<Loaded, Vec<String>> {
     let mut tunnels = Vec::new();
     let mut errors = Vec::new();
     for spec in &config.tunnels {
-        let loaded = match &spec.key {
-            KeyRef::File(file) => load_key(file).map_err(|e| e.to_string()),
-            KeyRef::Keychain(entry) => Err(format!(
-                "its key is in the desktop keychain (entry {entry:?}), which sluiced does not read: export the key to a file in Sluice (Keys, Export) and reference it as File(\"/path/to/keyfile\")"
-            )),
+        // Checked first: a key is read only for a tunnel that can run (never standard
+        // input, which a config cannot name).
+        let definition = match spec.validate() {
+            Ok(definition) => definition,
+            Err(problems) => {
+                errors.extend(problems.iter().map(|p| p.to_string()));
+                continue;
+            }
         };
-        match loaded {
-            Ok(loaded) => match spec.validate() {
-                Ok(definition) => {
-                    let settings = TunnelSettings::new(definition, loaded.key);
-                    let warnings = match &spec.key {
-                        KeyRef::File(file) => key_warnings(file, &loaded.warnings),
-                        KeyRef::Keychain(_) => Vec::new(),
-                    };
-                    tunnels.push((settings, warnings));
-                }
-                Err(problems) => errors.extend(problems.iter().map(|p| p.to_string())),
-            },
-            Err(message) => errors.push(format!("tunnel {:?}: key: {message}", spec.name)),
+        match load_key(&spec.key, None) {
+            Ok(loaded) => {
+                let warnings = match &spec.key {
+                    KeyRef::File(file) => key_warnings(file, &loaded.warnings),
+                    KeyRef::Keychain(_) => Vec::new(),
+                };
+                tunnels.push((TunnelSettings::new(definition, loaded.key), warnings));
+            }
+            Err(e) => errors.push(format!("tunnel {:?}: key: {e}", spec.name)),
         }
     }
     let metrics = match config.metrics_address().transpose() {
@@ -224,12 +223,13 @@ pub fn key_warnings(path: &Path, warnings: &[KeyfileWarning]) -> Vec<String> {
     warnings.iter().map(|w| format!("{source}: {w}")).collect()
 }
 
-/// Reads a key file; `-` means standard input, as in spiped.
-pub fn load_key(path: &Path) -> Result<LoadedKey, KeyfileError> {
+/// Reads a key file through the engine's one key loader; `-` means standard input, as
+/// in spiped.
+pub fn load_key_file(path: &Path) -> Result<LoadedKey, KeySourceError> {
     if path == Path::new("-") {
-        keyfile::read_key_from(std::io::stdin().lock())
+        Ok(read_key_from(std::io::stdin().lock())?)
     } else {
-        keyfile::read_keyfile(path)
+        load_key(&KeyRef::File(path.to_owned()), None)
     }
 }
 
@@ -455,7 +455,7 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
     } else {
         KeyAgreement::Classic
     };
-    definition::check_handshake(forward_secrecy, key_agreement)
+    check_handshake(forward_secrecy, key_agreement)
         .map_err(|problem| format!("{}: {problem}", problem.part().flag()))?;
     let timeout = parse_timeout(seen.timeout.as_deref())?;
     let bind = seen
@@ -544,7 +544,7 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
     let target = parse_address(seen.target.as_deref(), "-t", "target")?;
     let key = PathBuf::from(seen.key.clone().ok_or("-k <key file> is required")?);
     let max_connections = match seen.max_connections.as_deref() {
-        None => definition::DEFAULT_MAX_CONNECTIONS,
+        None => DEFAULT_MAX_CONNECTIONS,
         Some(n) => n.parse::<u32>().map_err(|_| {
             format!("-n {n:?}: the connection limit must be a whole number (0 = unlimited)")
         })?,
@@ -554,7 +554,7 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
             return Err("-r and -R contradict each other: give at most one".into());
         }
         (_, true) => None,
-        (None, false) => Some(definition::DEFAULT_RERESOLVE),
+        (None, false) => Some(DEFAULT_RERESOLVE),
         (Some(r), false) => match r.parse::<u64>() {
             Ok(secs) if secs > 0 => Some(Duration::from_secs(secs)),
             _ => {
@@ -631,11 +631,11 @@ fn parse_address(value: Option<&str>, flag: &str, what: &str) -> Result<Address,
 /// `-o`: seconds, fractions allowed; 0 means the default, as in spiped.
 fn parse_timeout(value: Option<&str>) -> Result<Duration, String> {
     let Some(value) = value else {
-        return Ok(definition::DEFAULT_TIMEOUT);
+        return Ok(DEFAULT_TIMEOUT);
     };
-    let max = definition::MAX_TIMEOUT.as_secs();
+    let max = MAX_TIMEOUT.as_secs();
     let timeout = match value.parse::<f64>() {
-        Ok(0.0) => definition::DEFAULT_TIMEOUT,
+        Ok(0.0) => DEFAULT_TIMEOUT,
         Ok(secs) if secs > 0.0 => Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX),
         _ => {
             return Err(format!(
@@ -643,7 +643,7 @@ fn parse_timeout(value: Option<&str>) -> Result<Duration, String> {
             ));
         }
     };
-    definition::check_timeout(timeout).map_err(|problem| format!("-o {value:?}: {problem}"))?;
+    check_timeout(timeout).map_err(|problem| format!("-o {value:?}: {problem}"))?;
     Ok(timeout)
 }
 

@@ -4,20 +4,22 @@
 
 use std::process::ExitCode;
 
-use sluice_engine::Config;
-use sluice_engine::far_end::{self, Action, KeyBytes, Request, SshClient, StepOutcome};
+use sluice_engine::{
+    Config, FAR_END_CONNECT_TIMEOUT, FarEndAction, FarEndKey, FarEndRequest, FarEndStepOutcome,
+    FarEndStepReport, SshClient, run_far_end,
+};
 
 use crate::cli::FarEndOptions;
 
 pub fn run(options: &FarEndOptions) -> ExitCode {
     match prepare(options) {
         Ok(request) => {
-            let mut print = |report: far_end::StepReport| {
-                if !matches!(report.outcome, StepOutcome::Running) {
+            let mut print = |report: FarEndStepReport| {
+                if !matches!(report.outcome, FarEndStepOutcome::Running) {
                     println!("{report}");
                 }
             };
-            match far_end::run(&request, &mut print) {
+            match run_far_end(&request, &mut print) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(_) => ExitCode::FAILURE,
             }
@@ -29,7 +31,7 @@ pub fn run(options: &FarEndOptions) -> ExitCode {
     }
 }
 
-fn prepare(options: &FarEndOptions) -> Result<Request, String> {
+fn prepare(options: &FarEndOptions) -> Result<FarEndRequest, String> {
     let config = Config::load(&options.config).map_err(|e| e.to_string())?;
     let tunnel = config.tunnel(&options.tunnel).cloned().ok_or_else(|| {
         let names: Vec<String> = config
@@ -50,20 +52,17 @@ fn prepare(options: &FarEndOptions) -> Result<Request, String> {
     })?;
     // Taking the far end down needs no key (it may be lost already). A Keychain key is
     // refused with a message: sluiced runs on servers without the desktop keychain.
-    let key = if options.action == Action::Remove {
+    let key = if options.action == FarEndAction::Remove {
         None
     } else {
         Some(
-            KeyBytes::load(&tunnel.key, None)
+            FarEndKey::load(&tunnel.key, None)
                 .map_err(|e| format!("tunnel {:?}: {e}", tunnel.name))?,
         )
     };
-    let ssh = SshClient::from_env(
-        &options.destination,
-        far_end::DEFAULT_CONNECT_TIMEOUT.as_secs(),
-    )
-    .map_err(|e| e.to_string())?;
-    Ok(Request {
+    let ssh = SshClient::from_env(&options.destination, FAR_END_CONNECT_TIMEOUT.as_secs())
+        .map_err(|e| e.to_string())?;
+    Ok(FarEndRequest {
         action: options.action,
         tunnel,
         far_address: options.service.clone(),

@@ -14,7 +14,6 @@ mod spipe;
 
 use std::process::ExitCode;
 
-use sluice_engine::keyfile;
 use sluice_engine::{Address, Engine, RuntimeThreads, TunnelState};
 
 use cli::{Invocation, RunOptions};
@@ -55,8 +54,8 @@ fn main() -> ExitCode {
 }
 
 fn generate_key(path: &std::path::Path) -> ExitCode {
-    let result = keyfile::generate_key_bytes().and_then(|bytes| {
-        keyfile::write_new_keyfile(path, &bytes[..])?;
+    let result = sluice_engine::generate_key_bytes().and_then(|bytes| {
+        sluice_engine::write_new_keyfile(path, &bytes[..])?;
         Ok(sluice_engine::PresharedKey::from_keyfile_bytes(&bytes[..]).fingerprint())
     });
     match result {
@@ -73,7 +72,7 @@ fn generate_key(path: &std::path::Path) -> ExitCode {
 }
 
 fn fingerprint(path: &std::path::Path) -> ExitCode {
-    match cli::load_key(path) {
+    match cli::load_key_file(path) {
         Ok(loaded) => {
             for warning in &loaded.warnings {
                 eprintln!("sluiced: warning: {}: {warning}", path.display());

@@ -6,10 +6,10 @@ use std::process::ExitCode;
 
 use sluice_engine::{SpipeRequest, spipe_session};
 
-use crate::cli::{SpipeOptions, load_key};
+use crate::cli::{SpipeOptions, load_key_file};
 
 pub fn run(options: &SpipeOptions) -> ExitCode {
-    let loaded = match load_key(&options.key) {
+    let loaded = match load_key_file(&options.key) {
         Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("sluiced: {e}");
