@@ -7,20 +7,20 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use sluice_engine::{HandshakeFailure, TunnelId, TunnelState, TunnelStatus};
+use sluice_engine::{HandshakeFailure, StartFault, TunnelState, TunnelStatus};
 
 /// At most one notification in this long (by default): what happens meanwhile is
 /// coalesced into the next one, so a storm of failures is one notification, not hundreds.
 pub const MIN_GAP: Duration = Duration::from_secs(30);
 
 /// Why a tunnel is failing, in the words a notification uses.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Trouble {
     /// The far end's handshake failed: wrong key, forward-secrecy mismatch, and so on.
     HandshakeRejected(HandshakeFailure),
     TargetUnreachable,
     /// The listener could not be kept (or opened): the tunnel accepts nothing.
-    ListenerLost(String),
+    ListenerLost(StartFault),
 }
 
 impl fmt::Display for Trouble {
@@ -36,20 +36,20 @@ impl fmt::Display for Trouble {
             ),
             Trouble::HandshakeRejected(cause) => write!(f, "handshakes fail ({})", cause.label()),
             Trouble::TargetUnreachable => write!(f, "the target cannot be reached"),
-            Trouble::ListenerLost(reason) => write!(f, "it accepts no connections: {reason}"),
+            Trouble::ListenerLost(fault) => write!(f, "it accepts no connections: {fault}"),
         }
     }
 }
 
 /// A change worth telling.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Change {
     Failing { name: String, trouble: Trouble },
     Recovered { name: String },
 }
 
 /// One desktop notification, already in words.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Alert {
     pub summary: String,
     pub body: String,
@@ -68,9 +68,9 @@ struct Seen {
 
 /// Watches the statuses and holds back changes until the next notification may go out.
 pub struct Alerts {
-    seen: HashMap<TunnelId, Seen>,
+    seen: HashMap<String, Seen>,
     /// Per tunnel, the latest change not yet told (a newer one replaces an older one).
-    pending: BTreeMap<TunnelId, Change>,
+    pending: BTreeMap<String, Change>,
     last_sent: Option<Instant>,
     gap: Duration,
 }
@@ -96,17 +96,17 @@ impl Alerts {
     /// (removed) are forgotten; a stopped tunnel is not failing.
     pub fn observe(&mut self, statuses: &[TunnelStatus]) {
         self.seen
-            .retain(|id, _| statuses.iter().any(|s| s.id == *id));
+            .retain(|name, _| statuses.iter().any(|s| s.name == *name));
         for status in statuses {
             let c = &status.counters;
-            let failed_state = matches!(status.state, TunnelState::Failed { .. });
+            let failed_state = matches!(status.state, TunnelState::Failed(_));
             let running = matches!(
                 status.state,
                 TunnelState::Listening { .. } | TunnelState::Draining { .. }
             );
-            let Some(seen) = self.seen.get_mut(&status.id) else {
+            let Some(seen) = self.seen.get_mut(&status.name) else {
                 self.seen.insert(
-                    status.id,
+                    status.name.clone(),
                     Seen {
                         handshake_failures: c.handshake_failures,
                         target_failures: c.target_failures,
@@ -115,8 +115,8 @@ impl Alerts {
                         failing: failed_state,
                     },
                 );
-                if let TunnelState::Failed { reason } = &status.state {
-                    self.change(status, Trouble::ListenerLost(reason.clone()));
+                if let TunnelState::Failed(fault) = &status.state {
+                    self.change(status, Trouble::ListenerLost(fault.clone()));
                 }
                 continue;
             };
@@ -126,8 +126,8 @@ impl Alerts {
                 .find(|(_, (now, before))| **now > *before)
                 .map(|(cause, _)| *cause);
             let trouble = match &status.state {
-                TunnelState::Failed { reason } if !seen.failed_state => {
-                    Some(Trouble::ListenerLost(reason.clone()))
+                TunnelState::Failed(fault) if !seen.failed_state => {
+                    Some(Trouble::ListenerLost(fault.clone()))
                 }
                 _ if !running => None,
                 _ => new_handshake
@@ -154,7 +154,7 @@ impl Alerts {
             } else if recovered {
                 seen.failing = false;
                 self.pending.insert(
-                    status.id,
+                    status.name.clone(),
                     Change::Recovered {
                         name: status.name.clone(),
                     },
@@ -162,14 +162,14 @@ impl Alerts {
             } else if stopped {
                 // Stopped by the user: nothing to tell, and nothing failing any more.
                 seen.failing = false;
-                self.pending.remove(&status.id);
+                self.pending.remove(&status.name);
             }
         }
     }
 
     fn change(&mut self, status: &TunnelStatus, trouble: Trouble) {
         self.pending.insert(
-            status.id,
+            status.name.clone(),
             Change::Failing {
                 name: status.name.clone(),
                 trouble,
@@ -182,9 +182,12 @@ impl Alerts {
         self.pending.values()
     }
 
-    /// Whether the tunnel is failing now (since its last failure, nothing went through).
-    pub fn is_failing(&self, id: TunnelId) -> bool {
-        self.seen.get(&id).is_some_and(|s| s.failing)
+    /// The tunnels failing now (since their last failure, nothing went through).
+    pub fn failing(&self) -> impl Iterator<Item = &str> {
+        self.seen
+            .iter()
+            .filter(|(_, seen)| seen.failing)
+            .map(|(name, _)| name.as_str())
     }
 
     /// The notification to send now, if one is due: every change since the last one, in
@@ -263,11 +266,10 @@ fn capitalized(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_engine::CounterSnapshot;
+    use sluice_engine::{CounterSnapshot, ListenError};
 
     fn status(id: u64, state: TunnelState, counters: CounterSnapshot) -> TunnelStatus {
         TunnelStatus {
-            id: TunnelId(id),
             name: format!("t{id}"),
             state,
             counters,
@@ -277,7 +279,7 @@ mod tests {
 
     fn listening() -> TunnelState {
         TunnelState::Listening {
-            address: "127.0.0.1:1".into(),
+            address: "[127.0.0.1]:1".parse().unwrap(),
         }
     }
 
@@ -333,9 +335,7 @@ mod tests {
         ]);
         assert!(alerts.take_due(t0).unwrap().is_some());
         unreachable.target_failures = 3;
-        let gone = TunnelState::Failed {
-            reason: "gone".into(),
-        };
+        let gone = TunnelState::Failed(in_use("gone"));
         alerts.observe(&[
             status(1, listening(), wrong_key(1)),
             status(2, listening(), unreachable),
@@ -345,27 +345,45 @@ mod tests {
         let alert = alerts.take_due(t0 + MIN_GAP).unwrap().unwrap();
         assert_eq!(alert.summary, "2 tunnels are failing");
         assert!(alert.body.contains("t2: the target cannot be reached"));
-        assert!(alert.body.contains("t3: it accepts no connections: gone"));
+        assert!(
+            alert
+                .body
+                .contains("t3: it accepts no connections: gone is already in use")
+        );
     }
+
+    /// A listen address another program holds, as the engine reports it.
+    fn in_use(address: &str) -> StartFault {
+        StartFault::Listen(ListenError::InUse {
+            address: address.into(),
+        })
+    }
+
+    const IN_USE: &str = "is already in use by another program (or another tunnel): pick another port, or stop the program using it";
 
     #[test]
     fn names_and_causes_stay_on_their_line() {
         let hostile = "<b>x</b> & 100% \"q\" \\ a\nt9: works again";
-        let failing = |name: &str, reason: &str| Change::Failing {
+        let failing = |name: &str, address: &str| Change::Failing {
             name: name.into(),
-            trouble: Trouble::ListenerLost(reason.into()),
+            trouble: Trouble::ListenerLost(in_use(address)),
         };
         let alert = compose(&[failing(hostile, "gone\r\nfor good")]);
         assert_eq!(
             alert.summary,
             "Tunnel \"<b>x</b> & 100% \"q\" \\ a t9: works again\" is failing"
         );
-        assert_eq!(alert.body, "It accepts no connections: gone  for good.");
+        assert_eq!(
+            alert.body,
+            format!("It accepts no connections: gone  for good {IN_USE}.")
+        );
         let alert = compose(&[failing(hostile, "gone"), failing("t2", "gone\ntoo")]);
         assert_eq!(
             alert.body,
-            "<b>x</b> & 100% \"q\" \\ a t9: works again: it accepts no connections: gone\n\
-             t2: it accepts no connections: gone too",
+            format!(
+                "<b>x</b> & 100% \"q\" \\ a t9: works again: it accepts no connections: gone {IN_USE}\n\
+                 t2: it accepts no connections: gone too {IN_USE}"
+            ),
             "one line per tunnel"
         );
     }
@@ -377,13 +395,11 @@ mod tests {
         alerts.observe(&[status(1, listening(), CounterSnapshot::default())]);
         alerts.observe(&[status(
             1,
-            TunnelState::Failed {
-                reason: "address in use".into(),
-            },
+            TunnelState::Failed(in_use("[127.0.0.1]:1")),
             CounterSnapshot::default(),
         )]);
         let alert = alerts.take_due(t0).unwrap().unwrap();
-        assert!(alert.body.contains("address in use"), "{}", alert.body);
+        assert!(alert.body.contains(IN_USE), "{}", alert.body);
         alerts.observe(&[status(1, TunnelState::Stopped, CounterSnapshot::default())]);
         assert_eq!(alerts.take_due(t0 + MIN_GAP * 2), Ok(None));
     }

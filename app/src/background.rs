@@ -1,14 +1,15 @@
-//! Work the UI thread must not wait for (keychain calls, disk writes, dialogs, probes,
-//! port checks, far-end actions over ssh) runs elsewhere and comes back as a [`Message`], with a repaint request so
-//! the result shows at once. Saves go through one writer thread, in order, so an older config can
-//! never land after a newer one.
+//! Work the UI thread must not wait for (keychain calls, disk reads and writes, dialogs,
+//! probes, port checks, far-end actions over ssh) runs elsewhere and comes back as a
+//! [`Message`] for the feature that asked, with a repaint request so the result shows at
+//! once. Saves go through one writer thread, in order, so an older config can never land
+//! after a newer one.
 
 use std::path::PathBuf;
 use std::sync::mpsc;
 
 use sluice_engine::{
-    FarEndAction, FarEndError, FarEndRecord, KeySourceError, KeyfileWarning, ProbeOutcome,
-    ProbeRequest, StepReport, TunnelId, TunnelSettings,
+    Config, ConfigError, FarEndAction, FarEndError, FarEndRecord, FarEndStepReport, KeySourceError,
+    KeyfileWarning, ProbeOutcome, ProbeRequest, TunnelSettings,
 };
 
 use crate::error::{
@@ -17,7 +18,7 @@ use crate::error::{
 };
 use crate::file_dialogs::DialogAnswer;
 use crate::keys::KeyInfo;
-use crate::model::{DialogPurpose, ProbeKey};
+use crate::model::ProbeKey;
 
 /// Which file a save was for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,28 +27,37 @@ pub enum SaveTarget {
     KeyIndex,
 }
 
-/// A result of background work.
+/// A result of background work, for the feature that asked for it.
 pub enum Message {
     Saved {
         target: SaveTarget,
         result: Result<(), SaveFailure>,
     },
-    /// A tunnel's key was loaded (or not) and its settings are ready to start.
-    TunnelReady {
-        id: TunnelId,
+    Tunnel(TunnelMessage),
+    Key(KeyMessage),
+    FarEnd(FarEndMessage),
+    Desktop(DesktopMessage),
+}
+
+/// What a file dialog of the tunnels feature was opened for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TunnelDialog {
+    /// The key file a tunnel being edited refers to.
+    EditorKeyFile,
+    Export,
+    Import,
+}
+
+pub enum TunnelMessage {
+    /// A tunnel's key was loaded (or not) and its settings are ready to run; `load`
+    /// tells this load from a newer one of the same tunnel.
+    Ready {
+        name: String,
+        load: u64,
         result: Result<(TunnelSettings, Vec<KeyfileWarning>), StartError>,
     },
-    KeyGenerated(Result<KeyInfo, KeyError>),
-    KeyImported(Result<(KeyInfo, Vec<KeyfileWarning>), KeyError>),
-    KeyExported(Result<PathBuf, KeyError>),
-    KeyDeleted {
-        name: String,
-        result: Result<(), KeyError>,
-    },
-    Dialog {
-        purpose: DialogPurpose,
-        answer: DialogAnswer,
-    },
+    /// The config file was read again (Reload).
+    ConfigRead(Result<Config, ConfigError>),
     /// The key for a test connection was loaded; the engine can probe now.
     ProbeReady {
         key: ProbeKey,
@@ -62,20 +72,58 @@ pub enum Message {
         listen: String,
         problem: Option<ListenPortProblem>,
     },
+    Exported(Result<PathBuf, SaveFailure>),
+    /// A tunnel file to import was read: its path and text.
+    FileRead(Result<(PathBuf, String), TunnelImportError>),
+    Dialog {
+        purpose: TunnelDialog,
+        answer: DialogAnswer,
+    },
+}
+
+/// What a file dialog of the keys feature was opened for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyDialog {
+    /// The file the import form reads.
+    ImportFile,
+    /// Where the generate form writes the key's copy.
+    GenerateCopy,
+    /// Where a key (by name) is exported.
+    Export(String),
+}
+
+pub enum KeyMessage {
+    Generated(Result<KeyInfo, KeyError>),
+    Imported(Result<(KeyInfo, Vec<KeyfileWarning>), KeyError>),
+    Exported(Result<PathBuf, KeyError>),
+    Deleted {
+        name: String,
+        result: Result<(), KeyError>,
+    },
+    Dialog {
+        purpose: KeyDialog,
+        answer: DialogAnswer,
+    },
+}
+
+pub enum FarEndMessage {
     /// A step of a far-end action started or ended.
-    FarEndStep {
-        id: TunnelId,
-        report: StepReport,
+    Step {
+        name: String,
+        report: FarEndStepReport,
     },
     /// A far-end action ended; `record` is where it ran.
-    FarEndDone {
-        id: TunnelId,
+    Done {
+        name: String,
         action: FarEndAction,
         record: FarEndRecord,
         result: Result<(), FarEndError>,
     },
     /// The host aliases of the user's ssh config.
     SshHosts(Vec<String>),
+}
+
+pub enum DesktopMessage {
     /// A desktop notification was shown (or not).
     Notified(Result<(), NotifyFailure>),
     /// The start-at-login entry was written (`on`) or removed.
@@ -83,9 +131,6 @@ pub enum Message {
         on: bool,
         result: Result<PathBuf, LoginStartError>,
     },
-    TunnelsExported(Result<PathBuf, SaveFailure>),
-    /// A tunnel file to import was read: its path and text.
-    TunnelFileRead(Result<(PathBuf, String), TunnelImportError>),
 }
 
 /// Delivers messages to the UI thread and wakes it.

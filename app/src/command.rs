@@ -1,62 +1,134 @@
-//! What the views ask the app to do. Views only emit these; `app.rs` carries them out
-//! against the engine, the key store and background work.
+//! What the views ask the app to do, by feature. Views only emit these; `app.rs` hands
+//! each to the feature that carries it out (`app/tunnels.rs`, `app/keys.rs`,
+//! `app/far_end.rs`, `app/desktop.rs`). Tunnels are named by their (unique) name.
 
 use std::path::PathBuf;
 
-use sluice_engine::{FarEndAction, TunnelId};
+use sluice_engine::FarEndAction;
 
-use crate::model::{DetailTab, DialogPurpose, KeyForm, Settings};
+use crate::model::{DetailTab, KeyForm, Settings};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum UiCommand {
-    Select(TunnelId),
-    ShowTab(DetailTab),
-    Start(TunnelId),
-    Stop(TunnelId),
+    Tunnel(TunnelCommand),
+    Key(KeyCommand),
+    FarEnd(FarEndCommand),
+    Desktop(DesktopCommand),
+    /// What the window shows: selection, tabs, notices, the clipboard.
+    View(ViewCommand),
+}
+
+/// The tunnel list, the editor, test connections, the config file, export and import.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TunnelCommand {
+    Start(String),
+    Stop(String),
     StartAll,
     StopAll,
-    NewTunnel,
-    Edit(TunnelId),
-    Duplicate(TunnelId),
-    AskDelete(TunnelId),
+    New,
+    Edit(String),
+    Duplicate(String),
+    AskDelete(String),
+    /// Delete the tunnel the confirmation asked about.
+    ConfirmDelete(String),
     /// A field of the open editor changed: check it again.
     EditorChanged,
     SaveEditor,
     CancelEditor,
     TestFromEditor,
-    Test(TunnelId),
-    OpenDialog(DialogPurpose),
+    Test(String),
+    /// Pick the editor's key file with a dialog.
+    PickKeyFile,
+    ReloadConfig,
+    /// Pick where to export (a dialog), or write to a typed path.
+    AskExport,
+    ExportTo(PathBuf),
+    AskImport,
+    ImportFrom(PathBuf),
+    /// Add the tunnels the import's confirmation lists.
+    ConfirmImport,
+    /// Close the import's confirmation; nothing is added.
+    CancelImport,
+}
+
+/// The keys window and its forms.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KeyCommand {
     ShowKeys(bool),
-    OpenKeyForm(KeyForm),
-    CloseKeyForm,
-    SubmitKeyForm,
-    AskDeleteKey(String),
-    Confirmed,
-    CancelConfirm,
+    OpenForm(KeyForm),
+    CloseForm,
+    SubmitForm,
+    /// Pick the file to import, or where a generated key's copy goes, with a dialog.
+    PickFormFile,
+    /// Pick where to export a key (by name), with a dialog.
+    AskExport(String),
+    AskDelete(String),
+    ConfirmDelete(String),
+}
+
+/// The far-end tab.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FarEndCommand {
+    /// The far end's address for a tunnel (by name), as the user corrected it.
+    SetFarAddress(String, String),
+    /// The ssh destination for a tunnel (by name), as typed or picked.
+    SetSshDestination(String, String),
+    /// Set up, check or remove the tunnel's far end over ssh.
+    Run(String, FarEndAction),
+}
+
+/// Life beyond the window: settings, the window itself, quitting.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DesktopCommand {
+    ShowSettings(bool),
+    ChangeSettings(Settings),
+    /// Hide the "no keychain" explanation from the main window (the keys view keeps it).
+    DismissKeychainNote,
+    /// Show the window (from the tray or a second start).
+    ShowWindow,
+    /// Stop every tunnel and exit (tray, app menu, Ctrl+Q).
+    Quit,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ViewCommand {
+    Select(String),
+    ShowTab(DetailTab),
     Copy(String),
     Dismiss(usize),
     DismissAllNotices,
     /// Show every notice (true) or only the newest with a count (false).
     ExpandNotices(bool),
-    /// Hide the "no keychain" explanation from the main window (the keys view keeps it).
-    DismissKeychainNote,
-    ShowSettings(bool),
-    ChangeSettings(Settings),
-    /// Write the tunnels (no keys) to a file chosen by the user, or typed.
-    ExportTunnelsTo(PathBuf),
-    ImportTunnelsFrom(PathBuf),
-    /// Add the tunnels the import's confirmation lists.
-    ConfirmImport,
-    /// Close the import's confirmation; nothing is added.
-    CancelImport,
-    /// Show the window (from the tray or a second start).
-    ShowWindow,
-    /// Stop every tunnel and exit (tray, app menu, Ctrl+Q).
-    Quit,
-    ReloadConfig,
-    SetFarAddress(String, String),
-    /// The far-end tab's ssh destination for a tunnel (by name), as typed or picked.
-    SetSshDestination(String, String),
-    /// Set up, check or remove the tunnel's far end over ssh.
-    FarEnd(TunnelId, FarEndAction),
+    /// Close the open confirmation without doing anything.
+    CancelConfirm,
+}
+
+impl From<TunnelCommand> for UiCommand {
+    fn from(command: TunnelCommand) -> UiCommand {
+        UiCommand::Tunnel(command)
+    }
+}
+
+impl From<KeyCommand> for UiCommand {
+    fn from(command: KeyCommand) -> UiCommand {
+        UiCommand::Key(command)
+    }
+}
+
+impl From<FarEndCommand> for UiCommand {
+    fn from(command: FarEndCommand) -> UiCommand {
+        UiCommand::FarEnd(command)
+    }
+}
+
+impl From<DesktopCommand> for UiCommand {
+    fn from(command: DesktopCommand) -> UiCommand {
+        UiCommand::Desktop(command)
+    }
+}
+
+impl From<ViewCommand> for UiCommand {
+    fn from(command: ViewCommand) -> UiCommand {
+        UiCommand::View(command)
+    }
 }

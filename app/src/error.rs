@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use sluice_engine::{ConfigError, KeySourceError, KeyStoreError, KeyfileError};
+use sluice_engine::{ApplyError, ConfigError, KeySourceError, KeyStoreError, KeyfileError};
 
 /// Why the app could not start at all (eframe reports it and exits).
 #[derive(Debug, thiserror::Error)]
@@ -268,6 +268,8 @@ pub enum AppError {
     KeyInUse { name: String, users: Vec<String> },
     #[error("not saved: {}", in_one_line(.0))]
     ConfigInvalid(Vec<ConfigError>),
+    #[error("the tunnels could not be applied: {0}")]
+    Apply(ApplyError),
 
     // Files the app refuses to overwrite.
     #[error(

@@ -1,8 +1,11 @@
-//! What the views draw from: the tunnels and their live state, the keys, notices, the UI
-//! state kept across runs, and the open forms. `app.rs` owns and changes it; views read it
-//! (and edit only the open forms' fields) and ask for everything else with commands.
+//! What the views draw from, in three parts: what the files hold (tunnels, keys), what
+//! mirrors the engine and the work in flight (statuses, logs, probes, far-end runs;
+//! cleared when a tunnel is deleted or the config reloaded), and the environment (this
+//! machine's name, the keychain, ssh hosts). Plus notices, the UI state kept across runs
+//! and the open forms. `app.rs` owns and changes it; views read it (and edit only the
+//! open forms' fields) and ask for everything else with commands.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sluice_engine::{
-    Config, ConfigError, Event, FarEndAction, FarEndError, KeyRef, ProbeOutcome, StepReport,
-    TunnelId, TunnelSpec, TunnelState, TunnelStatus,
+    Config, ConfigError, Event, FarEndAction, FarEndError, FarEndStepReport, KeyRef, ProbeOutcome,
+    StartFault, TunnelSpec, TunnelState, TunnelStatus,
 };
 
 use crate::error::{AppError, KeyListError, KeychainUnavailable, ProbeNotTried};
@@ -22,13 +25,6 @@ use crate::tunnel_form::EditorState;
 
 /// Log lines kept per tunnel.
 pub const LOG_LINES: usize = 500;
-
-/// One tunnel of the list: its engine id (stable while the app runs) and its spec.
-#[derive(Clone, Debug)]
-pub struct TunnelEntry {
-    pub id: TunnelId,
-    pub spec: TunnelSpec,
-}
 
 /// Whether the config file could be used.
 #[derive(Debug)]
@@ -146,31 +142,19 @@ pub enum KeyForm {
     },
 }
 
-/// What waits for the user to confirm.
+/// What waits for the user to confirm (by tunnel or key name).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Confirm {
-    DeleteTunnel(TunnelId),
+    DeleteTunnel(String),
     DeleteKey(String),
 }
 
-/// What a file dialog was opened for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DialogPurpose {
-    /// The key file a tunnel being edited refers to.
-    EditorKeyFile,
-    ImportKey,
-    GenerateCopy,
-    ExportKey(String),
-    ExportTunnels,
-    ImportTunnels,
-}
-
 /// Which test-connection run a verdict belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ProbeKey {
     /// From the editor (the settings being edited).
     Editor,
-    Tunnel(TunnelId),
+    Tunnel(String),
 }
 
 /// How a test connection ended: the engine's verdict, or why it was not tried.
@@ -202,7 +186,7 @@ impl fmt::Display for ProbeVerdict {
 pub struct FarEndRun {
     pub action: FarEndAction,
     pub destination: String,
-    pub steps: Vec<StepReport>,
+    pub steps: Vec<FarEndStepReport>,
     /// `None` while it runs.
     pub finished: Option<Result<(), FarEndError>>,
 }
@@ -213,82 +197,169 @@ impl FarEndRun {
     }
 }
 
-/// Everything the views read.
-pub struct Model {
-    pub tunnels: Vec<TunnelEntry>,
+/// Where a tunnel is, as the list, the detail panel, the tray and every "is it running"
+/// question see it: one answer, drawn from the engine's status, the key being loaded,
+/// and whether its connections fail.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Phase {
+    Stopped,
+    /// Its key is being read before it starts (or takes new settings).
+    LoadingKey,
+    Starting,
+    Running {
+        connections: u64,
+    },
+    /// Running, but its last connections failed (wrong key, far end unreachable).
+    Failing,
+    /// It could not start.
+    Failed(StartFault),
+    /// Not accepting; connections finish.
+    Stopping {
+        remaining: u64,
+    },
+}
+
+impl Phase {
+    /// Whether the tunnel runs or is about to: what Stop (rather than Start) applies to.
+    pub fn is_running(&self) -> bool {
+        !matches!(self, Phase::Stopped | Phase::Failed(_))
+    }
+
+    /// A tunnel that needs attention: it could not start, or its connections fail.
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Phase::Failing | Phase::Failed(_))
+    }
+}
+
+/// What the config file and the key list hold.
+pub struct Files {
+    pub tunnels: Vec<TunnelSpec>,
     pub config_status: ConfigStatus,
-    pub keys: KeyIndex,
-    /// Set when the key list file could not be read: then it is not overwritten.
-    pub keys_broken: Option<Arc<KeyListError>>,
-    pub keychain_problem: Option<KeychainUnavailable>,
-    pub logs: HashMap<TunnelId, VecDeque<Event>>,
-    /// Tunnels whose key is being loaded before they start.
-    pub starting: HashSet<TunnelId>,
-    /// Test connections: `None` while one runs.
-    pub probes: HashMap<ProbeKey, Option<ProbeVerdict>>,
-    pub notices: Vec<Notice>,
-    pub statuses: HashMap<TunnelId, TunnelStatus>,
-    pub host_name: String,
     pub config_path: PathBuf,
     /// The config's settings other than its tunnels (the daemon's metrics address...),
     /// kept as loaded and written back unchanged.
     pub config_settings: Config,
+    pub keys: KeyIndex,
+    /// Set when the key list file could not be read: then it is not overwritten.
+    pub keys_broken: Option<Arc<KeyListError>>,
+}
+
+/// What mirrors the engine and the work in flight, by tunnel name. An entry goes when its
+/// tunnel is deleted, renamed or reloaded away.
+#[derive(Default)]
+pub struct Mirror {
+    pub statuses: HashMap<String, TunnelStatus>,
+    pub logs: HashMap<String, VecDeque<Event>>,
+    /// Tunnels the user wants running (started, not stopped since).
+    pub wanted: BTreeSet<String>,
+    /// Tunnels whose key is being loaded before they start or take new settings.
+    pub loading: HashSet<String>,
+    /// Running tunnels whose connections fail (see `alerts`).
+    pub failing: HashSet<String>,
+    /// Test connections: `None` while one runs.
+    pub probes: HashMap<ProbeKey, Option<ProbeVerdict>>,
     /// The last far-end action per tunnel.
-    pub far_end_runs: HashMap<TunnelId, FarEndRun>,
+    pub far_end_runs: HashMap<String, FarEndRun>,
+}
+
+impl Mirror {
+    /// Forgets what was mirrored of a tunnel (deleted, renamed, reloaded away).
+    pub fn forget(&mut self, name: &str) {
+        self.statuses.remove(name);
+        self.logs.remove(name);
+        self.wanted.remove(name);
+        self.loading.remove(name);
+        self.failing.remove(name);
+        self.probes.remove(&ProbeKey::Tunnel(name.to_owned()));
+        self.far_end_runs.remove(name);
+    }
+}
+
+/// What this machine is like.
+pub struct Environment {
+    pub host_name: String,
+    pub keychain_problem: Option<KeychainUnavailable>,
     /// Host aliases from the user's ssh config, offered as destinations.
     pub ssh_hosts: Vec<String>,
 }
 
-impl Model {
-    pub fn tunnel(&self, id: TunnelId) -> Option<&TunnelEntry> {
-        self.tunnels.iter().find(|t| t.id == id)
-    }
+/// Everything the views read.
+pub struct Model {
+    pub files: Files,
+    pub mirror: Mirror,
+    pub environment: Environment,
+    pub notices: Vec<Notice>,
+}
 
-    pub fn tunnel_named(&self, name: &str) -> Option<&TunnelEntry> {
-        self.tunnels.iter().find(|t| t.spec.name == name)
+impl Model {
+    pub fn tunnel(&self, name: &str) -> Option<&TunnelSpec> {
+        self.files.tunnels.iter().find(|t| t.name == name)
     }
 
     /// The tunnel the detail panel shows.
-    pub fn selected(&self, ui: &UiState) -> Option<TunnelId> {
-        ui.selected
-            .as_ref()
-            .and_then(|name| self.tunnel_named(name))
-            .map(|t| t.id)
+    pub fn selected<'a>(&'a self, ui: &UiState) -> Option<&'a TunnelSpec> {
+        ui.selected.as_deref().and_then(|name| self.tunnel(name))
     }
 
-    pub fn status(&self, id: TunnelId) -> Option<&TunnelStatus> {
-        self.statuses.get(&id)
+    pub fn status(&self, name: &str) -> Option<&TunnelStatus> {
+        self.mirror.statuses.get(name)
     }
 
-    /// Whether the engine is running the tunnel (listening, starting or draining).
-    pub fn is_running(&self, id: TunnelId) -> bool {
-        self.starting.contains(&id)
-            || self.status(id).is_some_and(|s| {
-                matches!(
-                    s.state,
-                    TunnelState::Listening { .. }
-                        | TunnelState::Starting
-                        | TunnelState::Draining { .. }
-                )
-            })
+    /// The one answer to "where is this tunnel" (see [`Phase`]).
+    pub fn phase(&self, name: &str) -> Phase {
+        let status = self.status(name);
+        if self.mirror.loading.contains(name) && !status.is_some_and(|s| is_up(&s.state)) {
+            return Phase::LoadingKey;
+        }
+        let Some(status) = status else {
+            return Phase::Stopped;
+        };
+        match &status.state {
+            TunnelState::Stopped => Phase::Stopped,
+            TunnelState::Starting => Phase::Starting,
+            TunnelState::Listening { .. } if self.mirror.failing.contains(name) => Phase::Failing,
+            TunnelState::Listening { .. } => Phase::Running {
+                connections: status.counters.active_connections,
+            },
+            TunnelState::Draining { remaining } => Phase::Stopping {
+                remaining: *remaining,
+            },
+            TunnelState::Failed(fault) => Phase::Failed(fault.clone()),
+        }
+    }
+
+    pub fn is_running(&self, name: &str) -> bool {
+        self.phase(name).is_running()
+    }
+
+    /// Whether any tunnel runs (or is about to).
+    pub fn any_running(&self) -> bool {
+        self.files.tunnels.iter().any(|t| self.is_running(&t.name))
     }
 
     /// The tunnels using a key.
     pub fn users_of(&self, key: &KeyInfo) -> Vec<String> {
-        self.tunnels
+        self.files
+            .tunnels
             .iter()
-            .filter(|t| t.spec.key == key.location)
-            .map(|t| t.spec.name.clone())
+            .filter(|t| t.key == key.location)
+            .map(|t| t.name.clone())
             .collect()
     }
 
     /// Key locations → key names, for the editor.
     pub fn key_names(&self) -> HashMap<KeyRef, String> {
-        self.keys
+        self.files
+            .keys
             .keys
             .iter()
             .map(|k| (k.location.clone(), k.name.clone()))
             .collect()
+    }
+
+    /// A known key's location by its name, for the editor's key choice.
+    pub fn key_location(&self, name: &str) -> Option<KeyRef> {
+        self.files.keys.get(name).map(|k| k.location.clone())
     }
 
     /// The ssh destination the far-end tab shows: as typed, else where it was set up.
@@ -310,38 +381,24 @@ impl Model {
             .unwrap_or_else(|| sluice_engine::default_far_address(spec))
     }
 
-    /// What the tray icon shows: the tunnels with their state, and at a glance whether
-    /// one fails or some run. `failing` tells a running tunnel whose connections fail.
-    pub fn tray_snapshot(&self, failing: impl Fn(TunnelId) -> bool) -> TraySnapshot {
-        let mut any_failed = false;
+    /// What the tray icon shows: the tunnels with their phase, and at a glance whether one
+    /// fails or some run.
+    pub fn tray_snapshot(&self) -> TraySnapshot {
         let tunnels: Vec<TrayTunnel> = self
+            .files
             .tunnels
             .iter()
             .map(|t| {
-                let state = match self.status(t.id).map(|s| &s.state) {
-                    _ if self.starting.contains(&t.id) => "starting",
-                    Some(TunnelState::Failed { .. }) => {
-                        any_failed = true;
-                        "failed"
-                    }
-                    Some(TunnelState::Listening { .. }) if failing(t.id) => {
-                        any_failed = true;
-                        "failing"
-                    }
-                    Some(TunnelState::Listening { .. }) => "running",
-                    Some(TunnelState::Starting) => "starting",
-                    Some(TunnelState::Draining { .. }) => "stopping",
-                    Some(TunnelState::Stopped) | None => "stopped",
-                };
+                let phase = self.phase(&t.name);
                 TrayTunnel {
-                    id: t.id,
-                    name: t.spec.name.clone(),
-                    state: state.to_owned(),
-                    running: self.is_running(t.id),
+                    name: t.name.clone(),
+                    state: phase_label(&phase).to_owned(),
+                    running: phase.is_running(),
+                    failure: phase.is_failure(),
                 }
             })
             .collect();
-        let health = if any_failed {
+        let health = if tunnels.iter().any(|t| t.failure) {
             TrayHealth::Failed
         } else if tunnels.iter().any(|t| t.running) {
             TrayHealth::Running
@@ -350,16 +407,26 @@ impl Model {
         };
         TraySnapshot { health, tunnels }
     }
+}
 
-    /// Whether any tunnel runs (or is about to).
-    pub fn any_running(&self) -> bool {
-        self.tunnels.iter().any(|t| self.is_running(t.id))
+/// A phase in a word or two, for the tray's menu.
+fn phase_label(phase: &Phase) -> &'static str {
+    match phase {
+        Phase::Stopped => "stopped",
+        Phase::LoadingKey | Phase::Starting => "starting",
+        Phase::Running { .. } => "running",
+        Phase::Failing => "failing",
+        Phase::Failed(_) => "failed",
+        Phase::Stopping { .. } => "stopping",
     }
+}
 
-    /// A known key's location by its name, for the editor's key choice.
-    pub fn key_location(&self, name: &str) -> Option<KeyRef> {
-        self.keys.get(name).map(|k| k.location.clone())
-    }
+/// Whether the engine has the tunnel up (so new settings loading do not hide that).
+fn is_up(state: &TunnelState) -> bool {
+    matches!(
+        state,
+        TunnelState::Listening { .. } | TunnelState::Draining { .. }
+    )
 }
 
 /// Transient view state: open dialogs and forms. Views edit the forms' fields directly.

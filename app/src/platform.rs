@@ -48,17 +48,6 @@ pub fn ssh_config_file() -> Option<PathBuf> {
     directories::BaseDirs::new().map(|dirs| dirs.home_dir().join(".ssh").join("config"))
 }
 
-/// This machine's name, as the far end would most likely know it: /etc/hostname on Linux,
-/// then `$HOSTNAME`.
-pub fn host_name() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "this-machine".to_owned())
-}
-
 // ---- the tray icon ----------------------------------------------------------------
 
 /// The tray icon: snapshots go to its own thread, so the UI thread never waits on D-Bus.
@@ -171,7 +160,9 @@ mod sni {
     fn item(label: String, action: TrayAction) -> ksni::MenuItem<SniTray> {
         ksni::menu::StandardItem {
             label,
-            activate: Box::new(move |tray: &mut SniTray| (tray.report)(TrayReport::Action(action))),
+            activate: Box::new(move |tray: &mut SniTray| {
+                (tray.report)(TrayReport::Action(action.clone()))
+            }),
             ..Default::default()
         }
         .into()
@@ -242,9 +233,9 @@ mod sni {
             let mut items = Vec::new();
             for tunnel in &self.snapshot.tunnels {
                 let (verb, action) = if tunnel.running {
-                    ("Stop", TrayAction::Stop(tunnel.id))
+                    ("Stop", TrayAction::Stop(tunnel.name.clone()))
                 } else {
-                    ("Start", TrayAction::Start(tunnel.id))
+                    ("Start", TrayAction::Start(tunnel.name.clone()))
                 };
                 items.push(
                     ksni::menu::SubMenu {

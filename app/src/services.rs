@@ -152,7 +152,7 @@ impl Services {
             paths: AppPaths::platform()?,
             keychain: Keychain::platform(),
             dialogs: Arc::new(NativeFileDialog),
-            host_name: platform::host_name(),
+            host_name: sluice_engine::host_name(),
             ssh: SshSetup {
                 command: None,
                 config_file: platform::ssh_config_file(),

@@ -2,8 +2,6 @@
 //! a [`TraySnapshot`] from its model, `platform` draws it as a StatusNotifierItem (Linux)
 //! and sends back [`TrayAction`]s, which the app carries out like any command.
 
-use sluice_engine::TunnelId;
-
 /// The icon's state at a glance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TrayHealth {
@@ -18,11 +16,12 @@ pub enum TrayHealth {
 /// One tunnel in the menu.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TrayTunnel {
-    pub id: TunnelId,
     pub name: String,
-    /// Its state in a few words ("running", "stopped", "failed: …").
+    /// Its state in a word or two ("running", "stopped", "failed").
     pub state: String,
     pub running: bool,
+    /// It could not start, or its connections fail.
+    pub failure: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,11 +47,11 @@ impl TraySnapshot {
     }
 }
 
-/// What the tray's menu (or a click on the icon) asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What the tray's menu (or a click on the icon) asks for; tunnels by name.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TrayAction {
     Show,
     Quit,
-    Start(TunnelId),
-    Stop(TunnelId),
+    Start(String),
+    Stop(String),
 }

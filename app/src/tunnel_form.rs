@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use sluice_engine::{
-    Address, Config, ConfigError, ForwardSecrecy, KeyAgreement, KeyRef, Mode, TunnelId, TunnelSpec,
+    Address, Config, ConfigError, DEFAULT_MAX_CONNECTIONS, DEFAULT_RERESOLVE, Field,
+    ForwardSecrecy, KeyAgreement, KeyRef, Mode, TunnelSpec,
 };
 
 use crate::error::ListenPortProblem;
@@ -25,8 +26,9 @@ pub enum KeyChoice {
 /// Everything the editor form holds; turned into a [`TunnelSpec`] on save.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EditorState {
-    /// The tunnel being edited; `None` for a new one.
-    pub editing: Option<TunnelId>,
+    /// The name of the tunnel being edited (as it was when the editor opened); `None` for
+    /// a new one.
+    pub editing: Option<String>,
     pub name: String,
     pub mode: Mode,
     pub listen: String,
@@ -43,44 +45,27 @@ pub struct EditorState {
     pub bind: String,
     pub autostart: bool,
     /// Problems by field from the last check, the port check's included.
-    problems: BTreeMap<&'static str, String>,
+    problems: BTreeMap<Field, String>,
     /// The same without the port check.
-    rule_problems: BTreeMap<&'static str, String>,
+    rule_problems: BTreeMap<Field, String>,
     port: PortCheck,
 }
 
 impl EditorState {
-    /// A new tunnel with spiped's defaults.
+    /// A new tunnel with spiped's defaults, as the engine states them.
     pub fn new_tunnel(default_key: Option<&str>) -> EditorState {
-        EditorState {
-            editing: None,
-            name: String::new(),
-            mode: Mode::Encrypt,
-            listen: "[127.0.0.1]:8000".into(),
-            target: String::new(),
-            key: default_key.map_or_else(
-                || KeyChoice::File(String::new()),
-                |k| KeyChoice::Known(k.to_owned()),
-            ),
-            forward_secrecy: ForwardSecrecy::Enabled,
-            key_agreement: KeyAgreement::Classic,
-            unlimited_connections: false,
-            max_connections: 100,
-            timeout_secs: 5.0,
-            keepalive: true,
-            reresolve: true,
-            reresolve_secs: 60,
-            bind: String::new(),
-            autostart: false,
-            problems: BTreeMap::new(),
-            rule_problems: BTreeMap::new(),
-            port: PortCheck::NotNeeded,
+        let key = KeyRef::Keychain(default_key.unwrap_or_default().to_owned());
+        let spec = TunnelSpec::new("", Mode::Encrypt, "[127.0.0.1]:8000", "", key);
+        let mut form = EditorState::from_spec(None, &spec, &HashMap::new());
+        if default_key.is_none() {
+            form.key = KeyChoice::File(String::new());
         }
+        form
     }
 
     /// The form for an existing tunnel; `known_keys` maps key locations to key names.
     pub fn from_spec(
-        id: Option<TunnelId>,
+        editing: Option<String>,
         spec: &TunnelSpec,
         known_keys: &HashMap<KeyRef, String>,
     ) -> EditorState {
@@ -92,7 +77,7 @@ impl EditorState {
             },
         };
         EditorState {
-            editing: id,
+            editing,
             name: spec.name.clone(),
             mode: spec.mode,
             listen: spec.listen.clone(),
@@ -101,15 +86,16 @@ impl EditorState {
             forward_secrecy: spec.forward_secrecy,
             key_agreement: spec.key_agreement,
             unlimited_connections: spec.max_connections == 0,
+            // The count shown if "unlimited" is turned off again.
             max_connections: if spec.max_connections == 0 {
-                100
+                DEFAULT_MAX_CONNECTIONS
             } else {
                 spec.max_connections
             },
             timeout_secs: spec.timeout_secs,
             keepalive: spec.keepalive,
             reresolve: spec.reresolve_secs.is_some(),
-            reresolve_secs: spec.reresolve_secs.unwrap_or(60),
+            reresolve_secs: spec.reresolve_secs.unwrap_or(DEFAULT_RERESOLVE.as_secs()),
             bind: spec.bind.clone().unwrap_or_default(),
             autostart: spec.autostart,
             problems: BTreeMap::new(),
@@ -150,7 +136,7 @@ impl EditorState {
 
     /// Every problem with the form, by field, as of the last [`EditorState::recheck`]
     /// (and port check answer).
-    pub fn problems(&self) -> &BTreeMap<&'static str, String> {
+    pub fn problems(&self) -> &BTreeMap<Field, String> {
         &self.problems
     }
 
@@ -185,13 +171,13 @@ impl EditorState {
                 match error {
                     ConfigError::DuplicateName(_) => {
                         problems
-                            .entry("name")
+                            .entry(Field::Name)
                             .or_insert_with(|| "another tunnel already has this name".into());
                     }
                     ConfigError::DuplicateListen { first, second, .. } => {
                         let other = if first == spec.name { second } else { first };
                         problems
-                            .entry("listen")
+                            .entry(Field::Listen)
                             .or_insert_with(|| format!("tunnel \"{other}\" already listens here"));
                     }
                     _ => {}
@@ -201,14 +187,17 @@ impl EditorState {
         if let KeyChoice::File(path) = &self.key
             && path.trim().is_empty()
         {
-            problems.insert("key", "choose a key, or give the path of a key file".into());
+            problems.insert(
+                Field::Key,
+                "choose a key, or give the path of a key file".into(),
+            );
         }
         self.rule_problems = problems;
 
         // Only numeric addresses are checked: a host name would need a DNS lookup.
         let checkable = match spec.listen.parse::<Address>() {
             Ok(Address::Ip(addr))
-                if !self.rule_problems.contains_key("listen")
+                if !self.rule_problems.contains_key(&Field::Listen)
                     && ours != Some(spec.listen.as_str()) =>
             {
                 Some(addr)
@@ -257,7 +246,7 @@ impl EditorState {
             ..
         } = &self.port
         {
-            self.problems.insert("listen", problem.to_string());
+            self.problems.insert(Field::Listen, problem.to_string());
         }
     }
 }
@@ -300,18 +289,34 @@ pub fn check_listen_port(addr: SocketAddr) -> Option<ListenPortProblem> {
     }
 }
 
-/// Tooltips explaining each option, in spiped's terms.
+/// Tooltips explaining each option, in spiped's terms (defaults as the engine states them).
 pub mod help {
+    use sluice_engine::{DEFAULT_MAX_CONNECTIONS, DEFAULT_RERESOLVE, DEFAULT_TIMEOUT};
+
     pub const MODE: &str = "Encrypt: local applications connect here in plaintext and the tunnel carries it encrypted to the far end (spiped -e).\nDecrypt: encrypted connections arrive here and go on in plaintext to a local service (spiped -d).";
     pub const LISTEN: &str = "Where this tunnel accepts connections (spiped -s): [127.0.0.1]:6379, [::1]:6379, host.name:6379 or /absolute/socket/path.";
     pub const TARGET: &str = "Where each connection goes (spiped -t): for Encrypt, the far end's spiped -d; for Decrypt, the local service.";
     pub const KEY: &str = "The shared key. Both ends must use exactly the same key file; compare fingerprints to check.";
     pub const FORWARD_SECRECY: &str = "Default: ephemeral Diffie-Hellman, accepting a peer that skips it.\nOff (-f): skip Diffie-Hellman; faster, but a stolen key decrypts recorded traffic.\nRequired (-g): refuse peers that use -f.";
     pub const KEY_AGREEMENT: &str = "spiped (classic): works with stock spiped and any Sluice.\nX25519: Sluice's fast handshake (tens of microseconds instead of milliseconds per connection); the far end must be Sluice with X25519 on too.";
-    pub const MAX_CONNECTIONS: &str = "At most this many connections at once (spiped -n, default 100). Further clients wait until a slot frees up.";
-    pub const TIMEOUT: &str = "Seconds allowed to connect to the target and, separately, to finish the handshake (spiped -o, default 5). Idle connections are never timed out.";
+    pub fn max_connections() -> String {
+        format!(
+            "At most this many connections at once (spiped -n, default {DEFAULT_MAX_CONNECTIONS}). Further clients wait until a slot frees up."
+        )
+    }
+    pub fn timeout() -> String {
+        format!(
+            "Seconds allowed to connect to the target and, separately, to finish the handshake (spiped -o, default {}). Idle connections are never timed out.",
+            DEFAULT_TIMEOUT.as_secs_f64()
+        )
+    }
     pub const KEEPALIVE: &str = "TCP keep-alive probes on both sockets, so dead peers are noticed (on by default; spiped -j turns it off).";
-    pub const RERESOLVE: &str = "Look the target's host name up again every so often (spiped -r, default 60 s); off = resolve once (spiped -R).";
+    pub fn reresolve() -> String {
+        format!(
+            "Look the target's host name up again every so often (spiped -r, default {} s); off = resolve once (spiped -R).",
+            DEFAULT_RERESOLVE.as_secs()
+        )
+    }
     pub const BIND: &str = "Local address for outgoing connections to the target (spiped -b), e.g. [192.0.2.10] or [192.0.2.10]:0. Empty: the system chooses.";
     pub const AUTOSTART: &str = "Start this tunnel when Sluice starts.";
 }
@@ -322,6 +327,17 @@ mod tests {
 
     fn no_keys(_: &str) -> Option<KeyRef> {
         None
+    }
+
+    #[test]
+    fn a_new_form_starts_from_the_engines_defaults() {
+        let spec = EditorState::new_tunnel(None).to_spec(no_keys);
+        let defaults = TunnelSpec::new("", Mode::Encrypt, "", "", KeyRef::File("k".into()));
+        assert_eq!(spec.max_connections, defaults.max_connections);
+        assert_eq!(spec.timeout_secs, defaults.timeout_secs);
+        assert_eq!(spec.reresolve_secs, defaults.reresolve_secs);
+        assert_eq!(spec.keepalive, defaults.keepalive);
+        assert_eq!(spec.forward_secrecy, defaults.forward_secrecy);
     }
 
     #[test]
@@ -348,10 +364,10 @@ mod tests {
         let spec = form.to_spec(no_keys);
         assert_eq!(form.recheck(&spec, &[], None), None, "no port to check");
         let problems = form.problems();
-        assert!(problems.contains_key("name"), "{problems:?}");
-        assert!(problems.contains_key("listen"), "{problems:?}");
-        assert!(problems["target"].contains("port"), "{problems:?}");
-        assert!(problems.contains_key("key"), "{problems:?}");
+        assert!(problems.contains_key(&Field::Name), "{problems:?}");
+        assert!(problems.contains_key(&Field::Listen), "{problems:?}");
+        assert!(problems[&Field::Target].contains("port"), "{problems:?}");
+        assert!(problems.contains_key(&Field::Key), "{problems:?}");
     }
 
     #[test]
@@ -365,15 +381,15 @@ mod tests {
         let spec = form.to_spec(no_keys);
         form.recheck(&spec, &[], None);
         let problems = form.problems();
-        for field in ["name", "listen", "target", "bind"] {
-            let problem = problems.get(field).map_or("", String::as_str);
+        for field in [Field::Name, Field::Listen, Field::Target, Field::Bind] {
+            let problem = problems.get(&field).map_or("", String::as_str);
             assert!(
                 problem.contains("cannot contain control characters"),
                 "{field}: {problems:?}"
             );
         }
         assert!(
-            problems["listen"].contains("(here a line feed at position 7): remove it"),
+            problems[&Field::Listen].contains("(here a line feed at position 7): remove it"),
             "{problems:?}"
         );
     }
@@ -395,23 +411,26 @@ mod tests {
         form.port_checked(&request.listen, check_listen_port(request.addr));
         let problems = form.problems();
         assert!(
-            problems["listen"].contains("another program"),
+            problems[&Field::Listen].contains("another program"),
             "{problems:?}"
         );
         // Our own running tunnel on that address is not "another program".
         assert_eq!(form.recheck(&spec, &[], Some(&spec.listen)), None);
-        assert!(!form.problems().contains_key("listen"));
+        assert!(!form.problems().contains_key(&Field::Listen));
         // A late answer for an address no longer in the form is ignored.
         form.port_checked(&request.listen, Some(ListenPortProblem::InUse(port)));
-        assert!(!form.problems().contains_key("listen"));
+        assert!(!form.problems().contains_key(&Field::Listen));
 
         let mut other = spec.clone();
         other.listen = "[127.0.0.1]:2".into();
         form.recheck(&other, &[other.clone()], Some(&other.listen));
         let problems = form.problems();
-        assert!(problems["name"].contains("another tunnel"), "{problems:?}");
         assert!(
-            problems["listen"].contains("already listens"),
+            problems[&Field::Name].contains("another tunnel"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[&Field::Listen].contains("already listens"),
             "{problems:?}"
         );
     }

@@ -4,12 +4,12 @@
 use egui::RichText;
 use egui_plot::{HoverPosition, Legend, Line, Plot, PlotPoints};
 use sluice_engine::{
-    FarEndAction, FarEndStepOutcome, HandshakeFailure, Mode, RateSample, TunnelId,
+    FarEndAction, FarEndStepOutcome, HandshakeFailure, Mode, RateSample, TunnelSpec,
 };
 
-use crate::command::UiCommand;
+use crate::command::{FarEndCommand, TunnelCommand, UiCommand, ViewCommand};
 use crate::format;
-use crate::model::{DetailTab, FarEndRun, Model, ProbeKey, TunnelEntry, UiState};
+use crate::model::{DetailTab, FarEndRun, Model, ProbeKey, UiState};
 use crate::theme;
 use crate::views::widgets::{probe_result, role_label, state_words};
 
@@ -20,14 +20,14 @@ pub fn show(
     ui: &mut egui::Ui,
     model: &Model,
     state: &UiState,
-    id: TunnelId,
+    name: &str,
     history: &[RateSample],
     out: &mut Vec<UiCommand>,
 ) {
-    let Some(entry) = model.tunnel(id) else {
+    let Some(spec) = model.tunnel(name) else {
         return;
     };
-    let spec = &entry.spec;
+    let name = &spec.name;
     ui.add_space(6.0);
     ui.heading(&spec.name);
     ui.label(format!(
@@ -36,24 +36,24 @@ pub fn show(
         spec.listen,
         spec.target
     ));
-    let (words, color) = state_words(model, id);
+    let (words, color) = state_words(model, name);
     ui.label(RichText::new(words).color(color));
     ui.horizontal_wrapped(|ui| {
-        if model.is_running(id) {
+        if model.is_running(name) {
             if ui.button("■ Stop").clicked() {
-                out.push(UiCommand::Stop(id));
+                out.push(TunnelCommand::Stop(name.clone()).into());
             }
         } else if ui.button("▶ Start").clicked() {
-            out.push(UiCommand::Start(id));
+            out.push(TunnelCommand::Start(name.clone()).into());
         }
         if ui.button("Edit").clicked() {
-            out.push(UiCommand::Edit(id));
+            out.push(TunnelCommand::Edit(name.clone()).into());
         }
         if ui.button("Duplicate").clicked() {
-            out.push(UiCommand::Duplicate(id));
+            out.push(TunnelCommand::Duplicate(name.clone()).into());
         }
         if ui.button("Delete").clicked() {
-            out.push(UiCommand::AskDelete(id));
+            out.push(TunnelCommand::AskDelete(name.clone()).into());
         }
         if spec.mode == Mode::Encrypt
             && ui
@@ -61,10 +61,10 @@ pub fn show(
                 .on_hover_text("Connect to the far end and run the handshake, without sending data")
                 .clicked()
         {
-            out.push(UiCommand::Test(id));
+            out.push(TunnelCommand::Test(name.clone()).into());
         }
     });
-    if let Some(probe) = model.probes.get(&ProbeKey::Tunnel(id)) {
+    if let Some(probe) = model.mirror.probes.get(&ProbeKey::Tunnel(name.clone())) {
         probe_result(ui, probe.as_ref());
     }
     ui.separator();
@@ -73,24 +73,24 @@ pub fn show(
             .selectable_label(state.tab == DetailTab::Traffic, "Traffic")
             .clicked()
         {
-            out.push(UiCommand::ShowTab(DetailTab::Traffic));
+            out.push(ViewCommand::ShowTab(DetailTab::Traffic).into());
         }
         if ui
             .selectable_label(state.tab == DetailTab::FarEnd, "Far end")
             .clicked()
         {
-            out.push(UiCommand::ShowTab(DetailTab::FarEnd));
+            out.push(ViewCommand::ShowTab(DetailTab::FarEnd).into());
         }
     });
     ui.separator();
     match state.tab {
-        DetailTab::Traffic => traffic(ui, model, id, history),
-        DetailTab::FarEnd => far_end_tab(ui, model, state, id, out),
+        DetailTab::Traffic => traffic(ui, model, name, history),
+        DetailTab::FarEnd => far_end_tab(ui, model, state, spec, out),
     }
 }
 
-fn traffic(ui: &mut egui::Ui, model: &Model, id: TunnelId, history: &[RateSample]) {
-    let Some(status) = model.status(id) else {
+fn traffic(ui: &mut egui::Ui, model: &Model, name: &str, history: &[RateSample]) {
+    let Some(status) = model.status(name) else {
         ui.label(
             RichText::new("Not started yet: start the tunnel to see its traffic.")
                 .color(theme::MUTED),
@@ -153,7 +153,7 @@ fn traffic(ui: &mut egui::Ui, model: &Model, id: TunnelId, history: &[RateSample
             if let Some(last) = &c.last_error {
                 ui.label("Last error");
                 ui.label(
-                    RichText::new(format!("{}: {}", format::local_time(last.at), last.message))
+                    RichText::new(format!("{}: {}", format::local_time(last.at), last.fault))
                         .color(theme::ERROR),
                 );
                 ui.end_row();
@@ -166,7 +166,7 @@ fn traffic(ui: &mut egui::Ui, model: &Model, id: TunnelId, history: &[RateSample
     egui::ScrollArea::vertical()
         .id_salt("log")
         .auto_shrink(false)
-        .show(ui, |ui| match model.logs.get(&id) {
+        .show(ui, |ui| match model.mirror.logs.get(name) {
             Some(log) if !log.is_empty() => {
                 for event in log.iter().rev() {
                     let color = if event.kind.is_problem() {
@@ -231,13 +231,9 @@ fn far_end_tab(
     ui: &mut egui::Ui,
     model: &Model,
     state: &UiState,
-    id: TunnelId,
+    spec: &TunnelSpec,
     out: &mut Vec<UiCommand>,
 ) {
-    let Some(entry) = model.tunnel(id) else {
-        return;
-    };
-    let spec = &entry.spec;
     let far = model.far_address(state, spec);
     ui.horizontal(|ui| {
         let label = ui.label(sluice_engine::far_address_label(spec.mode));
@@ -247,11 +243,11 @@ fn far_end_tab(
             .labelled_by(label.id)
             .changed()
         {
-            out.push(UiCommand::SetFarAddress(spec.name.clone(), text));
+            out.push(FarEndCommand::SetFarAddress(spec.name.clone(), text).into());
         }
     });
     ui.add_space(4.0);
-    over_ssh(ui, model, state, entry, out);
+    over_ssh(ui, model, state, spec, out);
     ui.separator();
 
     ui.label(match spec.mode {
@@ -262,7 +258,7 @@ fn far_end_tab(
             "Or run this by hand on the machine whose clients use this tunnel (stock spiped or sluiced):"
         }
     });
-    let commands = sluice_engine::far_end_commands(spec, &far, &model.host_name);
+    let commands = sluice_engine::far_end_commands(spec, &far, &model.environment.host_name);
     let lines = commands
         .spiped
         .iter()
@@ -273,7 +269,7 @@ fn far_end_tab(
         ui.horizontal(|ui| {
             ui.label(RichText::new(what).strong());
             if ui.button(format!("📋 Copy {what} command")).clicked() {
-                out.push(UiCommand::Copy(line.clone()));
+                out.push(ViewCommand::Copy(line.clone()).into());
             }
         });
         egui::Frame::new()
@@ -288,7 +284,7 @@ fn far_end_tab(
     for note in &commands.notes {
         ui.label(RichText::new(note).color(theme::MUTED));
     }
-    if let Some(key) = model.keys.for_ref(&spec.key) {
+    if let Some(key) = model.files.keys.for_ref(&spec.key) {
         ui.label(format!(
             "Key fingerprint (compare with sluiced --fingerprint on the far end): {}",
             key.fingerprint
@@ -301,11 +297,10 @@ fn over_ssh(
     ui: &mut egui::Ui,
     model: &Model,
     state: &UiState,
-    entry: &TunnelEntry,
+    spec: &TunnelSpec,
     out: &mut Vec<UiCommand>,
 ) {
-    let (id, spec) = (entry.id, &entry.spec);
-    let run = model.far_end_runs.get(&id);
+    let run = model.mirror.far_end_runs.get(&spec.name);
     let busy = run.is_some_and(FarEndRun::running);
     let destination = model.ssh_destination(state, spec);
     ui.horizontal(|ui| {
@@ -319,17 +314,17 @@ fn over_ssh(
         );
         let field = field.labelled_by(label.id);
         if field.changed() {
-            out.push(UiCommand::SetSshDestination(spec.name.clone(), text));
+            out.push(FarEndCommand::SetSshDestination(spec.name.clone(), text).into());
         }
-        if !model.ssh_hosts.is_empty() {
+        if !model.environment.ssh_hosts.is_empty() {
             ui.add_enabled_ui(!busy, |ui| {
                 ui.menu_button("Known hosts", |ui| {
-                    for host in &model.ssh_hosts {
+                    for host in &model.environment.ssh_hosts {
                         if ui.button(host).clicked() {
-                            out.push(UiCommand::SetSshDestination(
-                                spec.name.clone(),
-                                host.clone(),
-                            ));
+                            out.push(
+                                FarEndCommand::SetSshDestination(spec.name.clone(), host.clone())
+                                    .into(),
+                            );
                             ui.close();
                         }
                     }
@@ -370,7 +365,7 @@ fn over_ssh(
                 .on_hover_text(hint)
                 .clicked()
             {
-                out.push(UiCommand::FarEnd(id, action));
+                out.push(FarEndCommand::Run(spec.name.clone(), action).into());
             }
         }
         if busy {

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use egui::RichText;
 
-use crate::command::UiCommand;
-use crate::model::{ConfigStatus, DialogPurpose, Model, Notice, UiState, ViewState};
+use crate::command::{DesktopCommand, KeyCommand, TunnelCommand, UiCommand, ViewCommand};
+use crate::model::{ConfigStatus, Model, Notice, UiState, ViewState};
 use crate::theme;
 use crate::views::widgets::{banner, keychain_note};
 
@@ -27,27 +27,27 @@ pub fn show(
             .on_hover_text("Create a tunnel to or from a machine running spiped or sluiced")
             .clicked()
         {
-            out.push(UiCommand::NewTunnel);
+            out.push(TunnelCommand::New.into());
         }
-        let any = !model.tunnels.is_empty();
+        let any = !model.files.tunnels.is_empty();
         if ui
             .add_enabled(any, egui::Button::new("▶ Start all"))
             .clicked()
         {
-            out.push(UiCommand::StartAll);
+            out.push(TunnelCommand::StartAll.into());
         }
         if ui
             .add_enabled(any, egui::Button::new("■ Stop all"))
             .clicked()
         {
-            out.push(UiCommand::StopAll);
+            out.push(TunnelCommand::StopAll.into());
         }
         if ui
             .button("🔑 Keys")
             .on_hover_text("Generate, import, export and delete keys")
             .clicked()
         {
-            out.push(UiCommand::ShowKeys(true));
+            out.push(KeyCommand::ShowKeys(true).into());
         }
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
             ui.menu_button("Menu", |ui| app_menu(ui, model, view, out));
@@ -55,7 +55,7 @@ pub fn show(
     });
     ui.add_space(4.0);
 
-    if let ConfigStatus::Broken { path, error } = &model.config_status {
+    if let ConfigStatus::Broken { path, error } = &model.files.config_status {
         banner(ui, theme::ERROR, |ui| {
             ui.label(RichText::new("The tunnel list could not be read").strong());
             ui.label(format!("File: {}", path.display()));
@@ -64,11 +64,11 @@ pub fn show(
                 "The file was left untouched and nothing will be written to it. Fix it (or move it aside), then reload.",
             );
             if ui.button("⟳ Reload").clicked() {
-                out.push(UiCommand::ReloadConfig);
+                out.push(TunnelCommand::ReloadConfig.into());
             }
         });
     }
-    if let Some(why) = &model.keychain_problem
+    if let Some(why) = &model.environment.keychain_problem
         && !state.settings.keychain_note_dismissed
     {
         banner(ui, theme::WARN, |ui| {
@@ -78,13 +78,13 @@ pub fn show(
                     .on_hover_text("Hide this here; the keys window keeps showing it")
                     .clicked()
                 {
-                    out.push(UiCommand::DismissKeychainNote);
+                    out.push(DesktopCommand::DismissKeychainNote.into());
                 }
                 ui.vertical(|ui| keychain_note(ui, why));
             });
         });
     }
-    if let Some(problem) = &model.keys_broken {
+    if let Some(problem) = &model.files.keys_broken {
         banner(ui, theme::ERROR, |ui| {
             ui.label(problem.to_string());
         });
@@ -95,25 +95,34 @@ pub fn show(
 
 fn app_menu(ui: &mut egui::Ui, model: &Model, view: &mut ViewState, out: &mut Vec<UiCommand>) {
     if ui.button("Settings…").clicked() {
-        out.push(UiCommand::ShowSettings(true));
+        out.push(DesktopCommand::ShowSettings(true).into());
     }
     ui.separator();
     if ui
         .add_enabled(
-            !model.tunnels.is_empty(),
+            !model.files.tunnels.is_empty(),
             egui::Button::new("Export tunnels…"),
         )
         .on_hover_text("Write the tunnels to a file, without keys (they are named by fingerprint)")
         .clicked()
     {
-        out.push(UiCommand::OpenDialog(DialogPurpose::ExportTunnels));
+        out.push(TunnelCommand::AskExport.into());
     }
     if ui
         .button("Import tunnels…")
         .on_hover_text("Add the tunnels of an exported file; their keys must be here already")
         .clicked()
     {
-        out.push(UiCommand::OpenDialog(DialogPurpose::ImportTunnels));
+        out.push(TunnelCommand::AskImport.into());
+    }
+    if ui
+        .button("Reload tunnel list")
+        .on_hover_text(
+            "Read the tunnel list again from its file (after editing it by hand): tunnels that did not change keep running, with their connections",
+        )
+        .clicked()
+    {
+        out.push(TunnelCommand::ReloadConfig.into());
     }
     if view.dialogs_unavailable {
         let label = ui.label("Tunnel file (no file dialog here: type the path)");
@@ -125,13 +134,13 @@ fn app_menu(ui: &mut egui::Ui, model: &Model, view: &mut ViewState, out: &mut Ve
                 .add_enabled(!path.is_empty(), egui::Button::new("Export to this file"))
                 .clicked()
             {
-                out.push(UiCommand::ExportTunnelsTo(PathBuf::from(path)));
+                out.push(TunnelCommand::ExportTo(PathBuf::from(path)).into());
             }
             if ui
                 .add_enabled(!path.is_empty(), egui::Button::new("Import this file"))
                 .clicked()
             {
-                out.push(UiCommand::ImportTunnelsFrom(PathBuf::from(path)));
+                out.push(TunnelCommand::ImportFrom(PathBuf::from(path)).into());
             }
         });
     }
@@ -141,7 +150,7 @@ fn app_menu(ui: &mut egui::Ui, model: &Model, view: &mut ViewState, out: &mut Ve
         .on_hover_text("Stop every tunnel and exit (Ctrl+Q)")
         .clicked()
     {
-        out.push(UiCommand::Quit);
+        out.push(DesktopCommand::Quit.into());
     }
 }
 
@@ -158,7 +167,7 @@ fn notices(ui: &mut egui::Ui, notices: &[Notice], expanded: bool, out: &mut Vec<
         [notice] => banner(ui, color(notice.error), |ui| {
             ui.horizontal(|ui| {
                 if ui.small_button("✖").on_hover_text("Dismiss").clicked() {
-                    out.push(UiCommand::Dismiss(0));
+                    out.push(ViewCommand::Dismiss(0).into());
                 }
                 ui.add(egui::Label::new(text(notice)).wrap());
             });
@@ -168,7 +177,7 @@ fn notices(ui: &mut egui::Ui, notices: &[Notice], expanded: bool, out: &mut Vec<
                 banner(ui, color(notice.error), |ui| {
                     ui.horizontal(|ui| {
                         if ui.small_button("✖").on_hover_text("Dismiss").clicked() {
-                            out.push(UiCommand::Dismiss(index));
+                            out.push(ViewCommand::Dismiss(index).into());
                         }
                         ui.add(egui::Label::new(text(notice)).wrap());
                     });
@@ -176,10 +185,10 @@ fn notices(ui: &mut egui::Ui, notices: &[Notice], expanded: bool, out: &mut Vec<
             }
             ui.horizontal(|ui| {
                 if ui.small_button("Collapse").clicked() {
-                    out.push(UiCommand::ExpandNotices(false));
+                    out.push(ViewCommand::ExpandNotices(false).into());
                 }
                 if ui.small_button("Dismiss all").clicked() {
-                    out.push(UiCommand::DismissAllNotices);
+                    out.push(ViewCommand::DismissAllNotices.into());
                 }
             });
         }
@@ -188,13 +197,13 @@ fn notices(ui: &mut egui::Ui, notices: &[Notice], expanded: bool, out: &mut Vec<
             banner(ui, color(any_error), |ui| {
                 ui.horizontal(|ui| {
                     if ui.small_button("Dismiss all").clicked() {
-                        out.push(UiCommand::DismissAllNotices);
+                        out.push(ViewCommand::DismissAllNotices.into());
                     }
                     if ui
                         .small_button(format!("Show all {}", several.len()))
                         .clicked()
                     {
-                        out.push(UiCommand::ExpandNotices(true));
+                        out.push(ViewCommand::ExpandNotices(true).into());
                     }
                     // Newest first, on one line; the rest is a click away.
                     let line = several

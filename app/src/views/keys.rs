@@ -3,8 +3,8 @@
 
 use egui::RichText;
 
-use crate::command::UiCommand;
-use crate::model::{DialogPurpose, KeyForm, Model};
+use crate::command::{KeyCommand, UiCommand};
+use crate::model::{KeyForm, Model};
 use crate::theme;
 use crate::views::widgets::keychain_note;
 
@@ -23,29 +23,29 @@ pub fn show(ctx: &egui::Context, model: &Model, out: &mut Vec<UiCommand>) {
                     )
                     .clicked()
                 {
-                    out.push(UiCommand::OpenKeyForm(KeyForm::Generate {
+                    out.push(UiCommand::Key(KeyCommand::OpenForm(KeyForm::Generate {
                         name: String::new(),
-                        save_copy: model.keychain_problem.is_some(),
+                        save_copy: model.environment.keychain_problem.is_some(),
                         path: String::new(),
-                    }));
+                    })));
                 }
                 if ui
                     .button("Import…")
                     .on_hover_text("Use an existing spiped key file")
                     .clicked()
                 {
-                    out.push(UiCommand::OpenKeyForm(KeyForm::Import {
+                    out.push(UiCommand::Key(KeyCommand::OpenForm(KeyForm::Import {
                         name: String::new(),
                         path: String::new(),
-                    }));
+                    })));
                 }
             });
-            if let Some(why) = &model.keychain_problem {
+            if let Some(why) = &model.environment.keychain_problem {
                 ui.separator();
                 keychain_note(ui, why);
             }
             ui.separator();
-            if model.keys.keys.is_empty() {
+            if model.files.keys.keys.is_empty() {
                 ui.label(
                     RichText::new(
                         "No keys yet. Generate one, or import the key file the far end uses.",
@@ -63,7 +63,7 @@ pub fn show(ctx: &egui::Context, model: &Model, out: &mut Vec<UiCommand>) {
                         ui.label(RichText::new(heading).strong());
                     }
                     ui.end_row();
-                    for info in &model.keys.keys {
+                    for info in &model.files.keys.keys {
                         ui.label(&info.name);
                         ui.label(info.where_label());
                         ui.label(RichText::new(&info.fingerprint).monospace());
@@ -79,9 +79,7 @@ pub fn show(ctx: &egui::Context, model: &Model, out: &mut Vec<UiCommand>) {
                                 .on_hover_text(format!("Write {} to a key file", info.name))
                                 .clicked()
                             {
-                                out.push(UiCommand::OpenDialog(DialogPurpose::ExportKey(
-                                    info.name.clone(),
-                                )));
+                                out.push(KeyCommand::AskExport(info.name.clone()).into());
                             }
                             let delete =
                                 ui.add_enabled(users.is_empty(), egui::Button::new("Delete"));
@@ -93,7 +91,7 @@ pub fn show(ctx: &egui::Context, model: &Model, out: &mut Vec<UiCommand>) {
                                 )
                             };
                             if delete.clicked() {
-                                out.push(UiCommand::AskDeleteKey(info.name.clone()));
+                                out.push(KeyCommand::AskDelete(info.name.clone()).into());
                             }
                         });
                         ui.end_row();
@@ -101,6 +99,6 @@ pub fn show(ctx: &egui::Context, model: &Model, out: &mut Vec<UiCommand>) {
                 });
         });
     if !open {
-        out.push(UiCommand::ShowKeys(false));
+        out.push(KeyCommand::ShowKeys(false).into());
     }
 }

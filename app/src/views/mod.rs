@@ -27,10 +27,10 @@ pub fn show(
     history: &[RateSample],
 ) -> Vec<UiCommand> {
     let mut out = Vec::new();
-    let selected = model.selected(state);
+    let selected = model.selected(state).map(|spec| spec.name.as_str());
 
     egui::Panel::top("header").show(ui, |ui| header::show(ui, model, state, view, &mut out));
-    if let Some(id) = selected {
+    if let Some(name) = selected {
         // The list keeps at least half of a small window.
         let widest = (ui.available_width() * 0.5).max(320.0);
         egui::Panel::right("detail")
@@ -38,7 +38,7 @@ pub fn show(
             .default_size(theme::DETAIL_PANEL_WIDTH.min(widest))
             .max_size(widest)
             .show(ui, |ui| {
-                detail::show(ui, model, state, id, history, &mut out)
+                detail::show(ui, model, state, name, history, &mut out)
             });
     }
     egui::CentralPanel::default().show(ui, |ui| tunnel_list::show(ui, model, selected, &mut out));
@@ -57,7 +57,7 @@ pub fn show(
         modals::key_form(&ctx, form, model, view.dialogs_unavailable, &mut out);
     }
     if let Some(confirm) = &view.confirm {
-        modals::confirm(&ctx, confirm, model, &mut out);
+        modals::confirm(&ctx, confirm, &mut out);
     }
     if let Some(incoming) = &view.import_review {
         modals::import_review(&ctx, incoming, model, &mut out);

@@ -5,8 +5,8 @@
 use egui::RichText;
 use sluice_engine::Mode;
 
-use crate::command::UiCommand;
-use crate::model::{Confirm, DialogPurpose, KeyForm, Model};
+use crate::command::{KeyCommand, TunnelCommand, UiCommand, ViewCommand};
+use crate::model::{Confirm, KeyForm, Model};
 use crate::theme;
 use crate::tunnel_file::{Incoming, Reach, reach};
 use crate::views::widgets::labelled_row;
@@ -18,7 +18,7 @@ pub fn key_form(
     dialogs_unavailable: bool,
     out: &mut Vec<UiCommand>,
 ) {
-    let no_keychain = model.keychain_problem.is_some();
+    let no_keychain = model.environment.keychain_problem.is_some();
     let title = match form {
         KeyForm::Generate { .. } => "Generate a key",
         KeyForm::Import { .. } => "Import a key file",
@@ -44,11 +44,11 @@ pub fn key_form(
                         });
                     }
                     if *save_copy {
-                        path_row(ui, path, DialogPurpose::GenerateCopy, "Save as…", out);
+                        path_row(ui, path, "Save as…", out);
                     }
                 }
                 KeyForm::Import { name, path } => {
-                    path_row(ui, path, DialogPurpose::ImportKey, "Choose…", out);
+                    path_row(ui, path, "Choose…", out);
                     labelled_row(ui, "Key name", "How this key is listed", |ui| ui.text_edit_singleline(name));
                 }
             });
@@ -65,22 +65,17 @@ pub fn key_form(
                     KeyForm::Import { .. } => "Import",
                 };
                 if ui.button(action).clicked() {
-                    out.push(UiCommand::SubmitKeyForm);
+                    out.push(KeyCommand::SubmitForm.into());
                 }
                 if ui.button("Cancel").clicked() {
-                    out.push(UiCommand::CloseKeyForm);
+                    out.push(KeyCommand::CloseForm.into());
                 }
             });
         });
 }
 
-fn path_row(
-    ui: &mut egui::Ui,
-    path: &mut String,
-    purpose: DialogPurpose,
-    button: &str,
-    out: &mut Vec<UiCommand>,
-) {
+/// The key form's file: typed, or picked with a dialog (where the form says it goes).
+fn path_row(ui: &mut egui::Ui, path: &mut String, button: &str, out: &mut Vec<UiCommand>) {
     let label = ui
         .label("Key file")
         .on_hover_text("The key file's path; type it or choose it");
@@ -92,22 +87,24 @@ fn path_row(
         )
         .labelled_by(label.id);
         if ui.button(button).clicked() {
-            out.push(UiCommand::OpenDialog(purpose));
+            out.push(KeyCommand::PickFormFile.into());
         }
     });
     ui.end_row();
 }
 
-pub fn confirm(ctx: &egui::Context, confirm: &Confirm, model: &Model, out: &mut Vec<UiCommand>) {
-    let (question, detail) = match confirm {
-        Confirm::DeleteTunnel(id) => (
-            format!("Delete tunnel \"{}\"?", model.tunnel(*id).map_or("", |t| t.spec.name.as_str())),
+pub fn confirm(ctx: &egui::Context, confirm: &Confirm, out: &mut Vec<UiCommand>) {
+    let (question, detail, confirmed): (_, _, UiCommand) = match confirm {
+        Confirm::DeleteTunnel(name) => (
+            format!("Delete tunnel \"{name}\"?"),
             "Its connections are closed and it is removed from the list. The key is kept.".to_owned(),
+            TunnelCommand::ConfirmDelete(name.clone()).into(),
         ),
         Confirm::DeleteKey(name) => (
             format!("Delete key \"{name}\"?"),
             "It is removed from the keychain. Without a copy, tunnels using it on other machines cannot be matched again."
                 .to_owned(),
+            KeyCommand::ConfirmDelete(name.clone()).into(),
         ),
     };
     egui::Modal::new(egui::Id::unique("sluice-confirm")).show(ctx, |ui| {
@@ -116,10 +113,10 @@ pub fn confirm(ctx: &egui::Context, confirm: &Confirm, model: &Model, out: &mut 
         ui.add_space(6.0);
         ui.horizontal(|ui| {
             if ui.button("Delete").clicked() {
-                out.push(UiCommand::Confirmed);
+                out.push(confirmed.clone());
             }
             if ui.button("Cancel").clicked() {
-                out.push(UiCommand::CancelConfirm);
+                out.push(ViewCommand::CancelConfirm.into());
             }
         });
     });
@@ -190,10 +187,10 @@ pub fn import_review(
         ui.add_space(6.0);
         ui.horizontal(|ui| {
             if ui.button("Import").clicked() {
-                out.push(UiCommand::ConfirmImport);
+                out.push(TunnelCommand::ConfirmImport.into());
             }
             if ui.button("Cancel").clicked() {
-                out.push(UiCommand::CancelImport);
+                out.push(TunnelCommand::CancelImport.into());
             }
         });
     });

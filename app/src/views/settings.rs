@@ -3,7 +3,7 @@
 
 use egui::RichText;
 
-use crate::command::UiCommand;
+use crate::command::{DesktopCommand, UiCommand};
 use crate::model::Settings;
 use crate::theme;
 
@@ -37,10 +37,10 @@ pub fn show(ctx: &egui::Context, settings: &Settings, out: &mut Vec<UiCommand>) 
             );
         });
     if changed != *settings {
-        out.push(UiCommand::ChangeSettings(changed));
+        out.push(DesktopCommand::ChangeSettings(changed).into());
     }
     if !open {
-        out.push(UiCommand::ShowSettings(false));
+        out.push(DesktopCommand::ShowSettings(false).into());
     }
 }
 

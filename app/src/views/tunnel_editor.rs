@@ -3,10 +3,10 @@
 //! are the form's own, checked by the app once per change (which this view reports).
 
 use egui::RichText;
-use sluice_engine::{ForwardSecrecy, KeyAgreement, Mode};
+use sluice_engine::{Field, ForwardSecrecy, KeyAgreement, Mode};
 
-use crate::command::UiCommand;
-use crate::model::{DialogPurpose, Model, ProbeKey};
+use crate::command::{TunnelCommand, UiCommand};
+use crate::model::{Model, ProbeKey};
 use crate::tunnel_form::{EditorState, KeyChoice, help};
 use crate::views::widgets::{field_error, labelled_row, probe_result};
 
@@ -55,7 +55,7 @@ pub fn show(
                                     )
                                 },
                             );
-                            field_error(ui, problems.get("name"));
+                            field_error(ui, problems.get(&Field::Name));
 
                             ui.label("Role").on_hover_text(help::MODE);
                             ui.horizontal(|ui| {
@@ -80,21 +80,21 @@ pub fn show(
                                         .hint_text("[127.0.0.1]:6379"),
                                 )
                             });
-                            field_error(ui, problems.get("listen"));
+                            field_error(ui, problems.get(&Field::Listen));
                             labelled_row(ui, "Target", help::TARGET, |ui| {
                                 ui.add(
                                     egui::TextEdit::singleline(&mut editor.target)
                                         .hint_text("server.example:8025"),
                                 )
                             });
-                            field_error(ui, problems.get("target"));
+                            field_error(ui, problems.get(&Field::Target));
 
                             let label = ui.label("Key").on_hover_text(help::KEY);
                             ui.vertical(|ui| {
                                 key_picker(ui, editor, model, dialogs_unavailable, label.id, out)
                             });
                             ui.end_row();
-                            field_error(ui, problems.get("key"));
+                            field_error(ui, problems.get(&Field::Key));
 
                             labelled_row(ui, "Forward secrecy", help::FORWARD_SECRECY, |ui| {
                                 egui::ComboBox::from_id_salt("forward_secrecy")
@@ -131,11 +131,11 @@ pub fn show(
                                     })
                                     .response
                             });
-                            field_error(ui, problems.get("forward_secrecy"));
+                            field_error(ui, problems.get(&Field::ForwardSecrecy));
 
                             let label = ui
                                 .label("Connection limit")
-                                .on_hover_text(help::MAX_CONNECTIONS);
+                                .on_hover_text(help::max_connections());
                             ui.horizontal(|ui| {
                                 ui.add_enabled(
                                     !editor.unlimited_connections,
@@ -143,12 +143,12 @@ pub fn show(
                                         .range(1..=1_000_000),
                                 )
                                 .labelled_by(label.id)
-                                .on_hover_text(help::MAX_CONNECTIONS);
+                                .on_hover_text(help::max_connections());
                                 ui.checkbox(&mut editor.unlimited_connections, "unlimited (-n 0)");
                             });
                             ui.end_row();
 
-                            labelled_row(ui, "Timeout", help::TIMEOUT, |ui| {
+                            labelled_row(ui, "Timeout", &help::timeout(), |ui| {
                                 ui.add(
                                     egui::DragValue::new(&mut editor.timeout_secs)
                                         .range(0.1..=3600.0)
@@ -156,7 +156,7 @@ pub fn show(
                                         .suffix(" s"),
                                 )
                             });
-                            field_error(ui, problems.get("timeout_secs"));
+                            field_error(ui, problems.get(&Field::TimeoutSecs));
 
                             labelled_row(ui, "Keep-alive", help::KEEPALIVE, |ui| {
                                 ui.checkbox(
@@ -165,11 +165,12 @@ pub fn show(
                                 )
                             });
 
-                            let label =
-                                ui.label("Re-resolve target").on_hover_text(help::RERESOLVE);
+                            let label = ui
+                                .label("Re-resolve target")
+                                .on_hover_text(help::reresolve());
                             ui.horizontal(|ui| {
                                 ui.checkbox(&mut editor.reresolve, "every")
-                                    .on_hover_text(help::RERESOLVE);
+                                    .on_hover_text(help::reresolve());
                                 ui.add_enabled(
                                     editor.reresolve,
                                     egui::DragValue::new(&mut editor.reresolve_secs)
@@ -179,7 +180,7 @@ pub fn show(
                                 .labelled_by(label.id);
                             });
                             ui.end_row();
-                            field_error(ui, problems.get("reresolve_secs"));
+                            field_error(ui, problems.get(&Field::ReresolveSecs));
 
                             labelled_row(ui, "Outgoing address", help::BIND, |ui| {
                                 ui.add(
@@ -187,7 +188,7 @@ pub fn show(
                                         .hint_text("optional, e.g. [192.0.2.10]"),
                                 )
                             });
-                            field_error(ui, problems.get("bind"));
+                            field_error(ui, problems.get(&Field::Bind));
 
                             labelled_row(ui, "Autostart", help::AUTOSTART, |ui| {
                                 ui.checkbox(&mut editor.autostart, "start when Sluice starts")
@@ -199,13 +200,13 @@ pub fn show(
             ui.horizontal(|ui| {
                 let save = ui.add_enabled(problems.is_empty(), egui::Button::new("Save"));
                 if save.clicked() {
-                    out.push(UiCommand::SaveEditor);
+                    out.push(TunnelCommand::SaveEditor.into());
                 }
                 if !problems.is_empty() {
                     ui.label(RichText::new("fix the fields marked in red to save").small());
                 }
                 if ui.button("Cancel").clicked() {
-                    out.push(UiCommand::CancelEditor);
+                    out.push(TunnelCommand::CancelEditor.into());
                 }
                 if editor.mode == Mode::Encrypt
                     && ui
@@ -215,15 +216,15 @@ pub fn show(
                         )
                         .clicked()
                 {
-                    out.push(UiCommand::TestFromEditor);
+                    out.push(TunnelCommand::TestFromEditor.into());
                 }
             });
-            if let Some(probe) = model.probes.get(&ProbeKey::Editor) {
+            if let Some(probe) = model.mirror.probes.get(&ProbeKey::Editor) {
                 probe_result(ui, probe.as_ref());
             }
         });
     if *editor != before {
-        out.push(UiCommand::EditorChanged);
+        out.push(TunnelCommand::EditorChanged.into());
     }
 }
 
@@ -251,7 +252,7 @@ fn key_picker(
     out: &mut Vec<UiCommand>,
 ) {
     let selected = match &editor.key {
-        KeyChoice::Known(name) => match model.keys.get(name) {
+        KeyChoice::Known(name) => match model.files.keys.get(name) {
             Some(info) => format!("{name}  ({})", short_fingerprint(&info.fingerprint)),
             None => format!("{name} (not in the key list)"),
         },
@@ -261,7 +262,7 @@ fn key_picker(
         .selected_text(selected)
         .width(260.0)
         .show_ui(ui, |ui| {
-            for info in &model.keys.keys {
+            for info in &model.files.keys.keys {
                 let text = format!("{}  ({})", info.name, short_fingerprint(&info.fingerprint));
                 ui.selectable_value(&mut editor.key, KeyChoice::Known(info.name.clone()), text);
             }
@@ -283,7 +284,7 @@ fn key_picker(
             )
             .labelled_by(label);
             if ui.button("Browse…").clicked() {
-                out.push(UiCommand::OpenDialog(DialogPurpose::EditorKeyFile));
+                out.push(TunnelCommand::PickKeyFile.into());
             }
         });
         if dialogs_unavailable {

@@ -2,11 +2,11 @@
 //! and a start/stop button per row; it fits the width it is given.
 
 use egui::RichText;
-use sluice_engine::TunnelId;
+use sluice_engine::TunnelSpec;
 
-use crate::command::UiCommand;
+use crate::command::{KeyCommand, TunnelCommand, UiCommand, ViewCommand};
 use crate::format;
-use crate::model::{Model, TunnelEntry};
+use crate::model::Model;
 use crate::theme;
 use crate::views::widgets::{role_label, state_words};
 
@@ -14,21 +14,16 @@ use crate::views::widgets::{role_label, state_words};
 /// a horizontal scroll bar (long names and addresses are cut, whole on hover).
 const TRAFFIC_WIDTH: f32 = 190.0;
 
-pub fn show(
-    ui: &mut egui::Ui,
-    model: &Model,
-    selected: Option<TunnelId>,
-    out: &mut Vec<UiCommand>,
-) {
-    if model.tunnels.is_empty() {
+pub fn show(ui: &mut egui::Ui, model: &Model, selected: Option<&str>, out: &mut Vec<UiCommand>) {
+    if model.files.tunnels.is_empty() {
         empty_state(ui, model, out);
         return;
     }
     egui::ScrollArea::vertical()
         .auto_shrink(false)
         .show(ui, |ui| {
-            for entry in &model.tunnels {
-                row(ui, model, entry, selected == Some(entry.id), out);
+            for spec in &model.files.tunnels {
+                row(ui, model, spec, selected == Some(spec.name.as_str()), out);
                 ui.separator();
             }
         });
@@ -39,28 +34,27 @@ pub fn show(
 fn row(
     ui: &mut egui::Ui,
     model: &Model,
-    entry: &TunnelEntry,
+    spec: &TunnelSpec,
     selected: bool,
     out: &mut Vec<UiCommand>,
 ) {
-    let id = entry.id;
-    let spec = &entry.spec;
+    let name = &spec.name;
     let width = ui.available_width();
     ui.horizontal(|ui| {
-        if model.is_running(id) {
+        if model.is_running(name) {
             if ui
                 .button("■")
-                .on_hover_text(format!("Stop {}", spec.name))
+                .on_hover_text(format!("Stop {name}"))
                 .clicked()
             {
-                out.push(UiCommand::Stop(id));
+                out.push(TunnelCommand::Stop(name.clone()).into());
             }
         } else if ui
             .button("▶")
-            .on_hover_text(format!("Start {}", spec.name))
+            .on_hover_text(format!("Start {name}"))
             .clicked()
         {
-            out.push(UiCommand::Start(id));
+            out.push(TunnelCommand::Start(name.clone()).into());
         }
         let main_width = (width - TRAFFIC_WIDTH - 48.0).max(120.0);
         ui.vertical(|ui| {
@@ -70,10 +64,10 @@ fn row(
                     .selectable_label(selected, RichText::new(&spec.name).strong())
                     .clicked()
                 {
-                    out.push(UiCommand::Select(id));
+                    out.push(ViewCommand::Select(name.clone()).into());
                 }
                 ui.label(RichText::new(role_label(spec.mode)).color(theme::MUTED));
-                let (text, color) = state_words(model, id);
+                let (text, color) = state_words(model, name);
                 ui.add(egui::Label::new(RichText::new(&text).color(color)).truncate())
                     .on_hover_text(text);
             });
@@ -83,7 +77,7 @@ fn row(
         });
         ui.vertical(|ui| {
             ui.set_width(TRAFFIC_WIDTH);
-            if let Some(status) = model.status(id) {
+            if let Some(status) = model.status(name) {
                 let c = &status.counters;
                 ui.label(format!(
                     "⬆ {}  ⬇ {}",
@@ -109,17 +103,17 @@ fn empty_state(ui: &mut egui::Ui, model: &Model, out: &mut Vec<UiCommand>) {
         ui.add_space(60.0);
         ui.heading("No tunnels yet");
         ui.add_space(8.0);
-        if model.keys.keys.is_empty() {
+        if model.files.keys.keys.is_empty() {
             ui.label("A tunnel needs a key that both ends share. Start by generating one (or importing the far end's key file).");
             ui.add_space(8.0);
             if ui.button("🔑 Generate or import a key").clicked() {
-                out.push(UiCommand::ShowKeys(true));
+                out.push(KeyCommand::ShowKeys(true).into());
             }
         } else {
             ui.label("Create a tunnel to reach a service behind spiped -d, or to serve one.");
             ui.add_space(8.0);
             if ui.button("+ Create a tunnel").clicked() {
-                out.push(UiCommand::NewTunnel);
+                out.push(TunnelCommand::New.into());
             }
         }
     });

@@ -3,10 +3,10 @@
 //! never each other.
 
 use egui::{Color32, RichText};
-use sluice_engine::{Mode, TunnelId, TunnelState};
+use sluice_engine::Mode;
 
 use crate::error::KeychainUnavailable;
-use crate::model::{Model, ProbeVerdict};
+use crate::model::{Model, Phase, ProbeVerdict};
 use crate::theme;
 
 /// A label and, in the next grid column, the widget `add` makes, named by the label for
@@ -87,25 +87,25 @@ pub fn role_label(mode: Mode) -> &'static str {
     }
 }
 
-/// The tunnel's state in words, and its colour.
-pub fn state_words(model: &Model, id: TunnelId) -> (String, egui::Color32) {
-    if model.starting.contains(&id) {
-        return ("loading key…".into(), theme::MUTED);
-    }
-    let Some(status) = model.status(id) else {
-        return ("stopped".into(), theme::MUTED);
-    };
-    match &status.state {
-        TunnelState::Stopped => ("stopped".into(), theme::MUTED),
-        TunnelState::Starting => ("starting…".into(), theme::MUTED),
-        TunnelState::Listening { .. } => match status.counters.active_connections {
+/// The tunnel's phase in words, and its colour: what the list and the detail panel show.
+pub fn state_words(model: &Model, name: &str) -> (String, egui::Color32) {
+    match model.phase(name) {
+        Phase::Stopped => ("stopped".into(), theme::MUTED),
+        Phase::LoadingKey => ("loading key…".into(), theme::MUTED),
+        Phase::Starting => ("starting…".into(), theme::MUTED),
+        Phase::Running { connections } => match connections {
             0 => ("listening".into(), theme::OK),
             1 => ("1 active connection".into(), theme::OK),
             n => (format!("{n} active connections"), theme::OK),
         },
-        TunnelState::Draining { remaining } => {
-            (format!("stopping, {remaining} finishing"), theme::WARN)
+        Phase::Failing => {
+            let why = model
+                .status(name)
+                .and_then(|s| s.counters.last_error.as_ref())
+                .map_or_else(String::new, |last| format!(": {}", last.fault));
+            (format!("failing{why}"), theme::ERROR)
         }
-        TunnelState::Failed { reason } => (format!("error: {reason}"), theme::ERROR),
+        Phase::Stopping { remaining } => (format!("stopping, {remaining} finishing"), theme::WARN),
+        Phase::Failed(fault) => (format!("error: {fault}"), theme::ERROR),
     }
 }

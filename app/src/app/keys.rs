@@ -1,0 +1,243 @@
+//! The keys: the keys window, generating and importing keys (into the keychain, or as key
+//! files where there is none), exporting and deleting them, and the key list on disk.
+//! Keychain and file work runs off the UI thread.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::SluiceApp;
+use crate::background::{KeyDialog, KeyMessage, Message, SaveTarget};
+use crate::command::KeyCommand;
+use crate::error::AppError;
+use crate::file_dialogs::{DialogAnswer, DialogKind};
+use crate::keys;
+use crate::model::{Confirm, KeyForm};
+
+impl SluiceApp {
+    pub(super) fn key_command(&mut self, command: KeyCommand) {
+        match command {
+            KeyCommand::ShowKeys(open) => self.ui.keys_open = open,
+            KeyCommand::OpenForm(form) => self.view.key_form = Some(form),
+            KeyCommand::CloseForm => self.view.key_form = None,
+            KeyCommand::SubmitForm => self.submit_key_form(),
+            KeyCommand::PickFormFile => match &self.view.key_form {
+                Some(KeyForm::Import { .. }) => self.ask_file(DialogKind::OpenKeyFile, |answer| {
+                    key_dialog(KeyDialog::ImportFile, answer)
+                }),
+                Some(KeyForm::Generate { name, .. }) => {
+                    let suggested_name = match name.trim() {
+                        "" => "sluice.key".to_owned(),
+                        name => format!("{name}.key"),
+                    };
+                    self.ask_file(DialogKind::SaveKeyFile { suggested_name }, |answer| {
+                        key_dialog(KeyDialog::GenerateCopy, answer)
+                    });
+                }
+                None => {}
+            },
+            KeyCommand::AskExport(name) => {
+                let suggested_name = format!("{name}.key");
+                self.ask_file(DialogKind::SaveKeyFile { suggested_name }, move |answer| {
+                    key_dialog(KeyDialog::Export(name), answer)
+                });
+            }
+            KeyCommand::AskDelete(name) => self.ask_delete_key(name),
+            KeyCommand::ConfirmDelete(name) => {
+                self.view.confirm = None;
+                self.delete_key(name);
+            }
+        }
+    }
+
+    pub(super) fn key_message(&mut self, message: KeyMessage) {
+        match message {
+            KeyMessage::Generated(result) => match result {
+                Ok(info) => {
+                    self.inform(format!(
+                        "generated key \"{}\" ({}), fingerprint {}",
+                        info.name,
+                        info.where_label(),
+                        info.fingerprint
+                    ));
+                    self.model.files.keys.keys.push(info);
+                    self.save_keys();
+                }
+                Err(e) => self.report(AppError::KeyGenerate(e)),
+            },
+            KeyMessage::Imported(result) => match result {
+                Ok((info, warnings)) => {
+                    if let Some(same) = self.model.files.keys.with_fingerprint(&info.fingerprint) {
+                        let text = format!(
+                            "note: \"{}\" is the same key as \"{}\"",
+                            info.name, same.name
+                        );
+                        self.inform(text);
+                    }
+                    for warning in warnings {
+                        self.inform(format!("{}: {warning}", info.name));
+                    }
+                    self.inform(format!(
+                        "imported key \"{}\", fingerprint {}",
+                        info.name, info.fingerprint
+                    ));
+                    self.model.files.keys.keys.push(info);
+                    self.save_keys();
+                }
+                Err(e) => self.report(AppError::KeyImport(e)),
+            },
+            KeyMessage::Exported(result) => match result {
+                Ok(path) => self.inform(format!("key written to {} (mode 0600)", path.display())),
+                Err(e) => self.report(AppError::KeyExport(e)),
+            },
+            KeyMessage::Deleted { name, result } => match result {
+                Ok(()) => {
+                    self.model.files.keys.keys.retain(|k| k.name != name);
+                    self.save_keys();
+                    self.inform(format!("deleted key \"{name}\""));
+                }
+                Err(cause) => self.report(AppError::KeyDelete { name, cause }),
+            },
+            KeyMessage::Dialog { purpose, answer } => {
+                let Some(path) = self.picked(answer) else {
+                    return;
+                };
+                self.key_file_picked(purpose, path);
+            }
+        }
+    }
+
+    fn key_file_picked(&mut self, purpose: KeyDialog, path: PathBuf) {
+        let shown = path.display().to_string();
+        match purpose {
+            KeyDialog::ImportFile => {
+                if let Some(KeyForm::Import { path: p, name }) = &mut self.view.key_form {
+                    if name.trim().is_empty() {
+                        *name = path
+                            .file_stem()
+                            .map(|s| s.to_string_lossy().into_owned())
+                            .unwrap_or_default();
+                    }
+                    *p = shown;
+                }
+            }
+            KeyDialog::GenerateCopy => {
+                if let Some(KeyForm::Generate {
+                    path: p, save_copy, ..
+                }) = &mut self.view.key_form
+                {
+                    *p = shown;
+                    *save_copy = true;
+                }
+            }
+            KeyDialog::Export(name) => {
+                let Some(info) = self.model.files.keys.get(&name).cloned() else {
+                    return;
+                };
+                let keychain = self.keychain().cloned();
+                self.background.run(move || {
+                    Message::Key(KeyMessage::Exported(keys::export(
+                        &info,
+                        keychain.as_ref(),
+                        &path,
+                    )))
+                });
+            }
+        }
+    }
+
+    fn submit_key_form(&mut self) {
+        let Some(form) = self.view.key_form.clone() else {
+            return;
+        };
+        let keychain = self.keychain().cloned();
+        match form {
+            KeyForm::Generate {
+                name,
+                save_copy,
+                path,
+            } => {
+                let name = name.trim().to_owned();
+                if let Err(problem) = keys::check_new_name(&self.model.files.keys, &name) {
+                    self.report(problem.into());
+                    return;
+                }
+                let copy_to = (save_copy || keychain.is_none())
+                    .then(|| PathBuf::from(path.trim()))
+                    .filter(|p| !p.as_os_str().is_empty());
+                if (save_copy || keychain.is_none()) && copy_to.is_none() {
+                    self.report(AppError::NoKeyFileChosen);
+                    return;
+                }
+                self.view.key_form = None;
+                self.background.run(move || {
+                    Message::Key(KeyMessage::Generated(keys::generate(
+                        &name,
+                        keychain.as_ref(),
+                        copy_to.as_deref(),
+                    )))
+                });
+            }
+            KeyForm::Import { name, path } => {
+                let name = name.trim().to_owned();
+                if let Err(problem) = keys::check_new_name(&self.model.files.keys, &name) {
+                    self.report(problem.into());
+                    return;
+                }
+                if path.trim().is_empty() {
+                    self.report(AppError::NoImportFileChosen);
+                    return;
+                }
+                self.view.key_form = None;
+                let path = PathBuf::from(path.trim());
+                self.background.run(move || {
+                    Message::Key(KeyMessage::Imported(keys::import(
+                        &name,
+                        &path,
+                        keychain.as_ref(),
+                    )))
+                });
+            }
+        }
+    }
+
+    fn ask_delete_key(&mut self, name: String) {
+        let Some(info) = self.model.files.keys.get(&name) else {
+            return;
+        };
+        let users = self.model.users_of(info);
+        if users.is_empty() {
+            self.view.confirm = Some(Confirm::DeleteKey(name));
+        } else {
+            self.report(AppError::KeyInUse { name, users });
+        }
+    }
+
+    fn delete_key(&mut self, name: String) {
+        let Some(info) = self.model.files.keys.get(&name).cloned() else {
+            return;
+        };
+        let keychain = self.keychain().cloned();
+        self.background.run(move || {
+            Message::Key(KeyMessage::Deleted {
+                result: keys::delete(&info, keychain.as_ref()),
+                name,
+            })
+        });
+    }
+
+    fn save_keys(&mut self) {
+        if let Some(problem) = &self.model.files.keys_broken {
+            self.report(AppError::KeyListBroken(Arc::clone(problem)));
+            return;
+        }
+        self.background.save(
+            SaveTarget::KeyIndex,
+            self.services.paths.keys_file.clone(),
+            self.model.files.keys.to_ron(),
+        );
+    }
+}
+
+fn key_dialog(purpose: KeyDialog, answer: DialogAnswer) -> Message {
+    Message::Key(KeyMessage::Dialog { purpose, answer })
+}
