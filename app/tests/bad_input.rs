@@ -47,7 +47,7 @@ fn bad_key_files_are_named_and_nothing_is_imported() {
                 .any(|n| n.error && n.text.contains(&shown) && n.text.contains(words))
         });
         assert!(
-            harness.state().model.keys.get("bad").is_none(),
+            harness.state().model.files.keys.get("bad").is_none(),
             "{shown} was imported"
         );
         // Start the next attempt from a closed form.
@@ -71,12 +71,18 @@ fn a_damaged_key_list_is_shown_and_never_overwritten() {
     let mut harness = app_harness(services(dir.path(), mock_keychain(), dialogs));
     harness.run_ok();
     assert!(
-        harness.state().model.keys_broken.as_ref().is_some_and(|m| {
-            let m = m.to_string();
-            m.contains(&keys.display().to_string()) && m.contains("damaged")
-        }),
+        harness
+            .state()
+            .model
+            .files
+            .keys_broken
+            .as_ref()
+            .is_some_and(|m| {
+                let m = m.to_string();
+                m.contains(&keys.display().to_string()) && m.contains("damaged")
+            }),
         "{:?}",
-        harness.state().model.keys_broken
+        harness.state().model.files.keys_broken
     );
     // Generating a key works in memory, but the damaged list on disk stays as it was.
     click(&mut harness, "🔑 Keys");
@@ -112,12 +118,18 @@ fn a_tunnel_file_or_key_list_beyond_1_mib_is_refused_naming_the_file_and_the_lim
     harness.run_ok();
     let shown = keys.display().to_string();
     assert!(
-        harness.state().model.keys_broken.as_ref().is_some_and(|m| {
-            let m = m.to_string();
-            m.contains(&shown) && m.contains("larger than 1 MiB")
-        }),
+        harness
+            .state()
+            .model
+            .files
+            .keys_broken
+            .as_ref()
+            .is_some_and(|m| {
+                let m = m.to_string();
+                m.contains(&shown) && m.contains("larger than 1 MiB")
+            }),
         "{:?}",
-        harness.state().model.keys_broken
+        harness.state().model.files.keys_broken
     );
     assert!(shows(&harness, "larger than 1 MiB"), "the banner says so");
 
@@ -130,7 +142,7 @@ fn a_tunnel_file_or_key_list_beyond_1_mib_is_refused_naming_the_file_and_the_lim
     let shown = file.display().to_string();
     harness
         .state_mut()
-        .execute(sluice::command::UiCommand::ImportTunnelsFrom(file.clone()));
+        .execute(sluice::command::TunnelCommand::ImportFrom(file.clone()).into());
     wait_until(&mut harness, "the import error naming the file", |app| {
         app.model.notices.iter().any(|n| {
             n.error
@@ -139,6 +151,6 @@ fn a_tunnel_file_or_key_list_beyond_1_mib_is_refused_naming_the_file_and_the_lim
                 && n.text.contains("tunnel file")
         })
     });
-    assert!(harness.state().model.tunnels.is_empty());
+    assert!(harness.state().model.files.tunnels.is_empty());
     assert_eq!(std::fs::read_to_string(&keys).unwrap(), key_list);
 }

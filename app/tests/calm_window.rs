@@ -12,7 +12,7 @@ use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use sluice::SluiceApp;
-use sluice::command::UiCommand;
+use sluice::command::{TunnelCommand, ViewCommand};
 use sluice::error::KeychainUnavailable;
 use sluice::file_dialogs::DialogAnswer;
 use sluice::services::{Keychain, LoginEntries, Services};
@@ -31,7 +31,9 @@ fn generate_key(harness: &mut Harness<'_, SluiceApp>, name: &str) {
     click(harness, "Generate…");
     set_text(harness, "Key name", name);
     click(harness, "Generate");
-    wait_until(harness, "the key", |app| app.model.keys.get(name).is_some());
+    wait_until(harness, "the key", |app| {
+        app.model.files.keys.get(name).is_some()
+    });
     harness.get_by_label("Close window").click();
     harness.run_ok();
 }
@@ -44,7 +46,7 @@ fn add_tunnel(harness: &mut Harness<'_, SluiceApp>, name: &str, listen: u16, tar
     set_text(harness, "Target", &format!("[127.0.0.1]:{target}"));
     click(harness, "Save");
     wait_until(harness, "the tunnel in the list", |app| {
-        app.view.editor.is_none() && app.model.tunnel_named(name).is_some()
+        app.view.editor.is_none() && app.model.tunnel(name).is_some()
     });
 }
 
@@ -110,15 +112,19 @@ fn notices_count_repeats_and_successes_fade() {
     ));
     harness.run_ok();
     // An error stays until dismissed.
-    harness.state_mut().execute(UiCommand::ImportTunnelsFrom(
-        dir.path().join("no such file.ron"),
-    ));
+    harness
+        .state_mut()
+        .execute(TunnelCommand::ImportFrom(dir.path().join("no such file.ron")).into());
     wait_until(&mut harness, "the import's error", |app| {
         app.model.notices.len() == 1
     });
     // The same success twice is one line with a count.
-    harness.state_mut().execute(UiCommand::Copy("a".into()));
-    harness.state_mut().execute(UiCommand::Copy("b".into()));
+    harness
+        .state_mut()
+        .execute(ViewCommand::Copy("a".into()).into());
+    harness
+        .state_mut()
+        .execute(ViewCommand::Copy("b".into()).into());
     harness.run_ok();
     assert_eq!(harness.state().model.notices.len(), 2);
     assert!(shows(&harness, "Show all 2"), "two notices, one line");
@@ -184,6 +190,7 @@ fn tunnels_go_out_without_keys_and_come_in_only_with_every_key() {
     let fingerprint = harness
         .state()
         .model
+        .files
         .keys
         .get("shared")
         .unwrap()
@@ -215,7 +222,10 @@ fn tunnels_go_out_without_keys_and_come_in_only_with_every_key() {
         shows_soon(&mut harness, &missing),
         "the missing key is named"
     );
-    assert!(harness.state().model.tunnels.is_empty(), "nothing imported");
+    assert!(
+        harness.state().model.files.tunnels.is_empty(),
+        "nothing imported"
+    );
 
     // With the key imported under another name, the tunnel comes in using it.
     click(&mut harness, "🔑 Keys");
@@ -225,7 +235,7 @@ fn tunnels_go_out_without_keys_and_come_in_only_with_every_key() {
     set_text(&mut harness, "Key name", "from the other machine");
     click(&mut harness, "Import");
     wait_until(&mut harness, "the key", |app| {
-        app.model.keys.get("from the other machine").is_some()
+        app.model.files.keys.get("from the other machine").is_some()
     });
     harness.get_by_label("Close window").click();
     harness.run_ok();
@@ -235,15 +245,9 @@ fn tunnels_go_out_without_keys_and_come_in_only_with_every_key() {
     });
     click(&mut harness, "Import");
     wait_until(&mut harness, "the imported tunnel", |app| {
-        app.model.tunnel_named("db").is_some()
+        app.model.tunnel("db").is_some()
     });
-    let spec = harness
-        .state()
-        .model
-        .tunnel_named("db")
-        .unwrap()
-        .spec
-        .clone();
+    let spec = harness.state().model.tunnel("db").unwrap().clone();
     assert_eq!(spec.key, KeyRef::Keychain("from the other machine".into()));
     let config_path = there.path().join("config.ron");
     wait_until(&mut harness, "the saved config", |_| {

@@ -272,6 +272,7 @@ fn the_tray_menu_and_one_notification_each_for_failing_and_recovering() {
         .unwrap();
     wait_until(&mut harness, "the tunnel to listen", |app| {
         app.model
+            .mirror
             .statuses
             .values()
             .any(|s| matches!(s.state, TunnelState::Listening { .. }))
@@ -294,6 +295,7 @@ fn the_tray_menu_and_one_notification_each_for_failing_and_recovering() {
     }
     wait_until(&mut harness, "all 20 failures to be counted", |app| {
         app.model
+            .mirror
             .statuses
             .values()
             .any(|s| s.counters.target_failures >= 20)
@@ -501,9 +503,10 @@ fn tunnel_names_reach_a_markup_reading_server_escaped() {
     };
     let mut harness = app_harness(services);
     wait_until(&mut harness, "the three tunnels to listen", |app| {
-        app.model.statuses.len() == 3
+        app.model.mirror.statuses.len() == 3
             && app
                 .model
+                .mirror
                 .statuses
                 .values()
                 .all(|s| matches!(s.state, TunnelState::Listening { .. }))

@@ -6,8 +6,7 @@
 
 mod support;
 
-#[path = "../../engine/tests/support/sshd.rs"]
-mod sshd;
+use sluice_testkit::sshd;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,18 +15,19 @@ use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use sluice::SluiceApp;
-use sluice::command::UiCommand;
+use sluice::command::TunnelCommand;
 use sluice::services::SshSetup;
-use sluice_engine::{Config, FarEndRecord, KeyRef, Mode, TunnelId, TunnelSpec, TunnelState};
+use sluice_engine::{Config, FarEndRecord, KeyRef, Mode, TunnelSpec, TunnelState};
 use sshd::{ALIAS, Sshd, Trust};
 use support::*;
 
-/// Steps frames until the far-end action of `id` has finished (ssh steps take seconds).
-fn wait_for_far_end(harness: &mut Harness<'_, SluiceApp>, id: TunnelId) {
+/// Steps frames until the far-end action of tunnel `name` has finished (ssh steps take
+/// seconds).
+fn wait_for_far_end(harness: &mut Harness<'_, SluiceApp>, name: &str) {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         harness.run_ok();
-        let run = harness.state().model.far_end_runs.get(&id);
+        let run = harness.state().model.mirror.far_end_runs.get(name);
         if run.is_some_and(|r| !r.running()) {
             return;
         }
@@ -48,7 +48,7 @@ fn far_end_on_disk(config: &std::path::Path) -> Option<FarEndRecord> {
 #[test]
 fn the_far_end_tab_sets_up_checks_and_removes_the_far_end_over_ssh() {
     let name = "far-end-ui";
-    let slug = sluice_engine::far_end::slug(name);
+    let slug = sluice_engine::far_end_slug(name);
     sshd::clear_leftovers(&slug);
     let sshd = Sshd::start("/usr/bin:/bin", Trust::ServerKey);
     let service = echo_server();
@@ -82,7 +82,6 @@ fn the_far_end_tab_sets_up_checks_and_removes_the_far_end_over_ssh() {
     };
     let mut harness = app_harness(services);
     harness.run_ok();
-    let id = harness.state().model.tunnel_named(name).unwrap().id;
 
     harness.get_by_role_and_label(Role::Button, name).click();
     harness.run_ok();
@@ -94,21 +93,21 @@ fn the_far_end_tab_sets_up_checks_and_removes_the_far_end_over_ssh() {
     );
     // The alias comes from the ssh config, through the Hosts menu.
     wait_until(&mut harness, "the ssh config's aliases", |app| {
-        app.model.ssh_hosts.iter().any(|h| h == ALIAS)
+        app.model.environment.ssh_hosts.iter().any(|h| h == ALIAS)
     });
     click(&mut harness, "Known hosts");
     click(&mut harness, ALIAS);
     assert_eq!(
         harness.state().model.ssh_destination(
             &harness.state().ui,
-            &harness.state().model.tunnel(id).unwrap().spec
+            harness.state().model.tunnel(name).unwrap()
         ),
         ALIAS
     );
 
     click(&mut harness, "Set up");
-    wait_for_far_end(&mut harness, id);
-    let run = harness.state().model.far_end_runs[&id].clone();
+    wait_for_far_end(&mut harness, name);
+    let run = harness.state().model.mirror.far_end_runs[name].clone();
     assert!(
         matches!(run.finished, Some(Ok(()))),
         "set-up failed: {run:?}\nsshd log:\n{}",
@@ -131,28 +130,25 @@ fn the_far_end_tab_sets_up_checks_and_removes_the_far_end_over_ssh() {
     );
     assert!(shows(&harness, "Set up on farend"));
     // Editing the tunnel keeps where its far end is.
-    harness.state_mut().execute(UiCommand::Edit(id));
-    harness.state_mut().execute(UiCommand::SaveEditor);
+    harness
+        .state_mut()
+        .execute(TunnelCommand::Edit(name.into()).into());
+    harness
+        .state_mut()
+        .execute(TunnelCommand::SaveEditor.into());
     harness.run_ok();
     assert_eq!(
-        harness
-            .state()
-            .model
-            .tunnel(id)
-            .unwrap()
-            .spec
-            .far_end
-            .as_ref(),
+        harness.state().model.tunnel(name).unwrap().far_end.as_ref(),
         Some(&record)
     );
 
     // The tunnel now works end to end through the far end it set up.
     harness
         .state_mut()
-        .execute(sluice::command::UiCommand::Start(id));
+        .execute(TunnelCommand::Start(name.into()).into());
     wait_until(&mut harness, "the tunnel to listen", |app| {
         matches!(
-            app.model.status(id).map(|s| &s.state),
+            app.model.status(name).map(|s| &s.state),
             Some(TunnelState::Listening { .. })
         )
     });
@@ -160,12 +156,12 @@ fn the_far_end_tab_sets_up_checks_and_removes_the_far_end_over_ssh() {
     assert_eq!(round_trip(([127, 0, 0, 1], local).into(), &data), data);
 
     click(&mut harness, "Check");
-    wait_for_far_end(&mut harness, id);
+    wait_for_far_end(&mut harness, name);
     assert!(shows(&harness, "The far end on farend works."));
 
     click(&mut harness, "Remove");
-    wait_for_far_end(&mut harness, id);
-    let run = harness.state().model.far_end_runs[&id].clone();
+    wait_for_far_end(&mut harness, name);
+    let run = harness.state().model.mirror.far_end_runs[name].clone();
     assert!(
         matches!(run.finished, Some(Ok(()))),
         "remove failed: {run:?}"

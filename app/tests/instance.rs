@@ -150,12 +150,12 @@ fn the_socket_directory_must_be_ours_and_closed_to_others() {
     // Another user's directory (root can hand one over to test it; others cannot).
     let theirs = tempfile::tempdir().unwrap();
     let nobody = 65534;
-    if std::os::unix::fs::chown(theirs.path(), Some(nobody), Some(nobody)).is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs the tests as root, which can chown a directory to nobody"
-        );
-        eprintln!("skipped the other user's directory: not root");
+    let handed_over = std::os::unix::fs::chown(theirs.path(), Some(nobody), Some(nobody)).is_ok();
+    if !sluice_testkit::require(
+        handed_over,
+        "root (to hand a directory to nobody)",
+        "run the tests as root, as CI does",
+    ) {
         return;
     }
     match claim_instance(Some(theirs.path())) {
@@ -209,13 +209,11 @@ fn python_client(socket: &Path, as_nobody: bool) -> String {
 
 #[test]
 fn another_users_connection_is_closed_unanswered() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs the tests as root, which can run a client as nobody"
-        );
-        eprintln!("skipped: running a client as another user needs root");
+    if !sluice_testkit::require(
+        sluice_testkit::is_root(),
+        "root (to run a client as nobody)",
+        "run the tests as root, as CI does",
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

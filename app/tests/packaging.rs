@@ -4,6 +4,7 @@
 //! which only build on their own systems, are linted here (installers/lint). Each script
 //! prints one line per check; a failing test shows them all.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -14,17 +15,13 @@ fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|out| out.status.success())
-}
-
 /// Runs an installer script from the repository root; panics with its output on failure.
-fn run_script(script: &str, envs: &[(&str, &Path)]) {
+fn run_script(script: &str, args: &[&OsStr], envs: &[(&str, &Path)]) {
     let mut command = Command::new(repo().join(script));
-    command.current_dir(repo()).env("CARGO", env!("CARGO"));
+    command
+        .args(args)
+        .current_dir(repo())
+        .env("CARGO", env!("CARGO"));
     for (name, value) in envs {
         command.env(name, value);
     }
@@ -43,24 +40,55 @@ fn run_script(script: &str, envs: &[(&str, &Path)]) {
 
 #[test]
 fn the_debian_package_builds_installs_and_runs() {
-    if !have("dpkg-deb") {
-        eprintln!("skipped: dpkg-deb is missing (not a Debian or Ubuntu machine)");
+    if !sluice_testkit::require(
+        sluice_testkit::have_program("dpkg-deb"),
+        "dpkg-deb",
+        "apt install dpkg-dev (scripts/install-test-deps)",
+    ) {
         return;
     }
-    // Builds the release binaries itself (cargo build --release --locked): the outer
-    // `cargo test` holds no build lock while tests run.
-    run_script("installers/linux/test-deb", &[]);
+    // The package is made from this test run's own (debug) builds rather than a release
+    // build of its own, which would take minutes: what is checked is the packaging, and
+    // the binaries behave the same. sluiced is brought up to date first (the outer `cargo
+    // test` holds no build lock while tests run), for a run of this crate's tests alone.
+    let built = Command::new(env!("CARGO"))
+        .current_dir(repo())
+        .args([
+            "build",
+            "--locked",
+            "-p",
+            "sluice-engine",
+            "--bin",
+            "sluiced",
+        ])
+        .status()
+        .expect("run cargo build");
+    assert!(
+        built.success(),
+        "cargo build -p sluice-engine --bin sluiced failed"
+    );
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_sluice"))
+        .parent()
+        .expect("the binary is in a directory");
+    run_script(
+        "installers/linux/test-deb",
+        &["--binaries".as_ref(), bin_dir.as_os_str()],
+        &[],
+    );
 }
 
 #[test]
 fn the_macos_and_windows_installers_are_well_formed() {
-    if !have("python3") {
-        eprintln!("skipped: python3 is missing");
+    if !sluice_testkit::require(
+        sluice_testkit::have_program("python3"),
+        "python3",
+        "apt install python3 (scripts/install-test-deps)",
+    ) {
         return;
     }
     // build-app.sh lays out the bundle around any sluice binary: this test's own.
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_sluice"))
         .parent()
         .expect("the binary is in a folder");
-    run_script("installers/lint", &[("SLUICE_BIN_DIR", bin_dir)]);
+    run_script("installers/lint", &[], &[("SLUICE_BIN_DIR", bin_dir)]);
 }

@@ -83,7 +83,7 @@ fn key_bytes_stay_out_of_files_and_the_ui() {
     set_text(&mut harness, "Key name", "generated");
     click(&mut harness, "Generate");
     wait_until(&mut harness, "the generated key", |app| {
-        app.model.keys.get("generated").is_some()
+        app.model.files.keys.get("generated").is_some()
     });
     let imported_file = dir.path().join("imported.key");
     std::fs::write(
@@ -97,10 +97,17 @@ fn key_bytes_stay_out_of_files_and_the_ui() {
     set_text(&mut harness, "Key name", "imported");
     click(&mut harness, "Import");
     wait_until(&mut harness, "the imported key", |app| {
-        app.model.keys.get("imported").is_some()
+        app.model.files.keys.get("imported").is_some()
     });
     assert_eq!(
-        harness.state().model.keys.get("imported").unwrap().location,
+        harness
+            .state()
+            .model
+            .files
+            .keys
+            .get("imported")
+            .unwrap()
+            .location,
         KeyRef::Keychain("imported".into())
     );
 

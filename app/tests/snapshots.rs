@@ -105,7 +105,7 @@ fn main_window_at_1280x800_and_900x600() {
                 .unwrap()
                 .click();
             wait_until(&mut harness, "the tunnel's notice", |app| {
-                app.model.notices.len() == started && app.model.starting.is_empty()
+                app.model.notices.len() == started && app.model.mirror.loading.is_empty()
             });
         }
         assert!(
@@ -195,7 +195,7 @@ fn import_confirmation() {
     let incoming = sluice::tunnel_file::import(
         std::path::Path::new("/home/me/Downloads/tunnels.ron"),
         &text,
-        &harness.state().model.keys,
+        &harness.state().model.files.keys,
         &[],
     )
     .unwrap();

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use egui::accesskit::Role;
 use egui_kittest::kittest::Queryable;
-use sluice::command::UiCommand;
+use sluice::command::TunnelCommand;
 use sluice_engine::{Config, EventKind, HandshakeFailure, KeyRef, Mode, TunnelSpec, TunnelState};
 use support::*;
 
@@ -57,11 +57,12 @@ fn a_flood_of_bad_handshakes_is_one_line_and_a_summary_in_the_traffic_log() {
         Arc::new(ScriptedDialogs::default()),
     ));
     harness.run_ok();
-    let id = harness.state().model.tunnel_named("flooded").unwrap().id;
-    harness.state_mut().execute(UiCommand::Start(id));
+    harness
+        .state_mut()
+        .execute(TunnelCommand::Start("flooded".into()).into());
     wait_until(&mut harness, "the tunnel to listen", |app| {
         matches!(
-            app.model.status(id).map(|s| &s.state),
+            app.model.status("flooded").map(|s| &s.state),
             Some(TunnelState::Listening { .. })
         )
     });
@@ -71,19 +72,21 @@ fn a_flood_of_bad_handshakes_is_one_line_and_a_summary_in_the_traffic_log() {
     }
     wait_until(&mut harness, "every failure to be counted", |app| {
         app.model
-            .status(id)
+            .status("flooded")
             .is_some_and(|s| s.counters.total_handshake_failures() == FLOOD)
     });
     // The rest of the spell is summed up at most once a minute, and when the tunnel stops.
-    harness.state_mut().execute(UiCommand::Stop(id));
+    harness
+        .state_mut()
+        .execute(TunnelCommand::Stop("flooded".into()).into());
     wait_until(&mut harness, "the summary in the log", |app| {
-        app.model.logs.get(&id).is_some_and(|log| {
+        app.model.mirror.logs.get("flooded").is_some_and(|log| {
             log.iter()
                 .any(|e| matches!(e.kind, EventKind::HandshakeFailuresSummarized { .. }))
         })
     });
 
-    let log = &harness.state().model.logs[&id];
+    let log = &harness.state().model.mirror.logs["flooded"];
     let in_full = log
         .iter()
         .filter(|e| matches!(e.kind, EventKind::HandshakeFailed { .. }))

@@ -24,7 +24,7 @@ fn generate_key_through_the_ui(
     set_text(harness, "Key name", name);
     click(harness, "Generate");
     wait_until(harness, "the key to be generated", |app| {
-        app.model.keys.get(name).is_some()
+        app.model.files.keys.get(name).is_some()
     });
 }
 
@@ -44,7 +44,7 @@ fn create_tunnel_through_the_ui(
     set_text(harness, "Target", target);
     click(harness, "Save");
     wait_until(harness, "the tunnel to be in the list", |app| {
-        app.view.editor.is_none() && app.model.tunnel_named(name).is_some()
+        app.view.editor.is_none() && app.model.tunnel(name).is_some()
     });
 }
 
@@ -58,7 +58,7 @@ fn create_key_and_two_tunnels_then_push_bytes_through_them() {
 
     generate_key_through_the_ui(&mut harness, "demo");
     assert_eq!(
-        harness.state().model.keys.keys[0].location,
+        harness.state().model.files.keys.keys[0].location,
         KeyRef::Keychain("demo".into())
     );
     click(&mut harness, "✖"); // dismiss the "generated" notice; the keys window stays
@@ -98,9 +98,8 @@ fn create_key_and_two_tunnels_then_push_bytes_through_them() {
     click(&mut harness, "▶ Start all");
     wait_until(&mut harness, "both tunnels to listen", |app| {
         ["server", "client"].iter().all(|name| {
-            let id = app.model.tunnel_named(name).unwrap().id;
             matches!(
-                app.model.status(id).map(|s| &s.state),
+                app.model.status(name).map(|s| &s.state),
                 Some(TunnelState::Listening { .. })
             )
         })
@@ -118,7 +117,7 @@ fn create_key_and_two_tunnels_then_push_bytes_through_them() {
         data.len()
     );
 
-    let client = harness.state().model.tunnel_named("client").unwrap().id;
+    let client = "client";
     wait_until(
         &mut harness,
         "the counters and the chart to show the traffic",
@@ -136,8 +135,8 @@ fn create_key_and_two_tunnels_then_push_bytes_through_them() {
         &mut harness,
         "the log to show the closed connection",
         |app| {
-            app.model.logs.get(&client).is_some_and(|log| {
-            log.iter().any(|e| matches!(e.kind, EventKind::ConnectionClosed { bytes_up, error: None, .. } if bytes_up == data.len() as u64))
+            app.model.mirror.logs.get(client).is_some_and(|log| {
+            log.iter().any(|e| matches!(e.kind, EventKind::ConnectionClosed { bytes_up, fault: None, .. } if bytes_up == data.len() as u64))
         })
         },
     );
@@ -154,9 +153,10 @@ fn create_key_and_two_tunnels_then_push_bytes_through_them() {
     click(&mut harness, "■ Stop all");
     wait_until(&mut harness, "both tunnels to stop", |app| {
         app.model
+            .files
             .tunnels
             .iter()
-            .all(|t| !app.model.is_running(t.id))
+            .all(|t| !app.model.is_running(&t.name))
     });
 }
 
@@ -197,7 +197,7 @@ fn editor_shows_problems_as_you_type_and_refuses_to_save() {
         harness.state().view.editor.is_some(),
         "Save is disabled while there are problems"
     );
-    assert!(harness.state().model.tunnels.is_empty());
+    assert!(harness.state().model.files.tunnels.is_empty());
 }
 
 #[test]
@@ -235,8 +235,8 @@ fn a_corrupt_config_is_shown_and_never_overwritten() {
             .iter()
             .any(|n| n.error && n.text.contains("left untouched"))
     });
-    assert!(harness.state().model.tunnel_named("still works").is_some());
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(harness.state().model.tunnel("still works").is_some());
+    // The refusal comes before any write is queued: there is nothing to wait for.
     assert_eq!(std::fs::read_to_string(&path).unwrap(), broken);
 
     // Fixed on disk, then reloaded: the file's tunnels are back.
@@ -250,7 +250,9 @@ fn a_corrupt_config_is_shown_and_never_overwritten() {
     ));
     fixed.save_atomic(&path).unwrap();
     click(&mut harness, "⟳ Reload");
-    assert!(harness.state().model.tunnel_named("from disk").is_some());
+    wait_until(&mut harness, "the reloaded tunnels", |app| {
+        app.model.tunnel("from disk").is_some()
+    });
     assert!(!shows(&harness, "The tunnel list could not be read"));
 }
 
@@ -323,9 +325,16 @@ fn without_a_keychain_keys_are_key_files_chosen_through_the_dialog() {
     );
     click(&mut harness, "Generate");
     wait_until(&mut harness, "the key", |app| {
-        app.model.keys.get("filekey").is_some()
+        app.model.files.keys.get("filekey").is_some()
     });
-    let info = harness.state().model.keys.get("filekey").unwrap().clone();
+    let info = harness
+        .state()
+        .model
+        .files
+        .keys
+        .get("filekey")
+        .unwrap()
+        .clone();
     assert_eq!(info.location, KeyRef::File(key_path.clone()));
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
@@ -346,7 +355,7 @@ fn without_a_keychain_keys_are_key_files_chosen_through_the_dialog() {
     set_text(&mut harness, "Key name", "same file");
     click(&mut harness, "Import");
     wait_until(&mut harness, "the import", |app| {
-        app.model.keys.get("same file").is_some()
+        app.model.files.keys.get("same file").is_some()
     });
     assert!(shows(&harness, "is the same key as"));
 }
@@ -373,10 +382,10 @@ fn test_connection_reports_ok_and_wrong_key_in_words() {
         &format!("[127.0.0.1]:{server_port}"),
         &format!("[127.0.0.1]:{}", echo.port()),
     );
-    let far = harness.state().model.tunnel_named("far end").unwrap().id;
+    let far = "far end";
     harness
         .state_mut()
-        .execute(sluice::command::UiCommand::Start(far));
+        .execute(sluice::command::TunnelCommand::Start(far.into()).into());
     wait_until(&mut harness, "the far end to listen", |app| {
         matches!(
             app.model.status(far).map(|s| &s.state),
@@ -399,7 +408,10 @@ fn test_connection_reports_ok_and_wrong_key_in_words() {
     click(&mut harness, "Test connection");
     wait_until(&mut harness, "the verdict", |app| {
         matches!(
-            app.model.probes.get(&sluice::model::ProbeKey::Editor),
+            app.model
+                .mirror
+                .probes
+                .get(&sluice::model::ProbeKey::Editor),
             Some(Some(_))
         )
     });
@@ -412,7 +424,7 @@ fn test_connection_reports_ok_and_wrong_key_in_words() {
     wait_until(
         &mut harness,
         "the verdict",
-        |app| matches!(app.model.probes.get(&sluice::model::ProbeKey::Editor), Some(Some(o)) if !o.is_ok()),
+        |app| matches!(app.model.mirror.probes.get(&sluice::model::ProbeKey::Editor), Some(Some(o)) if !o.is_ok()),
     );
     assert!(shows(&harness, "Rejected"), "wrong key is rejected");
     assert!(shows(&harness, "different key"));
@@ -481,6 +493,7 @@ fn an_import_is_confirmed_first_and_plants_nothing_that_starts_or_reaches_out() 
     let fingerprint = harness
         .state()
         .model
+        .files
         .keys
         .get("mine")
         .unwrap()
@@ -503,7 +516,7 @@ fn an_import_is_confirmed_first_and_plants_nothing_that_starts_or_reaches_out() 
             .any(|n| n.error && n.text.contains("\"mine\" (the file gives no fingerprint"))
     });
     assert!(harness.state().view.import_review.is_none());
-    assert!(harness.state().model.tunnels.is_empty());
+    assert!(harness.state().model.files.tunnels.is_empty());
     click(&mut harness, "✖");
 
     // With them, the confirmation lists what would be added, marked where it reaches
@@ -552,7 +565,7 @@ fn an_import_is_confirmed_first_and_plants_nothing_that_starts_or_reaches_out() 
     click(&mut harness, "Cancel");
     assert!(harness.state().view.import_review.is_none());
     assert!(!shows(&harness, "Import 2 tunnel(s)"), "the dialog is gone");
-    assert!(harness.state().model.tunnels.is_empty());
+    assert!(harness.state().model.files.tunnels.is_empty());
     assert!(!config.exists(), "no config was written");
     assert_eq!(std::fs::read_to_string(&keys_file).unwrap(), keys_before);
 
@@ -563,7 +576,8 @@ fn an_import_is_confirmed_first_and_plants_nothing_that_starts_or_reaches_out() 
     });
     click(&mut harness, "Import");
     wait_until(&mut harness, "the imported tunnels, saved", |app| {
-        app.model.tunnels.len() == 2 && Config::load(&config).is_ok_and(|c| c.tunnels.len() == 2)
+        app.model.files.tunnels.len() == 2
+            && Config::load(&config).is_ok_and(|c| c.tunnels.len() == 2)
     });
     let saved = Config::load(&config).unwrap();
     for spec in &saved.tunnels {
@@ -574,4 +588,116 @@ fn an_import_is_confirmed_first_and_plants_nothing_that_starts_or_reaches_out() 
     }
     assert!(!harness.state().model.any_running(), "nothing was started");
     std::net::TcpListener::bind(("0.0.0.0", exposed)).expect("nothing listens on the exposed port");
+}
+
+/// Reload reads the tunnel list again and keeps what did not change running, its open
+/// connections included, as SIGHUP does for sluiced; a changed tunnel that runs takes its
+/// new settings, and a new one is listed, stopped.
+#[test]
+fn reload_keeps_untouched_tunnels_and_their_connections() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("shared.key");
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let echo = echo_server();
+    let (server_port, client_port, other_port) = (free_port(), free_port(), free_port());
+    let spec = |name: &str, mode: Mode, listen: u16, target: String| {
+        TunnelSpec::new(
+            name,
+            mode,
+            format!("[127.0.0.1]:{listen}"),
+            target,
+            KeyRef::File(key.clone()),
+        )
+    };
+    let server = spec(
+        "server",
+        Mode::Decrypt,
+        server_port,
+        format!("[127.0.0.1]:{}", echo.port()),
+    );
+    let client = spec(
+        "client",
+        Mode::Encrypt,
+        client_port,
+        format!("[127.0.0.1]:{server_port}"),
+    );
+    let mut other = spec(
+        "other",
+        Mode::Decrypt,
+        other_port,
+        format!("[127.0.0.1]:{}", echo.port()),
+    );
+    let config_path = dir.path().join("config.ron");
+    let write = |tunnels: Vec<TunnelSpec>| {
+        Config {
+            tunnels,
+            ..Config::default()
+        }
+        .save_atomic(&config_path)
+        .unwrap();
+    };
+    write(vec![server.clone(), client.clone(), other.clone()]);
+    let mut harness = app_harness(services(
+        dir.path(),
+        mock_keychain(),
+        Arc::new(ScriptedDialogs::default()),
+    ));
+    harness.run_ok();
+    click(&mut harness, "▶ Start all");
+    let listening_port =
+        |app: &sluice::SluiceApp, name: &str| match app.model.status(name).map(|s| &s.state) {
+            Some(TunnelState::Listening {
+                address: sluice_engine::Address::Ip(addr),
+            }) => Some(addr.port()),
+            _ => None,
+        };
+    wait_until(&mut harness, "the three tunnels to listen", |app| {
+        ["server", "client", "other"]
+            .iter()
+            .all(|name| listening_port(app, name).is_some())
+    });
+    let mut live = std::net::TcpStream::connect(("127.0.0.1", client_port)).unwrap();
+    live.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut round = |text: &[u8]| {
+        live.write_all(text).unwrap();
+        let mut back = vec![0; text.len()];
+        live.read_exact(&mut back).unwrap();
+        assert_eq!(back, text);
+    };
+    round(b"before the reload");
+
+    // On disk, by hand: "other" moves, "added" appears; the pair is as it was.
+    let moved = free_port();
+    other.listen = format!("[127.0.0.1]:{moved}");
+    let added = spec(
+        "added",
+        Mode::Decrypt,
+        free_port(),
+        format!("[127.0.0.1]:{}", echo.port()),
+    );
+    write(vec![server, client, other, added]);
+    click(&mut harness, "Menu");
+    click(&mut harness, "Reload tunnel list");
+    wait_until(&mut harness, "the reloaded list", |app| {
+        app.model.tunnel("added").is_some() && listening_port(app, "other") == Some(moved)
+    });
+    round(b"after the reload: the same connection");
+    let app = harness.state();
+    assert!(
+        !app.model.is_running("added"),
+        "a new tunnel is not started"
+    );
+    let client = app.model.status("client").unwrap();
+    assert_eq!(client.counters.total_connections, 1);
+    assert_eq!(client.counters.active_connections, 1);
+    assert_eq!(listening_port(app, "client"), Some(client_port));
+    assert!(
+        !app.model.mirror.logs["client"]
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::Stopped { .. } | EventKind::Updated)),
+        "the untouched tunnel was neither stopped nor updated"
+    );
 }

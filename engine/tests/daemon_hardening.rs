@@ -2,7 +2,8 @@
 //! listeners are bound and before anything is accepted (also with -D), the pid file written before the drop and never
 //! through a symbolic link, a key file read with a bound, and handshake failures that
 //! cannot flood the log (with the engine's counters still counting every one). The
-//! privilege tests need root (as CI runs); elsewhere they say so and skip.
+//! privilege tests need root (as CI runs them); elsewhere they say so and skip, and under
+//! CI a missing root fails them.
 
 mod support;
 
@@ -16,11 +17,6 @@ use std::time::{Duration, Instant};
 use support::*;
 
 const SLOW: Duration = Duration::from_secs(30);
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
 
 /// The uid and gid of `nobody`, from the system's own tools.
 fn nobody_ids() -> (u32, u32) {
@@ -92,8 +88,11 @@ fn check_serves(what: &str, through: &Addr, key: &Path, dir: &Path) {
 /// the bind failed (EACCES) and was retried forever.
 #[test]
 fn u_drops_privileges_only_after_the_listener_is_bound() {
-    if !is_root() {
-        eprintln!("skipped: dropping privileges needs root");
+    if !require(
+        is_root(),
+        "root (to drop privileges)",
+        "run the tests as root, as CI does",
+    ) {
         return;
     }
     for flags in [&["-D"][..], &[]] {
@@ -150,8 +149,11 @@ fn u_drops_privileges_only_after_the_listener_is_bound() {
 /// warning saying why that may not work.
 #[test]
 fn nothing_is_served_as_root_while_another_tunnel_cannot_bind() {
-    if !is_root() {
-        eprintln!("skipped: dropping privileges needs root");
+    if !require(
+        is_root(),
+        "root (to drop privileges)",
+        "run the tests as root, as CI does",
+    ) {
         return;
     }
     let dir = temp_dir();
@@ -211,8 +213,11 @@ fn nothing_is_served_as_root_while_another_tunnel_cannot_bind() {
 
 #[test]
 fn daemonized_d_u_writes_the_pid_file_first_and_serves_as_nobody() {
-    if !is_root() {
-        eprintln!("skipped: dropping privileges needs root");
+    if !require(
+        is_root(),
+        "root (to drop privileges)",
+        "run the tests as root, as CI does",
+    ) {
         return;
     }
     let dir = temp_dir();

@@ -18,15 +18,14 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use sluice_engine::far_end::{
-    self, Action, FarEndError, KeyBytes, Request, SshClient, SshError, SshStage,
-};
 use sluice_engine::{Config, KeyRef, Mode, TunnelSpec};
+use sluice_engine::{
+    FarEndAction, FarEndError, FarEndKey, FarEndRequest, SSH_COMMAND_VAR, SshClient, SshError,
+    SshStage, far_end_slug, run_far_end,
+};
 use support::{Addr, Echo, LOCALHOST_V4, SLUICED, free_port, temp_dir};
 
-#[path = "support/sshd.rs"]
-mod sshd;
-use sshd::*;
+use sluice_testkit::sshd::*;
 
 /// A client of the test sshd, reaching it as [`ALIAS`].
 fn client(sshd: &Sshd) -> SshClient {
@@ -75,7 +74,7 @@ fn far_end_cli(sshd: &Sshd, local: &LocalSide, action: &str, extra: &[&str]) -> 
         .arg(&local.config)
         .args(["--tunnel", &local.spec.name])
         .args(extra)
-        .env(far_end::SSH_COMMAND_VAR, sshd.ssh_command())
+        .env(SSH_COMMAND_VAR, sshd.ssh_command())
         .output()
         .unwrap()
 }
@@ -152,7 +151,7 @@ fn assert_key_absent(what: &str, content: &[u8], key: &[u8]) {
 
 /// The whole flow through the CLI: set up, data end to end, check, remove.
 fn set_up_use_and_remove(name: &str, path_dirs: &str, program: &str, program_path: &str) {
-    let slug = far_end::slug(name);
+    let slug = far_end_slug(name);
     clear_leftovers(&slug);
     let sshd = Sshd::start(path_dirs, Trust::ServerKey);
     let echo = Echo::tcp(LOCALHOST_V4);
@@ -308,23 +307,23 @@ fn set_up_with_sluiced_on_the_far_end() {
 fn setup_with(sshd: &Sshd, name: &str) -> (Result<(), FarEndError>, Vec<String>) {
     let far_port = free_port(LOCALHOST_V4);
     let local = local_side(name, far_port);
-    let request = Request {
-        action: Action::Setup,
+    let request = FarEndRequest {
+        action: FarEndAction::Setup,
         tunnel: local.spec.clone(),
         far_address: None,
         this_host: "localhost".into(),
-        key: Some(KeyBytes::load(&local.spec.key, None).unwrap()),
+        key: Some(FarEndKey::load(&local.spec.key, None).unwrap()),
         ssh: client(sshd),
     };
     let mut lines = Vec::new();
-    let result = far_end::run(&request, &mut |r| lines.push(r.to_string()));
+    let result = run_far_end(&request, &mut |r| lines.push(r.to_string()));
     (result, lines)
 }
 
 #[test]
 fn a_changed_host_key_is_refused_and_nothing_is_written() {
     let name = "farend-changed";
-    let slug = far_end::slug(name);
+    let slug = far_end_slug(name);
     clear_leftovers(&slug);
     let sshd = Sshd::start("/usr/bin:/bin", Trust::OtherKey);
     let (result, lines) = setup_with(&sshd, name);
@@ -349,7 +348,7 @@ fn a_changed_host_key_is_refused_and_nothing_is_written() {
 #[test]
 fn an_unknown_host_key_is_refused_with_the_command_to_run() {
     let name = "farend-unknown";
-    let slug = far_end::slug(name);
+    let slug = far_end_slug(name);
     clear_leftovers(&slug);
     let sshd = Sshd::start("/usr/bin:/bin", Trust::Nothing);
     let (result, _) = setup_with(&sshd, name);
@@ -370,7 +369,7 @@ fn an_unknown_host_key_is_refused_with_the_command_to_run() {
 #[test]
 fn a_busy_far_end_port_is_named_and_remove_cleans_up() {
     let name = "farend-busy";
-    let slug = far_end::slug(name);
+    let slug = far_end_slug(name);
     clear_leftovers(&slug);
     let sshd = Sshd::start("/usr/bin:/bin", Trust::ServerKey);
     let busy = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
@@ -441,9 +440,9 @@ wait
     let mut ssh = SshClient::new(vec![fake_ssh.display().to_string()], "fake", 1);
     ssh.command_timeout = Duration::from_secs(2);
     let limit = ssh.limit();
-    let request = Request {
-        action: Action::Setup,
-        key: Some(KeyBytes::load(&spec.key, None).unwrap()),
+    let request = FarEndRequest {
+        action: FarEndAction::Setup,
+        key: Some(FarEndKey::load(&spec.key, None).unwrap()),
         tunnel: spec,
         far_address: None,
         this_host: "localhost".into(),
@@ -454,7 +453,7 @@ wait
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let mut lines = Vec::new();
-        let result = far_end::run(&request, &mut |r| lines.push(r.to_string()));
+        let result = run_far_end(&request, &mut |r| lines.push(r.to_string()));
         let _ = tx.send((result, lines));
     });
     let watchdog = limit + Duration::from_secs(20);
@@ -506,7 +505,7 @@ wait
 #[test]
 fn remove_acts_only_on_what_set_up_makes_and_refuses_the_rest() {
     let name = "farend-tampered";
-    let slug = far_end::slug(name);
+    let slug = far_end_slug(name);
     clear_leftovers(&slug);
     let other_key = PathBuf::from(format!("{HOME}/.config/sluice-far-end/other-tunnel.key"));
     let _ = fs::remove_file(&other_key);

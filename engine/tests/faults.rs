@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use sluice_engine::config::{Config, KeyRef, Mode, TunnelSpec};
+use sluice_engine::{Config, KeyRef, Mode, TunnelSpec};
 use support::*;
 
 const SLOW: Duration = Duration::from_secs(30);
@@ -368,46 +368,6 @@ fn fd_exhaustion_pauses_accepting_then_recovers() {
     let got = exchange(bystander, b"bye", SLOW);
     assert_echoed("bystander at the end", b"bye", &got);
     assert!(victim.try_wait_alive());
-}
-
-/// For the record (not a Sluice property): stock spiped under the same limit and flood.
-/// spiped 1.6 exits on EMFILE from accept() (#463); this prints what this machine's spiped
-/// does, without asserting, so docs/RELIABILITY.md can quote it.
-#[test]
-fn fd_exhaustion_spiped_for_comparison() {
-    const NOFILE: u64 = 64;
-    let dir = temp_dir();
-    let key = random_key(dir.path(), "key");
-    let echo = Echo::tcp(LOCALHOST_V4);
-    let (mut spiped_d, server) = start_daemon(
-        "spiped-d-nofile",
-        dir.path(),
-        || free_addr(LOCALHOST_V4),
-        |listen| {
-            let mut c = Command::new("sh");
-            c.arg("-c").arg(format!(
-                "ulimit -n {NOFILE} && exec {} -d -F -n 0 -o 30 -s '{}' -t '{}' -k '{}'",
-                spiped_bin(),
-                listen.spiped(),
-                echo.addr.spiped(),
-                key.display()
-            ));
-            c
-        },
-    );
-    let flood: Vec<TcpStream> = (0..2 * NOFILE)
-        .filter_map(|_| TcpStream::connect_timeout(&server.tcp(), Duration::from_secs(2)).ok())
-        .collect();
-    let died = spiped_d.wait_timeout(Duration::from_secs(3));
-    eprintln!(
-        "spiped -d with RLIMIT_NOFILE {NOFILE} and {} silent clients: {}; stderr: {}",
-        flood.len(),
-        match died {
-            Some(status) => format!("exited ({status})"),
-            None => "still running".to_owned(),
-        },
-        spiped_d.stderr().trim()
-    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -692,8 +692,11 @@ fn unix_socket_stale_file_does_not_block_sluiced() {
 
 #[test]
 fn ipv6_loopback_both_pairings() {
-    if !ipv6_available() {
-        eprintln!("NOTE: skipping ipv6_loopback_both_pairings: cannot bind [::1] here");
+    if !require(
+        ipv6_available(),
+        "an IPv6 loopback ([::1])",
+        "enable IPv6 on the loopback interface (sysctl net.ipv6.conf.lo.disable_ipv6=0)",
+    ) {
         return;
     }
     let dir = temp_dir();

@@ -238,7 +238,7 @@ fn key_holding_types_print_no_secrets_in_debug_or_panics() {
     shown.push(format!("{c_keys:?} {s_keys:#?}"));
     let (sealer, opener) = c_keys.into_packet_codecs();
     shown.push(format!("{sealer:?} {opener:?}"));
-    let loaded = sluice_engine::keyfile::loaded_from_bytes(&key_file);
+    let loaded = sluice_engine::loaded_from_bytes(&key_file);
     shown.push(format!("{loaded:?}"));
 
     // A panic message built from them says no more than their Debug does.

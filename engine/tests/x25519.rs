@@ -9,7 +9,6 @@ mod support;
 
 use std::time::Duration;
 
-use sluice_engine::keyfile;
 use sluice_engine::{Engine, KeyAgreement, Mode, TunnelDefinition, TunnelSettings, TunnelState};
 use support::*;
 
@@ -59,7 +58,7 @@ fn engine_library_tunnel_talks_x25519_to_sluiced() {
 
     let engine = Engine::start(|| {}).unwrap();
     let listen = free_addr(LOCALHOST_V4);
-    let key = keyfile::read_keyfile(&key_path).unwrap().key;
+    let key = sluice_engine::read_keyfile(&key_path).unwrap().key;
     let mut tunnel = TunnelDefinition::new(
         "app tunnel",
         Mode::Encrypt,

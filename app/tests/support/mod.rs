@@ -1,12 +1,12 @@
 //! Shared pieces of the app's UI tests: one harness factory building the real app with a
 //! temporary config directory, keyring-core's mock store and scripted file dialogs; a
-//! wait that steps frames until a condition holds; a loopback echo server.
+//! wait that steps frames until a condition holds. Echo servers, ports and clients come
+//! from the shared test kit (`sluice-testkit`).
 
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,6 +18,7 @@ use sluice::SluiceApp;
 use sluice::file_dialogs::{DialogAnswer, DialogKind, FileDialog};
 use sluice::services::{AppPaths, Keychain, Services};
 use sluice_engine::KeychainStore;
+pub use sluice_testkit::{Addr, Echo, LOCALHOST_V4, exchange_with};
 
 /// File dialogs that answer from a script, recording what was asked.
 #[derive(Default)]
@@ -138,59 +139,17 @@ pub fn shows_soon(harness: &mut Harness<'_, SluiceApp>, needle: &str) -> bool {
     }
 }
 
-/// A TCP echo server on loopback that echoes until the client half-closes, then
-/// half-closes back. Runs until the test process ends.
-pub fn echo_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || echo(stream));
-        }
-    });
-    addr
-}
-
-fn echo(mut stream: TcpStream) {
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if stream.write_all(&buf[..n]).is_err() {
-                    return;
-                }
-            }
-        }
-    }
-    let _ = stream.shutdown(std::net::Shutdown::Write);
+/// A TCP echo server on loopback (the shared test kit's), for as long as it is kept.
+pub fn echo_server() -> Echo {
+    Echo::tcp(LOCALHOST_V4)
 }
 
 /// A port on loopback that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    sluice_testkit::free_port(LOCALHOST_V4)
 }
 
 /// Sends `data` through `addr`, half-closes, and returns everything that came back.
 pub fn round_trip(addr: SocketAddr, data: &[u8]) -> Vec<u8> {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let writer = {
-        let mut stream = stream.try_clone().unwrap();
-        let data = data.to_vec();
-        std::thread::spawn(move || {
-            stream.write_all(&data).unwrap();
-            stream.shutdown(std::net::Shutdown::Write).unwrap();
-        })
-    };
-    let mut back = Vec::new();
-    stream.read_to_end(&mut back).unwrap();
-    writer.join().unwrap();
-    back
+    exchange_with(&Addr::Tcp(addr), data, Duration::from_secs(20)).bytes
 }
