@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::address::Address;
 use crate::control_char::ControlChar;
+use crate::protocol::key::PresharedKey;
 use crate::protocol::{ForwardSecrecy, KeyAgreement, Role};
 
 /// spiped's `-n` default: at most 100 connections at once (0 = unlimited).
@@ -226,6 +227,35 @@ impl DefinitionProblem {
             DefinitionProblem::ZeroTimeout | DefinitionProblem::TimeoutTooLong(_) => Part::Timeout,
             DefinitionProblem::ZeroReresolve => Part::Reresolve,
         }
+    }
+}
+
+/// Everything a tunnel needs to run: its checked definition and its key, loaded.
+#[derive(Clone)]
+pub struct TunnelSettings {
+    pub definition: TunnelDefinition,
+    pub key: PresharedKey,
+}
+
+impl TunnelSettings {
+    /// A definition that [`TunnelDefinition::problems`] found nothing wrong with, and
+    /// its key.
+    pub fn new(definition: TunnelDefinition, key: PresharedKey) -> Self {
+        TunnelSettings { definition, key }
+    }
+
+    /// The same definition and the same key (keys compared by fingerprint, a hash of K).
+    pub fn same_as(&self, other: &TunnelSettings) -> bool {
+        self.definition == other.definition && self.key.fingerprint() == other.key.fingerprint()
+    }
+}
+
+impl fmt::Debug for TunnelSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TunnelSettings")
+            .field("definition", &self.definition)
+            .field("key", &self.key.fingerprint())
+            .finish()
     }
 }
 

@@ -239,6 +239,9 @@ mod tests {
     #[test]
     fn keychain_reference_without_a_keychain_says_what_to_do() {
         let err = load_key(&KeyRef::Keychain("k".into()), None).unwrap_err();
-        assert!(err.to_string().contains("export it to a key file"));
+        assert!(
+            err.to_string().contains("export the key to a file"),
+            "{err}"
+        );
     }
 }

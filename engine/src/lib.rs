@@ -35,7 +35,7 @@ pub use config::{
 pub use control_char::ControlChar;
 pub use definition::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_RERESOLVE, DEFAULT_TIMEOUT, DefinitionProblem, MAX_TIMEOUT,
-    Mode, Part, TunnelDefinition, check_handshake, check_timeout,
+    Mode, Part, TunnelDefinition, TunnelSettings, check_handshake, check_timeout,
 };
 pub use engine::{Engine, EventStream, Missed, RuntimeThreads, StatusReader, TunnelStatus};
 pub use events::{Event, EventKind, RepeatedProblem};
@@ -64,4 +64,4 @@ pub use platform::host_name;
 pub use protocol::key::{Fingerprint, PresharedKey, hex};
 pub use protocol::{ForwardSecrecy, KeyAgreement};
 pub use stats::{CounterSnapshot, LastError, RateSample};
-pub use tunnel::{TunnelSettings, TunnelState};
+pub use tunnel::TunnelState;

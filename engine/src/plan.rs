@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::tunnel::TunnelSettings;
+use crate::definition::TunnelSettings;
 
 /// One tunnel the caller wants the engine to know.
 #[derive(Clone, Debug)]

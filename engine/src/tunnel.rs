@@ -2,7 +2,6 @@
 //! re-resolution, one task per connection, and the counters and events they report.
 //! New settings apply to new connections without dropping the open ones.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -13,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::address::Address;
-use crate::definition::{Mode, TunnelDefinition};
+use crate::definition::{Mode, TunnelSettings};
 use crate::events::{
     Event, EventKind, FailureVerdict, HandshakeFailureThrottle, ProblemThrottle, RepeatedProblem,
     SummaryDue,
@@ -28,37 +27,7 @@ use crate::net::listener::{Listener, is_resource_exhaustion};
 use crate::net::resolve::{Resolve, Resolver};
 use crate::net::stream::{NetStream, Peer};
 use crate::plan::Restart;
-use crate::protocol::key::PresharedKey;
 use crate::stats::TunnelStats;
-
-/// Everything a tunnel needs to run: its checked definition and its key, loaded.
-#[derive(Clone)]
-pub struct TunnelSettings {
-    pub definition: TunnelDefinition,
-    pub key: PresharedKey,
-}
-
-impl TunnelSettings {
-    /// A definition that [`TunnelDefinition::problems`] found nothing wrong with, and
-    /// its key.
-    pub fn new(definition: TunnelDefinition, key: PresharedKey) -> Self {
-        TunnelSettings { definition, key }
-    }
-
-    /// The same definition and the same key (keys compared by fingerprint, a hash of K).
-    pub fn same_as(&self, other: &TunnelSettings) -> bool {
-        self.definition == other.definition && self.key.fingerprint() == other.key.fingerprint()
-    }
-}
-
-impl fmt::Debug for TunnelSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TunnelSettings")
-            .field("definition", &self.definition)
-            .field("key", &self.key.fingerprint())
-            .finish()
-    }
-}
 
 /// Where a tunnel is in its life.
 #[derive(Clone, Debug, PartialEq)]

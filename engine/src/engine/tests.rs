@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::address::Address;
+use crate::definition::TunnelSettings;
 use crate::definition::{Mode, TunnelDefinition};
 use crate::events::EventKind;
 use crate::fault::StartFault;
 use crate::plan::{Desired, DesiredTunnel, Ending, Restart};
 use crate::protocol::key::PresharedKey;
-use crate::tunnel::{TunnelSettings, TunnelState};
+use crate::tunnel::TunnelState;
 
 const SLOW: Duration = Duration::from_secs(10);
 

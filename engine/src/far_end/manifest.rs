@@ -4,7 +4,7 @@
 //! for this tunnel (its layout), and refuses, reports and leaves alone everything else.
 
 use super::host::{own_unit, template_unit};
-use super::scripts::{Layout, sluiced_config, system_unit_file, user_unit_file};
+use super::layout::{Layout, sluiced_config, system_unit_file, user_unit_file};
 
 /// One thing remove undoes.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -9,6 +9,7 @@
 
 mod error;
 mod host;
+mod layout;
 mod manifest;
 mod plan;
 mod scripts;
@@ -35,8 +36,8 @@ pub use plan::{
 };
 pub use ssh::{Input, SSH_COMMAND_VAR, SshClient, ssh_host_aliases};
 
+use layout::Layout;
 use manifest::Removal;
-use scripts::Layout;
 use ssh::{RemoteOutput, SshFailure};
 
 /// ssh's `ConnectTimeout` unless the caller picks another.

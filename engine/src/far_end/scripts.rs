@@ -3,87 +3,11 @@
 //! `KIND<TAB>VALUE` line per thing), so a step that fails half-way leaves only what
 //! `remove` finds listed there. Secrets never appear here: they arrive on standard input.
 
-use super::host::{Choice, HostFacts, Persistence};
+use super::host::{Choice, Persistence};
+use super::layout::{Layout, sluiced_config, system_unit_file, user_unit_file};
 use super::manifest::{Removal, Undo};
 use super::plan::FarEndPlan;
 use super::shell::quote;
-
-/// Where one tunnel's far-end files live.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Layout {
-    /// The user's Sluice directory on the far end (manifest, and for per-user set-ups
-    /// the key, pid file and log).
-    pub dir: String,
-    pub manifest: String,
-    pub key: String,
-    pub pidfile: String,
-    pub log: String,
-}
-
-impl Layout {
-    pub fn new(facts: &HostFacts, plan: &FarEndPlan, choice: Option<&Choice>) -> Layout {
-        let system = choice.is_some_and(|c| {
-            matches!(
-                c.persistence,
-                Persistence::SluicedTemplate { .. } | Persistence::SystemUnit { .. }
-            )
-        });
-        Layout::of(&facts.home, &plan.slug, system)
-    }
-
-    /// The files of `slug`'s far end for the user whose home is `home`; `system`: run by a
-    /// system unit, so the key is root's, in /etc.
-    pub fn of(home: &str, slug: &str, system: bool) -> Layout {
-        let (dir, manifest) = Layout::manifest_only(home, slug);
-        let key = if system {
-            system_key(slug)
-        } else {
-            format!("{dir}/{slug}.key")
-        };
-        Layout {
-            manifest,
-            pidfile: format!("{dir}/{slug}.pid"),
-            log: format!("{dir}/{slug}.log"),
-            key,
-            dir,
-        }
-    }
-
-    /// The temporary name the key is written under before it is renamed into place.
-    pub fn key_tmp(&self) -> String {
-        format!("{}.tmp", self.key)
-    }
-
-    /// Just the manifest's place, for check and remove (which read the rest from it).
-    pub fn manifest_only(home: &str, slug: &str) -> (String, String) {
-        let dir = format!("{}/.config/sluice-far-end", home.trim_end_matches('/'));
-        let manifest = format!("{dir}/{slug}.manifest");
-        (dir, manifest)
-    }
-}
-
-// Where set-up puts what it makes beyond the user's Sluice directory: one place each, so
-// remove recognises exactly these (see `manifest`).
-
-/// The key of a system set-up: root's, read by systemd (or by the .deb's sluiced user).
-pub fn system_key(slug: &str) -> String {
-    format!("/etc/sluice/keys/{slug}.key")
-}
-
-/// The config file the .deb's `sluiced@SLUG` runs.
-pub fn sluiced_config(slug: &str) -> String {
-    format!("/etc/sluice/{slug}.ron")
-}
-
-/// A system unit Sluice writes.
-pub fn system_unit_file(unit: &str) -> String {
-    format!("/etc/systemd/system/{unit}")
-}
-
-/// A `systemctl --user` unit Sluice writes, in the far-end user's home.
-pub fn user_unit_file(home: &str, unit: &str) -> String {
-    format!("{}/.config/systemd/user/{unit}", home.trim_end_matches('/'))
-}
 
 /// Shell functions every script that reads or writes the manifest uses.
 const PRELUDE: &str = r#"note() { printf '%s\t%s\n' "$1" "$2" >> "$M"; }
@@ -559,7 +483,7 @@ delete() {{
 mod tests {
     use super::*;
     use crate::config::{KeyRef, Mode, TunnelSpec};
-    use crate::far_end::host::{Installed, Privilege, Program};
+    use crate::far_end::host::{HostFacts, Installed, Privilege, Program};
 
     fn facts() -> HostFacts {
         HostFacts {
