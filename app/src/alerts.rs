@@ -274,6 +274,8 @@ mod tests {
             state,
             counters,
             max_connections: 100,
+            health: sluice_engine::Health::Unknown,
+            last_round_trip: None,
         }
     }
 

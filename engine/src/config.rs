@@ -20,6 +20,7 @@
 //!             timeout_secs: 5.0,              // connect + handshake timeout (-o)
 //!             keepalive: true,                // false = spiped -j
 //!             reresolve_secs: Some(60),       // None = resolve once (-R); 60 also works
+//!             health_check_secs: Some(60),    // Encrypt: check the far end; None = never
 //!             bind: None,                     // outgoing address (-b), e.g. Some("[10.0.0.2]")
 //!             autostart: false,
 //!         ),
@@ -85,6 +86,10 @@ pub struct TunnelSpec {
     /// How often to re-resolve a target host name (`-r`); `None` = once (`-R`).
     #[serde(default = "default_reresolve_secs")]
     pub reresolve_secs: Option<u64>,
+    /// How often an Encrypt tunnel checks that its far end answers while no real
+    /// connection shows it; `None` = never.
+    #[serde(default = "default_health_check_secs")]
+    pub health_check_secs: Option<u64>,
     /// Local address for outgoing connections (`-b`); the port may be omitted.
     #[serde(default)]
     pub bind: Option<String>,
@@ -164,6 +169,10 @@ fn default_reresolve_secs() -> Option<u64> {
     Some(definition::DEFAULT_RERESOLVE.as_secs())
 }
 
+fn default_health_check_secs() -> Option<u64> {
+    Some(definition::DEFAULT_HEALTH_CHECK.as_secs())
+}
+
 /// The whole config file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -188,6 +197,7 @@ pub enum Field {
     ForwardSecrecy,
     TimeoutSecs,
     ReresolveSecs,
+    HealthCheckSecs,
     Bind,
     FarEnd,
 }
@@ -203,6 +213,7 @@ impl Field {
             Field::ForwardSecrecy => "forward_secrecy",
             Field::TimeoutSecs => "timeout_secs",
             Field::ReresolveSecs => "reresolve_secs",
+            Field::HealthCheckSecs => "health_check_secs",
             Field::Bind => "bind",
             Field::FarEnd => "far_end",
         }
@@ -223,6 +234,7 @@ impl From<Part> for Field {
             Part::ForwardSecrecy => Field::ForwardSecrecy,
             Part::Timeout => Field::TimeoutSecs,
             Part::Reresolve => Field::ReresolveSecs,
+            Part::HealthCheck => Field::HealthCheckSecs,
         }
     }
 }
@@ -349,6 +361,7 @@ impl TunnelSpec {
             timeout_secs: default_timeout_secs(),
             keepalive: default_true(),
             reresolve_secs: default_reresolve_secs(),
+            health_check_secs: default_health_check_secs(),
             bind: None,
             autostart: false,
             far_end: None,
@@ -455,6 +468,7 @@ impl TunnelSpec {
         };
 
         let reresolve = self.reresolve_secs.map(Duration::from_secs);
+        let health_check = self.health_check_secs.map(Duration::from_secs);
         let mut rule = |checked: Result<(), DefinitionProblem>| {
             if let Err(problem) = checked {
                 invalid(problem.part().into(), problem.to_string());
@@ -471,6 +485,7 @@ impl TunnelSpec {
             rule(definition::check_timeout(timeout));
         }
         rule(definition::check_reresolve(reresolve));
+        rule(definition::check_health_check(health_check));
 
         match (listen, target, bind, timeout) {
             (Some(listen), Some(target), Ok(bind), Some(timeout)) if errors.is_empty() => {
@@ -486,6 +501,7 @@ impl TunnelSpec {
                     timeout,
                     keepalive: self.keepalive,
                     reresolve,
+                    health_check,
                 })
             }
             _ => Err(errors),

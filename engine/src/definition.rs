@@ -19,6 +19,8 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 100;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// spiped's `-r` default: re-resolve a target host name every 60 seconds.
 pub const DEFAULT_RERESOLVE: Duration = Duration::from_secs(60);
+/// How often an encrypting tunnel checks its far end while nothing else shows it works.
+pub const DEFAULT_HEALTH_CHECK: Duration = Duration::from_secs(60);
 /// Longest connect/handshake timeout: beyond a day it is surely a typo.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(86_400);
 
@@ -66,6 +68,9 @@ pub struct TunnelDefinition {
     pub keepalive: bool,
     /// How often to re-resolve a target host name; `None` = never (`-R`).
     pub reresolve: Option<Duration>,
+    /// How often an encrypting tunnel checks that its far end answers, while no real
+    /// connection has shown it recently; `None` = never. Unused when decrypting.
+    pub health_check: Option<Duration>,
 }
 
 impl TunnelDefinition {
@@ -83,7 +88,13 @@ impl TunnelDefinition {
             timeout: DEFAULT_TIMEOUT,
             keepalive: true,
             reresolve: Some(DEFAULT_RERESOLVE),
+            health_check: Some(DEFAULT_HEALTH_CHECK),
         }
+    }
+
+    /// Whether this tunnel checks its far end's health: it dials one, and checks are on.
+    pub fn checks_health(&self) -> bool {
+        self.mode == Mode::Encrypt && self.health_check.is_some()
     }
 
     /// This tunnel's end of the encrypted connection.
@@ -99,6 +110,7 @@ impl TunnelDefinition {
             check_handshake(self.forward_secrecy, self.key_agreement),
             check_timeout(self.timeout),
             check_reresolve(self.reresolve),
+            check_health_check(self.health_check),
         ]
         .into_iter()
         .filter_map(Result::err)
@@ -157,6 +169,14 @@ pub fn check_reresolve(period: Option<Duration>) -> Result<(), DefinitionProblem
     Ok(())
 }
 
+/// Checks need a pause between them.
+pub fn check_health_check(interval: Option<Duration>) -> Result<(), DefinitionProblem> {
+    if interval.is_some_and(|i| i.is_zero()) {
+        return Err(DefinitionProblem::ZeroHealthCheck);
+    }
+    Ok(())
+}
+
 /// Same endpoint as written, without DNS: host names compare case-insensitively.
 pub fn same_endpoint(a: &Address, b: &Address) -> bool {
     match (a, b) {
@@ -176,6 +196,7 @@ pub enum Part {
     ForwardSecrecy,
     Timeout,
     Reresolve,
+    HealthCheck,
 }
 
 impl Part {
@@ -188,6 +209,7 @@ impl Part {
             Part::ForwardSecrecy => "--x25519",
             Part::Timeout => "-o",
             Part::Reresolve => "-r",
+            Part::HealthCheck => "--health-check",
         }
     }
 }
@@ -215,6 +237,10 @@ pub enum DefinitionProblem {
         "0 would re-resolve without pause: use at least 1 second (spiped's default is 60), or None to resolve only once (spiped -R)"
     )]
     ZeroReresolve,
+    #[error(
+        "0 would check the far end without pause: use at least 1 second (the default is 60), or None to not check"
+    )]
+    ZeroHealthCheck,
 }
 
 impl DefinitionProblem {
@@ -226,6 +252,7 @@ impl DefinitionProblem {
             DefinitionProblem::X25519WithoutForwardSecrecy => Part::ForwardSecrecy,
             DefinitionProblem::ZeroTimeout | DefinitionProblem::TimeoutTooLong(_) => Part::Timeout,
             DefinitionProblem::ZeroReresolve => Part::Reresolve,
+            DefinitionProblem::ZeroHealthCheck => Part::HealthCheck,
         }
     }
 }

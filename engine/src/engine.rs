@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::events::{Event, SummaryDue};
+use crate::health::{CheckSample, Health};
 use crate::net::dhpool::{DEFAULT_POOL_SIZE, KeyPairPool};
 use crate::net::probe::{ProbeOutcome, ProbeRequest, probe};
 use crate::net::resolve::{Resolver, SystemResolver};
@@ -30,6 +31,11 @@ pub struct TunnelStatus {
     pub counters: CounterSnapshot,
     /// The connection limit in force (0 = unlimited).
     pub max_connections: u32,
+    /// What the checks know of the far end (an encrypting tunnel's).
+    pub health: Health,
+    /// The handshake time of the last check (or real connection) that reached the far
+    /// end; kept while it is down.
+    pub last_round_trip: Option<Duration>,
 }
 
 /// Which incarnation of a tunnel: a tunnel removed while its connections drain and a
@@ -47,13 +53,7 @@ impl StatusReader {
     /// Every tunnel the engine has started and not yet forgotten (including tunnels taken
     /// out of the declared set whose connections are still finishing), oldest first.
     pub fn statuses(&self) -> Vec<TunnelStatus> {
-        let tunnels: Vec<_> = self
-            .shared
-            .tunnels
-            .read()
-            .map(|t| t.values().cloned().collect())
-            .unwrap_or_default();
-        tunnels.iter().map(|t| status_of(t)).collect()
+        self.shared.tunnels().iter().map(|t| status_of(t)).collect()
     }
 }
 
@@ -116,6 +116,24 @@ struct EngineShared {
     tunnels: RwLock<BTreeMap<TunnelId, Arc<TunnelShared>>>,
     context: Arc<EngineContext>,
 }
+
+impl EngineShared {
+    fn tunnels(&self) -> Vec<Arc<TunnelShared>> {
+        self.tunnels
+            .read()
+            .map(|t| t.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn network_changed(&self) {
+        for tunnel in self.tunnels() {
+            tunnel.network_changed();
+        }
+    }
+}
+
+/// More suspended time than this between two ticks means the machine slept and woke.
+const WOKE_AFTER: Duration = Duration::from_secs(2);
 
 /// A tunnel of the declared set, as the handle last arranged it.
 struct Declared {
@@ -365,6 +383,22 @@ impl Engine {
             .unwrap_or_default()
     }
 
+    /// The far end's health checks, oldest first: when, and each one's handshake time
+    /// (`None`: it failed). Real connections' handshakes count too, one per few seconds.
+    pub fn check_history(&self, name: &str) -> Vec<CheckSample> {
+        self.declared_tunnel(name)
+            .map(|t| t.health.history())
+            .unwrap_or_default()
+    }
+
+    /// Tells the engine the machine's network changed (an address or a route came or
+    /// went) or it woke from sleep: every running tunnel resolves its target again and
+    /// checks its far end at once. The engine watches for both itself where the platform
+    /// allows ([`crate::platform::watch_network`]); this is for what it cannot see.
+    pub fn network_changed(&self) {
+        self.shared.network_changed();
+    }
+
     /// Whether every connection's opening and clean closing is published as an event (on
     /// by default). Each event wakes every subscriber; a viewer that does not show them
     /// (sluiced without `--verbose`) turns them off to keep those wake-ups out of every
@@ -450,6 +484,8 @@ fn status_of(tunnel: &TunnelShared) -> TunnelStatus {
         counters: tunnel.stats.snapshot(),
         max_connections: u32::try_from(tunnel.max_connections.load(Ordering::Relaxed))
             .unwrap_or(u32::MAX),
+        health: tunnel.health.health(),
+        last_round_trip: tunnel.health.last_round_trip(),
     }
 }
 
@@ -458,6 +494,13 @@ async fn supervise(shared: Arc<EngineShared>, mut commands: mpsc::UnboundedRecei
     let mut stopping = tokio::task::JoinSet::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut suspended = crate::platform::suspended_time();
+    // Where the platform cannot watch the network, Engine::network_changed still works.
+    let watcher_shared = Arc::clone(&shared);
+    let network_watch = tokio::spawn(async move {
+        let _ = crate::platform::watch_network(|| watcher_shared.network_changed()).await;
+    });
+    let _stop_watching = AbortOnDrop(network_watch);
     loop {
         tokio::select! {
             command = commands.recv() => {
@@ -496,9 +539,16 @@ async fn supervise(shared: Arc<EngineShared>, mut commands: mpsc::UnboundedRecei
                 }
             }
             _ = tick.tick() => {
+                let suspended_now = crate::platform::suspended_time();
+                if let (Some(before), Some(now)) = (suspended, suspended_now)
+                    && now.saturating_sub(before) > WOKE_AFTER
+                {
+                    shared.network_changed();
+                }
+                suspended = suspended_now;
                 let now = SystemTime::now();
                 let monotonic_now = Instant::now();
-                let tunnels: Vec<_> = shared.tunnels.read().map(|t| t.values().cloned().collect()).unwrap_or_default();
+                let tunnels = shared.tunnels();
                 let mut changed = false;
                 for tunnel in tunnels {
                     changed |= tunnel.stats.sample_rates(now);
@@ -511,6 +561,15 @@ async fn supervise(shared: Arc<EngineShared>, mut commands: mpsc::UnboundedRecei
             }
             Some(_) = stopping.join_next(), if !stopping.is_empty() => {}
         }
+    }
+}
+
+/// Ends a background task when the supervisor ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

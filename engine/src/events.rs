@@ -10,7 +10,9 @@ use crate::fault::{
     ConnectionFault, HandshakeFailure, HandshakeFault, IoFault, ResolveError, StartFault,
     TargetFault,
 };
+use crate::health::Health;
 use crate::net::stream::Peer;
+use crate::protocol::health::TargetReport;
 
 /// One thing that happened, stamped with its tunnel and time.
 #[derive(Clone, Debug, PartialEq)]
@@ -87,6 +89,9 @@ pub enum EventKind {
     },
     /// Re-resolving the target failed; the previous addresses stay in use.
     ResolveFailed(ResolveError),
+    /// The far end's health changed (up, down, a different cause, unknown again). At most
+    /// one every few seconds per tunnel, with the health as it is when published.
+    HealthChanged(Health),
 }
 
 impl EventKind {
@@ -102,6 +107,7 @@ impl EventKind {
                 | EventKind::ConnectionLimitReached { .. }
                 | EventKind::AcceptFailed { .. }
                 | EventKind::ResolveFailed { .. }
+                | EventKind::HealthChanged(Health::Down { .. })
                 | EventKind::ConnectionClosed { fault: Some(_), .. }
         )
     }
@@ -184,6 +190,32 @@ impl fmt::Display for EventKind {
                     "re-resolving the target failed ({error}); keeping the previous addresses"
                 )
             }
+            EventKind::HealthChanged(health) => write_health(f, health),
+        }
+    }
+}
+
+fn write_health(f: &mut fmt::Formatter<'_>, health: &Health) -> fmt::Result {
+    match health {
+        Health::Unknown => f.write_str("far end: not checked"),
+        Health::Up {
+            round_trip,
+            far_target,
+            ..
+        } => {
+            write!(
+                f,
+                "far end up: handshake in {:.1} ms",
+                round_trip.as_secs_f64() * 1000.0
+            )?;
+            match far_target {
+                Some(TargetReport::Up { .. }) => f.write_str("; it reaches its target"),
+                Some(TargetReport::Unknown) => f.write_str("; it has not tried its target yet"),
+                _ => Ok(()),
+            }
+        }
+        Health::Down { fault, .. } => {
+            write!(f, "far end down ({}): {fault}", fault.cause().label())
         }
     }
 }

@@ -17,6 +17,7 @@ mod engine;
 mod events;
 mod far_end;
 mod fault;
+mod health;
 mod keyfile;
 mod keystore;
 mod net;
@@ -34,8 +35,9 @@ pub use config::{
 };
 pub use control_char::ControlChar;
 pub use definition::{
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_RERESOLVE, DEFAULT_TIMEOUT, DefinitionProblem, MAX_TIMEOUT,
-    Mode, Part, TunnelDefinition, TunnelSettings, check_handshake, check_timeout,
+    DEFAULT_HEALTH_CHECK, DEFAULT_MAX_CONNECTIONS, DEFAULT_RERESOLVE, DEFAULT_TIMEOUT,
+    DefinitionProblem, MAX_TIMEOUT, Mode, Part, TunnelDefinition, TunnelSettings, check_handshake,
+    check_timeout,
 };
 pub use engine::{Engine, EventStream, Missed, RuntimeThreads, StatusReader, TunnelStatus};
 pub use events::{Event, EventKind, RepeatedProblem};
@@ -49,6 +51,7 @@ pub use fault::{
     ConnectionFault, HandshakeFailure, HandshakeFault, IoFault, ListenError, PumpFault,
     ResolveError, StartFault, TargetFault, TunnelFault,
 };
+pub use health::{CheckSample, DownCause, Health, HealthFault};
 pub use keyfile::{
     EmptyKey, KeyfileError, KeyfileWarning, LoadedKey, generate_key_bytes, loaded_from_bytes,
     read_key_from, read_keyfile, read_keyfile_with_bytes, write_new_keyfile,
@@ -56,11 +59,12 @@ pub use keyfile::{
 pub use keystore::{
     KeyRef, KeySourceError, KeyStore, KeyStoreError, KeychainStore, load_key, load_key_bytes,
 };
-pub use net::probe::{ProbeOutcome, ProbeRequest};
+pub use net::probe::{ProbeOutcome, ProbeRequest, Probed};
 pub use net::spipe::{SpipeFault, SpipeRequest, spipe_session};
 pub use net::stream::Peer;
 pub use plan::{ApplyError, Desired, DesiredTunnel, Ending, Plan, Restart};
 pub use platform::host_name;
+pub use protocol::health::{TargetDownCause, TargetReport};
 pub use protocol::key::{Fingerprint, PresharedKey, hex};
 pub use protocol::{ForwardSecrecy, KeyAgreement};
 pub use stats::{CounterSnapshot, LastError, RateSample};

@@ -169,3 +169,329 @@ pub fn lower_thread_priority() {
         libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
     }
 }
+
+/// How long the machine has spent suspended since it booted: a clock that runs through
+/// sleep minus one that stops for it. Its growth between two looks means the machine
+/// slept and woke in between, with no service (logind, a power manager) to ask: Linux
+/// `CLOCK_BOOTTIME` − `CLOCK_MONOTONIC`, macOS `CLOCK_MONOTONIC` − `CLOCK_UPTIME_RAW`,
+/// Windows interrupt time − unbiased interrupt time. `None` where it cannot be read.
+pub fn suspended_time() -> Option<std::time::Duration> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let (with_sleep, without_sleep) = (
+        clock_time(libc::CLOCK_BOOTTIME)?,
+        clock_time(libc::CLOCK_MONOTONIC)?,
+    );
+    #[cfg(target_vendor = "apple")]
+    let (with_sleep, without_sleep) = (
+        clock_time(libc::CLOCK_MONOTONIC)?,
+        clock_time(libc::CLOCK_UPTIME_RAW)?,
+    );
+    #[cfg(windows)]
+    let (with_sleep, without_sleep) = {
+        use windows_sys::Win32::System::WindowsProgramming::{
+            QueryInterruptTime, QueryUnbiasedInterruptTime,
+        };
+        let (mut with_sleep, mut without_sleep) = (0u64, 0u64);
+        // SAFETY: both write one u64 through a valid pointer to a local.
+        let ok = unsafe {
+            QueryInterruptTime(&mut with_sleep);
+            QueryUnbiasedInterruptTime(&mut without_sleep)
+        };
+        if ok == 0 {
+            return None;
+        }
+        // Both count 100-nanosecond units.
+        (
+            std::time::Duration::from_nanos(with_sleep.saturating_mul(100)),
+            std::time::Duration::from_nanos(without_sleep.saturating_mul(100)),
+        )
+    };
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_vendor = "apple",
+        windows
+    )))]
+    let (with_sleep, without_sleep) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
+    Some(with_sleep.saturating_sub(without_sleep))
+}
+
+#[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
+fn clock_time(clock: libc::clockid_t) -> Option<std::time::Duration> {
+    // SAFETY: timespec is plain old data; clock_gettime writes it through a valid pointer.
+    let mut now: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::clock_gettime(clock, &mut now) } != 0 {
+        return None;
+    }
+    let secs = u64::try_from(now.tv_sec).ok()?;
+    let nanos = u32::try_from(now.tv_nsec).ok()?;
+    Some(std::time::Duration::new(secs, nanos))
+}
+
+/// Calls `changed` whenever the machine's addresses or routes change (once per burst:
+/// bringing an interface up changes several at once). Runs until the watch fails, and
+/// returns why; where the platform offers no watch, returns at once. Linux: a netlink
+/// socket on the link, address and route groups; macOS: a routing socket; Windows: the
+/// IP Helper's address and route change notifications.
+pub async fn watch_network(changed: impl Fn()) -> io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
+    {
+        use tokio::io::{Interest, unix::AsyncFd};
+        // SAFETY: an OwnedFd's descriptor is valid, stays open while it is owned (here by
+        // the AsyncFd) and is the one it always returns.
+        let socket = unsafe {
+            AsyncFd::register_with_interest(network_change_socket()?, Interest::READABLE)
+        }?;
+        loop {
+            let mut ready = socket.readable().await?;
+            let mut relevant = drain_network_messages(ready.get_inner())?;
+            ready.clear_ready();
+            drop(ready);
+            if !relevant {
+                continue;
+            }
+            // The rest of the burst, taken as one change.
+            tokio::time::sleep(NETWORK_SETTLE).await;
+            relevant = drain_network_messages(socket.get_ref())? || relevant;
+            if relevant {
+                changed();
+            }
+        }
+    }
+    #[cfg(windows)]
+    {
+        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+        let _subscriptions = windows_network::subscribe(sender)?;
+        while receiver.recv().await.is_some() {
+            tokio::time::sleep(NETWORK_SETTLE).await;
+            while receiver.try_recv().is_ok() {}
+            changed();
+        }
+        Ok(())
+    }
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_vendor = "apple",
+        windows
+    )))]
+    {
+        let _ = changed;
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this system offers no way to watch the network",
+        ))
+    }
+}
+
+/// How long a burst of network changes is given to settle before it counts as one.
+const NETWORK_SETTLE: std::time::Duration = std::time::Duration::from_millis(300);
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn network_change_socket() -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain system call; the descriptor is owned below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor nobody else owns.
+    let socket = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    // SAFETY: sockaddr_nl is plain old data.
+    let mut address: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    address.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    address.nl_groups = (libc::RTMGRP_LINK
+        | libc::RTMGRP_IPV4_IFADDR
+        | libc::RTMGRP_IPV6_IFADDR
+        | libc::RTMGRP_IPV4_ROUTE
+        | libc::RTMGRP_IPV6_ROUTE) as u32;
+    // SAFETY: the address is a valid sockaddr_nl of the given length.
+    let bound = unsafe {
+        libc::bind(
+            fd,
+            (&raw const address).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    if bound != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(socket)
+}
+
+#[cfg(target_vendor = "apple")]
+fn network_change_socket() -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain system call; the descriptor is owned below.
+    let fd = unsafe { libc::socket(libc::PF_ROUTE, libc::SOCK_RAW, libc::AF_UNSPEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor nobody else owns.
+    let socket = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    // SAFETY: plain fcntl calls on the descriptor just made.
+    let nonblocking = unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        flags >= 0
+            && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) == 0
+            && libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) == 0
+    };
+    if !nonblocking {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(socket)
+}
+
+/// Reads every message waiting on the watch socket; whether any reports a change of
+/// addresses, routes or links (a routing socket also carries replies and misses).
+#[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
+fn drain_network_messages(socket: &std::os::fd::OwnedFd) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let mut buffer = [0u8; 8192];
+    let mut relevant = false;
+    loop {
+        // SAFETY: the buffer is valid for its length.
+        let n = unsafe {
+            libc::recv(
+                socket.as_raw_fd(),
+                buffer.as_mut_ptr().cast(),
+                buffer.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            let error = io::Error::last_os_error();
+            return match error.kind() {
+                io::ErrorKind::WouldBlock => Ok(relevant),
+                io::ErrorKind::Interrupted => continue,
+                // The kernel dropped messages (ENOBUFS): something surely changed.
+                _ if error.raw_os_error() == Some(libc::ENOBUFS) => {
+                    relevant = true;
+                    continue;
+                }
+                _ => Err(error),
+            };
+        }
+        let message = &buffer[..n.unsigned_abs()];
+        relevant |= reports_a_change(message);
+    }
+}
+
+/// Netlink: the groups joined carry nothing but changes.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn reports_a_change(message: &[u8]) -> bool {
+    !message.is_empty()
+}
+
+/// A routing socket message (`rt_msghdr`: length u16, version u8, type u8, …) of a kind
+/// that changes what is reachable: route added, deleted or changed, address added or
+/// removed, interface up or down.
+#[cfg(target_vendor = "apple")]
+fn reports_a_change(message: &[u8]) -> bool {
+    const RTM_ADD: u8 = 0x1;
+    const RTM_DELETE: u8 = 0x2;
+    const RTM_CHANGE: u8 = 0x3;
+    const RTM_NEWADDR: u8 = 0xc;
+    const RTM_DELADDR: u8 = 0xd;
+    const RTM_IFINFO: u8 = 0xe;
+    matches!(
+        message.get(3),
+        Some(&(RTM_ADD | RTM_DELETE | RTM_CHANGE | RTM_NEWADDR | RTM_DELADDR | RTM_IFINFO))
+    )
+}
+
+/// The IP Helper's change notifications, which call back on a system thread.
+#[cfg(windows)]
+mod windows_network {
+    use std::ffi::c_void;
+    use std::io;
+
+    use tokio::sync::mpsc::UnboundedSender;
+    use windows_sys::Win32::Foundation::{HANDLE, NO_ERROR};
+    use windows_sys::Win32::NetworkManagement::IpHelper::{
+        CancelMibChangeNotify2, MIB_IPFORWARD_ROW2, MIB_NOTIFICATION_TYPE,
+        MIB_UNICASTIPADDRESS_ROW, NotifyRouteChange2, NotifyUnicastIpAddressChange,
+    };
+    use windows_sys::Win32::Networking::WinSock::AF_UNSPEC;
+
+    /// The registrations; cancelled (and the sender freed) when dropped.
+    pub struct Subscriptions {
+        handles: Vec<HANDLE>,
+        sender: *mut UnboundedSender<()>,
+    }
+
+    // SAFETY: the handles and the boxed sender are only touched on drop, by the owner.
+    unsafe impl Send for Subscriptions {}
+
+    impl Drop for Subscriptions {
+        fn drop(&mut self) {
+            for handle in self.handles.drain(..) {
+                // SAFETY: a handle from a successful registration; cancelling waits for
+                // callbacks in flight, so the sender outlives them.
+                unsafe { CancelMibChangeNotify2(handle) };
+            }
+            // SAFETY: made by Box::into_raw below; no callback can run any more.
+            drop(unsafe { Box::from_raw(self.sender) });
+        }
+    }
+
+    unsafe extern "system" fn address_changed(
+        context: *const c_void,
+        _row: *const MIB_UNICASTIPADDRESS_ROW,
+        _kind: MIB_NOTIFICATION_TYPE,
+    ) {
+        // SAFETY: the context is the boxed sender, alive until the registrations end.
+        let sender = unsafe { &*context.cast::<UnboundedSender<()>>() };
+        let _ = sender.send(());
+    }
+
+    unsafe extern "system" fn route_changed(
+        context: *const c_void,
+        _row: *const MIB_IPFORWARD_ROW2,
+        _kind: MIB_NOTIFICATION_TYPE,
+    ) {
+        // SAFETY: as above.
+        let sender = unsafe { &*context.cast::<UnboundedSender<()>>() };
+        let _ = sender.send(());
+    }
+
+    pub fn subscribe(sender: UnboundedSender<()>) -> io::Result<Subscriptions> {
+        let mut subscriptions = Subscriptions {
+            handles: Vec::new(),
+            sender: Box::into_raw(Box::new(sender)),
+        };
+        let context = subscriptions.sender.cast::<c_void>().cast_const();
+        let mut handle: HANDLE = std::ptr::null_mut();
+        // SAFETY: a valid callback and context, and a pointer to a local for the handle.
+        let result = unsafe {
+            NotifyUnicastIpAddressChange(
+                AF_UNSPEC,
+                Some(address_changed),
+                context,
+                false,
+                &mut handle,
+            )
+        };
+        if result != NO_ERROR {
+            return Err(io::Error::from_raw_os_error(result as i32));
+        }
+        subscriptions.handles.push(handle);
+        let mut handle: HANDLE = std::ptr::null_mut();
+        // SAFETY: as above.
+        let result = unsafe {
+            NotifyRouteChange2(AF_UNSPEC, Some(route_changed), context, false, &mut handle)
+        };
+        if result != NO_ERROR {
+            return Err(io::Error::from_raw_os_error(result as i32));
+        }
+        subscriptions.handles.push(handle);
+        Ok(subscriptions)
+    }
+}

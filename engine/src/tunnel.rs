@@ -4,10 +4,10 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -20,13 +20,16 @@ use crate::events::{
 use crate::fault::{
     ConnectionFault, HandshakeFault, PumpFault, StartFault, TargetFault, TunnelFault,
 };
+use crate::health::{Checker, Health, HealthWatch, TargetRecord};
 use crate::net::conn::{HandshakeParams, authenticate, pump_connection};
 use crate::net::dhpool::KeyPairPool;
 use crate::net::dial::{DialFault, Dialer};
 use crate::net::listener::{Listener, is_resource_exhaustion};
-use crate::net::resolve::{Resolve, Resolver};
+use crate::net::probe::answer_probe;
+use crate::net::resolve::{Resolve, ResolvedTarget, Resolver};
 use crate::net::stream::{NetStream, Peer};
 use crate::plan::Restart;
+use crate::protocol::health::TargetReport;
 use crate::stats::TunnelStats;
 
 /// Where a tunnel is in its life.
@@ -72,6 +75,13 @@ pub(crate) struct TunnelShared {
     handshake_failures: Mutex<HandshakeFailureThrottle>,
     /// The same for the other problems strangers can repeat at will.
     repeated_problems: Mutex<ProblemThrottle>,
+    /// The far end's health (an encrypting tunnel's).
+    pub health: Arc<HealthWatch>,
+    /// What this tunnel's connections saw of its target (a decrypting tunnel's, told to
+    /// health probes).
+    target_record: TargetRecord,
+    /// Wakes the re-resolving of the target when the machine's network changed.
+    network_changed: Notify,
 }
 
 impl TunnelShared {
@@ -86,6 +96,9 @@ impl TunnelShared {
             runs: AtomicU64::new(0),
             handshake_failures: Mutex::new(HandshakeFailureThrottle::default()),
             repeated_problems: Mutex::new(ProblemThrottle::default()),
+            health: Arc::new(HealthWatch::default()),
+            target_record: TargetRecord::default(),
+            network_changed: Notify::new(),
         }
     }
 
@@ -167,9 +180,27 @@ impl TunnelShared {
         }
     }
 
+    /// The machine's network changed or it woke up: resolve the target again, check the
+    /// far end at once.
+    pub fn network_changed(&self) {
+        self.network_changed.notify_one();
+        self.health.network_changed();
+    }
+
+    /// A health change from the connections' own evidence, published if it may be now.
+    fn health_changed(&self, change: Option<Health>) {
+        match change {
+            Some(health) => self.emit(EventKind::HealthChanged(health)),
+            None => (self.context.notify)(),
+        }
+    }
+
     /// Publishes the summaries of the problems counted but not published, if they are
-    /// `due` at `now`.
+    /// `due` at `now`, and a health change held back.
     pub fn publish_summaries(&self, now: Instant, due: SummaryDue) {
+        if let Some(health) = self.health.held_back(now) {
+            self.emit(EventKind::HealthChanged(health));
+        }
         let handshakes = self
             .handshake_failures
             .lock()
@@ -258,31 +289,13 @@ impl RunningTunnel {
         if remaining > 0 && drain {
             shared.set_state_if_run(self.run, TunnelState::Draining { remaining });
         }
+        // A stopped tunnel checks nothing and so knows nothing of its far end.
+        shared.health.forget();
         shared.emit(EventKind::Stopped {
             draining: if drain { remaining } else { 0 },
         });
         self.connections.wait().await;
         shared.set_state_if_run(self.run, TunnelState::Stopped);
-    }
-}
-
-/// Target addresses, refreshed in the background for host names.
-struct ResolvedTarget {
-    addrs: RwLock<Arc<[SocketAddr]>>,
-}
-
-impl ResolvedTarget {
-    fn current(&self) -> Arc<[SocketAddr]> {
-        self.addrs
-            .read()
-            .map(|a| Arc::clone(&a))
-            .unwrap_or_else(|_| Arc::from(Vec::new()))
-    }
-
-    fn replace(&self, addrs: Vec<SocketAddr>) {
-        if let Ok(mut slot) = self.addrs.write() {
-            *slot = Arc::from(addrs);
-        }
     }
 }
 
@@ -292,12 +305,46 @@ struct Generation {
     target: Arc<ResolvedTarget>,
     bind: Arc<[SocketAddr]>,
     limit: Option<Arc<Semaphore>>,
-    resolver: CancellationToken,
+    /// Stops the generation's background tasks (re-resolving, health checks).
+    background: CancellationToken,
 }
 
 impl Drop for Generation {
     fn drop(&mut self) {
-        self.resolver.cancel();
+        self.background.cancel();
+    }
+}
+
+impl Generation {
+    /// Whether this generation checks its far end's health.
+    fn checks_health(&self) -> bool {
+        self.settings.definition.checks_health()
+    }
+
+    /// Starts checking the far end's health, if this generation does; else forgets what
+    /// an earlier one found.
+    fn watch_far_end(&self, shared: &Arc<TunnelShared>) {
+        let interval = match self.settings.definition.health_check {
+            Some(interval) if self.checks_health() => interval,
+            _ => {
+                shared.health.forget();
+                return;
+            }
+        };
+        let checker = Checker {
+            settings: Arc::clone(&self.settings),
+            target: Arc::clone(&self.target),
+            bind: Arc::clone(&self.bind),
+            pool: Arc::clone(&shared.context.pool),
+            resolver: Arc::clone(&shared.context.resolver),
+            interval,
+        };
+        let publisher = Arc::clone(shared);
+        tokio::spawn(checker.run(
+            Arc::clone(&shared.health),
+            self.background.clone(),
+            move |health| publisher.emit(EventKind::HealthChanged(health)),
+        ));
     }
 }
 
@@ -330,17 +377,15 @@ async fn prepare(
                 error,
             })?,
     };
-    let target = Arc::new(ResolvedTarget {
-        addrs: RwLock::new(Arc::from(target_addrs)),
-    });
-    let reresolving = CancellationToken::new();
+    let target = Arc::new(ResolvedTarget::new(target_addrs));
+    let background = CancellationToken::new();
     if let (Address::Host { .. }, Some(period)) = (&tunnel.target, tunnel.reresolve) {
         tokio::spawn(reresolve_loop(
             Arc::clone(shared),
             tunnel.target.clone(),
             Arc::clone(&target),
             period,
-            reresolving.clone(),
+            background.clone(),
         ));
     }
     shared
@@ -353,7 +398,7 @@ async fn prepare(
         settings,
         target,
         bind: Arc::from(bind),
-        resolver: reresolving,
+        background,
     })
 }
 
@@ -368,6 +413,7 @@ async fn reresolve_loop(
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(period) => {}
+            () = shared.network_changed.notified() => {}
         }
         let lookup = tokio::select! {
             () = stop.cancelled() => return,
@@ -433,6 +479,7 @@ impl Accepting {
             });
             self.shared.emit(EventKind::Listening { address });
         }
+        generation.watch_far_end(&self.shared);
         self.generation = Some(generation);
         self.last_failure = None;
         Ok(())
@@ -679,6 +726,13 @@ impl Connection {
             bytes_down: down.load(Ordering::Relaxed),
             fault,
         };
+        let far_end_suspect = matches!(
+            outcome,
+            Err(ConnFault::Handshake(_) | ConnFault::Target(_) | ConnFault::Pump(_))
+        );
+        if far_end_suspect && self.settings.definition.checks_health() {
+            shared.health.connection_failed();
+        }
         match outcome {
             Ok(()) => shared.emit_connection(|| closed(None)),
             Err(ConnFault::Handshake(fault)) => shared.handshake_failed(conn, peer, fault),
@@ -733,6 +787,7 @@ impl Connection {
             forward_secrecy: s.forward_secrecy,
             key_agreement: s.key_agreement,
             pool: &self.shared.context.pool,
+            health_probe: false,
         };
         let (outbound, codecs) = match s.mode {
             Mode::Encrypt => {
@@ -745,12 +800,26 @@ impl Connection {
                         DialFault::Target(fault) => ConnFault::Target(fault),
                         DialFault::Handshake(fault) => ConnFault::Handshake(fault),
                     })?;
+                if s.checks_health() {
+                    let health = &self.shared.health;
+                    let change = health.handshake_succeeded(dialed.handshake, Instant::now());
+                    self.shared.health_changed(change);
+                }
                 (dialed.stream, dialed.codecs)
             }
             Mode::Decrypt => {
                 let authenticated = authenticate(&mut inbound, &params, s.timeout)
                     .await
                     .map_err(ConnFault::Handshake)?;
+                if authenticated.is_health_probe(&self.settings.key) {
+                    let (sealer, _) = authenticated
+                        .session_codecs()
+                        .await
+                        .map_err(ConnFault::Handshake)?;
+                    let report = self.target_report().await;
+                    answer_probe(&mut inbound, sealer, report, s.timeout).await;
+                    return Ok(());
+                }
                 // The session keys (on the blocking pool) and the target connect at once.
                 // The keys first: `join!` polls in order, so the exponentiation is handed
                 // off before the connect's system calls run, not after them.
@@ -791,14 +860,28 @@ impl Connection {
         .map_err(ConnFault::Pump)
     }
 
+    /// Connects to the target, and records whether that worked for health probes.
     async fn connect(&self) -> Result<NetStream, ConnFault> {
         let def = &self.settings.definition;
         let addrs = self.target.current();
-        Dialer::new(&def.target, def.bind.as_ref(), def.timeout)
+        let connected = Dialer::new(&def.target, def.bind.as_ref(), def.timeout)
             .with_resolved(&addrs, &self.bind)
             .connect()
-            .await
+            .await;
+        let outcome = connected.as_ref().map(|_| ());
+        self.shared.target_record.record(outcome, Instant::now());
+        connected
             .map(|connected| connected.stream)
             .map_err(ConnFault::Target)
+    }
+
+    /// What to tell a health probe of the target: what recent connections saw, or, with
+    /// no recent success to go by, what one bare connection (opened, closed) finds.
+    async fn target_report(&self) -> TargetReport {
+        if let Some(report) = self.shared.target_record.fresh_report(Instant::now()) {
+            return report;
+        }
+        drop(self.connect().await);
+        self.shared.target_record.report(Instant::now())
     }
 }

@@ -16,8 +16,9 @@ use crate::net::resolve::ResolveError;
 use crate::net::stream::{NetReadHalf, NetStream, NetWriteHalf};
 use crate::protocol::key::PresharedKey;
 use crate::protocol::{
-    ForwardSecrecy, HandshakeDriver, HandshakeMisuse, KeyAgreement, MAX_PAYLOAD, Next, PACKET_LEN,
-    PacketError, PacketOpener, PacketSealer, PeerFault, PeerRejection, Role, SIGNED_DH_LEN,
+    ForwardSecrecy, HandshakeDriver, HandshakeMisuse, KeyAgreement, MAX_PAYLOAD, NONCE_LEN, Next,
+    PACKET_LEN, PacketError, PacketOpener, PacketSealer, PeerFault, PeerRejection, Role,
+    SIGNED_DH_LEN, health,
 };
 
 /// Packets sealed or opened per read/write: one syscall moves up to this many.
@@ -135,6 +136,23 @@ pub struct HandshakeParams<'a> {
     pub forward_secrecy: ForwardSecrecy,
     pub key_agreement: KeyAgreement,
     pub pool: &'a KeyPairPool,
+    /// A client tags its nonce as a health probe (`protocol::health`): a Sluice server
+    /// then answers with a report instead of connecting to its target.
+    pub health_probe: bool,
+}
+
+impl HandshakeParams<'_> {
+    /// This end's nonce: fresh random bytes, tagged when this is a probe.
+    fn nonce(&self) -> Result<[u8; NONCE_LEN], LocalFault> {
+        let random = random_bytes()?;
+        if self.health_probe && self.role == Role::Client {
+            let mut head = [0u8; health::PROBE_RANDOM_LEN];
+            head.copy_from_slice(&random[..health::PROBE_RANDOM_LEN]);
+            Ok(health::probe_nonce(self.key, head))
+        } else {
+            Ok(random)
+        }
+    }
 }
 
 /// Runs the spiped handshake on `stream`, reading exactly the handshake's bytes so that
@@ -159,6 +177,11 @@ pub struct Authenticated<'a> {
 }
 
 impl Authenticated<'_> {
+    /// Whether the client's nonce marks this connection as a health probe.
+    pub fn is_health_probe(&self, key: &PresharedKey) -> bool {
+        self.authenticated.is_health_probe(key)
+    }
+
     /// Derives the session keys. The classic handshake's modular exponentiation (about
     /// half a millisecond, unless this side runs `-f`) runs on tokio's blocking pool, never
     /// on a runtime worker whose other connections wait for it; X25519's key derivation
@@ -207,19 +230,14 @@ pub async fn authenticate<'a>(
                 params.role,
                 params.key,
                 params.forward_secrecy,
-                random_bytes().map_err(LocalFault::from)?,
+                params.nonce()?,
                 keypair,
             )
             .map_err(LocalFault::from)?
         }
         KeyAgreement::X25519 => {
             let mut private = random_bytes().map_err(LocalFault::from)?;
-            let driver = HandshakeDriver::x25519(
-                params.role,
-                params.key,
-                random_bytes().map_err(LocalFault::from)?,
-                private,
-            );
+            let driver = HandshakeDriver::x25519(params.role, params.key, params.nonce()?, private);
             zeroize::Zeroize::zeroize(&mut private);
             driver
         }

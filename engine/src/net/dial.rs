@@ -66,6 +66,11 @@ impl<'a> Dialer<'a> {
         }
     }
 
+    /// The connect timeout, which is also the handshake's.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Uses these addresses instead of resolving `target` and `bind` (an empty `bind`
     /// means no bind address).
     pub fn with_resolved(self, target: &'a [SocketAddr], bind: &'a [SocketAddr]) -> Self {

@@ -1,17 +1,26 @@
-//! "Test connection": connect to an spiped server, run the client handshake, hang up, and
-//! report what happened: OK (and how long each step took), or the typed reason it failed,
-//! put into words (unreachable, refused, timed out, rejected) only when displayed.
+//! Probing the far end: connect, run the client handshake with a nonce tagged as a health
+//! probe (`protocol::health`), half-close, and read what the far end says of its own
+//! target (a Sluice far end sends one report; stock spiped says nothing). Used by the
+//! engine's health checks and by "Test connection", which also puts the verdict into
+//! words. And the server's side: answering a probe with its report.
 
 use std::fmt;
 use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::address::Address;
 use crate::net::conn::HandshakeFailure;
 use crate::net::conn::{HandshakeFault, HandshakeParams, TargetFault};
 use crate::net::dhpool::KeyPairPool;
 use crate::net::dial::{DialFault, Dialer};
+use crate::net::stream::NetStream;
+use crate::protocol::health::TargetReport;
 use crate::protocol::key::PresharedKey;
-use crate::protocol::{ForwardSecrecy, KeyAgreement, PeerFault, PeerRejection, Role};
+use crate::protocol::{
+    ForwardSecrecy, KeyAgreement, PACKET_LEN, PacketOpener, PacketSealer, PeerFault, PeerRejection,
+    Role,
+};
 
 /// What to test: the far end of an Encrypt tunnel, with its key and options.
 #[derive(Clone)]
@@ -24,16 +33,21 @@ pub struct ProbeRequest {
     pub bind: Option<Address>,
 }
 
+/// A probe that got through: each step's own time, and the far end's report on its
+/// target (`None` from a far end that sends none: stock spiped, or an older Sluice).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Probed {
+    /// The host-name lookup, if a name was looked up.
+    pub lookup: Option<Duration>,
+    pub connect: Duration,
+    pub handshake: Duration,
+    pub report: Option<TargetReport>,
+}
+
 /// The verdict of a test connection.
 #[derive(Debug)]
 pub enum ProbeOutcome {
-    /// Each step's own time: the host-name lookup (if a name was looked up), the TCP
-    /// connect, the handshake.
-    Ok {
-        lookup: Option<Duration>,
-        connect: Duration,
-        handshake: Duration,
-    },
+    Ok(Probed),
     /// The probe ran and failed, with the typed cause.
     Failed(DialFault),
     /// The caller found the target unusable before any probe ran (settings that do not
@@ -45,7 +59,7 @@ pub enum ProbeOutcome {
 
 impl ProbeOutcome {
     pub fn is_ok(&self) -> bool {
-        matches!(self, ProbeOutcome::Ok { .. })
+        matches!(self, ProbeOutcome::Ok(_))
     }
 }
 
@@ -87,17 +101,33 @@ impl Verdict {
 impl fmt::Display for ProbeOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ProbeOutcome::Ok {
-                lookup,
-                connect,
-                handshake,
-            } => {
-                let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
-                write!(f, "OK: handshake completed in {:.1} ms (", ms(handshake))?;
-                if let Some(lookup) = lookup {
+            ProbeOutcome::Ok(probed) => {
+                let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+                write!(
+                    f,
+                    "OK: handshake completed in {:.1} ms (",
+                    ms(probed.handshake)
+                )?;
+                if let Some(lookup) = probed.lookup {
                     write!(f, "name lookup {:.1} ms, ", ms(lookup))?;
                 }
-                write!(f, "TCP connect {:.1} ms)", ms(connect))
+                write!(f, "TCP connect {:.1} ms)", ms(probed.connect))?;
+                match probed.report {
+                    None => Ok(()),
+                    Some(TargetReport::Unknown) => {
+                        f.write_str("; the far end has not tried its target yet")
+                    }
+                    Some(TargetReport::Up { .. }) => {
+                        f.write_str("; the far end reaches its target")
+                    }
+                    Some(TargetReport::Down { cause, .. }) => {
+                        write!(
+                            f,
+                            "; but the far end cannot reach its target ({})",
+                            cause.label()
+                        )
+                    }
+                }
             }
             ProbeOutcome::Failed(fault) => {
                 write!(f, "{}: ", Verdict::of(fault).label())?;
@@ -125,23 +155,77 @@ pub async fn probe(request: &ProbeRequest, pool: &KeyPairPool) -> ProbeOutcome {
         forward_secrecy: request.forward_secrecy,
         key_agreement: request.key_agreement,
         pool,
+        health_probe: true,
     };
-    match Dialer::new(&request.target, request.bind.as_ref(), request.timeout)
-        .dial(&params)
-        .await
-    {
-        Ok(dialed) => ProbeOutcome::Ok {
-            lookup: dialed.lookup,
-            connect: dialed.connect,
-            handshake: dialed.handshake,
-        },
+    let dialer = Dialer::new(&request.target, request.bind.as_ref(), request.timeout);
+    match probe_far_end(&dialer, &params).await {
+        Ok(probed) => ProbeOutcome::Ok(probed),
         Err(fault) => ProbeOutcome::Failed(fault),
     }
+}
+
+/// How long a probe waits for the far end's report after its handshake, beyond the
+/// handshake's own time: a Sluice far end sends it right after its half of the handshake,
+/// so only stock spiped (which sends nothing, and closes once its target has seen the
+/// half-close) ever makes a probe wait this long.
+const REPORT_GRACE: Duration = Duration::from_secs(2);
+
+/// Dials with a probe-tagged nonce (`params.health_probe` must be set), half-closes, and
+/// reads the far end's report or its end of stream.
+pub(crate) async fn probe_far_end(
+    dialer: &Dialer<'_>,
+    params: &HandshakeParams<'_>,
+) -> Result<Probed, DialFault> {
+    let dialed = dialer.dial(params).await?;
+    let (_sealer, opener) = dialed.codecs;
+    let mut stream = dialed.stream;
+    // Nothing to send: the half-close tells stock spiped to close its target's side.
+    let _ = stream.shutdown().await;
+    let wait = (dialed.handshake * 2 + REPORT_GRACE).min(dialer.timeout());
+    let report = tokio::time::timeout(wait, read_report(&mut stream, opener))
+        .await
+        .ok()
+        .flatten();
+    Ok(Probed {
+        lookup: dialed.lookup,
+        connect: dialed.connect,
+        handshake: dialed.handshake,
+        report,
+    })
+}
+
+/// The first packet, if it is a report; `None` at end of stream, on an error, or when the
+/// far end's first packet is something else (a stock spiped's target spoke first).
+async fn read_report(stream: &mut NetStream, mut opener: PacketOpener) -> Option<TargetReport> {
+    let mut packet = [0u8; PACKET_LEN];
+    stream.read_exact(&mut packet).await.ok()?;
+    let len = opener.open(&mut packet).ok()?;
+    TargetReport::decode(&packet[..len])
+}
+
+/// A server's answer to a probe: one sealed report, then end of stream. Bounded by
+/// `timeout`, so a prober that stops reading cannot hold the connection.
+pub(crate) async fn answer_probe(
+    stream: &mut NetStream,
+    mut sealer: PacketSealer,
+    report: TargetReport,
+    timeout: Duration,
+) {
+    let mut packet = [0u8; PACKET_LEN];
+    if sealer.seal(&report.encode(), &mut packet).is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(timeout, async {
+        stream.write_all(&packet).await?;
+        stream.shutdown().await
+    })
+    .await;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::health::TargetDownCause;
     use std::io;
 
     fn shown(fault: DialFault) -> String {
@@ -150,24 +234,29 @@ mod tests {
 
     #[test]
     fn verdicts_are_worded_as_before() {
-        let ok = ProbeOutcome::Ok {
+        let ok = ProbeOutcome::Ok(Probed {
             lookup: None,
             connect: Duration::from_micros(1500),
             handshake: Duration::from_micros(2250),
-        };
+            report: None,
+        });
         assert!(ok.is_ok());
         assert_eq!(
             ok.to_string(),
             "OK: handshake completed in 2.2 ms (TCP connect 1.5 ms)"
         );
-        let named = ProbeOutcome::Ok {
+        let named = ProbeOutcome::Ok(Probed {
             lookup: Some(Duration::from_micros(4960)),
             connect: Duration::from_micros(120),
             handshake: Duration::from_micros(1040),
-        };
+            report: Some(TargetReport::Down {
+                age_secs: 3,
+                cause: TargetDownCause::Refused,
+            }),
+        });
         assert_eq!(
             named.to_string(),
-            "OK: handshake completed in 1.0 ms (name lookup 5.0 ms, TCP connect 0.1 ms)"
+            "OK: handshake completed in 1.0 ms (name lookup 5.0 ms, TCP connect 0.1 ms); but the far end cannot reach its target (nothing listening)"
         );
         let refused = shown(DialFault::Target(TargetFault::Refused(
             "[127.0.0.1]:9".into(),

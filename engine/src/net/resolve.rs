@@ -5,6 +5,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::{Arc, RwLock};
 
 use crate::address::Address;
 
@@ -81,6 +82,32 @@ impl Resolve for Address {
                     Ok(addrs)
                 }
             }
+        }
+    }
+}
+
+/// Target addresses, refreshed in the background for host names.
+pub struct ResolvedTarget {
+    addrs: RwLock<Arc<[SocketAddr]>>,
+}
+
+impl ResolvedTarget {
+    pub fn new(addrs: Vec<SocketAddr>) -> Self {
+        ResolvedTarget {
+            addrs: RwLock::new(Arc::from(addrs)),
+        }
+    }
+
+    pub fn current(&self) -> Arc<[SocketAddr]> {
+        self.addrs
+            .read()
+            .map(|a| Arc::clone(&a))
+            .unwrap_or_else(|_| Arc::from(Vec::new()))
+    }
+
+    pub fn replace(&self, addrs: Vec<SocketAddr>) {
+        if let Ok(mut slot) = self.addrs.write() {
+            *slot = Arc::from(addrs);
         }
     }
 }

@@ -409,6 +409,16 @@ impl Authenticated {
         }
     }
 
+    /// Whether the client tagged its nonce as a health probe (see [`super::health`]): on a
+    /// server, the connection is a check, not a session to pipe.
+    pub fn is_health_probe(&self, key: &PresharedKey) -> bool {
+        let client_nonce = match &self.0 {
+            Verified::Classic(v) => v.client_nonce(),
+            Verified::X25519(v) => v.client_nonce(),
+        };
+        super::health::is_probe_nonce(key, client_nonce)
+    }
+
     /// Whether deriving the session keys costs a modular exponentiation (the classic
     /// handshake, unless this side runs `-f`), so a caller can move it off a thread that
     /// serves I/O.

@@ -131,6 +131,10 @@ impl Nonces {
             },
         }
     }
+
+    pub(super) fn client(&self) -> &[u8; NONCE_LEN] {
+        &self.client
+    }
 }
 
 /// (MAC key this side signs with, MAC key the peer signs with).
@@ -277,6 +281,10 @@ pub struct PeerVerified {
 }
 
 impl PeerVerified {
+    pub(super) fn client_nonce(&self) -> &[u8; NONCE_LEN] {
+        self.nonces.client()
+    }
+
     /// This side's signed DH value; the server sends it now.
     pub fn signed_dh(&self) -> &[u8; SIGNED_DH_LEN] {
         &self.signed_dh

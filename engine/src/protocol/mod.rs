@@ -5,6 +5,7 @@
 pub mod dh;
 pub mod driver;
 pub mod handshake;
+pub mod health;
 pub mod key;
 pub mod packet;
 pub mod x25519;

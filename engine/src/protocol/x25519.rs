@@ -128,6 +128,10 @@ pub struct X25519PeerVerified {
 }
 
 impl X25519PeerVerified {
+    pub(super) fn client_nonce(&self) -> &[u8; NONCE_LEN] {
+        self.nonces.client()
+    }
+
     /// This side's signed key; the server sends it now.
     pub fn signed_public(&self) -> &[u8; SIGNED_X25519_LEN] {
         &self.signed

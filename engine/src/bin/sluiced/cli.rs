@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sluice_engine::{
-    Address, Config, ConfigError, DEFAULT_MAX_CONNECTIONS, DEFAULT_RERESOLVE, DEFAULT_TIMEOUT,
-    ForwardSecrecy, KeyAgreement, KeyRef, KeySourceError, KeyfileWarning, LoadedKey, MAX_TIMEOUT,
-    Mode, Restart, TunnelDefinition, TunnelSettings, check_handshake, check_timeout, load_key,
-    parse_bind, parse_metrics_address, read_key_from,
+    Address, Config, ConfigError, DEFAULT_HEALTH_CHECK, DEFAULT_MAX_CONNECTIONS, DEFAULT_RERESOLVE,
+    DEFAULT_TIMEOUT, ForwardSecrecy, KeyAgreement, KeyRef, KeySourceError, KeyfileWarning,
+    LoadedKey, MAX_TIMEOUT, Mode, Restart, TunnelDefinition, TunnelSettings, check_handshake,
+    check_timeout, load_key, parse_bind, parse_metrics_address, read_key_from,
 };
 
 pub const USAGE: &str = "\
@@ -267,6 +267,7 @@ struct Seen {
     service: Option<String>,
     metrics: Option<String>,
     check_config: Option<String>,
+    health_check: Option<String>,
 }
 
 fn set_flag(flag: &mut bool, name: &str) -> Result<(), String> {
@@ -350,6 +351,11 @@ pub fn parse(args: &[String]) -> Result<Invocation, String> {
                     &mut seen.check_config,
                     "--check-config",
                     value("a config file")?,
+                )?,
+                "health-check" => set_value(
+                    &mut seen.health_check,
+                    "--health-check",
+                    value("a number of seconds (0 = no checks)")?,
                 )?,
                 "service" => set_value(
                     &mut seen.service,
@@ -475,6 +481,7 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
             (seen.user.is_some() || seen.syslog, "-u/--syslog"),
             (seen.config.is_some(), "--config"),
             (metrics.is_some(), "--metrics"),
+            (seen.health_check.is_some(), "--health-check"),
         ] {
             if given {
                 return Err(format!("{name} does not apply to --spipe"));
@@ -509,6 +516,7 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
                 forward_secrecy != ForwardSecrecy::Enabled || seen.x25519,
                 "-f/-g/--x25519",
             ),
+            (seen.health_check.is_some(), "--health-check"),
         ] {
             if given {
                 return Err(format!(
@@ -564,6 +572,24 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
             }
         },
     };
+    let health_check = match seen.health_check.as_deref() {
+        None => Some(DEFAULT_HEALTH_CHECK),
+        Some(_) if mode == Mode::Decrypt => {
+            return Err(
+                "--health-check applies to -e: an encrypting tunnel checks its far end; a decrypting one answers checks"
+                    .into(),
+            );
+        }
+        Some("0") => None,
+        Some(secs) => match secs.parse::<u64>() {
+            Ok(secs) => Some(Duration::from_secs(secs)),
+            Err(_) => {
+                return Err(format!(
+                    "--health-check {secs:?}: write a whole number of seconds between checks of the far end, or 0 for none"
+                ));
+            }
+        },
+    };
     // A flag tunnel is named after where it listens, as spiped's log lines name it.
     let tunnel = TunnelDefinition {
         name: listen.to_string(),
@@ -577,6 +603,7 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
         timeout,
         keepalive: !seen.no_keepalive,
         reresolve,
+        health_check,
     };
     if let Some(problem) = tunnel.problems().first() {
         return Err(format!("{}: {problem}", problem.part().flag()));

@@ -17,7 +17,7 @@ use prometheus_client::registry::{Registry, Unit};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use sluice_engine::{Address, HandshakeFailure, StatusReader, TunnelStatus};
+use sluice_engine::{Address, HandshakeFailure, Health, StatusReader, TunnelStatus};
 
 /// Connections served at once. When all are taken, the oldest is dropped for the newest:
 /// idle clients cannot hold the endpoint, and a scrape sends its request at once.
@@ -201,8 +201,63 @@ impl Collector for SluiceCollector {
                 ConstCounter::new(count).encode(failures.encode_family(&labels)?)?;
             }
         }
-        Ok(())
+        drop(failures);
+        encode_far_end_health(&mut encoder, &statuses)
     }
+}
+
+/// The far ends' health, for tunnels that have checked theirs: up or not, the last good
+/// check's handshake time, and the cause while down (one sample, the current cause).
+fn encode_far_end_health(
+    encoder: &mut DescriptorEncoder,
+    statuses: &[TunnelStatus],
+) -> Result<(), std::fmt::Error> {
+    let checked: Vec<_> = statuses
+        .iter()
+        .filter(|s| s.health != Health::Unknown)
+        .collect();
+    let mut up = encoder.encode_descriptor(
+        "sluice_far_end_up",
+        "Whether the tunnel's far end answered its last check (1) or not (0)",
+        None,
+        MetricType::Gauge,
+    )?;
+    for status in &checked {
+        let value = i64::from(matches!(status.health, Health::Up { .. }));
+        let labels = [("tunnel", LabelValue(&status.name))];
+        ConstGauge::new(value).encode(up.encode_family(&labels)?)?;
+    }
+    drop(up);
+    let mut round_trip = encoder.encode_descriptor(
+        "sluice_far_end_check",
+        "The handshake time of the last check that reached the far end",
+        Some(&Unit::Seconds),
+        MetricType::Gauge,
+    )?;
+    for status in &checked {
+        if let Some(seconds) = status.last_round_trip {
+            let labels = [("tunnel", LabelValue(&status.name))];
+            let sample = round_trip.encode_family(&labels)?;
+            ConstGauge::new(seconds.as_secs_f64()).encode(sample)?;
+        }
+    }
+    drop(round_trip);
+    let mut cause = encoder.encode_descriptor(
+        "sluice_far_end_down_cause",
+        "Why the far end is down (1 for the current cause; no sample while it is up)",
+        None,
+        MetricType::Gauge,
+    )?;
+    for status in &checked {
+        if let Some(down) = status.health.down_cause() {
+            let labels = [
+                ("tunnel", LabelValue(&status.name)),
+                ("cause", LabelValue(down.metric_label())),
+            ];
+            ConstGauge::new(1_i64).encode(cause.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
 }
 
 /// A label value as OpenMetrics writes it: backslash, `"` and line feed escaped, so a tunnel
