@@ -495,14 +495,13 @@ impl Checker {
     }
 }
 
-/// What a decrypting tunnel last learnt of its target from its own connections: told to
-/// a probe without connecting to the target, as long as it is fresh.
+/// What a decrypting tunnel last learnt of its target from its own connections, told to
+/// a probe without connecting to the target: a healthy target is never touched for a
+/// check. Only while the record says the target is down does a probe cost one bare
+/// connection to it (opened, closed), so that its recovery shows without waiting for a
+/// real client.
 #[derive(Default)]
 pub(crate) struct TargetRecord(Mutex<Option<(Instant, Option<TargetDownCause>)>>);
-
-/// How long a successful connection to the target is taken as proof it is up; after
-/// that, or while it is known down, a probe costs one bare connection to it.
-const TARGET_RECORD_FRESH: Duration = Duration::from_secs(600);
 
 impl TargetRecord {
     pub fn record(&self, outcome: Result<(), &TargetFault>, now: Instant) {
@@ -510,19 +509,15 @@ impl TargetRecord {
         *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some((now, down));
     }
 
-    /// The report to send without touching the target: only a recent success.
-    pub fn fresh_report(&self, now: Instant) -> Option<TargetReport> {
-        match *self.0.lock().unwrap_or_else(PoisonError::into_inner) {
-            Some((at, None)) if now.saturating_duration_since(at) < TARGET_RECORD_FRESH => {
-                Some(TargetReport::Up {
-                    age_secs: age_secs(at, now),
-                })
-            }
-            _ => None,
-        }
+    /// Whether the last connection to the target failed.
+    pub fn says_down(&self) -> bool {
+        matches!(
+            *self.0.lock().unwrap_or_else(PoisonError::into_inner),
+            Some((_, Some(_)))
+        )
     }
 
-    /// What the record says now (after a fresh attempt, when there was no fresh report).
+    /// What the record says at `now`.
     pub fn report(&self, now: Instant) -> TargetReport {
         match *self.0.lock().unwrap_or_else(PoisonError::into_inner) {
             None => TargetReport::Unknown,

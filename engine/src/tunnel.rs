@@ -875,13 +875,12 @@ impl Connection {
             .map_err(ConnFault::Target)
     }
 
-    /// What to tell a health probe of the target: what recent connections saw, or, with
-    /// no recent success to go by, what one bare connection (opened, closed) finds.
+    /// What to tell a health probe of the target: what its connections saw, after one
+    /// bare connection (opened, closed) if they saw it down.
     async fn target_report(&self) -> TargetReport {
-        if let Some(report) = self.shared.target_record.fresh_report(Instant::now()) {
-            return report;
+        if self.shared.target_record.says_down() {
+            drop(self.connect().await);
         }
-        drop(self.connect().await);
         self.shared.target_record.report(Instant::now())
     }
 }
