@@ -191,9 +191,10 @@ const MIN_CHECK_GAP: Duration = Duration::from_secs(1);
 const BACKOFF_CAP: Duration = Duration::from_secs(300);
 /// The first pause after a check found the far end down, unless the interval is shorter.
 const BACKOFF_FIRST: Duration = Duration::from_secs(5);
-/// Health changes are published (logged) at most this often per tunnel; a change in
-/// between is published when the gap is over, with the health as it is then. A far end
-/// that flaps cannot flood the log.
+/// Health changes a tunnel publishes (logs) in a burst; after that, one more per
+/// [`PUBLISH_GAP`], and a change in between is published when it may be, with the health
+/// as it is then. A far end that flaps cannot flood the log.
+const PUBLISH_BURST: u32 = 3;
 const PUBLISH_GAP: Duration = Duration::from_secs(10);
 
 /// A tunnel's health and what wakes its checker: shared by the checker, the tunnel's
@@ -216,9 +217,51 @@ struct WatchState {
     urgent: bool,
     /// The network changed since the last check: resolve the far end again first.
     network_changed: bool,
-    last_published: Option<Instant>,
-    /// A change happened that is not published yet.
-    unpublished: bool,
+    publication: Publication,
+}
+
+/// Which health changes go out as events: a token bucket of [`PUBLISH_BURST`] refilled
+/// one per [`PUBLISH_GAP`]. Deterministic: the caller passes the time in.
+#[derive(Default)]
+struct Publication {
+    /// Changes published that have not refilled yet.
+    spent: u32,
+    /// Since when the oldest of them refills.
+    refill_from: Option<Instant>,
+    /// The last health published: a held-back change that ended where it began is none.
+    last: Option<Health>,
+    /// A change is waiting to be published.
+    held_back: bool,
+}
+
+impl Publication {
+    fn refill(&mut self, now: Instant) {
+        let Some(from) = self.refill_from else {
+            return;
+        };
+        let elapsed = now.saturating_duration_since(from);
+        let gained = u32::try_from(elapsed.as_nanos() / PUBLISH_GAP.as_nanos()).unwrap_or(u32::MAX);
+        self.spent = self.spent.saturating_sub(gained);
+        self.refill_from = (self.spent > 0).then(|| from + PUBLISH_GAP * gained);
+    }
+
+    /// `health` is the tunnel's health after a change: returns it if it goes out now.
+    fn offer(&mut self, health: &Health, now: Instant) -> Option<Health> {
+        if self.last.as_ref().is_some_and(|last| last.same_verdict(health)) {
+            self.held_back = false;
+            return None;
+        }
+        self.refill(now);
+        if self.spent >= PUBLISH_BURST {
+            self.held_back = true;
+            return None;
+        }
+        self.spent += 1;
+        self.refill_from.get_or_insert(now);
+        self.held_back = false;
+        self.last = Some(health.clone());
+        Some(health.clone())
+    }
 }
 
 impl HealthWatch {
@@ -247,7 +290,8 @@ impl HealthWatch {
         state.health = Health::Unknown;
         state.last_good = None;
         state.last_round_trip = None;
-        state.unpublished = false;
+        state.publication.held_back = false;
+        state.publication.last = None;
     }
 
     /// A real connection completed its handshake in `round_trip`: as good as a check
@@ -307,12 +351,11 @@ impl HealthWatch {
     /// The health to publish now, if a change was held back and its gap is over.
     pub fn held_back(&self, now: Instant) -> Option<Health> {
         let mut state = self.state();
-        if state.unpublished && state.may_publish(now) {
-            state.unpublished = false;
-            state.last_published = Some(now);
-            return Some(state.health.clone());
+        if !state.publication.held_back {
+            return None;
         }
-        None
+        let health = state.health.clone();
+        state.publication.offer(&health, now)
     }
 }
 
@@ -334,19 +377,8 @@ impl WatchState {
         if !changed {
             return None;
         }
-        if self.may_publish(now) {
-            self.unpublished = false;
-            self.last_published = Some(now);
-            Some(self.health.clone())
-        } else {
-            self.unpublished = true;
-            None
-        }
-    }
-
-    fn may_publish(&self, now: Instant) -> bool {
-        self.last_published
-            .is_none_or(|last| now.saturating_duration_since(last) >= PUBLISH_GAP)
+        let health = self.health.clone();
+        self.publication.offer(&health, now)
     }
 
     fn sample(&mut self, at: SystemTime, round_trip: Option<Duration>) {
@@ -368,37 +400,83 @@ pub(crate) struct Checker {
     pub interval: Duration,
 }
 
+/// When the next check is due: the arithmetic of the checker's loop, apart from its I/O.
+#[derive(Clone, Copy, Debug)]
+struct Schedule {
+    interval: Duration,
+    last_check: Option<Instant>,
+    /// The pause before the next check while the far end is down.
+    backoff: Option<Duration>,
+    /// A check is wanted as soon as [`MIN_CHECK_GAP`] allows.
+    urgent: bool,
+}
+
+impl Schedule {
+    fn new(interval: Duration) -> Schedule {
+        Schedule {
+            interval,
+            last_check: None,
+            backoff: None,
+            urgent: false,
+        }
+    }
+
+    /// The first check is at once; then at the interval after the last proof the far end
+    /// works (a check, or a real connection: `last_good`), or a backoff after the last
+    /// check while it is down; an urgent one a short gap after the last check.
+    fn due(&self, last_good: Option<Instant>, now: Instant) -> Instant {
+        let Some(last) = self.last_check else {
+            return now;
+        };
+        if self.urgent {
+            return last + MIN_CHECK_GAP;
+        }
+        match self.backoff {
+            Some(pause) => last + pause,
+            None => last_good.map_or(last, |good| good.max(last)) + self.interval,
+        }
+    }
+
+    /// The network changed: check soon, and forget the backoff (the far end may well be
+    /// back where it was unreachable before).
+    fn network_changed(&mut self) {
+        self.urgent = true;
+        self.backoff = None;
+    }
+
+    /// A check ran at `now` and found the far end down or not.
+    fn checked(&mut self, now: Instant, down: bool) {
+        self.last_check = Some(now);
+        self.urgent = false;
+        self.backoff = match (down, self.backoff) {
+            (false, _) => None,
+            (true, None) => Some(BACKOFF_FIRST.min(self.interval)),
+            (true, Some(pause)) => Some((pause * 2).min(BACKOFF_CAP.max(self.interval))),
+        };
+    }
+}
+
 impl Checker {
-    /// Checks until `stop`: at once, then every `interval` after the last proof that the
-    /// far end works, or after a backoff while it is down; and as soon as the watch is
-    /// woken. `publish` gets each change that may be published.
+    /// Checks until `stop`, as [`Schedule`] says, and as soon as the watch is woken.
+    /// `publish` gets each change that may be published.
     pub async fn run(
         self,
         watch: Arc<HealthWatch>,
         stop: CancellationToken,
         publish: impl Fn(Health),
     ) {
-        let mut last_check: Option<Instant> = None;
-        let mut backoff: Option<Duration> = None;
-        let mut urgent = true;
+        let mut schedule = Schedule::new(self.interval);
         loop {
             let now = Instant::now();
-            let network_changed = {
+            let (network_changed, last_good) = {
                 let mut state = watch.state();
-                urgent |= std::mem::take(&mut state.urgent);
-                std::mem::take(&mut state.network_changed)
+                schedule.urgent |= std::mem::take(&mut state.urgent);
+                (std::mem::take(&mut state.network_changed), state.last_good)
             };
             if network_changed {
-                backoff = None;
+                schedule.network_changed();
             }
-            let due = match last_check {
-                None => now,
-                Some(last) if urgent => last + MIN_CHECK_GAP,
-                Some(last) => match backoff {
-                    Some(pause) => last + pause,
-                    None => watch.state().last_good.unwrap_or(last).max(last) + self.interval,
-                },
-            };
+            let due = schedule.due(last_good, now);
             if due > now {
                 tokio::select! {
                     () = stop.cancelled() => return,
@@ -411,9 +489,7 @@ impl Checker {
                 () = stop.cancelled() => return,
                 checked = self.check(network_changed) => checked,
             };
-            urgent = false;
             let now = Instant::now();
-            last_check = Some(now);
             let at = SystemTime::now();
             let health = match checked {
                 Ok(probed) => match probed.report {
@@ -434,6 +510,7 @@ impl Checker {
                     fault,
                 },
             };
+            schedule.checked(now, health.is_down());
             let changed = {
                 let mut state = watch.state();
                 let round_trip = match &health {
@@ -445,13 +522,6 @@ impl Checker {
                     _ => None,
                 };
                 state.sample(at, round_trip);
-                backoff = match (&health, backoff) {
-                    (Health::Down { .. }, None) => Some(BACKOFF_FIRST.min(self.interval)),
-                    (Health::Down { .. }, Some(pause)) => {
-                        Some((pause * 2).min(BACKOFF_CAP.max(self.interval)))
-                    }
-                    _ => None,
-                };
                 state.set(health, now)
             };
             if let Some(health) = changed {
@@ -542,5 +612,219 @@ fn down_cause_of(fault: &TargetFault) -> TargetDownCause {
         TargetFault::TimedOut { .. } => TargetDownCause::TimedOut,
         TargetFault::Unresolved(_) | TargetFault::BindUnresolved(_) => TargetDownCause::Unresolved,
         TargetFault::NoAddress { .. } | TargetFault::Io { .. } => TargetDownCause::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn the_first_check_is_at_once_then_an_interval_after_the_last_proof() {
+        let start = Instant::now();
+        let mut schedule = Schedule::new(MINUTE);
+        assert_eq!(schedule.due(None, start), start);
+        schedule.checked(start, false);
+        assert_eq!(schedule.due(Some(start), start), start + MINUTE);
+        // A real connection 20 s later counts as a check: the next one moves back.
+        let traffic = start + Duration::from_secs(20);
+        assert_eq!(schedule.due(Some(traffic), traffic), traffic + MINUTE);
+    }
+
+    #[test]
+    fn checks_back_off_while_down_up_to_a_cap_and_reset_when_up() {
+        let mut now = Instant::now();
+        let mut schedule = Schedule::new(MINUTE);
+        let mut pauses = Vec::new();
+        for _ in 0..9 {
+            schedule.checked(now, true);
+            let due = schedule.due(None, now);
+            pauses.push((due - now).as_secs());
+            now = due;
+        }
+        assert_eq!(pauses, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        schedule.checked(now, false);
+        assert_eq!(schedule.due(Some(now), now), now + MINUTE, "up again");
+
+        // An interval shorter than the first pause starts there; one longer than the cap
+        // is the cap.
+        let mut short = Schedule::new(Duration::from_secs(1));
+        short.checked(now, true);
+        assert_eq!(short.due(None, now), now + Duration::from_secs(1));
+        let hour = Duration::from_secs(3600);
+        let mut long = Schedule::new(hour);
+        long.backoff = Some(Duration::from_secs(3000));
+        long.checked(now, true);
+        assert_eq!(long.due(None, now), now + hour);
+    }
+
+    #[test]
+    fn urgent_checks_keep_a_gap_and_a_network_change_forgets_the_backoff() {
+        let now = Instant::now();
+        let mut schedule = Schedule::new(MINUTE);
+        schedule.checked(now, true);
+        schedule.checked(now, true);
+        schedule.urgent = true;
+        assert_eq!(schedule.due(None, now), now + MIN_CHECK_GAP);
+        schedule.network_changed();
+        schedule.checked(now, true);
+        assert_eq!(schedule.due(None, now), now + BACKOFF_FIRST, "backoff restarted");
+    }
+
+    fn down(cause: TargetFault) -> Health {
+        Health::Down {
+            since: SystemTime::UNIX_EPOCH,
+            checked: SystemTime::UNIX_EPOCH,
+            fault: HealthFault::Unreached(cause),
+        }
+    }
+
+    #[test]
+    fn a_burst_of_changes_is_published_then_one_per_gap_with_the_latest_health() {
+        let watch = HealthWatch::default();
+        let now = Instant::now();
+        let refused = || down(TargetFault::Refused("far:1".into()));
+        let up = |ms| watch.handshake_succeeded(Duration::from_millis(ms), now);
+        assert_eq!(watch.state().set(refused(), now), Some(refused()));
+        // The same verdict again is no change.
+        assert_eq!(watch.state().set(refused(), now), None);
+        assert!(up(1).is_some());
+        assert!(watch.state().set(refused(), now).is_some(), "three in a burst");
+        // A fourth is held back, and so is what follows it within the gap.
+        assert_eq!(up(2), None);
+        assert_eq!(watch.state().set(refused(), now), None);
+        assert_eq!(up(3), None);
+        assert_eq!(watch.held_back(now + Duration::from_secs(1)), None);
+        let later = now + PUBLISH_GAP;
+        match watch.held_back(later) {
+            Some(Health::Up { round_trip, .. }) => assert_eq!(round_trip, Duration::from_millis(3)),
+            other => panic!("expected the latest health, Up, got {other:?}"),
+        }
+        assert_eq!(watch.held_back(later), None, "published once");
+        assert_eq!(watch.last_round_trip(), Some(Duration::from_millis(3)));
+        // A change held back that ends where the last published one was is not repeated.
+        assert_eq!(watch.state().set(refused(), later), None);
+        assert_eq!(up(4), None);
+        assert_eq!(watch.held_back(later + PUBLISH_GAP * 3), None);
+    }
+
+    #[test]
+    fn a_spell_down_keeps_its_start_and_real_traffic_cannot_hide_a_dead_far_target() {
+        let watch = HealthWatch::default();
+        let now = Instant::now();
+        let first = Health::Down {
+            since: SystemTime::UNIX_EPOCH,
+            checked: SystemTime::UNIX_EPOCH,
+            fault: HealthFault::FarTarget {
+                cause: TargetDownCause::Refused,
+                age_secs: 0,
+            },
+        };
+        watch.state().set(first, now);
+        let later = SystemTime::UNIX_EPOCH + MINUTE;
+        let timed_out = Health::Down {
+            since: later,
+            checked: later,
+            fault: HealthFault::Unreached(TargetFault::TimedOut {
+                target: "far:1".into(),
+                timeout: MINUTE,
+            }),
+        };
+        watch.state().set(timed_out, now);
+        match watch.health() {
+            Health::Down { since, checked, fault } => {
+                assert_eq!(since, SystemTime::UNIX_EPOCH, "the spell's start");
+                assert_eq!(checked, later);
+                assert_eq!(fault.cause(), DownCause::TimedOut);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Down because the far end's target is down: a handshake does not say otherwise.
+        let far = HealthWatch::default();
+        far.state().set(
+            Health::Down {
+                since: later,
+                checked: later,
+                fault: HealthFault::FarTarget {
+                    cause: TargetDownCause::Refused,
+                    age_secs: 1,
+                },
+            },
+            now,
+        );
+        far.handshake_succeeded(Duration::from_millis(1), now);
+        assert_eq!(far.health().down_cause(), Some(DownCause::FarTargetDown));
+    }
+
+    #[test]
+    fn each_failure_has_one_cause_and_a_stable_metric_name() {
+        use crate::net::resolve::ResolveError;
+        use crate::protocol::{PeerFault, PeerRejection, Role};
+        let cases = [
+            (
+                HealthFault::Unreached(TargetFault::Unresolved(ResolveError::NoAddresses(
+                    "x".into(),
+                ))),
+                "not_resolved",
+            ),
+            (
+                HealthFault::Unreached(TargetFault::Refused("x".into())),
+                "nothing_listening",
+            ),
+            (
+                HealthFault::Handshake(HandshakeFault::Peer(PeerFault::Closed {
+                    role: Role::Client,
+                    after_our_value: true,
+                })),
+                "wrong_key",
+            ),
+            (
+                HealthFault::Handshake(HandshakeFault::Peer(PeerFault::Rejected(
+                    PeerRejection::ForwardSecrecyRefused,
+                ))),
+                "mode_mismatch",
+            ),
+            (
+                HealthFault::Handshake(HandshakeFault::TimedOut(MINUTE)),
+                "timed_out",
+            ),
+            (
+                HealthFault::FarTarget {
+                    cause: TargetDownCause::TimedOut,
+                    age_secs: 2,
+                },
+                "far_target_down",
+            ),
+        ];
+        for (fault, label) in cases {
+            assert_eq!(fault.cause().metric_label(), label, "{fault}");
+        }
+        let labels: std::collections::HashSet<_> =
+            DownCause::ALL.iter().map(|c| c.metric_label()).collect();
+        assert_eq!(labels.len(), DownCause::ALL.len());
+    }
+
+    #[test]
+    fn a_far_end_reports_what_its_connections_saw() {
+        let record = TargetRecord::default();
+        let now = Instant::now();
+        assert_eq!(record.report(now), TargetReport::Unknown);
+        assert!(!record.says_down());
+        record.record(Err(&TargetFault::Refused("t".into())), now);
+        assert!(record.says_down());
+        assert_eq!(
+            record.report(now + Duration::from_secs(3)),
+            TargetReport::Down {
+                age_secs: 3,
+                cause: TargetDownCause::Refused
+            }
+        );
+        record.record(Ok(()), now);
+        assert_eq!(
+            record.report(now + Duration::from_secs(7)),
+            TargetReport::Up { age_secs: 7 }
+        );
     }
 }

@@ -433,3 +433,5 @@ fn a_restart_policy_retries_on_its_period_and_reports_a_repeated_failure_once() 
     }
     assert_eq!(failures, 1, "the same failure, told once");
 }
+
+mod health;
