@@ -1252,6 +1252,24 @@ mod tests {
     }
 
     #[test]
+    fn health_check_rules_and_default() {
+        let mut t = spec("h", "[::1]:1", "h:1");
+        assert_eq!(
+            t.validate().unwrap().health_check,
+            Some(Duration::from_secs(60))
+        );
+        let text = r#"(version: 1, tunnels: [(name: "h", mode: Encrypt, listen: "[::1]:1",
+            target: "h:2", key: Keychain("a"), health_check_secs: None)])"#;
+        let cfg = Config::parse(text).unwrap();
+        assert_eq!(cfg.tunnels[0].health_check_secs, None);
+        assert_eq!(cfg.tunnels[0].validate().unwrap().health_check, None);
+        t.health_check_secs = Some(0);
+        let (field, msg) = only_problem(&t);
+        assert_eq!(field, "health_check_secs");
+        assert!(msg.contains("None to not check"), "{msg}");
+    }
+
+    #[test]
     fn every_problem_is_reported_at_once() {
         let mut t = spec("", "nowhere", "::1:80");
         t.timeout_secs = 0.0;

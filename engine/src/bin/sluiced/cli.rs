@@ -16,7 +16,7 @@ usage: sluiced {-e | -d} -s <source socket> -t <target socket> -k <key file>
                [-b <bind address>] [-DFj] [-f | -g] [-n <max # connections>]
                [-o <connection timeout>] [-p <pidfile>] [-r <rtime> | -R]
                [--syslog] [-u <username> | <:groupname> | <username:groupname>]
-               [--x25519] [--verbose] [--metrics <address>]
+               [--x25519] [--verbose] [--metrics <address>] [--health-check <seconds>]
        sluiced --config <config file> [-DF] [-p <pidfile>] [--syslog] [-u <user>] [--verbose]
                [--metrics <address>]
        sluiced --check-config <config file>
@@ -36,6 +36,10 @@ Key file \"-\" reads the key from standard input.
 Sluice with --x25519 (stock spiped cannot speak it).
 --metrics serves Prometheus metrics at http://<address>/metrics (e.g. 127.0.0.1:9185;
 off unless given here or as `metrics: Some(\"127.0.0.1:9185\")` in the config file).
+-e checks that the far end answers (a handshake, no data) every 60 s while no real
+connection shows it, at once after a failed one and after a network change;
+--health-check sets the period (0: no checks; config files: health_check_secs).
+Stock spiped connects to its target for each check; a Sluice far end does not.
 With --config, SIGHUP rereads the file: new tunnels start, removed ones drain, changed
 ones take their new settings, unchanged ones keep every connection; a file that does
 not check out changes nothing. --check-config checks a file (and its keys) and exits.
@@ -735,6 +739,30 @@ mod tests {
         assert_eq!(f.reresolve, None);
         assert_eq!(f.forward_secrecy, ForwardSecrecy::Required);
         assert_eq!(key_path(&options), Path::new("-"));
+    }
+
+    #[test]
+    fn health_checks_are_on_for_encrypting_tunnels_and_can_be_set_or_turned_off() {
+        let base = "-e -s [::1]:1 -t [::1]:2 -k k";
+        let check = |extra: &str| flags(&run_options(&format!("{base} {extra}"))).health_check;
+        assert_eq!(check(""), Some(Duration::from_secs(60)));
+        assert_eq!(check("--health-check 5"), Some(Duration::from_secs(5)));
+        assert_eq!(check("--health-check=0"), None);
+        for (line, expect) in [
+            ("-d -s [::1]:1 -t [::1]:2 -k k --health-check 5", "applies to -e"),
+            (&format!("{base} --health-check soon") as &str, "whole number of seconds"),
+            ("--config c --health-check 5", "cannot be combined with --config"),
+            ("--spipe -t [::1]:2 -k k --health-check 5", "does not apply to --spipe"),
+        ] {
+            let args: Vec<String> = std::iter::once("sluiced")
+                .chain(line.split_whitespace())
+                .map(str::to_owned)
+                .collect();
+            match parse(&args) {
+                Err(message) => assert!(message.contains(expect), "{line}: {message}"),
+                Ok(_) => panic!("{line}: accepted"),
+            }
+        }
     }
 
     #[test]
