@@ -247,7 +247,11 @@ impl Publication {
 
     /// `health` is the tunnel's health after a change: returns it if it goes out now.
     fn offer(&mut self, health: &Health, now: Instant) -> Option<Health> {
-        if self.last.as_ref().is_some_and(|last| last.same_verdict(health)) {
+        if self
+            .last
+            .as_ref()
+            .is_some_and(|last| last.same_verdict(health))
+        {
             self.held_back = false;
             return None;
         }
@@ -670,7 +674,11 @@ mod tests {
         assert_eq!(schedule.due(None, now), now + MIN_CHECK_GAP);
         schedule.network_changed();
         schedule.checked(now, true);
-        assert_eq!(schedule.due(None, now), now + BACKOFF_FIRST, "backoff restarted");
+        assert_eq!(
+            schedule.due(None, now),
+            now + BACKOFF_FIRST,
+            "backoff restarted"
+        );
     }
 
     fn down(cause: TargetFault) -> Health {
@@ -691,7 +699,10 @@ mod tests {
         // The same verdict again is no change.
         assert_eq!(watch.state().set(refused(), now), None);
         assert!(up(1).is_some());
-        assert!(watch.state().set(refused(), now).is_some(), "three in a burst");
+        assert!(
+            watch.state().set(refused(), now).is_some(),
+            "three in a burst"
+        );
         // A fourth is held back, and so is what follows it within the gap.
         assert_eq!(up(2), None);
         assert_eq!(watch.state().set(refused(), now), None);
@@ -734,7 +745,11 @@ mod tests {
         };
         watch.state().set(timed_out, now);
         match watch.health() {
-            Health::Down { since, checked, fault } => {
+            Health::Down {
+                since,
+                checked,
+                fault,
+            } => {
                 assert_eq!(since, SystemTime::UNIX_EPOCH, "the spell's start");
                 assert_eq!(checked, later);
                 assert_eq!(fault.cause(), DownCause::TimedOut);

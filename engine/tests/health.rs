@@ -70,12 +70,19 @@ fn sluiced_tells_a_far_end_dead_back_and_rekeyed_in_metrics_and_log() {
     let text = metrics_when(&metrics, "up", |t| metric_value(t, &up) == Some(1));
     let seconds = float_metric(&text, &round_trip).expect("the check's round trip");
     assert!(seconds > 0.0 && seconds < 5.0, "{seconds}");
-    assert!(!text.contains("sluice_far_end_down_cause{"), "no cause while up:\n{text}");
+    assert!(
+        !text.contains("sluice_far_end_down_cause{"),
+        "no cause while up:\n{text}"
+    );
 
     // Killed: down, nothing listening, logged, the last good round trip kept.
     drop(far);
     let text = metrics_when(&metrics, "down", |t| metric_value(t, &up) == Some(0));
-    assert_eq!(metric_value(&text, &cause("nothing_listening")), Some(1), "{text}");
+    assert_eq!(
+        metric_value(&text, &cause("nothing_listening")),
+        Some(1),
+        "{text}"
+    );
     assert!(float_metric(&text, &round_trip).is_some());
     assert!(
         near.wait_for_log("far end down (nothing listening)", SLOW),
@@ -98,8 +105,16 @@ fn sluiced_tells_a_far_end_dead_back_and_rekeyed_in_metrics_and_log() {
 
     let text = scrape(&metrics);
     let connections = format!("sluice_tunnel_connections_total{{tunnel=\"{tunnel}\"}}");
-    assert_eq!(metric_value(&text, &connections), Some(0), "no client traffic");
-    assert_eq!(echo.connections(), 0, "no check reached the far end's target");
+    assert_eq!(
+        metric_value(&text, &connections),
+        Some(0),
+        "no client traffic"
+    );
+    assert_eq!(
+        echo.connections(),
+        0,
+        "no check reached the far end's target"
+    );
 }
 
 /// An encrypting tunnel of an in-process engine, checking `far` every hour (so checks
@@ -159,7 +174,10 @@ fn a_check_of_stock_spiped_costs_its_target_one_connection() {
         assert!(echo.wait_finished(n, SLOW));
         assert_eq!(echo.connections(), n, "one connection per check");
     }
-    assert!(echo.received().is_empty(), "a check sends its target nothing");
+    assert!(
+        echo.received().is_empty(),
+        "a check sends its target nothing"
+    );
 
     // spiped with its target gone answers a check as it answers a wrong key: it hangs up
     // after reading ours. The cause says both.

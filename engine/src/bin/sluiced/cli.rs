@@ -749,10 +749,22 @@ mod tests {
         assert_eq!(check("--health-check 5"), Some(Duration::from_secs(5)));
         assert_eq!(check("--health-check=0"), None);
         for (line, expect) in [
-            ("-d -s [::1]:1 -t [::1]:2 -k k --health-check 5", "applies to -e"),
-            (&format!("{base} --health-check soon") as &str, "whole number of seconds"),
-            ("--config c --health-check 5", "cannot be combined with --config"),
-            ("--spipe -t [::1]:2 -k k --health-check 5", "does not apply to --spipe"),
+            (
+                "-d -s [::1]:1 -t [::1]:2 -k k --health-check 5",
+                "applies to -e",
+            ),
+            (
+                &format!("{base} --health-check soon") as &str,
+                "whole number of seconds",
+            ),
+            (
+                "--config c --health-check 5",
+                "cannot be combined with --config",
+            ),
+            (
+                "--spipe -t [::1]:2 -k k --health-check 5",
+                "does not apply to --spipe",
+            ),
         ] {
             let args: Vec<String> = std::iter::once("sluiced")
                 .chain(line.split_whitespace())

@@ -201,7 +201,6 @@ impl Collector for SluiceCollector {
                 ConstCounter::new(count).encode(failures.encode_family(&labels)?)?;
             }
         }
-        drop(failures);
         encode_far_end_health(&mut encoder, &statuses)
     }
 }
@@ -227,7 +226,6 @@ fn encode_far_end_health(
         let labels = [("tunnel", LabelValue(&status.name))];
         ConstGauge::new(value).encode(up.encode_family(&labels)?)?;
     }
-    drop(up);
     let mut round_trip = encoder.encode_descriptor(
         "sluice_far_end_check",
         "The handshake time of the last check that reached the far end",
@@ -241,7 +239,6 @@ fn encode_far_end_health(
             ConstGauge::new(seconds.as_secs_f64()).encode(sample)?;
         }
     }
-    drop(round_trip);
     let mut cause = encoder.encode_descriptor(
         "sluice_far_end_down_cause",
         "Why the far end is down (1 for the current cause; no sample while it is up)",

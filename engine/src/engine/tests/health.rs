@@ -91,7 +91,10 @@ fn a_dead_far_end_shows_down_with_its_cause_and_up_again_without_client_traffic(
     );
     let status = engine.status("k-e").unwrap();
     assert_eq!(status.counters.total_connections, 0, "no client traffic");
-    assert!(status.last_round_trip.is_some(), "the last good check is kept");
+    assert!(
+        status.last_round_trip.is_some(),
+        "the last good check is kept"
+    );
 
     // It comes back at the same address.
     both[0].run = true;
@@ -108,7 +111,10 @@ fn a_dead_far_end_shows_down_with_its_cause_and_up_again_without_client_traffic(
     }
     assert_eq!(changes, ["up", "nothing_listening", "up"]);
     let history = engine.check_history("k-e");
-    assert!(history.iter().any(|s| s.round_trip.is_none()), "{history:?}");
+    assert!(
+        history.iter().any(|s| s.round_trip.is_none()),
+        "{history:?}"
+    );
     assert!(history.last().unwrap().round_trip.is_some());
 }
 
@@ -130,7 +136,12 @@ fn a_far_end_says_when_its_own_target_is_down_and_when_it_is_back() {
     let engine = Engine::start_with(RuntimeThreads::One, || {}).unwrap();
     let target = free_port();
     checked_pair(&engine, "t", target, SECOND);
-    health_when(&engine, "t-e", "up: the far end has not tried its target", is_up);
+    health_when(
+        &engine,
+        "t-e",
+        "up: the far end has not tried its target",
+        is_up,
+    );
 
     // A real client fails (nothing at the far end's target): a check follows at once,
     // and the far end tells why.
@@ -152,7 +163,10 @@ fn a_far_end_says_when_its_own_target_is_down_and_when_it_is_back() {
     let Health::Up { far_target, .. } = back else {
         unreachable!()
     };
-    assert!(matches!(far_target, Some(TargetReport::Up { .. })), "{far_target:?}");
+    assert!(
+        matches!(far_target, Some(TargetReport::Up { .. })),
+        "{far_target:?}"
+    );
     drop(listener);
 }
 
@@ -192,7 +206,10 @@ fn an_address_added_to_the_machine_triggers_a_check() {
         return;
     }
     let ip = |args: &[&str]| {
-        let status = std::process::Command::new("ip").args(args).status().unwrap();
+        let status = std::process::Command::new("ip")
+            .args(args)
+            .status()
+            .unwrap();
         assert!(status.success(), "ip {args:?}");
     };
     // The namespace belongs to this thread and everything it starts, the engine too.
