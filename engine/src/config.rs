@@ -621,7 +621,7 @@ impl Config {
         let mut listens: Vec<(usize, Address)> = Vec::new();
         for (i, tunnel) in self.tunnels.iter().enumerate() {
             match tunnel.validate() {
-                Ok(valid) => listens.push((i, valid.listen)),
+                Ok(valid) => listens.extend(valid.listens().into_iter().map(|a| (i, a.clone()))),
                 Err(mut problems) => errors.append(&mut problems),
             }
         }

@@ -24,23 +24,39 @@ pub const DEFAULT_HEALTH_CHECK: Duration = Duration::from_secs(60);
 /// Longest connect/handshake timeout: beyond a day it is surely a typo.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(86_400);
 
-/// Which way a tunnel encrypts.
+/// Which way a tunnel encrypts, and which end dials. In every mode, `listen` is where the
+/// tunnel's connections come from and `target` where they go (docs/REVERSE.md for the
+/// reverse modes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Mode {
     /// `spiped -e`: plaintext comes in on `listen`, goes out encrypted to `target`.
     Encrypt,
     /// `spiped -d`: encrypted comes in on `listen`, goes out as plaintext to `target`.
     Decrypt,
+    /// `sluiced --reverse-in`, on the reachable machine: plaintext clients come in on
+    /// `listen` (`-l`) and go out through the connections the reverse-out end dialled in
+    /// to `target` (`-s`, where this end listens for them).
+    ReverseIn,
+    /// `sluiced --reverse-out`, on the machine with the service that cannot accept
+    /// connections: it dials `listen` (`-t`, the reverse-in end) and keeps a pool of
+    /// ready connections there; each one the far end hands a client goes to `target`
+    /// (`-s`, the service).
+    ReverseOut,
 }
 
 impl Mode {
-    /// The end of the encrypted connection this tunnel is: an encrypting tunnel dials the
-    /// far end (client), a decrypting one accepts it (server).
+    /// The end of the handshake this tunnel is: the end that dials the encrypted
+    /// connection is the client (Encrypt, ReverseOut), the one that accepts it the server.
     pub fn role(self) -> Role {
         match self {
-            Mode::Encrypt => Role::Client,
-            Mode::Decrypt => Role::Server,
+            Mode::Encrypt | Mode::ReverseOut => Role::Client,
+            Mode::Decrypt | Mode::ReverseIn => Role::Server,
         }
+    }
+
+    /// Whether this is one of the two ends of a reverse tunnel.
+    pub fn is_reverse(self) -> bool {
+        matches!(self, Mode::ReverseIn | Mode::ReverseOut)
     }
 }
 
@@ -89,6 +105,16 @@ impl TunnelDefinition {
             keepalive: true,
             reresolve: Some(DEFAULT_RERESOLVE),
             health_check: Some(DEFAULT_HEALTH_CHECK),
+        }
+    }
+
+    /// The addresses this tunnel binds: its listen address, and a reverse-in end's
+    /// target too; a reverse-out end binds none.
+    pub fn listens(&self) -> Vec<&Address> {
+        match self.mode {
+            Mode::Encrypt | Mode::Decrypt => vec![&self.listen],
+            Mode::ReverseIn => vec![&self.listen, &self.target],
+            Mode::ReverseOut => Vec::new(),
         }
     }
 

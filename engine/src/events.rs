@@ -7,8 +7,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::address::Address;
 use crate::fault::{
-    ConnectionFault, HandshakeFailure, HandshakeFault, IoFault, ResolveError, StartFault,
-    TargetFault,
+    ConnectionFault, HandshakeFailure, HandshakeFault, IoFault, ResolveError, ReverseFault,
+    StartFault, TargetFault,
 };
 use crate::health::Health;
 use crate::net::stream::Peer;
@@ -28,6 +28,10 @@ pub enum EventKind {
     /// The listener is bound and accepting, at this address.
     Listening {
         address: Address,
+    },
+    /// A reverse-out end started keeping connections to its reverse-in end at `far`.
+    Dialing {
+        far: Address,
     },
     /// The tunnel could not start (bind failed, target did not resolve, …).
     StartFailed(StartFault),
@@ -89,6 +93,20 @@ pub enum EventKind {
     },
     /// Re-resolving the target failed; the previous addresses stay in use.
     ResolveFailed(ResolveError),
+    /// A reverse-in end's client waited `waited` and no pooled connection from the
+    /// reverse-out end was ready: it was closed.
+    NoReverseConnection {
+        conn: u64,
+        peer: Peer,
+        waited: Duration,
+    },
+    /// A connection to a reverse tunnel's port was refused, or a pooled connection
+    /// ended in a way worth telling (not a stranger's failed handshake: those are
+    /// [`EventKind::HandshakeFailed`]).
+    ReverseRefused {
+        peer: Peer,
+        fault: ReverseFault,
+    },
     /// The far end's health changed (up, down, a different cause, unknown again). At most
     /// one every few seconds per tunnel, with the health as it is when published.
     HealthChanged(Health),
@@ -108,6 +126,8 @@ impl EventKind {
                 | EventKind::AcceptFailed { .. }
                 | EventKind::ResolveFailed { .. }
                 | EventKind::HealthChanged(Health::Down { .. })
+                | EventKind::NoReverseConnection { .. }
+                | EventKind::ReverseRefused { .. }
                 | EventKind::ConnectionClosed { fault: Some(_), .. }
         )
     }
@@ -117,6 +137,12 @@ impl fmt::Display for EventKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             EventKind::Listening { address } => write!(f, "listening on {address}"),
+            EventKind::Dialing { far } => {
+                write!(
+                    f,
+                    "keeping connections to the reverse-in end at {far} ready"
+                )
+            }
             EventKind::StartFailed(fault) => write!(f, "could not start: {fault}"),
             EventKind::Stopped { draining: 0 } => write!(f, "stopped"),
             EventKind::Stopped { draining } => {
@@ -191,6 +217,14 @@ impl fmt::Display for EventKind {
                 )
             }
             EventKind::HealthChanged(health) => write_health(f, health),
+            EventKind::NoReverseConnection { conn, peer, waited } => write!(
+                f,
+                "connection {conn} from {peer} closed after {:.1} s: no connection from the reverse-out end was ready; is it running, and does it reach this machine?",
+                waited.as_secs_f64()
+            ),
+            EventKind::ReverseRefused { peer, fault } => {
+                write!(f, "reverse connection from {peer}: {fault}")
+            }
         }
     }
 }
@@ -252,14 +286,17 @@ pub enum RepeatedProblem {
     AcceptFailed,
     /// A connection ended with an error on one of its sockets.
     ConnectionError,
+    /// A reverse-in end's client found no pooled connection ready.
+    NoReverseConnection,
 }
 
 impl RepeatedProblem {
-    pub const ALL: [RepeatedProblem; 4] = [
+    pub const ALL: [RepeatedProblem; 5] = [
         RepeatedProblem::TargetUnreachable,
         RepeatedProblem::ConnectionLimit,
         RepeatedProblem::AcceptFailed,
         RepeatedProblem::ConnectionError,
+        RepeatedProblem::NoReverseConnection,
     ];
 
     pub fn label(self) -> &'static str {
@@ -268,6 +305,7 @@ impl RepeatedProblem {
             RepeatedProblem::ConnectionLimit => "connection limit reached",
             RepeatedProblem::AcceptFailed => "accept failed",
             RepeatedProblem::ConnectionError => "connection error",
+            RepeatedProblem::NoReverseConnection => "no reverse connection ready",
         }
     }
 }
@@ -289,7 +327,7 @@ pub struct Throttle<K: Copy + Eq + 'static, const N: usize> {
 /// Failed handshakes, by cause.
 pub type HandshakeFailureThrottle = Throttle<HandshakeFailure, 5>;
 /// The other problems a stranger can repeat, by kind.
-pub type ProblemThrottle = Throttle<RepeatedProblem, 4>;
+pub type ProblemThrottle = Throttle<RepeatedProblem, 5>;
 
 impl Default for HandshakeFailureThrottle {
     fn default() -> Self {

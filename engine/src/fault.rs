@@ -7,6 +7,7 @@ pub use crate::net::conn::{HandshakeFailure, HandshakeFault, PumpFault, TargetFa
 pub use crate::net::io_fault::IoFault;
 pub use crate::net::listener::ListenError;
 pub use crate::net::resolve::ResolveError;
+pub use crate::net::reverse::ReverseFault;
 
 /// Why a tunnel could not start listening.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -49,4 +50,6 @@ pub enum TunnelFault {
     Pump(PumpFault),
     #[error("cannot accept connections: {0}")]
     Accept(IoFault),
+    #[error(transparent)]
+    Reverse(ReverseFault),
 }

@@ -19,7 +19,9 @@ use crate::net::dhpool::KeyPairPool;
 use crate::net::dial::{DialFault, Dialer};
 use crate::net::probe::{Probed, probe_far_end};
 use crate::net::resolve::{Resolve, ResolvedTarget, Resolver};
+use crate::net::reverse::ReverseFault;
 use crate::protocol::health::{TargetDownCause, TargetReport};
+use crate::protocol::tag::NonceTag;
 
 /// What is known of a tunnel's far end.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -86,6 +88,15 @@ pub enum HealthFault {
         cause: TargetDownCause,
         age_secs: u32,
     },
+    /// A reverse tunnel's pooled connection could not be made or kept.
+    #[error(transparent)]
+    Reverse(ReverseFault),
+    /// A reverse-in end has had no connection from its reverse-out end for a while.
+    #[error(
+        "no connection from the reverse-out end for {} s: is it running (sluiced --reverse-out), with the same key, and does it reach this machine?",
+        .0.as_secs()
+    )]
+    NotConnected(Duration),
 }
 
 impl HealthFault {
@@ -110,6 +121,20 @@ impl HealthFault {
                 HandshakeFailure::Network => DownCause::Unreachable,
             },
             HealthFault::FarTarget { .. } => DownCause::FarTargetDown,
+            HealthFault::Reverse(fault) => match fault {
+                ReverseFault::NoPong(_) | ReverseFault::NoneReady(_) => DownCause::TimedOut,
+                ReverseFault::Closed
+                | ReverseFault::Io(_)
+                | ReverseFault::Full
+                | ReverseFault::Rejected(_) => DownCause::Unreachable,
+                ReverseFault::ServiceDown(_) => DownCause::FarTargetDown,
+                ReverseFault::NotReverseOut
+                | ReverseFault::NotForward
+                | ReverseFault::NoGreeting(_)
+                | ReverseFault::OutOfTurn(_)
+                | ReverseFault::Control(_) => DownCause::ModeMismatch,
+            },
+            HealthFault::NotConnected(_) => DownCause::NotConnected,
         }
     }
 }
@@ -132,10 +157,12 @@ pub enum DownCause {
     ModeMismatch,
     /// A Sluice far end answers but cannot reach its own target.
     FarTargetDown,
+    /// A reverse-in end has no connection from its reverse-out end.
+    NotConnected,
 }
 
 impl DownCause {
-    pub const ALL: [DownCause; 7] = [
+    pub const ALL: [DownCause; 8] = [
         DownCause::NotResolved,
         DownCause::NothingListening,
         DownCause::Unreachable,
@@ -143,6 +170,7 @@ impl DownCause {
         DownCause::WrongKey,
         DownCause::ModeMismatch,
         DownCause::FarTargetDown,
+        DownCause::NotConnected,
     ];
 
     /// In a few words, for a list row or a tooltip.
@@ -155,6 +183,7 @@ impl DownCause {
             DownCause::WrongKey => "wrong key",
             DownCause::ModeMismatch => "handshake mode refused",
             DownCause::FarTargetDown => "its target is down",
+            DownCause::NotConnected => "far end not connected",
         }
     }
 
@@ -168,6 +197,7 @@ impl DownCause {
             DownCause::WrongKey => "wrong_key",
             DownCause::ModeMismatch => "mode_mismatch",
             DownCause::FarTargetDown => "far_target_down",
+            DownCause::NotConnected => "not_connected",
         }
     }
 }
@@ -314,18 +344,28 @@ impl HealthWatch {
             _ => None,
         };
         let at = SystemTime::now();
-        let sampled_recently = state.history.back().is_some_and(|last| {
-            at.duration_since(last.at)
-                .is_ok_and(|since| since < REAL_SAMPLE_EVERY)
-        });
-        if !sampled_recently {
-            state.sample(at, Some(round_trip));
-        }
+        state.sample_now_and_then(at, Some(round_trip));
         state.set(
             Health::Up {
                 round_trip,
                 checked: at,
                 far_target,
+            },
+            now,
+        )
+    }
+
+    /// The far end could not be reached for `fault` (a reverse tunnel's pool says so,
+    /// not a check). Returns the health to publish, as [`HealthWatch::handshake_succeeded`].
+    pub fn unreached(&self, fault: HealthFault, now: Instant) -> Option<Health> {
+        let at = SystemTime::now();
+        let mut state = self.state();
+        state.sample_now_and_then(at, None);
+        state.set(
+            Health::Down {
+                since: at,
+                checked: at,
+                fault,
             },
             now,
         )
@@ -383,6 +423,18 @@ impl WatchState {
         }
         let health = self.health.clone();
         self.publication.offer(&health, now)
+    }
+
+    /// A sample from a real connection (or a reverse tunnel's pool), at most one per
+    /// [`REAL_SAMPLE_EVERY`], so a busy tunnel does not flood the history.
+    fn sample_now_and_then(&mut self, at: SystemTime, round_trip: Option<Duration>) {
+        let sampled_recently = self.history.back().is_some_and(|last| {
+            at.duration_since(last.at)
+                .is_ok_and(|since| since < REAL_SAMPLE_EVERY)
+        });
+        if !sampled_recently {
+            self.sample(at, round_trip);
+        }
     }
 
     fn sample(&mut self, at: SystemTime, round_trip: Option<Duration>) {
@@ -551,7 +603,7 @@ impl Checker {
             forward_secrecy: definition.forward_secrecy,
             key_agreement: definition.key_agreement,
             pool: &self.pool,
-            health_probe: true,
+            tag: Some(NonceTag::HealthProbe),
         };
         let addrs = self.target.current();
         let dialer = Dialer::new(
@@ -610,7 +662,7 @@ fn age_secs(at: Instant, now: Instant) -> u32 {
     u32::try_from(now.saturating_duration_since(at).as_secs()).unwrap_or(u32::MAX)
 }
 
-fn down_cause_of(fault: &TargetFault) -> TargetDownCause {
+pub(crate) fn down_cause_of(fault: &TargetFault) -> TargetDownCause {
     match fault {
         TargetFault::Refused(_) => TargetDownCause::Refused,
         TargetFault::TimedOut { .. } => TargetDownCause::TimedOut,

@@ -28,6 +28,8 @@ pub struct TunnelStats {
     data_rejections: AtomicU64,
     limit_reached: AtomicU64,
     waiting_clients: AtomicU64,
+    reverse_ready: AtomicU64,
+    reverse_unserved: AtomicU64,
     last_error: Mutex<Option<LastError>>,
     history: Mutex<RateHistory>,
 }
@@ -54,6 +56,10 @@ pub struct CounterSnapshot {
     /// Clients queued for a slot while the connection limit is reached (sampled each
     /// second; 0 under the limit, and where the system cannot tell).
     pub waiting_clients: u64,
+    /// A reverse tunnel's pooled connections ready for a client now.
+    pub reverse_ready: u64,
+    /// Clients of a reverse-in end closed because no pooled connection was ready in time.
+    pub reverse_unserved: u64,
     pub last_error: Option<LastError>,
     /// Bytes per second over the last full second, each way.
     pub rate_up: f64,
@@ -123,6 +129,18 @@ impl TunnelStats {
         self.waiting_clients.store(n, Relaxed);
     }
 
+    pub fn reverse_ready_changed(&self, up: bool) {
+        if up {
+            self.reverse_ready.fetch_add(1, Relaxed);
+        } else {
+            self.reverse_ready.fetch_sub(1, Relaxed);
+        }
+    }
+
+    pub fn reverse_unserved(&self) {
+        self.reverse_unserved.fetch_add(1, Relaxed);
+    }
+
     pub fn set_last_error(&self, fault: TunnelFault) {
         if let Ok(mut slot) = self.last_error.lock() {
             *slot = Some(LastError {
@@ -182,6 +200,8 @@ impl TunnelStats {
             data_rejections: self.data_rejections.load(Relaxed),
             limit_reached: self.limit_reached.load(Relaxed),
             waiting_clients: self.waiting_clients.load(Relaxed),
+            reverse_ready: self.reverse_ready.load(Relaxed),
+            reverse_unserved: self.reverse_unserved.load(Relaxed),
             last_error: self.last_error.lock().ok().and_then(|e| e.clone()),
             rate_up: latest.up,
             rate_down: latest.down,

@@ -435,3 +435,4 @@ fn a_restart_policy_retries_on_its_period_and_reports_a_repeated_failure_once() 
 }
 
 mod health;
+mod reverse;

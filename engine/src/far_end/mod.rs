@@ -467,7 +467,7 @@ impl Runner<'_> {
                     self.request.tunnel.target
                 ))
             }
-            Mode::Decrypt => Ok(format!(
+            Mode::Decrypt | Mode::ReverseIn | Mode::ReverseOut => Ok(format!(
                 "far end running ({running}); checked: its process is alive on {destination}. Not checked: the encrypted path from the far end's -e back to this machine ({}), which is tested by the first client that connects to {} on the far end",
                 self.plan.target, self.plan.source
             )),

@@ -1,6 +1,7 @@
 //! What the far end of a tunnel runs: `-d` for a local Encrypt tunnel, `-e` for a local
-//! Decrypt tunnel, with the tunnel's forward-secrecy and handshake settings, as a plan
-//! (for the SSH set-up) and as the command lines the far-end tab shows.
+//! Decrypt tunnel, `--reverse-in` for a local reverse-out end and `--reverse-out` for a
+//! local reverse-in end, with the tunnel's forward-secrecy and handshake settings, as a
+//! plan (for the SSH set-up) and as the command lines the far-end tab shows.
 
 use crate::address::Address;
 use crate::config::{KeyRef, Mode, TunnelSpec};
@@ -30,7 +31,7 @@ pub struct FarEndPlan {
     pub far_mode: Mode,
     /// The far end's `-s`.
     pub source: String,
-    /// The far end's `-t`.
+    /// The far end's `-t` (`-l` for a reverse-in far end: where its clients connect).
     pub target: String,
     pub forward_secrecy: ForwardSecrecy,
     pub key_agreement: KeyAgreement,
@@ -44,9 +45,11 @@ pub struct FarEndPlan {
 /// the service the far end forwards to, for a Decrypt tunnel where its clients connect.
 /// The guess is loopback with the same port, the usual layout.
 pub fn default_far_address(spec: &TunnelSpec) -> String {
+    // The same port as this end's service or clients: a peer-to-peer system then finds
+    // its peer at the port it knows (docs/REVERSE.md).
     let port = match spec.mode {
-        Mode::Encrypt => port_of(&spec.listen),
-        Mode::Decrypt => port_of(&spec.target),
+        Mode::Encrypt | Mode::ReverseIn => port_of(&spec.listen),
+        Mode::Decrypt | Mode::ReverseOut => port_of(&spec.target),
     };
     format!("[127.0.0.1]:{}", port.unwrap_or(8000))
 }
@@ -56,6 +59,8 @@ pub fn far_address_label(mode: Mode) -> &'static str {
     match mode {
         Mode::Encrypt => "Service on the far end (its spiped -t)",
         Mode::Decrypt => "Where the far end's clients connect (its spiped -s)",
+        Mode::ReverseIn => "Service on the far end (its sluiced --reverse-out -s)",
+        Mode::ReverseOut => "Where the far end's clients connect (its sluiced --reverse-in -l)",
     }
 }
 
@@ -103,8 +108,23 @@ impl FarEndPlan {
                     format!("{}:{port}", reachable_host(&spec.listen, this_host)),
                 )
             }
+            // This end dials the far end's -s and serves its -l clients.
+            Mode::ReverseOut => (
+                Mode::ReverseIn,
+                far_listen_address(&spec.listen),
+                far_address.to_owned(),
+            ),
+            // The far end dials this end's -s (the tunnel's target) and serves its service.
+            Mode::ReverseIn => {
+                let port = port_of(&spec.target).unwrap_or(8025);
+                (
+                    Mode::ReverseOut,
+                    far_address.to_owned(),
+                    format!("{}:{port}", reachable_host(&spec.target, this_host)),
+                )
+            }
         };
-        if spec.mode == Mode::Decrypt {
+        if matches!(spec.mode, Mode::Decrypt | Mode::ReverseIn) {
             notes.push(format!(
                 "Replace {this_host} if the far end reaches this machine under another name or address."
             ));
@@ -143,27 +163,34 @@ impl FarEndPlan {
         plan
     }
 
-    /// `-d` or `-e`.
+    /// `-d`, `-e`, `--reverse-in` or `--reverse-out`.
     pub fn mode_flag(&self) -> &'static str {
         match self.far_mode {
             Mode::Decrypt => "-d",
             Mode::Encrypt => "-e",
+            Mode::ReverseIn => "--reverse-in",
+            Mode::ReverseOut => "--reverse-out",
         }
     }
 
-    /// Whether stock spiped can be this far end (it cannot speak X25519).
+    /// Whether stock spiped can be this far end (it cannot speak X25519, nor run either
+    /// end of a reverse tunnel).
     pub fn spiped_can_serve(&self) -> bool {
-        self.key_agreement == KeyAgreement::Classic
+        self.key_agreement == KeyAgreement::Classic && !self.far_mode.is_reverse()
     }
 
     /// The far end's arguments (spiped's and sluiced's are the same), unquoted, with the
     /// key file at `key_path`.
     pub fn args(&self, key_path: &str) -> Vec<String> {
+        let target_flag = match self.far_mode {
+            Mode::ReverseIn => "-l",
+            _ => "-t",
+        };
         let mut args: Vec<String> = vec![
             self.mode_flag().into(),
             "-s".into(),
             self.source.clone(),
-            "-t".into(),
+            target_flag.into(),
             self.target.clone(),
             "-k".into(),
             key_path.into(),

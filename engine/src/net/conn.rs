@@ -15,10 +15,11 @@ use crate::net::io_fault::IoFault;
 use crate::net::resolve::ResolveError;
 use crate::net::stream::{NetReadHalf, NetStream, NetWriteHalf};
 use crate::protocol::key::PresharedKey;
+use crate::protocol::tag::{NonceTag, TAG_RANDOM_LEN};
 use crate::protocol::{
     ForwardSecrecy, HandshakeDriver, HandshakeMisuse, KeyAgreement, MAX_PAYLOAD, NONCE_LEN, Next,
     PACKET_LEN, PacketError, PacketOpener, PacketSealer, PeerFault, PeerRejection, Role,
-    SIGNED_DH_LEN, health,
+    SIGNED_DH_LEN,
 };
 
 /// Packets sealed or opened per read/write: one syscall moves up to this many.
@@ -136,21 +137,22 @@ pub struct HandshakeParams<'a> {
     pub forward_secrecy: ForwardSecrecy,
     pub key_agreement: KeyAgreement,
     pub pool: &'a KeyPairPool,
-    /// A client tags its nonce as a health probe (`protocol::health`): a Sluice server
-    /// then answers with a report instead of connecting to its target.
-    pub health_probe: bool,
+    /// What a client tags its nonce as (`protocol::tag`), if anything: a Sluice server
+    /// answers a health probe with a report, and pools a reverse slot.
+    pub tag: Option<NonceTag>,
 }
 
 impl HandshakeParams<'_> {
     /// This end's nonce: fresh random bytes, tagged when this is a probe.
     fn nonce(&self) -> Result<[u8; NONCE_LEN], LocalFault> {
         let random = random_bytes()?;
-        if self.health_probe && self.role == Role::Client {
-            let mut head = [0u8; health::PROBE_RANDOM_LEN];
-            head.copy_from_slice(&random[..health::PROBE_RANDOM_LEN]);
-            Ok(health::probe_nonce(self.key, head))
-        } else {
-            Ok(random)
+        match self.tag {
+            Some(tag) if self.role == Role::Client => {
+                let mut head = [0u8; TAG_RANDOM_LEN];
+                head.copy_from_slice(&random[..TAG_RANDOM_LEN]);
+                Ok(tag.nonce(self.key, head))
+            }
+            _ => Ok(random),
         }
     }
 }
@@ -177,9 +179,9 @@ pub struct Authenticated<'a> {
 }
 
 impl Authenticated<'_> {
-    /// Whether the client's nonce marks this connection as a health probe.
-    pub fn is_health_probe(&self, key: &PresharedKey) -> bool {
-        self.authenticated.is_health_probe(key)
+    /// What the client's nonce says this connection is for, if anything.
+    pub fn nonce_tag(&self, key: &PresharedKey) -> Option<NonceTag> {
+        self.authenticated.nonce_tag(key)
     }
 
     /// Derives the session keys. The classic handshake's modular exponentiation (about
@@ -577,11 +579,11 @@ pub async fn pump_connection(
     result.map(|_| ())
 }
 
-const CLIENT_UP: Sides = Sides {
+pub(crate) const CLIENT_UP: Sides = Sides {
     input: "local client",
     output: "far end",
 };
-const CLIENT_DOWN: Sides = Sides {
+pub(crate) const CLIENT_DOWN: Sides = Sides {
     input: "far end",
     output: "local client",
 };

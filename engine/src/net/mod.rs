@@ -9,5 +9,6 @@ pub mod io_fault;
 pub mod listener;
 pub mod probe;
 pub mod resolve;
+pub mod reverse;
 pub mod spipe;
 pub mod stream;

@@ -17,6 +17,7 @@ use crate::net::dial::{DialFault, Dialer};
 use crate::net::stream::NetStream;
 use crate::protocol::health::TargetReport;
 use crate::protocol::key::PresharedKey;
+use crate::protocol::tag::NonceTag;
 use crate::protocol::{
     ForwardSecrecy, KeyAgreement, PACKET_LEN, PacketOpener, PacketSealer, PeerFault, PeerRejection,
     Role,
@@ -155,7 +156,7 @@ pub async fn probe(request: &ProbeRequest, pool: &KeyPairPool) -> ProbeOutcome {
         forward_secrecy: request.forward_secrecy,
         key_agreement: request.key_agreement,
         pool,
-        health_probe: true,
+        tag: Some(NonceTag::HealthProbe),
     };
     let dialer = Dialer::new(&request.target, request.bind.as_ref(), request.timeout);
     match probe_far_end(&dialer, &params).await {

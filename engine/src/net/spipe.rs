@@ -57,7 +57,7 @@ pub async fn spipe_session(request: &SpipeRequest) -> Result<(), SpipeFault> {
         forward_secrecy: request.forward_secrecy,
         key_agreement: request.key_agreement,
         pool: &pool,
-        health_probe: false,
+        tag: None,
     };
     let dialed = Dialer::new(&request.target, request.bind.as_ref(), request.timeout)
         .dial(&params)

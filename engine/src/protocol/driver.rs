@@ -11,6 +11,7 @@ use super::handshake::{
 };
 use super::key::PresharedKey;
 use super::packet::{PacketOpener, PacketSealer};
+use super::tag::NonceTag;
 use super::x25519::{
     SIGNED_X25519_LEN, X25519Handshake, X25519NoncesExchanged, X25519PeerVerified,
 };
@@ -409,14 +410,14 @@ impl Authenticated {
         }
     }
 
-    /// Whether the client tagged its nonce as a health probe (see [`super::health`]): on a
-    /// server, the connection is a check, not a session to pipe.
-    pub fn is_health_probe(&self, key: &PresharedKey) -> bool {
+    /// What the client tagged its nonce as (see [`super::tag`]), if anything: on a
+    /// server, what the connection is for.
+    pub fn nonce_tag(&self, key: &PresharedKey) -> Option<NonceTag> {
         let client_nonce = match &self.0 {
             Verified::Classic(v) => v.client_nonce(),
             Verified::X25519(v) => v.client_nonce(),
         };
-        super::health::is_probe_nonce(key, client_nonce)
+        NonceTag::of(key, client_nonce)
     }
 
     /// Whether deriving the session keys costs a modular exponentiation (the classic

@@ -1,60 +1,12 @@
-//! Sluice's health probe, on top of an unchanged spiped handshake: the client's nonce
-//! carries a tag only a holder of the key can make, so a Sluice server knows (after the
-//! client has proved the key) that this connection is a check, answers with one sealed
-//! report of what it knows of its own target, and closes without connecting to it.
-//!
-//! To a stock spiped server the tagged nonce is 32 random-looking bytes like any other:
-//! it connects to its target and pipes as usual. The report is the first packet's
-//! payload: `SLUICEHC`, a version byte, the target's state, a cause byte, and the age of
-//! what it reports in seconds (big-endian u32).
+//! The report a Sluice server sends a health probe (a client whose nonce carries the
+//! probe tag, `super::tag`) instead of connecting to its target: the first packet's
+//! payload, `SLUICEHC`, a version byte, the target's state, a cause byte, and the age of
+//! what it reports in seconds (big-endian u32). docs/HEALTH.md has the whole exchange.
 
-use hmac::Mac;
-use subtle::ConstantTimeEq;
-
-use super::NONCE_LEN;
-use super::key::PresharedKey;
-use super::packet::hmac_sha256;
-
-/// Random bytes at the front of a probe's nonce; the tag fills the rest.
-pub const PROBE_RANDOM_LEN: usize = 16;
-
-const PROBE_LABEL: &[u8] = b"sluice health probe v1\0";
-const REPORT_MAGIC: &[u8; 8] = b"SLUICEHC";
-const REPORT_VERSION: u8 = 1;
 /// Bytes of an encoded report.
 pub const REPORT_LEN: usize = 15;
-
-/// A client nonce that marks the connection as a health probe: `r ‖ tag(K, r)`, where the
-/// tag is the first 16 bytes of HMAC-SHA256(K, label ‖ r).
-pub fn probe_nonce(key: &PresharedKey, random: [u8; PROBE_RANDOM_LEN]) -> [u8; NONCE_LEN] {
-    let mut nonce = [0u8; NONCE_LEN];
-    nonce[..PROBE_RANDOM_LEN].copy_from_slice(&random);
-    nonce[PROBE_RANDOM_LEN..].copy_from_slice(&probe_tag(key, &random));
-    nonce
-}
-
-/// Whether a client's nonce is a probe's. Only meaningful once the client has proved it
-/// holds the key (a stranger can copy a probe's nonce, not sign the handshake after it).
-pub fn is_probe_nonce(key: &PresharedKey, nonce: &[u8; NONCE_LEN]) -> bool {
-    let (random, tag) = nonce.split_at(PROBE_RANDOM_LEN);
-    let Ok(random) = <[u8; PROBE_RANDOM_LEN]>::try_from(random) else {
-        return false;
-    };
-    bool::from(probe_tag(key, &random).ct_eq(tag))
-}
-
-fn probe_tag(
-    key: &PresharedKey,
-    random: &[u8; PROBE_RANDOM_LEN],
-) -> [u8; NONCE_LEN - PROBE_RANDOM_LEN] {
-    let mut mac = hmac_sha256(key.secret());
-    mac.update(PROBE_LABEL);
-    mac.update(random);
-    let digest = mac.finalize().into_bytes();
-    let mut tag = [0u8; NONCE_LEN - PROBE_RANDOM_LEN];
-    tag.copy_from_slice(&digest[..NONCE_LEN - PROBE_RANDOM_LEN]);
-    tag
-}
+const REPORT_MAGIC: &[u8; 8] = b"SLUICEHC";
+const REPORT_VERSION: u8 = 1;
 
 /// What a Sluice server knows of its own target when a probe arrives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,7 +45,7 @@ impl TargetDownCause {
         }
     }
 
-    fn code(self) -> u8 {
+    pub(crate) fn code(self) -> u8 {
         match self {
             TargetDownCause::Refused => 1,
             TargetDownCause::TimedOut => 2,
@@ -102,7 +54,7 @@ impl TargetDownCause {
         }
     }
 
-    fn from_code(code: u8) -> Option<Self> {
+    pub(crate) fn from_code(code: u8) -> Option<Self> {
         Some(match code {
             1 => TargetDownCause::Refused,
             2 => TargetDownCause::TimedOut,
@@ -153,22 +105,6 @@ impl TargetReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn key(byte: u8) -> PresharedKey {
-        PresharedKey::from_keyfile_bytes(&[byte; 32])
-    }
-
-    #[test]
-    fn only_the_key_that_tagged_a_nonce_recognizes_it() {
-        let nonce = probe_nonce(&key(1), [7; PROBE_RANDOM_LEN]);
-        assert_eq!(&nonce[..PROBE_RANDOM_LEN], &[7; PROBE_RANDOM_LEN]);
-        assert!(is_probe_nonce(&key(1), &nonce));
-        assert!(!is_probe_nonce(&key(2), &nonce));
-        let mut tampered = nonce;
-        tampered[0] ^= 1;
-        assert!(!is_probe_nonce(&key(1), &tampered));
-        assert!(!is_probe_nonce(&key(1), &[0; NONCE_LEN]));
-    }
 
     #[test]
     fn reports_survive_encoding_and_junk_is_not_a_report() {

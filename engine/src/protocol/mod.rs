@@ -8,6 +8,8 @@ pub mod handshake;
 pub mod health;
 pub mod key;
 pub mod packet;
+pub mod reverse;
+pub mod tag;
 pub mod x25519;
 
 pub use dh::EphemeralKeyPair;

@@ -17,6 +17,10 @@ usage: sluiced {-e | -d} -s <source socket> -t <target socket> -k <key file>
                [-o <connection timeout>] [-p <pidfile>] [-r <rtime> | -R]
                [--syslog] [-u <username> | <:groupname> | <username:groupname>]
                [--x25519] [--verbose] [--metrics <address>] [--health-check <seconds>]
+       sluiced --reverse-out -t <far end> -s <service> -k <key file>
+               [-f | -g] [--x25519] [-n <max # connections>] [-o <timeout>] [-DFj] ...
+       sluiced --reverse-in -s <encrypted listen> -l <plaintext listen> -k <key file>
+               [-f | -g] [--x25519] [-n <max # connections>] [-o <timeout>] [-DFj] ...
        sluiced --config <config file> [-DF] [-p <pidfile>] [--syslog] [-u <user>] [--verbose]
                [--metrics <address>]
        sluiced --check-config <config file>
@@ -40,6 +44,10 @@ off unless given here or as `metrics: Some(\"127.0.0.1:9185\")` in the config fi
 connection shows it, at once after a failed one and after a network change;
 --health-check sets the period (0: no checks; config files: health_check_secs).
 Stock spiped connects to its target for each check; a Sluice far end does not.
+--reverse-out (on the machine with the service, which cannot accept connections) keeps
+a few connections to the --reverse-in end (on the reachable machine) ready; each client
+that connects to the reverse-in end's -l goes through one to the service (-s). Both
+ends must be sluiced (docs/REVERSE.md).
 With --config, SIGHUP rereads the file: new tunnels start, removed ones drain, changed
 ones take their new settings, unchanged ones keep every connection; a file that does
 not check out changes nothing. --check-config checks a file (and its keys) and exits.
@@ -272,6 +280,9 @@ struct Seen {
     metrics: Option<String>,
     check_config: Option<String>,
     health_check: Option<String>,
+    reverse_in: bool,
+    reverse_out: bool,
+    local: Option<String>,
 }
 
 fn set_flag(flag: &mut bool, name: &str) -> Result<(), String> {
@@ -319,6 +330,8 @@ pub fn parse(args: &[String]) -> Result<Invocation, String> {
                 "verbose" => set_flag(&mut seen.verbose, "--verbose")?,
                 "spipe" => set_flag(&mut seen.spipe, "--spipe")?,
                 "x25519" => set_flag(&mut seen.x25519, "--x25519")?,
+                "reverse-in" => set_flag(&mut seen.reverse_in, "--reverse-in")?,
+                "reverse-out" => set_flag(&mut seen.reverse_out, "--reverse-out")?,
                 "help" => set_flag(&mut seen.help, "--help")?,
                 "version" => set_flag(&mut seen.version, "--version")?,
                 "config" => set_value(&mut seen.config, "--config", value("a config file")?)?,
@@ -374,7 +387,7 @@ pub fn parse(args: &[String]) -> Result<Invocation, String> {
             return Err(format!("unexpected argument {arg:?}"));
         };
         for (at, c) in cluster.char_indices() {
-            let takes_value = "stknopbru".contains(c);
+            let takes_value = "stknopbrul".contains(c);
             if takes_value {
                 let attached = &cluster[at + c.len_utf8()..];
                 let value = if attached.is_empty() {
@@ -394,6 +407,7 @@ pub fn parse(args: &[String]) -> Result<Invocation, String> {
                     'p' => &mut seen.pidfile,
                     'b' => &mut seen.bind,
                     'r' => &mut seen.reresolve,
+                    'l' => &mut seen.local,
                     _ => &mut seen.user,
                 };
                 set_value(slot, &name, value)?;
@@ -486,6 +500,10 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
             (seen.config.is_some(), "--config"),
             (metrics.is_some(), "--metrics"),
             (seen.health_check.is_some(), "--health-check"),
+            (
+                seen.reverse_in || seen.reverse_out || seen.local.is_some(),
+                "--reverse-in/--reverse-out/-l",
+            ),
         ] {
             if given {
                 return Err(format!("{name} does not apply to --spipe"));
@@ -521,6 +539,10 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
                 "-f/-g/--x25519",
             ),
             (seen.health_check.is_some(), "--health-check"),
+            (
+                seen.reverse_in || seen.reverse_out || seen.local.is_some(),
+                "--reverse-in/--reverse-out/-l",
+            ),
         ] {
             if given {
                 return Err(format!(
@@ -540,20 +562,52 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
         }));
     }
 
-    let mode = match (seen.encrypt, seen.decrypt) {
-        (true, false) => Mode::Encrypt,
-        (false, true) => Mode::Decrypt,
-        (true, true) => return Err("give only one of -e (encrypt) and -d (decrypt)".into()),
-        (false, false) => {
-            return Err("say which end this is: -e (encrypt, like spiped -e) or -d (decrypt), or use --config".into());
+    let modes = [
+        (seen.encrypt, Mode::Encrypt),
+        (seen.decrypt, Mode::Decrypt),
+        (seen.reverse_in, Mode::ReverseIn),
+        (seen.reverse_out, Mode::ReverseOut),
+    ];
+    let mode = match modes.iter().filter(|(given, _)| *given).collect::<Vec<_>>()[..] {
+        [(_, mode)] => *mode,
+        [] => {
+            return Err("say which end this is: -e (encrypt, like spiped -e) or -d (decrypt), --reverse-in or --reverse-out, or use --config".into());
+        }
+        _ => {
+            return Err(
+                "give only one of -e (encrypt), -d (decrypt), --reverse-in and --reverse-out"
+                    .into(),
+            );
         }
     };
     let source = seen
         .source
         .clone()
         .ok_or("-s <source socket> is required")?;
-    let listen = parse_address(Some(&source), "-s", "source")?;
-    let target = parse_address(seen.target.as_deref(), "-t", "target")?;
+    if seen.local.is_some() && mode != Mode::ReverseIn {
+        return Err("-l (where local clients connect) goes with --reverse-in".into());
+    }
+    // A tunnel's listen is where its connections come from, its target where they go
+    // (docs/REVERSE.md): for the reverse ends that is not what -s and -t say.
+    let (listen, target) = match mode {
+        Mode::Encrypt | Mode::Decrypt => (
+            parse_address(Some(&source), "-s", "source")?,
+            parse_address(seen.target.as_deref(), "-t", "target")?,
+        ),
+        Mode::ReverseIn => {
+            if seen.target.is_some() {
+                return Err("--reverse-in takes -s (where the reverse-out end connects) and -l (where local clients connect), not -t".into());
+            }
+            (
+                parse_address(seen.local.as_deref(), "-l", "local client")?,
+                parse_address(Some(&source), "-s", "encrypted listen")?,
+            )
+        }
+        Mode::ReverseOut => (
+            parse_address(seen.target.as_deref(), "-t", "far end")?,
+            parse_address(Some(&source), "-s", "service")?,
+        ),
+    };
     let key = PathBuf::from(seen.key.clone().ok_or("-k <key file> is required")?);
     let max_connections = match seen.max_connections.as_deref() {
         None => DEFAULT_MAX_CONNECTIONS,
@@ -578,7 +632,7 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
     };
     let health_check = match seen.health_check.as_deref() {
         None => Some(DEFAULT_HEALTH_CHECK),
-        Some(_) if mode == Mode::Decrypt => {
+        Some(_) if mode != Mode::Encrypt => {
             return Err(
                 "--health-check applies to -e: an encrypting tunnel checks its far end; a decrypting one answers checks"
                     .into(),

@@ -50,7 +50,8 @@ pub fn retried_as(name: &str, fault: &StartFault, user: &str) -> String {
     )
 }
 
-/// Waits until each of the tunnels named has listened or failed once. Without a restart
+/// Waits until each of the tunnels named has listened (a reverse-out end: started
+/// dialling) or failed once. Without a restart
 /// policy a failure ends the wait with an error (spiped without -D); with one the tunnel
 /// retries by itself.
 pub async fn first_starts(
@@ -63,7 +64,7 @@ pub async fn first_starts(
     while !waiting.is_empty() {
         match events.next().await {
             Some(Ok(event)) => match &event.kind {
-                EventKind::Listening { .. } => {
+                EventKind::Listening { .. } | EventKind::Dialing { .. } => {
                     logger.info(&format!("{}: {}", event.tunnel, event.kind));
                     waiting.remove(event.tunnel.as_str());
                 }
@@ -124,7 +125,12 @@ pub async fn serve_until_signal(
                 let running = engine
                     .statuses()
                     .iter()
-                    .filter(|s| matches!(s.state, TunnelState::Listening { .. }))
+                    .filter(|s| {
+                        matches!(
+                            s.state,
+                            TunnelState::Listening { .. } | TunnelState::Dialing { .. }
+                        )
+                    })
                     .count();
                 notify(logger, serving.service_manager.ready(&running_status(running)));
             }

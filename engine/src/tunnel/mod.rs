@@ -3,222 +3,43 @@
 //! New settings apply to new connections without dropping the open ones.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::address::Address;
 use crate::definition::{Mode, TunnelSettings};
-use crate::events::{
-    Event, EventKind, FailureVerdict, HandshakeFailureThrottle, ProblemThrottle, RepeatedProblem,
-    SummaryDue,
-};
+use crate::events::{EventKind, RepeatedProblem};
 use crate::fault::{
     ConnectionFault, HandshakeFault, PumpFault, StartFault, TargetFault, TunnelFault,
 };
-use crate::health::{Checker, Health, HealthWatch, TargetRecord};
-use crate::net::conn::{HandshakeParams, authenticate, pump_connection};
-use crate::net::dhpool::KeyPairPool;
+use crate::health::Checker;
+use crate::net::conn::{
+    CLIENT_DOWN, CLIENT_UP, HandshakeParams, authenticate, open_pump, pump_connection, seal_pump,
+};
 use crate::net::dial::{DialFault, Dialer};
 use crate::net::listener::{Listener, is_resource_exhaustion};
 use crate::net::probe::answer_probe;
-use crate::net::resolve::{Resolve, ResolvedTarget, Resolver};
+use crate::net::resolve::{Resolve, ResolvedTarget};
+use crate::net::reverse::{ReverseFault, Slot};
 use crate::net::stream::{NetStream, Peer};
 use crate::plan::Restart;
+use crate::protocol::Role;
 use crate::protocol::health::TargetReport;
-use crate::stats::TunnelStats;
+use crate::protocol::tag::NonceTag;
 
-/// Where a tunnel is in its life.
-#[derive(Clone, Debug, PartialEq)]
-pub enum TunnelState {
-    Stopped,
-    /// Resolving and binding.
-    Starting,
-    Listening {
-        address: Address,
-    },
-    /// Not accepting; `remaining` connections are still finishing.
-    Draining {
-        remaining: u64,
-    },
-    /// Could not start (and, with a restart policy, is tried again).
-    Failed(StartFault),
-}
+mod reverse;
+mod shared;
 
-/// What every tunnel of one engine shares.
-pub(crate) struct EngineContext {
-    pub events: broadcast::Sender<Event>,
-    pub notify: Arc<dyn Fn() + Send + Sync>,
-    /// Publish ConnectionOpened and clean ConnectionClosed events.
-    pub connection_events: AtomicBool,
-    /// Whether tunnels may accept connections (see [`crate::Engine::hold_connections`]).
-    pub accepting: watch::Sender<bool>,
-    pub resolver: Arc<dyn Resolver>,
-    pub pool: Arc<KeyPairPool>,
-}
+pub(crate) use reverse::POOL_SIZE as REVERSE_POOL_SIZE;
+use reverse::SlotPool;
 
-/// State shared between a tunnel's tasks and readers of its status.
-pub(crate) struct TunnelShared {
-    pub name: String,
-    pub stats: TunnelStats,
-    state: Mutex<TunnelState>,
-    pub max_connections: AtomicU64,
-    context: Arc<EngineContext>,
-    next_conn: AtomicU64,
-    /// How many times the tunnel was started.
-    runs: AtomicU64,
-    /// Which handshake failures are published one by one (see [`HandshakeFailureThrottle`]).
-    handshake_failures: Mutex<HandshakeFailureThrottle>,
-    /// The same for the other problems strangers can repeat at will.
-    repeated_problems: Mutex<ProblemThrottle>,
-    /// The far end's health (an encrypting tunnel's).
-    pub health: Arc<HealthWatch>,
-    /// What this tunnel's connections saw of its target (a decrypting tunnel's, told to
-    /// health probes).
-    target_record: TargetRecord,
-    /// Wakes the re-resolving of the target when the machine's network changed.
-    network_changed: Notify,
-}
-
-impl TunnelShared {
-    pub fn new(name: &str, context: Arc<EngineContext>) -> Self {
-        TunnelShared {
-            name: name.to_owned(),
-            stats: TunnelStats::default(),
-            state: Mutex::new(TunnelState::Stopped),
-            max_connections: AtomicU64::new(0),
-            context,
-            next_conn: AtomicU64::new(1),
-            runs: AtomicU64::new(0),
-            handshake_failures: Mutex::new(HandshakeFailureThrottle::default()),
-            repeated_problems: Mutex::new(ProblemThrottle::default()),
-            health: Arc::new(HealthWatch::default()),
-            target_record: TargetRecord::default(),
-            network_changed: Notify::new(),
-        }
-    }
-
-    pub fn state(&self) -> TunnelState {
-        self.state
-            .lock()
-            .map(|s| s.clone())
-            .unwrap_or(TunnelState::Stopped)
-    }
-
-    pub fn set_state(&self, state: TunnelState) {
-        if let Ok(mut slot) = self.state.lock() {
-            *slot = state;
-        }
-        (self.context.notify)();
-    }
-
-    /// Sets the state unless the tunnel was started again since run `run`.
-    fn set_state_if_run(&self, run: u64, state: TunnelState) {
-        if self.runs.load(Ordering::Relaxed) == run {
-            self.set_state(state);
-        }
-    }
-
-    /// Publishes an event (dropped if nobody listens) and wakes the viewer.
-    pub fn emit(&self, kind: EventKind) {
-        let _ = self.context.events.send(Event {
-            tunnel: self.name.clone(),
-            at: SystemTime::now(),
-            kind,
-        });
-        (self.context.notify)();
-    }
-
-    /// Publishes a routine per-connection event, if those are wanted.
-    fn emit_connection(&self, kind: impl FnOnce() -> EventKind) {
-        if self.context.connection_events.load(Ordering::Relaxed) {
-            self.emit(kind());
-        }
-    }
-
-    /// Counts a failed handshake and records it as the last error; publishes it only if
-    /// it is the first of a spell, so strangers cannot flood the log (the rest come as
-    /// one summary a minute, from [`TunnelShared::publish_summaries`]).
-    fn handshake_failed(&self, conn: u64, peer: Peer, fault: HandshakeFault) {
-        let cause = fault.cause();
-        self.stats.handshake_failed(cause);
-        self.stats
-            .set_last_error(TunnelFault::Handshake(fault.clone()));
-        // A poisoned lock (a panic elsewhere while holding it) errs on the side of logging.
-        let verdict = self
-            .handshake_failures
-            .lock()
-            .map_or(FailureVerdict::Publish, |mut t| {
-                t.failed(cause, Instant::now())
-            });
-        match verdict {
-            FailureVerdict::Publish => self.emit(EventKind::HandshakeFailed { conn, peer, fault }),
-            FailureVerdict::Count => (self.context.notify)(),
-        }
-    }
-
-    /// Publishes a problem a stranger can repeat at will (`last_error`, if given, becomes
-    /// the tunnel's last error either way) if it is the first of a spell; the rest come as
-    /// one summary a minute, from [`TunnelShared::publish_summaries`].
-    fn repeated(&self, problem: RepeatedProblem, last_error: Option<TunnelFault>, kind: EventKind) {
-        if let Some(fault) = last_error {
-            self.stats.set_last_error(fault);
-        }
-        let verdict = self
-            .repeated_problems
-            .lock()
-            .map_or(FailureVerdict::Publish, |mut t| {
-                t.failed(problem, Instant::now())
-            });
-        match verdict {
-            FailureVerdict::Publish => self.emit(kind),
-            FailureVerdict::Count => (self.context.notify)(),
-        }
-    }
-
-    /// The machine's network changed or it woke up: resolve the target again, check the
-    /// far end at once.
-    pub fn network_changed(&self) {
-        self.network_changed.notify_one();
-        self.health.network_changed();
-    }
-
-    /// A health change from the connections' own evidence, published if it may be now.
-    fn health_changed(&self, change: Option<Health>) {
-        match change {
-            Some(health) => self.emit(EventKind::HealthChanged(health)),
-            None => (self.context.notify)(),
-        }
-    }
-
-    /// Publishes the summaries of the problems counted but not published, if they are
-    /// `due` at `now`, and a health change held back.
-    pub fn publish_summaries(&self, now: Instant, due: SummaryDue) {
-        if let Some(health) = self.health.held_back(now) {
-            self.emit(EventKind::HealthChanged(health));
-        }
-        let handshakes = self
-            .handshake_failures
-            .lock()
-            .ok()
-            .and_then(|mut t| t.summary(now, due));
-        if let Some(summary) = handshakes {
-            self.emit(summary.into());
-        }
-        let others = self
-            .repeated_problems
-            .lock()
-            .ok()
-            .and_then(|mut t| t.summary(now, due));
-        if let Some(summary) = others {
-            self.emit(summary.into());
-        }
-    }
-}
+pub use shared::TunnelState;
+pub(crate) use shared::{EngineContext, TunnelShared};
 
 /// What the supervisor asks a running tunnel to run: its settings, and whether (and how
 /// often) to try again when it cannot start.
@@ -305,8 +126,20 @@ struct Generation {
     target: Arc<ResolvedTarget>,
     bind: Arc<[SocketAddr]>,
     limit: Option<Arc<Semaphore>>,
-    /// Stops the generation's background tasks (re-resolving, health checks).
+    /// A reverse tunnel's pool.
+    reverse: Option<ReverseEnd>,
+    /// Stops the generation's background tasks (re-resolving, health checks, a reverse
+    /// tunnel's pool).
     background: CancellationToken,
+}
+
+/// A reverse tunnel's end of the pool, built with each generation.
+enum ReverseEnd {
+    /// The reverse-in end's pooled connections, which its clients take.
+    In(Arc<SlotPool>),
+    /// The connections the reverse-out end's far end joined to a client; the accept loop
+    /// takes them (once) as its source of connections.
+    Out(Mutex<Option<mpsc::Receiver<Slot>>>),
 }
 
 impl Drop for Generation {
@@ -357,8 +190,11 @@ async fn prepare(
     }
     let resolver = &*shared.context.resolver;
     let tunnel = &settings.definition;
+    // A reverse-in end's target is where it listens, not an address it dials.
+    let dials_target = tunnel.mode != Mode::ReverseIn;
     let target_addrs = match &tunnel.target {
         Address::Unix(_) => Vec::new(),
+        _ if !dials_target => Vec::new(),
         target => target
             .resolve_with(resolver)
             .await
@@ -379,7 +215,36 @@ async fn prepare(
     };
     let target = Arc::new(ResolvedTarget::new(target_addrs));
     let background = CancellationToken::new();
-    if let (Address::Host { .. }, Some(period)) = (&tunnel.target, tunnel.reresolve) {
+    let reverse = match tunnel.mode {
+        Mode::Encrypt | Mode::Decrypt => None,
+        Mode::ReverseIn => {
+            let listener = Listener::bind_with(&tunnel.target, resolver)
+                .await
+                .map_err(StartFault::Listen)?;
+            let pool = Arc::new(SlotPool::default());
+            tokio::spawn(reverse::accept_slots(
+                listener,
+                Arc::clone(shared),
+                Arc::clone(&settings),
+                Arc::clone(&pool),
+                background.clone(),
+            ));
+            Some(ReverseEnd::In(pool))
+        }
+        Mode::ReverseOut => {
+            let (joined, sessions) = mpsc::channel(reverse::POOL_SIZE);
+            tokio::spawn(reverse::keep_pool(
+                Arc::clone(shared),
+                Arc::clone(&settings),
+                joined,
+                background.clone(),
+            ));
+            Some(ReverseEnd::Out(Mutex::new(Some(sessions))))
+        }
+    };
+    if let (Address::Host { .. }, Some(period), true) =
+        (&tunnel.target, tunnel.reresolve, dials_target)
+    {
         tokio::spawn(reresolve_loop(
             Arc::clone(shared),
             tunnel.target.clone(),
@@ -398,6 +263,7 @@ async fn prepare(
         settings,
         target,
         bind: Arc::from(bind),
+        reverse,
         background,
     })
 }
@@ -409,11 +275,12 @@ async fn reresolve_loop(
     period: Duration,
     stop: CancellationToken,
 ) {
+    let mut network = shared.network_epoch.subscribe();
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(period) => {}
-            () = shared.network_changed.notified() => {}
+            _ = network.changed() => {}
         }
         let lookup = tokio::select! {
             () = stop.cancelled() => return,
@@ -433,13 +300,55 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// How often the clients queued behind a reached connection limit are counted.
 const WAITING_SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
+/// Where a tunnel's connections come from: a listening socket, or (a reverse-out end)
+/// the pooled connections its far end joined to a client.
+enum Source {
+    Listener(Listener),
+    Joined(tokio::sync::Mutex<mpsc::Receiver<Slot>>),
+}
+
+/// A connection to serve.
+enum Incoming {
+    Stream(NetStream),
+    Joined(Slot),
+}
+
+impl Incoming {
+    fn peer(&self) -> Peer {
+        match self {
+            Incoming::Stream(stream) => stream.peer(),
+            Incoming::Joined(slot) => slot.stream.peer(),
+        }
+    }
+}
+
+impl Source {
+    async fn accept(&self) -> std::io::Result<Incoming> {
+        match self {
+            Source::Listener(listener) => listener.accept().await.map(Incoming::Stream),
+            Source::Joined(joined) => match joined.lock().await.recv().await {
+                Some(slot) => Ok(Incoming::Joined(slot)),
+                // The pool ends only with its generation, which the loop replaces.
+                None => std::future::pending().await,
+            },
+        }
+    }
+
+    fn queued_connections(&self) -> Option<u64> {
+        match self {
+            Source::Listener(listener) => listener.queued_connections(),
+            Source::Joined(_) => None,
+        }
+    }
+}
+
 /// What woke the accept loop.
 enum Step {
     Stop,
     Update,
     Retry,
     Slot(Option<OwnedSemaphorePermit>),
-    Accepted(std::io::Result<NetStream>),
+    Accepted(std::io::Result<Incoming>),
 }
 
 impl Step {
@@ -456,7 +365,7 @@ impl Step {
 struct Accepting {
     shared: Arc<TunnelShared>,
     wanted: Wanted,
-    listener: Option<Listener>,
+    listener: Option<Source>,
     generation: Option<Generation>,
     /// The fault of the last failed start, so a retry that fails the same way is not
     /// published again (with -D that would be a line a second).
@@ -467,13 +376,24 @@ impl Accepting {
     /// Builds whatever the current settings need and is missing: resolves, binds.
     async fn start(&mut self) -> Result<(), StartFault> {
         let generation = prepare(&self.shared, Arc::clone(&self.wanted.settings)).await?;
-        if self.listener.is_none() {
-            let listen = &self.wanted.settings.definition.listen;
+        let listen = &self.wanted.settings.definition.listen;
+        if let Some(ReverseEnd::Out(joined)) = &generation.reverse {
+            let joined = joined.lock().unwrap_or_else(PoisonError::into_inner).take();
+            if let Some(joined) = joined {
+                self.listener = Some(Source::Joined(tokio::sync::Mutex::new(joined)));
+            }
+            self.shared.set_state(TunnelState::Dialing {
+                far: listen.clone(),
+            });
+            self.shared.emit(EventKind::Dialing {
+                far: listen.clone(),
+            });
+        } else if self.listener.is_none() {
             let bound = Listener::bind_with(listen, &*self.shared.context.resolver)
                 .await
                 .map_err(StartFault::Listen)?;
             let address = bound.local_address().unwrap_or_else(|| listen.clone());
-            self.listener = Some(bound);
+            self.listener = Some(Source::Listener(bound));
             self.shared.set_state(TunnelState::Listening {
                 address: address.clone(),
             });
@@ -500,7 +420,12 @@ impl Accepting {
     /// connections only. The next loop turn rebuilds what was dropped here.
     fn update(&mut self, wanted: Wanted) {
         let retry = self.generation.is_none();
-        if wanted.settings.definition.listen != self.wanted.settings.definition.listen {
+        let (new, old) = (
+            &wanted.settings.definition,
+            &self.wanted.settings.definition,
+        );
+        // A reverse-out end's source belongs to the generation's pool.
+        if new.listen != old.listen || new.mode != old.mode || new.mode == Mode::ReverseOut {
             self.listener = None;
         }
         self.wanted = wanted;
@@ -655,6 +580,10 @@ async fn accept_loop(
                     settings: Arc::clone(&gen_now.settings),
                     target: Arc::clone(&gen_now.target),
                     bind: Arc::clone(&gen_now.bind),
+                    reverse_in: match &gen_now.reverse {
+                        Some(ReverseEnd::In(pool)) => Some(Arc::clone(pool)),
+                        _ => None,
+                    },
                     _permit: permit,
                 };
                 let close = close_connections.clone();
@@ -692,6 +621,8 @@ struct Connection {
     settings: Arc<TunnelSettings>,
     target: Arc<ResolvedTarget>,
     bind: Arc<[SocketAddr]>,
+    /// A reverse-in end's pooled connections, one of which each client takes.
+    reverse_in: Option<Arc<SlotPool>>,
     /// Holds a connection slot until the connection ends.
     _permit: Option<OwnedSemaphorePermit>,
 }
@@ -700,13 +631,14 @@ enum ConnFault {
     Handshake(HandshakeFault),
     Target(TargetFault),
     Pump(PumpFault),
+    Reverse(ReverseFault),
     Closed,
 }
 
 impl Connection {
-    async fn run(self, inbound: NetStream, close: CancellationToken) {
+    async fn run(self, inbound: Incoming, close: CancellationToken) {
         let shared = &self.shared;
-        let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+        let conn = shared.next_conn();
         let peer = inbound.peer();
         let started = Instant::now();
         shared.stats.connection_opened();
@@ -762,10 +694,42 @@ impl Connection {
                 None,
                 closed(Some(ConnectionFault::Pump(fault))),
             ),
+            Err(ConnFault::Reverse(fault)) => self.reverse_failed(conn, peer, fault),
             Err(ConnFault::Closed) => {
                 shared.emit(closed(Some(ConnectionFault::TunnelStopped)));
             }
         }
+    }
+
+    fn reverse_failed(&self, conn: u64, peer: Peer, fault: ReverseFault) {
+        let shared = &self.shared;
+        let (problem, kind) = match fault {
+            ReverseFault::NoneReady(waited) => {
+                shared.stats.reverse_unserved();
+                (
+                    RepeatedProblem::NoReverseConnection,
+                    EventKind::NoReverseConnection { conn, peer, waited },
+                )
+            }
+            ReverseFault::ServiceDown(_) => {
+                shared.stats.target_failed();
+                (
+                    RepeatedProblem::TargetUnreachable,
+                    EventKind::ReverseRefused {
+                        peer,
+                        fault: fault.clone(),
+                    },
+                )
+            }
+            _ => (
+                RepeatedProblem::ConnectionError,
+                EventKind::ReverseRefused {
+                    peer,
+                    fault: fault.clone(),
+                },
+            ),
+        };
+        shared.repeated(problem, Some(TunnelFault::Reverse(fault)), kind);
     }
 
     /// Encrypt: target first, then the handshake with it (as spiped -e).
@@ -775,6 +739,21 @@ impl Connection {
     /// as the client's signed DH value checks out, and runs while the shared secret is
     /// computed.
     async fn serve(
+        &self,
+        inbound: Incoming,
+        up: &AtomicU64,
+        down: &AtomicU64,
+    ) -> Result<(), ConnFault> {
+        match inbound {
+            Incoming::Stream(client) if self.settings.definition.mode == Mode::ReverseIn => {
+                self.serve_reverse_in(client, up, down).await
+            }
+            Incoming::Stream(inbound) => self.serve_forward(inbound, up, down).await,
+            Incoming::Joined(slot) => self.serve_reverse_out(slot, up, down).await,
+        }
+    }
+
+    async fn serve_forward(
         &self,
         mut inbound: NetStream,
         up: &AtomicU64,
@@ -787,9 +766,12 @@ impl Connection {
             forward_secrecy: s.forward_secrecy,
             key_agreement: s.key_agreement,
             pool: &self.shared.context.pool,
-            health_probe: false,
+            tag: None,
         };
         let (outbound, codecs) = match s.mode {
+            // Reverse ends take their connections in `serve`; a forward connection never
+            // reaches here for them.
+            Mode::ReverseIn | Mode::ReverseOut => return Err(ConnFault::Closed),
             Mode::Encrypt => {
                 let addrs = self.target.current();
                 let dialed = Dialer::new(&s.target, s.bind.as_ref(), s.timeout)
@@ -811,20 +793,28 @@ impl Connection {
                 let authenticated = authenticate(&mut inbound, &params, s.timeout)
                     .await
                     .map_err(ConnFault::Handshake)?;
-                if authenticated.is_health_probe(&self.settings.key) {
-                    let (sealer, _) = authenticated
-                        .session_codecs()
-                        .await
-                        .map_err(ConnFault::Handshake)?;
-                    let report = self.target_report().await;
-                    answer_probe(&mut inbound, sealer, report, s.timeout).await;
-                    return Ok(());
+                match authenticated.nonce_tag(&self.settings.key) {
+                    Some(NonceTag::HealthProbe) => {
+                        let (sealer, _) = authenticated
+                            .session_codecs()
+                            .await
+                            .map_err(ConnFault::Handshake)?;
+                        let report = self.target_report().await;
+                        answer_probe(&mut inbound, sealer, report, s.timeout).await;
+                        return Ok(());
+                    }
+                    Some(NonceTag::ReverseSlot) => {
+                        inbound.reset_on_close();
+                        return Err(ConnFault::Reverse(ReverseFault::NotForward));
+                    }
+                    None => {}
                 }
                 // The session keys (on the blocking pool) and the target connect at once.
                 // The keys first: `join!` polls in order, so the exponentiation is handed
                 // off before the connect's system calls run, not after them.
-                let (codecs, outbound) =
-                    tokio::join!(authenticated.session_codecs(), self.connect());
+                let (codecs, outbound) = tokio::join!(authenticated.session_codecs(), async {
+                    self.connect().await.map_err(ConnFault::Target)
+                });
                 let codecs = codecs.map_err(ConnFault::Handshake)?;
                 match outbound {
                     Ok(outbound) => (outbound, codecs),
@@ -860,8 +850,99 @@ impl Connection {
         .map_err(ConnFault::Pump)
     }
 
+    /// A reverse-in end's client: a pooled connection from the reverse-out end (waiting
+    /// up to the timeout for one), on which the far end has been told to connect its
+    /// service; the client's data goes at once, the service's once the far end says it
+    /// is connected.
+    async fn serve_reverse_in(
+        &self,
+        client: NetStream,
+        up: &AtomicU64,
+        down: &AtomicU64,
+    ) -> Result<(), ConnFault> {
+        let s = &self.settings.definition;
+        let Some(pool) = &self.reverse_in else {
+            return Err(ConnFault::Closed);
+        };
+        let waiting = Instant::now();
+        let Some(slot) = pool.take(s.timeout).await else {
+            return Err(ConnFault::Reverse(ReverseFault::NoneReady(
+                waiting.elapsed(),
+            )));
+        };
+        client.tune(s.keepalive);
+        let Slot {
+            stream,
+            sealer,
+            mut opener,
+            mut reader,
+        } = slot;
+        let (mut client_r, mut client_w) = client.into_split();
+        let (mut far_r, mut far_w) = stream.into_split();
+        let stats = &self.shared.stats;
+        let sending = async {
+            seal_pump(&mut client_r, &mut far_w, sealer, CLIENT_UP, |n| {
+                up.fetch_add(n, Ordering::Relaxed);
+                stats.add_up(n);
+            })
+            .await
+            .map_err(ConnFault::Pump)
+        };
+        let receiving = async {
+            reverse::await_ready(&mut far_r, &mut reader, &mut opener)
+                .await
+                .map_err(ConnFault::Reverse)?;
+            open_pump(&mut far_r, &mut client_w, opener, CLIENT_DOWN, |n| {
+                down.fetch_add(n, Ordering::Relaxed);
+                stats.add_down(n);
+            })
+            .await
+            .map_err(ConnFault::Pump)
+        };
+        let result = tokio::try_join!(sending, receiving);
+        if result.is_err() {
+            client_w.reset_on_close();
+            far_w.reset_on_close();
+        }
+        result.map(|_| ())
+    }
+
+    /// A reverse-out end's connection the far end joined to a client: connect the
+    /// service, say whether that worked, then pipe as a decrypting end does.
+    async fn serve_reverse_out(
+        &self,
+        mut slot: Slot,
+        up: &AtomicU64,
+        down: &AtomicU64,
+    ) -> Result<(), ConnFault> {
+        let s = &self.settings.definition;
+        let connected = self.connect().await;
+        slot.send(reverse::service_answer(&connected))
+            .await
+            .map_err(ConnFault::Reverse)?;
+        let service = connected.map_err(ConnFault::Target)?;
+        service.tune(s.keepalive);
+        let stats = &self.shared.stats;
+        pump_connection(
+            Role::Server,
+            slot.stream,
+            service,
+            (slot.sealer, slot.opener),
+            |n| {
+                up.fetch_add(n, Ordering::Relaxed);
+                stats.add_up(n);
+            },
+            |n| {
+                down.fetch_add(n, Ordering::Relaxed);
+                stats.add_down(n);
+            },
+        )
+        .await
+        .map_err(ConnFault::Pump)
+    }
+
     /// Connects to the target, and records whether that worked for health probes.
-    async fn connect(&self) -> Result<NetStream, ConnFault> {
+    async fn connect(&self) -> Result<NetStream, TargetFault> {
         let def = &self.settings.definition;
         let addrs = self.target.current();
         let connected = Dialer::new(&def.target, def.bind.as_ref(), def.timeout)
@@ -870,9 +951,7 @@ impl Connection {
             .await;
         let outcome = connected.as_ref().map(|_| ());
         self.shared.target_record.record(outcome, Instant::now());
-        connected
-            .map(|connected| connected.stream)
-            .map_err(ConnFault::Target)
+        connected.map(|connected| connected.stream)
     }
 
     /// What to tell a health probe of the target: what its connections saw, after one
