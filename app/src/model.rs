@@ -317,8 +317,12 @@ impl Model {
         match &status.state {
             TunnelState::Stopped => Phase::Stopped,
             TunnelState::Starting => Phase::Starting,
-            TunnelState::Listening { .. } if self.mirror.failing.contains(name) => Phase::Failing,
-            TunnelState::Listening { .. } => Phase::Running {
+            TunnelState::Listening { .. } | TunnelState::Dialing { .. }
+                if self.mirror.failing.contains(name) =>
+            {
+                Phase::Failing
+            }
+            TunnelState::Listening { .. } | TunnelState::Dialing { .. } => Phase::Running {
                 connections: status.counters.active_connections,
             },
             TunnelState::Draining { remaining } => Phase::Stopping {

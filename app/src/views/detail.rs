@@ -257,6 +257,12 @@ fn far_end_tab(
         Mode::Decrypt => {
             "Or run this by hand on the machine whose clients use this tunnel (stock spiped or sluiced):"
         }
+        Mode::ReverseOut => {
+            "Or run this by hand on the reachable machine whose clients use this tunnel (sluiced):"
+        }
+        Mode::ReverseIn => {
+            "Or run this by hand on the machine with the service, which dials this one (sluiced):"
+        }
     });
     let commands = sluice_engine::far_end_commands(spec, &far, &model.environment.host_name);
     let lines = commands

@@ -148,6 +148,8 @@ pub fn import_review(
                     let role = match spec.mode {
                         Mode::Encrypt => "Encrypt (spiped -e)",
                         Mode::Decrypt => "Decrypt (spiped -d)",
+                        Mode::ReverseIn => "Reverse in (sluiced --reverse-in)",
+                        Mode::ReverseOut => "Reverse out (sluiced --reverse-out)",
                     };
                     ui.label(RichText::new(role).color(theme::MUTED));
                 });

@@ -84,6 +84,8 @@ pub fn role_label(mode: Mode) -> &'static str {
     match mode {
         Mode::Encrypt => "Encrypt",
         Mode::Decrypt => "Decrypt",
+        Mode::ReverseIn => "Reverse in",
+        Mode::ReverseOut => "Reverse out",
     }
 }
 

@@ -35,6 +35,7 @@ use crate::protocol::tag::NonceTag;
 mod reverse;
 mod shared;
 
+#[cfg(test)]
 pub(crate) use reverse::POOL_SIZE as REVERSE_POOL_SIZE;
 use reverse::SlotPool;
 

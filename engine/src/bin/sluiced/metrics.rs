@@ -73,7 +73,7 @@ struct TunnelMetric {
     value: fn(&TunnelStatus) -> u64,
 }
 
-fn tunnel_metrics() -> [TunnelMetric; 9] {
+fn tunnel_metrics() -> [TunnelMetric; 11] {
     use MetricType::{Counter, Gauge};
     [
         TunnelMetric {
@@ -138,6 +138,20 @@ fn tunnel_metrics() -> [TunnelMetric; 9] {
             unit: None,
             kind: Gauge,
             value: |s| s.counters.waiting_clients,
+        },
+        TunnelMetric {
+            name: "sluice_tunnel_reverse_ready",
+            help: "A reverse tunnel's pooled connections ready for a client",
+            unit: None,
+            kind: Gauge,
+            value: |s| s.counters.reverse_ready,
+        },
+        TunnelMetric {
+            name: "sluice_tunnel_reverse_unserved",
+            help: "Clients of a reverse-in end closed because no pooled connection was ready in time",
+            unit: None,
+            kind: Counter,
+            value: |s| s.counters.reverse_unserved,
         },
     ]
 }
