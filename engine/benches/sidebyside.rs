@@ -67,7 +67,7 @@ impl Opts {
                 }
                 "-h" | "--help" => {
                     println!(
-                        "sidebyside [--quick] [--only throughput,latency,handshakes,x25519,messages,memory,ceiling,mixed] [--no-mixed] [--spiped PATH] [--sluiced PATH]"
+                        "sidebyside [--quick] [--only throughput,latency,handshakes,x25519,reverse,messages,memory,ceiling,mixed] [--no-mixed] [--spiped PATH] [--sluiced PATH]"
                     );
                     std::process::exit(0);
                 }
@@ -190,14 +190,34 @@ impl Daemon {
         };
         let mode = if encrypt { "-e" } else { "-d" };
         let label = format!("{} {mode} :{listen}->:{target}", kind.name());
-        let log = env.dir.join(format!("{}-{listen}.log", kind.name()));
+        let args = [
+            mode.to_owned(),
+            "-s".into(),
+            format!("[127.0.0.1]:{listen}"),
+            "-t".into(),
+            format!("[127.0.0.1]:{target}"),
+        ];
+        let mut daemon = Daemon::spawn(env, bin, &args, extra, label, listen);
+        daemon.wait_listening(listen);
+        daemon
+    }
+
+    /// `bin ARGS -k KEY -F -n 0 EXTRA`, logging to a file named after `log_port`.
+    fn spawn(
+        env: &Env,
+        bin: &Path,
+        args: &[String],
+        extra: &[&str],
+        label: String,
+        log_port: u16,
+    ) -> Daemon {
+        let name = bin
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let log = env.dir.join(format!("{name}-{log_port}.log"));
         let log_file = std::fs::File::create(&log).expect("create daemon log");
         let mut cmd = Command::new(bin);
-        cmd.arg(mode)
-            .arg("-s")
-            .arg(format!("[127.0.0.1]:{listen}"))
-            .arg("-t")
-            .arg(format!("[127.0.0.1]:{target}"))
+        cmd.args(args)
             .arg("-k")
             .arg(&env.key)
             .args(["-F", "-n", "0"])
@@ -217,9 +237,19 @@ impl Daemon {
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let mut daemon = Daemon { child, label, log };
-        daemon.wait_listening(listen);
-        daemon
+        Daemon { child, label, log }
+    }
+
+    /// Waits until the daemon's log has a line containing `needle`.
+    fn wait_for_log(&mut self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(&self.log).is_ok_and(|t| t.contains(needle)) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("{} exited ({status}): {}", self.label, self.log_tail());
+            }
+            assert!(Instant::now() < deadline, "{}: no {needle:?}", self.label);
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     fn pid(&self) -> u32 {
@@ -338,6 +368,53 @@ impl Pair {
             dec: dec_d,
             entry,
             label,
+        }
+    }
+
+    /// client → `sluiced --reverse-in` (-l) → the pooled connections the
+    /// `sluiced --reverse-out` end dialled in → `target`: `enc` is the reverse-in end,
+    /// `dec` the reverse-out end. Returns once the reverse-in end has its pool.
+    fn reverse(env: &Env, target: u16, flags: &[&str]) -> Pair {
+        let entry = free_port();
+        let slots = free_port();
+        let at = |port: u16| format!("[127.0.0.1]:{port}");
+        let r_in_args = [
+            "--reverse-in".into(),
+            "-s".into(),
+            at(slots),
+            "-l".into(),
+            at(entry),
+        ];
+        let mut r_in = Daemon::spawn(
+            env,
+            &env.sluiced,
+            &r_in_args,
+            flags,
+            format!("sluiced --reverse-in :{entry}"),
+            entry,
+        );
+        r_in.wait_listening(entry);
+        let r_out_args = [
+            "--reverse-out".into(),
+            "-t".into(),
+            at(slots),
+            "-s".into(),
+            at(target),
+        ];
+        let r_out = Daemon::spawn(
+            env,
+            &env.sluiced,
+            &r_out_args,
+            flags,
+            format!("sluiced --reverse-out :{slots}"),
+            slots,
+        );
+        r_in.wait_for_log("far end up");
+        Pair {
+            enc: r_in,
+            dec: r_out,
+            entry,
+            label: "sluiced reverse".into(),
         }
     }
 
@@ -1371,6 +1448,81 @@ fn main() {
             unit: "conn/s",
             sluice: median(&rates[0]),
             spiped: median(&rates[2]),
+            target: None,
+        });
+    }
+
+    if opts.wants("reverse") {
+        // A reverse tunnel beside a forward one, Sluice's and stock spiped's, in the same
+        // run: connect + first byte (a ready pooled connection, so no handshake) and bulk.
+        let variants = [
+            Pair::reverse(&env, servers.echo, &[]),
+            Pair::start(&env, Kind::Sluice, Kind::Sluice, servers.echo, &[]),
+            Pair::start(&env, Kind::Spiped, Kind::Spiped, servers.echo, &[]),
+        ];
+        let names = ["sluiced reverse", "sluiced forward", "spiped forward"];
+        std::thread::sleep(Duration::from_millis(500));
+        let mut ms: [Vec<f64>; 3] = Default::default();
+        let mut failures = [0usize; 3];
+        for sample in 0..sizes.latency_samples {
+            for step in 0..3 {
+                let i = (sample + step) % 3;
+                match echo_once(&variants[i]) {
+                    Ok(d) => ms[i].push(d.as_secs_f64() * 1e3),
+                    Err(_) => failures[i] += 1,
+                }
+                std::thread::sleep(sizes.latency_gap);
+            }
+        }
+        let sinks = [
+            Pair::reverse(&env, servers.sink, &[]),
+            Pair::start(&env, Kind::Sluice, Kind::Sluice, servers.sink, &[]),
+            Pair::start(&env, Kind::Spiped, Kind::Spiped, servers.sink, &[]),
+        ];
+        let mut mbs: [Vec<f64>; 3] = Default::default();
+        for rep in 0..sizes.bulk_reps {
+            for step in 0..3 {
+                let i = (rep + step) % 3;
+                match bulk(&sinks[i], &pattern, sizes.bulk_bytes) {
+                    Ok(b) => mbs[i].push(b.mb_s),
+                    Err(e) => note(&format!("bulk {} rep {rep} FAILED: {e}", names[i])),
+                }
+            }
+        }
+        for i in 0..3 {
+            let line = format!(
+                "reverse comparison, {}: connect + 1-byte echo median {:.3} ms, p90 {:.3} ms ({} failed); bulk {:.1} MB/s",
+                names[i],
+                median(&ms[i]),
+                percentile(&ms[i], 0.9),
+                failures[i],
+                median(&mbs[i])
+            );
+            note(&line);
+            let _ = writeln!(details, "{line}");
+        }
+        let _ = writeln!(
+            details,
+            "reverse against Sluice's own forward tunnel: latency {:.2}×, bulk {:.2}×",
+            median(&ms[0]) / median(&ms[1]),
+            median(&mbs[0]) / median(&mbs[1])
+        );
+        rows.push(Row {
+            figure: "connect + 1-byte echo, Sluice reverse tunnel vs spiped forward, median".into(),
+            unit: "ms",
+            sluice: median(&ms[0]),
+            spiped: median(&ms[2]),
+            target: None,
+        });
+        rows.push(Row {
+            figure: format!(
+                "bulk throughput, Sluice reverse tunnel vs spiped forward ({} MiB × {})",
+                sizes.bulk_bytes >> 20,
+                sizes.bulk_reps
+            ),
+            unit: "MB/s",
+            sluice: median(&mbs[0]),
+            spiped: median(&mbs[2]),
             target: None,
         });
     }
