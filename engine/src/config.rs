@@ -12,6 +12,7 @@
 //!             listen: "[127.0.0.1]:6379",
 //!             target: "db.example.org:8025",
 //!             key: Keychain("redis"),         // or File("/etc/sluice/redis.key")
+//!             previous_key: None,             // Decrypt: a key being replaced, still let in
 //!             // Everything below is optional; these are the defaults (spiped's).
 //!             fingerprint: None,
 //!             forward_secrecy: Enabled,       // Disabled = spiped -f, Required = -g
@@ -66,6 +67,10 @@ pub struct TunnelSpec {
     /// spiped address syntax (`-t`).
     pub target: String,
     pub key: KeyRef,
+    /// The key being replaced, still accepted beside `key` while a rotation lets old
+    /// clients in (Decrypt and ReverseIn only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_key: Option<KeyRef>,
     /// The key's fingerprint when it was configured, for display and comparison only.
     #[serde(default)]
     pub fingerprint: Option<String>,
@@ -194,6 +199,7 @@ pub enum Field {
     Listen,
     Target,
     Key,
+    PreviousKey,
     ForwardSecrecy,
     TimeoutSecs,
     ReresolveSecs,
@@ -210,6 +216,7 @@ impl Field {
             Field::Listen => "listen",
             Field::Target => "target",
             Field::Key => "key",
+            Field::PreviousKey => "previous_key",
             Field::ForwardSecrecy => "forward_secrecy",
             Field::TimeoutSecs => "timeout_secs",
             Field::ReresolveSecs => "reresolve_secs",
@@ -354,6 +361,7 @@ impl TunnelSpec {
             listen: listen.into(),
             target: target.into(),
             key,
+            previous_key: None,
             fingerprint: None,
             forward_secrecy: ForwardSecrecy::default(),
             key_agreement: KeyAgreement::default(),
@@ -410,36 +418,23 @@ impl TunnelSpec {
                 .map_err(|e: AddressError| invalid(Field::Bind, e.to_string())),
         };
 
-        match &self.key {
-            KeyRef::Keychain(entry) if entry.trim().is_empty() => invalid(
-                Field::Key,
-                "the keychain entry name is empty: choose the key in the editor or write Keychain(\"name\")".into(),
-            ),
-            KeyRef::Keychain(entry) if ControlChar::find(entry).is_some() => invalid(
-                Field::Key,
-                format!(
-                    "the keychain entry name {entry:?} cannot contain control characters (here {}): remove it",
-                    ControlChar::find(entry).map_or_else(String::new, |c| c.to_string())
-                ),
-            ),
-            KeyRef::File(path) if path.as_os_str().is_empty() => invalid(
-                Field::Key,
-                "the key file path is empty: write File(\"/path/to/key\"), or generate a key with sluiced --generate-key".into(),
-            ),
-            // spiped's `-k -`: read once, so a reload, or a second tunnel, would get nothing.
-            KeyRef::File(path) if path.as_os_str() == "-" => invalid(
-                Field::Key,
-                "File(\"-\") (standard input) cannot be used in a config file: standard input is read only once, so a reload or another tunnel would get no key; write the key to a file (mode 0600) and give its path".into(),
-            ),
-            // The config is text; a path that is not UTF-8 could not be saved back.
-            KeyRef::File(path) if path.to_str().is_none() => invalid(
-                Field::Key,
-                format!(
-                    "the key file path {} is not valid UTF-8: rename the file or move it to a UTF-8 path",
-                    path.display()
-                ),
-            ),
-            _ => {}
+        if let Some(message) = key_ref_problem(&self.key) {
+            invalid(Field::Key, message);
+        }
+        if let Some(previous) = &self.previous_key {
+            if let Some(message) = key_ref_problem(previous) {
+                invalid(Field::PreviousKey, message);
+            } else if previous == &self.key {
+                invalid(
+                    Field::PreviousKey,
+                    "the previous key is the current key: give the key that is being replaced, or None".into(),
+                );
+            } else if !matches!(self.mode, Mode::Decrypt | Mode::ReverseIn) {
+                invalid(
+                    Field::PreviousKey,
+                    "only the end that accepts connections (Decrypt, ReverseIn) can accept a previous key; the dialling end uses its one key: rotate it there by switching to the new key".into(),
+                );
+            }
         }
 
         if let Some(record) = &self.far_end
@@ -507,6 +502,32 @@ impl TunnelSpec {
             _ => Err(errors),
         }
     }
+}
+
+/// What is wrong with a key reference in a config file, if anything.
+fn key_ref_problem(key: &KeyRef) -> Option<String> {
+    Some(match key {
+        KeyRef::Keychain(entry) if entry.trim().is_empty() => {
+            "the keychain entry name is empty: choose the key in the editor or write Keychain(\"name\")".into()
+        }
+        KeyRef::Keychain(entry) => format!(
+            "the keychain entry name {entry:?} cannot contain control characters (here {}): remove it",
+            ControlChar::find(entry)?
+        ),
+        KeyRef::File(path) if path.as_os_str().is_empty() => {
+            "the key file path is empty: write File(\"/path/to/key\"), or generate a key with sluiced --generate-key".into()
+        }
+        // spiped's `-k -`: read once, so a reload, or a second tunnel, would get nothing.
+        KeyRef::File(path) if path.as_os_str() == "-" => {
+            "File(\"-\") (standard input) cannot be used in a config file: standard input is read only once, so a reload or another tunnel would get no key; write the key to a file (mode 0600) and give its path".into()
+        }
+        // The config is text; a path that is not UTF-8 could not be saved back.
+        KeyRef::File(path) if path.to_str().is_none() => format!(
+            "the key file path {} is not valid UTF-8: rename the file or move it to a UTF-8 path",
+            path.display()
+        ),
+        KeyRef::File(_) => return None,
+    })
 }
 
 /// Whether two listeners would fight over the same socket. Beyond equal addresses, a
@@ -1249,6 +1270,27 @@ mod tests {
             t.validate().unwrap().reresolve,
             Some(Duration::from_secs(1))
         );
+    }
+
+    #[test]
+    fn a_previous_key_is_for_the_accepting_end_and_not_the_current_one() {
+        let mut t = spec("r", "[::1]:1", "h:1");
+        t.mode = Mode::Decrypt;
+        t.previous_key = Some(KeyRef::File("/etc/sluice/old.key".into()));
+        assert!(t.validate().is_ok());
+        t.previous_key = Some(t.key.clone());
+        let (field, msg) = only_problem(&t);
+        assert_eq!(field, "previous_key");
+        assert!(msg.contains("is the current key"), "{msg}");
+        t.previous_key = Some(KeyRef::File("-".into()));
+        assert!(only_problem(&t).1.contains("standard input"));
+        t.mode = Mode::Encrypt;
+        t.previous_key = Some(KeyRef::File("/etc/sluice/old.key".into()));
+        assert!(only_problem(&t).1.contains("only the end that accepts connections"));
+        let text = r#"(version: 1, tunnels: [(name: "d", mode: Decrypt, listen: "[::1]:1",
+            target: "h:2", key: Keychain("new"), previous_key: Some(Keychain("old")))])"#;
+        let cfg = Config::parse(text).unwrap();
+        assert_eq!(cfg.tunnels[0].previous_key, Some(KeyRef::Keychain("old".into())));
     }
 
     #[test]

@@ -288,18 +288,36 @@ impl DefinitionProblem {
 pub struct TunnelSettings {
     pub definition: TunnelDefinition,
     pub key: PresharedKey,
+    /// A key being replaced, still accepted beside `key` by an end that accepts
+    /// connections (a rotation's grace period).
+    pub previous_key: Option<PresharedKey>,
 }
 
 impl TunnelSettings {
     /// A definition that [`TunnelDefinition::problems`] found nothing wrong with, and
     /// its key.
     pub fn new(definition: TunnelDefinition, key: PresharedKey) -> Self {
-        TunnelSettings { definition, key }
+        TunnelSettings {
+            definition,
+            key,
+            previous_key: None,
+        }
+    }
+
+    /// The same, also accepting clients with `previous` (a rotation's grace period).
+    pub fn with_previous_key(self, previous: Option<PresharedKey>) -> Self {
+        TunnelSettings {
+            previous_key: previous,
+            ..self
+        }
     }
 
     /// The same definition and the same key (keys compared by fingerprint, a hash of K).
     pub fn same_as(&self, other: &TunnelSettings) -> bool {
-        self.definition == other.definition && self.key.fingerprint() == other.key.fingerprint()
+        let fingerprint = |key: &Option<PresharedKey>| key.as_ref().map(PresharedKey::fingerprint);
+        self.definition == other.definition
+            && self.key.fingerprint() == other.key.fingerprint()
+            && fingerprint(&self.previous_key) == fingerprint(&other.previous_key)
     }
 }
 
@@ -308,6 +326,10 @@ impl fmt::Debug for TunnelSettings {
         f.debug_struct("TunnelSettings")
             .field("definition", &self.definition)
             .field("key", &self.key.fingerprint())
+            .field(
+                "previous_key",
+                &self.previous_key.as_ref().map(PresharedKey::fingerprint),
+            )
             .finish()
     }
 }

@@ -604,6 +604,7 @@ impl Checker {
             key_agreement: definition.key_agreement,
             pool: &self.pool,
             tag: Some(NonceTag::HealthProbe),
+            previous_key: None,
         };
         let addrs = self.target.current();
         let dialer = Dialer::new(

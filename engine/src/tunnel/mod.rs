@@ -768,6 +768,7 @@ impl Connection {
             key_agreement: s.key_agreement,
             pool: &self.shared.context.pool,
             tag: None,
+            previous_key: self.settings.previous_key.as_ref(),
         };
         let (outbound, codecs) = match s.mode {
             // Reverse ends take their connections in `serve`; a forward connection never
@@ -783,6 +784,7 @@ impl Connection {
                         DialFault::Target(fault) => ConnFault::Target(fault),
                         DialFault::Handshake(fault) => ConnFault::Handshake(fault),
                     })?;
+                self.shared.stats.handshake_completed(false);
                 if s.checks_health() {
                     let health = &self.shared.health;
                     let change = health.handshake_succeeded(dialed.handshake, Instant::now());
@@ -794,7 +796,10 @@ impl Connection {
                 let authenticated = authenticate(&mut inbound, &params, s.timeout)
                     .await
                     .map_err(ConnFault::Handshake)?;
-                match authenticated.nonce_tag(&self.settings.key) {
+                self.shared
+                    .stats
+                    .handshake_completed(authenticated.used_previous_key());
+                match authenticated.nonce_tag() {
                     Some(NonceTag::HealthProbe) => {
                         let (sealer, _) = authenticated
                             .session_codecs()

@@ -17,6 +17,7 @@ usage: sluiced {-e | -d} -s <source socket> -t <target socket> -k <key file>
                [-o <connection timeout>] [-p <pidfile>] [-r <rtime> | -R]
                [--syslog] [-u <username> | <:groupname> | <username:groupname>]
                [--x25519] [--verbose] [--metrics <address>] [--health-check <seconds>]
+               [--previous-key <key file>]
        sluiced --reverse-out -t <far end> -s <service> -k <key file>
                [-f | -g] [--x25519] [-n <max # connections>] [-o <timeout>] [-DFj] ...
        sluiced --reverse-in -s <encrypted listen> -l <plaintext listen> -k <key file>
@@ -48,6 +49,8 @@ Stock spiped connects to its target for each check; a Sluice far end does not.
 a few connections to the --reverse-in end (on the reachable machine) ready; each client
 that connects to the reverse-in end's -l goes through one to the service (-s). Both
 ends must be sluiced (docs/REVERSE.md).
+--previous-key (with -d or --reverse-in) also lets in clients holding the key being
+replaced, for a rotation without downtime; metrics count handshakes per key.
 With --config, SIGHUP rereads the file: new tunnels start, removed ones drain, changed
 ones take their new settings, unchanged ones keep every connection; a file that does
 not check out changes nothing. --check-config checks a file (and its keys) and exits.
@@ -103,10 +106,12 @@ pub struct RunOptions {
 
 #[derive(Clone)]
 enum TunnelSource {
-    /// The one tunnel spiped-style flags describe, and its key file.
+    /// spiped's flags: one tunnel, and the key file (or `-` for standard input), and the
+    /// key being replaced (`--previous-key`), if any.
     Flags {
         tunnel: Box<TunnelDefinition>,
         key: PathBuf,
+        previous_key: Option<PathBuf>,
     },
     Config(PathBuf),
 }
@@ -129,10 +134,24 @@ impl RunOptions {
     /// are reported together.
     pub fn load(&self) -> Result<Loaded, Vec<String>> {
         match &self.source {
-            TunnelSource::Flags { tunnel, key } => {
+            TunnelSource::Flags {
+                tunnel,
+                key,
+                previous_key,
+            } => {
                 let loaded = load_key_file(key).map_err(|e| vec![e.to_string()])?;
-                let warnings = key_warnings(key, &loaded.warnings);
-                let settings = TunnelSettings::new(tunnel.as_ref().clone(), loaded.key);
+                let mut warnings = key_warnings(key, &loaded.warnings);
+                let previous = match previous_key {
+                    Some(path) => {
+                        let loaded = load_key_file(path)
+                            .map_err(|e| vec![format!("--previous-key: {e}")])?;
+                        warnings.extend(key_warnings(path, &loaded.warnings));
+                        Some(loaded.key)
+                    }
+                    None => None,
+                };
+                let settings = TunnelSettings::new(tunnel.as_ref().clone(), loaded.key)
+                    .with_previous_key(previous);
                 Ok(Loaded {
                     tunnels: vec![(settings, warnings)],
                     metrics: self.metrics.clone(),
@@ -188,15 +207,32 @@ pub fn load_config(path: &Path) -> Result<Loaded, Vec<String>> {
                 continue;
             }
         };
-        match load_key(&spec.key, None) {
-            Ok(loaded) => {
-                let warnings = match &spec.key {
-                    KeyRef::File(file) => key_warnings(file, &loaded.warnings),
-                    KeyRef::Keychain(_) => Vec::new(),
-                };
-                tunnels.push((TunnelSettings::new(definition, loaded.key), warnings));
+        let warnings_of = |key: &KeyRef, loaded: &LoadedKey| match key {
+            KeyRef::File(file) => key_warnings(file, &loaded.warnings),
+            KeyRef::Keychain(_) => Vec::new(),
+        };
+        let previous = match spec
+            .previous_key
+            .as_ref()
+            .map(|key| (key, load_key(key, None)))
+        {
+            None => Ok(None),
+            Some((key, Ok(loaded))) => Ok(Some((warnings_of(key, &loaded), loaded.key))),
+            Some((_, Err(e))) => Err(format!("tunnel {:?}: previous_key: {e}", spec.name)),
+        };
+        match (load_key(&spec.key, None), previous) {
+            (Ok(loaded), Ok(previous)) => {
+                let mut warnings = warnings_of(&spec.key, &loaded);
+                let previous = previous.map(|(more, key)| {
+                    warnings.extend(more);
+                    key
+                });
+                let settings =
+                    TunnelSettings::new(definition, loaded.key).with_previous_key(previous);
+                tunnels.push((settings, warnings));
             }
-            Err(e) => errors.push(format!("tunnel {:?}: key: {e}", spec.name)),
+            (Err(e), _) => errors.push(format!("tunnel {:?}: key: {e}", spec.name)),
+            (_, Err(e)) => errors.push(e),
         }
     }
     let metrics = match config.metrics_address().transpose() {
@@ -280,6 +316,7 @@ struct Seen {
     metrics: Option<String>,
     check_config: Option<String>,
     health_check: Option<String>,
+    previous_key: Option<String>,
     reverse_in: bool,
     reverse_out: bool,
     local: Option<String>,
@@ -368,6 +405,11 @@ pub fn parse(args: &[String]) -> Result<Invocation, String> {
                     &mut seen.check_config,
                     "--check-config",
                     value("a config file")?,
+                )?,
+                "previous-key" => set_value(
+                    &mut seen.previous_key,
+                    "--previous-key",
+                    value("the key file being replaced")?,
                 )?,
                 "health-check" => set_value(
                     &mut seen.health_check,
@@ -504,6 +546,7 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
                 seen.reverse_in || seen.reverse_out || seen.local.is_some(),
                 "--reverse-in/--reverse-out/-l",
             ),
+            (seen.previous_key.is_some(), "--previous-key"),
         ] {
             if given {
                 return Err(format!("{name} does not apply to --spipe"));
@@ -543,6 +586,7 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
                 seen.reverse_in || seen.reverse_out || seen.local.is_some(),
                 "--reverse-in/--reverse-out/-l",
             ),
+            (seen.previous_key.is_some(), "--previous-key"),
         ] {
             if given {
                 return Err(format!(
@@ -666,10 +710,18 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
     if let Some(problem) = tunnel.problems().first() {
         return Err(format!("{}: {problem}", problem.part().flag()));
     }
+    if seen.previous_key.is_some() && !matches!(mode, Mode::Decrypt | Mode::ReverseIn) {
+        return Err("--previous-key goes with -d or --reverse-in: the end that accepts connections lets clients with the old key in during a rotation".into());
+    }
+    let previous_key = seen.previous_key.map(PathBuf::from);
+    if previous_key.as_deref() == Some(Path::new("-")) {
+        return Err("--previous-key cannot read standard input (-k - may): give a key file".into());
+    }
     Ok(Invocation::Run(RunOptions {
         source: TunnelSource::Flags {
             tunnel: Box::new(tunnel),
             key,
+            previous_key,
         },
         foreground: seen.foreground,
         wait_for_dns: seen.wait_for_dns,
