@@ -1286,11 +1286,18 @@ mod tests {
         assert!(only_problem(&t).1.contains("standard input"));
         t.mode = Mode::Encrypt;
         t.previous_key = Some(KeyRef::File("/etc/sluice/old.key".into()));
-        assert!(only_problem(&t).1.contains("only the end that accepts connections"));
+        assert!(
+            only_problem(&t)
+                .1
+                .contains("only the end that accepts connections")
+        );
         let text = r#"(version: 1, tunnels: [(name: "d", mode: Decrypt, listen: "[::1]:1",
             target: "h:2", key: Keychain("new"), previous_key: Some(Keychain("old")))])"#;
         let cfg = Config::parse(text).unwrap();
-        assert_eq!(cfg.tunnels[0].previous_key, Some(KeyRef::Keychain("old".into())));
+        assert_eq!(
+            cfg.tunnels[0].previous_key,
+            Some(KeyRef::Keychain("old".into()))
+        );
     }
 
     #[test]

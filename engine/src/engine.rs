@@ -391,6 +391,14 @@ impl Engine {
             .unwrap_or_default()
     }
 
+    /// Checks a tunnel's far end at once (an encrypting tunnel with checks on; otherwise
+    /// nothing happens). Checks otherwise begin an interval after the tunnel starts.
+    pub fn check_now(&self, name: &str) {
+        if let Some(tunnel) = self.declared_tunnel(name) {
+            tunnel.health.check_now();
+        }
+    }
+
     /// Tells the engine the machine's network changed (an address or a route came or
     /// went) or it woke from sleep: every running tunnel resolves its target again and
     /// checks its far end at once. The engine watches for both itself where the platform

@@ -24,6 +24,7 @@ mod net;
 mod plan;
 mod platform;
 pub mod protocol;
+mod proxy_header;
 mod stats;
 mod tunnel;
 
@@ -67,5 +68,6 @@ pub use platform::host_name;
 pub use protocol::health::{TargetDownCause, TargetReport};
 pub use protocol::key::{Fingerprint, PresharedKey, hex};
 pub use protocol::{ForwardSecrecy, KeyAgreement};
+pub use proxy_header::ProxyVersion;
 pub use stats::{CounterSnapshot, LastError, RateSample};
 pub use tunnel::TunnelState;
