@@ -22,6 +22,8 @@
 //!             keepalive: true,                // false = spiped -j
 //!             reresolve_secs: Some(60),       // None = resolve once (-R); 60 also works
 //!             health_check_secs: Some(60),    // Encrypt: check the far end; None = never
+//!             proxy_protocol: None,           // Some(V1) or Some(V2): the client's address
+//!             accept_proxy_protocol: false,   // Encrypt: read a header from a load balancer
 //!             bind: None,                     // outgoing address (-b), e.g. Some("[10.0.0.2]")
 //!             autostart: false,
 //!         ),
@@ -36,6 +38,7 @@ pub use crate::definition::Mode;
 use crate::definition::{self, DefinitionProblem, Part, TunnelDefinition, same_endpoint};
 pub use crate::keystore::KeyRef;
 use crate::protocol::{ForwardSecrecy, KeyAgreement};
+use crate::proxy_header::ProxyVersion;
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io;
@@ -95,6 +98,12 @@ pub struct TunnelSpec {
     /// connection shows it; `None` = never.
     #[serde(default = "default_health_check_secs")]
     pub health_check_secs: Option<u64>,
+    /// Write a PROXY protocol header (`V1` or `V2`) at the start of each connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<ProxyVersion>,
+    /// Read a PROXY header from the client (a load balancer) and pass its address on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub accept_proxy_protocol: bool,
     /// Local address for outgoing connections (`-b`); the port may be omitted.
     #[serde(default)]
     pub bind: Option<String>,
@@ -204,6 +213,7 @@ pub enum Field {
     TimeoutSecs,
     ReresolveSecs,
     HealthCheckSecs,
+    ProxyProtocol,
     Bind,
     FarEnd,
 }
@@ -221,6 +231,7 @@ impl Field {
             Field::TimeoutSecs => "timeout_secs",
             Field::ReresolveSecs => "reresolve_secs",
             Field::HealthCheckSecs => "health_check_secs",
+            Field::ProxyProtocol => "proxy_protocol",
             Field::Bind => "bind",
             Field::FarEnd => "far_end",
         }
@@ -242,6 +253,7 @@ impl From<Part> for Field {
             Part::Timeout => Field::TimeoutSecs,
             Part::Reresolve => Field::ReresolveSecs,
             Part::HealthCheck => Field::HealthCheckSecs,
+            Part::ProxyProtocol => Field::ProxyProtocol,
         }
     }
 }
@@ -370,6 +382,8 @@ impl TunnelSpec {
             keepalive: default_true(),
             reresolve_secs: default_reresolve_secs(),
             health_check_secs: default_health_check_secs(),
+            proxy_protocol: None,
+            accept_proxy_protocol: false,
             bind: None,
             autostart: false,
             far_end: None,
@@ -481,6 +495,11 @@ impl TunnelSpec {
         }
         rule(definition::check_reresolve(reresolve));
         rule(definition::check_health_check(health_check));
+        rule(definition::check_proxy_protocol(
+            self.mode,
+            self.proxy_protocol,
+            self.accept_proxy_protocol,
+        ));
 
         match (listen, target, bind, timeout) {
             (Some(listen), Some(target), Ok(bind), Some(timeout)) if errors.is_empty() => {
@@ -497,6 +516,8 @@ impl TunnelSpec {
                     keepalive: self.keepalive,
                     reresolve,
                     health_check,
+                    proxy_protocol: self.proxy_protocol,
+                    accept_proxy_protocol: self.accept_proxy_protocol,
                 })
             }
             _ => Err(errors),

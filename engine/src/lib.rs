@@ -49,7 +49,7 @@ pub use far_end::{
     run_far_end, ssh_host_aliases,
 };
 pub use fault::{
-    ConnectionFault, HandshakeFailure, HandshakeFault, IoFault, ListenError, PumpFault,
+    ConnectionFault, HandshakeFailure, HandshakeFault, IoFault, ListenError, ProxyFault, PumpFault,
     ResolveError, StartFault, TargetFault, TunnelFault,
 };
 pub use health::{CheckSample, DownCause, Health, HealthFault};

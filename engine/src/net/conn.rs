@@ -597,11 +597,11 @@ pub(crate) const CLIENT_DOWN: Sides = Sides {
     input: "far end",
     output: "local client",
 };
-const SERVER_UP: Sides = Sides {
+pub(crate) const SERVER_UP: Sides = Sides {
     input: "far end",
     output: "target",
 };
-const SERVER_DOWN: Sides = Sides {
+pub(crate) const SERVER_DOWN: Sides = Sides {
     input: "target",
     output: "far end",
 };

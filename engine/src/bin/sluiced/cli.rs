@@ -7,8 +7,8 @@ use std::time::Duration;
 use sluice_engine::{
     Address, Config, ConfigError, DEFAULT_HEALTH_CHECK, DEFAULT_MAX_CONNECTIONS, DEFAULT_RERESOLVE,
     DEFAULT_TIMEOUT, ForwardSecrecy, KeyAgreement, KeyRef, KeySourceError, KeyfileWarning,
-    LoadedKey, MAX_TIMEOUT, Mode, Restart, TunnelDefinition, TunnelSettings, check_handshake,
-    check_timeout, load_key, parse_bind, parse_metrics_address, read_key_from,
+    LoadedKey, MAX_TIMEOUT, Mode, ProxyVersion, Restart, TunnelDefinition, TunnelSettings,
+    check_handshake, check_timeout, load_key, parse_bind, parse_metrics_address, read_key_from,
 };
 
 pub const USAGE: &str = "\
@@ -17,7 +17,7 @@ usage: sluiced {-e | -d} -s <source socket> -t <target socket> -k <key file>
                [-o <connection timeout>] [-p <pidfile>] [-r <rtime> | -R]
                [--syslog] [-u <username> | <:groupname> | <username:groupname>]
                [--x25519] [--verbose] [--metrics <address>] [--health-check <seconds>]
-               [--previous-key <key file>]
+               [--previous-key <key file>] [--proxy-protocol v1|v2] [--accept-proxy-protocol]
        sluiced --reverse-out -t <far end> -s <service> -k <key file>
                [-f | -g] [--x25519] [-n <max # connections>] [-o <timeout>] [-DFj] ...
        sluiced --reverse-in -s <encrypted listen> -l <plaintext listen> -k <key file>
@@ -49,6 +49,11 @@ Stock spiped connects to its target for each check; a Sluice far end does not.
 a few connections to the --reverse-in end (on the reachable machine) ready; each client
 that connects to the reverse-in end's -l goes through one to the service (-s). Both
 ends must be sluiced (docs/REVERSE.md).
+--proxy-protocol v1|v2 puts a PROXY protocol header at the start of each connection: -e
+(and --reverse-in) carries its client's address to the far end's service (stock spiped -d
+passes it on); -d tells its target the -e end's address, dropping a header -e sent.
+--accept-proxy-protocol (-e, --reverse-in) reads one from a load balancer and passes on
+the address it names.
 --previous-key (with -d or --reverse-in) also lets in clients holding the key being
 replaced, for a rotation without downtime; metrics count handshakes per key.
 With --config, SIGHUP rereads the file: new tunnels start, removed ones drain, changed
@@ -320,6 +325,8 @@ struct Seen {
     reverse_in: bool,
     reverse_out: bool,
     local: Option<String>,
+    proxy_protocol: Option<String>,
+    accept_proxy_protocol: bool,
 }
 
 fn set_flag(flag: &mut bool, name: &str) -> Result<(), String> {
@@ -406,6 +413,14 @@ pub fn parse(args: &[String]) -> Result<Invocation, String> {
                     "--check-config",
                     value("a config file")?,
                 )?,
+                "proxy-protocol" => set_value(
+                    &mut seen.proxy_protocol,
+                    "--proxy-protocol",
+                    value("v1 or v2")?,
+                )?,
+                "accept-proxy-protocol" => {
+                    set_flag(&mut seen.accept_proxy_protocol, "--accept-proxy-protocol")?
+                }
                 "previous-key" => set_value(
                     &mut seen.previous_key,
                     "--previous-key",
@@ -547,6 +562,10 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
                 "--reverse-in/--reverse-out/-l",
             ),
             (seen.previous_key.is_some(), "--previous-key"),
+            (
+                seen.proxy_protocol.is_some() || seen.accept_proxy_protocol,
+                "--proxy-protocol/--accept-proxy-protocol",
+            ),
         ] {
             if given {
                 return Err(format!("{name} does not apply to --spipe"));
@@ -587,6 +606,10 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
                 "--reverse-in/--reverse-out/-l",
             ),
             (seen.previous_key.is_some(), "--previous-key"),
+            (
+                seen.proxy_protocol.is_some() || seen.accept_proxy_protocol,
+                "--proxy-protocol/--accept-proxy-protocol",
+            ),
         ] {
             if given {
                 return Err(format!(
@@ -692,6 +715,16 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
             }
         },
     };
+    let proxy_protocol = match seen.proxy_protocol.as_deref() {
+        None => None,
+        Some("v1" | "1") => Some(ProxyVersion::V1),
+        Some("v2" | "2") => Some(ProxyVersion::V2),
+        Some(other) => {
+            return Err(format!(
+                "--proxy-protocol {other:?}: write v1 (text) or v2 (binary), as the service behind the tunnel expects"
+            ));
+        }
+    };
     // A flag tunnel is named after where it listens, as spiped's log lines name it.
     let tunnel = TunnelDefinition {
         name: listen.to_string(),
@@ -706,6 +739,8 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
         keepalive: !seen.no_keepalive,
         reresolve,
         health_check,
+        proxy_protocol,
+        accept_proxy_protocol: seen.accept_proxy_protocol,
     };
     if let Some(problem) = tunnel.problems().first() {
         return Err(format!("{}: {problem}", problem.part().flag()));
