@@ -198,6 +198,10 @@ pub struct Config {
     /// `None`: no metrics. The app keeps it as it found it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<String>,
+    /// Where `sluiced --config` appends one line per connection (docs/AUDIT.md); `None`:
+    /// no audit log. The app keeps it as it found it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_log: Option<PathBuf>,
 }
 
 /// A field of a tunnel in the config file that a problem can be about (the editor shows
@@ -609,6 +613,7 @@ impl Default for Config {
             version: CONFIG_VERSION,
             tunnels: Vec::new(),
             metrics: None,
+            audit_log: None,
         }
     }
 }

@@ -10,6 +10,7 @@
 
 mod address;
 mod atomic_file;
+mod audit;
 mod config;
 mod control_char;
 mod definition;
@@ -30,6 +31,7 @@ mod tunnel;
 
 pub use address::{Address, AddressError, parse_bind};
 pub use atomic_file::write_atomic;
+pub use audit::{AuditOutcome, AuditRecord};
 pub use config::{
     Config, ConfigError, FarEndRecord, Field, MetricsAddressError, SshDestinationError, TunnelSpec,
     check_ssh_destination, parse_metrics_address,
@@ -40,7 +42,10 @@ pub use definition::{
     DefinitionProblem, MAX_TIMEOUT, Mode, Part, TunnelDefinition, TunnelSettings, check_handshake,
     check_timeout,
 };
-pub use engine::{Engine, EventStream, Missed, RuntimeThreads, StatusReader, TunnelStatus};
+pub use engine::{
+    AUDIT_CAPACITY, AuditTrail, Engine, EventStream, Missed, RuntimeThreads, StatusReader,
+    TunnelStatus,
+};
 pub use events::{Event, EventKind, RepeatedProblem};
 pub use far_end::{
     FAR_END_CONNECT_TIMEOUT, FarEndAction, FarEndCommands, FarEndError, FarEndKey, FarEndPlan,

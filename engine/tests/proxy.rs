@@ -92,11 +92,15 @@ impl Nginx {
 }
 
 fn nginx_bin() -> String {
-    ["/usr/sbin/nginx", "/usr/bin/nginx"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .unwrap_or("/usr/sbin/nginx")
-        .to_owned()
+    [
+        "/opt/sluice-test-tools/nginx/usr/sbin/nginx",
+        "/usr/sbin/nginx",
+        "/usr/bin/nginx",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+    .unwrap_or("/usr/sbin/nginx")
+    .to_owned()
 }
 
 /// An HTTP request from `from` (a loopback address of the test's choosing); the status
@@ -122,7 +126,7 @@ fn have_prerequisites() -> bool {
     require(
         Path::new(&nginx_bin()).exists(),
         "nginx",
-        "apt-get install nginx-light",
+        "scripts/install-test-deps (it unpacks nginx to /opt/sluice-test-tools)",
     ) && require(
         Path::new(&spiped_bin()).exists(),
         "spiped",

@@ -371,7 +371,7 @@ impl ServerHandshake {
         let (dhmac_ours, dhmac_peer) = mac_keys_for(Role::Server, &self.key, &nonces);
         let previous = self.previous.map(|key| {
             let (ours, peer) = mac_keys_for(Role::Server, &key, &nonces);
-            (key, ours, peer)
+            PreviousKey { key, ours, peer }
         });
         ServerNoncesExchanged {
             key: self.key,
@@ -384,11 +384,19 @@ impl ServerHandshake {
     }
 }
 
+/// A server's previous key (a rotation's grace period) and its DH MAC keys for this
+/// handshake: the server's own, and the client's.
+pub(super) struct PreviousKey {
+    pub key: PresharedKey,
+    pub ours: Zeroizing<[u8; 32]>,
+    pub peer: Zeroizing<[u8; 32]>,
+}
+
 /// The server's stage 2: nonces known, waiting for the client's signed value.
 pub struct ServerNoncesExchanged {
     key: PresharedKey,
     /// The previous key and its MAC keys (ours, the client's), if it is accepted too.
-    previous: Option<(PresharedKey, Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>)>,
+    previous: Option<PreviousKey>,
     fs: ForwardSecrecy,
     nonces: Nonces,
     dhmac_ours: Zeroizing<[u8; 32]>,
@@ -405,9 +413,9 @@ impl ServerNoncesExchanged {
         let current = verify_signed_dh(&self.dhmac_peer, self.fs, client);
         let (key, dhmac_ours, peer_y, used_previous) = match (current, self.previous) {
             (Ok(peer_y), _) => (self.key, self.dhmac_ours, peer_y, false),
-            (Err(PeerRejection::BadSignature), Some((key, ours, peer))) => {
-                let peer_y = verify_signed_dh(&peer, self.fs, client)?;
-                (key, ours, peer_y, true)
+            (Err(PeerRejection::BadSignature), Some(previous)) => {
+                let peer_y = verify_signed_dh(&previous.peer, self.fs, client)?;
+                (previous.key, previous.ours, peer_y, true)
             }
             (Err(rejection), _) => return Err(rejection),
         };

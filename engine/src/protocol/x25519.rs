@@ -9,7 +9,9 @@ use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
 use super::Role;
-use super::handshake::{NONCE_LEN, Nonces, PeerRejection, SessionKeys, dh_mac_keys, session_keys};
+use super::handshake::{
+    NONCE_LEN, Nonces, PeerRejection, PreviousKey, SessionKeys, dh_mac_keys, session_keys,
+};
 use super::key::PresharedKey;
 use super::packet::hmac_sha256;
 
@@ -70,7 +72,11 @@ impl X25519Handshake {
         let previous = self.previous.map(|key| {
             // Only a server has one: its MAC key first, then the client's.
             let (client, server) = dh_mac_keys(&key, &nonces);
-            (key, server, client)
+            PreviousKey {
+                key,
+                ours: server,
+                peer: client,
+            }
         });
         X25519NoncesExchanged {
             role: self.role,
@@ -90,7 +96,7 @@ pub struct X25519NoncesExchanged {
     role: Role,
     key: PresharedKey,
     /// A server's previous key and its MAC keys (ours, the client's).
-    previous: Option<(PresharedKey, Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>)>,
+    previous: Option<PreviousKey>,
     secret: Box<StaticSecret>,
     nonces: Nonces,
     /// The client's signed key; a server has none yet.
@@ -123,7 +129,7 @@ impl X25519NoncesExchanged {
             (self.key, self.dhmac_ours, false)
         } else {
             match self.previous {
-                Some((key, ours, peer)) if verifies(&peer) => (key, ours, true),
+                Some(previous) if verifies(&previous.peer) => (previous.key, previous.ours, true),
                 _ => return Err(PeerRejection::BadSignature),
             }
         };

@@ -5,13 +5,14 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::address::Address;
+use crate::audit::{AuditOutcome, AuditRecord};
 use crate::definition::{Mode, TunnelSettings};
 use crate::events::{EventKind, RepeatedProblem};
 use crate::fault::{
@@ -315,7 +316,8 @@ enum Source {
 /// A connection to serve.
 enum Incoming {
     Stream(NetStream),
-    Joined(Slot),
+    /// Boxed: a joined connection carries its codecs and reader, over a kilobyte.
+    Joined(Box<Slot>),
 }
 
 impl Incoming {
@@ -332,7 +334,7 @@ impl Source {
         match self {
             Source::Listener(listener) => listener.accept().await.map(Incoming::Stream),
             Source::Joined(joined) => match joined.lock().await.recv().await {
-                Some(slot) => Ok(Incoming::Joined(slot)),
+                Some(slot) => Ok(Incoming::Joined(Box::new(slot))),
                 // The pool ends only with its generation, which the loop replaces.
                 None => std::future::pending().await,
             },
@@ -678,6 +680,30 @@ impl Connection {
             bytes_down: traffic.down.load(Ordering::Relaxed),
             fault,
         };
+        let outcome_word = match &outcome {
+            Ok(()) => AuditOutcome::Ok,
+            Err(ConnFault::Handshake(fault)) => AuditOutcome::HandshakeFailed(fault.cause()),
+            Err(ConnFault::Target(_)) | Err(ConnFault::Reverse(ReverseFault::ServiceDown(_))) => {
+                AuditOutcome::TargetUnreachable
+            }
+            Err(ConnFault::Reverse(ReverseFault::NoneReady(_))) => {
+                AuditOutcome::NoReverseConnection
+            }
+            Err(ConnFault::Pump(PumpFault::Rejected(_))) => AuditOutcome::DataRejected,
+            Err(ConnFault::Pump(_) | ConnFault::Reverse(_)) => AuditOutcome::Error,
+            Err(ConnFault::Proxy(_)) => AuditOutcome::ProxyRefused,
+            Err(ConnFault::Closed) => AuditOutcome::Stopped,
+        };
+        shared.audit(|| AuditRecord {
+            ended: SystemTime::now(),
+            tunnel: shared.name.clone(),
+            peer,
+            client: traffic.client.get().copied(),
+            duration: started.elapsed(),
+            bytes_up: traffic.up.load(Ordering::Relaxed),
+            bytes_down: traffic.down.load(Ordering::Relaxed),
+            outcome: outcome_word,
+        });
         let far_end_suspect = matches!(
             outcome,
             Err(ConnFault::Handshake(_) | ConnFault::Target(_) | ConnFault::Pump(_))
@@ -769,7 +795,7 @@ impl Connection {
                 self.serve_reverse_in(client, traffic).await
             }
             Incoming::Stream(inbound) => self.serve_forward(inbound, traffic).await,
-            Incoming::Joined(slot) => self.serve_reverse_out(slot, traffic).await,
+            Incoming::Joined(slot) => self.serve_reverse_out(*slot, traffic).await,
         }
     }
 

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::TunnelShared;
+use crate::audit::{AuditOutcome, AuditRecord};
 use crate::definition::TunnelSettings;
 use crate::events::{EventKind, RepeatedProblem};
 use crate::fault::TunnelFault;
@@ -217,7 +218,19 @@ async fn pool_slot(
     let conn = shared.next_conn();
     let authenticated = match authenticated {
         Ok(authenticated) => authenticated,
-        Err(fault) => return shared.handshake_failed(conn, peer, fault),
+        Err(fault) => {
+            shared.audit(|| AuditRecord {
+                ended: std::time::SystemTime::now(),
+                tunnel: shared.name.clone(),
+                peer,
+                client: None,
+                duration: started.elapsed(),
+                bytes_up: 0,
+                bytes_down: 0,
+                outcome: AuditOutcome::HandshakeFailed(fault.cause()),
+            });
+            return shared.handshake_failed(conn, peer, fault);
+        }
     };
     shared
         .stats

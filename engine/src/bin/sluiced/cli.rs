@@ -18,6 +18,7 @@ usage: sluiced {-e | -d} -s <source socket> -t <target socket> -k <key file>
                [--syslog] [-u <username> | <:groupname> | <username:groupname>]
                [--x25519] [--verbose] [--metrics <address>] [--health-check <seconds>]
                [--previous-key <key file>] [--proxy-protocol v1|v2] [--accept-proxy-protocol]
+               [--audit-log <file>]
        sluiced --reverse-out -t <far end> -s <service> -k <key file>
                [-f | -g] [--x25519] [-n <max # connections>] [-o <timeout>] [-DFj] ...
        sluiced --reverse-in -s <encrypted listen> -l <plaintext listen> -k <key file>
@@ -54,6 +55,9 @@ ends must be sluiced (docs/REVERSE.md).
 passes it on); -d tells its target the -e end's address, dropping a header -e sent.
 --accept-proxy-protocol (-e, --reverse-in) reads one from a load balancer and passes on
 the address it names.
+--audit-log appends one line per connection when it ends (time, tunnel, peer, the
+client a PROXY header named, duration, bytes each way, outcome; docs/AUDIT.md) to a file
+reopened on SIGHUP and SIGUSR1 (for logrotate); also `audit_log:` in a config file.
 --previous-key (with -d or --reverse-in) also lets in clients holding the key being
 replaced, for a rotation without downtime; metrics count handshakes per key.
 With --config, SIGHUP rereads the file: new tunnels start, removed ones drain, changed
@@ -107,6 +111,8 @@ pub struct RunOptions {
     pub verbose: bool,
     /// `--metrics`: where to serve metrics (overrides the config file's `metrics`).
     metrics: Option<Address>,
+    /// `--audit-log`: where to append a line per connection (overrides the config's).
+    audit_log: Option<PathBuf>,
 }
 
 #[derive(Clone)]
@@ -132,6 +138,8 @@ pub type LoadedTunnels = Vec<(TunnelSettings, Vec<String>)>;
 pub struct Loaded {
     pub tunnels: LoadedTunnels,
     pub metrics: Option<Address>,
+    /// Where one line per connection is appended, if anywhere (docs/AUDIT.md).
+    pub audit_log: Option<PathBuf>,
 }
 
 impl RunOptions {
@@ -160,12 +168,16 @@ impl RunOptions {
                 Ok(Loaded {
                     tunnels: vec![(settings, warnings)],
                     metrics: self.metrics.clone(),
+                    audit_log: self.audit_log.clone(),
                 })
             }
             TunnelSource::Config(path) => {
                 let mut loaded = load_config(path)?;
                 if self.metrics.is_some() {
                     loaded.metrics.clone_from(&self.metrics);
+                }
+                if self.audit_log.is_some() {
+                    loaded.audit_log.clone_from(&self.audit_log);
                 }
                 Ok(loaded)
             }
@@ -248,7 +260,11 @@ pub fn load_config(path: &Path) -> Result<Loaded, Vec<String>> {
         }
     };
     if errors.is_empty() {
-        Ok(Loaded { tunnels, metrics })
+        Ok(Loaded {
+            tunnels,
+            metrics,
+            audit_log: config.audit_log.clone(),
+        })
     } else {
         Err(errors)
     }
@@ -319,6 +335,7 @@ struct Seen {
     tunnel: Option<String>,
     service: Option<String>,
     metrics: Option<String>,
+    audit_log: Option<String>,
     check_config: Option<String>,
     health_check: Option<String>,
     previous_key: Option<String>,
@@ -407,6 +424,11 @@ pub fn parse(args: &[String]) -> Result<Invocation, String> {
                     &mut seen.metrics,
                     "--metrics",
                     value("an address to serve metrics on, e.g. 127.0.0.1:9185")?,
+                )?,
+                "audit-log" => set_value(
+                    &mut seen.audit_log,
+                    "--audit-log",
+                    value("a file to append one line per connection to")?,
                 )?,
                 "check-config" => set_value(
                     &mut seen.check_config,
@@ -507,8 +529,8 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
         return Ok(Invocation::CheckConfig(PathBuf::from(path)));
     }
     if let Some((action, destination)) = seen.far_end {
-        if seen.metrics.is_some() {
-            return Err("--metrics does not apply to --far-end-*".into());
+        if seen.metrics.is_some() || seen.audit_log.is_some() {
+            return Err("--metrics and --audit-log do not apply to --far-end-*".into());
         }
         return far_end_options(action, destination, seen.config, seen.tunnel, seen.service);
     }
@@ -556,6 +578,7 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
             (seen.user.is_some() || seen.syslog, "-u/--syslog"),
             (seen.config.is_some(), "--config"),
             (metrics.is_some(), "--metrics"),
+            (seen.audit_log.is_some(), "--audit-log"),
             (seen.health_check.is_some(), "--health-check"),
             (
                 seen.reverse_in || seen.reverse_out || seen.local.is_some(),
@@ -626,6 +649,7 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
             syslog: seen.syslog,
             verbose: seen.verbose,
             metrics,
+            audit_log: seen.audit_log.map(PathBuf::from),
         }));
     }
 
@@ -765,6 +789,7 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
         syslog: seen.syslog,
         verbose: seen.verbose,
         metrics,
+        audit_log: seen.audit_log.map(PathBuf::from),
     }))
 }
 
