@@ -19,6 +19,9 @@ pub enum Address {
     Ip(SocketAddr),
     /// A host name, resolved when used (and re-resolved for targets, like spiped's `-r`).
     Host { name: String, port: u16 },
+    /// A listening socket a service manager passes in (systemd's socket activation), by
+    /// the name its socket unit gives it (`FileDescriptorName=`): `systemd:NAME`.
+    Systemd(String),
 }
 
 /// Why a string is not a usable address. Every message quotes the input and says how to
@@ -53,8 +56,14 @@ pub enum AddressError {
         "{0:?} is not a valid host name: use letters, digits, '-' and '.', or an IP address in brackets"
     )]
     BadHost(String),
-    #[error("{0:?} is a UNIX socket path, which cannot be used here: use host:port or [ip]:port")]
+    #[error(
+        "{0:?} is a UNIX socket path or a passed-in socket, which cannot be used here: use host:port or [ip]:port"
+    )]
     UnixNotAllowed(String),
+    #[error(
+        "{0:?}: a passed-in socket is written systemd:NAME, NAME being its FileDescriptorName= (printable, no ':', at most 255 characters)"
+    )]
+    BadSystemdName(String),
     /// In any form, a UNIX path included: an address ends up in unit files, configs and
     /// log lines, which a line feed would split.
     #[error("{input:?}: an address cannot contain control characters (here {found}): remove it")]
@@ -96,7 +105,7 @@ pub fn parse_bind(s: &str) -> Result<Address, AddressError> {
         return Ok(Address::Ip(SocketAddr::new(ip, 0)));
     }
     match parse(s, PortRule::Optional)? {
-        Address::Unix(_) => Err(AddressError::UnixNotAllowed(s.to_owned())),
+        Address::Unix(_) | Address::Systemd(_) => Err(AddressError::UnixNotAllowed(s.to_owned())),
         other => Ok(other),
     }
 }
@@ -121,6 +130,17 @@ fn parse(s: &str, rule: PortRule) -> Result<Address, AddressError> {
     }
     if s.starts_with('/') {
         return Ok(Address::Unix(PathBuf::from(s)));
+    }
+    if let Some(name) = s.strip_prefix("systemd:") {
+        // systemd's rule for FileDescriptorName=: up to 255 printable characters, no ':'.
+        let fits = !name.is_empty()
+            && name.len() <= 255
+            && name.chars().all(|c| c.is_ascii_graphic() && c != ':');
+        return if fits {
+            Ok(Address::Systemd(name.to_owned()))
+        } else {
+            Err(AddressError::BadSystemdName(s.to_owned()))
+        };
     }
     if let Some(rest) = s.strip_prefix('[') {
         return parse_bracketed(s, rest, rule);
@@ -226,6 +246,7 @@ impl fmt::Display for Address {
             // SocketAddrV6 already prints "[ip%scope]:port".
             Address::Ip(SocketAddr::V6(v6)) => write!(f, "{v6}"),
             Address::Host { name, port } => write!(f, "{name}:{port}"),
+            Address::Systemd(name) => write!(f, "systemd:{name}"),
         }
     }
 }
@@ -234,7 +255,7 @@ impl Address {
     /// The TCP port, or `None` for a UNIX socket.
     pub fn port(&self) -> Option<u16> {
         match self {
-            Address::Unix(_) => None,
+            Address::Unix(_) | Address::Systemd(_) => None,
             Address::Ip(addr) => Some(addr.port()),
             Address::Host { port, .. } => Some(*port),
         }
@@ -245,7 +266,7 @@ impl Address {
     /// callers that care about exposure should treat them separately.
     pub fn is_loopback(&self) -> bool {
         match self {
-            Address::Unix(_) => false,
+            Address::Unix(_) | Address::Systemd(_) => false,
             Address::Ip(addr) => addr.ip().to_canonical().is_loopback(),
             Address::Host { name, .. } => {
                 let name = name.strip_suffix('.').unwrap_or(name);

@@ -317,7 +317,7 @@ pub enum MetricsAddressError {
 /// Parses where metrics are served: a TCP `host:port` or `[ip]:port`.
 pub fn parse_metrics_address(text: &str) -> Result<Address, MetricsAddressError> {
     match text.parse::<Address>()? {
-        Address::Unix(_) => Err(MetricsAddressError::NotTcp(text.to_owned())),
+        Address::Unix(_) | Address::Systemd(_) => Err(MetricsAddressError::NotTcp(text.to_owned())),
         address => Ok(address),
     }
 }
@@ -489,6 +489,7 @@ impl TunnelSpec {
         };
         if let (Some(listen), Some(target)) = (&listen, &target) {
             rule(definition::check_endpoints(listen, target));
+            rule(definition::check_dialled(self.mode, listen, target));
         }
         rule(definition::check_handshake(
             self.forward_secrecy,

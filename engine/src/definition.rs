@@ -143,6 +143,7 @@ impl TunnelDefinition {
         [
             check_name(&self.name),
             check_endpoints(&self.listen, &self.target),
+            check_dialled(self.mode, &self.listen, &self.target),
             check_handshake(self.forward_secrecy, self.key_agreement),
             check_timeout(self.timeout),
             check_reresolve(self.reresolve),
@@ -173,6 +174,23 @@ pub fn check_endpoints(listen: &Address, target: &Address) -> Result<(), Definit
         return Err(DefinitionProblem::TargetIsListen(target.clone()));
     }
     Ok(())
+}
+
+/// A passed-in socket (`systemd:NAME`) can only be listened on, never dialled.
+pub fn check_dialled(
+    mode: Mode,
+    listen: &Address,
+    target: &Address,
+) -> Result<(), DefinitionProblem> {
+    let dialled: &[&Address] = match mode {
+        Mode::Encrypt | Mode::Decrypt => &[target],
+        Mode::ReverseIn => &[],
+        Mode::ReverseOut => &[listen, target],
+    };
+    match dialled.iter().find(|a| matches!(a, Address::Systemd(_))) {
+        Some(address) => Err(DefinitionProblem::DialsPassedSocket((*address).clone())),
+        None => Ok(()),
+    }
 }
 
 /// X25519 always uses fresh keys, so it cannot run without forward secrecy. Binds a
@@ -299,6 +317,10 @@ pub enum DefinitionProblem {
     )]
     ProxyOnReverseOut,
     #[error(
+        "{0} is a socket a service manager passes in to listen on; this tunnel connects to it: give the address it should connect to"
+    )]
+    DialsPassedSocket(Address),
+    #[error(
         "only the end that clients connect to in plaintext (Encrypt, ReverseIn) can read a PROXY header from a load balancer"
     )]
     AcceptProxyHere,
@@ -318,6 +340,7 @@ impl DefinitionProblem {
             DefinitionProblem::ZeroTimeout | DefinitionProblem::TimeoutTooLong(_) => Part::Timeout,
             DefinitionProblem::ZeroReresolve => Part::Reresolve,
             DefinitionProblem::ZeroHealthCheck => Part::HealthCheck,
+            DefinitionProblem::DialsPassedSocket(_) => Part::Target,
             DefinitionProblem::ProxyOnReverseOut
             | DefinitionProblem::AcceptProxyHere
             | DefinitionProblem::AcceptProxyWithoutVersion => Part::ProxyProtocol,

@@ -12,14 +12,19 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::audit::AuditRecord;
+use crate::definition::TunnelSettings;
 use crate::events::{Event, SummaryDue};
+use crate::fault::StartFault;
 use crate::health::{CheckSample, Health};
 use crate::net::dhpool::{DEFAULT_POOL_SIZE, KeyPairPool};
 use crate::net::probe::{ProbeOutcome, ProbeRequest, probe};
 use crate::net::resolve::{Resolver, SystemResolver};
+use crate::net::stream::NetStream;
 use crate::plan::{Action, ApplyError, Desired, DesiredTunnel, Ending, Known, Plan, Restart};
 use crate::stats::{CounterSnapshot, RateSample};
-use crate::tunnel::{EngineContext, RunningTunnel, TunnelShared, TunnelState, Wanted};
+use crate::tunnel::{
+    EngineContext, RunningTunnel, TunnelShared, TunnelState, Wanted, serve_accepted,
+};
 
 /// Events kept for a slow subscriber before the oldest are dropped.
 pub const EVENT_CAPACITY: usize = 4096;
@@ -55,6 +60,30 @@ impl StatusReader {
     /// out of the declared set whose connections are still finishing), oldest first.
     pub fn statuses(&self) -> Vec<TunnelStatus> {
         self.shared.tunnels().iter().map(|t| status_of(t)).collect()
+    }
+}
+
+/// A connection accepted by another program and passed to this one.
+pub enum AcceptedConnection {
+    Tcp(std::net::TcpStream),
+    #[cfg(unix)]
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl AcceptedConnection {
+    /// On the engine's runtime.
+    fn into_net(self) -> io::Result<NetStream> {
+        match self {
+            AcceptedConnection::Tcp(tcp) => {
+                tcp.set_nonblocking(true)?;
+                tokio::net::TcpStream::from_std(tcp).map(NetStream::from)
+            }
+            #[cfg(unix)]
+            AcceptedConnection::Unix(unix) => {
+                unix.set_nonblocking(true)?;
+                tokio::net::UnixStream::from_std(unix).map(NetStream::from)
+            }
+        }
     }
 }
 
@@ -492,6 +521,36 @@ impl Engine {
         self.runtime.spawn(async move {
             done(probe(&request, &pool).await);
         });
+    }
+
+    /// Serves one connection accepted elsewhere (inetd, a socket unit with `Accept=yes`)
+    /// as a tunnel with `settings` would serve one it accepted: events, counters and the
+    /// audit trail as for any connection. Blocks until the connection ends; returns the
+    /// counters it left (or why the tunnel could not start: a target that does not
+    /// resolve, an empty key).
+    pub fn serve_accepted(
+        &self,
+        settings: TunnelSettings,
+        connection: AcceptedConnection,
+    ) -> Result<CounterSnapshot, StartFault> {
+        if settings.key.is_empty_key() {
+            return Err(StartFault::EmptyKey);
+        }
+        let shared = Arc::new(TunnelShared::new(
+            &settings.definition.name,
+            Arc::clone(&self.shared.context),
+        ));
+        let served = Arc::clone(&shared);
+        self.runtime.block_on(async move {
+            let stream = connection.into_net().map_err(|e| {
+                StartFault::Listen(crate::net::listener::ListenError::Io {
+                    address: "the connection passed in".into(),
+                    source: e.into(),
+                })
+            })?;
+            serve_accepted(served, Arc::new(settings), stream).await
+        })?;
+        Ok(shared.stats.snapshot())
     }
 
     /// The engine's runtime, for callers that want to await alongside it.

@@ -43,8 +43,8 @@ pub use definition::{
     check_timeout,
 };
 pub use engine::{
-    AUDIT_CAPACITY, AuditTrail, Engine, EventStream, Missed, RuntimeThreads, StatusReader,
-    TunnelStatus,
+    AUDIT_CAPACITY, AcceptedConnection, AuditTrail, Engine, EventStream, Missed, RuntimeThreads,
+    StatusReader, TunnelStatus,
 };
 pub use events::{Event, EventKind, RepeatedProblem};
 pub use far_end::{

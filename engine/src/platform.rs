@@ -495,3 +495,121 @@ mod windows_network {
         Ok(subscriptions)
     }
 }
+
+/// A listening socket a service manager passed to this process.
+pub enum InheritedListener {
+    Tcp(std::net::TcpListener),
+    #[cfg(unix)]
+    Unix(std::os::unix::net::UnixListener),
+}
+
+/// Why an inherited listening socket cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InheritedError {
+    #[error(
+        "no socket named {name:?} was passed to sluiced (passed: {passed}): name it with FileDescriptorName= in the .socket unit, or --fdname= for systemd-socket-activate"
+    )]
+    NotPassed { name: String, passed: String },
+    #[error("the socket named {0:?} is not a listening stream socket")]
+    NotListening(String),
+    #[error("the socket named {name:?} cannot be used: {reason}")]
+    Io { name: String, reason: String },
+    #[cfg(not(unix))]
+    #[error("taking listening sockets from a service manager is not supported on this system")]
+    Unsupported,
+}
+
+/// A copy of the listening socket named `name` among those a service manager passed
+/// (systemd's socket activation: `LISTEN_PID` naming this process, `LISTEN_FDS` sockets
+/// from descriptor 3, `LISTEN_FDNAMES` their names). The passed sockets themselves stay
+/// open for the life of the process, so a tunnel that stops and starts again finds its
+/// socket still there, with the connections that queued meanwhile.
+pub fn inherited_listener(name: &str) -> Result<InheritedListener, InheritedError> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::{FromRawFd, RawFd};
+        static PASSED: std::sync::OnceLock<Vec<(String, RawFd)>> = std::sync::OnceLock::new();
+        let passed = PASSED.get_or_init(|| {
+            let for_us = std::env::var("LISTEN_PID")
+                .ok()
+                .and_then(|pid| pid.parse::<u32>().ok())
+                .is_some_and(|pid| pid == std::process::id());
+            let count = std::env::var("LISTEN_FDS")
+                .ok()
+                .and_then(|n| n.parse::<RawFd>().ok())
+                .filter(|_| for_us)
+                .unwrap_or(0);
+            let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
+            let mut names = names.split(':');
+            (0..count)
+                .map(|i| {
+                    let fd = 3 + i;
+                    // SAFETY: a plain fcntl on a descriptor the service manager passed; it
+                    // stays open (and out of any child) for the life of the process.
+                    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+                    let name = names.next().filter(|n| !n.is_empty()).unwrap_or("unknown");
+                    (name.to_owned(), fd)
+                })
+                .collect()
+        });
+        let Some(&(_, fd)) = passed.iter().find(|(passed, _)| passed == name) else {
+            let list: Vec<&str> = passed.iter().map(|(n, _)| n.as_str()).collect();
+            return Err(InheritedError::NotPassed {
+                name: name.to_owned(),
+                passed: if list.is_empty() {
+                    "none".to_owned()
+                } else {
+                    list.join(", ")
+                },
+            });
+        };
+        let io = |e: io::Error| InheritedError::Io {
+            name: name.to_owned(),
+            reason: e.to_string(),
+        };
+        let mut listening: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes one int through valid pointers to locals.
+        let ok = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_ACCEPTCONN,
+                (&raw mut listening).cast(),
+                &mut len,
+            )
+        } == 0;
+        if !ok || listening == 0 {
+            return Err(InheritedError::NotListening(name.to_owned()));
+        }
+        // SAFETY: a plain fcntl; the copy is a new descriptor owned below.
+        let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+        if copy < 0 {
+            return Err(io(io::Error::last_os_error()));
+        }
+        // SAFETY: sockaddr_storage is plain old data; getsockname fills at most `len`.
+        let mut address: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // SAFETY: as above, on the copy just made.
+        let named = unsafe { libc::getsockname(copy, (&raw mut address).cast(), &mut len) } == 0;
+        let error = (!named).then(io::Error::last_os_error);
+        // SAFETY: `copy` is a fresh descriptor nobody else owns; the wrappers take it.
+        let listener = unsafe {
+            match i32::from(address.ss_family) {
+                libc::AF_UNIX => {
+                    InheritedListener::Unix(std::os::unix::net::UnixListener::from_raw_fd(copy))
+                }
+                _ => InheritedListener::Tcp(std::net::TcpListener::from_raw_fd(copy)),
+            }
+        };
+        match error {
+            Some(e) => Err(io(e)),
+            None => Ok(listener),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = name;
+        Err(InheritedError::Unsupported)
+    }
+}

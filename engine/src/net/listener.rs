@@ -38,6 +38,8 @@ pub enum ListenError {
     PermissionDenied { address: String, hint: &'static str },
     #[error("cannot listen on {address}: {source}")]
     Io { address: String, source: IoFault },
+    #[error("cannot listen on {address}: {reason}")]
+    Inherited { address: String, reason: String },
 }
 
 /// A bound listener. A UNIX socket file this process created is removed when the
@@ -50,6 +52,8 @@ pub enum Listener {
         path: PathBuf,
         inode: u64,
     },
+    /// A UNIX socket a service manager passed in: its file is the manager's.
+    InheritedUnix(UnixListener),
 }
 
 impl Listener {
@@ -62,6 +66,7 @@ impl Listener {
         let label = address.to_string();
         match address {
             Address::Unix(path) => bind_unix(path, &label),
+            Address::Systemd(name) => inherited(name, &label),
             _ => {
                 let resolved = address.resolve_with(resolver).await.map_err(|source| {
                     ListenError::Resolve {
@@ -83,7 +88,7 @@ impl Listener {
     pub async fn accept(&self) -> io::Result<NetStream> {
         match self {
             Listener::Tcp(l) => l.accept().await.map(|(s, _)| NetStream::Tcp(s)),
-            Listener::Unix { listener, .. } => {
+            Listener::Unix { listener, .. } | Listener::InheritedUnix(listener) => {
                 listener.accept().await.map(|(s, _)| NetStream::Unix(s))
             }
         }
@@ -94,7 +99,7 @@ impl Listener {
     pub fn queued_connections(&self) -> Option<u64> {
         match self {
             Listener::Tcp(l) => crate::platform::accept_queue_len(l),
-            Listener::Unix { .. } => None,
+            Listener::Unix { .. } | Listener::InheritedUnix(_) => None,
         }
     }
 
@@ -104,6 +109,35 @@ impl Listener {
         match self {
             Listener::Tcp(l) => l.local_addr().ok().map(Address::Ip),
             Listener::Unix { path, .. } => Some(Address::Unix(path.clone())),
+            Listener::InheritedUnix(listener) => listener
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(|p| Address::Unix(p.to_owned()))),
+        }
+    }
+}
+
+/// A listening socket a service manager passed in, by name (`systemd:NAME`).
+fn inherited(name: &str, label: &str) -> Result<Listener, ListenError> {
+    let listener =
+        crate::platform::inherited_listener(name).map_err(|e| ListenError::Inherited {
+            address: label.to_owned(),
+            reason: e.to_string(),
+        })?;
+    let io = |e: io::Error| ListenError::Io {
+        address: label.to_owned(),
+        source: e.into(),
+    };
+    match listener {
+        crate::platform::InheritedListener::Tcp(tcp) => {
+            tcp.set_nonblocking(true).map_err(io)?;
+            TcpListener::from_std(tcp).map(Listener::Tcp).map_err(io)
+        }
+        crate::platform::InheritedListener::Unix(unix) => {
+            unix.set_nonblocking(true).map_err(io)?;
+            UnixListener::from_std(unix)
+                .map(Listener::InheritedUnix)
+                .map_err(io)
         }
     }
 }

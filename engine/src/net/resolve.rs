@@ -66,6 +66,7 @@ impl Resolve for Address {
             Address::Unix(path) => {
                 Err(ResolveError::NotANetworkAddress(path.display().to_string()))
             }
+            Address::Systemd(_) => Err(ResolveError::NotANetworkAddress(self.to_string())),
             Address::Ip(addr) => Ok(vec![*addr]),
             Address::Host { name, port } => {
                 let addrs =

@@ -299,6 +299,28 @@ async fn reresolve_loop(
     }
 }
 
+/// Serves one connection accepted elsewhere (by inetd, or a socket unit with
+/// `Accept=yes`) as a tunnel with `settings` serves one it accepted.
+pub(crate) async fn serve_accepted(
+    shared: Arc<TunnelShared>,
+    settings: Arc<TunnelSettings>,
+    stream: NetStream,
+) -> Result<(), StartFault> {
+    let generation = prepare(&shared, Arc::clone(&settings)).await?;
+    let connection = Connection {
+        shared: Arc::clone(&shared),
+        settings,
+        target: Arc::clone(&generation.target),
+        bind: Arc::clone(&generation.bind),
+        reverse_in: None,
+        _permit: None,
+    };
+    connection
+        .run(Incoming::Stream(stream), CancellationToken::new())
+        .await;
+    Ok(())
+}
+
 /// Backoff after accept() fails for lack of resources: the listening socket stays
 /// readable, so retrying at once would spin; open connections keep being served.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(25);

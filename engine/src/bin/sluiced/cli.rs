@@ -19,6 +19,8 @@ usage: sluiced {-e | -d} -s <source socket> -t <target socket> -k <key file>
                [--x25519] [--verbose] [--metrics <address>] [--health-check <seconds>]
                [--previous-key <key file>] [--proxy-protocol v1|v2] [--accept-proxy-protocol]
                [--audit-log <file>]
+       sluiced --inetd {-e | -d} -t <target socket> -k <key file> [-b <bind address>]
+               [-f | -g] [-j] [-o <timeout>] [--x25519] [--syslog] [--verbose] ...
        sluiced --reverse-out -t <far end> -s <service> -k <key file>
                [-f | -g] [--x25519] [-n <max # connections>] [-o <timeout>] [-DFj] ...
        sluiced --reverse-in -s <encrypted listen> -l <plaintext listen> -k <key file>
@@ -58,6 +60,9 @@ the address it names.
 --audit-log appends one line per connection when it ends (time, tunnel, peer, the
 client a PROXY header named, duration, bytes each way, outcome; docs/AUDIT.md) to a file
 reopened on SIGHUP and SIGUSR1 (for logrotate); also `audit_log:` in a config file.
+--inetd serves exactly one connection, the one on standard input (inetd, a systemd
+socket with Accept=yes, tcpsvd, s6-tcpserver), and exits; logs go to standard error or
+syslog, never into the connection.
 --previous-key (with -d or --reverse-in) also lets in clients holding the key being
 replaced, for a rotation without downtime; metrics count handshakes per key.
 With --config, SIGHUP rereads the file: new tunnels start, removed ones drain, changed
@@ -109,6 +114,8 @@ pub struct RunOptions {
     pub user: Option<String>,
     pub syslog: bool,
     pub verbose: bool,
+    /// `--inetd`: serve the one connection on standard input and exit.
+    pub inetd: bool,
     /// `--metrics`: where to serve metrics (overrides the config file's `metrics`).
     metrics: Option<Address>,
     /// `--audit-log`: where to append a line per connection (overrides the config's).
@@ -344,6 +351,7 @@ struct Seen {
     local: Option<String>,
     proxy_protocol: Option<String>,
     accept_proxy_protocol: bool,
+    inetd: bool,
 }
 
 fn set_flag(flag: &mut bool, name: &str) -> Result<(), String> {
@@ -392,6 +400,7 @@ pub fn parse(args: &[String]) -> Result<Invocation, String> {
                 "spipe" => set_flag(&mut seen.spipe, "--spipe")?,
                 "x25519" => set_flag(&mut seen.x25519, "--x25519")?,
                 "reverse-in" => set_flag(&mut seen.reverse_in, "--reverse-in")?,
+                "inetd" => set_flag(&mut seen.inetd, "--inetd")?,
                 "reverse-out" => set_flag(&mut seen.reverse_out, "--reverse-out")?,
                 "help" => set_flag(&mut seen.help, "--help")?,
                 "version" => set_flag(&mut seen.version, "--version")?,
@@ -648,6 +657,7 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
             user: seen.user,
             syslog: seen.syslog,
             verbose: seen.verbose,
+            inetd: false,
             metrics,
             audit_log: seen.audit_log.map(PathBuf::from),
         }));
@@ -671,10 +681,33 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
             );
         }
     };
-    let source = seen
-        .source
-        .clone()
-        .ok_or("-s <source socket> is required")?;
+    if seen.inetd {
+        for (given, name) in [
+            (
+                !matches!(mode, Mode::Encrypt | Mode::Decrypt),
+                "--reverse-in/--reverse-out",
+            ),
+            (seen.source.is_some(), "-s"),
+            (seen.max_connections.is_some(), "-n"),
+            (seen.foreground || seen.wait_for_dns, "-F/-D"),
+            (seen.pidfile.is_some(), "-p"),
+            (seen.user.is_some(), "-u"),
+            (metrics.is_some(), "--metrics"),
+            (seen.health_check.is_some(), "--health-check"),
+        ] {
+            if given {
+                return Err(format!(
+                    "{name} does not apply to --inetd: it serves the one connection on standard input (use -e or -d)"
+                ));
+            }
+        }
+    }
+    // With --inetd the connection comes in on standard input: a socket passed in.
+    let source = match (&seen.source, seen.inetd) {
+        (_, true) => "systemd:stdin".to_owned(),
+        (Some(source), false) => source.clone(),
+        (None, false) => return Err("-s <source socket> is required".into()),
+    };
     if seen.local.is_some() && mode != Mode::ReverseIn {
         return Err("-l (where local clients connect) goes with --reverse-in".into());
     }
@@ -722,6 +755,8 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
         },
     };
     let health_check = match seen.health_check.as_deref() {
+        // One connection: nothing to check between connections.
+        None if seen.inetd => None,
         None => Some(DEFAULT_HEALTH_CHECK),
         Some(_) if mode != Mode::Encrypt => {
             return Err(
@@ -784,10 +819,11 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
         },
         foreground: seen.foreground,
         wait_for_dns: seen.wait_for_dns,
-        pidfile: pidfile_for(Some(format!("{source}.pid"))),
+        pidfile: pidfile_for((!seen.inetd).then(|| format!("{source}.pid"))),
         user: seen.user,
         syslog: seen.syslog,
         verbose: seen.verbose,
+        inetd: seen.inetd,
         metrics,
         audit_log: seen.audit_log.map(PathBuf::from),
     }))

@@ -7,6 +7,7 @@ mod audit_log;
 mod cli;
 mod daemon;
 mod far_end;
+mod inetd;
 mod logging;
 mod metrics;
 mod platform;
@@ -140,6 +141,17 @@ fn run(options: RunOptions) -> ExitCode {
         for warning in warnings {
             logger.warn(&format!("{}: {warning}", settings.definition.name));
         }
+    }
+    if options.inetd {
+        let Some((settings, _)) = loaded.tunnels.into_iter().next() else {
+            return ExitCode::FAILURE;
+        };
+        return inetd::run(
+            &logger,
+            settings,
+            loaded.audit_log.as_deref(),
+            options.verbose,
+        );
     }
     let service_manager = ServiceManager::from_env().unwrap_or_else(|e| {
         logger.warn(&format!(

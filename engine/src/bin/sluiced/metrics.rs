@@ -324,9 +324,9 @@ pub async fn bind(address: &Address) -> std::io::Result<TcpListener> {
     match address {
         Address::Ip(socket) => TcpListener::bind(socket).await,
         Address::Host { name, port } => TcpListener::bind((name.as_str(), *port)).await,
-        Address::Unix(path) => Err(std::io::Error::new(
+        Address::Unix(_) | Address::Systemd(_) => Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
-            format!("{} is not a TCP address", path.display()),
+            format!("{address} is not a TCP address"),
         )),
     }
 }

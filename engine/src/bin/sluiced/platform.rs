@@ -13,12 +13,12 @@ use std::path::PathBuf;
 #[cfg(unix)]
 pub use unix::{
     NotifySocket, ReloadSignal, ReopenSignal, StopSignals, Syslog, daemonize, drop_privileges,
-    monotonic_usec, open_log, restore_default_stop_signals, write_pid_file,
+    inetd_connection, monotonic_usec, open_log, restore_default_stop_signals, write_pid_file,
 };
 #[cfg(not(unix))]
 pub use unsupported::{
     NotifySocket, ReloadSignal, ReopenSignal, StopSignals, Syslog, daemonize, drop_privileges,
-    monotonic_usec, open_log, restore_default_stop_signals, write_pid_file,
+    inetd_connection, monotonic_usec, open_log, restore_default_stop_signals, write_pid_file,
 };
 
 /// How serious a log line is (syslog's priority).
@@ -254,6 +254,58 @@ mod unix {
         pub async fn next(&mut self) {
             self.0.recv().await;
         }
+    }
+
+    /// The connection a super-server passed on standard input: the socket itself when
+    /// standard input is one (inetd, systemd's `Accept=yes`, tcpsvd), else (a pipe, a
+    /// terminal) standard input and output bridged through a socket pair, as spipe does.
+    pub fn inetd_connection() -> io::Result<sluice_engine::AcceptedConnection> {
+        use sluice_engine::AcceptedConnection;
+        use std::os::fd::FromRawFd;
+        // SAFETY: stat is plain old data; fstat fills it for descriptor 0.
+        let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        if unsafe { libc::fstat(0, &mut stat) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if stat.st_mode & libc::S_IFMT == libc::S_IFSOCK {
+            // SAFETY: a plain fcntl; the copy is a new descriptor owned below.
+            let copy = unsafe { libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3) };
+            if copy < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: sockaddr_storage is plain old data; getsockname fills at most `len`.
+            let mut address: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+            let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            // SAFETY: as above, on the copy.
+            let named =
+                unsafe { libc::getsockname(copy, (&raw mut address).cast(), &mut len) } == 0;
+            // SAFETY: `copy` is a fresh descriptor nobody else owns; the wrapper takes it.
+            let connection = unsafe {
+                if named && i32::from(address.ss_family) == libc::AF_UNIX {
+                    AcceptedConnection::Unix(std::os::unix::net::UnixStream::from_raw_fd(copy))
+                } else {
+                    AcceptedConnection::Tcp(std::net::TcpStream::from_raw_fd(copy))
+                }
+            };
+            return Ok(connection);
+        }
+        let (ours, bridge) = std::os::unix::net::UnixStream::pair()?;
+        let mut to_bridge = bridge.try_clone()?;
+        std::thread::Builder::new()
+            .name("sluiced-stdin".into())
+            .spawn(move || {
+                let _ = io::copy(&mut io::stdin().lock(), &mut to_bridge);
+                let _ = to_bridge.shutdown(std::net::Shutdown::Write);
+            })?;
+        let mut from_bridge = bridge;
+        std::thread::Builder::new()
+            .name("sluiced-stdout".into())
+            .spawn(move || {
+                let _ = io::copy(&mut from_bridge, &mut io::stdout().lock());
+                let _ = io::stdout().flush();
+            })?;
+        Ok(AcceptedConnection::Unix(ours))
     }
 
     /// Opens a log file to append to, creating it readable by its owner and group (mode
@@ -621,6 +673,10 @@ mod unsupported {
         pub async fn next(&mut self) {
             std::future::pending::<()>().await
         }
+    }
+
+    pub fn inetd_connection() -> io::Result<sluice_engine::AcceptedConnection> {
+        Err(unsupported("--inetd"))
     }
 
     /// No SIGUSR1 here: the audit log is reopened with the reload instead.
