@@ -67,7 +67,7 @@ impl Opts {
                 }
                 "-h" | "--help" => {
                     println!(
-                        "sidebyside [--quick] [--only throughput,latency,handshakes,x25519,reverse,messages,memory,ceiling,mixed] [--no-mixed] [--spiped PATH] [--sluiced PATH]"
+                        "sidebyside [--quick] [--only throughput,latency,handshakes,x25519,reverse,messages,redis,memory,ceiling,mixed] [--no-mixed] [--spiped PATH] [--sluiced PATH]"
                     );
                     std::process::exit(0);
                 }
@@ -102,6 +102,7 @@ struct Sizes {
     message_reps: usize,
     ceiling_bytes: u64,
     mixed_bytes: u64,
+    redis_requests: u64,
 }
 
 impl Sizes {
@@ -121,6 +122,7 @@ impl Sizes {
                 message_reps: 1,
                 ceiling_bytes: 32 << 20,
                 mixed_bytes: 32 << 20,
+                redis_requests: 50_000,
             }
         } else {
             Sizes {
@@ -137,6 +139,7 @@ impl Sizes {
                 message_reps: 3,
                 ceiling_bytes: 256 << 20,
                 mixed_bytes: 256 << 20,
+                redis_requests: 400_000,
             }
         }
     }
@@ -166,6 +169,70 @@ struct Env {
     sluiced: PathBuf,
     key: PathBuf,
     dir: PathBuf,
+}
+
+/// A Redis server on loopback (Debian's redis-tools carries the server binary, run under
+/// the name `redis-server`), for redis-benchmark: a real client of small messages.
+struct Redis {
+    _server: Daemon,
+    port: u16,
+}
+
+impl Redis {
+    fn start(env: &Env) -> Result<Redis, String> {
+        let binary = Path::new("/usr/bin/redis-check-rdb");
+        if !binary.exists() || !Path::new("/usr/bin/redis-benchmark").exists() {
+            return Err("install redis-tools (scripts/install-test-deps does)".into());
+        }
+        // The binary serves when its name says redis-server.
+        let server = env.dir.join("redis-server");
+        if !server.exists() {
+            std::os::unix::fs::symlink(binary, &server).map_err(|e| e.to_string())?;
+        }
+        let port = free_port();
+        let args = [
+            "--port".into(),
+            port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--save".into(),
+            String::new(),
+            "--appendonly".into(),
+            "no".into(),
+            "--dir".into(),
+            env.dir.display().to_string(),
+        ];
+        let mut daemon = Daemon::spawn_plain(&server, &args, format!("redis :{port}"), &env.dir);
+        daemon.wait_listening(port);
+        Ok(Redis {
+            _server: daemon,
+            port,
+        })
+    }
+
+    /// redis-benchmark's requests per second, SET and GET averaged, 50 clients.
+    fn benchmark(&self, port: u16, requests: u64) -> io::Result<f64> {
+        let out = Command::new("/usr/bin/redis-benchmark")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-c", "50"])
+            .args(["-n", &requests.to_string(), "-t", "set,get", "--csv", "-q"])
+            .output()?;
+        if !out.status.success() {
+            return Err(io::Error::other(
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ));
+        }
+        // "test","rps",...: one line per test after the header.
+        let text = String::from_utf8_lossy(&out.stdout);
+        let rates: Vec<f64> = text
+            .lines()
+            .skip(1)
+            .filter_map(|line| line.split(',').nth(1)?.trim_matches('"').parse().ok())
+            .collect();
+        if rates.is_empty() {
+            return Err(io::Error::other(format!("no rate in {text:?}")));
+        }
+        Ok(rates.iter().sum::<f64>() / rates.len() as f64)
+    }
 }
 
 /// A daemon this benchmark started; stopped (SIGTERM, then SIGKILL) and reaped on drop.
@@ -237,6 +304,21 @@ impl Daemon {
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        Daemon { child, label, log }
+    }
+
+    /// `program ARGS`, logging to a file in `dir`; no key, no tunnel flags.
+    fn spawn_plain(program: &Path, args: &[String], label: String, dir: &Path) -> Daemon {
+        let log = dir.join(format!("{}.log", label.replace([' ', ':'], "-")));
+        let log_file = std::fs::File::create(&log).expect("create daemon log");
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log_file));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
         Daemon { child, label, log }
     }
 
@@ -1598,6 +1680,62 @@ fn main() {
             spiped: plain,
             target: None,
         });
+    }
+
+    if opts.wants("redis") {
+        match Redis::start(&env) {
+            Err(why) => note(&format!("redis: skipped ({why})")),
+            Ok(redis) => {
+                // A real client of small messages: redis-benchmark, 50 keep-alive clients,
+                // SET and GET, through each pair and straight to the server (the ceiling).
+                let pairs: Vec<Pair> = kinds
+                    .iter()
+                    .map(|&k| Pair::start(&env, k, k, redis.port, &[]))
+                    .collect();
+                let ports = [pairs[0].entry, pairs[1].entry, redis.port];
+                let names = ["sluiced", "spiped", "no tunnel"];
+                std::thread::sleep(Duration::from_millis(500));
+                let mut rates: [Vec<f64>; 3] = Default::default();
+                for rep in 0..sizes.message_reps {
+                    for step in 0..3 {
+                        let i = (rep + step) % 3;
+                        match redis.benchmark(ports[i], sizes.redis_requests) {
+                            Ok(rate) => {
+                                let line = format!(
+                                    "redis-benchmark {} rep {rep}: {rate:.0} requests/s (SET and GET, 50 clients)",
+                                    names[i]
+                                );
+                                note(&line);
+                                let _ = writeln!(details, "{line}");
+                                rates[i].push(rate);
+                            }
+                            Err(e) => note(&format!("redis {} rep {rep} FAILED: {e}", names[i])),
+                        }
+                    }
+                }
+                let [sluice, spiped, direct] = rates.each_ref().map(|r| median(r));
+                let _ = writeln!(
+                    details,
+                    "redis-benchmark against no tunnel ({direct:.0} requests/s): sluiced {:.2}×, spiped {:.2}×",
+                    sluice / direct,
+                    spiped / direct
+                );
+                rows.push(Row {
+                    figure: "redis-benchmark SET/GET, 50 keep-alive clients".into(),
+                    unit: "req/s",
+                    sluice,
+                    spiped,
+                    target: Some((Better::Higher, 1.6)),
+                });
+                rows.push(Row {
+                    figure: "redis-benchmark, Sluice vs no tunnel at all (second column: no tunnel, not spiped)".into(),
+                    unit: "req/s",
+                    sluice,
+                    spiped: direct,
+                    target: Some((Better::Higher, 0.45)),
+                });
+            }
+        }
     }
 
     if opts.wants("memory") {
