@@ -6,10 +6,12 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use bytes::BufMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, UnixStream};
 
 use crate::address::Address;
+use crate::net::buffers::Lent;
 use crate::net::dhpool::{KeyPairError, KeyPairPool, RandomnessError, RefillLater, random_bytes};
 use crate::net::io_fault::IoFault;
 use crate::net::resolve::ResolveError;
@@ -427,15 +429,16 @@ pub async fn seal_pump(
     sides: Sides,
     count: impl Fn(u64),
 ) -> Result<(), PumpFault> {
+    // A batch of plaintext seals into exactly a lent buffer's worth of packets.
+    const ROOM: usize = PACKETS_PER_BATCH * MAX_PAYLOAD;
     loop {
         input.readable().await.map_err(io_fault(sides.input))?;
-        let mut plain: Vec<u8> = Vec::with_capacity(PACKETS_PER_BATCH * MAX_PAYLOAD);
-        let mut sealed: Vec<u8> = Vec::new();
+        let mut plain = Lent::new();
+        let mut sealed = Lent::new();
         loop {
             plain.clear();
-            let room = plain.capacity();
             let n = input
-                .read_buf(&mut plain)
+                .read_buf(&mut (&mut *plain).limit(ROOM))
                 .await
                 .map_err(io_fault(sides.input))?;
             if n == 0 {
@@ -451,7 +454,7 @@ pub async fn seal_pump(
             count(n as u64);
             // A short read drained the socket (and cleared its readiness): go idle
             // without the extra read that would only say "would block".
-            if n < room {
+            if n < ROOM {
                 break;
             }
         }
@@ -469,15 +472,17 @@ pub async fn open_pump(
     sides: Sides,
     count: impl Fn(u64),
 ) -> Result<(), PumpFault> {
-    // Bytes received but not yet opened: always less than one packet between reads.
-    let mut buf: Vec<u8> = Vec::new();
+    // Bytes received but not yet opened while idle: less than one packet.
+    let mut carry: Vec<u8> = Vec::new();
     loop {
         input.readable().await.map_err(io_fault(sides.input))?;
-        buf.reserve_exact((PACKETS_PER_BATCH * PACKET_LEN).saturating_sub(buf.len()));
+        let mut buf = Lent::new();
+        buf.extend_from_slice(&carry);
+        carry = Vec::new();
         loop {
             let room = buf.capacity() - buf.len();
             let n = input
-                .read_buf(&mut buf)
+                .read_buf(&mut *buf)
                 .await
                 .map_err(io_fault(sides.input))?;
             if n == 0 {
@@ -502,11 +507,9 @@ pub async fn open_pump(
                 break;
             }
         }
-        // Drained: keep at most the partial packet.
-        if buf.is_empty() {
-            buf = Vec::new();
-        } else {
-            buf.shrink_to(PACKET_LEN);
+        // Drained: the batch buffer goes back; at most a partial packet stays.
+        if !buf.is_empty() {
+            carry = buf.to_vec();
         }
     }
 }

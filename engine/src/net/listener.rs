@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpSocket, UnixListener};
 use crate::address::Address;
 use crate::net::io_fault::IoFault;
 use crate::net::resolve::{Resolve, ResolveError, Resolver};
-use crate::net::stream::NetStream;
+use crate::net::stream::{NetStream, Peer};
 
 /// Pending connections the kernel queues for us. Clients beyond the connection limit
 /// wait here (and in SYN retries beyond it) instead of being refused.
@@ -85,12 +85,18 @@ impl Listener {
         }
     }
 
-    pub async fn accept(&self) -> io::Result<NetStream> {
+    /// A connection and who it is from: the address accept() returns, so that no
+    /// further system call asks for it.
+    pub async fn accept(&self) -> io::Result<(NetStream, Peer)> {
         match self {
-            Listener::Tcp(l) => l.accept().await.map(|(s, _)| NetStream::Tcp(s)),
-            Listener::Unix { listener, .. } | Listener::InheritedUnix(listener) => {
-                listener.accept().await.map(|(s, _)| NetStream::Unix(s))
-            }
+            Listener::Tcp(l) => l
+                .accept()
+                .await
+                .map(|(s, peer)| (NetStream::Tcp(s), Peer::Ip(peer))),
+            Listener::Unix { listener, .. } | Listener::InheritedUnix(listener) => listener
+                .accept()
+                .await
+                .map(|(s, _)| (NetStream::Unix(s), Peer::LocalSocket)),
         }
     }
 

@@ -2,6 +2,7 @@
 //! dialling out, one connection's handshake loop and pumps, and the pool of precomputed DH
 //! key pairs.
 
+pub mod buffers;
 pub mod conn;
 pub mod dhpool;
 pub mod dial;

@@ -315,8 +315,9 @@ pub(crate) async fn serve_accepted(
         reverse_in: None,
         _permit: None,
     };
+    let peer = stream.peer();
     connection
-        .run(Incoming::Stream(stream), CancellationToken::new())
+        .run(Incoming::Stream(stream, peer), CancellationToken::new())
         .await;
     Ok(())
 }
@@ -337,7 +338,7 @@ enum Source {
 
 /// A connection to serve.
 enum Incoming {
-    Stream(NetStream),
+    Stream(NetStream, Peer),
     /// Boxed: a joined connection carries its codecs and reader, over a kilobyte.
     Joined(Box<Slot>),
 }
@@ -345,7 +346,7 @@ enum Incoming {
 impl Incoming {
     fn peer(&self) -> Peer {
         match self {
-            Incoming::Stream(stream) => stream.peer(),
+            Incoming::Stream(_, peer) => *peer,
             Incoming::Joined(slot) => slot.stream.peer(),
         }
     }
@@ -354,7 +355,10 @@ impl Incoming {
 impl Source {
     async fn accept(&self) -> std::io::Result<Incoming> {
         match self {
-            Source::Listener(listener) => listener.accept().await.map(Incoming::Stream),
+            Source::Listener(listener) => listener
+                .accept()
+                .await
+                .map(|(stream, peer)| Incoming::Stream(stream, peer)),
             Source::Joined(joined) => match joined.lock().await.recv().await {
                 Some(slot) => Ok(Incoming::Joined(Box::new(slot))),
                 // The pool ends only with its generation, which the loop replaces.
@@ -813,10 +817,10 @@ impl Connection {
     /// computed.
     async fn serve(&self, inbound: Incoming, traffic: &Traffic) -> Result<(), ConnFault> {
         match inbound {
-            Incoming::Stream(client) if self.settings.definition.mode == Mode::ReverseIn => {
+            Incoming::Stream(client, _) if self.settings.definition.mode == Mode::ReverseIn => {
                 self.serve_reverse_in(client, traffic).await
             }
-            Incoming::Stream(inbound) => self.serve_forward(inbound, traffic).await,
+            Incoming::Stream(inbound, _) => self.serve_forward(inbound, traffic).await,
             Incoming::Joined(slot) => self.serve_reverse_out(*slot, traffic).await,
         }
     }

@@ -164,7 +164,7 @@ pub(crate) async fn accept_slots(
                 }
             }
             accepted = listener.accept() => match accepted {
-                Ok(stream) => {
+                Ok((stream, peer)) => {
                     // Too many handshakes at once: this one is dropped unanswered.
                     let Ok(permit) = Arc::clone(&pending).try_acquire_owned() else {
                         continue;
@@ -174,6 +174,7 @@ pub(crate) async fn accept_slots(
                         Arc::clone(&settings),
                         Arc::clone(&pool),
                         stream,
+                        peer,
                         permit,
                         stop.clone(),
                     ));
@@ -196,11 +197,11 @@ async fn pool_slot(
     settings: Arc<TunnelSettings>,
     pool: Arc<SlotPool>,
     mut stream: NetStream,
+    peer: crate::net::stream::Peer,
     pending: OwnedSemaphorePermit,
     stop: CancellationToken,
 ) {
     let definition = &settings.definition;
-    let peer = stream.peer();
     let params = HandshakeParams {
         role: Role::Server,
         key: &settings.key,
