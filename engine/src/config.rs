@@ -12,6 +12,7 @@
 //!             listen: "[127.0.0.1]:6379",
 //!             target: "db.example.org:8025",
 //!             key: Keychain("redis"),         // or File("/etc/sluice/redis.key")
+//!             previous_key: None,             // Decrypt: a key being replaced, still let in
 //!             // Everything below is optional; these are the defaults (spiped's).
 //!             fingerprint: None,
 //!             forward_secrecy: Enabled,       // Disabled = spiped -f, Required = -g
@@ -21,6 +22,8 @@
 //!             keepalive: true,                // false = spiped -j
 //!             reresolve_secs: Some(60),       // None = resolve once (-R); 60 also works
 //!             health_check_secs: Some(60),    // Encrypt: check the far end; None = never
+//!             proxy_protocol: None,           // Some(V1) or Some(V2): the client's address
+//!             accept_proxy_protocol: false,   // Encrypt: read a header from a load balancer
 //!             bind: None,                     // outgoing address (-b), e.g. Some("[10.0.0.2]")
 //!             autostart: false,
 //!         ),
@@ -35,6 +38,7 @@ pub use crate::definition::Mode;
 use crate::definition::{self, DefinitionProblem, Part, TunnelDefinition, same_endpoint};
 pub use crate::keystore::KeyRef;
 use crate::protocol::{ForwardSecrecy, KeyAgreement};
+use crate::proxy_header::ProxyVersion;
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io;
@@ -66,6 +70,10 @@ pub struct TunnelSpec {
     /// spiped address syntax (`-t`).
     pub target: String,
     pub key: KeyRef,
+    /// The key being replaced, still accepted beside `key` while a rotation lets old
+    /// clients in (Decrypt and ReverseIn only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_key: Option<KeyRef>,
     /// The key's fingerprint when it was configured, for display and comparison only.
     #[serde(default)]
     pub fingerprint: Option<String>,
@@ -90,6 +98,12 @@ pub struct TunnelSpec {
     /// connection shows it; `None` = never.
     #[serde(default = "default_health_check_secs")]
     pub health_check_secs: Option<u64>,
+    /// Write a PROXY protocol header (`V1` or `V2`) at the start of each connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<ProxyVersion>,
+    /// Read a PROXY header from the client (a load balancer) and pass its address on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub accept_proxy_protocol: bool,
     /// Local address for outgoing connections (`-b`); the port may be omitted.
     #[serde(default)]
     pub bind: Option<String>,
@@ -184,6 +198,10 @@ pub struct Config {
     /// `None`: no metrics. The app keeps it as it found it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<String>,
+    /// Where `sluiced --config` appends one line per connection (docs/AUDIT.md); `None`:
+    /// no audit log. The app keeps it as it found it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_log: Option<PathBuf>,
 }
 
 /// A field of a tunnel in the config file that a problem can be about (the editor shows
@@ -194,10 +212,12 @@ pub enum Field {
     Listen,
     Target,
     Key,
+    PreviousKey,
     ForwardSecrecy,
     TimeoutSecs,
     ReresolveSecs,
     HealthCheckSecs,
+    ProxyProtocol,
     Bind,
     FarEnd,
 }
@@ -210,10 +230,12 @@ impl Field {
             Field::Listen => "listen",
             Field::Target => "target",
             Field::Key => "key",
+            Field::PreviousKey => "previous_key",
             Field::ForwardSecrecy => "forward_secrecy",
             Field::TimeoutSecs => "timeout_secs",
             Field::ReresolveSecs => "reresolve_secs",
             Field::HealthCheckSecs => "health_check_secs",
+            Field::ProxyProtocol => "proxy_protocol",
             Field::Bind => "bind",
             Field::FarEnd => "far_end",
         }
@@ -235,6 +257,7 @@ impl From<Part> for Field {
             Part::Timeout => Field::TimeoutSecs,
             Part::Reresolve => Field::ReresolveSecs,
             Part::HealthCheck => Field::HealthCheckSecs,
+            Part::ProxyProtocol => Field::ProxyProtocol,
         }
     }
 }
@@ -354,6 +377,7 @@ impl TunnelSpec {
             listen: listen.into(),
             target: target.into(),
             key,
+            previous_key: None,
             fingerprint: None,
             forward_secrecy: ForwardSecrecy::default(),
             key_agreement: KeyAgreement::default(),
@@ -362,6 +386,8 @@ impl TunnelSpec {
             keepalive: default_true(),
             reresolve_secs: default_reresolve_secs(),
             health_check_secs: default_health_check_secs(),
+            proxy_protocol: None,
+            accept_proxy_protocol: false,
             bind: None,
             autostart: false,
             far_end: None,
@@ -410,36 +436,23 @@ impl TunnelSpec {
                 .map_err(|e: AddressError| invalid(Field::Bind, e.to_string())),
         };
 
-        match &self.key {
-            KeyRef::Keychain(entry) if entry.trim().is_empty() => invalid(
-                Field::Key,
-                "the keychain entry name is empty: choose the key in the editor or write Keychain(\"name\")".into(),
-            ),
-            KeyRef::Keychain(entry) if ControlChar::find(entry).is_some() => invalid(
-                Field::Key,
-                format!(
-                    "the keychain entry name {entry:?} cannot contain control characters (here {}): remove it",
-                    ControlChar::find(entry).map_or_else(String::new, |c| c.to_string())
-                ),
-            ),
-            KeyRef::File(path) if path.as_os_str().is_empty() => invalid(
-                Field::Key,
-                "the key file path is empty: write File(\"/path/to/key\"), or generate a key with sluiced --generate-key".into(),
-            ),
-            // spiped's `-k -`: read once, so a reload, or a second tunnel, would get nothing.
-            KeyRef::File(path) if path.as_os_str() == "-" => invalid(
-                Field::Key,
-                "File(\"-\") (standard input) cannot be used in a config file: standard input is read only once, so a reload or another tunnel would get no key; write the key to a file (mode 0600) and give its path".into(),
-            ),
-            // The config is text; a path that is not UTF-8 could not be saved back.
-            KeyRef::File(path) if path.to_str().is_none() => invalid(
-                Field::Key,
-                format!(
-                    "the key file path {} is not valid UTF-8: rename the file or move it to a UTF-8 path",
-                    path.display()
-                ),
-            ),
-            _ => {}
+        if let Some(message) = key_ref_problem(&self.key) {
+            invalid(Field::Key, message);
+        }
+        if let Some(previous) = &self.previous_key {
+            if let Some(message) = key_ref_problem(previous) {
+                invalid(Field::PreviousKey, message);
+            } else if previous == &self.key {
+                invalid(
+                    Field::PreviousKey,
+                    "the previous key is the current key: give the key that is being replaced, or None".into(),
+                );
+            } else if !matches!(self.mode, Mode::Decrypt | Mode::ReverseIn) {
+                invalid(
+                    Field::PreviousKey,
+                    "only the end that accepts connections (Decrypt, ReverseIn) can accept a previous key; the dialling end uses its one key: rotate it there by switching to the new key".into(),
+                );
+            }
         }
 
         if let Some(record) = &self.far_end
@@ -486,6 +499,11 @@ impl TunnelSpec {
         }
         rule(definition::check_reresolve(reresolve));
         rule(definition::check_health_check(health_check));
+        rule(definition::check_proxy_protocol(
+            self.mode,
+            self.proxy_protocol,
+            self.accept_proxy_protocol,
+        ));
 
         match (listen, target, bind, timeout) {
             (Some(listen), Some(target), Ok(bind), Some(timeout)) if errors.is_empty() => {
@@ -502,11 +520,39 @@ impl TunnelSpec {
                     keepalive: self.keepalive,
                     reresolve,
                     health_check,
+                    proxy_protocol: self.proxy_protocol,
+                    accept_proxy_protocol: self.accept_proxy_protocol,
                 })
             }
             _ => Err(errors),
         }
     }
+}
+
+/// What is wrong with a key reference in a config file, if anything.
+fn key_ref_problem(key: &KeyRef) -> Option<String> {
+    Some(match key {
+        KeyRef::Keychain(entry) if entry.trim().is_empty() => {
+            "the keychain entry name is empty: choose the key in the editor or write Keychain(\"name\")".into()
+        }
+        KeyRef::Keychain(entry) => format!(
+            "the keychain entry name {entry:?} cannot contain control characters (here {}): remove it",
+            ControlChar::find(entry)?
+        ),
+        KeyRef::File(path) if path.as_os_str().is_empty() => {
+            "the key file path is empty: write File(\"/path/to/key\"), or generate a key with sluiced --generate-key".into()
+        }
+        // spiped's `-k -`: read once, so a reload, or a second tunnel, would get nothing.
+        KeyRef::File(path) if path.as_os_str() == "-" => {
+            "File(\"-\") (standard input) cannot be used in a config file: standard input is read only once, so a reload or another tunnel would get no key; write the key to a file (mode 0600) and give its path".into()
+        }
+        // The config is text; a path that is not UTF-8 could not be saved back.
+        KeyRef::File(path) if path.to_str().is_none() => format!(
+            "the key file path {} is not valid UTF-8: rename the file or move it to a UTF-8 path",
+            path.display()
+        ),
+        KeyRef::File(_) => return None,
+    })
 }
 
 /// Whether two listeners would fight over the same socket. Beyond equal addresses, a
@@ -567,6 +613,7 @@ impl Default for Config {
             version: CONFIG_VERSION,
             tunnels: Vec::new(),
             metrics: None,
+            audit_log: None,
         }
     }
 }
@@ -1248,6 +1295,34 @@ mod tests {
         assert_eq!(
             t.validate().unwrap().reresolve,
             Some(Duration::from_secs(1))
+        );
+    }
+
+    #[test]
+    fn a_previous_key_is_for_the_accepting_end_and_not_the_current_one() {
+        let mut t = spec("r", "[::1]:1", "h:1");
+        t.mode = Mode::Decrypt;
+        t.previous_key = Some(KeyRef::File("/etc/sluice/old.key".into()));
+        assert!(t.validate().is_ok());
+        t.previous_key = Some(t.key.clone());
+        let (field, msg) = only_problem(&t);
+        assert_eq!(field, "previous_key");
+        assert!(msg.contains("is the current key"), "{msg}");
+        t.previous_key = Some(KeyRef::File("-".into()));
+        assert!(only_problem(&t).1.contains("standard input"));
+        t.mode = Mode::Encrypt;
+        t.previous_key = Some(KeyRef::File("/etc/sluice/old.key".into()));
+        assert!(
+            only_problem(&t)
+                .1
+                .contains("only the end that accepts connections")
+        );
+        let text = r#"(version: 1, tunnels: [(name: "d", mode: Decrypt, listen: "[::1]:1",
+            target: "h:2", key: Keychain("new"), previous_key: Some(Keychain("old")))])"#;
+        let cfg = Config::parse(text).unwrap();
+        assert_eq!(
+            cfg.tunnels[0].previous_key,
+            Some(KeyRef::Keychain("old".into()))
         );
     }
 

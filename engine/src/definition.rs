@@ -12,6 +12,7 @@ use crate::address::Address;
 use crate::control_char::ControlChar;
 use crate::protocol::key::PresharedKey;
 use crate::protocol::{ForwardSecrecy, KeyAgreement, Role};
+use crate::proxy_header::ProxyVersion;
 
 /// spiped's `-n` default: at most 100 connections at once (0 = unlimited).
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 100;
@@ -87,6 +88,13 @@ pub struct TunnelDefinition {
     /// How often an encrypting tunnel checks that its far end answers, while no real
     /// connection has shown it recently; `None` = never. Unused when decrypting.
     pub health_check: Option<Duration>,
+    /// Put a PROXY protocol header at the start of each connection's plaintext: an
+    /// encrypting end (or reverse-in end) carries its client's address to the far end's
+    /// service; a decrypting end tells its target the encrypting end's address.
+    pub proxy_protocol: Option<ProxyVersion>,
+    /// An encrypting (or reverse-in) end reads a PROXY header from its client (a load
+    /// balancer) and passes on the address it names.
+    pub accept_proxy_protocol: bool,
 }
 
 impl TunnelDefinition {
@@ -105,6 +113,8 @@ impl TunnelDefinition {
             keepalive: true,
             reresolve: Some(DEFAULT_RERESOLVE),
             health_check: Some(DEFAULT_HEALTH_CHECK),
+            proxy_protocol: None,
+            accept_proxy_protocol: false,
         }
     }
 
@@ -137,6 +147,7 @@ impl TunnelDefinition {
             check_timeout(self.timeout),
             check_reresolve(self.reresolve),
             check_health_check(self.health_check),
+            check_proxy_protocol(self.mode, self.proxy_protocol, self.accept_proxy_protocol),
         ]
         .into_iter()
         .filter_map(Result::err)
@@ -203,6 +214,20 @@ pub fn check_health_check(interval: Option<Duration>) -> Result<(), DefinitionPr
     Ok(())
 }
 
+/// Which ends can write or read a PROXY header.
+pub fn check_proxy_protocol(
+    mode: Mode,
+    proxy_protocol: Option<ProxyVersion>,
+    accept: bool,
+) -> Result<(), DefinitionProblem> {
+    match (mode, proxy_protocol, accept) {
+        (Mode::ReverseOut, Some(_), _) => Err(DefinitionProblem::ProxyOnReverseOut),
+        (Mode::Decrypt | Mode::ReverseOut, _, true) => Err(DefinitionProblem::AcceptProxyHere),
+        (_, None, true) => Err(DefinitionProblem::AcceptProxyWithoutVersion),
+        _ => Ok(()),
+    }
+}
+
 /// Same endpoint as written, without DNS: host names compare case-insensitively.
 pub fn same_endpoint(a: &Address, b: &Address) -> bool {
     match (a, b) {
@@ -223,6 +248,7 @@ pub enum Part {
     Timeout,
     Reresolve,
     HealthCheck,
+    ProxyProtocol,
 }
 
 impl Part {
@@ -236,6 +262,7 @@ impl Part {
             Part::Timeout => "-o",
             Part::Reresolve => "-r",
             Part::HealthCheck => "--health-check",
+            Part::ProxyProtocol => "--proxy-protocol",
         }
     }
 }
@@ -267,6 +294,18 @@ pub enum DefinitionProblem {
         "0 would check the far end without pause: use at least 1 second (the default is 60), or None to not check"
     )]
     ZeroHealthCheck,
+    #[error(
+        "a reverse-out end does not see the clients (its far end, the reverse-in end, does): set the PROXY protocol there"
+    )]
+    ProxyOnReverseOut,
+    #[error(
+        "only the end that clients connect to in plaintext (Encrypt, ReverseIn) can read a PROXY header from a load balancer"
+    )]
+    AcceptProxyHere,
+    #[error(
+        "reading a PROXY header from a load balancer passes its address on: also choose the version to pass it on with (v1 or v2)"
+    )]
+    AcceptProxyWithoutVersion,
 }
 
 impl DefinitionProblem {
@@ -279,6 +318,9 @@ impl DefinitionProblem {
             DefinitionProblem::ZeroTimeout | DefinitionProblem::TimeoutTooLong(_) => Part::Timeout,
             DefinitionProblem::ZeroReresolve => Part::Reresolve,
             DefinitionProblem::ZeroHealthCheck => Part::HealthCheck,
+            DefinitionProblem::ProxyOnReverseOut
+            | DefinitionProblem::AcceptProxyHere
+            | DefinitionProblem::AcceptProxyWithoutVersion => Part::ProxyProtocol,
         }
     }
 }
@@ -288,18 +330,36 @@ impl DefinitionProblem {
 pub struct TunnelSettings {
     pub definition: TunnelDefinition,
     pub key: PresharedKey,
+    /// A key being replaced, still accepted beside `key` by an end that accepts
+    /// connections (a rotation's grace period).
+    pub previous_key: Option<PresharedKey>,
 }
 
 impl TunnelSettings {
     /// A definition that [`TunnelDefinition::problems`] found nothing wrong with, and
     /// its key.
     pub fn new(definition: TunnelDefinition, key: PresharedKey) -> Self {
-        TunnelSettings { definition, key }
+        TunnelSettings {
+            definition,
+            key,
+            previous_key: None,
+        }
+    }
+
+    /// The same, also accepting clients with `previous` (a rotation's grace period).
+    pub fn with_previous_key(self, previous: Option<PresharedKey>) -> Self {
+        TunnelSettings {
+            previous_key: previous,
+            ..self
+        }
     }
 
     /// The same definition and the same key (keys compared by fingerprint, a hash of K).
     pub fn same_as(&self, other: &TunnelSettings) -> bool {
-        self.definition == other.definition && self.key.fingerprint() == other.key.fingerprint()
+        let fingerprint = |key: &Option<PresharedKey>| key.as_ref().map(PresharedKey::fingerprint);
+        self.definition == other.definition
+            && self.key.fingerprint() == other.key.fingerprint()
+            && fingerprint(&self.previous_key) == fingerprint(&other.previous_key)
     }
 }
 
@@ -308,6 +368,10 @@ impl fmt::Debug for TunnelSettings {
         f.debug_struct("TunnelSettings")
             .field("definition", &self.definition)
             .field("key", &self.key.fingerprint())
+            .field(
+                "previous_key",
+                &self.previous_key.as_ref().map(PresharedKey::fingerprint),
+            )
             .finish()
     }
 }

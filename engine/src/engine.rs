@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{broadcast, mpsc, watch};
 
+use crate::audit::AuditRecord;
 use crate::events::{Event, SummaryDue};
 use crate::health::{CheckSample, Health};
 use crate::net::dhpool::{DEFAULT_POOL_SIZE, KeyPairPool};
@@ -54,6 +55,32 @@ impl StatusReader {
     /// out of the declared set whose connections are still finishing), oldest first.
     pub fn statuses(&self) -> Vec<TunnelStatus> {
         self.shared.tunnels().iter().map(|t| status_of(t)).collect()
+    }
+}
+
+/// Audit records kept for a slow reader.
+pub const AUDIT_CAPACITY: usize = 16_384;
+
+/// The engine's audit records ([`Engine::audit_trail`]).
+pub struct AuditTrail {
+    receiver: mpsc::Receiver<AuditRecord>,
+    shared: Arc<EngineShared>,
+}
+
+impl AuditTrail {
+    /// The next record; `None` once the engine is gone.
+    pub async fn next(&mut self) -> Option<AuditRecord> {
+        self.receiver.recv().await
+    }
+
+    /// A record if one is waiting.
+    pub fn try_next(&mut self) -> Option<AuditRecord> {
+        self.receiver.try_recv().ok()
+    }
+
+    /// How many records were dropped so far because this reader fell behind.
+    pub fn dropped(&self) -> u64 {
+        self.shared.context.audit_dropped.load(Ordering::Relaxed)
     }
 }
 
@@ -220,6 +247,8 @@ impl Engine {
                 accepting: watch::Sender::new(true),
                 resolver,
                 pool: Arc::new(KeyPairPool::new(DEFAULT_POOL_SIZE)),
+                audit: std::sync::OnceLock::new(),
+                audit_dropped: AtomicU64::new(0),
             }),
         });
         let (commands, receiver) = mpsc::unbounded_channel();
@@ -391,6 +420,14 @@ impl Engine {
             .unwrap_or_default()
     }
 
+    /// Checks a tunnel's far end at once (an encrypting tunnel with checks on; otherwise
+    /// nothing happens). Checks otherwise begin an interval after the tunnel starts.
+    pub fn check_now(&self, name: &str) {
+        if let Some(tunnel) = self.declared_tunnel(name) {
+            tunnel.health.check_now();
+        }
+    }
+
     /// Tells the engine the machine's network changed (an address or a route came or
     /// went) or it woke from sleep: every running tunnel resolves its target again and
     /// checks its far end at once. The engine watches for both itself where the platform
@@ -422,6 +459,19 @@ impl Engine {
     /// Lets every tunnel accept connections (the default).
     pub fn release_connections(&self) {
         self.shared.context.accepting.send_replace(true);
+    }
+
+    /// The audit trail: one record per connection when it ends, unthrottled, from now on.
+    /// Only the first call gets it (`None` after). A reader that falls more than
+    /// [`AUDIT_CAPACITY`] records behind loses the newest, counted in
+    /// [`AuditTrail::dropped`].
+    pub fn audit_trail(&self) -> Option<AuditTrail> {
+        let (sender, receiver) = mpsc::channel(AUDIT_CAPACITY);
+        self.shared.context.audit.set(sender).ok()?;
+        Some(AuditTrail {
+            receiver,
+            shared: Arc::clone(&self.shared),
+        })
     }
 
     /// A new subscription to events from now on.

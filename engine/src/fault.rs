@@ -6,6 +6,7 @@ use crate::address::Address;
 pub use crate::net::conn::{HandshakeFailure, HandshakeFault, PumpFault, TargetFault};
 pub use crate::net::io_fault::IoFault;
 pub use crate::net::listener::ListenError;
+pub use crate::net::proxy::ProxyFault;
 pub use crate::net::resolve::ResolveError;
 pub use crate::net::reverse::ReverseFault;
 
@@ -33,6 +34,8 @@ pub enum StartFault {
 pub enum ConnectionFault {
     #[error(transparent)]
     Pump(PumpFault),
+    #[error(transparent)]
+    Proxy(ProxyFault),
     #[error("closed because the tunnel stopped")]
     TunnelStopped,
 }
@@ -52,4 +55,6 @@ pub enum TunnelFault {
     Accept(IoFault),
     #[error(transparent)]
     Reverse(ReverseFault),
+    #[error(transparent)]
+    Proxy(ProxyFault),
 }

@@ -382,6 +382,13 @@ impl HealthWatch {
         }
     }
 
+    /// Check at once, whatever the schedule (the app asks when a tunnel starts, to show
+    /// its far end's health without waiting an interval).
+    pub fn check_now(&self) {
+        self.state().urgent = true;
+        self.wake.notify_one();
+    }
+
     /// The machine's network changed or it woke from sleep: resolve again and check at
     /// once, whatever the schedule.
     pub fn network_changed(&self) {
@@ -460,6 +467,9 @@ pub(crate) struct Checker {
 #[derive(Clone, Copy, Debug)]
 struct Schedule {
     interval: Duration,
+    /// When checking began: the first check is due an interval later, so starting a
+    /// tunnel costs a stock spiped far end no connection to its target.
+    started: Instant,
     last_check: Option<Instant>,
     /// The pause before the next check while the far end is down.
     backoff: Option<Duration>,
@@ -468,21 +478,25 @@ struct Schedule {
 }
 
 impl Schedule {
-    fn new(interval: Duration) -> Schedule {
+    fn new(interval: Duration, started: Instant) -> Schedule {
         Schedule {
             interval,
+            started,
             last_check: None,
             backoff: None,
             urgent: false,
         }
     }
 
-    /// The first check is at once; then at the interval after the last proof the far end
-    /// works (a check, or a real connection: `last_good`), or a backoff after the last
-    /// check while it is down; an urgent one a short gap after the last check.
+    /// The interval after the last proof the far end works (a check, or a real
+    /// connection: `last_good`; at first, the start), or a backoff after the last check
+    /// while it is down; an urgent one at once, or a short gap after the last check.
     fn due(&self, last_good: Option<Instant>, now: Instant) -> Instant {
         let Some(last) = self.last_check else {
-            return now;
+            if self.urgent {
+                return now;
+            }
+            return last_good.map_or(self.started, |good| good.max(self.started)) + self.interval;
         };
         if self.urgent {
             return last + MIN_CHECK_GAP;
@@ -521,7 +535,7 @@ impl Checker {
         stop: CancellationToken,
         publish: impl Fn(Health),
     ) {
-        let mut schedule = Schedule::new(self.interval);
+        let mut schedule = Schedule::new(self.interval, Instant::now());
         loop {
             let now = Instant::now();
             let (network_changed, last_good) = {
@@ -604,6 +618,7 @@ impl Checker {
             key_agreement: definition.key_agreement,
             pool: &self.pool,
             tag: Some(NonceTag::HealthProbe),
+            previous_key: None,
         };
         let addrs = self.target.current();
         let dialer = Dialer::new(
@@ -678,10 +693,12 @@ mod tests {
     const MINUTE: Duration = Duration::from_secs(60);
 
     #[test]
-    fn the_first_check_is_at_once_then_an_interval_after_the_last_proof() {
+    fn the_first_check_is_an_interval_after_the_start_then_after_the_last_proof() {
         let start = Instant::now();
-        let mut schedule = Schedule::new(MINUTE);
-        assert_eq!(schedule.due(None, start), start);
+        let mut schedule = Schedule::new(MINUTE, start);
+        assert_eq!(schedule.due(None, start), start + MINUTE);
+        schedule.urgent = true;
+        assert_eq!(schedule.due(None, start), start, "asked for at once");
         schedule.checked(start, false);
         assert_eq!(schedule.due(Some(start), start), start + MINUTE);
         // A real connection 20 s later counts as a check: the next one moves back.
@@ -692,7 +709,7 @@ mod tests {
     #[test]
     fn checks_back_off_while_down_up_to_a_cap_and_reset_when_up() {
         let mut now = Instant::now();
-        let mut schedule = Schedule::new(MINUTE);
+        let mut schedule = Schedule::new(MINUTE, now);
         let mut pauses = Vec::new();
         for _ in 0..9 {
             schedule.checked(now, true);
@@ -706,11 +723,11 @@ mod tests {
 
         // An interval shorter than the first pause starts there; one longer than the cap
         // is the cap.
-        let mut short = Schedule::new(Duration::from_secs(1));
+        let mut short = Schedule::new(Duration::from_secs(1), now);
         short.checked(now, true);
         assert_eq!(short.due(None, now), now + Duration::from_secs(1));
         let hour = Duration::from_secs(3600);
-        let mut long = Schedule::new(hour);
+        let mut long = Schedule::new(hour, now);
         long.backoff = Some(Duration::from_secs(3000));
         long.checked(now, true);
         assert_eq!(long.due(None, now), now + hour);
@@ -719,7 +736,7 @@ mod tests {
     #[test]
     fn urgent_checks_keep_a_gap_and_a_network_change_forgets_the_backoff() {
         let now = Instant::now();
-        let mut schedule = Schedule::new(MINUTE);
+        let mut schedule = Schedule::new(MINUTE, now);
         schedule.checked(now, true);
         schedule.checked(now, true);
         schedule.urgent = true;

@@ -10,6 +10,7 @@
 
 mod address;
 mod atomic_file;
+mod audit;
 mod config;
 mod control_char;
 mod definition;
@@ -24,12 +25,14 @@ mod net;
 mod plan;
 mod platform;
 pub mod protocol;
+mod proxy_header;
 mod sealed;
 mod stats;
 mod tunnel;
 
 pub use address::{Address, AddressError, parse_bind};
 pub use atomic_file::{write_atomic, write_atomic_new};
+pub use audit::{AuditOutcome, AuditRecord};
 pub use config::{
     Config, ConfigError, FarEndRecord, Field, MetricsAddressError, SshDestinationError, TunnelSpec,
     check_ssh_destination, parse_metrics_address,
@@ -40,7 +43,10 @@ pub use definition::{
     DefinitionProblem, MAX_TIMEOUT, Mode, Part, TunnelDefinition, TunnelSettings, check_handshake,
     check_timeout,
 };
-pub use engine::{Engine, EventStream, Missed, RuntimeThreads, StatusReader, TunnelStatus};
+pub use engine::{
+    AUDIT_CAPACITY, AuditTrail, Engine, EventStream, Missed, RuntimeThreads, StatusReader,
+    TunnelStatus,
+};
 pub use events::{Event, EventKind, RepeatedProblem};
 pub use far_end::{
     FAR_END_CONNECT_TIMEOUT, FarEndAction, FarEndCommands, FarEndError, FarEndKey, FarEndPlan,
@@ -49,7 +55,7 @@ pub use far_end::{
     run_far_end, ssh_host_aliases,
 };
 pub use fault::{
-    ConnectionFault, HandshakeFailure, HandshakeFault, IoFault, ListenError, PumpFault,
+    ConnectionFault, HandshakeFailure, HandshakeFault, IoFault, ListenError, ProxyFault, PumpFault,
     ResolveError, StartFault, TargetFault, TunnelFault,
 };
 pub use health::{CheckSample, DownCause, Health, HealthFault};
@@ -68,6 +74,7 @@ pub use platform::host_name;
 pub use protocol::health::{TargetDownCause, TargetReport};
 pub use protocol::key::{Fingerprint, PresharedKey, hex};
 pub use protocol::{ForwardSecrecy, KeyAgreement};
+pub use proxy_header::ProxyVersion;
 pub use sealed::{
     BUNDLE_PREFIX, BundleFileError, BundlePart, MAX_BUNDLE_LEN, MAX_WORK_FACTOR, MalformedPart,
     PASSPHRASE_SEPARATOR, PASSPHRASE_WORDS, Passphrase, PassphraseError, SEAL_WORK_FACTOR,

@@ -30,6 +30,7 @@ pub struct TunnelStats {
     waiting_clients: AtomicU64,
     reverse_ready: AtomicU64,
     reverse_unserved: AtomicU64,
+    handshakes: [AtomicU64; 2],
     last_error: Mutex<Option<LastError>>,
     history: Mutex<RateHistory>,
 }
@@ -60,6 +61,9 @@ pub struct CounterSnapshot {
     pub reverse_ready: u64,
     /// Clients of a reverse-in end closed because no pooled connection was ready in time.
     pub reverse_unserved: u64,
+    /// Completed handshakes by key: `[current, previous]` (a previous key is accepted
+    /// only during a rotation).
+    pub handshakes: [u64; 2],
     pub last_error: Option<LastError>,
     /// Bytes per second over the last full second, each way.
     pub rate_up: f64,
@@ -137,6 +141,11 @@ impl TunnelStats {
         }
     }
 
+    /// A handshake completed, with the previous key (a rotation's old client) or not.
+    pub fn handshake_completed(&self, previous_key: bool) {
+        self.handshakes[usize::from(previous_key)].fetch_add(1, Relaxed);
+    }
+
     pub fn reverse_unserved(&self) {
         self.reverse_unserved.fetch_add(1, Relaxed);
     }
@@ -202,6 +211,7 @@ impl TunnelStats {
             waiting_clients: self.waiting_clients.load(Relaxed),
             reverse_ready: self.reverse_ready.load(Relaxed),
             reverse_unserved: self.reverse_unserved.load(Relaxed),
+            handshakes: std::array::from_fn(|i| self.handshakes[i].load(Relaxed)),
             last_error: self.last_error.lock().ok().and_then(|e| e.clone()),
             rate_up: latest.up,
             rate_down: latest.down,

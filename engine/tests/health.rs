@@ -159,6 +159,15 @@ fn a_check_of_stock_spiped_costs_its_target_one_connection() {
     let (spiped, far_addr) = spiped("-d", LOCALHOST_V4, &echo.addr, &key, &[], dir.path());
     let (engine, name) = checking_engine(&far_addr, &key);
     let checks = || engine.check_history(&name).len();
+    assert!(wait_until(SLOW, || engine.status(&name).is_some_and(
+        |s| matches!(s.state, sluice_engine::TunnelState::Listening { .. })
+    )));
+    assert_eq!(
+        echo.connections(),
+        0,
+        "starting costs the far end's target nothing"
+    );
+    engine.check_now(&name);
 
     let up = health_when(&engine, &name, |h| matches!(h, Health::Up { .. }));
     let Health::Up { far_target, .. } = up else {

@@ -140,6 +140,8 @@ pub struct HandshakeParams<'a> {
     /// What a client tags its nonce as (`protocol::tag`), if anything: a Sluice server
     /// answers a health probe with a report, and pools a reverse slot.
     pub tag: Option<NonceTag>,
+    /// A server's key being replaced, still accepted (a rotation's grace period).
+    pub previous_key: Option<&'a PresharedKey>,
 }
 
 impl HandshakeParams<'_> {
@@ -179,9 +181,14 @@ pub struct Authenticated<'a> {
 }
 
 impl Authenticated<'_> {
+    /// Whether the client holds the previous key (a server in a rotation let it in).
+    pub fn used_previous_key(&self) -> bool {
+        self.authenticated.used_previous_key()
+    }
+
     /// What the client's nonce says this connection is for, if anything.
-    pub fn nonce_tag(&self, key: &PresharedKey) -> Option<NonceTag> {
-        self.authenticated.nonce_tag(key)
+    pub fn nonce_tag(&self) -> Option<NonceTag> {
+        self.authenticated.nonce_tag()
     }
 
     /// Derives the session keys. The classic handshake's modular exponentiation (about
@@ -244,6 +251,9 @@ pub async fn authenticate<'a>(
             driver
         }
     };
+    if let (Role::Server, Some(previous)) = (params.role, params.previous_key) {
+        driver.accept_previous_key(previous);
+    }
     let attempt = drive(stream, &mut driver, params.pool, &mut refill);
     match tokio::time::timeout(timeout, attempt).await {
         Ok(Ok(())) => {}
@@ -587,11 +597,11 @@ pub(crate) const CLIENT_DOWN: Sides = Sides {
     input: "far end",
     output: "local client",
 };
-const SERVER_UP: Sides = Sides {
+pub(crate) const SERVER_UP: Sides = Sides {
     input: "far end",
     output: "target",
 };
-const SERVER_DOWN: Sides = Sides {
+pub(crate) const SERVER_DOWN: Sides = Sides {
     input: "target",
     output: "far end",
 };

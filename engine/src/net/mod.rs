@@ -8,6 +8,7 @@ pub mod dial;
 pub mod io_fault;
 pub mod listener;
 pub mod probe;
+pub mod proxy;
 pub mod resolve;
 pub mod reverse;
 pub mod spipe;

@@ -157,6 +157,7 @@ pub async fn probe(request: &ProbeRequest, pool: &KeyPairPool) -> ProbeOutcome {
         key_agreement: request.key_agreement,
         pool,
         tag: Some(NonceTag::HealthProbe),
+        previous_key: None,
     };
     let dialer = Dialer::new(&request.target, request.bind.as_ref(), request.timeout);
     match probe_far_end(&dialer, &params).await {

@@ -58,6 +58,7 @@ pub async fn spipe_session(request: &SpipeRequest) -> Result<(), SpipeFault> {
         key_agreement: request.key_agreement,
         pool: &pool,
         tag: None,
+        previous_key: None,
     };
     let dialed = Dialer::new(&request.target, request.bind.as_ref(), request.timeout)
         .dial(&params)

@@ -150,6 +150,17 @@ impl HandshakeDriver {
         Self::with_start(role, KeyAgreement::X25519, nonce, start)
     }
 
+    /// A server also accepts clients holding `previous` (a rotation's grace period): the
+    /// current key is tried first, the previous one only for a client whose value does not
+    /// verify with it. No effect on a client, or once the handshake has begun.
+    pub fn accept_previous_key(&mut self, previous: &PresharedKey) {
+        match &mut self.state {
+            State::AwaitNonce(Start::ClassicServer(server)) => server.accept_previous_key(previous),
+            State::AwaitNonce(Start::X25519(handshake)) => handshake.accept_previous_key(previous),
+            _ => {}
+        }
+    }
+
     fn with_start(
         role: Role,
         agreement: KeyAgreement,
@@ -410,14 +421,22 @@ impl Authenticated {
         }
     }
 
-    /// What the client tagged its nonce as (see [`super::tag`]), if anything: on a
-    /// server, what the connection is for.
-    pub fn nonce_tag(&self, key: &PresharedKey) -> Option<NonceTag> {
-        let client_nonce = match &self.0 {
-            Verified::Classic(v) => v.client_nonce(),
-            Verified::X25519(v) => v.client_nonce(),
+    /// What the client tagged its nonce as (see [`super::tag`]), with the key it proved
+    /// it holds, if anything: on a server, what the connection is for.
+    pub fn nonce_tag(&self) -> Option<NonceTag> {
+        let (client_nonce, key) = match &self.0 {
+            Verified::Classic(v) => v.client_nonce_and_key(),
+            Verified::X25519(v) => v.client_nonce_and_key(),
         };
         NonceTag::of(key, client_nonce)
+    }
+
+    /// Whether a server accepted the client with its previous key.
+    pub fn used_previous_key(&self) -> bool {
+        match &self.0 {
+            Verified::Classic(v) => v.used_previous_key(),
+            Verified::X25519(v) => v.used_previous_key(),
+        }
     }
 
     /// Whether deriving the session keys costs a modular exponentiation (the classic

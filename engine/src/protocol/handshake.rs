@@ -232,6 +232,7 @@ impl NoncesExchanged {
             nonces,
             signed_dh,
             peer_y,
+            used_previous: false,
         })
     }
 }
@@ -278,11 +279,18 @@ pub struct PeerVerified {
     nonces: Nonces,
     signed_dh: [u8; SIGNED_DH_LEN],
     peer_y: [u8; DH_LEN],
+    /// A server accepted the client with its previous key (a rotation's grace period).
+    used_previous: bool,
 }
 
 impl PeerVerified {
-    pub(super) fn client_nonce(&self) -> &[u8; NONCE_LEN] {
-        self.nonces.client()
+    pub(super) fn used_previous_key(&self) -> bool {
+        self.used_previous
+    }
+
+    /// The client's nonce, and the key the handshake runs with (the one that verified).
+    pub(super) fn client_nonce_and_key(&self) -> (&[u8; NONCE_LEN], &PresharedKey) {
+        (self.nonces.client(), &self.common.key)
     }
 
     /// This side's signed DH value; the server sends it now.
@@ -329,6 +337,8 @@ impl fmt::Debug for PeerVerified {
 /// a flood of unauthenticated connections then costs no Diffie-Hellman work at all.
 pub struct ServerHandshake {
     key: PresharedKey,
+    /// Accepted beside `key` while a rotation lets old clients in.
+    previous: Option<PresharedKey>,
     fs: ForwardSecrecy,
     nonce: [u8; NONCE_LEN],
 }
@@ -338,9 +348,17 @@ impl ServerHandshake {
     pub fn new(key: &PresharedKey, fs: ForwardSecrecy, nonce: [u8; NONCE_LEN]) -> Self {
         ServerHandshake {
             key: key.clone(),
+            previous: None,
             fs,
             nonce,
         }
+    }
+
+    /// Also accepts clients holding `previous`: the current key is tried first; a client
+    /// whose value does not verify with it is checked against the previous one (one more
+    /// MAC, no exponentiation), and the handshake goes on with the key that verified.
+    pub fn accept_previous_key(&mut self, previous: &PresharedKey) {
+        self.previous = Some(previous.clone());
     }
 
     pub fn nonce(&self) -> &[u8; NONCE_LEN] {
@@ -351,8 +369,13 @@ impl ServerHandshake {
     pub fn receive_nonce(self, client_nonce: &[u8; NONCE_LEN]) -> ServerNoncesExchanged {
         let nonces = Nonces::new(Role::Server, self.nonce, *client_nonce);
         let (dhmac_ours, dhmac_peer) = mac_keys_for(Role::Server, &self.key, &nonces);
+        let previous = self.previous.map(|key| {
+            let (ours, peer) = mac_keys_for(Role::Server, &key, &nonces);
+            PreviousKey { key, ours, peer }
+        });
         ServerNoncesExchanged {
             key: self.key,
+            previous,
             fs: self.fs,
             nonces,
             dhmac_ours,
@@ -361,9 +384,19 @@ impl ServerHandshake {
     }
 }
 
+/// A server's previous key (a rotation's grace period) and its DH MAC keys for this
+/// handshake: the server's own, and the client's.
+pub(super) struct PreviousKey {
+    pub key: PresharedKey,
+    pub ours: Zeroizing<[u8; 32]>,
+    pub peer: Zeroizing<[u8; 32]>,
+}
+
 /// The server's stage 2: nonces known, waiting for the client's signed value.
 pub struct ServerNoncesExchanged {
     key: PresharedKey,
+    /// The previous key and its MAC keys (ours, the client's), if it is accepted too.
+    previous: Option<PreviousKey>,
     fs: ForwardSecrecy,
     nonces: Nonces,
     dhmac_ours: Zeroizing<[u8; 32]>,
@@ -371,18 +404,28 @@ pub struct ServerNoncesExchanged {
 }
 
 impl ServerNoncesExchanged {
-    /// Checks the client's signed DH value, exactly as [`NoncesExchanged::receive_signed_dh`].
+    /// Checks the client's signed DH value, exactly as [`NoncesExchanged::receive_signed_dh`]:
+    /// with the current key, then (if its signature did not verify) the previous one.
     pub fn receive_signed_dh(
         self,
         client: &[u8; SIGNED_DH_LEN],
     ) -> Result<ClientVerified, PeerRejection> {
-        let peer_y = verify_signed_dh(&self.dhmac_peer, self.fs, client)?;
+        let current = verify_signed_dh(&self.dhmac_peer, self.fs, client);
+        let (key, dhmac_ours, peer_y, used_previous) = match (current, self.previous) {
+            (Ok(peer_y), _) => (self.key, self.dhmac_ours, peer_y, false),
+            (Err(PeerRejection::BadSignature), Some(previous)) => {
+                let peer_y = verify_signed_dh(&previous.peer, self.fs, client)?;
+                (previous.key, previous.ours, peer_y, true)
+            }
+            (Err(rejection), _) => return Err(rejection),
+        };
         Ok(ClientVerified {
-            key: self.key,
+            key,
             fs: self.fs,
             nonces: self.nonces,
-            dhmac_ours: self.dhmac_ours,
+            dhmac_ours,
             peer_y,
+            used_previous,
         })
     }
 }
@@ -394,6 +437,7 @@ pub struct ClientVerified {
     nonces: Nonces,
     dhmac_ours: Zeroizing<[u8; 32]>,
     peer_y: [u8; DH_LEN],
+    used_previous: bool,
 }
 
 impl ClientVerified {
@@ -414,6 +458,7 @@ impl ClientVerified {
             nonces: self.nonces,
             signed_dh,
             peer_y: self.peer_y,
+            used_previous: self.used_previous,
         })
     }
 }

@@ -9,7 +9,9 @@ use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
 use super::Role;
-use super::handshake::{NONCE_LEN, Nonces, PeerRejection, SessionKeys, dh_mac_keys, session_keys};
+use super::handshake::{
+    NONCE_LEN, Nonces, PeerRejection, PreviousKey, SessionKeys, dh_mac_keys, session_keys,
+};
 use super::key::PresharedKey;
 use super::packet::hmac_sha256;
 
@@ -22,6 +24,8 @@ pub const SIGNED_X25519_LEN: usize = 64;
 pub struct X25519Handshake {
     role: Role,
     key: PresharedKey,
+    /// A server's previous key, accepted beside `key` during a rotation.
+    previous: Option<PresharedKey>,
     /// Boxed so that moving a stage moves a pointer, not a copy of the private key.
     secret: Box<StaticSecret>,
     nonce: [u8; NONCE_LEN],
@@ -35,6 +39,7 @@ impl X25519Handshake {
         X25519Handshake {
             role,
             key: key.clone(),
+            previous: None,
             secret: Box::new(StaticSecret::from(private)),
             nonce,
         }
@@ -42,6 +47,14 @@ impl X25519Handshake {
 
     pub fn nonce(&self) -> &[u8; NONCE_LEN] {
         &self.nonce
+    }
+
+    /// A server also accepts clients holding `previous`, as the classic
+    /// `ServerHandshake::accept_previous_key` (one more MAC for a stranger).
+    pub fn accept_previous_key(&mut self, previous: &PresharedKey) {
+        if self.role == Role::Server {
+            self.previous = Some(previous.clone());
+        }
     }
 
     /// Takes the peer's nonce and derives the MAC keys exactly as spiped does. A client
@@ -56,9 +69,19 @@ impl X25519Handshake {
             Role::Server => (dhmac_server, dhmac_client),
         };
         let signed = (self.role == Role::Client).then(|| signed_public_of(&self.secret, &ours));
+        let previous = self.previous.map(|key| {
+            // Only a server has one: its MAC key first, then the client's.
+            let (client, server) = dh_mac_keys(&key, &nonces);
+            PreviousKey {
+                key,
+                ours: server,
+                peer: client,
+            }
+        });
         X25519NoncesExchanged {
             role: self.role,
             key: self.key,
+            previous,
             secret: self.secret,
             nonces,
             signed,
@@ -72,6 +95,8 @@ impl X25519Handshake {
 pub struct X25519NoncesExchanged {
     role: Role,
     key: PresharedKey,
+    /// A server's previous key and its MAC keys (ours, the client's).
+    previous: Option<PreviousKey>,
     secret: Box<StaticSecret>,
     nonces: Nonces,
     /// The client's signed key; a server has none yet.
@@ -95,10 +120,19 @@ impl X25519NoncesExchanged {
         peer: &[u8; SIGNED_X25519_LEN],
     ) -> Result<X25519PeerVerified, PeerRejection> {
         let (public, tag) = peer.split_at(X25519_KEY_LEN);
-        let mut mac = hmac_sha256(&self.dhmac_peer);
-        mac.update(public);
-        mac.verify_slice(tag)
-            .map_err(|_| PeerRejection::BadSignature)?;
+        let verifies = |dhmac_peer: &[u8; 32]| {
+            let mut mac = hmac_sha256(dhmac_peer);
+            mac.update(public);
+            mac.verify_slice(tag).is_ok()
+        };
+        let (key, dhmac_ours, used_previous) = if verifies(&self.dhmac_peer) {
+            (self.key, self.dhmac_ours, false)
+        } else {
+            match self.previous {
+                Some(previous) if verifies(&previous.peer) => (previous.key, previous.ours, true),
+                _ => return Err(PeerRejection::BadSignature),
+            }
+        };
         let mut peer_public = [0u8; X25519_KEY_LEN];
         peer_public.copy_from_slice(public);
         let shared = self.secret.diffie_hellman(&PublicKey::from(peer_public));
@@ -107,13 +141,14 @@ impl X25519NoncesExchanged {
         }
         let signed = self
             .signed
-            .unwrap_or_else(|| signed_public_of(&self.secret, &self.dhmac_ours));
+            .unwrap_or_else(|| signed_public_of(&self.secret, &dhmac_ours));
         Ok(X25519PeerVerified {
             role: self.role,
-            key: self.key,
+            key,
             nonces: self.nonces,
             signed,
             shared: Zeroizing::new(shared.to_bytes()),
+            used_previous,
         })
     }
 }
@@ -125,11 +160,17 @@ pub struct X25519PeerVerified {
     nonces: Nonces,
     signed: [u8; SIGNED_X25519_LEN],
     shared: Zeroizing<[u8; 32]>,
+    used_previous: bool,
 }
 
 impl X25519PeerVerified {
-    pub(super) fn client_nonce(&self) -> &[u8; NONCE_LEN] {
-        self.nonces.client()
+    pub(super) fn used_previous_key(&self) -> bool {
+        self.used_previous
+    }
+
+    /// The client's nonce, and the key the handshake runs with (the one that verified).
+    pub(super) fn client_nonce_and_key(&self) -> (&[u8; NONCE_LEN], &PresharedKey) {
+        (self.nonces.client(), &self.key)
     }
 
     /// This side's signed key; the server sends it now.

@@ -5,13 +5,14 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::address::Address;
+use crate::audit::{AuditOutcome, AuditRecord};
 use crate::definition::{Mode, TunnelSettings};
 use crate::events::{EventKind, RepeatedProblem};
 use crate::fault::{
@@ -19,11 +20,13 @@ use crate::fault::{
 };
 use crate::health::Checker;
 use crate::net::conn::{
-    CLIENT_DOWN, CLIENT_UP, HandshakeParams, authenticate, open_pump, pump_connection, seal_pump,
+    CLIENT_DOWN, CLIENT_UP, HandshakeParams, SERVER_DOWN, SERVER_UP, authenticate, open_pump,
+    pump_connection, seal_pump,
 };
 use crate::net::dial::{DialFault, Dialer};
 use crate::net::listener::{Listener, is_resource_exhaustion};
 use crate::net::probe::answer_probe;
+use crate::net::proxy::{ProxyFault, endpoints_of, read_header, strip_header};
 use crate::net::resolve::{Resolve, ResolvedTarget};
 use crate::net::reverse::{ReverseFault, Slot};
 use crate::net::stream::{NetStream, Peer};
@@ -31,6 +34,8 @@ use crate::plan::Restart;
 use crate::protocol::Role;
 use crate::protocol::health::TargetReport;
 use crate::protocol::tag::NonceTag;
+use crate::proxy_header;
+use tokio::io::AsyncWriteExt;
 
 mod reverse;
 mod shared;
@@ -311,7 +316,8 @@ enum Source {
 /// A connection to serve.
 enum Incoming {
     Stream(NetStream),
-    Joined(Slot),
+    /// Boxed: a joined connection carries its codecs and reader, over a kilobyte.
+    Joined(Box<Slot>),
 }
 
 impl Incoming {
@@ -328,7 +334,7 @@ impl Source {
         match self {
             Source::Listener(listener) => listener.accept().await.map(Incoming::Stream),
             Source::Joined(joined) => match joined.lock().await.recv().await {
-                Some(slot) => Ok(Incoming::Joined(slot)),
+                Some(slot) => Ok(Incoming::Joined(Box::new(slot))),
                 // The pool ends only with its generation, which the loop replaces.
                 None => std::future::pending().await,
             },
@@ -628,7 +634,23 @@ struct Connection {
     _permit: Option<OwnedSemaphorePermit>,
 }
 
+/// What one connection moved, and the client address a PROXY header named, if any.
+#[derive(Default)]
+struct Traffic {
+    up: AtomicU64,
+    down: AtomicU64,
+    client: std::sync::OnceLock<SocketAddr>,
+}
+
+impl Traffic {
+    fn add_up(&self, stats: &crate::stats::TunnelStats, n: u64) {
+        self.up.fetch_add(n, Ordering::Relaxed);
+        stats.add_up(n);
+    }
+}
+
 enum ConnFault {
+    Proxy(ProxyFault),
     Handshake(HandshakeFault),
     Target(TargetFault),
     Pump(PumpFault),
@@ -644,10 +666,9 @@ impl Connection {
         let started = Instant::now();
         shared.stats.connection_opened();
         shared.emit_connection(|| EventKind::ConnectionOpened { conn, peer });
-        let up = AtomicU64::new(0);
-        let down = AtomicU64::new(0);
+        let traffic = Traffic::default();
         let outcome = tokio::select! {
-            outcome = self.serve(inbound, &up, &down) => outcome,
+            outcome = self.serve(inbound, &traffic) => outcome,
             () = close.cancelled() => Err(ConnFault::Closed),
         };
         shared.stats.connection_closed();
@@ -655,10 +676,34 @@ impl Connection {
             conn,
             peer,
             duration: started.elapsed(),
-            bytes_up: up.load(Ordering::Relaxed),
-            bytes_down: down.load(Ordering::Relaxed),
+            bytes_up: traffic.up.load(Ordering::Relaxed),
+            bytes_down: traffic.down.load(Ordering::Relaxed),
             fault,
         };
+        let outcome_word = match &outcome {
+            Ok(()) => AuditOutcome::Ok,
+            Err(ConnFault::Handshake(fault)) => AuditOutcome::HandshakeFailed(fault.cause()),
+            Err(ConnFault::Target(_)) | Err(ConnFault::Reverse(ReverseFault::ServiceDown(_))) => {
+                AuditOutcome::TargetUnreachable
+            }
+            Err(ConnFault::Reverse(ReverseFault::NoneReady(_))) => {
+                AuditOutcome::NoReverseConnection
+            }
+            Err(ConnFault::Pump(PumpFault::Rejected(_))) => AuditOutcome::DataRejected,
+            Err(ConnFault::Pump(_) | ConnFault::Reverse(_)) => AuditOutcome::Error,
+            Err(ConnFault::Proxy(_)) => AuditOutcome::ProxyRefused,
+            Err(ConnFault::Closed) => AuditOutcome::Stopped,
+        };
+        shared.audit(|| AuditRecord {
+            ended: SystemTime::now(),
+            tunnel: shared.name.clone(),
+            peer,
+            client: traffic.client.get().copied(),
+            duration: started.elapsed(),
+            bytes_up: traffic.up.load(Ordering::Relaxed),
+            bytes_down: traffic.down.load(Ordering::Relaxed),
+            outcome: outcome_word,
+        });
         let far_end_suspect = matches!(
             outcome,
             Err(ConnFault::Handshake(_) | ConnFault::Target(_) | ConnFault::Pump(_))
@@ -696,6 +741,11 @@ impl Connection {
                 closed(Some(ConnectionFault::Pump(fault))),
             ),
             Err(ConnFault::Reverse(fault)) => self.reverse_failed(conn, peer, fault),
+            Err(ConnFault::Proxy(fault)) => shared.repeated(
+                RepeatedProblem::ConnectionError,
+                Some(TunnelFault::Proxy(fault.clone())),
+                closed(Some(ConnectionFault::Proxy(fault))),
+            ),
             Err(ConnFault::Closed) => {
                 shared.emit(closed(Some(ConnectionFault::TunnelStopped)));
             }
@@ -739,26 +789,20 @@ impl Connection {
     /// reaching the service behind the tunnel at all). The target connect starts as soon
     /// as the client's signed DH value checks out, and runs while the shared secret is
     /// computed.
-    async fn serve(
-        &self,
-        inbound: Incoming,
-        up: &AtomicU64,
-        down: &AtomicU64,
-    ) -> Result<(), ConnFault> {
+    async fn serve(&self, inbound: Incoming, traffic: &Traffic) -> Result<(), ConnFault> {
         match inbound {
             Incoming::Stream(client) if self.settings.definition.mode == Mode::ReverseIn => {
-                self.serve_reverse_in(client, up, down).await
+                self.serve_reverse_in(client, traffic).await
             }
-            Incoming::Stream(inbound) => self.serve_forward(inbound, up, down).await,
-            Incoming::Joined(slot) => self.serve_reverse_out(slot, up, down).await,
+            Incoming::Stream(inbound) => self.serve_forward(inbound, traffic).await,
+            Incoming::Joined(slot) => self.serve_reverse_out(*slot, traffic).await,
         }
     }
 
     async fn serve_forward(
         &self,
         mut inbound: NetStream,
-        up: &AtomicU64,
-        down: &AtomicU64,
+        traffic: &Traffic,
     ) -> Result<(), ConnFault> {
         let s = &self.settings.definition;
         let params = HandshakeParams {
@@ -768,12 +812,32 @@ impl Connection {
             key_agreement: s.key_agreement,
             pool: &self.shared.context.pool,
             tag: None,
+            previous_key: self.settings.previous_key.as_ref(),
         };
+        // What goes before the data, in plaintext: a PROXY header, and what a load
+        // balancer's client sent after the one it wrote (`first_data` bytes of it).
+        let mut first = Vec::new();
+        let mut first_data = 0;
         let (outbound, codecs) = match s.mode {
             // Reverse ends take their connections in `serve`; a forward connection never
             // reaches here for them.
             Mode::ReverseIn | Mode::ReverseOut => return Err(ConnFault::Closed),
             Mode::Encrypt => {
+                let (endpoints, surplus) = if s.accept_proxy_protocol {
+                    read_header(&mut inbound, s.timeout)
+                        .await
+                        .map_err(ConnFault::Proxy)?
+                } else {
+                    (endpoints_of(&inbound), Vec::new())
+                };
+                if let Some((client, _)) = endpoints.filter(|_| s.accept_proxy_protocol) {
+                    let _ = traffic.client.set(client);
+                }
+                // The client's first bytes (after a load balancer's header) go first.
+                first = s.proxy_protocol.map_or(surplus.clone(), |version| {
+                    [proxy_header::encode(version, endpoints), surplus.clone()].concat()
+                });
+                first_data = surplus.len() as u64;
                 let addrs = self.target.current();
                 let dialed = Dialer::new(&s.target, s.bind.as_ref(), s.timeout)
                     .with_resolved(&addrs, &self.bind)
@@ -783,6 +847,7 @@ impl Connection {
                         DialFault::Target(fault) => ConnFault::Target(fault),
                         DialFault::Handshake(fault) => ConnFault::Handshake(fault),
                     })?;
+                self.shared.stats.handshake_completed(false);
                 if s.checks_health() {
                     let health = &self.shared.health;
                     let change = health.handshake_succeeded(dialed.handshake, Instant::now());
@@ -794,7 +859,10 @@ impl Connection {
                 let authenticated = authenticate(&mut inbound, &params, s.timeout)
                     .await
                     .map_err(ConnFault::Handshake)?;
-                match authenticated.nonce_tag(&self.settings.key) {
+                self.shared
+                    .stats
+                    .handshake_completed(authenticated.used_previous_key());
+                match authenticated.nonce_tag() {
                     Some(NonceTag::HealthProbe) => {
                         let (sealer, _) = authenticated
                             .session_codecs()
@@ -817,6 +885,9 @@ impl Connection {
                     self.connect().await.map_err(ConnFault::Target)
                 });
                 let codecs = codecs.map_err(ConnFault::Handshake)?;
+                if let Some(version) = s.proxy_protocol {
+                    first = proxy_header::encode(version, endpoints_of(&inbound));
+                }
                 match outbound {
                     Ok(outbound) => (outbound, codecs),
                     Err(fault) => {
@@ -833,22 +904,72 @@ impl Connection {
         inbound.tune(s.keepalive);
         outbound.tune(s.keepalive);
         let stats = &self.shared.stats;
-        pump_connection(
-            s.role(),
-            inbound,
-            outbound,
-            codecs,
-            |n| {
-                up.fetch_add(n, Ordering::Relaxed);
-                stats.add_up(n);
-            },
-            |n| {
-                down.fetch_add(n, Ordering::Relaxed);
-                stats.add_down(n);
-            },
-        )
-        .await
-        .map_err(ConnFault::Pump)
+        let count_up = |n| traffic.add_up(stats, n);
+        let count_down = |n| {
+            traffic.down.fetch_add(n, Ordering::Relaxed);
+            stats.add_down(n);
+        };
+        match s.mode {
+            Mode::Decrypt if s.proxy_protocol.is_some() => {
+                let (mut in_r, mut in_w) = inbound.into_split();
+                let (mut out_r, mut out_w) = outbound.into_split();
+                let (sealer, mut opener) = codecs;
+                let to_target = async {
+                    out_w.write_all(&first).await.map_err(|e| PumpFault::Io {
+                        side: "target",
+                        source: e.into(),
+                    })?;
+                    // The encrypting end's own header, if it sent one, goes no further.
+                    let client = strip_header(&mut in_r, &mut opener, &mut out_w, count_up).await?;
+                    if let Some(client) = client {
+                        let _ = traffic.client.set(client);
+                    }
+                    open_pump(&mut in_r, &mut out_w, opener, SERVER_UP, count_up).await
+                };
+                let to_client = seal_pump(&mut out_r, &mut in_w, sealer, SERVER_DOWN, count_down);
+                let result = tokio::try_join!(to_target, to_client);
+                if result.is_err() {
+                    in_w.reset_on_close();
+                    out_w.reset_on_close();
+                }
+                result.map(|_| ()).map_err(ConnFault::Pump)
+            }
+            _ => {
+                let (mut sealer, opener) = codecs;
+                if !first.is_empty() {
+                    let mut sealed = Vec::new();
+                    sealer.seal_all(&first, &mut sealed);
+                    let mut outbound = outbound;
+                    outbound.write_all(&sealed).await.map_err(|e| {
+                        ConnFault::Pump(PumpFault::Io {
+                            side: "far end",
+                            source: e.into(),
+                        })
+                    })?;
+                    count_up(first_data);
+                    return pump_connection(
+                        s.role(),
+                        inbound,
+                        outbound,
+                        (sealer, opener),
+                        count_up,
+                        count_down,
+                    )
+                    .await
+                    .map_err(ConnFault::Pump);
+                }
+                pump_connection(
+                    s.role(),
+                    inbound,
+                    outbound,
+                    (sealer, opener),
+                    count_up,
+                    count_down,
+                )
+                .await
+                .map_err(ConnFault::Pump)
+            }
+        }
     }
 
     /// A reverse-in end's client: a pooled connection from the reverse-out end (waiting
@@ -858,13 +979,26 @@ impl Connection {
     async fn serve_reverse_in(
         &self,
         client: NetStream,
-        up: &AtomicU64,
-        down: &AtomicU64,
+        traffic: &Traffic,
     ) -> Result<(), ConnFault> {
         let s = &self.settings.definition;
         let Some(pool) = &self.reverse_in else {
             return Err(ConnFault::Closed);
         };
+        let mut client = client;
+        let (endpoints, surplus) = if s.accept_proxy_protocol {
+            read_header(&mut client, s.timeout)
+                .await
+                .map_err(ConnFault::Proxy)?
+        } else {
+            (endpoints_of(&client), Vec::new())
+        };
+        if let Some((address, _)) = endpoints.filter(|_| s.accept_proxy_protocol) {
+            let _ = traffic.client.set(address);
+        }
+        let first = s.proxy_protocol.map_or(surplus.clone(), |version| {
+            [proxy_header::encode(version, endpoints), surplus.clone()].concat()
+        });
         let waiting = Instant::now();
         let Some(slot) = pool.take(s.timeout).await else {
             return Err(ConnFault::Reverse(ReverseFault::NoneReady(
@@ -881,9 +1015,21 @@ impl Connection {
         let (mut client_r, mut client_w) = client.into_split();
         let (mut far_r, mut far_w) = stream.into_split();
         let stats = &self.shared.stats;
+        let mut sealer = sealer;
+        if !first.is_empty() {
+            let mut sealed = Vec::new();
+            sealer.seal_all(&first, &mut sealed);
+            far_w.write_all(&sealed).await.map_err(|e| {
+                ConnFault::Pump(PumpFault::Io {
+                    side: "far end",
+                    source: e.into(),
+                })
+            })?;
+            traffic.add_up(stats, surplus.len() as u64);
+        }
         let sending = async {
             seal_pump(&mut client_r, &mut far_w, sealer, CLIENT_UP, |n| {
-                up.fetch_add(n, Ordering::Relaxed);
+                traffic.up.fetch_add(n, Ordering::Relaxed);
                 stats.add_up(n);
             })
             .await
@@ -894,7 +1040,7 @@ impl Connection {
                 .await
                 .map_err(ConnFault::Reverse)?;
             open_pump(&mut far_r, &mut client_w, opener, CLIENT_DOWN, |n| {
-                down.fetch_add(n, Ordering::Relaxed);
+                traffic.down.fetch_add(n, Ordering::Relaxed);
                 stats.add_down(n);
             })
             .await
@@ -910,12 +1056,7 @@ impl Connection {
 
     /// A reverse-out end's connection the far end joined to a client: connect the
     /// service, say whether that worked, then pipe as a decrypting end does.
-    async fn serve_reverse_out(
-        &self,
-        mut slot: Slot,
-        up: &AtomicU64,
-        down: &AtomicU64,
-    ) -> Result<(), ConnFault> {
+    async fn serve_reverse_out(&self, mut slot: Slot, traffic: &Traffic) -> Result<(), ConnFault> {
         let s = &self.settings.definition;
         let connected = self.connect().await;
         slot.send(reverse::service_answer(&connected))
@@ -930,11 +1071,11 @@ impl Connection {
             service,
             (slot.sealer, slot.opener),
             |n| {
-                up.fetch_add(n, Ordering::Relaxed);
+                traffic.up.fetch_add(n, Ordering::Relaxed);
                 stats.add_up(n);
             },
             |n| {
-                down.fetch_add(n, Ordering::Relaxed);
+                traffic.down.fetch_add(n, Ordering::Relaxed);
                 stats.add_down(n);
             },
         )

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::TunnelShared;
+use crate::audit::{AuditOutcome, AuditRecord};
 use crate::definition::TunnelSettings;
 use crate::events::{EventKind, RepeatedProblem};
 use crate::fault::TunnelFault;
@@ -207,6 +208,7 @@ async fn pool_slot(
         key_agreement: definition.key_agreement,
         pool: &shared.context.pool,
         tag: None,
+        previous_key: settings.previous_key.as_ref(),
     };
     let started = Instant::now();
     let authenticated = tokio::select! {
@@ -216,9 +218,24 @@ async fn pool_slot(
     let conn = shared.next_conn();
     let authenticated = match authenticated {
         Ok(authenticated) => authenticated,
-        Err(fault) => return shared.handshake_failed(conn, peer, fault),
+        Err(fault) => {
+            shared.audit(|| AuditRecord {
+                ended: std::time::SystemTime::now(),
+                tunnel: shared.name.clone(),
+                peer,
+                client: None,
+                duration: started.elapsed(),
+                bytes_up: 0,
+                bytes_down: 0,
+                outcome: AuditOutcome::HandshakeFailed(fault.cause()),
+            });
+            return shared.handshake_failed(conn, peer, fault);
+        }
     };
-    if authenticated.nonce_tag(&settings.key) != Some(NonceTag::ReverseSlot) {
+    shared
+        .stats
+        .handshake_completed(authenticated.used_previous_key());
+    if authenticated.nonce_tag() != Some(NonceTag::ReverseSlot) {
         stream.reset_on_close();
         return shared.reverse_refused(peer, ReverseFault::NotReverseOut);
     }
@@ -411,6 +428,7 @@ async fn slot_out(
         key_agreement: definition.key_agreement,
         pool: &shared.context.pool,
         tag: Some(NonceTag::ReverseSlot),
+        previous_key: None,
     };
     let dialed = Dialer::new(
         &definition.listen,
@@ -423,6 +441,7 @@ async fn slot_out(
         DialFault::Target(fault) => HealthFault::Unreached(fault),
         DialFault::Handshake(fault) => HealthFault::Handshake(fault),
     })?;
+    shared.stats.handshake_completed(false);
     dialed.stream.tune(definition.keepalive);
     let mut slot = Slot::new(dialed.stream, dialed.codecs);
     let greeting = tokio::time::timeout(definition.timeout, slot.receive()).await;

@@ -9,6 +9,7 @@ use std::time::{Instant, SystemTime};
 use tokio::sync::{broadcast, watch};
 
 use crate::address::Address;
+use crate::audit::AuditRecord;
 use crate::events::{
     Event, EventKind, FailureVerdict, HandshakeFailureThrottle, ProblemThrottle, RepeatedProblem,
     SummaryDue,
@@ -52,6 +53,10 @@ pub(crate) struct EngineContext {
     pub accepting: watch::Sender<bool>,
     pub resolver: Arc<dyn Resolver>,
     pub pool: Arc<KeyPairPool>,
+    /// Where each connection's audit record goes, once someone asked for the trail.
+    pub audit: std::sync::OnceLock<tokio::sync::mpsc::Sender<AuditRecord>>,
+    /// Records the trail's reader was too slow to take.
+    pub audit_dropped: AtomicU64,
 }
 
 /// State shared between a tunnel's tasks and readers of its status.
@@ -114,6 +119,16 @@ impl TunnelShared {
     pub(crate) fn set_state_if_run(&self, run: u64, state: TunnelState) {
         if self.runs.load(Ordering::Relaxed) == run {
             self.set_state(state);
+        }
+    }
+
+    /// Sends a connection's audit record, if the trail is on; never waits (a record the
+    /// reader has no room for is counted as dropped).
+    pub(crate) fn audit(&self, record: impl FnOnce() -> AuditRecord) {
+        if let Some(trail) = self.context.audit.get()
+            && trail.try_send(record()).is_err()
+        {
+            self.context.audit_dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 use sluice_engine::{
     Address, Config, ConfigError, DEFAULT_HEALTH_CHECK, DEFAULT_MAX_CONNECTIONS, DEFAULT_RERESOLVE,
     DEFAULT_TIMEOUT, ForwardSecrecy, KeyAgreement, KeyRef, KeySourceError, KeyfileWarning,
-    LoadedKey, MAX_TIMEOUT, Mode, Restart, TunnelDefinition, TunnelSettings, check_handshake,
-    check_timeout, load_key, parse_bind, parse_metrics_address, read_key_from,
+    LoadedKey, MAX_TIMEOUT, Mode, ProxyVersion, Restart, TunnelDefinition, TunnelSettings,
+    check_handshake, check_timeout, load_key, parse_bind, parse_metrics_address, read_key_from,
 };
 
 pub const USAGE: &str = "\
@@ -17,6 +17,8 @@ usage: sluiced {-e | -d} -s <source socket> -t <target socket> -k <key file>
                [-o <connection timeout>] [-p <pidfile>] [-r <rtime> | -R]
                [--syslog] [-u <username> | <:groupname> | <username:groupname>]
                [--x25519] [--verbose] [--metrics <address>] [--health-check <seconds>]
+               [--previous-key <key file>] [--proxy-protocol v1|v2] [--accept-proxy-protocol]
+               [--audit-log <file>]
        sluiced --reverse-out -t <far end> -s <service> -k <key file>
                [-f | -g] [--x25519] [-n <max # connections>] [-o <timeout>] [-DFj] ...
        sluiced --reverse-in -s <encrypted listen> -l <plaintext listen> -k <key file>
@@ -50,6 +52,16 @@ Stock spiped connects to its target for each check; a Sluice far end does not.
 a few connections to the --reverse-in end (on the reachable machine) ready; each client
 that connects to the reverse-in end's -l goes through one to the service (-s). Both
 ends must be sluiced (docs/REVERSE.md).
+--proxy-protocol v1|v2 puts a PROXY protocol header at the start of each connection: -e
+(and --reverse-in) carries its client's address to the far end's service (stock spiped -d
+passes it on); -d tells its target the -e end's address, dropping a header -e sent.
+--accept-proxy-protocol (-e, --reverse-in) reads one from a load balancer and passes on
+the address it names.
+--audit-log appends one line per connection when it ends (time, tunnel, peer, the
+client a PROXY header named, duration, bytes each way, outcome; docs/AUDIT.md) to a file
+reopened on SIGHUP and SIGUSR1 (for logrotate); also `audit_log:` in a config file.
+--previous-key (with -d or --reverse-in) also lets in clients holding the key being
+replaced, for a rotation without downtime; metrics count handshakes per key.
 With --config, SIGHUP rereads the file: new tunnels start, removed ones drain, changed
 ones take their new settings, unchanged ones keep every connection; a file that does
 not check out changes nothing. --check-config checks a file (and its keys) and exits.
@@ -117,14 +129,18 @@ pub struct RunOptions {
     pub verbose: bool,
     /// `--metrics`: where to serve metrics (overrides the config file's `metrics`).
     metrics: Option<Address>,
+    /// `--audit-log`: where to append a line per connection (overrides the config's).
+    audit_log: Option<PathBuf>,
 }
 
 #[derive(Clone)]
 enum TunnelSource {
-    /// The one tunnel spiped-style flags describe, and its key file.
+    /// spiped's flags: one tunnel, and the key file (or `-` for standard input), and the
+    /// key being replaced (`--previous-key`), if any.
     Flags {
         tunnel: Box<TunnelDefinition>,
         key: PathBuf,
+        previous_key: Option<PathBuf>,
     },
     Config(PathBuf),
 }
@@ -140,6 +156,8 @@ pub type LoadedTunnels = Vec<(TunnelSettings, Vec<String>)>;
 pub struct Loaded {
     pub tunnels: LoadedTunnels,
     pub metrics: Option<Address>,
+    /// Where one line per connection is appended, if anywhere (docs/AUDIT.md).
+    pub audit_log: Option<PathBuf>,
 }
 
 impl RunOptions {
@@ -147,19 +165,37 @@ impl RunOptions {
     /// are reported together.
     pub fn load(&self) -> Result<Loaded, Vec<String>> {
         match &self.source {
-            TunnelSource::Flags { tunnel, key } => {
+            TunnelSource::Flags {
+                tunnel,
+                key,
+                previous_key,
+            } => {
                 let loaded = load_key_file(key).map_err(|e| vec![e.to_string()])?;
-                let warnings = key_warnings(key, &loaded.warnings);
-                let settings = TunnelSettings::new(tunnel.as_ref().clone(), loaded.key);
+                let mut warnings = key_warnings(key, &loaded.warnings);
+                let previous = match previous_key {
+                    Some(path) => {
+                        let loaded = load_key_file(path)
+                            .map_err(|e| vec![format!("--previous-key: {e}")])?;
+                        warnings.extend(key_warnings(path, &loaded.warnings));
+                        Some(loaded.key)
+                    }
+                    None => None,
+                };
+                let settings = TunnelSettings::new(tunnel.as_ref().clone(), loaded.key)
+                    .with_previous_key(previous);
                 Ok(Loaded {
                     tunnels: vec![(settings, warnings)],
                     metrics: self.metrics.clone(),
+                    audit_log: self.audit_log.clone(),
                 })
             }
             TunnelSource::Config(path) => {
                 let mut loaded = load_config(path)?;
                 if self.metrics.is_some() {
                     loaded.metrics.clone_from(&self.metrics);
+                }
+                if self.audit_log.is_some() {
+                    loaded.audit_log.clone_from(&self.audit_log);
                 }
                 Ok(loaded)
             }
@@ -206,15 +242,32 @@ pub fn load_config(path: &Path) -> Result<Loaded, Vec<String>> {
                 continue;
             }
         };
-        match load_key(&spec.key, None) {
-            Ok(loaded) => {
-                let warnings = match &spec.key {
-                    KeyRef::File(file) => key_warnings(file, &loaded.warnings),
-                    KeyRef::Keychain(_) => Vec::new(),
-                };
-                tunnels.push((TunnelSettings::new(definition, loaded.key), warnings));
+        let warnings_of = |key: &KeyRef, loaded: &LoadedKey| match key {
+            KeyRef::File(file) => key_warnings(file, &loaded.warnings),
+            KeyRef::Keychain(_) => Vec::new(),
+        };
+        let previous = match spec
+            .previous_key
+            .as_ref()
+            .map(|key| (key, load_key(key, None)))
+        {
+            None => Ok(None),
+            Some((key, Ok(loaded))) => Ok(Some((warnings_of(key, &loaded), loaded.key))),
+            Some((_, Err(e))) => Err(format!("tunnel {:?}: previous_key: {e}", spec.name)),
+        };
+        match (load_key(&spec.key, None), previous) {
+            (Ok(loaded), Ok(previous)) => {
+                let mut warnings = warnings_of(&spec.key, &loaded);
+                let previous = previous.map(|(more, key)| {
+                    warnings.extend(more);
+                    key
+                });
+                let settings =
+                    TunnelSettings::new(definition, loaded.key).with_previous_key(previous);
+                tunnels.push((settings, warnings));
             }
-            Err(e) => errors.push(format!("tunnel {:?}: key: {e}", spec.name)),
+            (Err(e), _) => errors.push(format!("tunnel {:?}: key: {e}", spec.name)),
+            (_, Err(e)) => errors.push(e),
         }
     }
     let metrics = match config.metrics_address().transpose() {
@@ -225,7 +278,11 @@ pub fn load_config(path: &Path) -> Result<Loaded, Vec<String>> {
         }
     };
     if errors.is_empty() {
-        Ok(Loaded { tunnels, metrics })
+        Ok(Loaded {
+            tunnels,
+            metrics,
+            audit_log: config.audit_log.clone(),
+        })
     } else {
         Err(errors)
     }
@@ -299,11 +356,15 @@ struct Seen {
     tunnel: Option<String>,
     service: Option<String>,
     metrics: Option<String>,
+    audit_log: Option<String>,
     check_config: Option<String>,
     health_check: Option<String>,
+    previous_key: Option<String>,
     reverse_in: bool,
     reverse_out: bool,
     local: Option<String>,
+    proxy_protocol: Option<String>,
+    accept_proxy_protocol: bool,
 }
 
 fn set_flag(flag: &mut bool, name: &str) -> Result<(), String> {
@@ -390,10 +451,28 @@ pub fn parse(args: &[String]) -> Result<Invocation, String> {
                     "--metrics",
                     value("an address to serve metrics on, e.g. 127.0.0.1:9185")?,
                 )?,
+                "audit-log" => set_value(
+                    &mut seen.audit_log,
+                    "--audit-log",
+                    value("a file to append one line per connection to")?,
+                )?,
                 "check-config" => set_value(
                     &mut seen.check_config,
                     "--check-config",
                     value("a config file")?,
+                )?,
+                "proxy-protocol" => set_value(
+                    &mut seen.proxy_protocol,
+                    "--proxy-protocol",
+                    value("v1 or v2")?,
+                )?,
+                "accept-proxy-protocol" => {
+                    set_flag(&mut seen.accept_proxy_protocol, "--accept-proxy-protocol")?
+                }
+                "previous-key" => set_value(
+                    &mut seen.previous_key,
+                    "--previous-key",
+                    value("the key file being replaced")?,
                 )?,
                 "health-check" => set_value(
                     &mut seen.health_check,
@@ -483,8 +562,8 @@ fn build(mut seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
         return Ok(Invocation::CheckConfig(PathBuf::from(path)));
     }
     if let Some((action, destination)) = seen.far_end {
-        if seen.metrics.is_some() {
-            return Err("--metrics does not apply to --far-end-*".into());
+        if seen.metrics.is_some() || seen.audit_log.is_some() {
+            return Err("--metrics and --audit-log do not apply to --far-end-*".into());
         }
         return far_end_options(action, destination, seen.config, seen.tunnel, seen.service);
     }
@@ -532,10 +611,16 @@ fn build(mut seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
             (seen.user.is_some() || seen.syslog, "-u/--syslog"),
             (seen.config.is_some(), "--config"),
             (metrics.is_some(), "--metrics"),
+            (seen.audit_log.is_some(), "--audit-log"),
             (seen.health_check.is_some(), "--health-check"),
             (
                 seen.reverse_in || seen.reverse_out || seen.local.is_some(),
                 "--reverse-in/--reverse-out/-l",
+            ),
+            (seen.previous_key.is_some(), "--previous-key"),
+            (
+                seen.proxy_protocol.is_some() || seen.accept_proxy_protocol,
+                "--proxy-protocol/--accept-proxy-protocol",
             ),
         ] {
             if given {
@@ -576,6 +661,11 @@ fn build(mut seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
                 seen.reverse_in || seen.reverse_out || seen.local.is_some(),
                 "--reverse-in/--reverse-out/-l",
             ),
+            (seen.previous_key.is_some(), "--previous-key"),
+            (
+                seen.proxy_protocol.is_some() || seen.accept_proxy_protocol,
+                "--proxy-protocol/--accept-proxy-protocol",
+            ),
         ] {
             if given {
                 return Err(format!(
@@ -592,6 +682,7 @@ fn build(mut seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
             syslog: seen.syslog,
             verbose: seen.verbose,
             metrics,
+            audit_log: seen.audit_log.map(PathBuf::from),
         }));
     }
 
@@ -681,6 +772,16 @@ fn build(mut seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
             }
         },
     };
+    let proxy_protocol = match seen.proxy_protocol.as_deref() {
+        None => None,
+        Some("v1" | "1") => Some(ProxyVersion::V1),
+        Some("v2" | "2") => Some(ProxyVersion::V2),
+        Some(other) => {
+            return Err(format!(
+                "--proxy-protocol {other:?}: write v1 (text) or v2 (binary), as the service behind the tunnel expects"
+            ));
+        }
+    };
     // A flag tunnel is named after where it listens, as spiped's log lines name it.
     let tunnel = TunnelDefinition {
         name: listen.to_string(),
@@ -695,14 +796,24 @@ fn build(mut seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
         keepalive: !seen.no_keepalive,
         reresolve,
         health_check,
+        proxy_protocol,
+        accept_proxy_protocol: seen.accept_proxy_protocol,
     };
     if let Some(problem) = tunnel.problems().first() {
         return Err(format!("{}: {problem}", problem.part().flag()));
+    }
+    if seen.previous_key.is_some() && !matches!(mode, Mode::Decrypt | Mode::ReverseIn) {
+        return Err("--previous-key goes with -d or --reverse-in: the end that accepts connections lets clients with the old key in during a rotation".into());
+    }
+    let previous_key = seen.previous_key.map(PathBuf::from);
+    if previous_key.as_deref() == Some(Path::new("-")) {
+        return Err("--previous-key cannot read standard input (-k - may): give a key file".into());
     }
     Ok(Invocation::Run(RunOptions {
         source: TunnelSource::Flags {
             tunnel: Box::new(tunnel),
             key,
+            previous_key,
         },
         foreground: seen.foreground,
         wait_for_dns: seen.wait_for_dns,
@@ -711,6 +822,7 @@ fn build(mut seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
         syslog: seen.syslog,
         verbose: seen.verbose,
         metrics,
+        audit_log: seen.audit_log.map(PathBuf::from),
     }))
 }
 

@@ -15,9 +15,10 @@ use sluice_engine::{
     StartFault, TunnelState,
 };
 
+use crate::audit_log::AuditLog;
 use crate::cli::{Loaded, LoadedTunnels, RunOptions};
 use crate::logging::Logger;
-use crate::platform::{self, PrivilegeError, ReloadSignal, StopSignals};
+use crate::platform::{self, PrivilegeError, ReloadSignal, ReopenSignal, StopSignals};
 use crate::readiness::{ServiceManager, running_status};
 
 /// Drops privileges to `-u spec`, with the message sluiced reports when that fails.
@@ -98,11 +99,17 @@ pub async fn serve_until_signal(
     engine: &Engine,
     logger: &Logger,
     events: &mut EventStream,
+    audit: &mut Option<AuditLog>,
     serving: &Serving<'_>,
 ) -> Result<(), String> {
-    let (mut stop, mut reload_signal) = match (StopSignals::install(), ReloadSignal::install()) {
-        (Ok(stop), Ok(reload)) => (stop, reload),
-        (Err(e), _) | (_, Err(e)) => {
+    let signals = (
+        StopSignals::install(),
+        ReloadSignal::install(),
+        ReopenSignal::install(),
+    );
+    let (mut stop, mut reload_signal, mut reopen_signal) = match signals {
+        (Ok(stop), Ok(reload), Ok(reopen)) => (stop, reload, reopen),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             return Err(format!("cannot install signal handlers ({e}); stopping"));
         }
     };
@@ -110,10 +117,21 @@ pub async fn serve_until_signal(
     loop {
         tokio::select! {
             () = stop.next() => return Ok(()),
-            () = reload_signal.next() => match serving.options.config_file() {
-                Some(path) => reading.start(logger, path, serving),
-                None => logger.info("SIGHUP ignored: only sluiced --config rereads a file"),
-            },
+            () = reload_signal.next() => {
+                reopen_audit_log(logger, audit);
+                match serving.options.config_file() {
+                    Some(path) => reading.start(logger, path, serving),
+                    None => logger.info("SIGHUP: only sluiced --config rereads a file"),
+                }
+            }
+            () = reopen_signal.next() => reopen_audit_log(logger, audit),
+            Some(record) = next_audit_record(audit) => {
+                if let Some(log) = audit.as_mut()
+                    && let Err(e) = log.write(&record)
+                {
+                    logger.error(&e);
+                }
+            }
             read = reading.finished() => {
                 match read {
                     Some(loaded) => reload(engine, logger, loaded, serving),
@@ -141,6 +159,23 @@ pub async fn serve_until_signal(
                 }
                 None => return Ok(()),
             },
+        }
+    }
+}
+
+/// The next audit record, or never when there is no audit log.
+async fn next_audit_record(audit: &mut Option<AuditLog>) -> Option<sluice_engine::AuditRecord> {
+    match audit {
+        Some(log) => log.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn reopen_audit_log(logger: &Logger, audit: &mut Option<AuditLog>) {
+    if let Some(log) = audit.as_mut() {
+        match log.reopen() {
+            Ok(()) => logger.info("audit log reopened"),
+            Err(e) => logger.error(&e),
         }
     }
 }
@@ -260,7 +295,12 @@ pub fn notify(logger: &Logger, result: io::Result<()>) {
 /// Graceful stop after the first signal: listeners close at once, open connections
 /// finish. A second SIGTERM/SIGINT kills the process (default action restored, as in
 /// spiped).
-pub fn drain_then_exit(engine: Engine, logger: &Logger, events: &mut EventStream) {
+pub fn drain_then_exit(
+    engine: Engine,
+    logger: &Logger,
+    events: &mut EventStream,
+    audit: &mut Option<AuditLog>,
+) {
     platform::restore_default_stop_signals();
     let open: u64 = engine
         .statuses()
@@ -285,6 +325,12 @@ pub fn drain_then_exit(engine: Engine, logger: &Logger, events: &mut EventStream
                     "{missed} events were not logged (too many at once)"
                 ));
             }
+        }
+    }
+    // The connections that ended while draining, in the audit log too.
+    if let Some(log) = audit.as_mut() {
+        for error in log.drain() {
+            logger.error(&error);
         }
     }
     logger.info("stopped");

@@ -4,6 +4,7 @@
 //! share a key sealed with a passphrase), a config checker (`--check-config`), and the
 //! far-end set-up over ssh (`--far-end-*`).
 
+mod audit_log;
 mod cli;
 mod daemon;
 mod far_end;
@@ -194,6 +195,8 @@ fn run(options: RunOptions) -> ExitCode {
         engine.hold_connections();
     }
     let mut events = engine.subscribe();
+    // Taken before any tunnel starts, so the trail misses no connection.
+    let trail = loaded.audit_log.as_ref().and_then(|_| engine.audit_trail());
     let restart = options.restart();
     let names: Vec<String> = loaded
         .tunnels
@@ -219,6 +222,14 @@ fn run(options: RunOptions) -> ExitCode {
                 .as_ref()
                 .map(|address| bind_metrics(&engine, &logger, address))
                 .transpose()?;
+            // Opened with the privileges sluiced started with, like the metrics port.
+            let audit = match (loaded.audit_log.as_deref(), trail) {
+                (Some(path), Some(trail)) => {
+                    logger.info(&format!("audit log: {}", path.display()));
+                    Some(audit_log::AuditLog::open(path, trail)?)
+                }
+                _ => None,
+            };
             if !options.wait_for_dns {
                 write_pid_file(pidfile, &logger)?;
             }
@@ -230,10 +241,10 @@ fn run(options: RunOptions) -> ExitCode {
                     }
                 }
             }
-            Ok(metrics)
+            Ok((metrics, audit))
         });
-    let metrics = match startup {
-        Ok(metrics) => metrics,
+    let (metrics, mut audit) = match startup {
+        Ok(started) => started,
         Err(message) => {
             logger.error(&message);
             report.failure(&message);
@@ -260,6 +271,7 @@ fn run(options: RunOptions) -> ExitCode {
         &engine,
         &logger,
         &mut events,
+        &mut audit,
         &serving,
     ));
     if let Err(message) = served {
@@ -271,7 +283,7 @@ fn run(options: RunOptions) -> ExitCode {
         &logger,
         service_manager.stopping("stopping: open connections are finishing"),
     );
-    daemon::drain_then_exit(engine, &logger, &mut events);
+    daemon::drain_then_exit(engine, &logger, &mut events, &mut audit);
     ExitCode::SUCCESS
 }
 

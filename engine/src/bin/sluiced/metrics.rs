@@ -215,6 +215,22 @@ impl Collector for SluiceCollector {
                 ConstCounter::new(count).encode(failures.encode_family(&labels)?)?;
             }
         }
+        let mut by_key = encoder.encode_descriptor(
+            "sluice_handshakes",
+            "Handshakes completed, by the key the peer used (previous: a rotation's old key)",
+            None,
+            MetricType::Counter,
+        )?;
+        for status in &statuses {
+            for (i, key) in ["current", "previous"].into_iter().enumerate() {
+                let labels = [
+                    ("tunnel", LabelValue(&status.name)),
+                    ("key", LabelValue(key)),
+                ];
+                let count = status.counters.handshakes[i];
+                ConstCounter::new(count).encode(by_key.encode_family(&labels)?)?;
+            }
+        }
         encode_far_end_health(&mut encoder, &statuses)
     }
 }

@@ -12,13 +12,13 @@ use std::path::PathBuf;
 
 #[cfg(unix)]
 pub use unix::{
-    NotifySocket, ReloadSignal, StopSignals, Syslog, daemonize, drop_privileges, monotonic_usec,
-    restore_default_stop_signals, write_pid_file,
+    NotifySocket, ReloadSignal, ReopenSignal, StopSignals, Syslog, daemonize, drop_privileges,
+    monotonic_usec, open_log, restore_default_stop_signals, write_pid_file,
 };
 #[cfg(not(unix))]
 pub use unsupported::{
-    NotifySocket, ReloadSignal, StopSignals, Syslog, daemonize, drop_privileges, monotonic_usec,
-    restore_default_stop_signals, write_pid_file,
+    NotifySocket, ReloadSignal, ReopenSignal, StopSignals, Syslog, daemonize, drop_privileges,
+    monotonic_usec, open_log, restore_default_stop_signals, write_pid_file,
 };
 
 /// How serious a log line is (syslog's priority).
@@ -240,6 +240,31 @@ mod unix {
         pub async fn next(&mut self) {
             self.0.recv().await;
         }
+    }
+
+    /// SIGUSR1, caught from the moment this is installed: the audit log is reopened.
+    pub struct ReopenSignal(Signal);
+
+    impl ReopenSignal {
+        pub fn install() -> io::Result<ReopenSignal> {
+            signal(SignalKind::user_defined1()).map(ReopenSignal)
+        }
+
+        /// Waits for the next SIGUSR1.
+        pub async fn next(&mut self) {
+            self.0.recv().await;
+        }
+    }
+
+    /// Opens a log file to append to, creating it readable by its owner and group (mode
+    /// 0640: an auditor's group, not everyone), never through a symbolic link.
+    pub fn open_log(path: &Path) -> io::Result<File> {
+        OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o640)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
     }
 
     /// The service manager's datagram socket (`$NOTIFY_SOCKET`, systemd's `sd_notify`): a
@@ -596,6 +621,26 @@ mod unsupported {
         pub async fn next(&mut self) {
             std::future::pending::<()>().await
         }
+    }
+
+    /// No SIGUSR1 here: the audit log is reopened with the reload instead.
+    pub struct ReopenSignal(());
+
+    impl ReopenSignal {
+        pub fn install() -> io::Result<ReopenSignal> {
+            Ok(ReopenSignal(()))
+        }
+
+        pub async fn next(&mut self) {
+            std::future::pending::<()>().await
+        }
+    }
+
+    pub fn open_log(path: &Path) -> io::Result<std::fs::File> {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
     }
 
     pub struct NotifySocket(());

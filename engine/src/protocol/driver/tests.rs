@@ -623,3 +623,56 @@ fn debug_shows_no_secret() {
     assert!(!shown.contains(&hex(key.secret())[..16]));
     assert!(!shown.contains("3c3c"));
 }
+
+/// A rotation: a server with a previous key lets clients with either key in (each session
+/// then works), says which key a client used, and refuses any other key as before.
+#[test]
+fn a_server_in_rotation_accepts_the_current_and_the_previous_key() {
+    let new = PresharedKey::from_keyfile_bytes(b"the new key");
+    let old = PresharedKey::from_keyfile_bytes(b"the old key");
+    let other = PresharedKey::from_keyfile_bytes(b"somebody else's key");
+    let rotating = |agreement: KeyAgreement| {
+        let mut server = match agreement {
+            KeyAgreement::Classic => classic(Role::Server, &new, Enabled, random()),
+            KeyAgreement::X25519 => HandshakeDriver::x25519(Role::Server, &new, random(), random()),
+        };
+        server.accept_previous_key(&old);
+        server
+    };
+    let client = |agreement: KeyAgreement, key: &PresharedKey| match agreement {
+        KeyAgreement::Classic => classic(Role::Client, key, Enabled, random()),
+        KeyAgreement::X25519 => HandshakeDriver::x25519(Role::Client, key, random(), random()),
+    };
+    for agreement in [KeyAgreement::Classic, KeyAgreement::X25519] {
+        for (key, previous) in [(&new, false), (&old, true)] {
+            let (c, s) = run(
+                client(agreement, key),
+                rotating(agreement),
+                &mut server_pair,
+                &mut whole(),
+            );
+            let (End::Done(c), End::Done(s)) = (c, s) else {
+                panic!(
+                    "{agreement:?}: a client with the {} key is let in",
+                    if previous { "old" } else { "new" }
+                );
+            };
+            assert_eq!(s.used_previous_key(), previous, "{agreement:?}");
+            assert!(!c.used_previous_key());
+            data_flows(c, s);
+        }
+        let (_, s) = run(
+            client(agreement, &other),
+            rotating(agreement),
+            &mut server_pair,
+            &mut whole(),
+        );
+        assert!(
+            matches!(
+                s.fault(),
+                Some(PeerFault::Rejected(PeerRejection::BadSignature) | PeerFault::X25519Rejected)
+            ),
+            "{agreement:?}: another key is refused"
+        );
+    }
+}
