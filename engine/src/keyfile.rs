@@ -171,11 +171,21 @@ pub fn read_keyfile_with_bytes(
 /// Reads a key from any reader, e.g. standard input for `-k -`. Same rules as
 /// [`read_keyfile`], without the file-mode check.
 pub fn read_key_from(reader: impl Read) -> Result<LoadedKey, KeyfileError> {
+    read_key_bytes_from(reader).map(|(_, loaded)| loaded)
+}
+
+/// Like [`read_key_from`], also returning the raw bytes (wiped when dropped), for sealing
+/// a key given on standard input.
+pub fn read_key_bytes_from(
+    reader: impl Read,
+) -> Result<(Zeroizing<Vec<u8>>, LoadedKey), KeyfileError> {
     let stdin = Path::new(STDIN_LABEL);
     let bytes = read_all_zeroizing(reader, 4096)
         .map_err(|e| io_error(stdin, e))?
         .ok_or_else(|| KeyfileError::TooLarge(stdin.to_owned()))?;
-    loaded_from_bytes(&bytes).map_err(|EmptyKey| KeyfileError::Empty(stdin.to_owned()))
+    let loaded =
+        loaded_from_bytes(&bytes).map_err(|EmptyKey| KeyfileError::Empty(stdin.to_owned()))?;
+    Ok((bytes, loaded))
 }
 
 /// A key of zero bytes, which no tunnel may use (see [`KeyfileError::Empty`]); the caller
@@ -284,7 +294,7 @@ mod tests {
         write_new_keyfile(&path, bytes.as_ref()).unwrap();
 
         assert_eq!(mode(&path), 0o600);
-        assert_eq!(std::fs::read(&path).unwrap(), bytes.as_ref());
+        assert_eq!(std::fs::read(&path).unwrap(), &bytes[..]);
         let loaded = read_keyfile(&path).unwrap();
         assert_eq!(
             loaded.key.fingerprint().to_string(),

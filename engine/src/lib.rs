@@ -2,7 +2,7 @@
 //! supervisor the desktop app and the `sluiced` daemon drive.
 //!
 //! Layers, each using only the ones below it (docs/ARCHITECTURE.md draws them): the
-//! leaves (`address`, `protocol`, `keyfile`, `platform`, …), `definition`, `net`
+//! leaves (`address`, `protocol`, `keyfile`, `sealed`, `platform`, …), `definition`, `net`
 //! (sockets), `fault`, `stats` and `events`, `keystore`, `config`, `plan`, `tunnel` (one
 //! listener and its connections), `engine` (the supervisor), `far_end`. Only `protocol`
 //! is public as a module (the fuzz targets and benchmarks drive it directly); everything
@@ -26,11 +26,12 @@ mod plan;
 mod platform;
 pub mod protocol;
 mod proxy_header;
+mod sealed;
 mod stats;
 mod tunnel;
 
 pub use address::{Address, AddressError, parse_bind};
-pub use atomic_file::write_atomic;
+pub use atomic_file::{write_atomic, write_atomic_new};
 pub use audit::{AuditOutcome, AuditRecord};
 pub use config::{
     Config, ConfigError, FarEndRecord, Field, MetricsAddressError, SshDestinationError, TunnelSpec,
@@ -60,7 +61,7 @@ pub use fault::{
 pub use health::{CheckSample, DownCause, Health, HealthFault};
 pub use keyfile::{
     EmptyKey, KeyfileError, KeyfileWarning, LoadedKey, generate_key_bytes, loaded_from_bytes,
-    read_key_from, read_keyfile, read_keyfile_with_bytes, write_new_keyfile,
+    read_key_bytes_from, read_key_from, read_keyfile, read_keyfile_with_bytes, write_new_keyfile,
 };
 pub use keystore::{
     KeyRef, KeySourceError, KeyStore, KeyStoreError, KeychainStore, load_key, load_key_bytes,
@@ -74,5 +75,11 @@ pub use protocol::health::{TargetDownCause, TargetReport};
 pub use protocol::key::{Fingerprint, PresharedKey, hex};
 pub use protocol::{ForwardSecrecy, KeyAgreement};
 pub use proxy_header::ProxyVersion;
+pub use sealed::{
+    BUNDLE_PREFIX, BundleFileError, BundlePart, MAX_BUNDLE_LEN, MAX_WORK_FACTOR, MalformedPart,
+    PASSPHRASE_SEPARATOR, PASSPHRASE_WORDS, Passphrase, PassphraseError, SEAL_WORK_FACTOR,
+    SealError, UnsealError, check_bundle, read_bundle, seal, seal_key, unseal, unseal_key,
+    write_new_bundle,
+};
 pub use stats::{CounterSnapshot, LastError, RateSample};
 pub use tunnel::TunnelState;

@@ -32,6 +32,8 @@ usage: sluiced {-e | -d} -s <source socket> -t <target socket> -k <key file>
                [-f | -g] [-j] [-o <connection timeout>] [--x25519]
        sluiced --generate-key <new key file>
        sluiced --fingerprint <key file>
+       sluiced --seal-key <key file> --out <new bundle>
+       sluiced --unseal-key <bundle> --out <new key file>
        sluiced --far-end-setup <ssh destination> --config <config file> --tunnel <name>
                [--service <address on the far end>]
        sluiced --far-end-check <ssh destination> --config <config file> --tunnel <name>
@@ -68,6 +70,12 @@ replaced, for a rotation without downtime; metrics count handshakes per key.
 With --config, SIGHUP rereads the file: new tunnels start, removed ones drain, changed
 ones take their new settings, unchanged ones keep every connection; a file that does
 not check out changes nothing. --check-config checks a file (and its keys) and exits.
+--seal-key seals a key for a teammate: a standard age file (age -d opens it too) with a
+passphrase of 6 random words, printed once on standard output (the only output there);
+send it by another channel than the bundle. --unseal-key opens such a bundle (or one made
+with age -p) with the passphrase from standard input, one line (asked for without echo on
+a terminal), writes the key file with mode 0600 and prints its fingerprint. Neither
+overwrites an existing file, and nothing is written on any error.
 --far-end-setup/-check/-remove set up, check or take down the other end of a config's
 tunnel over ssh (the system's OpenSSH client, BatchMode; SLUICE_SSH_COMMAND replaces
 `ssh`): one line per step, exit status 0 only if every step succeeded.";
@@ -78,6 +86,16 @@ pub enum Invocation {
     Help,
     GenerateKey(PathBuf),
     Fingerprint(PathBuf),
+    /// `--seal-key KEY --out BUNDLE` (`-` as the key: standard input).
+    SealKey {
+        key: PathBuf,
+        out: PathBuf,
+    },
+    /// `--unseal-key BUNDLE --out KEY`.
+    UnsealKey {
+        bundle: PathBuf,
+        out: PathBuf,
+    },
     Spipe(SpipeOptions),
     Run(RunOptions),
     CheckConfig(PathBuf),
@@ -338,6 +356,9 @@ struct Seen {
     x25519: bool,
     generate_key: Option<String>,
     fingerprint: Option<String>,
+    seal_key: Option<String>,
+    unseal_key: Option<String>,
+    out: Option<String>,
     far_end: Option<(sluice_engine::FarEndAction, String)>,
     tunnel: Option<String>,
     service: Option<String>,
@@ -413,6 +434,11 @@ pub fn parse(args: &[String]) -> Result<Invocation, String> {
                 "fingerprint" => {
                     set_value(&mut seen.fingerprint, "--fingerprint", value("a key file")?)?
                 }
+                "seal-key" => set_value(&mut seen.seal_key, "--seal-key", value("a key file")?)?,
+                "unseal-key" => {
+                    set_value(&mut seen.unseal_key, "--unseal-key", value("a bundle")?)?
+                }
+                "out" => set_value(&mut seen.out, "--out", value("the new file's path")?)?,
                 "far-end-setup" | "far-end-check" | "far-end-remove" => {
                     use sluice_engine::FarEndAction as A;
                     let action = match name {
@@ -521,12 +547,19 @@ pub fn parse(args: &[String]) -> Result<Invocation, String> {
     build(seen, program_is_spipe)
 }
 
-fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
+fn build(mut seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
     if seen.version {
         return Ok(Invocation::Version);
     }
     if seen.help {
         return Ok(Invocation::Help);
+    }
+    if let Some(sharing) = sharing(
+        seen.seal_key.take(),
+        seen.unseal_key.take(),
+        seen.out.take(),
+    ) {
+        return sharing;
     }
     if let Some(path) = seen.generate_key {
         return Ok(Invocation::GenerateKey(PathBuf::from(path)));
@@ -829,6 +862,41 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
     }))
 }
 
+/// `--seal-key` / `--unseal-key` with their `--out`, if either is given.
+fn sharing(
+    seal_key: Option<String>,
+    unseal_key: Option<String>,
+    out: Option<String>,
+) -> Option<Result<Invocation, String>> {
+    let out_for = |option: &str, what: &str| match out.as_deref() {
+        None => Err(format!(
+            "{option} needs --out <{what}>: where to write it (an existing file is never replaced)"
+        )),
+        Some("-") => Err(format!(
+            "--out -: give a file path for the {what}; sluiced never writes it to standard output"
+        )),
+        Some(path) => Ok(PathBuf::from(path)),
+    };
+    Some(match (seal_key, unseal_key) {
+        (Some(_), Some(_)) => Err("give only one of --seal-key and --unseal-key".into()),
+        (Some(key), None) => out_for("--seal-key", "new bundle").map(|out| Invocation::SealKey {
+            key: PathBuf::from(key),
+            out,
+        }),
+        (None, Some(bundle)) if bundle == "-" => Err(
+            "--unseal-key -: give the bundle's path; standard input carries the passphrase".into(),
+        ),
+        (None, Some(bundle)) => {
+            out_for("--unseal-key", "new key file").map(|out| Invocation::UnsealKey {
+                bundle: PathBuf::from(bundle),
+                out,
+            })
+        }
+        (None, None) if out.is_some() => Err("--out goes with --seal-key or --unseal-key".into()),
+        (None, None) => return None,
+    })
+}
+
 fn far_end_options(
     action: sluice_engine::FarEndAction,
     destination: String,
@@ -1106,6 +1174,49 @@ mod tests {
             match parse(&line) {
                 Err(e) => assert!(e.contains(expect), "{words:?}: {e}"),
                 Ok(_) => panic!("{words:?}: accepted"),
+            }
+        }
+    }
+
+    #[test]
+    fn sharing_forms() {
+        match parse(&args("--seal-key redis.key --out redis.age")) {
+            Ok(Invocation::SealKey { key, out }) => {
+                assert_eq!(
+                    (key.as_path(), out.as_path()),
+                    (Path::new("redis.key"), Path::new("redis.age"))
+                );
+            }
+            _ => panic!("not --seal-key"),
+        }
+        assert!(matches!(
+            parse(&args("--out=k --unseal-key b.age")),
+            Ok(Invocation::UnsealKey { bundle, out }) if bundle == Path::new("b.age") && out == Path::new("k")
+        ));
+        assert!(matches!(
+            parse(&args("--seal-key - --out b.age")),
+            Ok(Invocation::SealKey { key, .. }) if key == Path::new("-")
+        ));
+        for (line, expect) in [
+            ("--seal-key k", "--seal-key needs --out <new bundle>"),
+            ("--unseal-key b", "--unseal-key needs --out <new key file>"),
+            ("--seal-key k --out -", "never writes it to standard output"),
+            (
+                "--unseal-key - --out k",
+                "standard input carries the passphrase",
+            ),
+            (
+                "--seal-key k --unseal-key b --out x",
+                "only one of --seal-key",
+            ),
+            ("--out x", "--out goes with --seal-key or --unseal-key"),
+            ("--generate-key k --out x", "--out goes with"),
+            ("--seal-key k --seal-key j --out x", "more than once"),
+            ("--seal-key", "--seal-key needs a key file"),
+        ] {
+            match parse(&args(line)) {
+                Err(e) => assert!(e.contains(expect), "{line}: {e}"),
+                Ok(_) => panic!("{line}: accepted"),
             }
         }
     }

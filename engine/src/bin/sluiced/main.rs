@@ -1,7 +1,8 @@
 //! `sluiced`: the headless daemon. A drop-in for spiped's flags (`-e`/`-d`), an spipe-like
 //! client (`--spipe`), a runner for the tunnels of a Sluice config file (`--config`), and
-//! small key tools (`--generate-key`, `--fingerprint`), a config checker
-//! (`--check-config`), and the far-end set-up over ssh (`--far-end-*`).
+//! small key tools (`--generate-key`, `--fingerprint`, and `--seal-key`/`--unseal-key` to
+//! share a key sealed with a passphrase), a config checker (`--check-config`), and the
+//! far-end set-up over ssh (`--far-end-*`).
 
 mod audit_log;
 mod cli;
@@ -12,6 +13,7 @@ mod logging;
 mod metrics;
 mod platform;
 mod readiness;
+mod sharing;
 mod spipe;
 
 use std::process::ExitCode;
@@ -48,6 +50,8 @@ fn main() -> ExitCode {
         }
         Invocation::GenerateKey(path) => generate_key(&path),
         Invocation::Fingerprint(path) => fingerprint(&path),
+        Invocation::SealKey { key, out } => sharing::seal(&key, &out),
+        Invocation::UnsealKey { bundle, out } => sharing::unseal(&bundle, &out),
         Invocation::Spipe(options) => spipe::run(&options),
         Invocation::Run(options) => run(options),
         Invocation::CheckConfig(path) => check_config(&path),
