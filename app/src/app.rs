@@ -12,7 +12,9 @@ mod tunnels;
 
 use std::sync::{Arc, mpsc};
 
-use sluice_engine::{Config, ConfigError, Engine, EventStream, KeyStore, Missed, RateSample};
+use sluice_engine::{
+    CheckSample, Config, ConfigError, Engine, EventStream, KeyStore, Missed, RateSample,
+};
 
 use crate::background::{Background, Mailbox, Message, SaveTarget};
 use crate::command::{UiCommand, ViewCommand};
@@ -136,7 +138,13 @@ impl SluiceApp {
             }
         }
         let statuses = self.engine.statuses();
-        self.desktop.alerts.observe(&statuses);
+        let model = &self.model;
+        self.desktop.alerts.observe(&statuses, |name| {
+            model
+                .tunnel(name)
+                .map(|t| t.target.clone())
+                .unwrap_or_default()
+        });
         let mirror = &mut self.model.mirror;
         mirror.failing = self.desktop.alerts.failing().map(str::to_owned).collect();
         // A tunnel retired while its connections finish shares its name with nothing the
@@ -159,6 +167,11 @@ impl SluiceApp {
 
     pub fn rate_history(&self, name: &str) -> Vec<RateSample> {
         self.engine.rate_history(name)
+    }
+
+    /// The tunnel's health checks over time (the detail panel's latency chart).
+    pub fn check_history(&self, name: &str) -> Vec<CheckSample> {
+        self.engine.check_history(name)
     }
 
     fn inform(&mut self, text: impl Into<String>) {
@@ -311,7 +324,10 @@ impl eframe::App for SluiceApp {
         let history = self
             .model
             .selected(&self.ui)
-            .map(|spec| self.engine.rate_history(&spec.name))
+            .map(|spec| views::History {
+                rates: self.engine.rate_history(&spec.name),
+                checks: self.engine.check_history(&spec.name),
+            })
             .unwrap_or_default();
         let commands = views::show(ui, &self.model, &self.ui, &mut self.view, &history);
         if !commands.is_empty() {
