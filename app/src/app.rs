@@ -10,9 +10,14 @@ mod far_end;
 mod keys;
 mod tunnels;
 
+use std::collections::HashMap;
 use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
 
-use sluice_engine::{Config, ConfigError, Engine, EventStream, KeyStore, Missed, RateSample};
+use sluice_engine::{
+    CheckSample, Config, ConfigError, DownCause, Engine, EventStream, Health, KeyStore, Missed,
+    RateSample, TunnelStatus,
+};
 
 use crate::background::{Background, Mailbox, Message, SaveTarget};
 use crate::command::{UiCommand, ViewCommand};
@@ -37,12 +42,54 @@ pub struct SluiceApp {
     inbox: mpsc::Receiver<Message>,
     tunnels: TunnelsState,
     desktop: DesktopState,
+    health: HealthNews,
     pub model: Model,
     pub ui: UiState,
     pub view: ViewState,
 }
 
 const UI_STATE_KEY: &str = "sluice-ui";
+
+/// How long after one health change the engine may hold the next back: it publishes (and
+/// wakes the app for) at most one per tunnel in this long, and keeps a change that comes
+/// sooner for later. The engine's `PUBLISH_GAP`, plus a second.
+const HEALTH_QUIET: Duration = Duration::from_secs(11);
+
+/// Keeps the window, the tray and alerts up to date with far-end health the engine has
+/// changed without waking the app: its health events are throttled (for its log), and a
+/// change it holds back wakes nobody. So for a few seconds after a change is seen, the
+/// app looks again every second; the rest of the time it sleeps until woken.
+#[derive(Default)]
+struct HealthNews {
+    /// Per tunnel: up, down (with its cause) or unknown, as last seen.
+    seen: HashMap<String, (u8, Option<DownCause>)>,
+    changed: Option<Instant>,
+}
+
+impl HealthNews {
+    fn observe(&mut self, ctx: &egui::Context, statuses: &HashMap<String, TunnelStatus>) {
+        let now = Instant::now();
+        self.seen.retain(|name, _| statuses.contains_key(name));
+        for (name, status) in statuses {
+            let verdict = match &status.health {
+                Health::Unknown => (0, None),
+                Health::Up { .. } => (1, None),
+                Health::Down { .. } => (2, status.health.down_cause()),
+            };
+            // A tunnel first seen knowing nothing is no news.
+            let before = self.seen.insert(name.clone(), verdict).unwrap_or((0, None));
+            if before != verdict {
+                self.changed = Some(now);
+            }
+        }
+        if self
+            .changed
+            .is_some_and(|at| now.saturating_duration_since(at) < HEALTH_QUIET)
+        {
+            ctx.request_repaint_after(Duration::from_secs(1));
+        }
+    }
+}
 
 impl SluiceApp {
     /// Builds the app for eframe: restores UI state, starts the engine, loads the config
@@ -101,6 +148,7 @@ impl SluiceApp {
             background,
             inbox,
             tunnels: TunnelsState::default(),
+            health: HealthNews::default(),
             desktop,
             model,
             ui,
@@ -136,7 +184,13 @@ impl SluiceApp {
             }
         }
         let statuses = self.engine.statuses();
-        self.desktop.alerts.observe(&statuses);
+        let model = &self.model;
+        self.desktop.alerts.observe(&statuses, |name| {
+            model
+                .tunnel(name)
+                .map(|t| t.target.clone())
+                .unwrap_or_default()
+        });
         let mirror = &mut self.model.mirror;
         mirror.failing = self.desktop.alerts.failing().map(str::to_owned).collect();
         // A tunnel retired while its connections finish shares its name with nothing the
@@ -154,11 +208,17 @@ impl SluiceApp {
         if any {
             self.recheck_editor();
         }
+        self.health.observe(&self.ctx, &self.model.mirror.statuses);
         self.desktop_sync();
     }
 
     pub fn rate_history(&self, name: &str) -> Vec<RateSample> {
         self.engine.rate_history(name)
+    }
+
+    /// The tunnel's health checks over time (the detail panel's latency chart).
+    pub fn check_history(&self, name: &str) -> Vec<CheckSample> {
+        self.engine.check_history(name)
     }
 
     fn inform(&mut self, text: impl Into<String>) {
@@ -311,7 +371,10 @@ impl eframe::App for SluiceApp {
         let history = self
             .model
             .selected(&self.ui)
-            .map(|spec| self.engine.rate_history(&spec.name))
+            .map(|spec| views::History {
+                rates: self.engine.rate_history(&spec.name),
+                checks: self.engine.check_history(&spec.name),
+            })
             .unwrap_or_default();
         let commands = views::show(ui, &self.model, &self.ui, &mut self.view, &history);
         if !commands.is_empty() {

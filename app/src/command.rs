@@ -73,7 +73,7 @@ pub enum FarEndCommand {
     SetFarAddress(String, String),
     /// The ssh destination for a tunnel (by name), as typed or picked.
     SetSshDestination(String, String),
-    /// Set up, check or remove the tunnel's far end over ssh.
+    /// Set up, check, repair or remove the tunnel's far end over ssh.
     Run(String, FarEndAction),
 }
 

@@ -20,14 +20,14 @@ const TRAY_PNG: &[u8] =
     include_bytes!("../../assets/icons/hicolor/128x128/apps/org.sluice.Sluice.png");
 
 /// The tray icon for a state: the app icon with a dot in its lower right corner, green
-/// while tunnels run, red when one failed, none when nothing runs.
+/// while tunnels run, red when one failed or a far end is down, none when nothing runs.
 pub fn tray_icon(health: TrayHealth) -> Result<egui::IconData, IconError> {
     let mut icon =
         eframe::icon_data::from_png_bytes(TRAY_PNG).map_err(|e| IconError(Box::new(e)))?;
     let dot = match health {
         TrayHealth::Idle => return Ok(icon),
         TrayHealth::Running => [0x2e, 0xb8, 0x5c],
-        TrayHealth::Failed => [0xe0, 0x36, 0x2c],
+        TrayHealth::Failed | TrayHealth::FarEndDown => [0xe0, 0x36, 0x2c],
     };
     let (w, h) = (icon.width as usize, icon.height as usize);
     let radius = w as f32 * 0.22;

@@ -3,8 +3,8 @@
 //! tunnels on its own threads; this crate draws them and turns clicks into engine commands.
 //!
 //! Layers, each importing only those below it (and never in a cycle):
-//! 1. `error` (imports nothing of the app); `format`, `theme`, `tray`, `alerts`
-//!    (nothing either); `bounded_read` (`error`), `icon` (`error`, `tray`), `platform`
+//! 1. `error` (imports nothing of the app); `format`, `theme`, `tray` (nothing either);
+//!    `alerts` (`format`); `bounded_read` (`error`), `icon` (`error`, `tray`), `platform`
 //!    (`error`, `tray`, `alerts`, `icon`).
 //! 2. `file_dialogs`, `keys`, `tunnel_form`, `tunnel_file`, then `services`: the machine,
 //!    the forms and the export file.

@@ -9,12 +9,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use sluice_engine::{
-    Config, ConfigError, Event, FarEndAction, FarEndError, FarEndStepReport, KeyRef, ProbeOutcome,
-    StartFault, TunnelSpec, TunnelState, TunnelStatus,
+    Config, ConfigError, Event, FarEndAction, FarEndError, FarEndStepReport, Health, HealthFault,
+    KeyRef, Mode, ProbeOutcome, StartFault, TargetReport, TunnelSpec, TunnelState, TunnelStatus,
 };
 
 use crate::error::{AppError, KeyListError, KeychainUnavailable, ProbeNotTried};
@@ -231,6 +231,29 @@ impl Phase {
     }
 }
 
+/// What the health checks know of a running Encrypt tunnel's far end: what the list, the
+/// detail panel and the tray say next to its [`Phase`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum FarEndHealth<'a> {
+    /// Nothing to say: the tunnel does not dial a far end, its checks are off, or it does
+    /// not run.
+    Unchecked,
+    /// It runs and checks, and the first check has not answered yet.
+    Checking,
+    Up {
+        round_trip: Duration,
+        checked: SystemTime,
+        far_target: Option<TargetReport>,
+    },
+    Down {
+        since: SystemTime,
+        checked: SystemTime,
+        fault: &'a HealthFault,
+        /// The last good check's (or connection's) handshake time, kept while down.
+        last_round_trip: Option<Duration>,
+    },
+}
+
 /// What the config file and the key list hold.
 pub struct Files {
     pub tunnels: Vec<TunnelSpec>,
@@ -336,6 +359,43 @@ impl Model {
         self.phase(name).is_running()
     }
 
+    /// What the checks know of the tunnel's far end (see [`FarEndHealth`]). Only a tunnel
+    /// that accepts connections has a far end worth telling about: a stopped or stopping
+    /// one says nothing, whatever was last known.
+    pub fn far_end_health(&self, name: &str) -> FarEndHealth<'_> {
+        let checks = self
+            .tunnel(name)
+            .is_some_and(|t| t.mode == Mode::Encrypt && t.health_check_secs.is_some());
+        if !checks || !matches!(self.phase(name), Phase::Running { .. } | Phase::Failing) {
+            return FarEndHealth::Unchecked;
+        }
+        let Some(status) = self.status(name) else {
+            return FarEndHealth::Unchecked;
+        };
+        match &status.health {
+            Health::Unknown => FarEndHealth::Checking,
+            Health::Up {
+                round_trip,
+                checked,
+                far_target,
+            } => FarEndHealth::Up {
+                round_trip: *round_trip,
+                checked: *checked,
+                far_target: *far_target,
+            },
+            Health::Down {
+                since,
+                checked,
+                fault,
+            } => FarEndHealth::Down {
+                since: *since,
+                checked: *checked,
+                fault,
+                last_round_trip: status.last_round_trip,
+            },
+        }
+    }
+
     /// Whether any tunnel runs (or is about to).
     pub fn any_running(&self) -> bool {
         self.files.tunnels.iter().any(|t| self.is_running(&t.name))
@@ -385,8 +445,8 @@ impl Model {
             .unwrap_or_else(|| sluice_engine::default_far_address(spec))
     }
 
-    /// What the tray icon shows: the tunnels with their phase, and at a glance whether one
-    /// fails or some run.
+    /// What the tray icon shows: the tunnels with their phase and whether their far end is
+    /// down, and at a glance whether one fails, has its far end down, or some run.
     pub fn tray_snapshot(&self) -> TraySnapshot {
         let tunnels: Vec<TrayTunnel> = self
             .files
@@ -394,16 +454,23 @@ impl Model {
             .iter()
             .map(|t| {
                 let phase = self.phase(&t.name);
+                let far_end_down = match self.far_end_health(&t.name) {
+                    FarEndHealth::Down { fault, .. } => Some(fault.cause().label().to_owned()),
+                    _ => None,
+                };
                 TrayTunnel {
                     name: t.name.clone(),
                     state: phase_label(&phase).to_owned(),
                     running: phase.is_running(),
                     failure: phase.is_failure(),
+                    far_end_down,
                 }
             })
             .collect();
         let health = if tunnels.iter().any(|t| t.failure) {
             TrayHealth::Failed
+        } else if tunnels.iter().any(|t| t.far_end_down.is_some()) {
+            TrayHealth::FarEndDown
         } else if tunnels.iter().any(|t| t.running) {
             TrayHealth::Running
         } else {

@@ -149,7 +149,7 @@ mod sni {
 
     use super::TrayReport;
     use crate::icon;
-    use crate::tray::{TrayAction, TrayHealth, TraySnapshot};
+    use crate::tray::{TrayAction, TraySnapshot};
 
     pub struct SniTray {
         pub snapshot: TraySnapshot,
@@ -200,15 +200,18 @@ mod sni {
         }
 
         fn status(&self) -> ksni::Status {
-            match self.snapshot.health {
-                TrayHealth::Failed => ksni::Status::NeedsAttention,
-                TrayHealth::Running | TrayHealth::Idle => ksni::Status::Active,
+            if self.snapshot.health.needs_attention() {
+                ksni::Status::NeedsAttention
+            } else {
+                ksni::Status::Active
             }
         }
 
         fn tool_tip(&self) -> ksni::ToolTip {
             ksni::ToolTip {
                 title: self.snapshot.summary(),
+                // The spec lets hosts read markup here: names are text, not tags.
+                description: super::escape_markup(&self.snapshot.details()),
                 ..Default::default()
             }
         }

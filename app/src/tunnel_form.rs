@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use sluice_engine::{
-    Address, Config, ConfigError, DEFAULT_MAX_CONNECTIONS, DEFAULT_RERESOLVE, Field,
-    ForwardSecrecy, KeyAgreement, KeyRef, Mode, TunnelSpec,
+    Address, Config, ConfigError, DEFAULT_HEALTH_CHECK, DEFAULT_MAX_CONNECTIONS, DEFAULT_RERESOLVE,
+    Field, ForwardSecrecy, KeyAgreement, KeyRef, Mode, TunnelSpec,
 };
 
 use crate::error::ListenPortProblem;
@@ -42,6 +42,9 @@ pub struct EditorState {
     pub keepalive: bool,
     pub reresolve: bool,
     pub reresolve_secs: u64,
+    /// An Encrypt tunnel checks that its far end answers (`health_check_secs`).
+    pub health_check: bool,
+    pub health_check_secs: u64,
     pub bind: String,
     pub autostart: bool,
     /// Problems by field from the last check, the port check's included.
@@ -96,6 +99,11 @@ impl EditorState {
             keepalive: spec.keepalive,
             reresolve: spec.reresolve_secs.is_some(),
             reresolve_secs: spec.reresolve_secs.unwrap_or(DEFAULT_RERESOLVE.as_secs()),
+            health_check: spec.health_check_secs.is_some(),
+            // The interval shown if checks are turned on again.
+            health_check_secs: spec
+                .health_check_secs
+                .unwrap_or(DEFAULT_HEALTH_CHECK.as_secs()),
             bind: spec.bind.clone().unwrap_or_default(),
             autostart: spec.autostart,
             problems: BTreeMap::new(),
@@ -129,6 +137,7 @@ impl EditorState {
         spec.timeout_secs = self.timeout_secs;
         spec.keepalive = self.keepalive;
         spec.reresolve_secs = self.reresolve.then_some(self.reresolve_secs);
+        spec.health_check_secs = self.health_check.then_some(self.health_check_secs);
         spec.bind = Some(self.bind.trim().to_owned()).filter(|b| !b.is_empty());
         spec.autostart = self.autostart;
         spec
@@ -291,7 +300,9 @@ pub fn check_listen_port(addr: SocketAddr) -> Option<ListenPortProblem> {
 
 /// Tooltips explaining each option, in spiped's terms (defaults as the engine states them).
 pub mod help {
-    use sluice_engine::{DEFAULT_MAX_CONNECTIONS, DEFAULT_RERESOLVE, DEFAULT_TIMEOUT};
+    use sluice_engine::{
+        DEFAULT_HEALTH_CHECK, DEFAULT_MAX_CONNECTIONS, DEFAULT_RERESOLVE, DEFAULT_TIMEOUT,
+    };
 
     pub const MODE: &str = "Encrypt: local applications connect here in plaintext and the tunnel carries it encrypted to the far end (spiped -e).\nDecrypt: encrypted connections arrive here and go on in plaintext to a local service (spiped -d).";
     pub const LISTEN: &str = "Where this tunnel accepts connections (spiped -s): [127.0.0.1]:6379, [::1]:6379, host.name:6379 or /absolute/socket/path.";
@@ -317,6 +328,12 @@ pub mod help {
             DEFAULT_RERESOLVE.as_secs()
         )
     }
+    pub fn health_check() -> String {
+        format!(
+            "Encrypt tunnels: connect to the far end and run a handshake every so often (default every {} s) while no real connection shows that it works, so the list, the tray and a notification say when it is down and why. Off: never checked. A check against stock spiped also opens one connection to its target.",
+            DEFAULT_HEALTH_CHECK.as_secs()
+        )
+    }
     pub const BIND: &str = "Local address for outgoing connections to the target (spiped -b), e.g. [192.0.2.10] or [192.0.2.10]:0. Empty: the system chooses.";
     pub const AUTOSTART: &str = "Start this tunnel when Sluice starts.";
 }
@@ -336,6 +353,8 @@ mod tests {
         assert_eq!(spec.max_connections, defaults.max_connections);
         assert_eq!(spec.timeout_secs, defaults.timeout_secs);
         assert_eq!(spec.reresolve_secs, defaults.reresolve_secs);
+        assert_eq!(spec.health_check_secs, defaults.health_check_secs);
+        assert_eq!(spec.health_check_secs, Some(DEFAULT_HEALTH_CHECK.as_secs()));
         assert_eq!(spec.keepalive, defaults.keepalive);
         assert_eq!(spec.forward_secrecy, defaults.forward_secrecy);
     }
@@ -347,13 +366,35 @@ mod tests {
         form.target = "db.example.org:8025".into();
         form.unlimited_connections = true;
         form.reresolve = false;
+        form.health_check_secs = 15;
         let spec = form.to_spec(no_keys);
         assert_eq!(spec.max_connections, 0);
         assert_eq!(spec.reresolve_secs, None);
+        assert_eq!(spec.health_check_secs, Some(15));
         assert_eq!(spec.key, KeyRef::Keychain("redis".into()));
         let known = HashMap::from([(KeyRef::Keychain("redis".into()), "redis".to_owned())]);
         let again = EditorState::from_spec(None, &spec, &known);
         assert_eq!(again.to_spec(no_keys), spec);
+    }
+
+    #[test]
+    fn health_checks_turned_off_keep_their_interval_in_the_form() {
+        let mut spec = EditorState::new_tunnel(None).to_spec(no_keys);
+        spec.health_check_secs = None;
+        let form = EditorState::from_spec(None, &spec, &HashMap::new());
+        assert!(!form.health_check);
+        assert_eq!(form.health_check_secs, DEFAULT_HEALTH_CHECK.as_secs());
+        assert_eq!(form.to_spec(no_keys).health_check_secs, None);
+        let mut form = form;
+        form.health_check = true;
+        form.health_check_secs = 0;
+        let spec = form.to_spec(no_keys);
+        form.recheck(&spec, &[], None);
+        assert!(
+            form.problems().contains_key(&Field::HealthCheckSecs),
+            "{:?}",
+            form.problems()
+        );
     }
 
     #[test]

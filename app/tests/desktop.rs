@@ -3,8 +3,10 @@
 //! the item's menu over D-Bus and starts a tunnel from it, and a failing tunnel produces
 //! one desktop notification, with the tunnel's name, at a notification server of the
 //! test's own; closing the window then hides it and says so, once; and the tunnel's
-//! recovery is told too. Tunnel names reach a server that reads markup escaped, as
-//! dbus-monitor sees them on the bus.
+//! recovery is told too. A far end its health checks find down turns the item's Status
+//! to NeedsAttention with a tooltip naming the tunnel and the cause, and makes exactly one
+//! notification for the whole spell; both return when it is back. Tunnel names reach a
+//! server that reads markup escaped, as dbus-monitor sees them on the bus.
 
 mod support;
 
@@ -223,13 +225,17 @@ fn the_tray_menu_and_one_notification_each_for_failing_and_recovering() {
     let listen_port = free_port();
     let closed_port = free_port();
     let mut config = Config::default();
-    config.tunnels.push(TunnelSpec::new(
+    let mut billing = TunnelSpec::new(
         "billing db",
         Mode::Encrypt,
         format!("[127.0.0.1]:{listen_port}"),
         format!("[127.0.0.1]:{closed_port}"),
         KeyRef::File(key.clone()),
-    ));
+    );
+    // Its failing connections are what this test is about: no health checks, which
+    // would speak for the far end instead (see the health test below).
+    billing.health_check_secs = None;
+    config.tunnels.push(billing);
     config.save_atomic(&dir.path().join("config.ron")).unwrap();
 
     let mut services = services(
@@ -487,6 +493,8 @@ fn tunnel_names_reach_a_markup_reading_server_escaped() {
             KeyRef::File(key.clone()),
         );
         spec.autostart = true;
+        // Failing connections, not health checks, make these notifications.
+        spec.health_check_secs = None;
         config.tunnels.push(spec);
     }
     config.save_atomic(&dir.path().join("config.ron")).unwrap();
@@ -547,4 +555,190 @@ fn tunnel_names_reach_a_markup_reading_server_escaped() {
         "unescaped markup on the bus: {seen}"
     );
     drop(monitor.child);
+}
+
+/// The tray item's `Status` and its `ToolTip`'s title and description, over D-Bus.
+fn tray_status(bus: &zbus::blocking::Connection, item: &str) -> (String, String, String) {
+    let sni = zbus::blocking::Proxy::new(
+        bus,
+        item,
+        "/StatusNotifierItem",
+        "org.kde.StatusNotifierItem",
+    )
+    .unwrap();
+    let status: String = sni.get_property("Status").unwrap();
+    type Pixmap = Vec<(i32, i32, Vec<u8>)>;
+    let (_icon, _pixmaps, title, description): (String, Pixmap, String, String) =
+        sni.get_property("ToolTip").unwrap();
+    (status, title, description)
+}
+
+#[test]
+fn a_far_end_down_needs_attention_in_the_tray_and_is_told_once() {
+    let _bus = one_at_a_time();
+    assert!(
+        std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some(),
+        "run through scripts/with-test-session (a private D-Bus session)"
+    );
+    let items = Arc::new(Mutex::new(Vec::new()));
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let _panel = zbus::blocking::connection::Builder::session()
+        .unwrap()
+        .name("org.kde.StatusNotifierWatcher")
+        .unwrap()
+        .serve_at(
+            "/StatusNotifierWatcher",
+            Watcher {
+                items: Arc::clone(&items),
+            },
+        )
+        .unwrap()
+        .name("org.freedesktop.Notifications")
+        .unwrap()
+        .serve_at(
+            "/org/freedesktop/Notifications",
+            Notifications {
+                received: Arc::clone(&received),
+                body_markup: false,
+            },
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+
+    // The real spiped -d as the far end, before an echo server; checked every second.
+    let dir = tempfile::tempdir().unwrap();
+    let key = sluice_testkit::write_key(dir.path(), "redis.key", &[7u8; 32]);
+    let echo = echo_server();
+    let far_port = free_port();
+    let spiped = |port: u16| {
+        let child = std::process::Command::new("spiped")
+            .args(["-d", "-F", "-s"])
+            .arg(format!("[127.0.0.1]:{port}"))
+            .arg("-t")
+            .arg(format!("[127.0.0.1]:{}", echo.port()))
+            .arg("-k")
+            .arg(&key)
+            .spawn()
+            .expect("spiped runs (scripts/install-test-deps installs it)");
+        let child = KillOnDrop(child);
+        wait_for("spiped to listen", || {
+            TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        child
+    };
+    let far_end = spiped(far_port);
+    let listen_port = free_port();
+    let mut spec = TunnelSpec::new(
+        "redis",
+        Mode::Encrypt,
+        format!("[127.0.0.1]:{listen_port}"),
+        format!("[127.0.0.1]:{far_port}"),
+        KeyRef::File(key.clone()),
+    );
+    spec.autostart = true;
+    spec.health_check_secs = Some(1);
+    let mut config = Config::default();
+    config.tunnels.push(spec);
+    config.save_atomic(&dir.path().join("config.ron")).unwrap();
+    let mut services = services(
+        dir.path(),
+        mock_keychain(),
+        Arc::new(ScriptedDialogs::default()),
+    );
+    services.desktop = Desktop {
+        tray: true,
+        notifications: true,
+        notification_gap: Duration::from_secs(1),
+        login_entries: LoginEntries::Off,
+        ..Desktop::none()
+    };
+    let mut harness = app_harness(services);
+    let bus = zbus::blocking::Connection::session().unwrap();
+    let item = wait_for("the tray item to register", || {
+        harness.step();
+        harness.run_ok();
+        items.lock().unwrap().first().cloned()
+    });
+    let read = |harness: &mut egui_kittest::Harness<'_, sluice::SluiceApp>| {
+        harness.step();
+        harness.run_ok();
+        tray_status(&bus, &item)
+    };
+    let (status, title, _) = wait_for("the far end to be found up", || {
+        let seen = read(&mut harness);
+        harness
+            .state()
+            .model
+            .status("redis")
+            .is_some_and(|s| matches!(s.health, sluice_engine::Health::Up { .. }))
+            .then_some(seen)
+    });
+    assert_eq!(status, "Active");
+    assert_eq!(title, "Sluice: 1 running");
+
+    // The far end dies; nobody uses the tunnel.
+    drop(far_end);
+    let (status, title, description) = wait_for("the tray to ask for attention", || {
+        let seen = read(&mut harness);
+        (seen.0 == "NeedsAttention").then_some(seen)
+    });
+    assert_eq!(status, "NeedsAttention");
+    assert_eq!(title, "Sluice: redis: far end down: nothing listening");
+    assert_eq!(description, "redis: far end down: nothing listening");
+    let notes = wait_for("the notification", || {
+        harness.step();
+        harness.run_ok();
+        let notes = received.lock().unwrap().clone();
+        (!notes.is_empty()).then_some(notes)
+    });
+    assert_eq!(
+        notes[0].0,
+        format!("redis: far end down — nothing listening at [127.0.0.1]:{far_port}")
+    );
+    assert!(
+        notes[0].1.contains("nothing is listening"),
+        "{}",
+        notes[0].1
+    );
+
+    // The spell goes on: checks keep failing (and back off), a client fails too; the
+    // notification gap (1 s) passes several times over. Nothing more is told.
+    if let Ok(stream) = TcpStream::connect(("127.0.0.1", listen_port)) {
+        let _ = stream.shutdown(Shutdown::Both);
+    }
+    let checks_before = harness.state().check_history("redis").len();
+    wait_for("two more failed checks", || {
+        harness.step();
+        harness.run_ok();
+        let checks = harness.state().check_history("redis");
+        (checks.len() >= checks_before + 2).then_some(())
+    });
+    harness.run_ok();
+    assert_eq!(
+        received.lock().unwrap().len(),
+        1,
+        "one notification for one spell: {:?}",
+        received.lock().unwrap()
+    );
+    assert_eq!(read(&mut harness).0, "NeedsAttention");
+
+    // Back: the tray returns to normal, and the recovery is told once.
+    let _far_end = spiped(far_port);
+    let (status, title, description) = wait_for("the tray to return to normal", || {
+        let seen = read(&mut harness);
+        (seen.0 == "Active").then_some(seen)
+    });
+    assert_eq!(
+        (status.as_str(), title.as_str()),
+        ("Active", "Sluice: 1 running")
+    );
+    assert_eq!(description, "");
+    let notes = wait_for("the recovery to be told", || {
+        harness.step();
+        harness.run_ok();
+        let notes = received.lock().unwrap().clone();
+        (notes.len() == 2).then_some(notes)
+    });
+    assert_eq!(notes[1].0, "redis: far end back up");
 }

@@ -1,6 +1,8 @@
 //! The far-end tab against a real OpenSSH server (the engine's test sshd on loopback):
-//! pick the host alias from the ssh config, Set up, use the tunnel end to end, Check,
-//! Remove, all through the buttons, and the config remembers where the far end is.
+//! pick the host alias from the ssh config, Set up, use the tunnel end to end, Check;
+//! the far end's daemon dies, the tunnel's row says so, Check offers Repair, and one click
+//! puts it back (touching nothing else in the far end's directory); Remove, all through
+//! the buttons, and the config remembers where the far end is.
 //!
 //! Needs root (sshd, useradd) and `openssh-server` (scripts/install-test-deps).
 
@@ -58,14 +60,17 @@ fn the_far_end_tab_sets_up_checks_and_removes_the_far_end_over_ssh() {
     let local = free_port();
     let far_port = free_port();
     let config_path = dir.path().join("config.ron");
+    let mut spec = TunnelSpec::new(
+        name,
+        Mode::Encrypt,
+        format!("[127.0.0.1]:{local}"),
+        format!("[127.0.0.1]:{far_port}"),
+        KeyRef::File(key),
+    );
+    // Checked every second, so the row soon says what happens to the far end.
+    spec.health_check_secs = Some(1);
     Config {
-        tunnels: vec![TunnelSpec::new(
-            name,
-            Mode::Encrypt,
-            format!("[127.0.0.1]:{local}"),
-            format!("[127.0.0.1]:{far_port}"),
-            KeyRef::File(key),
-        )],
+        tunnels: vec![spec],
         ..Config::default()
     }
     .save_atomic(&config_path)
@@ -158,6 +163,77 @@ fn the_far_end_tab_sets_up_checks_and_removes_the_far_end_over_ssh() {
     click(&mut harness, "Check");
     wait_for_far_end(&mut harness, name);
     assert!(shows(&harness, "The far end on farend works."));
+    assert!(!shows(&harness, "Repair"), "nothing to repair");
+    wait_until(&mut harness, "the row to say the far end is ok", |app| {
+        matches!(
+            app.model.far_end_health(name),
+            sluice::model::FarEndHealth::Up { .. }
+        )
+    });
+
+    // The far end's daemon dies (as a reboot stops a daemon with a pid file). A file of
+    // someone else's sits in the far end's Sluice directory.
+    let stranger = sshd::far_file("not-sluices", "txt");
+    std::fs::write(&stranger, "not Sluice's").unwrap();
+    let pid = std::fs::read_to_string(sshd::far_file(&slug, "pid"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(
+        std::process::Command::new("kill")
+            .arg(&pid)
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(sshd::wait_gone(&pid, Duration::from_secs(10)));
+    assert!(shows_soon(&mut harness, "far end down since"));
+    assert!(shows(&harness, "nothing listening at"));
+
+    // Check finds it stopped and offers Repair; one click puts it back.
+    click(&mut harness, "Check");
+    wait_for_far_end(&mut harness, name);
+    let run = harness.state().model.mirror.far_end_runs[name].clone();
+    assert!(
+        run.finished
+            .as_ref()
+            .is_some_and(|r| r.as_ref().is_err_and(|e| e.repairable())),
+        "{run:?}"
+    );
+    assert!(shows(&harness, "is stopped or changed"));
+    click(&mut harness, "Repair");
+    wait_for_far_end(&mut harness, name);
+    let run = harness.state().model.mirror.far_end_runs[name].clone();
+    assert!(
+        matches!(run.finished, Some(Ok(()))),
+        "repair failed: {run:?}\nsshd log:\n{}",
+        sshd.log()
+    );
+    assert_eq!(
+        run.steps
+            .iter()
+            .map(|s| s.step.to_string())
+            .collect::<Vec<_>>(),
+        ["probe", "remove", "send key", "start", "verify"]
+    );
+    assert!(shows(&harness, "The far end on farend is repaired"));
+    assert!(!shows(&harness, "is stopped or changed"));
+    let new_pid = std::fs::read_to_string(sshd::far_file(&slug, "pid")).unwrap();
+    assert_ne!(new_pid.trim(), pid, "a new daemon runs");
+    assert!(
+        stranger.exists(),
+        "repair touched nothing set-up did not make"
+    );
+    std::fs::remove_file(&stranger).unwrap();
+    assert_eq!(
+        far_end_on_disk(&config_path),
+        Some(record.clone()),
+        "the config still knows where the far end is"
+    );
+    // The row is green again at once (the app asks for a check after a repair), and
+    // data goes through.
+    assert!(shows_soon(&mut harness, "listening  ·  ok, "));
+    assert_eq!(round_trip(([127, 0, 0, 1], local).into(), &data), data);
 
     click(&mut harness, "Remove");
     wait_for_far_end(&mut harness, name);

@@ -1,6 +1,7 @@
 //! The far-end tab: where the far end is (ssh destination, far address), and Set up,
-//! Check and Remove over the system's ssh, on a thread of their own (ssh takes seconds per
-//! step); each step reports as it goes, and a finished set-up is remembered in the config.
+//! Check, Repair and Remove over the system's ssh, on a thread of their own (ssh takes
+//! seconds per step); each step reports as it goes, and a finished set-up (or repair) is
+//! remembered in the config.
 
 use sluice_engine::{
     FAR_END_CONNECT_TIMEOUT, FarEndAction, FarEndError, FarEndKey, FarEndRecord, FarEndRequest,
@@ -101,9 +102,10 @@ impl SluiceApp {
                     None => SshClient::from_env(&destination, FAR_END_CONNECT_TIMEOUT.as_secs())?,
                 };
                 // Taking the far end down needs no key (it may be gone already).
-                let key = match action {
-                    FarEndAction::Remove => None,
-                    _ => Some(FarEndKey::load(&spec.key, keychain.as_deref())?),
+                let key = if action.needs_key() {
+                    Some(FarEndKey::load(&spec.key, keychain.as_deref())?)
+                } else {
+                    None
                 };
                 Ok(FarEndRequest {
                     action,
@@ -143,6 +145,12 @@ impl SluiceApp {
         if let Some(run) = self.model.mirror.far_end_runs.get_mut(name) {
             run.finished = Some(result);
         }
+        if succeeded && matches!(action, FarEndAction::Setup | FarEndAction::Repair) {
+            // The far end may have been down for minutes, its checks backing off: look
+            // again now rather than at the next check. (The engine's one way to ask for
+            // that re-checks every tunnel, which costs one handshake each.)
+            self.engine.network_changed();
+        }
         let Some(spec) = self.model.files.tunnels.iter_mut().find(|t| t.name == name) else {
             return;
         };
@@ -150,7 +158,7 @@ impl SluiceApp {
             return;
         }
         spec.far_end = match action {
-            FarEndAction::Setup => Some(record),
+            FarEndAction::Setup | FarEndAction::Repair => Some(record),
             FarEndAction::Remove => None,
             FarEndAction::Check => return,
         };

@@ -1,16 +1,21 @@
-//! The selected tunnel: its actions, live traffic (chart, totals, connections against the
-//! limit, failures by cause, the event log) and the command for the far end.
+//! The selected tunnel: its actions, live traffic (its far end's health, chart, totals,
+//! connections against the limit, failures by cause, the event log) with the health
+//! checks' latency beside the traffic chart, and the far end (set up, check, repair,
+//! remove; the commands to run it by hand).
+
+use std::time::SystemTime;
 
 use egui::RichText;
-use egui_plot::{HoverPosition, Legend, Line, Plot, PlotPoints};
+use egui_plot::{HoverPosition, Legend, Line, MarkerShape, Plot, PlotPoints, Points};
 use sluice_engine::{
-    FarEndAction, FarEndStepOutcome, HandshakeFailure, Mode, RateSample, TunnelSpec,
+    CheckSample, FarEndAction, FarEndStepOutcome, HandshakeFailure, Mode, RateSample, TunnelSpec,
 };
 
 use crate::command::{FarEndCommand, TunnelCommand, UiCommand, ViewCommand};
 use crate::format;
-use crate::model::{DetailTab, FarEndRun, Model, ProbeKey, UiState};
+use crate::model::{DetailTab, FarEndHealth, FarEndRun, Model, ProbeKey, UiState};
 use crate::theme;
+use crate::views::History;
 use crate::views::widgets::{probe_result, role_label, state_words};
 
 /// How much rate history the chart shows.
@@ -21,7 +26,7 @@ pub fn show(
     model: &Model,
     state: &UiState,
     name: &str,
-    history: &[RateSample],
+    history: &History,
     out: &mut Vec<UiCommand>,
 ) {
     let Some(spec) = model.tunnel(name) else {
@@ -84,12 +89,67 @@ pub fn show(
     });
     ui.separator();
     match state.tab {
-        DetailTab::Traffic => traffic(ui, model, name, history),
+        DetailTab::Traffic => traffic(ui, model, spec, history),
         DetailTab::FarEnd => far_end_tab(ui, model, state, spec, out),
     }
 }
 
-fn traffic(ui: &mut egui::Ui, model: &Model, name: &str, history: &[RateSample]) {
+/// What the health checks know of the far end, in full: the failed check's sentence and
+/// when the spell began, or the round trip and what a Sluice far end says of its target.
+fn far_end_health(ui: &mut egui::Ui, model: &Model, spec: &TunnelSpec) {
+    let name = &spec.name;
+    let (text, color) = match model.far_end_health(name) {
+        // A stopped (or starting) tunnel has no far end to speak of yet.
+        FarEndHealth::Unchecked if spec.health_check_secs.is_some() || !model.is_running(name) => {
+            return;
+        }
+        FarEndHealth::Unchecked => (
+            "Far end: not checked (health checks are off for this tunnel; Edit turns them on)."
+                .to_owned(),
+            theme::MUTED,
+        ),
+        FarEndHealth::Checking => (
+            "Far end: the first check is running…".to_owned(),
+            theme::MUTED,
+        ),
+        FarEndHealth::Up {
+            round_trip,
+            checked,
+            far_target,
+        } => (
+            format!(
+                "Far end ok: handshake in {} (checked {}); {}.",
+                format::duration(round_trip),
+                format::local_time(checked),
+                format::far_target(far_target)
+            ),
+            theme::OK,
+        ),
+        FarEndHealth::Down {
+            since,
+            checked,
+            fault,
+            last_round_trip,
+        } => {
+            let last = last_round_trip.map_or_else(String::new, |rt| {
+                format!(" The last good handshake took {}.", format::duration(rt))
+            });
+            (
+                format!(
+                    "Far end down since {} (last checked {}): {fault}.{last} {}",
+                    format::local_time(since),
+                    format::local_time(checked),
+                    format::down_advice(fault.cause())
+                ),
+                theme::ERROR,
+            )
+        }
+    };
+    ui.label(RichText::new(text).color(color));
+}
+
+fn traffic(ui: &mut egui::Ui, model: &Model, spec: &TunnelSpec, history: &History) {
+    let name = &spec.name;
     let Some(status) = model.status(name) else {
         ui.label(
             RichText::new("Not started yet: start the tunnel to see its traffic.")
@@ -97,6 +157,12 @@ fn traffic(ui: &mut egui::Ui, model: &Model, name: &str, history: &[RateSample])
         );
         return;
     };
+    // Here rather than above the tabs: the health's words change length as checks come
+    // and go, and the buttons above must not move under the pointer.
+    if spec.mode == Mode::Encrypt {
+        far_end_health(ui, model, spec);
+        ui.add_space(4.0);
+    }
     let c = &status.counters;
     egui::Grid::new("totals")
         .num_columns(2)
@@ -160,7 +226,18 @@ fn traffic(ui: &mut egui::Ui, model: &Model, name: &str, history: &[RateSample])
             }
         });
     ui.add_space(6.0);
-    chart(ui, history);
+    // The event log under the charts stays in view in a small window.
+    let height = (ui.available_height() * 0.4).clamp(90.0, 170.0);
+    let checked = spec.mode == Mode::Encrypt
+        && (spec.health_check_secs.is_some() || !history.checks.is_empty());
+    if checked {
+        ui.columns(2, |columns| {
+            chart(&mut columns[0], &history.rates, height);
+            latency_chart(&mut columns[1], &history.checks, height);
+        });
+    } else {
+        chart(ui, &history.rates, height);
+    }
     ui.add_space(6.0);
     ui.label(RichText::new("Events (newest first)").strong());
     egui::ScrollArea::vertical()
@@ -187,7 +264,7 @@ fn traffic(ui: &mut egui::Ui, model: &Model, name: &str, history: &[RateSample])
 }
 
 /// Bytes per second each way over the last minutes; x is seconds before now.
-fn chart(ui: &mut egui::Ui, history: &[RateSample]) {
+fn chart(ui: &mut egui::Ui, history: &[RateSample], height: f32) {
     let recent = &history[history.len().saturating_sub(CHART_SECONDS)..];
     let newest = recent.last().map_or(0, |s| s.unix_secs);
     let points = |pick: fn(&RateSample) -> f64| -> Vec<[f64; 2]> {
@@ -196,11 +273,9 @@ fn chart(ui: &mut egui::Ui, history: &[RateSample]) {
             .map(|s| [s.unix_secs as f64 - newest as f64, pick(s)])
             .collect()
     };
-    // The event log under the chart stays in view in a small window.
-    let height = (ui.available_height() * 0.4).clamp(90.0, 170.0);
     Plot::new("rates")
         .height(height)
-        .legend(Legend::default())
+        .legend(small_legend())
         .allow_drag(false)
         .allow_zoom(false)
         .allow_scroll(false)
@@ -225,6 +300,100 @@ fn chart(ui: &mut egui::Ui, history: &[RateSample]) {
             plot.line(Line::new("⬆ up", PlotPoints::from(points(|s| s.up))).color(theme::UP));
             plot.line(Line::new("⬇ down", PlotPoints::from(points(|s| s.down))).color(theme::DOWN));
         });
+}
+
+/// The health checks' handshake times over the history the engine keeps; x is seconds
+/// before now. A failed check breaks the line and shows as a red cross on the axis.
+fn latency_chart(ui: &mut egui::Ui, checks: &[CheckSample], height: f32) {
+    let now = SystemTime::now();
+    let ago = |sample: &CheckSample| -> f64 {
+        -now.duration_since(sample.at)
+            .map_or(0.0, |d| d.as_secs_f64())
+    };
+    // Consecutive good checks make one line; a failed one ends it.
+    let mut runs: Vec<Vec<[f64; 2]>> = vec![Vec::new()];
+    let mut failed = Vec::new();
+    for sample in checks {
+        match sample.round_trip {
+            Some(rt) => {
+                if let Some(run) = runs.last_mut() {
+                    run.push([ago(sample), rt.as_secs_f64() * 1000.0]);
+                }
+            }
+            None => {
+                failed.push([ago(sample), 0.0]);
+                runs.push(Vec::new());
+            }
+        }
+    }
+    // The whole history the engine keeps (hours at the default interval), but at least a
+    // minute, so a few checks do not fill the width.
+    let oldest = checks.first().map_or(0.0, ago).min(-60.0);
+    Plot::new("checks")
+        .height(height)
+        .legend(small_legend())
+        .allow_drag(false)
+        .allow_zoom(false)
+        .allow_scroll(false)
+        .include_y(0.0)
+        .include_y(1.0)
+        .include_x(oldest)
+        .include_x(0.0)
+        .x_axis_label("far-end checks, time ago")
+        .x_axis_formatter(|mark, _| ago_label(-mark.value))
+        .y_axis_formatter(|mark, _| format!("{} ms", mark.value))
+        .label_formatter(|hover| match hover {
+            HoverPosition::NearDataPoint {
+                plot_name,
+                position,
+                ..
+            } if *plot_name == FAILED_CHECK => {
+                Some(format!("{FAILED_CHECK} ({} ago)", ago_label(-position.x)))
+            }
+            HoverPosition::NearDataPoint { position, .. } => Some(format!(
+                "handshake {:.1} ms ({} ago)",
+                position.y,
+                ago_label(-position.x)
+            )),
+            HoverPosition::Elsewhere { .. } => None,
+        })
+        .show(ui, |plot| {
+            for (i, run) in runs.into_iter().filter(|r| !r.is_empty()).enumerate() {
+                plot.line(
+                    Line::new(ROUND_TRIP, PlotPoints::from(run))
+                        .id(("check run", i))
+                        .color(theme::OK),
+                );
+            }
+            if !failed.is_empty() {
+                plot.points(
+                    Points::new(FAILED_CHECK, PlotPoints::from(failed))
+                        .shape(MarkerShape::Cross)
+                        .radius(5.0)
+                        .color(theme::ERROR),
+                );
+            }
+        });
+}
+
+/// A legend in small type: two charts share the panel's width.
+fn small_legend() -> Legend {
+    Legend::default()
+        .text_style(egui::TextStyle::Small)
+        .background_alpha(0.5)
+}
+
+const ROUND_TRIP: &str = "handshake";
+const FAILED_CHECK: &str = "failed check";
+
+/// Seconds before now as the axis says it: "45 s", "12 min", "3 h".
+fn ago_label(secs: f64) -> String {
+    let secs = secs.max(0.0).round() as u64;
+    match secs {
+        0..60 => format!("{secs} s"),
+        60..3600 => format!("{} min", secs / 60),
+        _ => format!("{} h", secs / 3600),
+    }
 }
 
 fn far_end_tab(
@@ -298,7 +467,8 @@ fn far_end_tab(
     }
 }
 
-/// The far end over ssh: where, the three actions, and the steps of the last one.
+/// The far end over ssh: where, the three actions (and Repair when Check found the far end
+/// stopped or changed), and the steps of the last one.
 fn over_ssh(
     ui: &mut egui::Ui,
     model: &Model,
@@ -409,8 +579,37 @@ fn over_ssh(
         let done = match run.action {
             FarEndAction::Setup => format!("The far end is set up on {}.", run.destination),
             FarEndAction::Check => format!("The far end on {} works.", run.destination),
+            FarEndAction::Repair => format!(
+                "The far end on {} is repaired: set up again, and it works.",
+                run.destination
+            ),
             FarEndAction::Remove => format!("The far end on {} is removed.", run.destination),
         };
         ui.label(RichText::new(done).color(theme::OK));
+    }
+    // Check (or a repair that did not take) found what set-up made stopped or changed:
+    // one click puts it back.
+    if let Some(Err(why)) = &run.finished
+        && matches!(run.action, FarEndAction::Check | FarEndAction::Repair)
+        && why.repairable()
+    {
+        ui.add_space(4.0);
+        ui.horizontal_wrapped(|ui| {
+            let hint = "Stop and delete exactly what Set up made on the far end (as listed in its manifest there), then set it up again with this tunnel's key, and check it";
+            if ui
+                .add_enabled(!busy, egui::Button::new("Repair"))
+                .on_hover_text(hint)
+                .clicked()
+            {
+                out.push(FarEndCommand::Run(spec.name.clone(), FarEndAction::Repair).into());
+            }
+            ui.label(
+                RichText::new(format!(
+                    "The far end on {} is stopped or changed: Repair puts back what Set up made there, and touches nothing else.",
+                    run.destination
+                ))
+                .color(theme::WARN),
+            );
+        });
     }
 }

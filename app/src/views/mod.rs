@@ -12,19 +12,29 @@ mod tunnel_editor;
 mod tunnel_list;
 mod widgets;
 
-use sluice_engine::RateSample;
+use sluice_engine::{CheckSample, RateSample};
 
 use crate::command::UiCommand;
 use crate::model::{Model, UiState, ViewState};
 use crate::theme;
 
-/// Draws one frame of the whole app. `history` is the selected tunnel's rate history.
+/// The selected tunnel's history, read from the engine once per frame for the detail
+/// panel's charts.
+#[derive(Default)]
+pub struct History {
+    /// Bytes per second each way, one sample a second.
+    pub rates: Vec<RateSample>,
+    /// Its far end's health checks: round trips, and failed checks.
+    pub checks: Vec<CheckSample>,
+}
+
+/// Draws one frame of the whole app. `history` is the selected tunnel's.
 pub fn show(
     ui: &mut egui::Ui,
     model: &Model,
     state: &UiState,
     view: &mut ViewState,
-    history: &[RateSample],
+    history: &History,
 ) -> Vec<UiCommand> {
     let mut out = Vec::new();
     let selected = model.selected(state).map(|spec| spec.name.as_str());

@@ -29,7 +29,10 @@ pub fn show(
     // One size whatever the problems shown (each field keeps a line for its problem), so
     // the field under the pointer never moves while typing; a small window scrolls.
     // The buttons stay in view under the fields.
-    let fields_height = (ctx.content_rect().height() - 160.0).clamp(240.0, 620.0);
+    // What the window keeps besides the fields (title, buttons, a test's verdict) is about
+    // 250 px: with all the fields taller than the rest of the screen, they scroll and the
+    // buttons still show.
+    let fields_height = (ctx.content_rect().height() - 250.0).clamp(240.0, 620.0);
     egui::Window::new(title)
         .collapsible(false)
         .resizable(false)
@@ -181,6 +184,30 @@ pub fn show(
                             });
                             ui.end_row();
                             field_error(ui, problems.get(&Field::ReresolveSecs));
+
+                            // Only an encrypting tunnel dials a far end to check; a problem
+                            // shows whatever the role, so Save is never disabled unseen.
+                            if editor.mode == Mode::Encrypt
+                                || problems.contains_key(&Field::HealthCheckSecs)
+                            {
+                                let label = ui
+                                    .label("Far-end check")
+                                    .on_hover_text(help::health_check());
+                                ui.horizontal(|ui| {
+                                    ui.checkbox(&mut editor.health_check, "on, every")
+                                        .on_hover_text(help::health_check());
+                                    ui.add_enabled(
+                                        editor.health_check,
+                                        egui::DragValue::new(&mut editor.health_check_secs)
+                                            .range(1..=86_400)
+                                            .suffix(" s"),
+                                    )
+                                    .labelled_by(label.id)
+                                    .on_hover_text(help::health_check());
+                                });
+                                ui.end_row();
+                                field_error(ui, problems.get(&Field::HealthCheckSecs));
+                            }
 
                             labelled_row(ui, "Outgoing address", help::BIND, |ui| {
                                 ui.add(

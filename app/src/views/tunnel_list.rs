@@ -1,14 +1,16 @@
-//! The main list: every tunnel with its role, addresses, state, current rates and totals,
-//! and a start/stop button per row; it fits the width it is given.
+//! The main list: every tunnel with its role, addresses, state and far end's health,
+//! current rates and totals, and a start/stop button per row; it fits the width it is
+//! given.
 
 use egui::RichText;
+use egui::text::TextFormat;
 use sluice_engine::TunnelSpec;
 
 use crate::command::{KeyCommand, TunnelCommand, UiCommand, ViewCommand};
 use crate::format;
 use crate::model::Model;
 use crate::theme;
-use crate::views::widgets::{role_label, state_words};
+use crate::views::widgets::{far_end_words, role_label, state_words};
 
 /// The traffic column's width; the rest of a row shrinks to fit, so the list never needs
 /// a horizontal scroll bar (long names and addresses are cut, whole on hover).
@@ -29,8 +31,8 @@ pub fn show(ui: &mut egui::Ui, model: &Model, selected: Option<&str>, out: &mut 
         });
 }
 
-/// One tunnel on two lines: start/stop, name, role and state; then its addresses. Its
-/// traffic (now and in total) at the right.
+/// One tunnel on two lines: start/stop, name, role, state and far-end health; then its
+/// addresses. Its traffic (now and in total) at the right.
 fn row(
     ui: &mut egui::Ui,
     model: &Model,
@@ -67,9 +69,24 @@ fn row(
                     out.push(ViewCommand::Select(name.clone()).into());
                 }
                 ui.label(RichText::new(role_label(spec.mode)).color(theme::MUTED));
-                let (text, color) = state_words(model, name);
-                ui.add(egui::Label::new(RichText::new(&text).color(color)).truncate())
-                    .on_hover_text(text);
+                // The state and the far end's health as one label, cut together when the
+                // row is narrow (whole on hover).
+                let font = egui::TextStyle::Body.resolve(ui.style());
+                let mut job = egui::text::LayoutJob::default();
+                let mut whole = String::new();
+                let (state, color) = state_words(model, name);
+                let health = far_end_words(model, name);
+                for (i, (text, color)) in std::iter::once((state, color)).chain(health).enumerate()
+                {
+                    if i > 0 {
+                        job.append("  ·  ", 0.0, TextFormat::simple(font.clone(), theme::MUTED));
+                        whole.push_str(" · ");
+                    }
+                    job.append(&text, 0.0, TextFormat::simple(font.clone(), color));
+                    whole.push_str(&text);
+                }
+                ui.add(egui::Label::new(job).truncate())
+                    .on_hover_text(whole);
             });
             let route = format!("{}  ➡  {}", spec.listen, spec.target);
             ui.add(egui::Label::new(RichText::new(&route).monospace()).truncate())

@@ -1,12 +1,13 @@
 //! Small pieces several views share: labelled form rows, field errors, banners, a
-//! tunnel's role and state in words, test-connection verdicts. Sibling views import these,
-//! never each other.
+//! tunnel's role, state and far-end health in words, test-connection verdicts. Sibling
+//! views import these, never each other.
 
 use egui::{Color32, RichText};
 use sluice_engine::Mode;
 
 use crate::error::KeychainUnavailable;
-use crate::model::{Model, Phase, ProbeVerdict};
+use crate::format;
+use crate::model::{FarEndHealth, Model, Phase, ProbeVerdict};
 use crate::theme;
 
 /// A label and, in the next grid column, the widget `add` makes, named by the label for
@@ -109,5 +110,29 @@ pub fn state_words(model: &Model, name: &str) -> (String, egui::Color32) {
         }
         Phase::Stopping { remaining } => (format!("stopping, {remaining} finishing"), theme::WARN),
         Phase::Failed(fault) => (format!("error: {fault}"), theme::ERROR),
+    }
+}
+
+/// The far end's health in a few words, and its colour, for the list and the detail
+/// panel: "ok, 12 ms", "far end down since 14:02: nothing listening at db:8025",
+/// "checking…"; `None` when there is nothing to say (see [`FarEndHealth::Unchecked`]).
+pub fn far_end_words(model: &Model, name: &str) -> Option<(String, Color32)> {
+    match model.far_end_health(name) {
+        FarEndHealth::Unchecked => None,
+        FarEndHealth::Checking => Some(("checking…".into(), theme::MUTED)),
+        FarEndHealth::Up { round_trip, .. } => {
+            Some((format!("ok, {}", format::duration(round_trip)), theme::OK))
+        }
+        FarEndHealth::Down { since, fault, .. } => {
+            let target = model.tunnel(name).map_or("", |t| t.target.as_str());
+            Some((
+                format!(
+                    "far end down since {}: {}",
+                    format::local_minute(since),
+                    format::down_cause_at(fault.cause(), target)
+                ),
+                theme::ERROR,
+            ))
+        }
     }
 }

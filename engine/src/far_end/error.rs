@@ -19,6 +19,21 @@ pub enum FarEndError {
     FarHost(#[from] FarHostError),
 }
 
+impl FarEndError {
+    /// Whether this is Check finding the far end stopped or changed, which
+    /// [`super::FarEndAction::Repair`] addresses by putting back what set-up made: not
+    /// running (or its key gone), or running but answering with another key or handshake
+    /// mode, or not listening. Problems of this machine, of ssh and of the network are not.
+    pub fn repairable(&self) -> bool {
+        matches!(
+            self,
+            FarEndError::FarHost(
+                FarHostError::NotRunning { .. } | FarHostError::TestFailed { changed: true, .. }
+            )
+        )
+    }
+}
+
 /// Something on this machine is not right.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum LocalError {
@@ -120,7 +135,7 @@ pub enum FarHostError {
         address: String,
     },
     #[error(
-        "tunnel {tunnel:?} is already set up on {destination}: check it with --far-end-check, or take it down with --far-end-remove before setting it up again"
+        "tunnel {tunnel:?} is already set up on {destination}: check it with --far-end-check, repair it with --far-end-repair, or take it down with --far-end-remove before setting it up again"
     )]
     AlreadySetUp { destination: String, tunnel: String },
     #[error(
@@ -138,6 +153,14 @@ pub enum FarHostError {
         detail: String,
     },
     #[error(
+        "the manifest {manifest} on {destination} lists things Sluice's set-up never makes ({refused}), so repair touched nothing: find out who changed that file (anything running as that user can), then remove (which leaves those lines alone) and set up again"
+    )]
+    RepairRefused {
+        destination: String,
+        manifest: String,
+        refused: String,
+    },
+    #[error(
         "the manifest {manifest} on {destination} lists things Sluice's set-up never makes, which remove refused and left alone: {refused}. What set-up had made was removed ({done}). Sluice did not write those lines: find out who changed that file (anything running as that user can); it was kept so you can look at it, then delete it by hand"
     )]
     ManifestRefused {
@@ -149,7 +172,13 @@ pub enum FarHostError {
     /// The probe's verdict, in words: this error is cloned into step reports, which a
     /// probe's typed fault (holding an `io::Error`) cannot be.
     #[error("the connection test through the far end failed: {verdict}")]
-    TestFailed { verdict: String },
+    TestFailed {
+        verdict: String,
+        /// The far end answered wrongly (another key, another handshake mode) or nothing
+        /// listened where it runs: what set-up made has changed or stopped, and a repair
+        /// puts it back. A test that timed out or found no route is the network's doing.
+        changed: bool,
+    },
     #[error("{what} failed on {destination}: {detail}")]
     Command {
         destination: String,

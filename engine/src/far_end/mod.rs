@@ -1,5 +1,5 @@
-//! The far end in one action: set up, check and remove the server side of a tunnel over
-//! SSH, with the system's OpenSSH client. A supervisor-level module: it uses the config,
+//! The far end in one action: set up, check, repair and remove the server side of a
+//! tunnel over SSH, with the system's OpenSSH client. A supervisor-level module: it uses the config,
 //! the key sources and the connection test; nothing in `protocol` or `net` uses it.
 //!
 //! The API is blocking: [`run_far_end`] performs one [`FarEndAction`] step by step,
@@ -23,9 +23,11 @@ use zeroize::Zeroizing;
 
 use crate::address::Address;
 use crate::config::{KeyRef, Mode, TunnelSpec, check_ssh_destination};
+use crate::fault::TargetFault;
 use crate::keystore::KeyStore;
 use crate::net::dhpool::KeyPairPool;
-use crate::net::probe::{ProbeRequest, probe};
+use crate::net::dial::DialFault;
+use crate::net::probe::{ProbeOutcome, ProbeRequest, probe};
 use crate::protocol::key::PresharedKey;
 
 pub use error::{FarEndError, FarHostError, LocalError, SshError, SshStage};
@@ -40,6 +42,9 @@ use layout::Layout;
 use manifest::Removal;
 use ssh::{RemoteOutput, SshFailure};
 
+/// What to do about a far end that Check found stopped or changed.
+const REPAIR_HINT: &str = "repair it (Repair in Sluice's far-end tab, or sluiced --far-end-repair), which puts back what set-up made";
+
 /// ssh's `ConnectTimeout` unless the caller picks another.
 pub const FAR_END_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -52,6 +57,12 @@ pub enum FarEndAction {
     Check,
     /// Stop what set-up started and delete the files it wrote, nothing else.
     Remove,
+    /// Put back what an earlier set-up made, after Check found it stopped or changed:
+    /// take away exactly what its manifest lists (as remove does, but refusing before
+    /// anything is touched if the manifest lists anything set-up never makes), then set up
+    /// again with this machine's key, and verify. Set-up refuses to write over what exists,
+    /// so a repair is a remove and a set-up in one; nothing set-up did not make is touched.
+    Repair,
 }
 
 impl FarEndAction {
@@ -66,7 +77,20 @@ impl FarEndAction {
             ],
             FarEndAction::Check => &[FarEndStep::Probe, FarEndStep::Verify],
             FarEndAction::Remove => &[FarEndStep::Probe, FarEndStep::Remove],
+            FarEndAction::Repair => &[
+                FarEndStep::Probe,
+                FarEndStep::Remove,
+                FarEndStep::SendKey,
+                FarEndStep::Start,
+                FarEndStep::Verify,
+            ],
         }
+    }
+
+    /// Whether the action needs the tunnel's key (all but remove, which must work when the
+    /// key is lost).
+    pub fn needs_key(self) -> bool {
+        self != FarEndAction::Remove
     }
 }
 
@@ -277,15 +301,25 @@ impl Runner<'_> {
         let summary = facts.summary();
         let destination = self.destination();
         let mut done = summary;
-        match self.request.action {
-            FarEndAction::Setup => {
-                if facts.already_set_up {
+        let action = self.request.action;
+        if action != FarEndAction::Setup && !facts.already_set_up {
+            return Err(FarHostError::NotSetUp {
+                destination,
+                tunnel: self.plan.tunnel.clone(),
+            }
+            .into());
+        }
+        match action {
+            FarEndAction::Setup | FarEndAction::Repair => {
+                if action == FarEndAction::Setup && facts.already_set_up {
                     return Err(FarHostError::AlreadySetUp {
                         destination,
                         tunnel: self.plan.tunnel.clone(),
                     }
                     .into());
                 }
+                // A repair chooses before it removes anything: a far end that can no
+                // longer run the tunnel (its program uninstalled) is left as it is.
                 let choice = choose(&facts, &self.plan, &destination)?;
                 done.push_str(&format!(
                     "; will run {} as {}",
@@ -294,15 +328,7 @@ impl Runner<'_> {
                 ));
                 self.choice = Some(choice);
             }
-            FarEndAction::Check | FarEndAction::Remove => {
-                if !facts.already_set_up {
-                    return Err(FarHostError::NotSetUp {
-                        destination,
-                        tunnel: self.plan.tunnel.clone(),
-                    }
-                    .into());
-                }
-            }
+            FarEndAction::Check | FarEndAction::Remove => {}
         }
         self.facts = Some(facts);
         Ok(done)
@@ -432,16 +458,16 @@ impl Runner<'_> {
             return Err(FarHostError::NotRunning {
                 destination,
                 tunnel,
-                detail: format!("its key file {missing} is gone: remove and set up again"),
+                detail: format!("its key file {missing} is gone: {REPAIR_HINT}"),
             }
             .into());
         }
         if !stopped.is_empty() || running.is_empty() {
             let detail = if stopped.is_empty() {
-                "set-up never got as far as starting it: remove, then set up again".to_owned()
+                format!("set-up never got as far as starting it: {REPAIR_HINT}")
             } else {
                 format!(
-                    "{} (a reboot stops a daemon with a pid file): remove, then set up again",
+                    "{} (a reboot stops a daemon with a pid file): {REPAIR_HINT}",
                     stopped.join(", ")
                 )
             };
@@ -457,8 +483,15 @@ impl Runner<'_> {
             Mode::Encrypt => {
                 let outcome = self.connection_test()?;
                 if !outcome.is_ok() {
+                    let changed = matches!(
+                        outcome,
+                        ProbeOutcome::Failed(
+                            DialFault::Handshake(_) | DialFault::Target(TargetFault::Refused(_))
+                        )
+                    );
                     return Err(FarHostError::TestFailed {
                         verdict: outcome.to_string(),
+                        changed,
                     }
                     .into());
                 }
@@ -474,7 +507,7 @@ impl Runner<'_> {
         }
     }
 
-    fn connection_test(&self) -> Result<crate::net::probe::ProbeOutcome, FarEndError> {
+    fn connection_test(&self) -> Result<ProbeOutcome, FarEndError> {
         let spec = &self.request.tunnel;
         let invalid = |reason: String| -> FarEndError {
             LocalError::Tunnel {
@@ -523,6 +556,16 @@ impl Runner<'_> {
             return Err(self.command_failed("reading the far end's manifest", &listed));
         }
         let removal = Removal::from_manifest(listed.values("entry"), &home, &self.plan.slug);
+        if self.request.action == FarEndAction::Repair && !removal.refused.is_empty() {
+            // A repair undoes only to set up again: with lines nobody can vouch for, it
+            // touches nothing at all.
+            return Err(FarHostError::RepairRefused {
+                destination: self.destination(),
+                manifest,
+                refused: removal.refused.join(", "),
+            }
+            .into());
+        }
         let output = self.remote(&scripts::remove(&dir, &manifest, &removal), None)?;
         if !output.success() || !output.has("removed") {
             return Err(self.command_failed("removing the far end", &output));
@@ -589,6 +632,225 @@ mod tests {
         );
         assert_eq!(reports.len(), 2, "only the probe ran: {reports:?}");
         error.to_string()
+    }
+
+    #[test]
+    fn repair_takes_away_what_set_up_made_then_sets_it_up_again() {
+        assert_eq!(
+            FarEndAction::Repair.steps(),
+            [
+                FarEndStep::Probe,
+                FarEndStep::Remove,
+                FarEndStep::SendKey,
+                FarEndStep::Start,
+                FarEndStep::Verify
+            ]
+        );
+        assert!(FarEndAction::Repair.needs_key() && !FarEndAction::Remove.needs_key());
+    }
+
+    #[test]
+    fn only_a_stopped_or_changed_far_end_is_repairable() {
+        let host = |e: FarHostError| FarEndError::FarHost(e);
+        let stopped = host(FarHostError::NotRunning {
+            destination: "db".into(),
+            tunnel: "redis".into(),
+            detail: "stopped".into(),
+        });
+        let test = |changed| {
+            host(FarHostError::TestFailed {
+                verdict: "Rejected: wrong key".into(),
+                changed,
+            })
+        };
+        assert!(stopped.repairable());
+        assert!(test(true).repairable());
+        assert!(!test(false).repairable(), "the network's doing");
+        assert!(
+            !host(FarHostError::NotSetUp {
+                destination: "db".into(),
+                tunnel: "redis".into()
+            })
+            .repairable()
+        );
+        assert!(
+            !FarEndError::Ssh(SshError::PermissionDenied {
+                destination: "db".into()
+            })
+            .repairable()
+        );
+        assert!(!FarEndError::Local(LocalError::Key("gone".into())).repairable());
+    }
+
+    /// A far end on this machine: an "ssh" that runs each script with `sh` in a home of
+    /// its own, and an "spiped" whose daemon is a `sleep` naming the key on its command
+    /// line (as the real one's does) and writing its pid file.
+    struct LocalFarEnd {
+        dir: tempfile::TempDir,
+        home: std::path::PathBuf,
+        ssh: std::path::PathBuf,
+    }
+
+    impl LocalFarEnd {
+        fn new() -> LocalFarEnd {
+            use std::os::unix::fs::PermissionsExt;
+            let dir = tempfile::tempdir().unwrap();
+            let home = dir.path().join("home");
+            let bin = dir.path().join("bin");
+            std::fs::create_dir_all(&home).unwrap();
+            std::fs::create_dir_all(&bin).unwrap();
+            let spiped = bin.join("spiped");
+            std::fs::write(
+                &spiped,
+                r#"#!/bin/sh
+if [ "$1" = -v ]; then echo "spiped 1.6.2"; exit 0; fi
+while [ $# -gt 0 ]; do case "$1" in -p) P=$2; shift ;; -k) K=$2; shift ;; esac; shift; done
+sh -c 'sleep 60' stand-in "$K" &
+echo $! > "$P"
+"#,
+            )
+            .unwrap();
+            let ssh = dir.path().join("ssh");
+            std::fs::write(
+                &ssh,
+                format!(
+                    "#!/bin/sh\nfor last; do :; done\nexport HOME='{}' PATH='{}:/usr/bin:/bin'\nexec sh -c \"$last\"\n",
+                    home.display(),
+                    bin.display()
+                ),
+            )
+            .unwrap();
+            // An ordinary user without sudo or systemd, whatever this machine is: set-up
+            // then chooses a daemon with a pid file, all of it in the home above.
+            let mut programs = vec![spiped, ssh.clone()];
+            for (name, script) in [
+                (
+                    "id",
+                    "case \"$1\" in -un) echo farend ;; -u) echo 1000 ;; esac\n",
+                ),
+                ("sudo", "exit 1\n"),
+                ("systemctl", "exit 1\n"),
+                ("loginctl", "exit 1\n"),
+            ] {
+                let path = bin.join(name);
+                std::fs::write(&path, format!("#!/bin/sh\n{script}")).unwrap();
+                programs.push(path);
+            }
+            for file in &programs {
+                std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o755)).unwrap();
+            }
+            LocalFarEnd { dir, home, ssh }
+        }
+
+        fn sluice_dir(&self) -> std::path::PathBuf {
+            self.home.join(".config/sluice-far-end")
+        }
+
+        /// What a per-user set-up of tunnel "redis" leaves, its daemon long gone, plus
+        /// `extra` manifest lines.
+        fn set_up_and_stopped(&self, extra: &str) {
+            let dir = self.sluice_dir();
+            std::fs::create_dir_all(&dir).unwrap();
+            let d = dir.display();
+            std::fs::write(dir.join("redis.key"), [1u8; 32]).unwrap();
+            // No process has this pid (above the kernel's pid_max).
+            std::fs::write(dir.join("redis.pid"), "99999999\n").unwrap();
+            std::fs::write(dir.join("redis.log"), "").unwrap();
+            std::fs::write(
+                dir.join("redis.manifest"),
+                format!(
+                    "sudo\tno\nkey\t{d}/redis.key\nfile\t{d}/redis.key.tmp\npidfile\t{d}/redis.pid\nfile\t{d}/redis.log\n{extra}"
+                ),
+            )
+            .unwrap();
+            // Another tunnel's set-up, in the same directory.
+            std::fs::write(dir.join("other.manifest"), "sudo\tno\n").unwrap();
+        }
+
+        /// A repair of the Decrypt tunnel "redis" (whose far end runs `-e`; its check
+        /// needs no connection test), with a new key.
+        fn repair(&self) -> (Result<(), FarEndError>, Vec<FarEndStepReport>) {
+            let request = FarEndRequest {
+                action: FarEndAction::Repair,
+                tunnel: TunnelSpec::new(
+                    "redis",
+                    Mode::Decrypt,
+                    "[127.0.0.1]:16379",
+                    "[127.0.0.1]:6379",
+                    KeyRef::File("/nonexistent/redis.key".into()),
+                ),
+                far_address: Some("[127.0.0.1]:6379".into()),
+                this_host: "laptop".into(),
+                key: Some(FarEndKey::new(Zeroizing::new(vec![2u8; 32]))),
+                ssh: SshClient::new(vec![self.ssh.display().to_string()], "farend", 5),
+            };
+            let mut reports = Vec::new();
+            let result = run_far_end(&request, &mut |r| {
+                if !matches!(r.outcome, FarEndStepOutcome::Running) {
+                    reports.push(r)
+                }
+            });
+            (result, reports)
+        }
+
+        fn daemon_pid(&self) -> Option<String> {
+            std::fs::read_to_string(self.sluice_dir().join("redis.pid"))
+                .ok()
+                .map(|pid| pid.trim().to_owned())
+                .filter(|pid| !pid.is_empty() && pid != "99999999")
+        }
+    }
+
+    impl Drop for LocalFarEnd {
+        fn drop(&mut self) {
+            if let Some(pid) = self.daemon_pid() {
+                let _ = std::process::Command::new("kill").arg(&pid).status();
+            }
+            let _ = &self.dir;
+        }
+    }
+
+    #[test]
+    fn a_repair_puts_back_a_stopped_far_end_with_this_key() {
+        let far = LocalFarEnd::new();
+        far.set_up_and_stopped("");
+        let (result, reports) = far.repair();
+        assert!(result.is_ok(), "{result:?}\n{reports:#?}");
+        let steps: Vec<FarEndStep> = reports.iter().map(|r| r.step).collect();
+        assert_eq!(steps, FarEndAction::Repair.steps());
+        let FarEndStepOutcome::Done(removed) = &reports[1].outcome else {
+            panic!("{reports:?}");
+        };
+        assert!(removed.contains("redis.key"), "{removed}");
+        let dir = far.sluice_dir();
+        assert_eq!(std::fs::read(dir.join("redis.key")).unwrap(), [2u8; 32]);
+        assert!(far.daemon_pid().is_some(), "a daemon runs again");
+        assert!(
+            dir.join("other.manifest").exists(),
+            "another tunnel's set-up is left alone"
+        );
+        let manifest = std::fs::read_to_string(dir.join("redis.manifest")).unwrap();
+        assert!(manifest.contains("pidfile\t"), "{manifest}");
+    }
+
+    #[test]
+    fn a_repair_touches_nothing_when_the_manifest_lists_what_set_up_never_makes() {
+        let far = LocalFarEnd::new();
+        let stranger = far.dir.path().join("not-sluices");
+        std::fs::write(&stranger, "keep me").unwrap();
+        far.set_up_and_stopped(&format!("file\t{}\n", stranger.display()));
+        let (result, reports) = far.repair();
+        let Err(FarEndError::FarHost(FarHostError::RepairRefused { refused, .. })) = &result else {
+            panic!("{result:?}\n{reports:#?}");
+        };
+        assert!(refused.contains("not-sluices"), "{refused}");
+        assert_eq!(reports.len(), 2, "the probe, then the refusal: {reports:?}");
+        let dir = far.sluice_dir();
+        for kept in ["redis.key", "redis.pid", "redis.log", "redis.manifest"] {
+            assert!(dir.join(kept).exists(), "{kept} was touched");
+        }
+        assert_eq!(std::fs::read(dir.join("redis.key")).unwrap(), [1u8; 32]);
+        assert!(stranger.exists());
     }
 
     #[test]

@@ -37,6 +37,8 @@ usage: sluiced {-e | -d} -s <source socket> -t <target socket> -k <key file>
        sluiced --far-end-setup <ssh destination> --config <config file> --tunnel <name>
                [--service <address on the far end>]
        sluiced --far-end-check <ssh destination> --config <config file> --tunnel <name>
+       sluiced --far-end-repair <ssh destination> --config <config file> --tunnel <name>
+               [--service <address on the far end>]
        sluiced --far-end-remove <ssh destination> --config <config file> --tunnel <name>
        sluiced -v
 
@@ -76,9 +78,11 @@ send it by another channel than the bundle. --unseal-key opens such a bundle (or
 with age -p) with the passphrase from standard input, one line (asked for without echo on
 a terminal), writes the key file with mode 0600 and prints its fingerprint. Neither
 overwrites an existing file, and nothing is written on any error.
---far-end-setup/-check/-remove set up, check or take down the other end of a config's
-tunnel over ssh (the system's OpenSSH client, BatchMode; SLUICE_SSH_COMMAND replaces
-`ssh`): one line per step, exit status 0 only if every step succeeded.";
+--far-end-setup/-check/-repair/-remove set up, check, repair or take down the other end
+of a config's tunnel over ssh (the system's OpenSSH client, BatchMode; SLUICE_SSH_COMMAND
+replaces `ssh`): one line per step, exit status 0 only if every step succeeded. Repair
+takes away exactly what set-up made and sets it up again (after a check found it stopped
+or changed). --service defaults to the far end recorded in the config, if any.";
 
 /// What the command line asks for.
 pub enum Invocation {
@@ -102,7 +106,7 @@ pub enum Invocation {
     FarEnd(FarEndOptions),
 }
 
-/// `--far-end-setup/-check/-remove`: the far end of one config tunnel, over ssh.
+/// `--far-end-setup/-check/-repair/-remove`: the far end of one config tunnel, over ssh.
 pub struct FarEndOptions {
     pub action: sluice_engine::FarEndAction,
     pub destination: String,
@@ -439,17 +443,18 @@ pub fn parse(args: &[String]) -> Result<Invocation, String> {
                     set_value(&mut seen.unseal_key, "--unseal-key", value("a bundle")?)?
                 }
                 "out" => set_value(&mut seen.out, "--out", value("the new file's path")?)?,
-                "far-end-setup" | "far-end-check" | "far-end-remove" => {
+                "far-end-setup" | "far-end-check" | "far-end-repair" | "far-end-remove" => {
                     use sluice_engine::FarEndAction as A;
                     let action = match name {
                         "far-end-setup" => A::Setup,
                         "far-end-check" => A::Check,
+                        "far-end-repair" => A::Repair,
                         _ => A::Remove,
                     };
                     let destination = value("an ssh destination (user@host or an alias)")?;
                     if seen.far_end.replace((action, destination)).is_some() {
                         return Err(
-                            "give only one --far-end-setup, --far-end-check or --far-end-remove"
+                            "give only one --far-end-setup, --far-end-check, --far-end-repair or --far-end-remove"
                                 .into(),
                         );
                     }
@@ -583,7 +588,7 @@ fn build(mut seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
         .transpose()?;
     if seen.tunnel.is_some() || seen.service.is_some() {
         return Err(
-            "--tunnel and --service go with --far-end-setup, --far-end-check or --far-end-remove"
+            "--tunnel and --service go with --far-end-setup, --far-end-check, --far-end-repair or --far-end-remove"
                 .into(),
         );
     }
@@ -906,8 +911,9 @@ fn far_end_options(
 ) -> Result<Invocation, String> {
     let config = config.ok_or("--far-end-* needs --config <config file> (the tunnel's config)")?;
     let tunnel = tunnel.ok_or("--far-end-* needs --tunnel <name> (a tunnel of the config)")?;
-    if service.is_some() && action != sluice_engine::FarEndAction::Setup {
-        return Err("--service applies only to --far-end-setup".into());
+    use sluice_engine::FarEndAction as A;
+    if service.is_some() && !matches!(action, A::Setup | A::Repair) {
+        return Err("--service applies only to --far-end-setup and --far-end-repair".into());
     }
     sluice_engine::check_ssh_destination(&destination).map_err(|e| e.to_string())?;
     if let Some(service) = &service {
@@ -1118,6 +1124,10 @@ mod tests {
             ),
             ("--far-end-check db --config c.ron --tunnel redis", A::Check),
             (
+                "--far-end-repair db --config c.ron --tunnel redis --service [127.0.0.1]:6380",
+                A::Repair,
+            ),
+            (
                 "--far-end-remove db --tunnel redis --config c.ron",
                 A::Remove,
             ),
@@ -1127,7 +1137,7 @@ mod tests {
                     assert_eq!(f.action, action, "{line}");
                     assert_eq!(f.config, PathBuf::from("c.ron"));
                     assert_eq!(f.tunnel, "redis");
-                    assert_eq!(f.service.is_some(), action == A::Setup);
+                    assert_eq!(f.service.is_some(), matches!(action, A::Setup | A::Repair));
                 }
                 Err(e) => panic!("{line}: {e}"),
                 Ok(_) => panic!("{line}: not a far-end invocation"),
@@ -1138,7 +1148,7 @@ mod tests {
             ("--far-end-setup db --config c.ron", "needs --tunnel"),
             (
                 "--far-end-check db --config c --tunnel t --service x:1",
-                "only to --far-end-setup",
+                "only to --far-end-setup and --far-end-repair",
             ),
             (
                 "--far-end-check db --far-end-remove db --config c --tunnel t",

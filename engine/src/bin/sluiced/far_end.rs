@@ -1,12 +1,13 @@
-//! `sluiced --far-end-setup/-check/-remove DEST --config FILE --tunnel NAME`: the far end
-//! of one config tunnel, set up, checked or taken down over ssh by the engine's far_end
-//! module, printing one line per step; exit status 0 only if every step succeeded.
+//! `sluiced --far-end-setup/-check/-repair/-remove DEST --config FILE --tunnel NAME`: the
+//! far end of one config tunnel, set up, checked, repaired or taken down over ssh by the
+//! engine's far_end module, printing one line per step; exit status 0 only if every step
+//! succeeded.
 
 use std::process::ExitCode;
 
 use sluice_engine::{
-    Config, FAR_END_CONNECT_TIMEOUT, FarEndAction, FarEndKey, FarEndRequest, FarEndStepOutcome,
-    FarEndStepReport, SshClient, run_far_end,
+    Config, FAR_END_CONNECT_TIMEOUT, FarEndKey, FarEndRequest, FarEndStepOutcome, FarEndStepReport,
+    SshClient, run_far_end,
 };
 
 use crate::cli::FarEndOptions;
@@ -52,20 +53,26 @@ fn prepare(options: &FarEndOptions) -> Result<FarEndRequest, String> {
     })?;
     // Taking the far end down needs no key (it may be lost already). A Keychain key is
     // refused with a message: sluiced runs on servers without the desktop keychain.
-    let key = if options.action == FarEndAction::Remove {
-        None
-    } else {
+    let key = if options.action.needs_key() {
         Some(
             FarEndKey::load(&tunnel.key, None)
                 .map_err(|e| format!("tunnel {:?}: {e}", tunnel.name))?,
         )
+    } else {
+        None
     };
+    // Where the far end forwards to (or listens): as given, else as the app recorded it
+    // at set-up, so a repair puts back the same far end.
+    let far_address = options
+        .service
+        .clone()
+        .or_else(|| tunnel.far_end.as_ref().map(|r| r.far_address.clone()));
     let ssh = SshClient::from_env(&options.destination, FAR_END_CONNECT_TIMEOUT.as_secs())
         .map_err(|e| e.to_string())?;
     Ok(FarEndRequest {
         action: options.action,
         tunnel,
-        far_address: options.service.clone(),
+        far_address,
         this_host: sluice_engine::host_name(),
         key,
         ssh,
