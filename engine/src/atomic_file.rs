@@ -77,7 +77,7 @@ fn remove_stale_temps(dir: &Path, file_name: &OsStr) {
 /// `.NAME.PID.N.tmp`, so a later save can tell whose leftover it is.
 fn create_temp(dir: &Path, file_name: &OsStr) -> io::Result<(PathBuf, File)> {
     let mut options = OpenOptions::new();
-    platform::create_owner_only(options.write(true).create_new(true));
+    options.write(true).create_new(true);
     let mut attempt = 0;
     loop {
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -85,7 +85,7 @@ fn create_temp(dir: &Path, file_name: &OsStr) -> io::Result<(PathBuf, File)> {
         name.push(file_name);
         name.push(format!(".{}.{n}.tmp", std::process::id()));
         let temp_path = dir.join(name);
-        match options.open(&temp_path) {
+        match platform::create_owner_only(&mut options, &temp_path) {
             Ok(file) => return Ok((temp_path, file)),
             // A leftover from a crashed run with a recycled pid: pick the next name.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 100 => attempt += 1,

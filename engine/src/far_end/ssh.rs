@@ -3,7 +3,6 @@
 //! line. Host-key checking is never weakened; `BatchMode=yes` so nothing waits for a prompt.
 
 use std::io::{Read, Write};
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -11,6 +10,7 @@ use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 use super::error::{LocalError, SshError, SshStage};
+use crate::platform::ProcessGroup;
 use super::shell::split_words;
 
 /// The environment variable that replaces the `ssh` command, as `GIT_SSH_COMMAND` does
@@ -196,7 +196,11 @@ impl SshClient {
                 .ok_or(SshFailure::Local(LocalError::SshCommand(
                     super::shell::SplitError::Empty,
                 )))?;
-        let mut child = Command::new(program)
+        let mut command = Command::new(program);
+        // A group of its own, so a stop also reaches what ssh started (a ProxyCommand,
+        // or a wrapper's children). ssh never needs the terminal: BatchMode=yes.
+        ProcessGroup::prepare(&mut command);
+        let mut child = command
             .args(args)
             .stdin(if input.is_some() {
                 Stdio::piped()
@@ -205,9 +209,6 @@ impl SshClient {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            // A group of its own, so a stop also reaches what ssh started (a ProxyCommand,
-            // or a wrapper's children). ssh never needs the terminal: BatchMode=yes.
-            .process_group(0)
             .spawn()
             .map_err(|e| {
                 SshFailure::Local(LocalError::SshNotRunnable {
@@ -227,14 +228,14 @@ impl SshClient {
         };
         let stdout = child.stdout.take().map(read_in_background);
         let stderr = child.stderr.take().map(read_in_background);
-        let group = child.id();
+        let group = ProcessGroup::of(&child);
         let (done, finished) = mpsc::channel();
         std::thread::spawn(move || {
             let _ = done.send(child.wait());
         });
 
         let stopped = |stage: SshStage| {
-            stop_group(group);
+            group.kill();
             let _ = finished.recv_timeout(REAP_GRACE);
             SshFailure::Ssh(SshError::TimedOut {
                 destination: self.destination.clone(),
@@ -273,19 +274,6 @@ impl SshClient {
             )));
         }
         Ok(output)
-    }
-}
-
-/// Kills ssh's process group: ssh and whatever it started here.
-fn stop_group(group: u32) {
-    let Ok(group) = libc::pid_t::try_from(group) else {
-        return;
-    };
-    // SAFETY: kill(2) on the process group ssh leads (`process_group(0)` made its pid the
-    // group id). While any member lives, Linux keeps that id from being reused; once all
-    // are gone the call finds no group (ESRCH) and does nothing.
-    unsafe {
-        libc::kill(-group, libc::SIGKILL);
     }
 }
 

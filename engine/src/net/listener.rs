@@ -1,12 +1,18 @@
 //! Listening sockets for tunnels: TCP (IPv4, IPv6, host names) and UNIX-domain sockets.
 //! A stale UNIX socket file left by a dead process is replaced; one that a live process
-//! still answers on is never stolen.
+//! still answers on is never stolen. The UNIX-domain parts are `cfg(unix)`: elsewhere a
+//! `/path` address is refused with [`ListenError::UnixSocketsUnsupported`].
 
 use std::io;
+#[cfg(unix)]
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+#[cfg(unix)]
+use std::path::PathBuf;
 
-use tokio::net::{TcpListener, TcpSocket, UnixListener};
+#[cfg(unix)]
+use tokio::net::UnixListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::address::Address;
 use crate::net::io_fault::IoFault;
@@ -38,6 +44,10 @@ pub enum ListenError {
     PermissionDenied { address: String, hint: &'static str },
     #[error("cannot listen on {address}: {source}")]
     Io { address: String, source: IoFault },
+    #[error(
+        "cannot listen on {address}: UNIX-domain socket addresses are not available on this system; listen on host:port or [ip]:port instead"
+    )]
+    UnixSocketsUnsupported { address: String },
 }
 
 /// A bound listener. A UNIX socket file this process created is removed when the
@@ -45,6 +55,7 @@ pub enum ListenError {
 #[derive(Debug)]
 pub enum Listener {
     Tcp(TcpListener),
+    #[cfg(unix)]
     Unix {
         listener: UnixListener,
         path: PathBuf,
@@ -83,6 +94,7 @@ impl Listener {
     pub async fn accept(&self) -> io::Result<NetStream> {
         match self {
             Listener::Tcp(l) => l.accept().await.map(|(s, _)| NetStream::Tcp(s)),
+            #[cfg(unix)]
             Listener::Unix { listener, .. } => {
                 listener.accept().await.map(|(s, _)| NetStream::Unix(s))
             }
@@ -94,6 +106,7 @@ impl Listener {
     pub fn queued_connections(&self) -> Option<u64> {
         match self {
             Listener::Tcp(l) => crate::platform::accept_queue_len(l),
+            #[cfg(unix)]
             Listener::Unix { .. } => None,
         }
     }
@@ -103,11 +116,13 @@ impl Listener {
     pub fn local_address(&self) -> Option<Address> {
         match self {
             Listener::Tcp(l) => l.local_addr().ok().map(Address::Ip),
+            #[cfg(unix)]
             Listener::Unix { path, .. } => Some(Address::Unix(path.clone())),
         }
     }
 }
 
+#[cfg(unix)]
 impl Drop for Listener {
     fn drop(&mut self) {
         if let Listener::Unix { path, inode, .. } = self
@@ -129,6 +144,14 @@ fn bind_tcp(addr: std::net::SocketAddr) -> io::Result<Listener> {
     Ok(Listener::Tcp(socket.listen(BACKLOG)?))
 }
 
+#[cfg(not(unix))]
+fn bind_unix(_path: &Path, label: &str) -> Result<Listener, ListenError> {
+    Err(ListenError::UnixSocketsUnsupported {
+        address: label.to_owned(),
+    })
+}
+
+#[cfg(unix)]
 fn bind_unix(path: &Path, label: &str) -> Result<Listener, ListenError> {
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
@@ -186,10 +209,7 @@ fn classify_bind_error(address: &str, e: io::Error) -> ListenError {
 /// Whether an accept() error means the process or system ran out of something
 /// (descriptors, buffers, memory) rather than that one client gave up.
 pub fn is_resource_exhaustion(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
+    crate::platform::is_resource_exhaustion(e)
 }
 
 #[cfg(test)]
@@ -197,10 +217,12 @@ mod tests {
     use super::*;
     use crate::net::resolve::SystemResolver;
 
+    #[cfg(unix)]
     fn temp_socket_path(name: &str) -> PathBuf {
         std::env::temp_dir().join(format!("sluice-test-{}-{name}.sock", std::process::id()))
     }
 
+    #[cfg(unix)]
     #[tokio::test]
     async fn stale_unix_socket_is_replaced() {
         let path = temp_socket_path("stale");
@@ -215,6 +237,7 @@ mod tests {
         assert!(!path.exists(), "our own socket file is removed on drop");
     }
 
+    #[cfg(unix)]
     #[tokio::test]
     async fn live_unix_socket_is_not_stolen() {
         let path = temp_socket_path("live");
@@ -228,6 +251,7 @@ mod tests {
         let _ = std::fs::remove_file(&path);
     }
 
+    #[cfg(unix)]
     #[tokio::test]
     async fn regular_file_is_not_replaced() {
         let path = temp_socket_path("file");

@@ -20,6 +20,7 @@ usage: sluiced {-e | -d} -s <source socket> -t <target socket> -k <key file>
        sluiced --config <config file> [-DF] [-p <pidfile>] [--syslog] [-u <user>] [--verbose]
                [--metrics <address>]
        sluiced --check-config <config file>
+       sluiced --reload --config <config file>      (Windows)
        sluiced --spipe -t <target socket> -k <key file> [-b <bind address>]
                [-f | -g] [-j] [-o <connection timeout>] [--x25519]
        sluiced --generate-key <new key file>
@@ -36,9 +37,13 @@ Key file \"-\" reads the key from standard input.
 Sluice with --x25519 (stock spiped cannot speak it).
 --metrics serves Prometheus metrics at http://<address>/metrics (e.g. 127.0.0.1:9185;
 off unless given here or as `metrics: Some(\"127.0.0.1:9185\")` in the config file).
-With --config, SIGHUP rereads the file: new tunnels start, removed ones drain, changed
-ones take their new settings, unchanged ones keep every connection; a file that does
-not check out changes nothing. --check-config checks a file (and its keys) and exits.
+With --config, SIGHUP rereads the file (on Windows: sluiced --reload --config <the same
+file>, from the same logon session): new tunnels start, removed ones drain, changed ones
+take their new settings, unchanged ones keep every connection; a file that does not
+check out changes nothing. --check-config checks a file (and its keys) and exits.
+On Windows sluiced stays in the foreground (-p writes a pid file unless -F), stops on
+Ctrl+C, Ctrl+Break, the console closing or shutdown, and has no UNIX socket
+addresses, -u or --syslog.
 --far-end-setup/-check/-remove set up, check or take down the other end of a config's
 tunnel over ssh (the system's OpenSSH client, BatchMode; SLUICE_SSH_COMMAND replaces
 `ssh`): one line per step, exit status 0 only if every step succeeded.";
@@ -52,6 +57,8 @@ pub enum Invocation {
     Spipe(SpipeOptions),
     Run(RunOptions),
     CheckConfig(PathBuf),
+    /// `--reload --config FILE`: asks the sluiced running FILE to reread it (Windows).
+    Reload(PathBuf),
     FarEnd(FarEndOptions),
 }
 
@@ -267,6 +274,7 @@ struct Seen {
     service: Option<String>,
     metrics: Option<String>,
     check_config: Option<String>,
+    reload: bool,
 }
 
 fn set_flag(flag: &mut bool, name: &str) -> Result<(), String> {
@@ -315,6 +323,7 @@ pub fn parse(args: &[String]) -> Result<Invocation, String> {
                 "spipe" => set_flag(&mut seen.spipe, "--spipe")?,
                 "x25519" => set_flag(&mut seen.x25519, "--x25519")?,
                 "help" => set_flag(&mut seen.help, "--help")?,
+                "reload" => set_flag(&mut seen.reload, "--reload")?,
                 "version" => set_flag(&mut seen.version, "--version")?,
                 "config" => set_value(&mut seen.config, "--config", value("a config file")?)?,
                 "generate-key" => set_value(
@@ -425,6 +434,12 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
     if let Some(path) = seen.check_config {
         return Ok(Invocation::CheckConfig(PathBuf::from(path)));
     }
+    if seen.reload {
+        let config = seen
+            .config
+            .ok_or("--reload needs --config <the config file of the sluiced to reload>")?;
+        return Ok(Invocation::Reload(PathBuf::from(config)));
+    }
     if let Some((action, destination)) = seen.far_end {
         if seen.metrics.is_some() {
             return Err("--metrics does not apply to --far-end-*".into());
@@ -491,6 +506,8 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
         }));
     }
 
+    // Refused here, before any key is read: this system cannot honour them.
+    crate::platform::refuse_unsupported(seen.user.is_some(), seen.syslog)?;
     let pidfile_for = |default: Option<String>| seen.pidfile.clone().or(default).map(PathBuf::from);
     if let Some(config) = seen.config {
         for (given, name) in [
@@ -588,7 +605,7 @@ fn build(seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
         },
         foreground: seen.foreground,
         wait_for_dns: seen.wait_for_dns,
-        pidfile: pidfile_for(Some(format!("{source}.pid"))),
+        pidfile: pidfile_for(crate::platform::default_pid_file(&source)),
         user: seen.user,
         syslog: seen.syslog,
         verbose: seen.verbose,
@@ -610,9 +627,8 @@ fn far_end_options(
     }
     sluice_engine::check_ssh_destination(&destination).map_err(|e| e.to_string())?;
     if let Some(service) = &service {
-        service
-            .parse::<Address>()
-            .map_err(|e| format!("--service: {e}"))?;
+        // An address on the far end, a Unix server: a socket path is fine there.
+        Address::parse_remote(service).map_err(|e| format!("--service: {e}"))?;
     }
     Ok(Invocation::FarEnd(FarEndOptions {
         action,

@@ -1,23 +1,41 @@
 //! Everything in `sluiced` that depends on the operating system, in one place: forking into
-//! the background, syslog, waiting for SIGTERM/SIGINT (and SIGHUP), the pid file, dropping
-//! privileges, and the service manager's notification socket. A port to macOS or Windows touches this module and nothing else in sluiced.
+//! the background, syslog, waiting for a stop (SIGTERM/SIGINT; Windows: Ctrl+C, Ctrl+Break,
+//! the console closing, shutdown) and for a reload (SIGHUP; Windows: `sluiced --reload`
+//! through a named event), the pid file, dropping privileges, and the service manager's
+//! notification socket.
 //!
-//! `unix` is what runs (Linux and the BSDs/macOS alike). `unsupported`, for every other
-//! platform, is written but not built anywhere yet: each of its functions returns a clear
-//! "not supported on this platform yet" error, so a port starts from a build that works
-//! with `-F` and no `-u`/`--syslog`, and fills those in.
+//! `unix` runs on Linux (built and tested) and macOS (type-checked and linted, not run).
+//! `windows` is built, and runs under wine in CI: there is no fork (sluiced always stays in
+//! the foreground), no syslog and no `-u` (both refused when the command line is read),
+//! no systemd socket.
 
-use std::io::{self, Read, Write};
+#[cfg(unix)]
+use std::io::Read;
+use std::io::{self, Write};
 use std::path::PathBuf;
+
+/// What asks a running `sluiced --config` to reread its file, as its log names it.
+#[cfg(unix)]
+pub const RELOAD_REQUEST: &str = "SIGHUP";
+#[cfg(windows)]
+pub const RELOAD_REQUEST: &str = "sluiced --reload";
+
+/// How a new key file is kept from other users, as `--generate-key` says.
+#[cfg(unix)]
+pub const OWNER_ONLY: &str = "mode 0600";
+#[cfg(windows)]
+pub const OWNER_ONLY: &str = "an access list naming only you";
 
 #[cfg(unix)]
 pub use unix::{
-    NotifySocket, ReloadSignal, StopSignals, Syslog, daemonize, drop_privileges, monotonic_usec,
+    NotifySocket, ReloadSignal, StopSignals, Syslog, daemonize, default_pid_file,
+    drop_privileges, monotonic_usec, refuse_unsupported, request_reload,
     restore_default_stop_signals, write_pid_file,
 };
-#[cfg(not(unix))]
-pub use unsupported::{
-    NotifySocket, ReloadSignal, StopSignals, Syslog, daemonize, drop_privileges, monotonic_usec,
+#[cfg(windows)]
+pub use windows::{
+    NotifySocket, ReloadSignal, StopSignals, Syslog, daemonize, default_pid_file,
+    drop_privileges, monotonic_usec, refuse_unsupported, request_reload,
     restore_default_stop_signals, write_pid_file,
 };
 
@@ -33,16 +51,20 @@ pub enum Priority {
 /// privileges than it was asked to keep.
 #[derive(Debug, thiserror::Error)]
 pub enum PrivilegeError {
+    #[cfg(unix)]
     #[error("no user named {0:?}: check the name (getent passwd {0})")]
     NoSuchUser(String),
+    #[cfg(unix)]
     #[error("no group named {0:?}: check the name (getent group {0})")]
     NoSuchGroup(String),
+    #[cfg(unix)]
     #[error("looking up {what} {name:?} failed: {source}")]
     Lookup {
         what: &'static str,
         name: String,
         source: io::Error,
     },
+    #[cfg(unix)]
     #[error(
         "{call} failed: {source}; -u needs sluiced to start as root (or with CAP_SETUID and CAP_SETGID)"
     )]
@@ -50,8 +72,10 @@ pub enum PrivilegeError {
         call: &'static str,
         source: io::Error,
     },
-    #[cfg(not(unix))]
-    #[error("-u (switching to another user) is not supported on this platform yet")]
+    #[cfg(windows)]
+    #[error(
+        "-u (switching to another user) is not available on Windows: run sluiced as the account it should serve as"
+    )]
     Unsupported,
 }
 
@@ -83,6 +107,7 @@ impl StartupReport {
         StartupReport { pipe: None }
     }
 
+    #[cfg(unix)]
     fn to_parent(pipe: io::PipeWriter) -> StartupReport {
         StartupReport { pipe: Some(pipe) }
     }
@@ -102,6 +127,7 @@ impl StartupReport {
 }
 
 /// The parent's side of daemonizing: waits for the child's report and exits with it.
+#[cfg(unix)]
 fn exit_with_report_of_child(mut pipe: io::PipeReader) -> ! {
     let mut report = Vec::new();
     let _ = pipe.read_to_end(&mut report);
@@ -232,7 +258,9 @@ mod unix {
     pub struct ReloadSignal(Signal);
 
     impl ReloadSignal {
-        pub fn install() -> io::Result<ReloadSignal> {
+        /// Catches SIGHUP whether or not there is a config file to reread (without one,
+        /// a SIGHUP is logged as ignored, not fatal).
+        pub fn install(_config: Option<&Path>) -> io::Result<ReloadSignal> {
             signal(SignalKind::hangup()).map(ReloadSignal)
         }
 
@@ -306,6 +334,24 @@ mod unix {
             libc::signal(libc::SIGTERM, libc::SIG_DFL);
             libc::signal(libc::SIGINT, libc::SIG_DFL);
         }
+    }
+
+    /// Options this system cannot honour, refused when the command line is read: none.
+    pub fn refuse_unsupported(_user: bool, _syslog: bool) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// The pid file a daemon writes without `-p`: `SOURCE.pid`, as spiped does.
+    pub fn default_pid_file(source: &str) -> Option<String> {
+        Some(format!("{source}.pid"))
+    }
+
+    /// `sluiced --reload` is Windows' stand-in for SIGHUP; here SIGHUP itself is the way.
+    pub fn request_reload(config: &Path) -> Result<String, String> {
+        Err(format!(
+            "--reload is for Windows, which has no SIGHUP; here send SIGHUP to the sluiced running {}: kill -HUP $(cat PIDFILE), or systemctl reload",
+            config.display()
+        ))
     }
 
     /// Writes this process's id to `path` (mode 0644 if created), never through a symbolic
@@ -542,67 +588,238 @@ mod unix {
     }
 }
 
-#[cfg(not(unix))]
-mod unsupported {
-    use std::io;
+
+#[cfg(windows)]
+mod windows {
+    use std::fs::OpenOptions;
+    use std::io::{self, Write};
+    use std::os::windows::fs::OpenOptionsExt;
+    use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle, RawHandle};
     use std::path::Path;
+
+    use sha2::{Digest, Sha256};
+    use tokio::signal::windows::{CtrlBreak, CtrlC, CtrlClose, CtrlShutdown};
+    use windows_sys::Win32::Foundation::{
+        ERROR_FILE_NOT_FOUND, GetLastError, HANDLE, WAIT_OBJECT_0,
+    };
+    use windows_sys::Win32::Storage::FileSystem::FILE_FLAG_OPEN_REPARSE_POINT;
+    use windows_sys::Win32::System::Console::{
+        CTRL_BREAK_EVENT, CTRL_C_EVENT, SetConsoleCtrlHandler,
+    };
+    use windows_sys::Win32::System::Threading::{
+        CreateEventW, EVENT_MODIFY_STATE, ExitProcess, INFINITE, OpenEventW, SetEvent,
+        WaitForSingleObject,
+    };
 
     use super::{PidFileError, Priority, PrivilegeError, StartupReport};
 
-    fn unsupported(what: &str) -> io::Error {
-        io::Error::new(
-            io::ErrorKind::Unsupported,
-            format!("{what} is not supported on this platform yet"),
-        )
-    }
-
+    /// Windows has no fork: sluiced stays in the foreground whether or not `-F` was
+    /// given (`-F` then only means no pid file). Run it in the background with `start /b`,
+    /// or as a service through a service wrapper.
     pub fn daemonize() -> io::Result<StartupReport> {
-        Err(unsupported(
-            "running in the background (start sluiced with -F, under a service manager)",
-        ))
+        Ok(StartupReport::foreground())
     }
 
+    /// `-u` and `--syslog`, refused before anything starts: Windows has neither a user to
+    /// switch to after binding nor syslog.
+    pub fn refuse_unsupported(user: bool, syslog: bool) -> Result<(), String> {
+        if user {
+            return Err(PrivilegeError::Unsupported.to_string());
+        }
+        if syslog {
+            return Err("--syslog is not available on Windows, which has no syslog: sluiced logs to standard error; redirect it to a file, or let the service wrapper that runs sluiced keep it".to_owned());
+        }
+        Ok(())
+    }
+
+    /// No default pid file: spiped's `SOURCE.pid` (`[127.0.0.1]:8025.pid`) is no valid
+    /// Windows file name (a colon names a stream of a file). Give `-p` for one.
+    pub fn default_pid_file(_source: &str) -> Option<String> {
+        None
+    }
+
+    /// Never constructed: `--syslog` is refused when the command line is read.
     pub struct Syslog(());
 
     impl Syslog {
         pub fn open() -> io::Result<Syslog> {
-            Err(unsupported("--syslog"))
+            Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "--syslog is not available on Windows",
+            ))
         }
 
         pub fn write(&self, _priority: Priority, _message: &str) {}
     }
 
-    pub struct StopSignals(());
+    /// Ctrl+C and Ctrl+Break (a console, or a service wrapper stopping sluiced), the
+    /// console window closing, and the system shutting down. A user logging off is not a
+    /// stop: sluiced run as a service outlives the sessions of those who log on.
+    pub struct StopSignals {
+        c: CtrlC,
+        brk: CtrlBreak,
+        close: CtrlClose,
+        shutdown: CtrlShutdown,
+    }
 
     impl StopSignals {
         pub fn install() -> io::Result<StopSignals> {
-            Err(unsupported("waiting for a stop signal"))
+            use tokio::signal::windows;
+            Ok(StopSignals {
+                c: windows::ctrl_c()?,
+                brk: windows::ctrl_break()?,
+                close: windows::ctrl_close()?,
+                shutdown: windows::ctrl_shutdown()?,
+            })
         }
 
+        /// Waits for the next stop. For closing and shutdown, Windows ends the process a
+        /// few seconds after asking (tokio holds it that long), so the drain may be cut
+        /// short then.
         pub async fn next(&mut self) {
-            std::future::pending::<()>().await
+            tokio::select! {
+                _ = self.c.recv() => {}
+                _ = self.brk.recv() => {}
+                _ = self.close.recv() => {}
+                _ = self.shutdown.recv() => {}
+            }
         }
     }
 
-    pub fn restore_default_stop_signals() {}
+    /// After the first stop, a second Ctrl+C or Ctrl+Break ends the process at once, as a
+    /// second SIGTERM/SIGINT does on Unix. Handlers run last-added first; this one ends
+    /// the process before tokio's would take the event.
+    pub fn restore_default_stop_signals() {
+        unsafe extern "system" fn exit_now(event: u32) -> i32 {
+            if event == CTRL_C_EVENT || event == CTRL_BREAK_EVENT {
+                // SAFETY: ends this process, which is what a second stop asks for.
+                unsafe { ExitProcess(1) }
+            }
+            0
+        }
+        // SAFETY: adds a handler that lives as long as the program (a plain function).
+        unsafe {
+            SetConsoleCtrlHandler(Some(exit_now), 1);
+        }
+    }
 
-    pub struct ReloadSignal(());
+    /// The name of the event `sluiced --reload --config FILE` sets and the sluiced
+    /// running FILE waits on: in this logon session's namespace (`Local\`, so only the
+    /// same session's programs reach it), after a hash of the file's full path (case
+    /// folded: Windows paths are case-insensitive).
+    fn reload_event_name(config: &Path) -> io::Result<Vec<u16>> {
+        let full = std::fs::canonicalize(config)?;
+        let folded = full.to_string_lossy().to_lowercase();
+        let digest = Sha256::digest(folded.as_bytes());
+        let name = format!(
+            "Local\\org.sluice.sluiced.reload.{}",
+            sluice_engine::hex(&digest[..16])
+        );
+        Ok(name.encode_utf16().chain([0]).collect())
+    }
+
+    /// What Windows has instead of SIGHUP for `sluiced --config`: an event named after
+    /// the config file, which `sluiced --reload --config FILE` sets. A thread waits on it
+    /// and hands each setting to the daemon's loop.
+    pub struct ReloadSignal(Option<tokio::sync::mpsc::UnboundedReceiver<()>>);
 
     impl ReloadSignal {
-        pub fn install() -> io::Result<ReloadSignal> {
-            Err(unsupported("reloading on a signal"))
+        /// Creates the config's event (or opens it, if another sluiced runs the same
+        /// file: then one of them takes each reload); without a config file there is
+        /// nothing to wait for.
+        pub fn install(config: Option<&Path>) -> io::Result<ReloadSignal> {
+            let Some(config) = config else {
+                return Ok(ReloadSignal(None));
+            };
+            let name = reload_event_name(config)?;
+            // SAFETY: default security (this user and the system), auto-reset, not set,
+            // a NUL-terminated name; the handle is ours.
+            let event = unsafe { CreateEventW(std::ptr::null(), 0, 0, name.as_ptr()) };
+            if event.is_null() {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: a handle we own, closed when the waiting thread ends.
+            let event = unsafe { OwnedHandle::from_raw_handle(event as RawHandle) };
+            let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+            std::thread::Builder::new()
+                .name("sluiced-reload".into())
+                .spawn(move || {
+                    loop {
+                        // SAFETY: an open event handle; waiting changes nothing else.
+                        let woke = unsafe {
+                            WaitForSingleObject(event.as_raw_handle() as HANDLE, INFINITE)
+                        };
+                        if woke != WAIT_OBJECT_0 || sender.send(()).is_err() {
+                            return;
+                        }
+                    }
+                })?;
+            Ok(ReloadSignal(Some(receiver)))
         }
 
+        /// Waits for the next `sluiced --reload`.
         pub async fn next(&mut self) {
-            std::future::pending::<()>().await
+            let arrived = match &mut self.0 {
+                Some(receiver) => receiver.recv().await.is_some(),
+                None => false,
+            };
+            if !arrived {
+                // No config, or the waiting thread ended: no reload will come.
+                self.0 = None;
+                std::future::pending::<()>().await;
+            }
         }
     }
 
+    /// `sluiced --reload --config FILE`: sets the event of the sluiced running FILE. What
+    /// the reload did, that sluiced logs.
+    pub fn request_reload(config: &Path) -> Result<String, String> {
+        let name = reload_event_name(config)
+            .map_err(|e| format!("--reload: cannot read config file {}: {e}", config.display()))?;
+        // SAFETY: a NUL-terminated name; the handle, if any, is ours.
+        let event = unsafe { OpenEventW(EVENT_MODIFY_STATE, 0, name.as_ptr()) };
+        if event.is_null() {
+            // SAFETY: reads this thread's last error, nothing else.
+            let error = unsafe { GetLastError() };
+            return Err(if error == ERROR_FILE_NOT_FOUND {
+                format!(
+                    "--reload: no sluiced is running {} in this session: start one with sluiced --config {}",
+                    config.display(),
+                    config.display()
+                )
+            } else {
+                format!(
+                    "--reload: cannot reach the sluiced running {}: {}",
+                    config.display(),
+                    io::Error::from_raw_os_error(error as i32)
+                )
+            });
+        }
+        // SAFETY: a handle we own, closed on drop.
+        let event = unsafe { OwnedHandle::from_raw_handle(event as RawHandle) };
+        // SAFETY: an open event handle with the right to set it.
+        if unsafe { SetEvent(event.as_raw_handle() as HANDLE) } == 0 {
+            return Err(format!(
+                "--reload: cannot signal the sluiced running {}: {}",
+                config.display(),
+                io::Error::last_os_error()
+            ));
+        }
+        Ok(format!(
+            "asked the sluiced running {} to reread it; its log says what changed",
+            config.display()
+        ))
+    }
+
+    /// Never constructed: systemd's notification socket does not exist on Windows.
     pub struct NotifySocket(());
 
     impl NotifySocket {
         pub fn open(_value: &std::ffi::OsStr) -> io::Result<NotifySocket> {
-            Err(unsupported("a service manager's notification socket"))
+            Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "NOTIFY_SOCKET is systemd's, which Windows does not have",
+            ))
         }
 
         pub fn send(&self, _message: &str) -> io::Result<()> {
@@ -610,18 +827,88 @@ mod unsupported {
         }
     }
 
+    /// Only ever sent through a [`NotifySocket`], which Windows never has.
     pub fn monotonic_usec() -> u64 {
         0
     }
 
+    /// Writes this process's id to `path`, never through a symbolic link or junction: one
+    /// at the path is refused, and the file is opened as itself (not what a link raced in
+    /// would point at), so whatever such a link names is left untouched.
     pub fn write_pid_file(path: &Path) -> Result<(), PidFileError> {
-        Err(PidFileError::Io {
+        let io_error = |source| PidFileError::Io {
             path: path.to_owned(),
-            source: unsupported("a pid file"),
-        })
+            source,
+        };
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(PidFileError::Symlink(path.to_owned()));
+        }
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT)
+            .open(path)
+            .map_err(io_error)?;
+        let meta = file.metadata().map_err(io_error)?;
+        if meta.file_type().is_symlink() {
+            return Err(PidFileError::Symlink(path.to_owned()));
+        }
+        if !meta.is_file() {
+            return Err(PidFileError::NotAFile(path.to_owned()));
+        }
+        file.set_len(0).map_err(io_error)?;
+        file.write_all(format!("{}\r\n", std::process::id()).as_bytes())
+            .map_err(io_error)
     }
 
+    /// Never reached: `-u` is refused when the command line is read.
     pub fn drop_privileges(_spec: &str) -> Result<(), PrivilegeError> {
         Err(PrivilegeError::Unsupported)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        /// `sluiced --reload --config FILE` reaches the sluiced that runs FILE, whichever
+        /// way FILE is written, and no other.
+        #[tokio::test]
+        async fn a_reload_request_reaches_the_sluiced_running_that_config() {
+            let dir = tempfile::tempdir().unwrap();
+            let config = dir.path().join("tunnels.ron");
+            let other = dir.path().join("other.ron");
+            std::fs::write(&config, "").unwrap();
+            std::fs::write(&other, "").unwrap();
+            assert!(request_reload(&config).unwrap_err().contains("no sluiced is running"));
+
+            let mut reload = ReloadSignal::install(Some(&config)).unwrap();
+            let upper = dir.path().join("TUNNELS.RON");
+            request_reload(&upper).unwrap();
+            tokio::time::timeout(std::time::Duration::from_secs(10), reload.next())
+                .await
+                .expect("the reload request arrives");
+            assert!(request_reload(&other).is_err(), "another file's sluiced");
+        }
+
+        #[test]
+        fn user_switching_and_syslog_are_refused_by_name() {
+            assert!(refuse_unsupported(true, false).unwrap_err().contains("-u"));
+            assert!(refuse_unsupported(false, true).unwrap_err().contains("--syslog"));
+            assert!(refuse_unsupported(false, false).is_ok());
+        }
+
+        #[test]
+        fn the_pid_file_is_written_and_a_link_refused() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("sluiced.pid");
+            write_pid_file(&path).unwrap();
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert_eq!(text.trim(), std::process::id().to_string());
+            assert!(matches!(
+                write_pid_file(dir.path()),
+                Err(PidFileError::NotAFile(_) | PidFileError::Io { .. })
+            ));
+        }
     }
 }
