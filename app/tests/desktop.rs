@@ -6,6 +6,10 @@
 //! recovery is told too. Tunnel names reach a server that reads markup escaped, as
 //! dbus-monitor sees them on the bus.
 
+// Unix only: these tests use the test kit's sockets and processes. The app is built
+// for Windows and macOS, not run there.
+#![cfg(unix)]
+
 mod support;
 
 use std::collections::HashMap;

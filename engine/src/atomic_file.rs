@@ -97,6 +97,7 @@ fn create_temp(dir: &Path, file_name: &OsStr) -> io::Result<(PathBuf, File)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(unix)]
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     fn names_in(dir: &Path) -> Vec<String> {
@@ -114,13 +115,16 @@ mod tests {
         let path = dir.path().join("nested/dirs/file.txt");
         write_atomic(&path, b"first").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"first");
+        #[cfg(unix)]
         assert_eq!(
             fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
+        #[cfg(unix)]
         let inode_before = fs::metadata(&path).unwrap().ino();
         write_atomic(&path, b"second").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"second");
+        #[cfg(unix)]
         assert_ne!(inode_before, fs::metadata(&path).unwrap().ino());
         assert_eq!(names_in(path.parent().unwrap()), ["file.txt"]);
     }

@@ -515,6 +515,7 @@ mod tests {
             let p = dir.path().join(name);
             let bytes: Vec<u8> = (0..len).map(|i| (i * 13 % 251) as u8).collect();
             std::fs::write(&p, &bytes).unwrap();
+            #[cfg(unix)]
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
             (p, bytes)
         };
@@ -535,9 +536,12 @@ mod tests {
         );
 
         // A device that never ends: refused after 1 MiB instead of filling memory.
-        let err = read_keyfile(Path::new("/dev/zero")).unwrap_err();
-        assert!(matches!(&err, KeyfileError::TooLarge(p) if p == Path::new("/dev/zero")));
-        assert!(err.to_string().contains("/dev/zero"), "{err}");
+        #[cfg(unix)]
+        {
+            let err = read_keyfile(Path::new("/dev/zero")).unwrap_err();
+            assert!(matches!(&err, KeyfileError::TooLarge(p) if p == Path::new("/dev/zero")));
+            assert!(err.to_string().contains("/dev/zero"), "{err}");
+        }
     }
 
     #[test]

@@ -176,6 +176,19 @@ pub fn is_resource_exhaustion(e: &io::Error) -> bool {
     }
 }
 
+/// Whether a listening socket takes SO_REUSEADDR. On Unix it lets a restarted daemon bind
+/// while the old connections linger in TIME_WAIT. On Windows it would let another program
+/// bind the same port alongside (and take connections meant for the tunnel), and
+/// TIME_WAIT does not block a listener there anyway.
+pub const REUSE_LISTEN_ADDRESS: bool = cfg!(unix);
+
+/// What to check when the system refuses to let a program listen on an address.
+#[cfg(unix)]
+pub const LISTEN_DENIED_HINT: &str =
+    "ports below 1024 need administrator rights, and socket paths need a writable directory";
+#[cfg(not(unix))]
+pub const LISTEN_DENIED_HINT: &str = "another program holds the port for itself, or the system reserves it (netsh interface ipv4 show excludedportrange protocol=tcp lists the reserved ranges)";
+
 /// How many connections wait in a listening TCP socket's accept queue (the kernel's
 /// completed handshakes not yet accepted). Linux reports it in `TCP_INFO` of the listening
 /// socket; elsewhere the number is unknown.
@@ -327,6 +340,13 @@ impl ProcessGroup {
     }
 }
 
+/// Tests only: adds an entry to the file's access list letting Everyone read it, as a
+/// careless `icacls FILE /grant Everyone:R` would.
+#[cfg(all(test, windows))]
+pub fn grant_everyone_read(path: &Path) -> io::Result<()> {
+    windows::grant_everyone_read(path)
+}
+
 /// The Windows calls behind the functions above.
 #[cfg(windows)]
 mod windows {
@@ -341,22 +361,23 @@ mod windows {
         ERROR_ACCESS_DENIED, ERROR_SUCCESS, GENERIC_ALL, GENERIC_READ, HANDLE, LocalFree,
         STILL_ACTIVE,
     };
-    use windows_sys::Win32::Security::Authorization::{
-        GetNamedSecurityInfoW, SE_FILE_OBJECT, SetSecurityInfo,
-    };
+    use windows_sys::Win32::Security::Authorization::{GetNamedSecurityInfoW, SE_FILE_OBJECT};
     use windows_sys::Win32::Security::{
         ACCESS_ALLOWED_ACE, ACL, ACL_REVISION, AddAccessAllowedAce, CreateWellKnownSid,
         DACL_SECURITY_INFORMATION, EqualSid, GetAce, GetLengthSid, GetTokenInformation,
-        INHERIT_ONLY_ACE, InitializeAcl, PROTECTED_DACL_SECURITY_INFORMATION,
-        SECURITY_MAX_SID_SIZE, TOKEN_QUERY, TOKEN_USER, TokenUser, WELL_KNOWN_SID_TYPE,
-        WinAnonymousSid, WinAuthenticatedUserSid, WinBuiltinGuestsSid, WinBuiltinUsersSid,
-        WinInteractiveSid, WinNetworkSid, WinWorldSid,
+        INHERIT_ONLY_ACE, InitializeAcl, InitializeSecurityDescriptor, PSECURITY_DESCRIPTOR,
+        SE_DACL_PROTECTED, SECURITY_MAX_SID_SIZE, SetKernelObjectSecurity,
+        SetSecurityDescriptorControl, SetSecurityDescriptorDacl, TOKEN_QUERY, TOKEN_USER,
+        TokenUser, WELL_KNOWN_SID_TYPE, WinAnonymousSid, WinAuthenticatedUserSid,
+        WinBuiltinGuestsSid, WinBuiltinUsersSid, WinInteractiveSid, WinNetworkSid, WinWorldSid,
+    };
+    use windows_sys::Win32::System::SystemServices::{
+        ACCESS_ALLOWED_ACE_TYPE, SECURITY_DESCRIPTOR_REVISION,
     };
     use windows_sys::Win32::Storage::FileSystem::{FILE_ALL_ACCESS, FILE_READ_DATA};
     use windows_sys::Win32::System::JobObjects::{
         AssignProcessToJobObject, CreateJobObjectW, TerminateJobObject,
     };
-    use windows_sys::Win32::System::SystemServices::ACCESS_ALLOWED_ACE_TYPE;
     use windows_sys::Win32::System::Threading::{
         GetCurrentProcess, GetExitCodeProcess, OpenProcess, OpenProcessToken,
         PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_TERMINATE, TerminateProcess,
@@ -414,37 +435,82 @@ mod windows {
     /// Replaces the file's access list with one entry: full control for the current
     /// user; protected, so nothing is inherited from the directory.
     pub fn restrict_to_owner(file: &File) -> io::Result<()> {
-        let mut sid = current_user_sid()?;
-        // An ACL header, one ACCESS_ALLOWED_ACE and the SID, in u32 units for alignment.
-        let len = std::mem::size_of::<ACL>() + std::mem::size_of::<ACCESS_ALLOWED_ACE>()
-            - std::mem::size_of::<u32>()
-            + sid.len();
+        let mut user = current_user_sid()?;
+        set_access_list(&mut [(&mut user, FILE_ALL_ACCESS)], |descriptor| {
+            // SAFETY: an open handle (opened with WRITE_DAC) and a valid descriptor.
+            unsafe { SetKernelObjectSecurity(file.as_raw_handle(), DACL_SECURITY_INFORMATION, descriptor) }
+        })
+    }
+
+    /// Builds a protected access list allowing each SID its rights, wraps it in an
+    /// absolute security descriptor and hands that to `apply` (which returns a BOOL).
+    /// SetKernelObjectSecurity and SetFileSecurityW take such a descriptor the same way
+    /// on Windows and under wine (whose SetSecurityInfo loses the list on files).
+    fn set_access_list(
+        entries: &mut [(&mut Vec<u8>, u32)],
+        apply: impl FnOnce(PSECURITY_DESCRIPTOR) -> i32,
+    ) -> io::Result<()> {
+        // An ACL header, then per entry an ACCESS_ALLOWED_ACE (whose last u32 is the
+        // SID's start) and the SID; in u32 units for alignment.
+        let len = std::mem::size_of::<ACL>()
+            + entries
+                .iter()
+                .map(|(sid, _)| std::mem::size_of::<ACCESS_ALLOWED_ACE>() - 4 + sid.len())
+                .sum::<usize>();
         let mut acl = vec![0u32; len.div_ceil(4)];
         let acl_len = u32::try_from(acl.len() * 4).map_err(io::Error::other)?;
         let acl_ptr = acl.as_mut_ptr().cast::<ACL>();
-        // SAFETY: the buffer holds `acl_len` bytes, enough for the header, one entry and
-        // the SID; every pointer is valid for the calls.
+        // Room for an absolute SECURITY_DESCRIPTOR (40 bytes on 64-bit systems).
+        let mut descriptor = [0u64; 8];
+        let descriptor_ptr: PSECURITY_DESCRIPTOR = descriptor.as_mut_ptr().cast();
+        // SAFETY: the buffers hold what the calls write (the list is sized above); the
+        // descriptor points at the list, which outlives `apply`.
         unsafe {
-            if InitializeAcl(acl_ptr, acl_len, ACL_REVISION) == 0
-                || AddAccessAllowedAce(acl_ptr, ACL_REVISION, FILE_ALL_ACCESS, sid.as_mut_ptr().cast())
+            if InitializeAcl(acl_ptr, acl_len, ACL_REVISION) == 0 {
+                return Err(io::Error::last_os_error());
+            }
+            for (sid, rights) in entries.iter_mut() {
+                if AddAccessAllowedAce(acl_ptr, ACL_REVISION, *rights, sid.as_mut_ptr().cast()) == 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            if InitializeSecurityDescriptor(descriptor_ptr, SECURITY_DESCRIPTOR_REVISION) == 0
+                || SetSecurityDescriptorDacl(descriptor_ptr, 1, acl_ptr, 0) == 0
+                || SetSecurityDescriptorControl(descriptor_ptr, SE_DACL_PROTECTED, SE_DACL_PROTECTED)
                     == 0
             {
                 return Err(io::Error::last_os_error());
             }
-            let status = SetSecurityInfo(
-                file.as_raw_handle(),
-                SE_FILE_OBJECT,
-                DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION,
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                acl_ptr,
-                std::ptr::null(),
-            );
-            if status != ERROR_SUCCESS {
-                return Err(io::Error::from_raw_os_error(status as i32));
-            }
+        }
+        if apply(descriptor_ptr) == 0 {
+            return Err(io::Error::last_os_error());
         }
         Ok(())
+    }
+
+    /// Tests only: the file's access list becomes the current user's full control plus
+    /// Everyone's read.
+    #[cfg(test)]
+    pub fn grant_everyone_read(path: &Path) -> io::Result<()> {
+        use windows_sys::Win32::Security::SetFileSecurityW;
+        use windows_sys::Win32::Storage::FileSystem::FILE_GENERIC_READ;
+        let mut user = current_user_sid()?;
+        let mut everyone = vec![0u8; SECURITY_MAX_SID_SIZE as usize];
+        let mut len = SECURITY_MAX_SID_SIZE;
+        // SAFETY: the buffer holds the largest SID there is.
+        if unsafe {
+            CreateWellKnownSid(WinWorldSid, std::ptr::null_mut(), everyone.as_mut_ptr().cast(), &mut len)
+        } == 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        everyone.truncate(len as usize);
+        let wide: Vec<u16> = path.as_os_str().encode_wide().chain([0]).collect();
+        set_access_list(
+            &mut [(&mut user, FILE_ALL_ACCESS), (&mut everyone, FILE_GENERIC_READ)],
+            // SAFETY: a NUL-terminated path and a valid descriptor.
+            |descriptor| unsafe { SetFileSecurityW(wide.as_ptr(), DACL_SECURITY_INFORMATION, descriptor) },
+        )
     }
 
     /// The broad groups whose reading a key file is a warning, with the names shown.

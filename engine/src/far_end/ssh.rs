@@ -537,6 +537,7 @@ HostName not-an-alias
         assert_eq!(out.diagnostics(), "Welcome!; home=/evil");
     }
 
+    #[cfg(unix)]
     /// A stand-in for ssh: `sh -c SCRIPT`, which ignores the ssh options appended to it.
     fn fake(script: &str, limit: Duration) -> SshClient {
         let mut c = SshClient::new(
@@ -548,6 +549,7 @@ HostName not-an-alias
         c
     }
 
+    #[cfg(unix)]
     fn key_input(bytes: &[u8]) -> Option<Input<'_>> {
         Some(Input {
             what: "the key",
@@ -555,6 +557,7 @@ HostName not-an-alias
         })
     }
 
+    #[cfg(unix)]
     /// Runs `client` and checks it was stopped at its limit, in `stage`.
     fn assert_stopped(client: &SshClient, input: Option<Input<'_>>, stage: SshStage) {
         let started = Instant::now();
@@ -582,6 +585,8 @@ HostName not-an-alias
         );
     }
 
+    // Unix only: the stand-in for ssh is sh.
+    #[cfg(unix)]
     #[test]
     fn the_limit_covers_writing_the_input_to_a_far_end_that_never_reads_it() {
         // More than a pipe holds, so the write blocks for as long as nobody reads.
@@ -600,6 +605,8 @@ HostName not-an-alias
         );
     }
 
+    // Unix only: the stand-in for ssh is sh.
+    #[cfg(unix)]
     #[test]
     fn the_limit_covers_a_command_that_does_not_end() {
         // The input fits the pipe's buffer, so writing it is done at once.
@@ -608,12 +615,16 @@ HostName not-an-alias
         assert_stopped(&client, None, SshStage::Running);
     }
 
+    // Unix only: the stand-in for ssh is sh.
+    #[cfg(unix)]
     #[test]
     fn the_limit_covers_an_ssh_that_does_not_exit() {
         let client = fake("exec >/dev/null 2>&1; sleep 30", Duration::from_secs(2));
         assert_stopped(&client, None, SshStage::Exiting);
     }
 
+    // Unix only: the stand-in for ssh is sh.
+    #[cfg(unix)]
     #[test]
     fn input_is_delivered_whole_and_closed() {
         let key: Vec<u8> = (0..=255u8).cycle().take(3 << 20).collect();

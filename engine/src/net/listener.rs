@@ -139,7 +139,9 @@ fn bind_tcp(addr: std::net::SocketAddr) -> io::Result<Listener> {
     } else {
         TcpSocket::new_v6()?
     };
-    socket.set_reuseaddr(true)?;
+    if crate::platform::REUSE_LISTEN_ADDRESS {
+        socket.set_reuseaddr(true)?;
+    }
     socket.bind(addr)?;
     Ok(Listener::Tcp(socket.listen(BACKLOG)?))
 }
@@ -189,7 +191,7 @@ fn classify_bind_error(address: &str, e: io::Error) -> ListenError {
         io::ErrorKind::AddrInUse => ListenError::InUse { address },
         io::ErrorKind::PermissionDenied => ListenError::PermissionDenied {
             address,
-            hint: "ports below 1024 need administrator rights, and socket paths need a writable directory",
+            hint: crate::platform::LISTEN_DENIED_HINT,
         },
         io::ErrorKind::AddrNotAvailable => ListenError::Io {
             address,
@@ -262,6 +264,16 @@ mod tests {
         assert!(matches!(err, ListenError::NotASocket { .. }), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), b"precious");
         let _ = std::fs::remove_file(&path);
+    }
+
+    #[cfg(not(unix))]
+    #[tokio::test]
+    async fn unix_socket_addresses_are_refused_in_words() {
+        let err = Listener::bind_with(&Address::Unix("/run/x.sock".into()), &SystemResolver)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ListenError::UnixSocketsUnsupported { .. }), "{err}");
+        assert!(err.to_string().contains("host:port"), "{err}");
     }
 
     #[tokio::test]

@@ -707,15 +707,17 @@ mod tests {
         assert_eq!(f.reresolve, Some(Duration::from_secs(60)));
         assert_eq!(f.forward_secrecy, ForwardSecrecy::Enabled);
         assert!(!options.foreground);
-        assert_eq!(
-            options.pidfile.as_deref(),
-            Some(Path::new("[127.0.0.1]:8025.pid"))
-        );
+        // Windows: no default pid file (a colon cannot be in a file name there).
+        let pidfile = cfg!(unix).then_some(Path::new("[127.0.0.1]:8025.pid"));
+        assert_eq!(options.pidfile.as_deref(), pidfile);
     }
 
     #[test]
     fn clusters_and_attached_values() {
-        let options = run_options("-dFj -g -n0 -o 0.5 -R -s /tmp/x.sock -t [::1]:80 -k -");
+        let source = if cfg!(unix) { "/tmp/x.sock" } else { "[::1]:81" };
+        let options = run_options(&format!(
+            "-dFj -g -n0 -o 0.5 -R -s {source} -t [::1]:80 -k -"
+        ));
         let f = flags(&options);
         assert_eq!(f.mode, Mode::Decrypt);
         assert!(options.foreground && !f.keepalive);
@@ -724,6 +726,31 @@ mod tests {
         assert_eq!(f.reresolve, None);
         assert_eq!(f.forward_secrecy, ForwardSecrecy::Required);
         assert_eq!(key_path(&options), Path::new("-"));
+    }
+
+    /// Windows: what cannot work there is refused by name before anything starts.
+    #[cfg(windows)]
+    #[test]
+    fn windows_refuses_unix_sockets_user_switching_and_syslog() {
+        for (line, expect) in [
+            ("-e -s /run/x.sock -t [::1]:2 -k k", "no UNIX-domain sockets"),
+            ("-d -s [::1]:1 -t /run/x.sock -k k", "no UNIX-domain sockets"),
+            ("-e -s [::1]:1 -t [::1]:2 -k k -u nobody", "-u"),
+            ("-e -s [::1]:1 -t [::1]:2 -k k --syslog", "--syslog"),
+            ("--config c.ron --syslog", "--syslog"),
+            ("--reload", "--reload needs --config"),
+        ] {
+            match parse(&args(line)) {
+                Err(e) => assert!(e.contains(expect), "{line}: {e}"),
+                Ok(_) => panic!("{line}: accepted"),
+            }
+        }
+        // -D only retries name look-ups, which Windows has too.
+        assert!(run_options("-e -D -s [::1]:1 -t [::1]:2 -k k").wait_for_dns);
+        assert!(matches!(
+            parse(&args("--reload --config c.ron")),
+            Ok(Invocation::Reload(_))
+        ));
     }
 
     #[test]
