@@ -38,7 +38,7 @@ Sluice with --x25519 (stock spiped cannot speak it).
 --metrics serves Prometheus metrics at http://<address>/metrics (e.g. 127.0.0.1:9185;
 off unless given here or as `metrics: Some(\"127.0.0.1:9185\")` in the config file).
 With --config, SIGHUP rereads the file (on Windows: sluiced --reload --config <the same
-file>, from the same logon session): new tunnels start, removed ones drain, changed ones
+file>, as the same user or an administrator): new tunnels start, removed ones drain, changed ones
 take their new settings, unchanged ones keep every connection; a file that does not
 check out changes nothing. --check-config checks a file (and its keys) and exits.
 On Windows sluiced stays in the foreground (-p writes a pid file unless -F), stops on

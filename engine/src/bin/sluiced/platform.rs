@@ -600,7 +600,7 @@ mod windows {
     use sha2::{Digest, Sha256};
     use tokio::signal::windows::{CtrlBreak, CtrlC, CtrlClose, CtrlShutdown};
     use windows_sys::Win32::Foundation::{
-        ERROR_FILE_NOT_FOUND, GetLastError, HANDLE, WAIT_OBJECT_0,
+        ERROR_FILE_NOT_FOUND, GetLastError, HANDLE, LocalFree, WAIT_OBJECT_0,
     };
     use windows_sys::Win32::Storage::FileSystem::FILE_FLAG_OPEN_REPARSE_POINT;
     use windows_sys::Win32::System::Console::{
@@ -703,19 +703,120 @@ mod windows {
         }
     }
 
+    /// The namespaces a reload event may live in, tried in this order: `Global\` where
+    /// sluiced may create objects there (a service, or an administrator), so that a
+    /// prompt in another session reaches it; else `Local\`, this logon session's.
+    const NAMESPACES: [&str; 2] = ["Global", "Local"];
+
     /// The name of the event `sluiced --reload --config FILE` sets and the sluiced
-    /// running FILE waits on: in this logon session's namespace (`Local\`, so only the
-    /// same session's programs reach it), after a hash of the file's full path (case
+    /// running FILE waits on, in `namespace`: after a hash of the file's full path (case
     /// folded: Windows paths are case-insensitive).
-    fn reload_event_name(config: &Path) -> io::Result<Vec<u16>> {
+    fn reload_event_name(namespace: &str, config: &Path) -> io::Result<Vec<u16>> {
         let full = std::fs::canonicalize(config)?;
         let folded = full.to_string_lossy().to_lowercase();
         let digest = Sha256::digest(folded.as_bytes());
         let name = format!(
-            "Local\\org.sluice.sluiced.reload.{}",
+            "{namespace}\\org.sluice.sluiced.reload.{}",
             sluice_engine::hex(&digest[..16])
         );
         Ok(name.encode_utf16().chain([0]).collect())
+    }
+
+    /// The user this process runs as, as an SDDL SID string (S-1-5-...).
+    fn our_sid_string() -> io::Result<String> {
+        use windows_sys::Win32::Security::Authorization::ConvertSidToStringSidW;
+        use windows_sys::Win32::Security::{GetTokenInformation, TOKEN_QUERY, TOKEN_USER, TokenUser};
+        use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
+        let mut token: HANDLE = std::ptr::null_mut();
+        // SAFETY: the pseudo-handle of this process; `token` receives a handle we own.
+        if unsafe { OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &mut token) } == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a handle the call just returned, closed on drop.
+        let token = unsafe { OwnedHandle::from_raw_handle(token as RawHandle) };
+        let mut buffer = vec![0u64; 64];
+        let mut needed = 0u32;
+        // SAFETY: 512 bytes hold a TOKEN_USER and its SID.
+        if unsafe {
+            GetTokenInformation(
+                token.as_raw_handle() as HANDLE,
+                TokenUser,
+                buffer.as_mut_ptr().cast(),
+                512,
+                &mut needed,
+            )
+        } == 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the call filled a TOKEN_USER whose SID points into `buffer`.
+        let sid = unsafe { (*buffer.as_ptr().cast::<TOKEN_USER>()).User.Sid };
+        let mut text: *mut u16 = std::ptr::null_mut();
+        // SAFETY: a valid SID; the string is allocated for us and freed below.
+        if unsafe { ConvertSidToStringSidW(sid, &mut text) } == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a NUL-terminated string from the call, `len` characters long.
+        let len = (0..).take_while(|&i| unsafe { *text.add(i) } != 0).count();
+        // SAFETY: as above.
+        let string = String::from_utf16_lossy(unsafe { std::slice::from_raw_parts(text, len) });
+        // SAFETY: allocated by ConvertSidToStringSidW for us to free.
+        unsafe { LocalFree(text.cast()) };
+        Ok(string)
+    }
+
+    /// Creates the reload event in the first namespace that lets us, with an access list
+    /// that lets the system, administrators and the user who started sluiced set it
+    /// (a service's default list would keep administrators out).
+    fn create_reload_event(config: &Path) -> io::Result<OwnedHandle> {
+        use windows_sys::Win32::Security::Authorization::{
+            ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
+        };
+        use windows_sys::Win32::Security::SECURITY_ATTRIBUTES;
+        let sddl: Vec<u16> = format!("D:P(A;;GA;;;SY)(A;;GA;;;BA)(A;;GA;;;{})", our_sid_string()?)
+            .encode_utf16()
+            .chain([0])
+            .collect();
+        let mut descriptor = std::ptr::null_mut();
+        // SAFETY: a NUL-terminated SDDL string; the descriptor is freed below.
+        if unsafe {
+            ConvertStringSecurityDescriptorToSecurityDescriptorW(
+                sddl.as_ptr(),
+                SDDL_REVISION_1,
+                &mut descriptor,
+                std::ptr::null_mut(),
+            )
+        } == 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        let attributes = SECURITY_ATTRIBUTES {
+            nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
+            lpSecurityDescriptor: descriptor,
+            bInheritHandle: 0,
+        };
+        let mut result = Err(io::Error::from(io::ErrorKind::NotFound));
+        for namespace in NAMESPACES {
+            let name = match reload_event_name(namespace, config) {
+                Ok(name) => name,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
+            // SAFETY: valid attributes, auto-reset, not set, a NUL-terminated name.
+            let event = unsafe { CreateEventW(&attributes, 0, 0, name.as_ptr()) };
+            if !event.is_null() {
+                // SAFETY: a handle we own, closed on drop.
+                result = Ok(unsafe { OwnedHandle::from_raw_handle(event as RawHandle) });
+                break;
+            }
+            // Global\ needs SeCreateGlobalPrivilege: try the session's namespace next.
+            result = Err(io::Error::last_os_error());
+        }
+        // SAFETY: allocated by the conversion above for us to free.
+        unsafe { LocalFree(descriptor) };
+        result
     }
 
     /// What Windows has instead of SIGHUP for `sluiced --config`: an event named after
@@ -731,15 +832,7 @@ mod windows {
             let Some(config) = config else {
                 return Ok(ReloadSignal(None));
             };
-            let name = reload_event_name(config)?;
-            // SAFETY: default security (this user and the system), auto-reset, not set,
-            // a NUL-terminated name; the handle is ours.
-            let event = unsafe { CreateEventW(std::ptr::null(), 0, 0, name.as_ptr()) };
-            if event.is_null() {
-                return Err(io::Error::last_os_error());
-            }
-            // SAFETY: a handle we own, closed when the waiting thread ends.
-            let event = unsafe { OwnedHandle::from_raw_handle(event as RawHandle) };
+            let event = create_reload_event(config)?;
             let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
             std::thread::Builder::new()
                 .name("sluiced-reload".into())
@@ -771,44 +864,51 @@ mod windows {
         }
     }
 
-    /// `sluiced --reload --config FILE`: sets the event of the sluiced running FILE. What
-    /// the reload did, that sluiced logs.
+    /// `sluiced --reload --config FILE`: sets the event of the sluiced running FILE (a
+    /// service's, in the global namespace, or one in this session). What the reload did,
+    /// that sluiced logs.
     pub fn request_reload(config: &Path) -> Result<String, String> {
-        let name = reload_event_name(config)
-            .map_err(|e| format!("--reload: cannot read config file {}: {e}", config.display()))?;
-        // SAFETY: a NUL-terminated name; the handle, if any, is ours.
-        let event = unsafe { OpenEventW(EVENT_MODIFY_STATE, 0, name.as_ptr()) };
-        if event.is_null() {
-            // SAFETY: reads this thread's last error, nothing else.
-            let error = unsafe { GetLastError() };
-            return Err(if error == ERROR_FILE_NOT_FOUND {
-                format!(
-                    "--reload: no sluiced is running {} in this session: start one with sluiced --config {}",
+        let mut denied = None;
+        for namespace in NAMESPACES {
+            let name = reload_event_name(namespace, config).map_err(|e| {
+                format!("--reload: cannot read config file {}: {e}", config.display())
+            })?;
+            // SAFETY: a NUL-terminated name; the handle, if any, is ours.
+            let event = unsafe { OpenEventW(EVENT_MODIFY_STATE, 0, name.as_ptr()) };
+            if event.is_null() {
+                // SAFETY: reads this thread's last error, nothing else.
+                let error = unsafe { GetLastError() };
+                if error != ERROR_FILE_NOT_FOUND {
+                    denied = Some(io::Error::from_raw_os_error(error as i32));
+                }
+                continue;
+            }
+            // SAFETY: a handle we own, closed on drop.
+            let event = unsafe { OwnedHandle::from_raw_handle(event as RawHandle) };
+            // SAFETY: an open event handle with the right to set it.
+            if unsafe { SetEvent(event.as_raw_handle() as HANDLE) } == 0 {
+                return Err(format!(
+                    "--reload: cannot signal the sluiced running {}: {}",
                     config.display(),
-                    config.display()
-                )
-            } else {
-                format!(
-                    "--reload: cannot reach the sluiced running {}: {}",
-                    config.display(),
-                    io::Error::from_raw_os_error(error as i32)
-                )
-            });
-        }
-        // SAFETY: a handle we own, closed on drop.
-        let event = unsafe { OwnedHandle::from_raw_handle(event as RawHandle) };
-        // SAFETY: an open event handle with the right to set it.
-        if unsafe { SetEvent(event.as_raw_handle() as HANDLE) } == 0 {
-            return Err(format!(
-                "--reload: cannot signal the sluiced running {}: {}",
-                config.display(),
-                io::Error::last_os_error()
+                    io::Error::last_os_error()
+                ));
+            }
+            return Ok(format!(
+                "asked the sluiced running {} to reread it; its log says what changed",
+                config.display()
             ));
         }
-        Ok(format!(
-            "asked the sluiced running {} to reread it; its log says what changed",
-            config.display()
-        ))
+        Err(match denied {
+            Some(e) => format!(
+                "--reload: cannot reach the sluiced running {} ({e}): run this as the user who started it, or as an administrator",
+                config.display()
+            ),
+            None => format!(
+                "--reload: no sluiced is running {}: start one with sluiced --config {}",
+                config.display(),
+                config.display()
+            ),
+        })
     }
 
     /// Never constructed: systemd's notification socket does not exist on Windows.
