@@ -31,6 +31,9 @@ pub enum KeychainUnavailable {
         "no Secret Service on the session bus ({0}); install and unlock GNOME Keyring or KeePassXC to keep keys there"
     )]
     NoSecretService(String),
+    /// The Credential Manager (Windows) or the login Keychain (macOS) could not be opened.
+    #[error("the system's keychain cannot be used ({0}); keys are kept as key files")]
+    System(String),
     /// This build knows no keychain store for the system it runs on.
     #[error("this build of Sluice has no keychain support for this system")]
     Unsupported,
@@ -210,6 +213,12 @@ pub enum InstanceError {
         path: PathBuf,
         waited: std::time::Duration,
     },
+    /// Windows: a program of another user holds the instance pipe's name.
+    #[error(
+        "{} is held by a program of another user, not by a Sluice of yours",
+        .path.display()
+    )]
+    NotOurs { path: PathBuf },
 }
 
 impl InstanceError {
@@ -218,7 +227,10 @@ impl InstanceError {
     pub fn starts_alone(&self) -> bool {
         matches!(
             self,
-            InstanceError::NoRuntimeDir | InstanceError::Listen { .. }
+            InstanceError::NoRuntimeDir
+                | InstanceError::Listen { .. }
+                // Another user cannot be allowed to keep Sluice from starting.
+                | InstanceError::NotOurs { .. }
         )
     }
 }

@@ -10,6 +10,7 @@ use sluice::services::Desktop;
 use sluice::{Services, SluiceApp, icon};
 
 fn main() -> eframe::Result {
+    platform::identify_process();
     let mut start_hidden = false;
     for arg in std::env::args().skip(1) {
         match arg.as_str() {

@@ -1,8 +1,12 @@
 //! What differs between operating systems, in one place: which OS keychain holds the keys,
-//! where the settings live, what this machine is called, the tray icon, desktop
-//! notifications, starting at login and the one-instance socket. No other module has a
-//! `cfg(target_os)`. Only the Linux branches are built and tested; the others are written,
-//! not built.
+//! where the settings live, the tray icon, desktop notifications, starting at login and
+//! the one-instance check. No other module has a `cfg(target_os)`.
+//!
+//! Linux: built and tested (Secret Service, ksni, freedesktop notifications, an XDG
+//! autostart entry, a UNIX socket). Windows: built, not run (Credential Manager, tray-icon,
+//! toasts through notify-rust, the HKCU Run key, a named pipe). macOS: type-checked and
+//! linted, not run (Keychain, tray-icon, UNUserNotificationCenter through objc2, a
+//! LaunchAgent, the UNIX socket).
 
 #[cfg(unix)]
 use std::io::{Read, Write};
@@ -20,7 +24,8 @@ use crate::error::{
 };
 use crate::tray::{TrayAction, TraySnapshot};
 
-/// The OS credential store: the Secret Service on Linux.
+/// The OS credential store through keyring-core: the Secret Service on Linux, the
+/// Credential Manager on Windows, the login Keychain on macOS.
 pub fn keychain_store() -> Result<Arc<dyn KeyStore>, KeychainUnavailable> {
     #[cfg(target_os = "linux")]
     {
@@ -28,11 +33,36 @@ pub fn keychain_store() -> Result<Arc<dyn KeyStore>, KeychainUnavailable> {
             .map(|store| Arc::new(sluice_engine::KeychainStore::new(store)) as Arc<dyn KeyStore>)
             .map_err(|e| KeychainUnavailable::NoSecretService(e.to_string()))
     }
-    // Written, not built: macOS and Windows have store crates in Cargo.toml, but no
-    // machine was at hand to check them, so those builds keep keys as key files.
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(target_os = "windows")]
+    {
+        windows_native_keyring_store::Store::new()
+            .map(|store| Arc::new(sluice_engine::KeychainStore::new(store)) as Arc<dyn KeyStore>)
+            .map_err(|e| KeychainUnavailable::System(e.to_string()))
+    }
+    #[cfg(target_os = "macos")]
+    {
+        apple_native_keyring_store::keychain::Store::new()
+            .map(|store| Arc::new(sluice_engine::KeychainStore::new(store)) as Arc<dyn KeyStore>)
+            .map_err(|e| KeychainUnavailable::System(e.to_string()))
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "windows", target_os = "macos")))]
     {
         Err(KeychainUnavailable::Unsupported)
+    }
+}
+
+/// Names this process for the system, first thing in `main`: on Windows its app user
+/// model id, the one the MSI's Start menu shortcut carries, so the taskbar groups the
+/// window with a pinned shortcut and toasts show as Sluice's. Nothing elsewhere.
+pub fn identify_process() {
+    #[cfg(target_os = "windows")]
+    {
+        let id: Vec<u16> = crate::icon::APP_ID.encode_utf16().chain([0]).collect();
+        // SAFETY: a NUL-terminated string, copied by the call. A failure only costs the
+        // grouping and the toasts' name.
+        unsafe {
+            windows_sys::Win32::UI::Shell::SetCurrentProcessExplicitAppUserModelID(id.as_ptr());
+        }
     }
 }
 
@@ -50,15 +80,25 @@ pub fn ssh_config_file() -> Option<PathBuf> {
 
 // ---- the tray icon ----------------------------------------------------------------
 
-/// The tray icon: snapshots go to its own thread, so the UI thread never waits on D-Bus.
+/// The tray icon. On Linux snapshots go to its own thread, so the UI thread never waits
+/// on D-Bus; on Windows and macOS it lives on the UI thread, whose event loop (winit's)
+/// delivers its clicks, as both systems require.
 pub struct TrayIcon {
+    #[cfg(not(any(target_os = "windows", target_os = "macos")))]
     snapshots: std::sync::mpsc::Sender<TraySnapshot>,
+    #[cfg(any(target_os = "windows", target_os = "macos"))]
+    native: Option<native_tray::NativeTray>,
 }
 
 impl TrayIcon {
     /// Shows a new state (the icon, the tooltip and the menu).
     pub fn show(&self, snapshot: TraySnapshot) {
+        #[cfg(not(any(target_os = "windows", target_os = "macos")))]
         let _ = self.snapshots.send(snapshot);
+        #[cfg(any(target_os = "windows", target_os = "macos"))]
+        if let Some(native) = &self.native {
+            native.show(&snapshot);
+        }
     }
 }
 
@@ -73,6 +113,7 @@ pub enum TrayReport {
 
 /// Starts the tray icon on a thread of its own. On Linux it is a StatusNotifierItem
 /// (ksni); it registers with the panel's StatusNotifierWatcher whenever one appears.
+#[cfg(not(any(target_os = "windows", target_os = "macos")))]
 pub fn start_tray(
     first: TraySnapshot,
     report: impl Fn(TrayReport) + Send + Sync + 'static,
@@ -131,15 +172,182 @@ fn run_tray(
     handle.shutdown().wait();
 }
 
-/// Written, not built: macOS and Windows need their own tray code (the `tray-icon` crate
-/// would do; the BSDs could use ksni too); until then the window is the way back.
-#[cfg(not(target_os = "linux"))]
+/// Other Unix systems have no tray code yet (the BSDs could use ksni too): the window
+/// is the way back.
+#[cfg(not(any(target_os = "linux", target_os = "windows", target_os = "macos")))]
 fn run_tray(
     _first: TraySnapshot,
     _snapshots: std::sync::mpsc::Receiver<TraySnapshot>,
     report: Arc<dyn Fn(TrayReport) + Send + Sync>,
 ) {
     report(TrayReport::Unavailable(TrayUnavailable::Unsupported));
+}
+
+/// Starts the tray icon (Windows' notification area, macOS's status bar) on the calling
+/// thread, which must be the UI thread: both systems deliver its clicks through that
+/// thread's event loop. Its menu's choices come back through `report`.
+#[cfg(any(target_os = "windows", target_os = "macos"))]
+pub fn start_tray(
+    first: TraySnapshot,
+    report: impl Fn(TrayReport) + Send + Sync + 'static,
+) -> TrayIcon {
+    let report: Arc<dyn Fn(TrayReport) + Send + Sync> = Arc::new(report);
+    match native_tray::NativeTray::start(&first, Arc::clone(&report)) {
+        Ok(native) => {
+            // The notification area and the status bar are always there.
+            report(TrayReport::InPanel(true));
+            TrayIcon {
+                native: Some(native),
+            }
+        }
+        Err(why) => {
+            report(TrayReport::Unavailable(TrayUnavailable::Service(why)));
+            TrayIcon { native: None }
+        }
+    }
+}
+
+/// The tray on Windows and macOS, through `tray-icon` (Tauri's; pure Rust on both, over
+/// windows-sys and objc2). Menu items carry what they do in their ids (`show`, `quit`,
+/// `start:NAME`, `stop:NAME`), so the click handler needs no state shared with the UI
+/// thread.
+#[cfg(any(target_os = "windows", target_os = "macos"))]
+mod native_tray {
+    use std::sync::Arc;
+
+    use tray_icon::menu::{Menu, MenuEvent, MenuId, MenuItem, PredefinedMenuItem, Submenu};
+    use tray_icon::{MouseButton, MouseButtonState, TrayIconBuilder, TrayIconEvent};
+
+    use super::TrayReport;
+    use crate::icon;
+    use crate::tray::{TrayAction, TraySnapshot};
+
+    pub struct NativeTray {
+        icon: tray_icon::TrayIcon,
+    }
+
+    impl NativeTray {
+        pub fn start(
+            first: &TraySnapshot,
+            report: Arc<dyn Fn(TrayReport) + Send + Sync>,
+        ) -> Result<NativeTray, String> {
+            let menu_report = Arc::clone(&report);
+            MenuEvent::set_event_handler(Some(move |event: MenuEvent| {
+                if let Some(action) = action_of(&event.id) {
+                    menu_report(TrayReport::Action(action));
+                }
+            }));
+            // A click on the icon itself shows the window (the menu is on the right
+            // button on Windows, and on any click on macOS).
+            TrayIconEvent::set_event_handler(Some(move |event: TrayIconEvent| {
+                if let TrayIconEvent::Click {
+                    button: MouseButton::Left,
+                    button_state: MouseButtonState::Up,
+                    ..
+                } = event
+                {
+                    report(TrayReport::Action(TrayAction::Show));
+                }
+            }));
+            let mut builder = TrayIconBuilder::new()
+                .with_id(icon::APP_ID)
+                .with_tooltip(first.summary())
+                .with_menu(Box::new(menu(first)?))
+                .with_menu_on_left_click(cfg!(target_os = "macos"));
+            if let Some(image) = image(first) {
+                builder = builder.with_icon(image);
+            }
+            builder
+                .build()
+                .map(|icon| NativeTray { icon })
+                .map_err(|e| e.to_string())
+        }
+
+        /// Brings the icon, tooltip and menu up to date; a part that fails keeps its old
+        /// state (the next change tries again).
+        pub fn show(&self, snapshot: &TraySnapshot) {
+            if let Ok(menu) = menu(snapshot) {
+                self.icon.set_menu(Some(Box::new(menu)));
+            }
+            let _ = self.icon.set_tooltip(Some(snapshot.summary()));
+            if let Some(image) = image(snapshot) {
+                let _ = self.icon.set_icon(Some(image));
+            }
+        }
+    }
+
+    fn image(snapshot: &TraySnapshot) -> Option<tray_icon::Icon> {
+        let data = icon::tray_icon(snapshot.health).ok()?;
+        tray_icon::Icon::from_rgba(data.rgba, data.width, data.height).ok()
+    }
+
+    /// What a menu item's id asks for.
+    fn action_of(id: &MenuId) -> Option<TrayAction> {
+        let id = id.as_ref();
+        match id {
+            "show" => Some(TrayAction::Show),
+            "quit" => Some(TrayAction::Quit),
+            _ => {
+                if let Some(name) = id.strip_prefix("start:") {
+                    Some(TrayAction::Start(name.to_owned()))
+                } else {
+                    id.strip_prefix("stop:")
+                        .map(|name| TrayAction::Stop(name.to_owned()))
+                }
+            }
+        }
+    }
+
+    /// One submenu per tunnel (its state, and Start or Stop), then Show and Quit: the
+    /// same menu the Linux tray shows.
+    fn menu(snapshot: &TraySnapshot) -> Result<Menu, String> {
+        let menu = Menu::new();
+        let failed = |e: tray_icon::menu::Error| e.to_string();
+        for tunnel in &snapshot.tunnels {
+            let (verb, id) = if tunnel.running {
+                ("Stop", format!("stop:{}", tunnel.name))
+            } else {
+                ("Start", format!("start:{}", tunnel.name))
+            };
+            let item = MenuItem::with_id(id, format!("{verb} {}", tunnel.name), true, None);
+            let submenu =
+                Submenu::with_items(TraySnapshot::label(tunnel), true, &[&item]).map_err(failed)?;
+            menu.append(&submenu).map_err(failed)?;
+        }
+        if !snapshot.tunnels.is_empty() {
+            menu.append(&PredefinedMenuItem::separator())
+                .map_err(failed)?;
+        }
+        menu.append(&MenuItem::with_id("show", "Show Sluice", true, None))
+            .map_err(failed)?;
+        menu.append(&MenuItem::with_id("quit", "Quit", true, None))
+            .map_err(failed)?;
+        Ok(menu)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn menu_ids_say_what_they_do() {
+            assert!(matches!(
+                action_of(&MenuId::new("show")),
+                Some(TrayAction::Show)
+            ));
+            assert!(matches!(
+                action_of(&MenuId::new("quit")),
+                Some(TrayAction::Quit)
+            ));
+            assert!(
+                matches!(action_of(&MenuId::new("start:a:b")), Some(TrayAction::Start(n)) if n == "a:b")
+            );
+            assert!(
+                matches!(action_of(&MenuId::new("stop:x")), Some(TrayAction::Stop(n)) if n == "x")
+            );
+            assert!(action_of(&MenuId::new("other")).is_none());
+        }
+    }
 }
 
 #[cfg(target_os = "linux")]
@@ -261,9 +469,10 @@ mod sni {
 
 // ---- desktop notifications ----------------------------------------------------------
 
-/// Shows one desktop notification (freedesktop notifications on Linux; the platform's
-/// own elsewhere, through notify-rust). Blocks on the notification service: call it off
-/// the UI thread.
+/// Shows one desktop notification (freedesktop notifications on Linux, a toast on
+/// Windows, both through notify-rust; UNUserNotificationCenter on macOS). Blocks on the
+/// notification service: call it off the UI thread.
+#[cfg(not(target_os = "macos"))]
 pub fn notify(alert: &Alert) -> Result<(), NotifyFailure> {
     // A server that reads markup in bodies says so ("body-markup"); one that does not
     // shows the body as it is. If it cannot be asked, escaping is the safe guess.
@@ -279,6 +488,10 @@ pub fn notify(alert: &Alert) -> Result<(), NotifyFailure> {
         .summary(&summary)
         .body(&body)
         .icon(crate::icon::APP_ID);
+    // Windows shows a toast only for an app id a Start menu shortcut carries: the MSI's
+    // shortcut has this one (installers/windows/sluice.wxs).
+    #[cfg(target_os = "windows")]
+    notification.app_id(crate::icon::APP_ID);
     #[cfg(target_os = "linux")]
     notification.urgency(if alert.failure {
         notify_rust::Urgency::Critical
@@ -289,6 +502,74 @@ pub fn notify(alert: &Alert) -> Result<(), NotifyFailure> {
         .show()
         .map(|_| ())
         .map_err(|e| NotifyFailure(e.to_string()))
+}
+
+/// Shows one notification through UNUserNotificationCenter, asking for permission the
+/// first time (macOS remembers the answer). Only an app bundle may post: run from a bare
+/// binary, this says so instead. Blocks until macOS has taken it: call it off the UI
+/// thread.
+#[cfg(target_os = "macos")]
+pub fn notify(alert: &Alert) -> Result<(), NotifyFailure> {
+    use std::sync::mpsc;
+
+    use block2::RcBlock;
+    use objc2::runtime::Bool;
+    use objc2_foundation::{NSBundle, NSError, NSString};
+    use objc2_user_notifications::{
+        UNAuthorizationOptions, UNMutableNotificationContent, UNNotificationRequest,
+        UNUserNotificationCenter,
+    };
+
+    /// How long macOS may take to answer each request.
+    const ANSWER: Duration = Duration::from_secs(10);
+    let failed = |why: &str| NotifyFailure(why.to_owned());
+    // currentNotificationCenter raises an Objective-C exception (an abort) in a process
+    // without a bundle identifier.
+    if NSBundle::mainBundle().bundleIdentifier().is_none() {
+        return Err(failed(
+            "macOS shows notifications only for an app bundle: start Sluice from Sluice.app",
+        ));
+    }
+    let (summary, body) = notification_text(alert, false);
+    let center = UNUserNotificationCenter::currentNotificationCenter();
+
+    let (granted_tx, granted) = mpsc::channel();
+    let on_answer = RcBlock::new(move |yes: Bool, _error: *mut NSError| {
+        let _ = granted_tx.send(yes.as_bool());
+    });
+    center.requestAuthorizationWithOptions_completionHandler(
+        UNAuthorizationOptions::Alert | UNAuthorizationOptions::Sound,
+        &on_answer,
+    );
+    match granted.recv_timeout(ANSWER) {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(failed(
+                "notifications are turned off for Sluice: allow them in System Settings, Notifications",
+            ));
+        }
+        Err(_) => return Err(failed("macOS did not answer the request to notify")),
+    }
+
+    let content = UNMutableNotificationContent::new();
+    content.setTitle(&NSString::from_str(&summary));
+    content.setBody(&NSString::from_str(&body));
+    let id = format!("org.sluice.Sluice.{}", std::process::id());
+    let request = UNNotificationRequest::requestWithIdentifier_content_trigger(
+        &NSString::from_str(&id),
+        &content,
+        None,
+    );
+    let (added_tx, added) = mpsc::channel();
+    let on_added = RcBlock::new(move |error: *mut NSError| {
+        let _ = added_tx.send(error.is_null());
+    });
+    center.addNotificationRequest_withCompletionHandler(&request, Some(&on_added));
+    match added.recv_timeout(ANSWER) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(failed("macOS refused the notification")),
+        Err(_) => Err(failed("macOS did not take the notification in time")),
+    }
 }
 
 /// The summary and body as the freedesktop notification spec wants them: the summary is
@@ -326,9 +607,20 @@ fn escape_markup(text: &str) -> String {
 
 // ---- start at login -----------------------------------------------------------------
 
+/// Where Windows keeps what starts at login for this user (the value is named "Sluice").
+#[cfg(target_os = "windows")]
+const RUN_KEY: &str = r"Software\Microsoft\Windows\CurrentVersion\Run";
+
 /// Where the start-at-login entry lives: `dir` if given (tests), else the system's place
-/// (the XDG autostart directory on Linux).
+/// (the XDG autostart directory on Linux, ~/Library/LaunchAgents on macOS; on Windows
+/// the Run key's "Sluice" value, named as a path for messages).
 pub fn login_entry_path(dir: Option<&Path>) -> Option<PathBuf> {
+    #[cfg(target_os = "windows")]
+    if dir.is_none() {
+        return Some(PathBuf::from(format!(
+            r"HKEY_CURRENT_USER\{RUN_KEY}\Sluice"
+        )));
+    }
     #[cfg(not(any(target_os = "macos", target_os = "windows")))]
     const NAME: &str = "org.sluice.Sluice.desktop";
     #[cfg(target_os = "macos")]
@@ -355,10 +647,15 @@ pub fn login_entry_path(dir: Option<&Path>) -> Option<PathBuf> {
 }
 
 /// Writes (or removes) the entry that starts Sluice at login, hidden in the tray
-/// (`--hidden`). Linux: an XDG autostart desktop entry. macOS (a LaunchAgent) and
-/// Windows (a script in the Startup folder): written, not built or tested.
+/// (`--hidden`). Linux: an XDG autostart desktop entry. macOS: a LaunchAgent (checked,
+/// not run). Windows: the HKCU Run key's "Sluice" value (built, not run); with `dir`
+/// (tests), a script there instead.
 pub fn set_start_at_login(dir: Option<&Path>, on: bool) -> Result<PathBuf, LoginStartError> {
     let path = login_entry_path(dir).ok_or(LoginStartError::NoPlace)?;
+    #[cfg(target_os = "windows")]
+    if dir.is_none() {
+        return run_key::set(&path, on).map(|()| path);
+    }
     if !on {
         return match std::fs::remove_file(&path) {
             Ok(()) => Ok(path),
@@ -444,10 +741,76 @@ fn login_entry(program: &Path) -> Result<String, LoginStartError> {
     Ok(format!("@start \"\" \"{program}\" --hidden\r\n"))
 }
 
+/// The HKCU Run key's "Sluice" value: the quoted program path and `--hidden`.
+#[cfg(target_os = "windows")]
+mod run_key {
+    use std::path::Path;
+
+    use windows_sys::Win32::Foundation::{ERROR_FILE_NOT_FOUND, ERROR_SUCCESS};
+    use windows_sys::Win32::System::Registry::{
+        HKEY_CURRENT_USER, REG_SZ, RegDeleteKeyValueW, RegSetKeyValueW,
+    };
+
+    use crate::error::LoginStartError;
+
+    fn wide(text: &str) -> Vec<u16> {
+        text.encode_utf16().chain([0]).collect()
+    }
+
+    /// Sets (or deletes) the value; `shown` names it in errors.
+    pub fn set(shown: &Path, on: bool) -> Result<(), LoginStartError> {
+        let key = wide(super::RUN_KEY);
+        let name = wide("Sluice");
+        if !on {
+            // SAFETY: NUL-terminated strings; deleting a missing value is reported, not
+            // undefined.
+            let status =
+                unsafe { RegDeleteKeyValueW(HKEY_CURRENT_USER, key.as_ptr(), name.as_ptr()) };
+            return match status {
+                ERROR_SUCCESS | ERROR_FILE_NOT_FOUND => Ok(()),
+                error => Err(LoginStartError::Remove {
+                    path: shown.to_owned(),
+                    source: std::io::Error::from_raw_os_error(error as i32),
+                }),
+            };
+        }
+        let program = std::env::current_exe().map_err(LoginStartError::NoProgram)?;
+        let program = program
+            .to_str()
+            .ok_or_else(|| LoginStartError::NotUtf8(program.clone()))?;
+        // Quoted whole: Program Files has a space in its name.
+        let value = wide(&format!("\"{program}\" --hidden"));
+        let bytes = u32::try_from(value.len() * 2).map_err(|e| LoginStartError::Write {
+            path: shown.to_owned(),
+            source: std::io::Error::other(e),
+        })?;
+        // SAFETY: NUL-terminated strings; `bytes` is the value's size with its NUL.
+        let status = unsafe {
+            RegSetKeyValueW(
+                HKEY_CURRENT_USER,
+                key.as_ptr(),
+                name.as_ptr(),
+                REG_SZ,
+                value.as_ptr().cast(),
+                bytes,
+            )
+        };
+        if status == ERROR_SUCCESS {
+            Ok(())
+        } else {
+            Err(LoginStartError::Write {
+                path: shown.to_owned(),
+                source: std::io::Error::from_raw_os_error(status as i32),
+            })
+        }
+    }
+}
+
 // ---- one instance ---------------------------------------------------------------------
 
 /// How long the first instance gives a connection to say what it wants; a silent or slow
 /// client is dropped after this, so it holds up later starts by at most this long.
+#[cfg(unix)]
 const REQUEST_DEADLINE: Duration = Duration::from_secs(1);
 
 /// The most the first instance reads of a request ("show\n" is 5 bytes).
@@ -458,16 +821,21 @@ const MAX_REQUEST_LEN: usize = 16;
 pub const ANSWER_DEADLINE: Duration = Duration::from_secs(3);
 
 /// What a start found: it is the first Sluice of this user (and holds the instance
-/// socket), or another one runs and was asked to show its window.
+/// socket, or on Windows the instance pipe), or another one runs and was asked to show
+/// its window.
 pub enum Instance {
     First(InstanceLock),
     HandedOver,
 }
 
-/// The first instance's socket; a second start connects to it and says "show".
+/// The first instance's socket; a second start connects to it and says "show". On
+/// Windows, the first instance of the instance pipe; a second start connects and is
+/// answered "ok" as the window shows.
 pub struct InstanceLock {
     #[cfg(unix)]
     listener: std::os::unix::net::UnixListener,
+    #[cfg(windows)]
+    pipe: std::fs::File,
     path: PathBuf,
 }
 
@@ -507,8 +875,12 @@ impl InstanceLock {
                     }
                 });
         }
-        #[cfg(not(unix))]
-        let _ = show;
+        #[cfg(windows)]
+        {
+            let _ = std::thread::Builder::new()
+                .name("sluice-instance".into())
+                .spawn(move || pipe::serve(self.pipe, &self.path, show));
+        }
     }
 }
 
@@ -543,6 +915,7 @@ fn read_request(stream: &std::os::unix::net::UnixStream, deadline: Duration) -> 
 
 /// The instance socket's place: `$XDG_RUNTIME_DIR/org.sluice.Sluice.sock` (private to
 /// the user), or `dir` if given (tests).
+#[cfg(unix)]
 pub fn instance_socket(dir: Option<&Path>) -> Option<PathBuf> {
     dir.map(Path::to_owned)
         .or_else(|| std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from))
@@ -594,7 +967,6 @@ fn connectable(path: &Path, deadline: Duration) -> bool {
 
 /// `job`'s result if it comes within `deadline`; the job runs on a thread of its own and
 /// is left behind (to end by itself) if it takes longer.
-#[cfg(unix)]
 fn within<T: Send + 'static>(
     deadline: Duration,
     job: impl FnOnce() -> T + Send + 'static,
@@ -658,11 +1030,324 @@ pub fn claim_instance(dir: Option<&Path>) -> Result<Instance, InstanceError> {
     })
 }
 
-/// Written, not built: Windows would use a named pipe; until then every start is first.
-#[cfg(not(unix))]
+/// The instance pipe's name: `\\.\pipe\org.sluice.Sluice.<the user's SID>`, one per
+/// user (pipe names are machine-wide), and per `dir` if given (tests).
+#[cfg(windows)]
+pub fn instance_socket(dir: Option<&Path>) -> Option<PathBuf> {
+    let sid = pipe::our_sid_string()?;
+    let mut name = format!(r"\\.\pipe\org.sluice.Sluice.{sid}");
+    if let Some(dir) = dir {
+        // Distinct per directory, without the directory's own characters.
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        dir.hash(&mut hasher);
+        name.push_str(&format!(".{:016x}", hasher.finish()));
+    }
+    Some(PathBuf::from(name))
+}
+
+/// Claims the instance pipe (its first instance, which only this user may open), or hands
+/// over to the Sluice that holds it. A pipe of that name held by another user's program
+/// is [`InstanceError::NotOurs`]; a holder that does not answer within
+/// [`ANSWER_DEADLINE`] is an error, not a reason to start a second Sluice.
+#[cfg(windows)]
 pub fn claim_instance(dir: Option<&Path>) -> Result<Instance, InstanceError> {
     let path = instance_socket(dir).ok_or(InstanceError::NoRuntimeDir)?;
-    Ok(Instance::First(InstanceLock { path }))
+    // Two tries: the holder may quit between our failed create and our connect.
+    for _ in 0..2 {
+        match pipe::create(&path, true) {
+            Ok(pipe) => return Ok(Instance::First(InstanceLock { pipe, path })),
+            Err(e) if e.kind() != std::io::ErrorKind::PermissionDenied => {
+                return Err(InstanceError::Listen { path, source: e });
+            }
+            // The name is taken (FILE_FLAG_FIRST_PIPE_INSTANCE): ask its holder.
+            Err(_) => match pipe::ask_to_show(&path, ANSWER_DEADLINE) {
+                pipe::Asked::Shown => return Ok(Instance::HandedOver),
+                pipe::Asked::NoAnswer => {
+                    return Err(InstanceError::NoAnswer {
+                        path,
+                        waited: ANSWER_DEADLINE,
+                    });
+                }
+                pipe::Asked::NotOurs => return Err(InstanceError::NotOurs { path }),
+                pipe::Asked::NobodyThere => {}
+            },
+        }
+    }
+    Err(InstanceError::NoAnswer {
+        path,
+        waited: ANSWER_DEADLINE,
+    })
+}
+
+/// The instance pipe on Windows: created with an access list that lets only this user
+/// open it, local clients only; a start that finds it taken checks that its holder runs
+/// as this user before believing its answer.
+#[cfg(windows)]
+mod pipe {
+    use std::io::{Read, Write};
+    use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle, RawHandle};
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    use windows_sys::Win32::Foundation::{
+        ERROR_PIPE_BUSY, ERROR_PIPE_CONNECTED, GetLastError, HANDLE, INVALID_HANDLE_VALUE,
+        LocalFree,
+    };
+    use windows_sys::Win32::Security::Authorization::{
+        ConvertSidToStringSidW, ConvertStringSecurityDescriptorToSecurityDescriptorW,
+        SDDL_REVISION_1,
+    };
+    use windows_sys::Win32::Security::{
+        EqualSid, GetTokenInformation, SECURITY_ATTRIBUTES, TOKEN_QUERY, TOKEN_USER, TokenUser,
+    };
+    use windows_sys::Win32::Storage::FileSystem::{
+        FILE_FLAG_FIRST_PIPE_INSTANCE, PIPE_ACCESS_DUPLEX,
+    };
+    use windows_sys::Win32::System::Pipes::{
+        ConnectNamedPipe, CreateNamedPipeW, DisconnectNamedPipe, GetNamedPipeServerProcessId,
+        PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE, PIPE_UNLIMITED_INSTANCES, PIPE_WAIT,
+        WaitNamedPipeW,
+    };
+    use windows_sys::Win32::System::Threading::{
+        GetCurrentProcess, OpenProcess, OpenProcessToken, PROCESS_QUERY_LIMITED_INFORMATION,
+    };
+
+    use super::{MAX_REQUEST_LEN, within};
+
+    fn wide(path: &Path) -> Vec<u16> {
+        use std::os::windows::ffi::OsStrExt;
+        path.as_os_str().encode_wide().chain([0]).collect()
+    }
+
+    /// A handle from a call that returns null or INVALID_HANDLE_VALUE on failure.
+    fn owned(handle: HANDLE) -> Option<OwnedHandle> {
+        // SAFETY: a valid handle the call just returned is ours to close, once.
+        (!handle.is_null() && handle != INVALID_HANDLE_VALUE)
+            .then(|| unsafe { OwnedHandle::from_raw_handle(handle as RawHandle) })
+    }
+
+    /// The user SID of a process, as bytes; `None` if it cannot be read (another
+    /// user's process, mostly).
+    fn user_sid_of(process: HANDLE) -> Option<Vec<u8>> {
+        let mut token: HANDLE = std::ptr::null_mut();
+        // SAFETY: an open process handle; `token` receives a handle we own.
+        if unsafe { OpenProcessToken(process, TOKEN_QUERY, &mut token) } == 0 {
+            return None;
+        }
+        let token = owned(token)?;
+        let mut buffer = vec![0u64; 64];
+        let mut needed = 0u32;
+        // SAFETY: the buffer holds 512 bytes, more than a TOKEN_USER and its SID need.
+        let ok = unsafe {
+            GetTokenInformation(
+                token.as_raw_handle(),
+                TokenUser,
+                buffer.as_mut_ptr().cast(),
+                512,
+                &mut needed,
+            )
+        };
+        if ok == 0 {
+            return None;
+        }
+        // SAFETY: the call filled a TOKEN_USER whose SID points into `buffer`.
+        let sid = unsafe { (*buffer.as_ptr().cast::<TOKEN_USER>()).User.Sid };
+        // SAFETY: a valid SID in the buffer.
+        let len = unsafe { windows_sys::Win32::Security::GetLengthSid(sid) } as usize;
+        // SAFETY: `len` bytes of the SID, within `buffer`.
+        Some(unsafe { std::slice::from_raw_parts(sid.cast::<u8>(), len) }.to_vec())
+    }
+
+    fn our_sid() -> Option<Vec<u8>> {
+        // SAFETY: the pseudo-handle of this process.
+        user_sid_of(unsafe { GetCurrentProcess() })
+    }
+
+    /// This user's SID as text (S-1-5-21-...).
+    pub fn our_sid_string() -> Option<String> {
+        let mut sid = our_sid()?;
+        let mut text: *mut u16 = std::ptr::null_mut();
+        // SAFETY: a valid SID; the string is allocated for us and freed below.
+        if unsafe { ConvertSidToStringSidW(sid.as_mut_ptr().cast(), &mut text) } == 0 {
+            return None;
+        }
+        // SAFETY: a NUL-terminated string from the call.
+        let len = (0..).take_while(|&i| unsafe { *text.add(i) } != 0).count();
+        // SAFETY: `len` characters before the NUL.
+        let string = String::from_utf16(unsafe { std::slice::from_raw_parts(text, len) }).ok();
+        // SAFETY: allocated by ConvertSidToStringSidW for us to free.
+        unsafe { LocalFree(text.cast()) };
+        string
+    }
+
+    /// One instance of the pipe, which only this user may open, local clients only. The
+    /// first (`first`) fails with PermissionDenied if the name is taken.
+    pub fn create(path: &Path, first: bool) -> std::io::Result<std::fs::File> {
+        let sid =
+            our_sid_string().ok_or_else(|| std::io::Error::other("cannot read this user's SID"))?;
+        // Protected DACL: generic all for this user, nothing for anyone else.
+        let sddl: Vec<u16> = format!("D:P(A;;GA;;;{sid})")
+            .encode_utf16()
+            .chain([0])
+            .collect();
+        let mut descriptor = std::ptr::null_mut();
+        // SAFETY: a NUL-terminated SDDL string; the descriptor is freed below.
+        if unsafe {
+            ConvertStringSecurityDescriptorToSecurityDescriptorW(
+                sddl.as_ptr(),
+                SDDL_REVISION_1,
+                &mut descriptor,
+                std::ptr::null_mut(),
+            )
+        } == 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+        let attributes = SECURITY_ATTRIBUTES {
+            nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
+            lpSecurityDescriptor: descriptor,
+            bInheritHandle: 0,
+        };
+        let open_mode = PIPE_ACCESS_DUPLEX
+            | if first {
+                FILE_FLAG_FIRST_PIPE_INSTANCE
+            } else {
+                0
+            };
+        let name = wide(path);
+        // SAFETY: a NUL-terminated name and valid attributes; the handle is ours.
+        let handle = unsafe {
+            CreateNamedPipeW(
+                name.as_ptr(),
+                open_mode,
+                PIPE_TYPE_BYTE | PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS,
+                PIPE_UNLIMITED_INSTANCES,
+                MAX_REQUEST_LEN as u32,
+                MAX_REQUEST_LEN as u32,
+                0,
+                &attributes,
+            )
+        };
+        let error = std::io::Error::last_os_error();
+        // SAFETY: allocated by the conversion above for us to free.
+        unsafe { LocalFree(descriptor) };
+        owned(handle).map(std::fs::File::from).ok_or(error)
+    }
+
+    /// Answers each connection with "ok" after calling `show`, one connection at a time;
+    /// a fresh instance waits for the next start while a connection is finished off.
+    pub fn serve(mut pipe: std::fs::File, path: &Path, show: impl Fn()) {
+        loop {
+            // SAFETY: an open pipe handle; no OVERLAPPED (the call blocks).
+            let connected = unsafe {
+                ConnectNamedPipe(pipe.as_raw_handle(), std::ptr::null_mut()) != 0
+                    || GetLastError() == ERROR_PIPE_CONNECTED
+            };
+            let next = match create(path, false) {
+                Ok(next) => next,
+                // Out of handles, most likely: wait instead of spinning.
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            };
+            let done = std::mem::replace(&mut pipe, next);
+            if !connected {
+                continue;
+            }
+            show();
+            // The answer waits in the pipe until the client reads it; a client that never
+            // does holds up only this thread, never the next start.
+            let _ = std::thread::Builder::new()
+                .name("sluice-instance-answer".into())
+                .spawn(move || {
+                    let mut done = done;
+                    let _ = done.write_all(b"ok\n");
+                    let _ = done.sync_all();
+                    // SAFETY: an open, connected pipe handle.
+                    unsafe { DisconnectNamedPipe(done.as_raw_handle()) };
+                });
+        }
+    }
+
+    /// What asking the pipe's holder to show its window came to.
+    pub enum Asked {
+        Shown,
+        /// Nothing holds the pipe (the holder just quit).
+        NobodyThere,
+        /// The holder did not answer "ok" in time.
+        NoAnswer,
+        /// The holder runs as another user: not a Sluice of ours.
+        NotOurs,
+    }
+
+    /// Connects (waiting while every instance is busy) within `deadline`, checks that the
+    /// holder runs as this user, and reads its answer.
+    pub fn ask_to_show(path: &Path, deadline: Duration) -> Asked {
+        let path = path.to_owned();
+        within(deadline, move || {
+            let until = Instant::now() + deadline;
+            let mut pipe = loop {
+                match std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&path)
+                {
+                    Ok(pipe) => break pipe,
+                    Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY as i32) => {
+                        let left = until.saturating_duration_since(Instant::now());
+                        let ms = u32::try_from(left.as_millis()).unwrap_or(u32::MAX).max(1);
+                        // SAFETY: a NUL-terminated name.
+                        unsafe { WaitNamedPipeW(wide(&path).as_ptr(), ms) };
+                        if Instant::now() >= until {
+                            return Asked::NoAnswer;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return Asked::NobodyThere;
+                    }
+                    Err(_) => return Asked::NotOurs,
+                }
+            };
+            let mut server = 0u32;
+            // SAFETY: an open pipe handle and a local to write to.
+            let known =
+                unsafe { GetNamedPipeServerProcessId(pipe.as_raw_handle(), &mut server) } != 0;
+            // SAFETY: OpenProcess returns a handle we own, or null.
+            let holder =
+                owned(unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, server) });
+            let theirs = holder.and_then(|h| user_sid_of(h.as_raw_handle()));
+            let ours = our_sid();
+            let same = match (known, theirs, ours) {
+                // SAFETY: two valid SIDs.
+                (true, Some(mut a), Some(mut b)) => unsafe {
+                    EqualSid(a.as_mut_ptr().cast(), b.as_mut_ptr().cast()) != 0
+                },
+                _ => false,
+            };
+            if !same {
+                return Asked::NotOurs;
+            }
+            let mut answer = [0u8; MAX_REQUEST_LEN];
+            let mut len = 0;
+            while len < answer.len() {
+                match pipe.read(&mut answer[len..]) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => len += n,
+                }
+                if answer[..len].contains(&b'\n') {
+                    break;
+                }
+            }
+            if answer[..len].starts_with(b"ok\n") {
+                Asked::Shown
+            } else {
+                Asked::NoAnswer
+            }
+        })
+        .unwrap_or(Asked::NoAnswer)
+    }
 }
 
 /// Who is at the other end of the instance socket, and whose its directory is.

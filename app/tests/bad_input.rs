@@ -2,6 +2,10 @@
 //! dangling link, and a damaged key list. Each is reported naming the file, nothing is
 //! added on a failed import, and a damaged key list is never overwritten.
 
+// Unix only: these tests use the test kit's sockets and processes. The app is built
+// for Windows and macOS, not run there.
+#![cfg(unix)]
+
 mod support;
 
 use std::sync::Arc;

@@ -3,6 +3,10 @@
 //! keychain" note can be dismissed; tunnels go out to a file without keys and come back
 //! in only when every key is there; start at login writes a valid autostart entry.
 
+// Unix only: these tests use the test kit's sockets and processes. The app is built
+// for Windows and macOS, not run there.
+#![cfg(unix)]
+
 mod support;
 
 use std::path::Path;

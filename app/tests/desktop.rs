@@ -8,6 +8,10 @@
 //! notification for the whole spell; both return when it is back. Tunnel names reach a
 //! server that reads markup escaped, as dbus-monitor sees them on the bus.
 
+// Unix only: these tests use the test kit's sockets and processes. The app is built
+// for Windows and macOS, not run there.
+#![cfg(unix)]
+
 mod support;
 
 use std::collections::HashMap;

@@ -6,6 +6,10 @@
 //!
 //! Needs root (sshd, useradd) and `openssh-server` (scripts/install-test-deps).
 
+// Unix only: these tests use the test kit's sockets and processes. The app is built
+// for Windows and macOS, not run there.
+#![cfg(unix)]
+
 mod support;
 
 use sluice_testkit::sshd;

@@ -4,6 +4,10 @@
 //! which only build on their own systems, are linted here (installers/lint). Each script
 //! prints one line per check; a failing test shows them all.
 
+// Unix only: these tests use the test kit's sockets and processes. The app is built
+// for Windows and macOS, not run there.
+#![cfg(unix)]
+
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -3,6 +3,10 @@
 //! (their SHA-256) appear in any file the app wrote (config, key index) or in any text the
 //! UI shows, in raw, hex or base64 form.
 
+// Unix only: these tests use the test kit's sockets and processes. The app is built
+// for Windows and macOS, not run there.
+#![cfg(unix)]
+
 mod support;
 
 use std::path::Path;

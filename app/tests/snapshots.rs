@@ -2,6 +2,10 @@
 //! compared with the committed PNGs in tests/snapshots. `UPDATE_SNAPSHOTS=true cargo test`
 //! rewrites them after an intended change.
 
+// Unix only: these tests use the test kit's sockets and processes. The app is built
+// for Windows and macOS, not run there.
+#![cfg(unix)]
+
 mod support;
 
 use std::path::PathBuf;

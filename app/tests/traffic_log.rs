@@ -2,6 +2,10 @@
 //! first failure in full and the rest as one summary in words, while the detail panel's
 //! counters still count every one.
 
+// Unix only: these tests use the test kit's sockets and processes. The app is built
+// for Windows and macOS, not run there.
+#![cfg(unix)]
+
 mod support;
 
 use std::io::{Read, Write};

@@ -2,6 +2,10 @@
 //! real engine moving real bytes on loopback, keyring-core's mock store for the keychain
 //! and scripted file dialogs.
 
+// Unix only: these tests use the test kit's sockets and processes. The app is built
+// for Windows and macOS, not run there.
+#![cfg(unix)]
+
 mod support;
 
 use std::path::PathBuf;

@@ -5,6 +5,10 @@
 //! tunnels carry data on; a second start shows the first one's window; Ctrl+Q quits;
 //! `--hidden` (the login entry's start) runs the tunnels with no window until asked.
 
+// Unix only: these tests use the test kit's sockets and processes. The app is built
+// for Windows and macOS, not run there.
+#![cfg(unix)]
+
 mod support;
 
 use std::path::Path;

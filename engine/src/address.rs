@@ -64,6 +64,11 @@ pub enum AddressError {
         "{0:?}: a passed-in socket is written systemd:NAME, NAME being its FileDescriptorName= (printable, no ':', at most 255 characters)"
     )]
     BadSystemdName(String),
+    /// A UNIX socket path on a system without UNIX-domain sockets Sluice can use (Windows).
+    #[error(
+        "{0:?} is a UNIX socket path, and this system has no UNIX-domain sockets Sluice can use: use host:port or [ip]:port"
+    )]
+    UnixSocketsUnsupported(String),
     /// In any form, a UNIX path included: an address ends up in unit files, configs and
     /// log lines, which a line feed would split.
     #[error("{input:?}: an address cannot contain control characters (here {found}): remove it")]
@@ -90,7 +95,15 @@ impl FromStr for Address {
     /// port is required; unlike spiped, an unbracketed IPv4 literal is taken as an IP
     /// directly instead of going through the resolver (the result is the same).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        parse(s, PortRule::Required)
+        parse(s, PortRule::Required, crate::platform::UNIX_SOCKETS)
+    }
+}
+
+impl Address {
+    /// Parses an address of another machine (the far end, a Unix server), where a UNIX
+    /// socket path is fine even if this system has none.
+    pub fn parse_remote(s: &str) -> Result<Address, AddressError> {
+        parse(s, PortRule::Required, true)
     }
 }
 
@@ -104,7 +117,7 @@ pub fn parse_bind(s: &str) -> Result<Address, AddressError> {
     if let Ok(ip) = s.parse::<IpAddr>() {
         return Ok(Address::Ip(SocketAddr::new(ip, 0)));
     }
-    match parse(s, PortRule::Optional)? {
+    match parse(s, PortRule::Optional, true)? {
         Address::Unix(_) | Address::Systemd(_) => Err(AddressError::UnixNotAllowed(s.to_owned())),
         other => Ok(other),
     }
@@ -118,7 +131,8 @@ enum PortRule {
     Optional,
 }
 
-fn parse(s: &str, rule: PortRule) -> Result<Address, AddressError> {
+/// `unix_sockets`: whether a `/path` is a UNIX socket address where it is used.
+fn parse(s: &str, rule: PortRule, unix_sockets: bool) -> Result<Address, AddressError> {
     if s.is_empty() {
         return Err(AddressError::Empty);
     }
@@ -129,6 +143,9 @@ fn parse(s: &str, rule: PortRule) -> Result<Address, AddressError> {
         });
     }
     if s.starts_with('/') {
+        if rule == PortRule::Required && !unix_sockets {
+            return Err(AddressError::UnixSocketsUnsupported(s.to_owned()));
+        }
         return Ok(Address::Unix(PathBuf::from(s)));
     }
     if let Some(name) = s.strip_prefix("systemd:") {
@@ -293,11 +310,12 @@ mod tests {
 
     #[test]
     fn parses_every_form() {
+        let unix = (
+            "/var/run/redis.sock",
+            Address::Unix("/var/run/redis.sock".into()),
+        );
         let cases = [
-            (
-                "/var/run/redis.sock",
-                Address::Unix("/var/run/redis.sock".into()),
-            ),
+            unix,
             ("example.org:8025", host("example.org", 8025)),
             ("localhost:1", host("localhost", 1)),
             ("[1.2.3.4]:80", ip("1.2.3.4:80")),
@@ -308,8 +326,18 @@ mod tests {
             // spiped hands unbracketed names to getaddrinfo, which takes "127.1" too.
             ("127.1:80", host("127.1", 80)),
         ];
-        for (input, want) in cases {
+        // Windows: a UNIX path is refused by name, not taken for a host.
+        let skip = usize::from(!crate::platform::UNIX_SOCKETS);
+        for (input, want) in cases.into_iter().skip(skip) {
             assert_eq!(input.parse::<Address>(), Ok(want), "{input}");
+        }
+        if !crate::platform::UNIX_SOCKETS {
+            assert_eq!(
+                "/var/run/redis.sock".parse::<Address>(),
+                Err(AddressError::UnixSocketsUnsupported(
+                    "/var/run/redis.sock".into()
+                ))
+            );
         }
     }
 
@@ -323,7 +351,9 @@ mod tests {
             ("[::1]:80", "[::1]:80"),
             ("[fe80::1%2]:22", "[fe80::1%2]:22"),
         ];
-        for (input, shown) in cases {
+        let usable =
+            |(input, _): &(&str, &str)| crate::platform::UNIX_SOCKETS || !input.starts_with('/');
+        for (input, shown) in cases.into_iter().filter(usable) {
             let addr: Address = input.parse().unwrap();
             assert_eq!(addr.to_string(), shown);
             assert_eq!(shown.parse::<Address>().unwrap(), addr);

@@ -74,9 +74,8 @@ pub fn write_atomic_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// Creates `path` (never over an existing file), writes and flushes it; removes it again
 /// if the write fails, so no truncated file is left.
 fn write_new_in_place(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut options = OpenOptions::new();
-    platform::create_owner_only(options.write(true).create_new(true));
-    let mut file = options.open(path)?;
+    let mut file =
+        platform::create_owner_only(OpenOptions::new().write(true).create_new(true), path)?;
     let written = file.write_all(bytes).and_then(|()| file.sync_all());
     if let Err(e) = written {
         drop(file);
@@ -134,7 +133,7 @@ fn remove_stale_temps(dir: &Path, file_name: &OsStr) {
 /// `.NAME.PID.N.tmp`, so a later save can tell whose leftover it is.
 fn create_temp(dir: &Path, file_name: &OsStr) -> io::Result<(PathBuf, File)> {
     let mut options = OpenOptions::new();
-    platform::create_owner_only(options.write(true).create_new(true));
+    options.write(true).create_new(true);
     let mut attempt = 0;
     loop {
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -142,7 +141,7 @@ fn create_temp(dir: &Path, file_name: &OsStr) -> io::Result<(PathBuf, File)> {
         name.push(file_name);
         name.push(format!(".{}.{n}.tmp", std::process::id()));
         let temp_path = dir.join(name);
-        match options.open(&temp_path) {
+        match platform::create_owner_only(&mut options, &temp_path) {
             Ok(file) => return Ok((temp_path, file)),
             // A leftover from a crashed run with a recycled pid: pick the next name.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 100 => attempt += 1,
@@ -154,6 +153,7 @@ fn create_temp(dir: &Path, file_name: &OsStr) -> io::Result<(PathBuf, File)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(unix)]
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     fn names_in(dir: &Path) -> Vec<String> {
@@ -171,13 +171,16 @@ mod tests {
         let path = dir.path().join("nested/dirs/file.txt");
         write_atomic(&path, b"first").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"first");
+        #[cfg(unix)]
         assert_eq!(
             fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
+        #[cfg(unix)]
         let inode_before = fs::metadata(&path).unwrap().ino();
         write_atomic(&path, b"second").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"second");
+        #[cfg(unix)]
         assert_ne!(inode_before, fs::metadata(&path).unwrap().ino());
         assert_eq!(names_in(path.parent().unwrap()), ["file.txt"]);
     }

@@ -786,6 +786,7 @@ impl Config {
 mod tests {
     use super::*;
     use std::net::SocketAddr;
+    #[cfg(unix)]
     use std::os::unix::fs::PermissionsExt;
 
     fn spec(name: &str, listen: &str, target: &str) -> TunnelSpec {
@@ -818,6 +819,16 @@ mod tests {
         }
     }
 
+    /// A UNIX socket address where the system has them; elsewhere (Windows) a TCP one,
+    /// so the tests about something else run there too.
+    fn local_socket(path: &str, port: u16) -> String {
+        if crate::platform::UNIX_SOCKETS {
+            path.to_owned()
+        } else {
+            format!("[127.0.0.1]:{port}")
+        }
+    }
+
     fn full_example() -> Config {
         let mut a = spec("redis", "[127.0.0.1]:6379", "db.example.org:8025");
         a.fingerprint = Some("0123:4567:89ab:cdef:0123:4567:89ab:cdef".into());
@@ -832,7 +843,7 @@ mod tests {
             "metrics \"sink\" ✔",
             Mode::Decrypt,
             "[::]:8025",
-            "/run/metrics.sock",
+            local_socket("/run/metrics.sock", 9100),
             KeyRef::File("/etc/sluice/metrics.key".into()),
         );
         b.forward_secrecy = ForwardSecrecy::Disabled;
@@ -902,8 +913,13 @@ mod tests {
             cfg.metrics_address(),
             Some(Ok(Address::Ip("127.0.0.1:9185".parse().unwrap())))
         );
+        let unix_words = if crate::platform::UNIX_SOCKETS {
+            "Prometheus cannot scrape"
+        } else {
+            "no UNIX-domain sockets"
+        };
         for (bad, words) in [
-            ("/run/sluiced/metrics.sock", "Prometheus cannot scrape"),
+            ("/run/sluiced/metrics.sock", unix_words),
             ("localhost", "port"),
             ("[::1]:0", "port"),
         ] {
@@ -1074,8 +1090,8 @@ mod tests {
             spec("b", "127.0.0.1:7000", "h:2"),
             spec("c", "Example.org:9", "h:3"),
             spec("d", "example.org:9", "h:4"),
-            spec("e", "/run/x.sock", "h:5"),
-            spec("f", "/run/x.sock", "h:6"),
+            spec("e", &local_socket("/run/x.sock", 7002), "h:5"),
+            spec("f", &local_socket("/run/x.sock", 7002), "h:6"),
             // Different port or family: fine.
             spec("g", "[127.0.0.1]:7001", "h:7"),
             spec("h", "[::1]:7000", "h:8"),
@@ -1101,7 +1117,7 @@ mod tests {
                     "d".into(),
                     "Example.org:9 and example.org:9".into()
                 ),
-                ("e".into(), "f".into(), "/run/x.sock".into()),
+                ("e".into(), "f".into(), local_socket("/run/x.sock", 7002)),
             ]
         );
         assert_eq!(
@@ -1235,7 +1251,15 @@ mod tests {
             only_problem(&spec("loop", "LOCALHOST:80", "localhost:80")).0,
             "target"
         );
-        assert_eq!(only_problem(&spec("loop", "/s", "/s")).0, "target");
+        if crate::platform::UNIX_SOCKETS {
+            assert_eq!(only_problem(&spec("loop", "/s", "/s")).0, "target");
+        } else {
+            let errors = spec("loop", "/s", "h:1").validate().unwrap_err();
+            assert!(
+                errors[0].to_string().contains("no UNIX-domain sockets"),
+                "{errors:?}"
+            );
+        }
 
         let mut t = spec("b", "[::1]:1", "h:1");
         t.bind = Some("/tmp/sock".into());
@@ -1265,9 +1289,12 @@ mod tests {
             "{msg}"
         );
 
-        use std::os::unix::ffi::OsStrExt;
-        t.key = KeyRef::File(PathBuf::from(std::ffi::OsStr::from_bytes(b"/k\xff")));
-        assert_eq!(only_problem(&t).0, "key");
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStrExt;
+            t.key = KeyRef::File(PathBuf::from(std::ffi::OsStr::from_bytes(b"/k\xff")));
+            assert_eq!(only_problem(&t).0, "key");
+        }
     }
 
     #[test]
@@ -1422,12 +1449,15 @@ mod tests {
 
     #[test]
     fn load_reads_at_most_4_mib() {
-        let err = Config::load(Path::new("/dev/zero")).unwrap_err();
-        assert!(matches!(&err, ConfigError::TooLarge(p) if p == Path::new("/dev/zero")));
-        assert!(
-            err.to_string().contains("/dev/zero is larger than 4 MiB"),
-            "{err}"
-        );
+        #[cfg(unix)]
+        {
+            let err = Config::load(Path::new("/dev/zero")).unwrap_err();
+            assert!(matches!(&err, ConfigError::TooLarge(p) if p == Path::new("/dev/zero")));
+            assert!(
+                err.to_string().contains("/dev/zero is larger than 4 MiB"),
+                "{err}"
+            );
+        }
         let dir = tempfile::tempdir().unwrap();
         let big = dir.path().join("big.ron");
         let mut text = "(version: 1, tunnels: [])".to_owned();
@@ -1446,18 +1476,23 @@ mod tests {
         let first = full_example();
         first.save_atomic(&path).unwrap();
         assert_eq!(Config::load(&path).unwrap(), first);
+        #[cfg(unix)]
         assert_eq!(
             fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
 
         // Replacing: a fresh file (new inode), and no temporary files left behind.
+        #[cfg(unix)]
         let inode_before = std::os::unix::fs::MetadataExt::ino(&fs::metadata(&path).unwrap());
         let second = config(vec![spec("only", "[::1]:9", "h:9")]);
         second.save_atomic(&path).unwrap();
         assert_eq!(Config::load(&path).unwrap(), second);
-        let inode_after = std::os::unix::fs::MetadataExt::ino(&fs::metadata(&path).unwrap());
-        assert_ne!(inode_before, inode_after);
+        #[cfg(unix)]
+        {
+            let inode_after = std::os::unix::fs::MetadataExt::ino(&fs::metadata(&path).unwrap());
+            assert_ne!(inode_before, inode_after);
+        }
         let names: Vec<_> = fs::read_dir(path.parent().unwrap())
             .unwrap()
             .map(|e| e.unwrap().file_name())

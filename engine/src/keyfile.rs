@@ -2,6 +2,7 @@
 //! one, and reading them the way spiped does (every byte, hashed at once), with warnings
 //! for keys that work but are weak or exposed. Key bytes never appear in any message.
 
+use crate::platform::OpenToOthers;
 use crate::protocol::key::PresharedKey;
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -67,8 +68,10 @@ fn label(path: &Path) -> String {
 pub enum KeyfileWarning {
     /// Fewer than [`GENERATED_KEY_LEN`] bytes (the length, not the bytes).
     Short(usize),
-    /// Group or others may read (or write) the file; the permission bits are kept.
+    /// Group or others may read (or write) the file; the permission bits are kept (Unix).
     ReadableByOthers(u32),
+    /// The file's access list lets these broad groups read it (Windows).
+    ReadableByAccounts(Vec<String>),
 }
 
 impl fmt::Display for KeyfileWarning {
@@ -82,6 +85,11 @@ impl fmt::Display for KeyfileWarning {
                 f,
                 "the key file can be read by other users (mode {mode:04o}): restrict it with chmod 600"
             ),
+            KeyfileWarning::ReadableByAccounts(accounts) => write!(
+                f,
+                "the key file can be read by other users (its access list lets {} read it): restrict it to yourself with icacls FILE /inheritance:r /grant:r \"%USERNAME%:F\"",
+                accounts.join(", ")
+            ),
         }
     }
 }
@@ -94,27 +102,28 @@ pub fn generate_key_bytes() -> Result<Zeroizing<[u8; GENERATED_KEY_LEN]>, Keyfil
 }
 
 /// Writes a new key file, readable by its owner only (mode 0600 set when the file is
-/// created, so it is never briefly readable by others), and flushes it to disk. Never
+/// created, or on Windows an access list of the owner alone set before anything is
+/// written, so it is never readable by others with the key in it), and flushes it to disk. Never
 /// overwrites: an existing file is reported as [`KeyfileError::AlreadyExists`] and left
 /// alone, since replacing a key silently breaks every tunnel that uses it. A file that
 /// could not be written completely is removed rather than left truncated.
 pub fn write_new_keyfile(path: &Path, bytes: &[u8]) -> Result<(), KeyfileError> {
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
-    crate::platform::create_owner_only(&mut options);
-    let mut file = options.open(path).map_err(|e| match e.kind() {
-        // Only the directory can be missing when creating a file; "key file does not
-        // exist" would send the user looking for the wrong thing.
-        io::ErrorKind::NotFound => {
-            let dir = path.parent().unwrap_or(Path::new("."));
-            let why = format!(
-                "its directory {} does not exist: create it first",
-                dir.display()
-            );
-            io_error(path, io::Error::new(io::ErrorKind::NotFound, why))
-        }
-        _ => open_error(path, e),
-    })?;
+    let mut file =
+        crate::platform::create_owner_only(&mut options, path).map_err(|e| match e.kind() {
+            // Only the directory can be missing when creating a file; "key file does not
+            // exist" would send the user looking for the wrong thing.
+            io::ErrorKind::NotFound => {
+                let dir = path.parent().unwrap_or(Path::new("."));
+                let why = format!(
+                    "its directory {} does not exist: create it first",
+                    dir.display()
+                );
+                io_error(path, io::Error::new(io::ErrorKind::NotFound, why))
+            }
+            _ => open_error(path, e),
+        })?;
     let written = file.write_all(bytes).and_then(|()| file.sync_all());
     if let Err(e) = written {
         drop(file);
@@ -159,11 +168,16 @@ pub fn read_keyfile_with_bytes(
     let mut loaded =
         loaded_from_bytes(&bytes).map_err(|EmptyKey| KeyfileError::Empty(path.to_owned()))?;
     // Device nodes such as /dev/null (spiped's own tests use it) have their own modes;
-    // only a regular file's mode says who can read the key.
+    // only a regular file's mode (or access list) says who can read the key.
     if meta.is_file()
-        && let Some(mode) = crate::platform::mode_open_to_others(&meta)
+        && let Some(open) = crate::platform::open_to_others(path, &meta)
     {
-        loaded.warnings.push(KeyfileWarning::ReadableByOthers(mode));
+        loaded.warnings.push(match open {
+            #[cfg(unix)]
+            OpenToOthers::Mode(mode) => KeyfileWarning::ReadableByOthers(mode),
+            #[cfg(windows)]
+            OpenToOthers::Accounts(accounts) => KeyfileWarning::ReadableByAccounts(accounts),
+        });
     }
     Ok((bytes, loaded))
 }
@@ -245,6 +259,8 @@ fn open_error(path: &Path, e: io::Error) -> KeyfileError {
             Ok(target) => KeyfileError::DanglingSymlink { path, target },
             Err(_) => KeyfileError::NotFound(path),
         },
+        // Windows refuses to open a directory as a file instead of failing the read.
+        io::ErrorKind::PermissionDenied if path.is_dir() => KeyfileError::IsDirectory(path),
         io::ErrorKind::PermissionDenied => KeyfileError::PermissionDenied(path),
         io::ErrorKind::IsADirectory => KeyfileError::IsDirectory(path),
         io::ErrorKind::AlreadyExists => KeyfileError::AlreadyExists(path),
@@ -265,6 +281,7 @@ fn io_error(path: &Path, e: io::Error) -> KeyfileError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(unix)]
     use std::os::unix::fs::PermissionsExt;
 
     fn fingerprint_of(bytes: &[u8]) -> String {
@@ -273,6 +290,7 @@ mod tests {
             .to_string()
     }
 
+    #[cfg(unix)]
     fn mode(path: &Path) -> u32 {
         std::fs::metadata(path).unwrap().permissions().mode() & 0o777
     }
@@ -293,6 +311,7 @@ mod tests {
         let bytes = generate_key_bytes().unwrap();
         write_new_keyfile(&path, bytes.as_ref()).unwrap();
 
+        #[cfg(unix)]
         assert_eq!(mode(&path), 0o600);
         assert_eq!(std::fs::read(&path).unwrap(), &bytes[..]);
         let loaded = read_keyfile(&path).unwrap();
@@ -348,9 +367,14 @@ mod tests {
             msg.contains("does not exist") && msg.contains("--generate-key"),
             "{msg}"
         );
+    }
 
-        // A link to nowhere names both ends (root reads any mode, so a dangling link and
-        // a directory are the unreadable key files a test can make).
+    /// A link to nowhere names both ends (root reads any mode, so a dangling link and a
+    /// directory are the unreadable key files a test can make).
+    #[cfg(unix)]
+    #[test]
+    fn a_dangling_link_names_both_ends() {
+        let dir = tempfile::tempdir().unwrap();
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(dir.path().join("gone"), &link).unwrap();
         let err = read_keyfile(&link).unwrap_err();
@@ -365,6 +389,7 @@ mod tests {
         let path = dir.path().join("k");
         let text = b"0123456789abcdef0123456789abcdef\n";
         std::fs::write(&path, text).unwrap();
+        #[cfg(unix)]
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let loaded = read_keyfile(&path).unwrap();
         assert_eq!(loaded.key.fingerprint().to_string(), fingerprint_of(text));
@@ -374,6 +399,7 @@ mod tests {
         );
     }
 
+    #[cfg(unix)]
     #[test]
     fn warns_about_empty_short_and_exposed_keys() {
         let dir = tempfile::tempdir().unwrap();
@@ -415,7 +441,11 @@ mod tests {
         let empty = dir.path().join("empty");
         std::fs::write(&empty, b"").unwrap();
         // spiped's own tests use /dev/null as a key; Sluice refuses it like any empty key.
-        for path in [empty.as_path(), Path::new("/dev/null")] {
+        let mut paths = vec![empty.as_path()];
+        if cfg!(unix) {
+            paths.push(Path::new("/dev/null"));
+        }
+        for path in paths {
             let err = read_keyfile(path).unwrap_err();
             assert!(
                 matches!(&err, KeyfileError::Empty(p) if p == path),
@@ -436,6 +466,26 @@ mod tests {
             "{err}"
         );
         assert_eq!(loaded_from_bytes(b"").unwrap_err(), EmptyKey);
+    }
+
+    /// Windows: who may read a key file is its access list's to say. A new key file's
+    /// list names its owner only; an entry letting Everyone read it is flagged.
+    #[cfg(windows)]
+    #[test]
+    fn a_key_file_everyone_may_read_is_flagged_by_its_access_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        write_new_keyfile(&path, &[7u8; 32]).unwrap();
+        let loaded = read_keyfile(&path).unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+
+        crate::platform::grant_everyone_read(&path).unwrap();
+        let loaded = read_keyfile(&path).unwrap();
+        assert_eq!(
+            loaded.warnings,
+            vec![KeyfileWarning::ReadableByAccounts(vec!["Everyone".into()])]
+        );
+        assert!(loaded.warnings[0].to_string().contains("icacls"));
     }
 
     #[test]
@@ -475,6 +525,7 @@ mod tests {
             let p = dir.path().join(name);
             let bytes: Vec<u8> = (0..len).map(|i| (i * 13 % 251) as u8).collect();
             std::fs::write(&p, &bytes).unwrap();
+            #[cfg(unix)]
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
             (p, bytes)
         };
@@ -495,9 +546,12 @@ mod tests {
         );
 
         // A device that never ends: refused after 1 MiB instead of filling memory.
-        let err = read_keyfile(Path::new("/dev/zero")).unwrap_err();
-        assert!(matches!(&err, KeyfileError::TooLarge(p) if p == Path::new("/dev/zero")));
-        assert!(err.to_string().contains("/dev/zero"), "{err}");
+        #[cfg(unix)]
+        {
+            let err = read_keyfile(Path::new("/dev/zero")).unwrap_err();
+            assert!(matches!(&err, KeyfileError::TooLarge(p) if p == Path::new("/dev/zero")));
+            assert!(err.to_string().contains("/dev/zero"), "{err}");
+        }
     }
 
     #[test]

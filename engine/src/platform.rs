@@ -1,17 +1,22 @@
-//! What the engine does differently per operating system, in one place: file modes (for
-//! saved files and key files), directory syncs, whether a process lives, thread
-//! priorities, a listener's accept queue. The one other Unix-only part is the UNIX-domain
-//! socket variant of `net::stream::NetStream` and `net::listener::Listener`: a Windows
-//! port puts those variants under `cfg(unix)` and changes nothing else.
+//! What the engine does differently per operating system, in one place: the host name,
+//! owner-only files and who else may read a key file (mode bits on Unix, the access list
+//! on Windows), directory syncs, whether a process lives, the process group the far end's
+//! ssh runs in, thread priorities, a listener's accept queue, the local socket pair
+//! `--spipe` bridges through, and whether UNIX-domain sockets exist. The one other
+//! Unix-only part is the UNIX-domain socket variant of `net::stream::NetStream` and
+//! `net::listener::Listener`, under `cfg(unix)` there.
 //!
-//! Built and tested: Linux. Other Unix (macOS, BSD): the Unix code, written, not built.
-//! Windows: the `not(unix)` fallbacks, written, not built.
+//! Built and tested: Linux. Windows: built, its unit tests run under wine. macOS: the Unix
+//! code, type-checked and linted, not run.
 
-#[cfg(unix)]
-use std::fs::File;
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::Path;
+use std::process::{Child, Command};
+
+/// Whether this system has UNIX-domain sockets the engine can use. Windows has none that
+/// tokio serves, so `/path` addresses are refused there when they are parsed.
+pub const UNIX_SOCKETS: bool = cfg!(unix);
 
 /// This machine's name as the system knows it (`gethostname`; Windows: `COMPUTERNAME`),
 /// or `localhost` when it has none: what the app shows, what a far end connects back to,
@@ -38,34 +43,75 @@ pub fn host_name() -> String {
     }
 }
 
-/// Makes `options` create files readable and writable by their owner only (mode 0600).
-pub fn create_owner_only(options: &mut OpenOptions) -> &mut OpenOptions {
+/// Creates the file at `path` with `options` (which say how: `create_new`, and write),
+/// readable and writable by its owner only: mode 0600 on Unix, set as it is created; on
+/// Windows a protected access list naming only the current user, set on the new, still
+/// empty file before anything is written (a file would otherwise inherit its directory's
+/// list, which elsewhere than the profile lets every user read). A file whose list cannot
+/// be set is removed and the error returned.
+pub fn create_owner_only(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600)
+        options.mode(0o600).open(path)
     }
-    // Windows: a new file inherits its directory's ACL, which for a profile directory
-    // is already the user's own.
-    #[cfg(not(unix))]
+    #[cfg(windows)]
     {
-        options
+        use std::os::windows::fs::OpenOptionsExt;
+        use windows_sys::Win32::Foundation::{GENERIC_READ, GENERIC_WRITE};
+        use windows_sys::Win32::Storage::FileSystem::WRITE_DAC;
+        // WRITE_DAC: the owner may change the list, but only if the handle asks for it.
+        let file = options
+            .access_mode(GENERIC_READ | GENERIC_WRITE | WRITE_DAC)
+            .open(path)?;
+        if let Err(e) = windows::restrict_to_owner(&file) {
+            drop(file);
+            let _ = std::fs::remove_file(path);
+            return Err(e);
+        }
+        Ok(file)
+    }
+    #[cfg(not(any(unix, windows)))]
+    {
+        options.open(path)
     }
 }
 
-/// The file's permission bits if its group or others may use it (a key file should be
-/// the owner's alone); `None` when they may not, or where modes do not exist (Windows:
-/// a file in the profile inherits the user's own ACL).
-pub fn mode_open_to_others(meta: &std::fs::Metadata) -> Option<u32> {
+/// Who besides the owner may read a file, as the system says it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpenToOthers {
+    /// Unix: the permission bits, when group or others have any.
+    #[cfg(unix)]
+    Mode(u32),
+    /// Windows: the accounts of the access list's entries that let broad groups read it
+    /// (Everyone, Users, Authenticated Users, ...), by name.
+    #[cfg(windows)]
+    Accounts(Vec<String>),
+}
+
+/// Whether a key file may be read by others than its owner (`meta` is the file's, `path`
+/// its name): group or other mode bits on Unix; on Windows an entry of its access list
+/// that lets a broad group (Everyone, Users, Authenticated Users, Guests, anonymous,
+/// interactive or network logons) read it, or no list at all (which lets everyone in).
+/// `None` when only the owner (and the system's own accounts) may, or when the system
+/// cannot say.
+pub fn open_to_others(path: &Path, meta: &std::fs::Metadata) -> Option<OpenToOthers> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
+        let _ = path;
         let mode = meta.permissions().mode() & 0o777;
-        (mode & 0o077 != 0).then_some(mode)
+        (mode & 0o077 != 0).then_some(OpenToOthers::Mode(mode))
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
     {
         let _ = meta;
+        let readers = windows::broad_readers(path)?;
+        (!readers.is_empty()).then_some(OpenToOthers::Accounts(readers))
+    }
+    #[cfg(not(any(unix, windows)))]
+    {
+        let _ = (path, meta);
         None
     }
 }
@@ -76,8 +122,7 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     {
         File::open(dir)?.sync_all()
     }
-    // Windows cannot open a directory as a file to flush it; its rename is already
-    // durable enough for a settings file.
+    // Windows cannot open a directory as a file to flush it; NTFS journals the rename.
     #[cfg(not(unix))]
     {
         let _ = dir;
@@ -86,7 +131,7 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Whether process `pid` exists (it may belong to another user). Where this cannot be
-/// told cheaply, the answer is yes, so nothing of a live process is ever removed.
+/// told, the answer is yes, so nothing of a live process is ever removed.
 pub fn process_exists(pid: u32) -> bool {
     #[cfg(unix)]
     {
@@ -97,26 +142,67 @@ pub fn process_exists(pid: u32) -> bool {
         let alive = unsafe { libc::kill(pid, 0) } == 0;
         alive || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
+    {
+        windows::process_exists(pid)
+    }
+    #[cfg(not(any(unix, windows)))]
     {
         let _ = pid;
         true
     }
 }
 
+/// Whether an accept() error means the process or system ran out of something
+/// (descriptors, buffers, memory) rather than that one client gave up.
+pub fn is_resource_exhaustion(e: &io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        matches!(
+            e.raw_os_error(),
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+        )
+    }
+    #[cfg(windows)]
+    {
+        use windows_sys::Win32::Foundation::ERROR_NOT_ENOUGH_MEMORY;
+        use windows_sys::Win32::Networking::WinSock::{WSAEMFILE, WSAENOBUFS};
+        matches!(e.raw_os_error(), Some(WSAEMFILE | WSAENOBUFS))
+            || e.raw_os_error() == i32::try_from(ERROR_NOT_ENOUGH_MEMORY).ok()
+    }
+    #[cfg(not(any(unix, windows)))]
+    {
+        e.kind() == io::ErrorKind::OutOfMemory
+    }
+}
+
+/// Whether a listening socket takes SO_REUSEADDR. On Unix it lets a restarted daemon bind
+/// while the old connections linger in TIME_WAIT. On Windows it would let another program
+/// bind the same port alongside (and take connections meant for the tunnel), and
+/// TIME_WAIT does not block a listener there anyway.
+pub const REUSE_LISTEN_ADDRESS: bool = cfg!(unix);
+
+/// What to check when the system refuses to let a program listen on an address.
+#[cfg(unix)]
+pub const LISTEN_DENIED_HINT: &str =
+    "ports below 1024 need administrator rights, and socket paths need a writable directory";
+#[cfg(not(unix))]
+pub const LISTEN_DENIED_HINT: &str = "another program holds the port for itself, or the system reserves it (netsh interface ipv4 show excludedportrange protocol=tcp lists the reserved ranges)";
+
 /// How many connections wait in a listening TCP socket's accept queue (the kernel's
 /// completed handshakes not yet accepted). Linux reports it in `TCP_INFO` of the listening
 /// socket; elsewhere the number is unknown.
-pub fn accept_queue_len(socket: &impl std::os::fd::AsRawFd) -> Option<u64> {
+pub fn accept_queue_len(listener: &tokio::net::TcpListener) -> Option<u64> {
     #[cfg(target_os = "linux")]
     {
+        use std::os::fd::AsRawFd;
         // SAFETY: tcp_info is plain old data; getsockopt writes at most `len` bytes into it.
         let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
         let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
         // SAFETY: the descriptor is open for the borrow; the pointers are to locals.
         let result = unsafe {
             libc::getsockopt(
-                socket.as_raw_fd(),
+                listener.as_raw_fd(),
                 libc::IPPROTO_TCP,
                 libc::TCP_INFO,
                 (&raw mut info).cast(),
@@ -128,7 +214,7 @@ pub fn accept_queue_len(socket: &impl std::os::fd::AsRawFd) -> Option<u64> {
     }
     #[cfg(not(target_os = "linux"))]
     {
-        let _ = socket;
+        let _ = listener;
         None
     }
 }
@@ -152,21 +238,438 @@ pub async fn local_stream_pair() -> io::Result<(LocalStream, LocalStream)> {
         let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
         let connecting = tokio::net::TcpStream::connect(listener.local_addr()?);
         let (connected, accepted) = tokio::join!(connecting, listener.accept());
-        Ok((connected?, accepted?.0))
+        let (connected, (accepted, from)) = (connected?, accepted?);
+        // Any local process could connect to the port in the instant it is open: the
+        // accepted end must be ours.
+        if Some(from) != connected.local_addr().ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                "another local program connected to --spipe's loopback bridge first; try again",
+            ));
+        }
+        Ok((connected, accepted))
     }
 }
 
-/// A lower scheduling priority for the calling thread (nice 10): background work such as
-/// refilling the Diffie-Hellman pool gives way to the connections it serves, yet still
-/// progresses on a busy machine (SCHED_IDLE or nice 19 starved it there). Errors leave
-/// the priority as it was; elsewhere than Linux, priorities work per process and the
-/// thread keeps normal priority.
+/// A lower scheduling priority for the calling thread (nice 10 on Linux, "below normal"
+/// on Windows): background work such as refilling the Diffie-Hellman pool gives way to
+/// the connections it serves, yet still progresses on a busy machine (SCHED_IDLE or nice
+/// 19 starved it there). Errors leave the priority as it was; on other Unix systems
+/// priorities work per process and the thread keeps normal priority.
 pub fn lower_thread_priority() {
     #[cfg(target_os = "linux")]
     // SAFETY: plain system calls on the calling thread; gettid cannot fail.
     unsafe {
         let tid = libc::gettid();
         libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
+    }
+    #[cfg(windows)]
+    // SAFETY: the pseudo-handle of the calling thread needs no closing.
+    unsafe {
+        use windows_sys::Win32::System::Threading::{
+            GetCurrentThread, SetThreadPriority, THREAD_PRIORITY_BELOW_NORMAL,
+        };
+        SetThreadPriority(GetCurrentThread(), THREAD_PRIORITY_BELOW_NORMAL);
+    }
+}
+
+/// A child process and whatever it starts, stopped together: on Unix its own process
+/// group (`process_group(0)`), on Windows a job object it is put in as soon as it runs
+/// (what it starts in that first instant escapes the job; the far end's ssh starts a
+/// ProxyCommand only once it is connecting).
+pub struct ProcessGroup {
+    pid: u32,
+    #[cfg(windows)]
+    job: Option<windows::Job>,
+}
+
+impl ProcessGroup {
+    /// Makes `command` start its process in a group of its own, detached from this
+    /// process's terminal signals (Ctrl+C reaches it only through us).
+    pub fn prepare(command: &mut Command) -> &mut Command {
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::CommandExt;
+            command.process_group(0)
+        }
+        #[cfg(windows)]
+        {
+            use std::os::windows::process::CommandExt;
+            use windows_sys::Win32::System::Threading::CREATE_NEW_PROCESS_GROUP;
+            command.creation_flags(CREATE_NEW_PROCESS_GROUP)
+        }
+        #[cfg(not(any(unix, windows)))]
+        {
+            command
+        }
+    }
+
+    /// The group of a child started from a [`ProcessGroup::prepare`]d command.
+    pub fn of(child: &Child) -> ProcessGroup {
+        ProcessGroup {
+            pid: child.id(),
+            #[cfg(windows)]
+            job: windows::Job::holding(child),
+        }
+    }
+
+    /// Kills every process of the group at once. A group whose processes all ended is
+    /// left alone.
+    pub fn kill(&self) {
+        #[cfg(unix)]
+        {
+            let Ok(group) = libc::pid_t::try_from(self.pid) else {
+                return;
+            };
+            // SAFETY: kill(2) on the process group the child leads (`process_group(0)`
+            // made its pid the group id). While any member lives, the kernel keeps that
+            // id from being reused; once all are gone the call finds no group (ESRCH) and
+            // does nothing.
+            unsafe {
+                libc::kill(-group, libc::SIGKILL);
+            }
+        }
+        #[cfg(windows)]
+        match &self.job {
+            Some(job) => job.terminate(),
+            // Without a job, at least the child itself.
+            None => windows::terminate_process(self.pid),
+        }
+        #[cfg(not(any(unix, windows)))]
+        let _ = self.pid;
+    }
+}
+
+/// Tests only: adds an entry to the file's access list letting Everyone read it, as a
+/// careless `icacls FILE /grant Everyone:R` would.
+#[cfg(all(test, windows))]
+pub fn grant_everyone_read(path: &Path) -> io::Result<()> {
+    windows::grant_everyone_read(path)
+}
+
+/// The Windows calls behind the functions above.
+#[cfg(windows)]
+mod windows {
+    use std::fs::File;
+    use std::io;
+    use std::os::windows::ffi::OsStrExt;
+    use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle, RawHandle};
+    use std::path::Path;
+    use std::process::Child;
+
+    use windows_sys::Win32::Foundation::{
+        ERROR_ACCESS_DENIED, ERROR_SUCCESS, GENERIC_ALL, GENERIC_READ, HANDLE, LocalFree,
+        STILL_ACTIVE,
+    };
+    use windows_sys::Win32::Security::Authorization::{GetNamedSecurityInfoW, SE_FILE_OBJECT};
+    use windows_sys::Win32::Security::{
+        ACCESS_ALLOWED_ACE, ACL, ACL_REVISION, AddAccessAllowedAce, CreateWellKnownSid,
+        DACL_SECURITY_INFORMATION, EqualSid, GetAce, GetLengthSid, GetTokenInformation,
+        INHERIT_ONLY_ACE, InitializeAcl, InitializeSecurityDescriptor, PSECURITY_DESCRIPTOR,
+        SE_DACL_PROTECTED, SECURITY_MAX_SID_SIZE, SetKernelObjectSecurity,
+        SetSecurityDescriptorControl, SetSecurityDescriptorDacl, TOKEN_QUERY, TOKEN_USER,
+        TokenUser, WELL_KNOWN_SID_TYPE, WinAnonymousSid, WinAuthenticatedUserSid,
+        WinBuiltinGuestsSid, WinBuiltinUsersSid, WinInteractiveSid, WinNetworkSid, WinWorldSid,
+    };
+    use windows_sys::Win32::Storage::FileSystem::{FILE_ALL_ACCESS, FILE_READ_DATA};
+    use windows_sys::Win32::System::JobObjects::{
+        AssignProcessToJobObject, CreateJobObjectW, TerminateJobObject,
+    };
+    use windows_sys::Win32::System::SystemServices::{
+        ACCESS_ALLOWED_ACE_TYPE, SECURITY_DESCRIPTOR_REVISION,
+    };
+    use windows_sys::Win32::System::Threading::{
+        GetCurrentProcess, GetExitCodeProcess, OpenProcess, OpenProcessToken,
+        PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_TERMINATE, TerminateProcess,
+    };
+
+    /// A handle from a call that returns null on failure, owned (closed when dropped).
+    fn owned(handle: HANDLE) -> Option<OwnedHandle> {
+        // SAFETY: a non-null handle the call just returned is ours to close, once.
+        (!handle.is_null()).then(|| unsafe { OwnedHandle::from_raw_handle(handle as RawHandle) })
+    }
+
+    /// The current user's SID (the token's user), as bytes a PSID can point into.
+    fn current_user_sid() -> io::Result<Vec<u8>> {
+        let mut token: HANDLE = std::ptr::null_mut();
+        // SAFETY: the pseudo-handle of this process; `token` receives a handle we own.
+        if unsafe { OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &mut token) } == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let token = owned(token).ok_or_else(io::Error::last_os_error)?;
+        let mut needed = 0u32;
+        // SAFETY: asking for the size only (no buffer).
+        unsafe {
+            GetTokenInformation(
+                token.as_raw_handle(),
+                TokenUser,
+                std::ptr::null_mut(),
+                0,
+                &mut needed,
+            )
+        };
+        // u64 units keep the buffer aligned for TOKEN_USER's pointer.
+        let mut buffer = vec![0u64; (needed as usize).div_ceil(8).max(1)];
+        // SAFETY: the buffer holds `needed` bytes, as the first call asked for.
+        if unsafe {
+            GetTokenInformation(
+                token.as_raw_handle(),
+                TokenUser,
+                buffer.as_mut_ptr().cast(),
+                needed,
+                &mut needed,
+            )
+        } == 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the call filled a TOKEN_USER at the buffer's start; its SID points
+        // into the same buffer, which lives until the SID is copied out below.
+        let sid = unsafe { (*buffer.as_ptr().cast::<TOKEN_USER>()).User.Sid };
+        // SAFETY: a valid SID, as the call returned it.
+        let len = unsafe { GetLengthSid(sid) } as usize;
+        // SAFETY: the SID is `len` bytes long and lives in `buffer`.
+        Ok(unsafe { std::slice::from_raw_parts(sid.cast::<u8>(), len) }.to_vec())
+    }
+
+    /// Replaces the file's access list with one entry: full control for the current
+    /// user; protected, so nothing is inherited from the directory.
+    pub fn restrict_to_owner(file: &File) -> io::Result<()> {
+        let mut user = current_user_sid()?;
+        set_access_list(&mut [(&mut user, FILE_ALL_ACCESS)], |descriptor| {
+            // SAFETY: an open handle (opened with WRITE_DAC) and a valid descriptor.
+            unsafe {
+                SetKernelObjectSecurity(file.as_raw_handle(), DACL_SECURITY_INFORMATION, descriptor)
+            }
+        })
+    }
+
+    /// Builds a protected access list allowing each SID its rights, wraps it in an
+    /// absolute security descriptor and hands that to `apply` (which returns a BOOL).
+    /// SetKernelObjectSecurity and SetFileSecurityW take such a descriptor the same way
+    /// on Windows and under wine (whose SetSecurityInfo loses the list on files).
+    fn set_access_list(
+        entries: &mut [(&mut Vec<u8>, u32)],
+        apply: impl FnOnce(PSECURITY_DESCRIPTOR) -> i32,
+    ) -> io::Result<()> {
+        // An ACL header, then per entry an ACCESS_ALLOWED_ACE (whose last u32 is the
+        // SID's start) and the SID; in u32 units for alignment.
+        let len = std::mem::size_of::<ACL>()
+            + entries
+                .iter()
+                .map(|(sid, _)| std::mem::size_of::<ACCESS_ALLOWED_ACE>() - 4 + sid.len())
+                .sum::<usize>();
+        let mut acl = vec![0u32; len.div_ceil(4)];
+        let acl_len = u32::try_from(acl.len() * 4).map_err(io::Error::other)?;
+        let acl_ptr = acl.as_mut_ptr().cast::<ACL>();
+        // Room for an absolute SECURITY_DESCRIPTOR (40 bytes on 64-bit systems).
+        let mut descriptor = [0u64; 8];
+        let descriptor_ptr: PSECURITY_DESCRIPTOR = descriptor.as_mut_ptr().cast();
+        // SAFETY: the buffers hold what the calls write (the list is sized above); the
+        // descriptor points at the list, which outlives `apply`.
+        unsafe {
+            if InitializeAcl(acl_ptr, acl_len, ACL_REVISION) == 0 {
+                return Err(io::Error::last_os_error());
+            }
+            for (sid, rights) in entries.iter_mut() {
+                if AddAccessAllowedAce(acl_ptr, ACL_REVISION, *rights, sid.as_mut_ptr().cast()) == 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            if InitializeSecurityDescriptor(descriptor_ptr, SECURITY_DESCRIPTOR_REVISION) == 0
+                || SetSecurityDescriptorDacl(descriptor_ptr, 1, acl_ptr, 0) == 0
+                || SetSecurityDescriptorControl(
+                    descriptor_ptr,
+                    SE_DACL_PROTECTED,
+                    SE_DACL_PROTECTED,
+                ) == 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        if apply(descriptor_ptr) == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Tests only: the file's access list becomes the current user's full control plus
+    /// Everyone's read.
+    #[cfg(test)]
+    pub fn grant_everyone_read(path: &Path) -> io::Result<()> {
+        use windows_sys::Win32::Security::SetFileSecurityW;
+        use windows_sys::Win32::Storage::FileSystem::FILE_GENERIC_READ;
+        let mut user = current_user_sid()?;
+        let mut everyone = vec![0u8; SECURITY_MAX_SID_SIZE as usize];
+        let mut len = SECURITY_MAX_SID_SIZE;
+        // SAFETY: the buffer holds the largest SID there is.
+        if unsafe {
+            CreateWellKnownSid(
+                WinWorldSid,
+                std::ptr::null_mut(),
+                everyone.as_mut_ptr().cast(),
+                &mut len,
+            )
+        } == 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        everyone.truncate(len as usize);
+        let wide: Vec<u16> = path.as_os_str().encode_wide().chain([0]).collect();
+        set_access_list(
+            &mut [
+                (&mut user, FILE_ALL_ACCESS),
+                (&mut everyone, FILE_GENERIC_READ),
+            ],
+            // SAFETY: a NUL-terminated path and a valid descriptor.
+            |descriptor| unsafe {
+                SetFileSecurityW(wide.as_ptr(), DACL_SECURITY_INFORMATION, descriptor)
+            },
+        )
+    }
+
+    /// The broad groups whose reading a key file is a warning, with the names shown.
+    const BROAD: [(WELL_KNOWN_SID_TYPE, &str); 7] = [
+        (WinWorldSid, "Everyone"),
+        (WinAuthenticatedUserSid, "Authenticated Users"),
+        (WinBuiltinUsersSid, "Users"),
+        (WinBuiltinGuestsSid, "Guests"),
+        (WinAnonymousSid, "ANONYMOUS LOGON"),
+        (WinInteractiveSid, "INTERACTIVE"),
+        (WinNetworkSid, "NETWORK"),
+    ];
+
+    /// The broad groups the file's access list lets read it ("Everyone" for a file with
+    /// no list at all); `None` if the list cannot be read.
+    pub fn broad_readers(path: &Path) -> Option<Vec<String>> {
+        let wide: Vec<u16> = path.as_os_str().encode_wide().chain([0]).collect();
+        let mut dacl: *mut ACL = std::ptr::null_mut();
+        let mut descriptor = std::ptr::null_mut();
+        // SAFETY: a NUL-terminated path; the descriptor the call allocates is freed below
+        // with LocalFree, after the last use of `dacl`, which points into it.
+        let status = unsafe {
+            GetNamedSecurityInfoW(
+                wide.as_ptr(),
+                SE_FILE_OBJECT,
+                DACL_SECURITY_INFORMATION,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                &mut dacl,
+                std::ptr::null_mut(),
+                &mut descriptor,
+            )
+        };
+        if status != ERROR_SUCCESS {
+            return None;
+        }
+        let readers = if dacl.is_null() {
+            // No list: everyone may do anything.
+            vec!["Everyone".to_owned()]
+        } else {
+            // SAFETY: `dacl` points into the descriptor, alive until LocalFree below.
+            unsafe { readers_in(dacl) }
+        };
+        // SAFETY: allocated by GetNamedSecurityInfoW for us to free, once.
+        unsafe { LocalFree(descriptor) };
+        Some(readers)
+    }
+
+    /// The names of the broad groups that an allowing entry of `dacl` lets read.
+    ///
+    /// # Safety
+    /// `dacl` points to a valid access list.
+    unsafe fn readers_in(dacl: *const ACL) -> Vec<String> {
+        let broad: Vec<([u8; SECURITY_MAX_SID_SIZE as usize], &str)> = BROAD
+            .iter()
+            .filter_map(|&(kind, name)| {
+                let mut sid = [0u8; SECURITY_MAX_SID_SIZE as usize];
+                let mut len = SECURITY_MAX_SID_SIZE;
+                // SAFETY: the buffer holds the largest SID there is.
+                let made = unsafe {
+                    CreateWellKnownSid(
+                        kind,
+                        std::ptr::null_mut(),
+                        sid.as_mut_ptr().cast(),
+                        &mut len,
+                    )
+                };
+                (made != 0).then_some((sid, name))
+            })
+            .collect();
+        let mut names = Vec::new();
+        // SAFETY: as the caller promises.
+        let count = unsafe { (*dacl).AceCount };
+        for index in 0..u32::from(count) {
+            let mut ace: *mut core::ffi::c_void = std::ptr::null_mut();
+            // SAFETY: the index is within the list's count.
+            if unsafe { GetAce(dacl, index, &mut ace) } == 0 || ace.is_null() {
+                continue;
+            }
+            // SAFETY: every entry starts with a header; an allowing entry is an
+            // ACCESS_ALLOWED_ACE, its SID starting at SidStart.
+            let entry = unsafe { &*ace.cast::<ACCESS_ALLOWED_ACE>() };
+            let applies = u32::from(entry.Header.AceType) == ACCESS_ALLOWED_ACE_TYPE
+                && u32::from(entry.Header.AceFlags) & INHERIT_ONLY_ACE == 0;
+            let reads = entry.Mask & (FILE_READ_DATA | GENERIC_READ | GENERIC_ALL) != 0;
+            if !(applies && reads) {
+                continue;
+            }
+            let sid = (&raw const entry.SidStart).cast_mut().cast();
+            for (known, name) in &broad {
+                // SAFETY: both are valid SIDs.
+                if unsafe { EqualSid(sid, known.as_ptr().cast_mut().cast()) } != 0
+                    && !names.iter().any(|n| n == name)
+                {
+                    names.push((*name).to_owned());
+                }
+            }
+        }
+        names
+    }
+
+    /// Whether process `pid` runs: it can be opened and has no exit code yet. A process
+    /// we may not open exists (it belongs to someone else).
+    pub fn process_exists(pid: u32) -> bool {
+        // SAFETY: OpenProcess returns a handle we own, or null.
+        let Some(process) =
+            owned(unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) })
+        else {
+            return io::Error::last_os_error().raw_os_error() == Some(ERROR_ACCESS_DENIED as i32);
+        };
+        let mut code = 0u32;
+        // SAFETY: an open process handle and a local to write to.
+        let known = unsafe { GetExitCodeProcess(process.as_raw_handle(), &mut code) } != 0;
+        !known || code == STILL_ACTIVE as u32
+    }
+
+    /// Ends process `pid` (best effort).
+    pub fn terminate_process(pid: u32) {
+        // SAFETY: OpenProcess returns a handle we own, or null.
+        if let Some(process) = owned(unsafe { OpenProcess(PROCESS_TERMINATE, 0, pid) }) {
+            // SAFETY: an open process handle with the right to terminate it.
+            unsafe { TerminateProcess(process.as_raw_handle(), 1) };
+        }
+    }
+
+    /// A job object holding a child and what it starts.
+    pub struct Job(OwnedHandle);
+
+    impl Job {
+        /// A new job with `child` in it; `None` if either step fails.
+        pub fn holding(child: &Child) -> Option<Job> {
+            // SAFETY: an anonymous job with default security; the handle is ours.
+            let job = owned(unsafe { CreateJobObjectW(std::ptr::null(), std::ptr::null()) })?;
+            // SAFETY: both handles are open for the call.
+            let assigned =
+                unsafe { AssignProcessToJobObject(job.as_raw_handle(), child.as_raw_handle()) };
+            (assigned != 0).then_some(Job(job))
+        }
+
+        pub fn terminate(&self) {
+            // SAFETY: an open job handle.
+            unsafe { TerminateJobObject(self.0.as_raw_handle(), 1) };
+        }
     }
 }
 

@@ -6,6 +6,10 @@
 //! delivered, a long-lived connection through the same daemons unaffected, and the daemon
 //! still serving. Linux only (reads /proc).
 
+// Unix only: these tests drive real processes (spiped, sluiced) through the test kit,
+// with signals, UNIX sockets and /proc. Windows runs scripts/wine-interop instead.
+#![cfg(unix)]
+
 mod support;
 
 use std::io::{Read, Write};

@@ -5,6 +5,10 @@
 //! and where (the option, the file, the line, the tunnel and field), and leave files as
 //! they were.
 
+// Unix only: these tests drive real processes (spiped, sluiced) through the test kit,
+// with signals, UNIX sockets and /proc. Windows runs scripts/wine-interop instead.
+#![cfg(unix)]
+
 mod support;
 
 use std::fs;

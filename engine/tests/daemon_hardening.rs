@@ -5,6 +5,10 @@
 //! privilege tests need root (as CI runs them); elsewhere they say so and skip, and under
 //! CI a missing root fails them.
 
+// Unix only: these tests drive real processes (spiped, sluiced) through the test kit,
+// with signals, UNIX sockets and /proc. Windows runs scripts/wine-interop instead.
+#![cfg(unix)]
+
 mod support;
 
 use std::fs;

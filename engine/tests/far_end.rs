@@ -5,6 +5,10 @@
 //!
 //! Needs root (sshd, useradd) and `openssh-server` (scripts/install-test-deps).
 
+// Unix only: these tests drive real processes (spiped, sluiced) through the test kit,
+// with signals, UNIX sockets and /proc. Windows runs scripts/wine-interop instead.
+#![cfg(unix)]
+
 mod support;
 
 use std::fs;

@@ -4,6 +4,10 @@
 //! many open connections, and SIGKILL in the middle of config saves. After each, the
 //! daemon must still serve and nothing may be lost. Linux only (reads /proc).
 
+// Unix only: these tests drive real processes (spiped, sluiced) through the test kit,
+// with signals, UNIX sockets and /proc. Windows runs scripts/wine-interop instead.
+#![cfg(unix)]
+
 mod support;
 
 use std::io::{self, Read, Write};

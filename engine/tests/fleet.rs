@@ -3,6 +3,10 @@
 //! carrying data; a broken config changes nothing; systemd readiness (`NOTIFY_SOCKET`)
 //! comes only after every listener is bound.
 
+// Unix only: these tests drive real processes (spiped, sluiced) through the test kit,
+// with signals, UNIX sockets and /proc. Windows runs scripts/wine-interop instead.
+#![cfg(unix)]
+
 mod support;
 
 use std::fs;

@@ -3,6 +3,10 @@
 //! Measured as the daemon's CPU time (/proc/PID/stat) per forged connection against its
 //! CPU time per full handshake; a real client still gets through during the flood.
 
+// Unix only: these tests drive real processes (spiped, sluiced) through the test kit,
+// with signals, UNIX sockets and /proc. Windows runs scripts/wine-interop instead.
+#![cfg(unix)]
+
 mod support;
 
 use std::io::{Read, Write};

@@ -9,6 +9,9 @@
 //! daemon retries with a new port if the port was taken meanwhile. Linux only: whether a
 //! child listens yet is read from /proc rather than probed with a connection.
 
+// Unix only: these tests drive real processes (spiped, sluiced) through the test kit,
+// with signals, UNIX sockets and /proc. Windows runs scripts/wine-interop instead.
+#![cfg(unix)]
 #![cfg(target_os = "linux")]
 
 mod support;

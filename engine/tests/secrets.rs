@@ -4,6 +4,10 @@
 //! generated key files are 0600, and a key file others can read is warned about by name.
 //! (The app's config file and key index are checked in app/tests/secrets.rs.)
 
+// Unix only: these tests drive real processes (spiped, sluiced) through the test kit,
+// with signals, UNIX sockets and /proc. Windows runs scripts/wine-interop instead.
+#![cfg(unix)]
+
 mod support;
 
 use std::panic::catch_unwind;

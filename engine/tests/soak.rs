@@ -4,6 +4,10 @@
 //! Neither may grow. The short run (about 20 s) is part of the normal suite; the long one:
 //!   SLUICE_SOAK_SECS=120 cargo test -p sluice-engine --test soak -- --ignored --nocapture
 
+// Unix only: these tests drive real processes (spiped, sluiced) through the test kit,
+// with signals, UNIX sockets and /proc. Windows runs scripts/wine-interop instead.
+#![cfg(unix)]
+
 mod support;
 
 use std::io::Write;

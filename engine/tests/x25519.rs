@@ -3,6 +3,9 @@
 //! handshake (on either side, and with stock spiped) failing within the handshake timeout
 //! with a message that names the cause, and the same tampering cases as the classic one.
 
+// Unix only: these tests drive real processes (spiped, sluiced) through the test kit,
+// with signals, UNIX sockets and /proc. Windows runs scripts/wine-interop instead.
+#![cfg(unix)]
 #![cfg(target_os = "linux")]
 
 mod support;

@@ -4,7 +4,11 @@
 //! deadline-bound waits for their log lines and listeners, /proc readers, key files,
 //! a small HTTP client, a real OpenSSH server ([`sshd`]), and the rule for missing
 //! prerequisites ([`require`]). Everything runs on loopback and in temporary directories.
+//! Unix only (signals, UNIX sockets, /proc): on other systems the crate is empty, and the
+//! tests that use it are `cfg(unix)`. Windows is tested by the engine's unit tests under
+//! wine and by `scripts/wine-interop`.
 
+#![cfg(unix)]
 #![allow(clippy::missing_panics_doc)]
 
 pub mod sshd;

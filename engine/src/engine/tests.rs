@@ -185,10 +185,12 @@ fn the_limit_holds_clients_in_the_queue_until_a_slot_frees() {
     // The second client is queued, not served, and counted as waiting.
     let mut second = TcpStream::connect(addr).unwrap();
     second.write_all(b"two").unwrap();
+    // Only Linux tells how many clients wait in the accept queue.
+    let queue_known = cfg!(target_os = "linux");
     wait_for("the waiting client is counted", || {
-        engine
-            .status("limited")
-            .is_some_and(|s| s.counters.waiting_clients == 1 && s.counters.limit_reached == 1)
+        engine.status("limited").is_some_and(|s| {
+            (s.counters.waiting_clients == 1 || !queue_known) && s.counters.limit_reached == 1
+        })
     });
     second
         .set_read_timeout(Some(Duration::from_millis(300)))

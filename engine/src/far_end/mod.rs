@@ -286,7 +286,7 @@ impl Runner<'_> {
         // Both go into the far end's command line and unit file: the far address as the
         // user gave it (--service, the far-end tab), and how it reaches this machine.
         for (flag, address) in [("-s", &self.plan.source), ("-t", &self.plan.target)] {
-            if let Err(e) = address.parse::<Address>() {
+            if let Err(e) = Address::parse_remote(address) {
                 return Err(invalid(format!("the far end's {flag}: {e}")).into());
             }
         }

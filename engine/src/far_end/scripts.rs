@@ -697,6 +697,7 @@ mod tests {
     /// .deb's `sluiced@.service`. Only lines about Sluice's units count: other units
     /// installed here may draw warnings of their own.
     #[test]
+    #[cfg(unix)]
     fn systemd_analyze_accepts_the_system_unit_and_rates_it_like_the_debs() {
         let Some(analyze) = systemd_analyze() else {
             return;
@@ -755,6 +756,7 @@ mod tests {
         }
     }
 
+    #[cfg(unix)]
     /// `systemd-analyze`, or `None` (the test is skipped, loudly) where it is missing;
     /// under CI it must be there.
     fn systemd_analyze() -> Option<std::path::PathBuf> {
@@ -774,6 +776,7 @@ mod tests {
         found
     }
 
+    #[cfg(unix)]
     fn security(analyze: &std::path::Path, unit: &std::path::Path) -> String {
         let out = std::process::Command::new(analyze)
             .args(["security", "--offline=true"])
@@ -790,6 +793,7 @@ mod tests {
         report
     }
 
+    #[cfg(unix)]
     /// The "Overall exposure level" systemd-analyze security gives a unit file.
     fn exposure(analyze: &std::path::Path, unit: &std::path::Path) -> f64 {
         let report = security(analyze, unit);
@@ -806,6 +810,8 @@ mod tests {
     /// Two tunnels on one far end: one is removed over and over (its remove deletes the
     /// Sluice directory once it is empty) while the other is set up over and over, so
     /// removes land between a set-up's making the directory and creating its manifest.
+    // Unix only: runs the scripts with sh.
+    #[cfg(unix)]
     #[test]
     fn set_up_survives_another_tunnels_remove_taking_the_directory_away() {
         use std::io::Write;
@@ -860,6 +866,8 @@ mod tests {
         );
     }
 
+    // Unix only: runs the scripts with sh.
+    #[cfg(unix)]
     #[test]
     fn scripts_carry_no_key_material_and_parse_as_sh() {
         let c = choice(Persistence::Daemon, false);

@@ -3,7 +3,6 @@
 //! line. Host-key checking is never weakened; `BatchMode=yes` so nothing waits for a prompt.
 
 use std::io::{Read, Write};
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -12,6 +11,7 @@ use zeroize::Zeroizing;
 
 use super::error::{LocalError, SshError, SshStage};
 use super::shell::split_words;
+use crate::platform::ProcessGroup;
 
 /// The environment variable that replaces the `ssh` command, as `GIT_SSH_COMMAND` does
 /// for git: split into words as a shell would (e.g. `ssh -F ~/.ssh/work_config`).
@@ -196,7 +196,11 @@ impl SshClient {
                 .ok_or(SshFailure::Local(LocalError::SshCommand(
                     super::shell::SplitError::Empty,
                 )))?;
-        let mut child = Command::new(program)
+        let mut command = Command::new(program);
+        // A group of its own, so a stop also reaches what ssh started (a ProxyCommand,
+        // or a wrapper's children). ssh never needs the terminal: BatchMode=yes.
+        ProcessGroup::prepare(&mut command);
+        let mut child = command
             .args(args)
             .stdin(if input.is_some() {
                 Stdio::piped()
@@ -205,9 +209,6 @@ impl SshClient {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            // A group of its own, so a stop also reaches what ssh started (a ProxyCommand,
-            // or a wrapper's children). ssh never needs the terminal: BatchMode=yes.
-            .process_group(0)
             .spawn()
             .map_err(|e| {
                 SshFailure::Local(LocalError::SshNotRunnable {
@@ -227,14 +228,14 @@ impl SshClient {
         };
         let stdout = child.stdout.take().map(read_in_background);
         let stderr = child.stderr.take().map(read_in_background);
-        let group = child.id();
+        let group = ProcessGroup::of(&child);
         let (done, finished) = mpsc::channel();
         std::thread::spawn(move || {
             let _ = done.send(child.wait());
         });
 
         let stopped = |stage: SshStage| {
-            stop_group(group);
+            group.kill();
             let _ = finished.recv_timeout(REAP_GRACE);
             SshFailure::Ssh(SshError::TimedOut {
                 destination: self.destination.clone(),
@@ -273,19 +274,6 @@ impl SshClient {
             )));
         }
         Ok(output)
-    }
-}
-
-/// Kills ssh's process group: ssh and whatever it started here.
-fn stop_group(group: u32) {
-    let Ok(group) = libc::pid_t::try_from(group) else {
-        return;
-    };
-    // SAFETY: kill(2) on the process group ssh leads (`process_group(0)` made its pid the
-    // group id). While any member lives, Linux keeps that id from being reused; once all
-    // are gone the call finds no group (ESRCH) and does nothing.
-    unsafe {
-        libc::kill(-group, libc::SIGKILL);
     }
 }
 
@@ -549,6 +537,7 @@ HostName not-an-alias
         assert_eq!(out.diagnostics(), "Welcome!; home=/evil");
     }
 
+    #[cfg(unix)]
     /// A stand-in for ssh: `sh -c SCRIPT`, which ignores the ssh options appended to it.
     fn fake(script: &str, limit: Duration) -> SshClient {
         let mut c = SshClient::new(
@@ -560,6 +549,7 @@ HostName not-an-alias
         c
     }
 
+    #[cfg(unix)]
     fn key_input(bytes: &[u8]) -> Option<Input<'_>> {
         Some(Input {
             what: "the key",
@@ -567,6 +557,7 @@ HostName not-an-alias
         })
     }
 
+    #[cfg(unix)]
     /// Runs `client` and checks it was stopped at its limit, in `stage`.
     fn assert_stopped(client: &SshClient, input: Option<Input<'_>>, stage: SshStage) {
         let started = Instant::now();
@@ -594,6 +585,8 @@ HostName not-an-alias
         );
     }
 
+    // Unix only: the stand-in for ssh is sh.
+    #[cfg(unix)]
     #[test]
     fn the_limit_covers_writing_the_input_to_a_far_end_that_never_reads_it() {
         // More than a pipe holds, so the write blocks for as long as nobody reads.
@@ -612,6 +605,8 @@ HostName not-an-alias
         );
     }
 
+    // Unix only: the stand-in for ssh is sh.
+    #[cfg(unix)]
     #[test]
     fn the_limit_covers_a_command_that_does_not_end() {
         // The input fits the pipe's buffer, so writing it is done at once.
@@ -620,12 +615,16 @@ HostName not-an-alias
         assert_stopped(&client, None, SshStage::Running);
     }
 
+    // Unix only: the stand-in for ssh is sh.
+    #[cfg(unix)]
     #[test]
     fn the_limit_covers_an_ssh_that_does_not_exit() {
         let client = fake("exec >/dev/null 2>&1; sleep 30", Duration::from_secs(2));
         assert_stopped(&client, None, SshStage::Exiting);
     }
 
+    // Unix only: the stand-in for ssh is sh.
+    #[cfg(unix)]
     #[test]
     fn input_is_delivered_whole_and_closed() {
         let key: Vec<u8> = (0..=255u8).cycle().take(3 << 20).collect();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::BufMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, UnixStream};
+use tokio::net::TcpSocket;
 
 use crate::address::Address;
 use crate::net::buffers::Lent;
@@ -342,9 +342,8 @@ pub(crate) async fn connect_target(
 ) -> Result<NetStream, TargetFault> {
     let attempt = async {
         if let Address::Unix(path) = target {
-            return UnixStream::connect(path)
+            return NetStream::connect_unix(path)
                 .await
-                .map(NetStream::Unix)
                 .map_err(|e| classify_connect_error(target, e));
         }
         let mut last = None;

@@ -1,12 +1,18 @@
 //! Listening sockets for tunnels: TCP (IPv4, IPv6, host names) and UNIX-domain sockets.
 //! A stale UNIX socket file left by a dead process is replaced; one that a live process
-//! still answers on is never stolen.
+//! still answers on is never stolen. The UNIX-domain parts are `cfg(unix)`: elsewhere a
+//! `/path` address is refused with [`ListenError::UnixSocketsUnsupported`].
 
 use std::io;
+#[cfg(unix)]
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+#[cfg(unix)]
+use std::path::PathBuf;
 
-use tokio::net::{TcpListener, TcpSocket, UnixListener};
+#[cfg(unix)]
+use tokio::net::UnixListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::address::Address;
 use crate::net::io_fault::IoFault;
@@ -40,6 +46,10 @@ pub enum ListenError {
     Io { address: String, source: IoFault },
     #[error("cannot listen on {address}: {reason}")]
     Inherited { address: String, reason: String },
+    #[error(
+        "cannot listen on {address}: UNIX-domain socket addresses are not available on this system; listen on host:port or [ip]:port instead"
+    )]
+    UnixSocketsUnsupported { address: String },
 }
 
 /// A bound listener. A UNIX socket file this process created is removed when the
@@ -47,12 +57,14 @@ pub enum ListenError {
 #[derive(Debug)]
 pub enum Listener {
     Tcp(TcpListener),
+    #[cfg(unix)]
     Unix {
         listener: UnixListener,
         path: PathBuf,
         inode: u64,
     },
     /// A UNIX socket a service manager passed in: its file is the manager's.
+    #[cfg(unix)]
     InheritedUnix(UnixListener),
 }
 
@@ -93,6 +105,7 @@ impl Listener {
                 .accept()
                 .await
                 .map(|(s, peer)| (NetStream::Tcp(s), Peer::Ip(peer))),
+            #[cfg(unix)]
             Listener::Unix { listener, .. } | Listener::InheritedUnix(listener) => listener
                 .accept()
                 .await
@@ -105,6 +118,7 @@ impl Listener {
     pub fn queued_connections(&self) -> Option<u64> {
         match self {
             Listener::Tcp(l) => crate::platform::accept_queue_len(l),
+            #[cfg(unix)]
             Listener::Unix { .. } | Listener::InheritedUnix(_) => None,
         }
     }
@@ -114,7 +128,9 @@ impl Listener {
     pub fn local_address(&self) -> Option<Address> {
         match self {
             Listener::Tcp(l) => l.local_addr().ok().map(Address::Ip),
+            #[cfg(unix)]
             Listener::Unix { path, .. } => Some(Address::Unix(path.clone())),
+            #[cfg(unix)]
             Listener::InheritedUnix(listener) => listener
                 .local_addr()
                 .ok()
@@ -139,6 +155,7 @@ fn inherited(name: &str, label: &str) -> Result<Listener, ListenError> {
             tcp.set_nonblocking(true).map_err(io)?;
             TcpListener::from_std(tcp).map(Listener::Tcp).map_err(io)
         }
+        #[cfg(unix)]
         crate::platform::InheritedListener::Unix(unix) => {
             unix.set_nonblocking(true).map_err(io)?;
             UnixListener::from_std(unix)
@@ -148,6 +165,7 @@ fn inherited(name: &str, label: &str) -> Result<Listener, ListenError> {
     }
 }
 
+#[cfg(unix)]
 impl Drop for Listener {
     fn drop(&mut self) {
         if let Listener::Unix { path, inode, .. } = self
@@ -164,11 +182,21 @@ fn bind_tcp(addr: std::net::SocketAddr) -> io::Result<Listener> {
     } else {
         TcpSocket::new_v6()?
     };
-    socket.set_reuseaddr(true)?;
+    if crate::platform::REUSE_LISTEN_ADDRESS {
+        socket.set_reuseaddr(true)?;
+    }
     socket.bind(addr)?;
     Ok(Listener::Tcp(socket.listen(BACKLOG)?))
 }
 
+#[cfg(not(unix))]
+fn bind_unix(_path: &Path, label: &str) -> Result<Listener, ListenError> {
+    Err(ListenError::UnixSocketsUnsupported {
+        address: label.to_owned(),
+    })
+}
+
+#[cfg(unix)]
 fn bind_unix(path: &Path, label: &str) -> Result<Listener, ListenError> {
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
@@ -206,7 +234,7 @@ fn classify_bind_error(address: &str, e: io::Error) -> ListenError {
         io::ErrorKind::AddrInUse => ListenError::InUse { address },
         io::ErrorKind::PermissionDenied => ListenError::PermissionDenied {
             address,
-            hint: "ports below 1024 need administrator rights, and socket paths need a writable directory",
+            hint: crate::platform::LISTEN_DENIED_HINT,
         },
         io::ErrorKind::AddrNotAvailable => ListenError::Io {
             address,
@@ -226,10 +254,7 @@ fn classify_bind_error(address: &str, e: io::Error) -> ListenError {
 /// Whether an accept() error means the process or system ran out of something
 /// (descriptors, buffers, memory) rather than that one client gave up.
 pub fn is_resource_exhaustion(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
+    crate::platform::is_resource_exhaustion(e)
 }
 
 #[cfg(test)]
@@ -237,10 +262,12 @@ mod tests {
     use super::*;
     use crate::net::resolve::SystemResolver;
 
+    #[cfg(unix)]
     fn temp_socket_path(name: &str) -> PathBuf {
         std::env::temp_dir().join(format!("sluice-test-{}-{name}.sock", std::process::id()))
     }
 
+    #[cfg(unix)]
     #[tokio::test]
     async fn stale_unix_socket_is_replaced() {
         let path = temp_socket_path("stale");
@@ -255,6 +282,7 @@ mod tests {
         assert!(!path.exists(), "our own socket file is removed on drop");
     }
 
+    #[cfg(unix)]
     #[tokio::test]
     async fn live_unix_socket_is_not_stolen() {
         let path = temp_socket_path("live");
@@ -268,6 +296,7 @@ mod tests {
         let _ = std::fs::remove_file(&path);
     }
 
+    #[cfg(unix)]
     #[tokio::test]
     async fn regular_file_is_not_replaced() {
         let path = temp_socket_path("file");
@@ -278,6 +307,19 @@ mod tests {
         assert!(matches!(err, ListenError::NotASocket { .. }), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), b"precious");
         let _ = std::fs::remove_file(&path);
+    }
+
+    #[cfg(not(unix))]
+    #[tokio::test]
+    async fn unix_socket_addresses_are_refused_in_words() {
+        let err = Listener::bind_with(&Address::Unix("/run/x.sock".into()), &SystemResolver)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ListenError::UnixSocketsUnsupported { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("host:port"), "{err}");
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
 //! One socket type for TCP and UNIX-domain streams, so the connection code is written once.
 //! Streams split into owned read and write halves for the two independent pump directions.
+//! The UNIX-domain variants are `cfg(unix)`: Windows has TCP only.
 
 use std::io;
 use std::pin::Pin;
@@ -7,7 +8,9 @@ use std::task::{Context, Poll};
 
 use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpStream, UnixStream, tcp, unix};
+use tokio::net::{TcpStream, tcp};
+#[cfg(unix)]
+use tokio::net::{UnixStream, unix};
 
 /// The other end of a connection, as an address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +36,7 @@ impl std::fmt::Display for Peer {
 #[derive(Debug)]
 pub enum NetStream {
     Tcp(TcpStream),
+    #[cfg(unix)]
     Unix(UnixStream),
 }
 
@@ -42,6 +46,7 @@ impl From<TcpStream> for NetStream {
     }
 }
 
+#[cfg(unix)]
 impl From<UnixStream> for NetStream {
     fn from(stream: UnixStream) -> NetStream {
         NetStream::Unix(stream)
@@ -49,13 +54,34 @@ impl From<UnixStream> for NetStream {
 }
 
 impl NetStream {
+    /// Connects to the UNIX-domain socket at `path`; where there are none, an
+    /// `Unsupported` error that says to use a TCP address.
+    pub async fn connect_unix(path: &std::path::Path) -> io::Result<NetStream> {
+        #[cfg(unix)]
+        {
+            UnixStream::connect(path).await.map(NetStream::Unix)
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = path;
+            Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "UNIX-domain socket addresses are not available on this system: use host:port or [ip]:port",
+            ))
+        }
+    }
+
     /// TCP_NODELAY on (each packet is sent as soon as it is sealed, like spiped ≥ 1.5) and
     /// SO_KEEPALIVE as asked. Errors are ignored, as spiped does: an option the platform
     /// refuses must not cost the connection.
     pub fn tune(&self, keepalive: bool) {
-        if let NetStream::Tcp(tcp) = self {
-            let _ = tcp.set_nodelay(true);
-            let _ = SockRef::from(tcp).set_keepalive(keepalive);
+        match self {
+            NetStream::Tcp(tcp) => {
+                let _ = tcp.set_nodelay(true);
+                let _ = SockRef::from(tcp).set_keepalive(keepalive);
+            }
+            #[cfg(unix)]
+            NetStream::Unix(_) => {}
         }
     }
 
@@ -63,8 +89,12 @@ impl NetStream {
     /// for a connection that failed after the peer was told all was well. TCP only: a
     /// UNIX-domain socket has no way to close with a reset.
     pub fn reset_on_close(&self) {
-        if let NetStream::Tcp(tcp) = self {
-            let _ = SockRef::from(tcp).set_linger(Some(std::time::Duration::ZERO));
+        match self {
+            NetStream::Tcp(tcp) => {
+                let _ = SockRef::from(tcp).set_linger(Some(std::time::Duration::ZERO));
+            }
+            #[cfg(unix)]
+            NetStream::Unix(_) => {}
         }
     }
 
@@ -72,6 +102,7 @@ impl NetStream {
     pub fn peer(&self) -> Peer {
         match self {
             NetStream::Tcp(tcp) => tcp.peer_addr().map_or(Peer::Unknown, Peer::Ip),
+            #[cfg(unix)]
             NetStream::Unix(_) => Peer::LocalSocket,
         }
     }
@@ -82,6 +113,7 @@ impl NetStream {
                 let (r, w) = s.into_split();
                 (NetReadHalf::Tcp(r), NetWriteHalf::Tcp(w))
             }
+            #[cfg(unix)]
             NetStream::Unix(s) => {
                 let (r, w) = s.into_split();
                 (NetReadHalf::Unix(r), NetWriteHalf::Unix(w))
@@ -92,11 +124,13 @@ impl NetStream {
 
 pub enum NetReadHalf {
     Tcp(tcp::OwnedReadHalf),
+    #[cfg(unix)]
     Unix(unix::OwnedReadHalf),
 }
 
 pub enum NetWriteHalf {
     Tcp(tcp::OwnedWriteHalf),
+    #[cfg(unix)]
     Unix(unix::OwnedWriteHalf),
 }
 
@@ -104,6 +138,7 @@ macro_rules! delegate {
     ($self:ident, $s:ident => $e:expr) => {
         match $self.get_mut() {
             Self::Tcp($s) => $e,
+            #[cfg(unix)]
             Self::Unix($s) => $e,
         }
     };
@@ -167,6 +202,7 @@ impl NetReadHalf {
     pub async fn readable(&self) -> io::Result<()> {
         match self {
             NetReadHalf::Tcp(r) => r.readable().await,
+            #[cfg(unix)]
             NetReadHalf::Unix(r) => r.readable().await,
         }
     }
@@ -184,6 +220,7 @@ impl NetWriteHalf {
                 let _ = SockRef::from(stream).set_linger(Some(std::time::Duration::ZERO));
                 w.forget();
             }
+            #[cfg(unix)]
             NetWriteHalf::Unix(w) => w.forget(),
         }
     }

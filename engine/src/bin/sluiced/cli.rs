@@ -28,6 +28,7 @@ usage: sluiced {-e | -d} -s <source socket> -t <target socket> -k <key file>
        sluiced --config <config file> [-DF] [-p <pidfile>] [--syslog] [-u <user>] [--verbose]
                [--metrics <address>]
        sluiced --check-config <config file>
+       sluiced --reload --config <config file>      (Windows)
        sluiced --spipe -t <target socket> -k <key file> [-b <bind address>]
                [-f | -g] [-j] [-o <connection timeout>] [--x25519]
        sluiced --generate-key <new key file>
@@ -69,9 +70,13 @@ socket with Accept=yes, tcpsvd, s6-tcpserver), and exits; logs go to standard er
 syslog, never into the connection.
 --previous-key (with -d or --reverse-in) also lets in clients holding the key being
 replaced, for a rotation without downtime; metrics count handshakes per key.
-With --config, SIGHUP rereads the file: new tunnels start, removed ones drain, changed
+With --config, SIGHUP rereads the file (on Windows: sluiced --reload --config <the same
+file>, as the same user or an administrator): new tunnels start, removed ones drain, changed
 ones take their new settings, unchanged ones keep every connection; a file that does
 not check out changes nothing. --check-config checks a file (and its keys) and exits.
+On Windows sluiced stays in the foreground (-p writes a pid file unless -F), stops on
+Ctrl+C, Ctrl+Break, the console closing or shutdown, and has no UNIX socket
+addresses, -u or --syslog.
 --seal-key seals a key for a teammate: a standard age file (age -d opens it too) with a
 passphrase of 6 random words, printed once on standard output (the only output there);
 send it by another channel than the bundle. --unseal-key opens such a bundle (or one made
@@ -103,6 +108,8 @@ pub enum Invocation {
     Spipe(SpipeOptions),
     Run(RunOptions),
     CheckConfig(PathBuf),
+    /// `--reload --config FILE`: asks the sluiced running FILE to reread it (Windows).
+    Reload(PathBuf),
     FarEnd(FarEndOptions),
 }
 
@@ -377,6 +384,7 @@ struct Seen {
     proxy_protocol: Option<String>,
     accept_proxy_protocol: bool,
     inetd: bool,
+    reload: bool,
 }
 
 fn set_flag(flag: &mut bool, name: &str) -> Result<(), String> {
@@ -428,6 +436,7 @@ pub fn parse(args: &[String]) -> Result<Invocation, String> {
                 "inetd" => set_flag(&mut seen.inetd, "--inetd")?,
                 "reverse-out" => set_flag(&mut seen.reverse_out, "--reverse-out")?,
                 "help" => set_flag(&mut seen.help, "--help")?,
+                "reload" => set_flag(&mut seen.reload, "--reload")?,
                 "version" => set_flag(&mut seen.version, "--version")?,
                 "config" => set_value(&mut seen.config, "--config", value("a config file")?)?,
                 "generate-key" => set_value(
@@ -575,6 +584,12 @@ fn build(mut seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
     if let Some(path) = seen.check_config {
         return Ok(Invocation::CheckConfig(PathBuf::from(path)));
     }
+    if seen.reload {
+        let config = seen
+            .config
+            .ok_or("--reload needs --config <the config file of the sluiced to reload>")?;
+        return Ok(Invocation::Reload(PathBuf::from(config)));
+    }
     if let Some((action, destination)) = seen.far_end {
         if seen.metrics.is_some() || seen.audit_log.is_some() {
             return Err("--metrics and --audit-log do not apply to --far-end-*".into());
@@ -652,6 +667,8 @@ fn build(mut seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
         }));
     }
 
+    // Refused here, before any key is read: this system cannot honour them.
+    crate::platform::refuse_unsupported(seen.user.is_some(), seen.syslog)?;
     let pidfile_for = |default: Option<String>| seen.pidfile.clone().or(default).map(PathBuf::from);
     if let Some(config) = seen.config {
         for (given, name) in [
@@ -857,7 +874,11 @@ fn build(mut seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
         },
         foreground: seen.foreground,
         wait_for_dns: seen.wait_for_dns,
-        pidfile: pidfile_for((!seen.inetd).then(|| format!("{source}.pid"))),
+        pidfile: pidfile_for(
+            (!seen.inetd)
+                .then(|| crate::platform::default_pid_file(&source))
+                .flatten(),
+        ),
         user: seen.user,
         syslog: seen.syslog,
         verbose: seen.verbose,
@@ -917,9 +938,8 @@ fn far_end_options(
     }
     sluice_engine::check_ssh_destination(&destination).map_err(|e| e.to_string())?;
     if let Some(service) = &service {
-        service
-            .parse::<Address>()
-            .map_err(|e| format!("--service: {e}"))?;
+        // An address on the far end, a Unix server: a socket path is fine there.
+        Address::parse_remote(service).map_err(|e| format!("--service: {e}"))?;
     }
     Ok(Invocation::FarEnd(FarEndOptions {
         action,
@@ -998,15 +1018,21 @@ mod tests {
         assert_eq!(f.reresolve, Some(Duration::from_secs(60)));
         assert_eq!(f.forward_secrecy, ForwardSecrecy::Enabled);
         assert!(!options.foreground);
-        assert_eq!(
-            options.pidfile.as_deref(),
-            Some(Path::new("[127.0.0.1]:8025.pid"))
-        );
+        // Windows: no default pid file (a colon cannot be in a file name there).
+        let pidfile = cfg!(unix).then_some(Path::new("[127.0.0.1]:8025.pid"));
+        assert_eq!(options.pidfile.as_deref(), pidfile);
     }
 
     #[test]
     fn clusters_and_attached_values() {
-        let options = run_options("-dFj -g -n0 -o 0.5 -R -s /tmp/x.sock -t [::1]:80 -k -");
+        let source = if cfg!(unix) {
+            "/tmp/x.sock"
+        } else {
+            "[::1]:81"
+        };
+        let options = run_options(&format!(
+            "-dFj -g -n0 -o 0.5 -R -s {source} -t [::1]:80 -k -"
+        ));
         let f = flags(&options);
         assert_eq!(f.mode, Mode::Decrypt);
         assert!(options.foreground && !f.keepalive);
@@ -1015,6 +1041,37 @@ mod tests {
         assert_eq!(f.reresolve, None);
         assert_eq!(f.forward_secrecy, ForwardSecrecy::Required);
         assert_eq!(key_path(&options), Path::new("-"));
+    }
+
+    /// Windows: what cannot work there is refused by name before anything starts.
+    #[cfg(windows)]
+    #[test]
+    fn windows_refuses_unix_sockets_user_switching_and_syslog() {
+        for (line, expect) in [
+            (
+                "-e -s /run/x.sock -t [::1]:2 -k k",
+                "no UNIX-domain sockets",
+            ),
+            (
+                "-d -s [::1]:1 -t /run/x.sock -k k",
+                "no UNIX-domain sockets",
+            ),
+            ("-e -s [::1]:1 -t [::1]:2 -k k -u nobody", "-u"),
+            ("-e -s [::1]:1 -t [::1]:2 -k k --syslog", "--syslog"),
+            ("--config c.ron --syslog", "--syslog"),
+            ("--reload", "--reload needs --config"),
+        ] {
+            match parse(&args(line)) {
+                Err(e) => assert!(e.contains(expect), "{line}: {e}"),
+                Ok(_) => panic!("{line}: accepted"),
+            }
+        }
+        // -D only retries name look-ups, which Windows has too.
+        assert!(run_options("-e -D -s [::1]:1 -t [::1]:2 -k k").wait_for_dns);
+        assert!(matches!(
+            parse(&args("--reload --config c.ron")),
+            Ok(Invocation::Reload(_))
+        ));
     }
 
     #[test]

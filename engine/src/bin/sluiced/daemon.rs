@@ -104,7 +104,7 @@ pub async fn serve_until_signal(
 ) -> Result<(), String> {
     let signals = (
         StopSignals::install(),
-        ReloadSignal::install(),
+        ReloadSignal::install(serving.options.config_file()),
         ReopenSignal::install(),
     );
     let (mut stop, mut reload_signal, mut reopen_signal) = match signals {
@@ -201,17 +201,25 @@ impl Reading {
     fn start(&mut self, logger: &Logger, path: &Path, serving: &Serving<'_>) {
         if self.stuck.as_ref().is_some_and(|t| !t.is_finished()) {
             logger.error(&format!(
-                "SIGHUP ignored: an earlier reload is still blocked reading {} or one of its keys; fix the path that blocks, then restart sluiced",
+                "{} ignored: an earlier reload is still blocked reading {} or one of its keys; fix the path that blocks, then restart sluiced",
+                platform::RELOAD_REQUEST,
                 path.display()
             ));
             return;
         }
         if self.current.is_some() {
-            logger.info("SIGHUP ignored: a reload is already reading the config");
+            logger.info(&format!(
+                "{} ignored: a reload is already reading the config",
+                platform::RELOAD_REQUEST
+            ));
             return;
         }
         notify(logger, serving.service_manager.reloading());
-        logger.info(&format!("SIGHUP: rereading {}", path.display()));
+        logger.info(&format!(
+            "{}: rereading {}",
+            platform::RELOAD_REQUEST,
+            path.display()
+        ));
         let options = serving.options.clone();
         let read = tokio::task::spawn_blocking(move || options.load());
         self.current = Some((read, tokio::time::Instant::now() + RELOAD_DEADLINE));

@@ -1,8 +1,8 @@
 //! `sluiced`: the headless daemon. A drop-in for spiped's flags (`-e`/`-d`), an spipe-like
 //! client (`--spipe`), a runner for the tunnels of a Sluice config file (`--config`), and
 //! small key tools (`--generate-key`, `--fingerprint`, and `--seal-key`/`--unseal-key` to
-//! share a key sealed with a passphrase), a config checker (`--check-config`), and the
-//! far-end set-up over ssh (`--far-end-*`).
+//! share a key sealed with a passphrase), a config checker (`--check-config`), Windows'
+//! reload request (`--reload`), and the far-end set-up over ssh (`--far-end-*`).
 
 mod audit_log;
 mod cli;
@@ -55,6 +55,16 @@ fn main() -> ExitCode {
         Invocation::Spipe(options) => spipe::run(&options),
         Invocation::Run(options) => run(options),
         Invocation::CheckConfig(path) => check_config(&path),
+        Invocation::Reload(path) => match platform::request_reload(&path) {
+            Ok(done) => {
+                println!("{done}");
+                ExitCode::SUCCESS
+            }
+            Err(message) => {
+                eprintln!("sluiced: {message}");
+                ExitCode::FAILURE
+            }
+        },
         Invocation::FarEnd(options) => far_end::run(&options),
     }
 }
@@ -66,7 +76,11 @@ fn generate_key(path: &std::path::Path) -> ExitCode {
     });
     match result {
         Ok(fp) => {
-            println!("wrote a new 256-bit key to {} (mode 0600)", path.display());
+            println!(
+                "wrote a new 256-bit key to {} ({})",
+                path.display(),
+                platform::OWNER_ONLY
+            );
             println!("fingerprint {fp}");
             ExitCode::SUCCESS
         }

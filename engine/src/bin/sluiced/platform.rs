@@ -1,24 +1,42 @@
 //! Everything in `sluiced` that depends on the operating system, in one place: forking into
-//! the background, syslog, waiting for SIGTERM/SIGINT (and SIGHUP), the pid file, dropping
-//! privileges, and the service manager's notification socket. A port to macOS or Windows touches this module and nothing else in sluiced.
+//! the background, syslog, waiting for a stop (SIGTERM/SIGINT; Windows: Ctrl+C, Ctrl+Break,
+//! the console closing, shutdown) and for a reload (SIGHUP; Windows: `sluiced --reload`
+//! through a named event), the pid file, dropping privileges, and the service manager's
+//! notification socket.
 //!
-//! `unix` is what runs (Linux and the BSDs/macOS alike). `unsupported`, for every other
-//! platform, is written but not built anywhere yet: each of its functions returns a clear
-//! "not supported on this platform yet" error, so a port starts from a build that works
-//! with `-F` and no `-u`/`--syslog`, and fills those in.
+//! `unix` runs on Linux (built and tested) and macOS (type-checked and linted, not run).
+//! `windows` is built, and runs under wine in CI: there is no fork (sluiced always stays in
+//! the foreground), no syslog and no `-u` (both refused when the command line is read),
+//! no systemd socket.
 
-use std::io::{self, Read, Write};
+#[cfg(unix)]
+use std::io::Read;
+use std::io::{self, Write};
 use std::path::PathBuf;
+
+/// What asks a running `sluiced --config` to reread its file, as its log names it.
+#[cfg(unix)]
+pub const RELOAD_REQUEST: &str = "SIGHUP";
+#[cfg(windows)]
+pub const RELOAD_REQUEST: &str = "sluiced --reload";
+
+/// How a new key file is kept from other users, as `--generate-key` says.
+#[cfg(unix)]
+pub const OWNER_ONLY: &str = "mode 0600";
+#[cfg(windows)]
+pub const OWNER_ONLY: &str = "an access list naming only you";
 
 #[cfg(unix)]
 pub use unix::{
-    NotifySocket, ReloadSignal, ReopenSignal, StopSignals, Syslog, daemonize, drop_privileges,
-    inetd_connection, monotonic_usec, open_log, restore_default_stop_signals, write_pid_file,
+    NotifySocket, ReloadSignal, ReopenSignal, StopSignals, Syslog, daemonize, default_pid_file,
+    drop_privileges, inetd_connection, monotonic_usec, open_log, refuse_unsupported,
+    request_reload, restore_default_stop_signals, write_pid_file,
 };
-#[cfg(not(unix))]
-pub use unsupported::{
-    NotifySocket, ReloadSignal, ReopenSignal, StopSignals, Syslog, daemonize, drop_privileges,
-    inetd_connection, monotonic_usec, open_log, restore_default_stop_signals, write_pid_file,
+#[cfg(windows)]
+pub use windows::{
+    NotifySocket, ReloadSignal, ReopenSignal, StopSignals, Syslog, daemonize, default_pid_file,
+    drop_privileges, inetd_connection, monotonic_usec, open_log, refuse_unsupported,
+    request_reload, restore_default_stop_signals, write_pid_file,
 };
 
 /// How serious a log line is (syslog's priority).
@@ -33,16 +51,20 @@ pub enum Priority {
 /// privileges than it was asked to keep.
 #[derive(Debug, thiserror::Error)]
 pub enum PrivilegeError {
+    #[cfg(unix)]
     #[error("no user named {0:?}: check the name (getent passwd {0})")]
     NoSuchUser(String),
+    #[cfg(unix)]
     #[error("no group named {0:?}: check the name (getent group {0})")]
     NoSuchGroup(String),
+    #[cfg(unix)]
     #[error("looking up {what} {name:?} failed: {source}")]
     Lookup {
         what: &'static str,
         name: String,
         source: io::Error,
     },
+    #[cfg(unix)]
     #[error(
         "{call} failed: {source}; -u needs sluiced to start as root (or with CAP_SETUID and CAP_SETGID)"
     )]
@@ -50,8 +72,10 @@ pub enum PrivilegeError {
         call: &'static str,
         source: io::Error,
     },
-    #[cfg(not(unix))]
-    #[error("-u (switching to another user) is not supported on this platform yet")]
+    #[cfg(windows)]
+    #[error(
+        "-u (switching to another user) is not available on Windows: run sluiced as the account it should serve as"
+    )]
     Unsupported,
 }
 
@@ -83,6 +107,7 @@ impl StartupReport {
         StartupReport { pipe: None }
     }
 
+    #[cfg(unix)]
     fn to_parent(pipe: io::PipeWriter) -> StartupReport {
         StartupReport { pipe: Some(pipe) }
     }
@@ -102,6 +127,7 @@ impl StartupReport {
 }
 
 /// The parent's side of daemonizing: waits for the child's report and exits with it.
+#[cfg(unix)]
 fn exit_with_report_of_child(mut pipe: io::PipeReader) -> ! {
     let mut report = Vec::new();
     let _ = pipe.read_to_end(&mut report);
@@ -232,7 +258,9 @@ mod unix {
     pub struct ReloadSignal(Signal);
 
     impl ReloadSignal {
-        pub fn install() -> io::Result<ReloadSignal> {
+        /// Catches SIGHUP whether or not there is a config file to reread (without one,
+        /// a SIGHUP is logged as ignored, not fatal).
+        pub fn install(_config: Option<&Path>) -> io::Result<ReloadSignal> {
             signal(SignalKind::hangup()).map(ReloadSignal)
         }
 
@@ -383,6 +411,24 @@ mod unix {
             libc::signal(libc::SIGTERM, libc::SIG_DFL);
             libc::signal(libc::SIGINT, libc::SIG_DFL);
         }
+    }
+
+    /// Options this system cannot honour, refused when the command line is read: none.
+    pub fn refuse_unsupported(_user: bool, _syslog: bool) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// The pid file a daemon writes without `-p`: `SOURCE.pid`, as spiped does.
+    pub fn default_pid_file(source: &str) -> Option<String> {
+        Some(format!("{source}.pid"))
+    }
+
+    /// `sluiced --reload` is Windows' stand-in for SIGHUP; here SIGHUP itself is the way.
+    pub fn request_reload(config: &Path) -> Result<String, String> {
+        Err(format!(
+            "--reload is for Windows, which has no SIGHUP; here send SIGHUP to the sluiced running {}: kill -HUP $(cat PIDFILE), or systemctl reload",
+            config.display()
+        ))
     }
 
     /// Writes this process's id to `path` (mode 0644 if created), never through a symbolic
@@ -619,64 +665,289 @@ mod unix {
     }
 }
 
-#[cfg(not(unix))]
-mod unsupported {
-    use std::io;
+#[cfg(windows)]
+mod windows {
+    use std::fs::OpenOptions;
+    use std::io::{self, Write};
+    use std::os::windows::fs::OpenOptionsExt;
+    use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle, RawHandle};
     use std::path::Path;
+
+    use sha2::{Digest, Sha256};
+    use tokio::signal::windows::{CtrlBreak, CtrlC, CtrlClose, CtrlShutdown};
+    use windows_sys::Win32::Foundation::{
+        ERROR_FILE_NOT_FOUND, GetLastError, HANDLE, LocalFree, WAIT_OBJECT_0,
+    };
+    use windows_sys::Win32::Storage::FileSystem::FILE_FLAG_OPEN_REPARSE_POINT;
+    use windows_sys::Win32::System::Console::{
+        CTRL_BREAK_EVENT, CTRL_C_EVENT, SetConsoleCtrlHandler,
+    };
+    use windows_sys::Win32::System::Threading::{
+        CreateEventW, EVENT_MODIFY_STATE, ExitProcess, INFINITE, OpenEventW, SetEvent,
+        WaitForSingleObject,
+    };
 
     use super::{PidFileError, Priority, PrivilegeError, StartupReport};
 
-    fn unsupported(what: &str) -> io::Error {
-        io::Error::new(
-            io::ErrorKind::Unsupported,
-            format!("{what} is not supported on this platform yet"),
-        )
-    }
-
+    /// Windows has no fork: sluiced stays in the foreground whether or not `-F` was
+    /// given (`-F` then only means no pid file). Run it in the background with `start /b`,
+    /// or as a service through a service wrapper.
     pub fn daemonize() -> io::Result<StartupReport> {
-        Err(unsupported(
-            "running in the background (start sluiced with -F, under a service manager)",
-        ))
+        Ok(StartupReport::foreground())
     }
 
+    /// `-u` and `--syslog`, refused before anything starts: Windows has neither a user to
+    /// switch to after binding nor syslog.
+    pub fn refuse_unsupported(user: bool, syslog: bool) -> Result<(), String> {
+        if user {
+            return Err(PrivilegeError::Unsupported.to_string());
+        }
+        if syslog {
+            return Err("--syslog is not available on Windows, which has no syslog: sluiced logs to standard error; redirect it to a file, or let the service wrapper that runs sluiced keep it".to_owned());
+        }
+        Ok(())
+    }
+
+    /// No default pid file: spiped's `SOURCE.pid` (`[127.0.0.1]:8025.pid`) is no valid
+    /// Windows file name (a colon names a stream of a file). Give `-p` for one.
+    pub fn default_pid_file(_source: &str) -> Option<String> {
+        None
+    }
+
+    /// Never constructed: `--syslog` is refused when the command line is read.
     pub struct Syslog(());
 
     impl Syslog {
         pub fn open() -> io::Result<Syslog> {
-            Err(unsupported("--syslog"))
+            Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "--syslog is not available on Windows",
+            ))
         }
 
         pub fn write(&self, _priority: Priority, _message: &str) {}
     }
 
-    pub struct StopSignals(());
+    /// Ctrl+C and Ctrl+Break (a console, or a service wrapper stopping sluiced), the
+    /// console window closing, and the system shutting down. A user logging off is not a
+    /// stop: sluiced run as a service outlives the sessions of those who log on.
+    pub struct StopSignals {
+        c: CtrlC,
+        brk: CtrlBreak,
+        close: CtrlClose,
+        shutdown: CtrlShutdown,
+    }
 
     impl StopSignals {
         pub fn install() -> io::Result<StopSignals> {
-            Err(unsupported("waiting for a stop signal"))
+            use tokio::signal::windows;
+            Ok(StopSignals {
+                c: windows::ctrl_c()?,
+                brk: windows::ctrl_break()?,
+                close: windows::ctrl_close()?,
+                shutdown: windows::ctrl_shutdown()?,
+            })
         }
 
+        /// Waits for the next stop. For closing and shutdown, Windows ends the process a
+        /// few seconds after asking (tokio holds it that long), so the drain may be cut
+        /// short then.
         pub async fn next(&mut self) {
-            std::future::pending::<()>().await
+            tokio::select! {
+                _ = self.c.recv() => {}
+                _ = self.brk.recv() => {}
+                _ = self.close.recv() => {}
+                _ = self.shutdown.recv() => {}
+            }
         }
     }
 
-    pub fn restore_default_stop_signals() {}
+    /// After the first stop, a second Ctrl+C or Ctrl+Break ends the process at once, as a
+    /// second SIGTERM/SIGINT does on Unix. Handlers run last-added first; this one ends
+    /// the process before tokio's would take the event.
+    pub fn restore_default_stop_signals() {
+        unsafe extern "system" fn exit_now(event: u32) -> i32 {
+            if event == CTRL_C_EVENT || event == CTRL_BREAK_EVENT {
+                // SAFETY: ends this process, which is what a second stop asks for.
+                unsafe { ExitProcess(1) }
+            }
+            0
+        }
+        // SAFETY: adds a handler that lives as long as the program (a plain function).
+        unsafe {
+            SetConsoleCtrlHandler(Some(exit_now), 1);
+        }
+    }
 
-    pub struct ReloadSignal(());
+    /// The namespaces a reload event may live in, tried in this order: `Global\` where
+    /// sluiced may create objects there (a service, or an administrator), so that a
+    /// prompt in another session reaches it; else `Local\`, this logon session's.
+    const NAMESPACES: [&str; 2] = ["Global", "Local"];
+
+    /// The name of the event `sluiced --reload --config FILE` sets and the sluiced
+    /// running FILE waits on, in `namespace`: after a hash of the file's full path (case
+    /// folded: Windows paths are case-insensitive).
+    fn reload_event_name(namespace: &str, config: &Path) -> io::Result<Vec<u16>> {
+        let full = std::fs::canonicalize(config)?;
+        let folded = full.to_string_lossy().to_lowercase();
+        let digest = Sha256::digest(folded.as_bytes());
+        let name = format!(
+            "{namespace}\\org.sluice.sluiced.reload.{}",
+            sluice_engine::hex(&digest[..16])
+        );
+        Ok(name.encode_utf16().chain([0]).collect())
+    }
+
+    /// The user this process runs as, as an SDDL SID string (S-1-5-...).
+    fn our_sid_string() -> io::Result<String> {
+        use windows_sys::Win32::Security::Authorization::ConvertSidToStringSidW;
+        use windows_sys::Win32::Security::{
+            GetTokenInformation, TOKEN_QUERY, TOKEN_USER, TokenUser,
+        };
+        use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
+        let mut token: HANDLE = std::ptr::null_mut();
+        // SAFETY: the pseudo-handle of this process; `token` receives a handle we own.
+        if unsafe { OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &mut token) } == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a handle the call just returned, closed on drop.
+        let token = unsafe { OwnedHandle::from_raw_handle(token as RawHandle) };
+        let mut buffer = vec![0u64; 64];
+        let mut needed = 0u32;
+        // SAFETY: 512 bytes hold a TOKEN_USER and its SID.
+        if unsafe {
+            GetTokenInformation(
+                token.as_raw_handle() as HANDLE,
+                TokenUser,
+                buffer.as_mut_ptr().cast(),
+                512,
+                &mut needed,
+            )
+        } == 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the call filled a TOKEN_USER whose SID points into `buffer`.
+        let sid = unsafe { (*buffer.as_ptr().cast::<TOKEN_USER>()).User.Sid };
+        let mut text: *mut u16 = std::ptr::null_mut();
+        // SAFETY: a valid SID; the string is allocated for us and freed below.
+        if unsafe { ConvertSidToStringSidW(sid, &mut text) } == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a NUL-terminated string from the call, `len` characters long.
+        let len = (0..).take_while(|&i| unsafe { *text.add(i) } != 0).count();
+        // SAFETY: as above.
+        let string = String::from_utf16_lossy(unsafe { std::slice::from_raw_parts(text, len) });
+        // SAFETY: allocated by ConvertSidToStringSidW for us to free.
+        unsafe { LocalFree(text.cast()) };
+        Ok(string)
+    }
+
+    /// Creates the reload event in the first namespace that lets us, with an access list
+    /// that lets the system, administrators and the user who started sluiced set it
+    /// (a service's default list would keep administrators out).
+    fn create_reload_event(config: &Path) -> io::Result<OwnedHandle> {
+        use windows_sys::Win32::Security::Authorization::{
+            ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
+        };
+        use windows_sys::Win32::Security::SECURITY_ATTRIBUTES;
+        let sddl: Vec<u16> = format!("D:P(A;;GA;;;SY)(A;;GA;;;BA)(A;;GA;;;{})", our_sid_string()?)
+            .encode_utf16()
+            .chain([0])
+            .collect();
+        let mut descriptor = std::ptr::null_mut();
+        // SAFETY: a NUL-terminated SDDL string; the descriptor is freed below.
+        if unsafe {
+            ConvertStringSecurityDescriptorToSecurityDescriptorW(
+                sddl.as_ptr(),
+                SDDL_REVISION_1,
+                &mut descriptor,
+                std::ptr::null_mut(),
+            )
+        } == 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        let attributes = SECURITY_ATTRIBUTES {
+            nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
+            lpSecurityDescriptor: descriptor,
+            bInheritHandle: 0,
+        };
+        let mut result = Err(io::Error::from(io::ErrorKind::NotFound));
+        for namespace in NAMESPACES {
+            let name = match reload_event_name(namespace, config) {
+                Ok(name) => name,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
+            // SAFETY: valid attributes, auto-reset, not set, a NUL-terminated name.
+            let event = unsafe { CreateEventW(&attributes, 0, 0, name.as_ptr()) };
+            if !event.is_null() {
+                // SAFETY: a handle we own, closed on drop.
+                result = Ok(unsafe { OwnedHandle::from_raw_handle(event as RawHandle) });
+                break;
+            }
+            // Global\ needs SeCreateGlobalPrivilege: try the session's namespace next.
+            result = Err(io::Error::last_os_error());
+        }
+        // SAFETY: allocated by the conversion above for us to free.
+        unsafe { LocalFree(descriptor) };
+        result
+    }
+
+    /// What Windows has instead of SIGHUP for `sluiced --config`: an event named after
+    /// the config file, which `sluiced --reload --config FILE` sets. A thread waits on it
+    /// and hands each setting to the daemon's loop.
+    pub struct ReloadSignal(Option<tokio::sync::mpsc::UnboundedReceiver<()>>);
 
     impl ReloadSignal {
-        pub fn install() -> io::Result<ReloadSignal> {
-            Err(unsupported("reloading on a signal"))
+        /// Creates the config's event (or opens it, if another sluiced runs the same
+        /// file: then one of them takes each reload); without a config file there is
+        /// nothing to wait for.
+        pub fn install(config: Option<&Path>) -> io::Result<ReloadSignal> {
+            let Some(config) = config else {
+                return Ok(ReloadSignal(None));
+            };
+            let event = create_reload_event(config)?;
+            let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+            std::thread::Builder::new()
+                .name("sluiced-reload".into())
+                .spawn(move || {
+                    loop {
+                        // SAFETY: an open event handle; waiting changes nothing else.
+                        let woke = unsafe {
+                            WaitForSingleObject(event.as_raw_handle() as HANDLE, INFINITE)
+                        };
+                        if woke != WAIT_OBJECT_0 || sender.send(()).is_err() {
+                            return;
+                        }
+                    }
+                })?;
+            Ok(ReloadSignal(Some(receiver)))
         }
 
+        /// Waits for the next `sluiced --reload`.
         pub async fn next(&mut self) {
-            std::future::pending::<()>().await
+            let arrived = match &mut self.0 {
+                Some(receiver) => receiver.recv().await.is_some(),
+                None => false,
+            };
+            if !arrived {
+                // No config, or the waiting thread ended: no reload will come.
+                self.0 = None;
+                std::future::pending::<()>().await;
+            }
         }
     }
 
+    /// inetd and socket units with Accept=yes are Unix's: a connection as standard input.
     pub fn inetd_connection() -> io::Result<sluice_engine::AcceptedConnection> {
-        Err(unsupported("--inetd"))
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "--inetd is not available on Windows, which passes no connection as standard input: run sluiced -d or -e with -s instead",
+        ))
     }
 
     /// No SIGUSR1 here: the audit log is reopened with the reload instead.
@@ -693,17 +964,68 @@ mod unsupported {
     }
 
     pub fn open_log(path: &Path) -> io::Result<std::fs::File> {
-        std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(path)
+        OpenOptions::new().append(true).create(true).open(path)
     }
 
+    /// `sluiced --reload --config FILE`: sets the event of the sluiced running FILE (a
+    /// service's, in the global namespace, or one in this session). What the reload did,
+    /// that sluiced logs.
+    pub fn request_reload(config: &Path) -> Result<String, String> {
+        let mut denied = None;
+        for namespace in NAMESPACES {
+            let name = reload_event_name(namespace, config).map_err(|e| {
+                format!(
+                    "--reload: cannot read config file {}: {e}",
+                    config.display()
+                )
+            })?;
+            // SAFETY: a NUL-terminated name; the handle, if any, is ours.
+            let event = unsafe { OpenEventW(EVENT_MODIFY_STATE, 0, name.as_ptr()) };
+            if event.is_null() {
+                // SAFETY: reads this thread's last error, nothing else.
+                let error = unsafe { GetLastError() };
+                if error != ERROR_FILE_NOT_FOUND {
+                    denied = Some(io::Error::from_raw_os_error(error as i32));
+                }
+                continue;
+            }
+            // SAFETY: a handle we own, closed on drop.
+            let event = unsafe { OwnedHandle::from_raw_handle(event as RawHandle) };
+            // SAFETY: an open event handle with the right to set it.
+            if unsafe { SetEvent(event.as_raw_handle() as HANDLE) } == 0 {
+                return Err(format!(
+                    "--reload: cannot signal the sluiced running {}: {}",
+                    config.display(),
+                    io::Error::last_os_error()
+                ));
+            }
+            return Ok(format!(
+                "asked the sluiced running {} to reread it; its log says what changed",
+                config.display()
+            ));
+        }
+        Err(match denied {
+            Some(e) => format!(
+                "--reload: cannot reach the sluiced running {} ({e}): run this as the user who started it, or as an administrator",
+                config.display()
+            ),
+            None => format!(
+                "--reload: no sluiced is running {}: start one with sluiced --config {}",
+                config.display(),
+                config.display()
+            ),
+        })
+    }
+
+    /// Never constructed: systemd's notification socket does not exist on Windows.
     pub struct NotifySocket(());
 
     impl NotifySocket {
         pub fn open(_value: &std::ffi::OsStr) -> io::Result<NotifySocket> {
-            Err(unsupported("a service manager's notification socket"))
+            Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "NOTIFY_SOCKET is systemd's, which Windows does not have",
+            ))
         }
 
         pub fn send(&self, _message: &str) -> io::Result<()> {
@@ -711,18 +1033,96 @@ mod unsupported {
         }
     }
 
+    /// Only ever sent through a [`NotifySocket`], which Windows never has.
     pub fn monotonic_usec() -> u64 {
         0
     }
 
+    /// Writes this process's id to `path`, never through a symbolic link or junction: one
+    /// at the path is refused, and the file is opened as itself (not what a link raced in
+    /// would point at), so whatever such a link names is left untouched.
     pub fn write_pid_file(path: &Path) -> Result<(), PidFileError> {
-        Err(PidFileError::Io {
+        let io_error = |source| PidFileError::Io {
             path: path.to_owned(),
-            source: unsupported("a pid file"),
-        })
+            source,
+        };
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(PidFileError::Symlink(path.to_owned()));
+        }
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT)
+            .open(path)
+            .map_err(io_error)?;
+        let meta = file.metadata().map_err(io_error)?;
+        if meta.file_type().is_symlink() {
+            return Err(PidFileError::Symlink(path.to_owned()));
+        }
+        if !meta.is_file() {
+            return Err(PidFileError::NotAFile(path.to_owned()));
+        }
+        file.set_len(0).map_err(io_error)?;
+        file.write_all(format!("{}\r\n", std::process::id()).as_bytes())
+            .map_err(io_error)
     }
 
+    /// Never reached: `-u` is refused when the command line is read.
     pub fn drop_privileges(_spec: &str) -> Result<(), PrivilegeError> {
         Err(PrivilegeError::Unsupported)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        /// `sluiced --reload --config FILE` reaches the sluiced that runs FILE, whichever
+        /// way FILE is written, and no other.
+        #[tokio::test]
+        async fn a_reload_request_reaches_the_sluiced_running_that_config() {
+            let dir = tempfile::tempdir().unwrap();
+            let config = dir.path().join("tunnels.ron");
+            let other = dir.path().join("other.ron");
+            std::fs::write(&config, "").unwrap();
+            std::fs::write(&other, "").unwrap();
+            assert!(
+                request_reload(&config)
+                    .unwrap_err()
+                    .contains("no sluiced is running")
+            );
+
+            let mut reload = ReloadSignal::install(Some(&config)).unwrap();
+            let upper = dir.path().join("TUNNELS.RON");
+            request_reload(&upper).unwrap();
+            tokio::time::timeout(std::time::Duration::from_secs(10), reload.next())
+                .await
+                .expect("the reload request arrives");
+            assert!(request_reload(&other).is_err(), "another file's sluiced");
+        }
+
+        #[test]
+        fn user_switching_and_syslog_are_refused_by_name() {
+            assert!(refuse_unsupported(true, false).unwrap_err().contains("-u"));
+            assert!(
+                refuse_unsupported(false, true)
+                    .unwrap_err()
+                    .contains("--syslog")
+            );
+            assert!(refuse_unsupported(false, false).is_ok());
+        }
+
+        #[test]
+        fn the_pid_file_is_written_and_a_link_refused() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("sluiced.pid");
+            write_pid_file(&path).unwrap();
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert_eq!(text.trim(), std::process::id().to_string());
+            assert!(matches!(
+                write_pid_file(dir.path()),
+                Err(PidFileError::NotAFile(_) | PidFileError::Io { .. })
+            ));
+        }
     }
 }

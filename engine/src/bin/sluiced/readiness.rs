@@ -60,7 +60,8 @@ pub fn running_status(tunnels: usize) -> String {
     }
 }
 
-#[cfg(test)]
+// Unix only: the notification socket is systemd's.
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 

@@ -1,0 +1,30 @@
+//! Build script: on Windows targets, gives sluice.exe its icon and version resource
+//! (winresource, through mingw-w64's windres when cross-compiling from Linux), the icon
+//! Explorer, the taskbar and the installer show. Nothing happens for other targets.
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=../assets/icons/sluice.ico");
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("windows") {
+        return;
+    }
+    let mut resource = winresource::WindowsResource::new();
+    resource
+        .set_icon(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../assets/icons/sluice.ico"
+        ))
+        .set("ProductName", "Sluice")
+        .set(
+            "FileDescription",
+            "Sluice: spiped-compatible encrypted tunnels",
+        )
+        .set("OriginalFilename", "sluice.exe")
+        .set("LegalCopyright", "The Sluice developers. BSD-2-Clause.");
+    if let Err(e) = resource.compile_for("sluice") {
+        eprintln!(
+            "cannot compile sluice.exe's icon and version resource: {e}; install mingw-w64's windres (apt-get install gcc-mingw-w64-x86-64), or set WINDRES"
+        );
+        std::process::exit(1);
+    }
+}
