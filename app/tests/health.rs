@@ -5,6 +5,10 @@
 //! and what the far end says of its target; a far end with another key shows "wrong
 //! key"; the editor keeps a tunnel's health-check setting.
 
+// Unix only: these tests use the test kit's sockets and processes. The app is built
+// for Windows and macOS, not run there.
+#![cfg(unix)]
+
 mod support;
 
 use std::net::TcpStream;

@@ -1,6 +1,10 @@
 //! The real OS keychain: a key stored, read back and deleted through the Secret Service
 //! (gnome-keyring under dbus-run-session; `scripts/test` sets that up).
 
+// Unix only: these tests use the test kit's sockets and processes. The app is built
+// for Windows and macOS, not run there.
+#![cfg(unix)]
+
 use sluice::services::Keychain;
 use sluice_engine::KeyStoreError;
 

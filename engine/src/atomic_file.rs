@@ -214,6 +214,7 @@ mod tests {
         assert!(ours.exists() && other.exists());
     }
 
+    #[cfg(unix)]
     #[test]
     fn a_new_file_never_replaces_one_and_leaves_no_temporary() {
         let dir = tempfile::tempdir().unwrap();

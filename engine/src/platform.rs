@@ -1000,6 +1000,10 @@ mod windows_network {
 }
 
 /// A listening socket a service manager passed to this process.
+#[cfg_attr(
+    not(unix),
+    expect(dead_code, reason = "only Unix service managers pass sockets")
+)]
 pub enum InheritedListener {
     Tcp(std::net::TcpListener),
     #[cfg(unix)]
@@ -1008,6 +1012,10 @@ pub enum InheritedListener {
 
 /// Why an inherited listening socket cannot be used.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[cfg_attr(
+    not(unix),
+    expect(dead_code, reason = "only Unix service managers pass sockets")
+)]
 pub enum InheritedError {
     #[error(
         "no socket named {name:?} was passed to sluiced (passed: {passed}): name it with FileDescriptorName= in the .socket unit, or --fdname= for systemd-socket-activate"

@@ -967,6 +967,7 @@ mod tests {
         assert!(!String::from_utf8_lossy(&bundle).contains("horse"));
     }
 
+    #[cfg(unix)]
     #[test]
     fn bundle_files_are_new_owner_only_and_bounded() {
         use std::os::unix::fs::PermissionsExt;

@@ -3,6 +3,9 @@
 //! (`systemd-socket-activate --fdname`, `systemd:NAME` in a config); and a restart while
 //! the socket is held for it, during which no connection attempt is lost.
 
+// Unix only: these tests drive real processes and sockets through the test kit.
+#![cfg(unix)]
+
 mod support;
 
 use std::fs;

@@ -2,6 +2,9 @@
 //! SIGUSR1 and SIGHUP after logrotate moved it, and the .deb's fail2ban filter matching
 //! the handshake failures of a real audit log by peer address (`fail2ban-regex`).
 
+// Unix only: these tests drive real processes and sockets through the test kit.
+#![cfg(unix)]
+
 mod support;
 
 use std::fs;

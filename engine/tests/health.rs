@@ -4,6 +4,9 @@
 //! exactly one connection to its target each and cannot tell a dead target from a wrong
 //! key.
 
+// Unix only: these tests drive real processes and sockets through the test kit.
+#![cfg(unix)]
+
 mod support;
 
 use std::path::Path;

@@ -3,6 +3,9 @@
 //! sluiced -d, with the header written by the encrypting end, by the decrypting end, or
 //! passed on from a load balancer; never two headers; a malformed one refused.
 
+// Unix only: these tests drive real processes and sockets through the test kit.
+#![cfg(unix)]
+
 mod support;
 
 use std::fs;

@@ -5,6 +5,9 @@
 //! on either side), and a real peer-to-peer system (Dask) whose scheduler reaches its
 //! worker only through the reverse tunnel.
 
+// Unix only: these tests drive real processes and sockets through the test kit.
+#![cfg(unix)]
+
 mod support;
 
 use std::io::Write;

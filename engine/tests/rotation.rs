@@ -3,6 +3,9 @@
 //! handshakes per key, and after the rotation finishes (a reload without the previous
 //! key) refuses the old ones.
 
+// Unix only: these tests drive real processes and sockets through the test kit.
+#![cfg(unix)]
+
 mod support;
 
 use std::fs;

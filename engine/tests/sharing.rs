@@ -5,6 +5,9 @@
 //! pseudo-terminal of its own (util-linux's `script`), and each test waits for a prompt,
 //! with a deadline, before typing.
 
+// Unix only: these tests drive real processes and sockets through the test kit.
+#![cfg(unix)]
+
 mod support;
 
 use std::fs;

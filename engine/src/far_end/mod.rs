@@ -685,12 +685,14 @@ mod tests {
     /// A far end on this machine: an "ssh" that runs each script with `sh` in a home of
     /// its own, and an "spiped" whose daemon is a `sleep` naming the key on its command
     /// line (as the real one's does) and writing its pid file.
+    #[cfg(unix)]
     struct LocalFarEnd {
         dir: tempfile::TempDir,
         home: std::path::PathBuf,
         ssh: std::path::PathBuf,
     }
 
+    #[cfg(unix)]
     impl LocalFarEnd {
         fn new() -> LocalFarEnd {
             use std::os::unix::fs::PermissionsExt;
@@ -801,6 +803,7 @@ echo $! > "$P"
         }
     }
 
+    #[cfg(unix)]
     impl Drop for LocalFarEnd {
         fn drop(&mut self) {
             if let Some(pid) = self.daemon_pid() {
@@ -810,6 +813,7 @@ echo $! > "$P"
         }
     }
 
+    #[cfg(unix)]
     #[test]
     fn a_repair_puts_back_a_stopped_far_end_with_this_key() {
         let far = LocalFarEnd::new();
@@ -833,6 +837,7 @@ echo $! > "$P"
         assert!(manifest.contains("pidfile\t"), "{manifest}");
     }
 
+    #[cfg(unix)]
     #[test]
     fn a_repair_touches_nothing_when_the_manifest_lists_what_set_up_never_makes() {
         let far = LocalFarEnd::new();

@@ -36,6 +36,7 @@ pub enum ProxyFault {
 pub fn endpoints_of(stream: &NetStream) -> Endpoints {
     match stream {
         NetStream::Tcp(tcp) => Some((tcp.peer_addr().ok()?, tcp.local_addr().ok()?)),
+        #[cfg(unix)]
         NetStream::Unix(_) => None,
     }
 }

@@ -202,6 +202,7 @@ fn a_network_change_checks_at_once_and_a_stopped_tunnel_checks_nothing() {
 
 /// As root: in a network namespace of this test's own (its loopback only), adding an
 /// address is seen through netlink and the far end is checked at once.
+#[cfg(target_os = "linux")]
 #[test]
 fn an_address_added_to_the_machine_triggers_a_check() {
     if !sluice_testkit::require(
