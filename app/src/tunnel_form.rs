@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use sluice_engine::{
     Address, Config, ConfigError, DEFAULT_HEALTH_CHECK, DEFAULT_MAX_CONNECTIONS, DEFAULT_RERESOLVE,
-    Field, ForwardSecrecy, KeyAgreement, KeyRef, Mode, TunnelSpec,
+    Field, ForwardSecrecy, KeyAgreement, KeyRef, Mode, ProxyVersion, TunnelSpec,
 };
 
 use crate::error::ListenPortProblem;
@@ -45,6 +45,12 @@ pub struct EditorState {
     /// An Encrypt tunnel checks that its far end answers (`health_check_secs`).
     pub health_check: bool,
     pub health_check_secs: u64,
+    /// The PROXY header this end writes (`None`: off). Kept while a mode that cannot
+    /// write one is chosen, so switching back restores it; [`EditorState::to_spec`]
+    /// drops it there.
+    pub proxy_protocol: Option<ProxyVersion>,
+    /// Take a PROXY header from a local load balancer (Encrypt, ReverseIn).
+    pub accept_proxy_protocol: bool,
     pub bind: String,
     pub autostart: bool,
     /// Problems by field from the last check, the port check's included.
@@ -104,6 +110,8 @@ impl EditorState {
             health_check_secs: spec
                 .health_check_secs
                 .unwrap_or(DEFAULT_HEALTH_CHECK.as_secs()),
+            proxy_protocol: spec.proxy_protocol,
+            accept_proxy_protocol: spec.accept_proxy_protocol,
             bind: spec.bind.clone().unwrap_or_default(),
             autostart: spec.autostart,
             problems: BTreeMap::new(),
@@ -138,6 +146,12 @@ impl EditorState {
         spec.keepalive = self.keepalive;
         spec.reresolve_secs = self.reresolve.then_some(self.reresolve_secs);
         spec.health_check_secs = self.health_check.then_some(self.health_check_secs);
+        // The editor hides the PROXY choices where the mode cannot use them; what is
+        // hidden is not saved, so a mode switch never leaves a problem nobody can see.
+        spec.proxy_protocol = self
+            .proxy_protocol
+            .filter(|_| writes_proxy_header(self.mode));
+        spec.accept_proxy_protocol = self.accept_proxy_protocol && accepts_proxy_header(self.mode);
         spec.bind = Some(self.bind.trim().to_owned()).filter(|b| !b.is_empty());
         spec.autostart = self.autostart;
         spec
@@ -183,10 +197,26 @@ impl EditorState {
                             .entry(Field::Name)
                             .or_insert_with(|| "another tunnel already has this name".into());
                     }
-                    ConfigError::DuplicateListen { first, second, .. } => {
+                    ConfigError::DuplicateListen {
+                        first,
+                        second,
+                        address,
+                    } => {
                         let other = if first == spec.name { second } else { first };
+                        // A reverse-in end listens on its target too (for the dialling
+                        // end): the problem goes to the field that holds the address.
+                        let field = if spec.mode == Mode::ReverseIn
+                            && spec
+                                .target
+                                .parse::<Address>()
+                                .is_ok_and(|a| address.contains(&a.to_string()))
+                        {
+                            Field::Target
+                        } else {
+                            Field::Listen
+                        };
                         problems
-                            .entry(Field::Listen)
+                            .entry(field)
                             .or_insert_with(|| format!("tunnel \"{other}\" already listens here"));
                     }
                     _ => {}
@@ -203,10 +233,12 @@ impl EditorState {
         }
         self.rule_problems = problems;
 
-        // Only numeric addresses are checked: a host name would need a DNS lookup.
+        // Only numeric addresses are checked: a host name would need a DNS lookup. A
+        // reverse-out end dials its `listen` (the far end) instead of listening there.
         let checkable = match spec.listen.parse::<Address>() {
             Ok(Address::Ip(addr))
-                if !self.rule_problems.contains_key(&Field::Listen)
+                if spec.mode != Mode::ReverseOut
+                    && !self.rule_problems.contains_key(&Field::Listen)
                     && ours != Some(spec.listen.as_str()) =>
             {
                 Some(addr)
@@ -260,6 +292,75 @@ impl EditorState {
     }
 }
 
+/// Whether a tunnel of this mode can write a PROXY header (spiped -e and -d, and
+/// sluiced --reverse-in; the reverse-out end passes on what the reverse-in end wrote).
+pub fn writes_proxy_header(mode: Mode) -> bool {
+    mode != Mode::ReverseOut
+}
+
+/// Whether a tunnel of this mode can take a PROXY header from a local load balancer:
+/// only the ends local clients connect to in plaintext.
+pub fn accepts_proxy_header(mode: Mode) -> bool {
+    matches!(mode, Mode::Encrypt | Mode::ReverseIn)
+}
+
+/// What the editor calls a tunnel's two addresses in each mode, with their tooltips:
+/// the config file's `listen` and `target` mean different things for a reverse end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AddressLabels {
+    pub listen: &'static str,
+    pub listen_help: &'static str,
+    pub target: &'static str,
+    pub target_help: &'static str,
+    /// Whether the target is shown first (the reverse-in end's encrypted side, which the
+    /// far end dials, before the plaintext side local clients use).
+    pub target_first: bool,
+}
+
+pub fn address_labels(mode: Mode) -> AddressLabels {
+    match mode {
+        Mode::Encrypt | Mode::Decrypt => AddressLabels {
+            listen: "Listen on",
+            listen_help: help::LISTEN,
+            target: "Target",
+            target_help: help::TARGET,
+            target_first: false,
+        },
+        Mode::ReverseIn => AddressLabels {
+            listen: "Plaintext listen address",
+            listen_help: help::REVERSE_IN_PLAINTEXT,
+            target: "Encrypted listen address",
+            target_help: help::REVERSE_IN_ENCRYPTED,
+            target_first: true,
+        },
+        Mode::ReverseOut => AddressLabels {
+            listen: "Far end address",
+            listen_help: help::REVERSE_OUT_FAR_END,
+            target: "Local service address",
+            target_help: help::REVERSE_OUT_SERVICE,
+            target_first: false,
+        },
+    }
+}
+
+/// What each mode's choice in the editor says: what this end does.
+pub fn mode_choice_label(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Encrypt => {
+            "Encrypt (spiped -e) — clients connect here in plaintext, it goes encrypted to the far end"
+        }
+        Mode::Decrypt => {
+            "Decrypt (spiped -d) — encrypted connections arrive here and go on to a local service"
+        }
+        Mode::ReverseIn => {
+            "Reverse in — this machine is reachable: clients connect here, the far end dials in"
+        }
+        Mode::ReverseOut => {
+            "Reverse out — this machine has the service but cannot accept connections: it dials the far end"
+        }
+    }
+}
+
 /// A listen address to check by binding it (see [`check_listen_port`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PortCheckRequest {
@@ -304,7 +405,13 @@ pub mod help {
         DEFAULT_HEALTH_CHECK, DEFAULT_MAX_CONNECTIONS, DEFAULT_RERESOLVE, DEFAULT_TIMEOUT,
     };
 
-    pub const MODE: &str = "Encrypt: local applications connect here in plaintext and the tunnel carries it encrypted to the far end (spiped -e).\nDecrypt: encrypted connections arrive here and go on in plaintext to a local service (spiped -d).";
+    pub const MODE: &str = "Encrypt: local applications connect here in plaintext and the tunnel carries it encrypted to the far end (spiped -e).\nDecrypt: encrypted connections arrive here and go on in plaintext to a local service (spiped -d).\nReverse in: on the reachable machine; the reverse-out end dials in and keeps connections ready, and local clients are handed one (sluiced --reverse-in).\nReverse out: on the machine with the service that cannot accept connections; it dials the reverse-in end and carries each connection handed to it to the service (sluiced --reverse-out). Both ends must be Sluice.";
+    pub const REVERSE_IN_ENCRYPTED: &str = "Where the reverse-out end's encrypted connections arrive (sluiced --reverse-in -s): a port the far end can reach, e.g. [0.0.0.0]:8026.";
+    pub const REVERSE_IN_PLAINTEXT: &str = "Where local clients connect in plaintext (sluiced --reverse-in -l), e.g. [127.0.0.1]:25521; each is joined to a connection the far end dialled in.";
+    pub const REVERSE_OUT_FAR_END: &str = "The reverse-in end this machine dials and keeps connections ready at (sluiced --reverse-out -t), e.g. server.example:8026.";
+    pub const REVERSE_OUT_SERVICE: &str = "The local service each connection goes to (sluiced --reverse-out -s), e.g. [127.0.0.1]:25520.";
+    pub const PROXY_PROTOCOL: &str = "Write a PROXY protocol header (HAProxy's, v1 text or v2 binary) at the start of each connection, so the service sees the client's real address instead of 127.0.0.1. Encrypt: the header carries the local client's address and travels encrypted to the far end's service. Decrypt and Reverse in: it is written toward the target. The service must expect the header.";
+    pub const ACCEPT_PROXY: &str = "Read a PROXY header from a local load balancer in front of this end and pass on the address it names (sluiced --accept-proxy-protocol); needs a PROXY version to write. Clients that send no header are refused.";
     pub const LISTEN: &str = "Where this tunnel accepts connections (spiped -s): [127.0.0.1]:6379, [::1]:6379, host.name:6379 or /absolute/socket/path.";
     pub const TARGET: &str = "Where each connection goes (spiped -t): for Encrypt, the far end's spiped -d; for Decrypt, the local service.";
     pub const KEY: &str = "The shared key. Both ends must use exactly the same key file; compare fingerprints to check.";
@@ -395,6 +502,78 @@ mod tests {
             "{:?}",
             form.problems()
         );
+    }
+
+    #[test]
+    fn proxy_choices_round_trip_and_are_not_saved_where_the_mode_cannot_use_them() {
+        let mut form = EditorState::new_tunnel(Some("k"));
+        form.mode = Mode::ReverseIn;
+        form.proxy_protocol = Some(ProxyVersion::V1);
+        form.accept_proxy_protocol = true;
+        let spec = form.to_spec(no_keys);
+        assert_eq!(spec.proxy_protocol, Some(ProxyVersion::V1));
+        assert!(spec.accept_proxy_protocol);
+        let again = EditorState::from_spec(None, &spec, &HashMap::new());
+        assert_eq!(again.to_spec(no_keys), spec);
+
+        form.mode = Mode::Decrypt;
+        let spec = form.to_spec(no_keys);
+        assert_eq!(spec.proxy_protocol, Some(ProxyVersion::V1));
+        assert!(!spec.accept_proxy_protocol, "only -e and reverse-in accept");
+        form.mode = Mode::ReverseOut;
+        let spec = form.to_spec(no_keys);
+        assert_eq!(spec.proxy_protocol, None);
+        assert!(!spec.accept_proxy_protocol);
+        assert_eq!(
+            form.proxy_protocol,
+            Some(ProxyVersion::V1),
+            "kept in the form"
+        );
+    }
+
+    #[test]
+    fn a_reverse_out_end_dials_its_listen_address_so_no_port_is_checked_there() {
+        let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = holder.local_addr().unwrap().port();
+        let mut form = EditorState::new_tunnel(Some("k"));
+        form.name = "laptop".into();
+        form.mode = Mode::ReverseOut;
+        form.listen = format!("[127.0.0.1]:{port}");
+        form.target = "[127.0.0.1]:25520".into();
+        let spec = form.to_spec(no_keys);
+        assert_eq!(form.recheck(&spec, &[], None), None);
+        assert!(form.problems().is_empty(), "{:?}", form.problems());
+        form.mode = Mode::ReverseIn;
+        let spec = form.to_spec(no_keys);
+        assert!(
+            form.recheck(&spec, &[], None).is_some(),
+            "reverse-in listens"
+        );
+    }
+
+    #[test]
+    fn a_reverse_in_ends_encrypted_address_taken_by_another_tunnel_is_its_fields_problem() {
+        let mut other = TunnelSpec::new(
+            "web",
+            Mode::Decrypt,
+            "[127.0.0.1]:8026",
+            "[127.0.0.1]:80",
+            KeyRef::Keychain("k".into()),
+        );
+        other.autostart = false;
+        let mut form = EditorState::new_tunnel(Some("k"));
+        form.name = "server".into();
+        form.mode = Mode::ReverseIn;
+        form.listen = "/tmp/sluice-test-plaintext.sock".into();
+        form.target = "[127.0.0.1]:8026".into();
+        let spec = form.to_spec(no_keys);
+        form.recheck(&spec, &[other], None);
+        let problems = form.problems();
+        assert!(
+            problems[&Field::Target].contains("\"web\" already listens"),
+            "{problems:?}"
+        );
+        assert!(!problems.contains_key(&Field::Listen), "{problems:?}");
     }
 
     #[test]

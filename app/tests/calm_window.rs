@@ -45,7 +45,10 @@ fn generate_key(harness: &mut Harness<'_, SluiceApp>, name: &str) {
 fn add_tunnel(harness: &mut Harness<'_, SluiceApp>, name: &str, listen: u16, target: u16) {
     click(harness, "+ New tunnel");
     set_text(harness, "Name", name);
-    click(harness, "Decrypt (spiped -d)");
+    click(
+        harness,
+        "Decrypt (spiped -d) — encrypted connections arrive here and go on to a local service",
+    );
     set_text(harness, "Listen on", &format!("[127.0.0.1]:{listen}"));
     set_text(harness, "Target", &format!("[127.0.0.1]:{target}"));
     click(harness, "Save");

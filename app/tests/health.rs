@@ -272,7 +272,10 @@ fn the_editor_keeps_the_health_check_setting() {
             .query_by_role_and_label(Role::SpinButton, "Far-end check")
             .is_some()
     );
-    click(&mut harness, "Decrypt (spiped -d)");
+    click(
+        &mut harness,
+        "Decrypt (spiped -d) — encrypted connections arrive here and go on to a local service",
+    );
     assert!(
         harness
             .query_by_role_and_label(Role::SpinButton, "Far-end check")
@@ -305,7 +308,7 @@ fn the_editor_keeps_the_health_check_setting() {
         .state_mut()
         .execute(TunnelCommand::Edit("redis".into()).into());
     harness.run_ok();
-    click(&mut harness, "on, every");
+    click_in_view(&mut harness, Role::CheckBox, "on, every");
     click(&mut harness, "Save");
     wait_until(&mut harness, "checks off to be saved", |_| {
         on_disk().is_none()
@@ -322,7 +325,7 @@ fn the_editor_keeps_the_health_check_setting() {
         Some("60 s"),
         "the engine's default interval, to turn on again"
     );
-    click(&mut harness, "on, every");
+    click_in_view(&mut harness, Role::CheckBox, "on, every");
     click(&mut harness, "Save");
     wait_until(&mut harness, "the default to be saved", |_| {
         on_disk() == Some(sluice_engine::DEFAULT_HEALTH_CHECK.as_secs())

@@ -42,7 +42,10 @@ fn create_tunnel_through_the_ui(
     click(harness, "+ New tunnel");
     set_text(harness, "Name", name);
     if mode == Mode::Decrypt {
-        click(harness, "Decrypt (spiped -d)");
+        click(
+            harness,
+            "Decrypt (spiped -d) — encrypted connections arrive here and go on to a local service",
+        );
     }
     set_text(harness, "Listen on", listen);
     set_text(harness, "Target", target);

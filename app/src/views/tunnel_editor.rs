@@ -3,11 +3,14 @@
 //! are the form's own, checked by the app once per change (which this view reports).
 
 use egui::RichText;
-use sluice_engine::{Field, ForwardSecrecy, KeyAgreement, Mode};
+use sluice_engine::{Field, ForwardSecrecy, KeyAgreement, Mode, ProxyVersion};
 
 use crate::command::{TunnelCommand, UiCommand};
 use crate::model::{Model, ProbeKey};
-use crate::tunnel_form::{EditorState, KeyChoice, help};
+use crate::tunnel_form::{
+    EditorState, KeyChoice, accepts_proxy_header, address_labels, help, mode_choice_label,
+    writes_proxy_header,
+};
 use crate::views::widgets::{field_error, labelled_row, probe_result};
 
 pub fn show(
@@ -61,36 +64,47 @@ pub fn show(
                             field_error(ui, problems.get(&Field::Name));
 
                             ui.label("Role").on_hover_text(help::MODE);
-                            ui.horizontal(|ui| {
-                                ui.radio_value(
-                                    &mut editor.mode,
+                            ui.vertical(|ui| {
+                                for mode in [
                                     Mode::Encrypt,
-                                    "Encrypt (spiped -e)",
-                                )
-                                .on_hover_text(help::MODE);
-                                ui.radio_value(
-                                    &mut editor.mode,
                                     Mode::Decrypt,
-                                    "Decrypt (spiped -d)",
-                                )
-                                .on_hover_text(help::MODE);
+                                    Mode::ReverseIn,
+                                    Mode::ReverseOut,
+                                ] {
+                                    ui.radio_value(&mut editor.mode, mode, mode_choice_label(mode))
+                                        .on_hover_text(help::MODE);
+                                }
                             });
                             ui.end_row();
 
-                            labelled_row(ui, "Listen on", help::LISTEN, |ui| {
-                                ui.add(
-                                    egui::TextEdit::singleline(&mut editor.listen)
-                                        .hint_text("[127.0.0.1]:6379"),
-                                )
-                            });
-                            field_error(ui, problems.get(&Field::Listen));
-                            labelled_row(ui, "Target", help::TARGET, |ui| {
-                                ui.add(
-                                    egui::TextEdit::singleline(&mut editor.target)
-                                        .hint_text("server.example:8025"),
-                                )
-                            });
-                            field_error(ui, problems.get(&Field::Target));
+                            // The two addresses, named for what they are in this mode (the
+                            // config's listen and target swap meaning for reverse ends).
+                            let labels = address_labels(editor.mode);
+                            let listen = |ui: &mut egui::Ui, editor: &mut EditorState| {
+                                labelled_row(ui, labels.listen, labels.listen_help, |ui| {
+                                    ui.add(
+                                        egui::TextEdit::singleline(&mut editor.listen)
+                                            .hint_text(listen_hint(editor.mode)),
+                                    )
+                                });
+                                field_error(ui, problems.get(&Field::Listen));
+                            };
+                            let target = |ui: &mut egui::Ui, editor: &mut EditorState| {
+                                labelled_row(ui, labels.target, labels.target_help, |ui| {
+                                    ui.add(
+                                        egui::TextEdit::singleline(&mut editor.target)
+                                            .hint_text(target_hint(editor.mode)),
+                                    )
+                                });
+                                field_error(ui, problems.get(&Field::Target));
+                            };
+                            if labels.target_first {
+                                target(ui, editor);
+                                listen(ui, editor);
+                            } else {
+                                listen(ui, editor);
+                                target(ui, editor);
+                            }
 
                             let label = ui.label("Key").on_hover_text(help::KEY);
                             ui.vertical(|ui| {
@@ -209,13 +223,54 @@ pub fn show(
                                 field_error(ui, problems.get(&Field::HealthCheckSecs));
                             }
 
-                            labelled_row(ui, "Outgoing address", help::BIND, |ui| {
-                                ui.add(
-                                    egui::TextEdit::singleline(&mut editor.bind)
-                                        .hint_text("optional, e.g. [192.0.2.10]"),
-                                )
-                            });
-                            field_error(ui, problems.get(&Field::Bind));
+                            // Shown only where the mode can use them: what is hidden is
+                            // not saved (`EditorState::to_spec`).
+                            if writes_proxy_header(editor.mode) {
+                                labelled_row(ui, "PROXY protocol", help::PROXY_PROTOCOL, |ui| {
+                                    egui::ComboBox::from_id_salt("proxy_protocol")
+                                        .selected_text(proxy_label(editor.proxy_protocol))
+                                        .show_ui(ui, |ui| {
+                                            for version in [
+                                                None,
+                                                Some(ProxyVersion::V1),
+                                                Some(ProxyVersion::V2),
+                                            ] {
+                                                ui.selectable_value(
+                                                    &mut editor.proxy_protocol,
+                                                    version,
+                                                    proxy_label(version),
+                                                );
+                                            }
+                                        })
+                                        .response
+                                });
+                                if accepts_proxy_header(editor.mode) {
+                                    // Named by its own words (not the row's label), which
+                                    // say what it does.
+                                    ui.label("Load balancer").on_hover_text(help::ACCEPT_PROXY);
+                                    ui.checkbox(
+                                        &mut editor.accept_proxy_protocol,
+                                        "accept a PROXY header from a local load balancer",
+                                    )
+                                    .on_hover_text(help::ACCEPT_PROXY);
+                                    ui.end_row();
+                                }
+                                field_error(ui, problems.get(&Field::ProxyProtocol));
+                            }
+
+                            // A reverse-in end dials nothing, so it has no outgoing address;
+                            // a problem shows whatever the role, so Save is never disabled
+                            // unseen.
+                            if editor.mode != Mode::ReverseIn || problems.contains_key(&Field::Bind)
+                            {
+                                labelled_row(ui, "Outgoing address", help::BIND, |ui| {
+                                    ui.add(
+                                        egui::TextEdit::singleline(&mut editor.bind)
+                                            .hint_text("optional, e.g. [192.0.2.10]"),
+                                    )
+                                });
+                                field_error(ui, problems.get(&Field::Bind));
+                            }
 
                             labelled_row(ui, "Autostart", help::AUTOSTART, |ui| {
                                 ui.checkbox(&mut editor.autostart, "start when Sluice starts")
@@ -252,6 +307,30 @@ pub fn show(
         });
     if *editor != before {
         out.push(TunnelCommand::EditorChanged.into());
+    }
+}
+
+fn proxy_label(version: Option<ProxyVersion>) -> &'static str {
+    match version {
+        None => "off",
+        Some(ProxyVersion::V1) => "v1 (text)",
+        Some(ProxyVersion::V2) => "v2 (binary)",
+    }
+}
+
+fn listen_hint(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Encrypt | Mode::Decrypt => "[127.0.0.1]:6379",
+        Mode::ReverseIn => "[127.0.0.1]:25521",
+        Mode::ReverseOut => "server.example:8026",
+    }
+}
+
+fn target_hint(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Encrypt | Mode::Decrypt => "server.example:8025",
+        Mode::ReverseIn => "[0.0.0.0]:8026",
+        Mode::ReverseOut => "[127.0.0.1]:25520",
     }
 }
 

@@ -96,6 +96,21 @@ pub fn state_words(model: &Model, name: &str) -> (String, egui::Color32) {
         Phase::Stopped => ("stopped".into(), theme::MUTED),
         Phase::LoadingKey => ("loading key…".into(), theme::MUTED),
         Phase::Starting => ("starting…".into(), theme::MUTED),
+        // A reverse-out end listens nowhere: it dials the far end and keeps connections
+        // ready there, so "listening" would send the user looking for a port.
+        Phase::Running { connections: 0 }
+            if model
+                .tunnel(name)
+                .is_some_and(|t| t.mode == Mode::ReverseOut) =>
+        {
+            match model.status(name).map_or(0, |s| s.counters.reverse_ready) {
+                0 => ("dialing the far end…".into(), theme::MUTED),
+                ready => (
+                    format!("connected to the far end, {ready} ready"),
+                    theme::OK,
+                ),
+            }
+        }
         Phase::Running { connections } => match connections {
             0 => ("listening".into(), theme::OK),
             1 => ("1 active connection".into(), theme::OK),

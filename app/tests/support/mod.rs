@@ -117,6 +117,15 @@ pub fn click(harness: &mut Harness<'_, SluiceApp>, label: &str) {
     harness.run_ok();
 }
 
+/// Scrolls the widget of `role` labelled `label` into view, as a person would (a long
+/// form scrolls), then clicks it.
+pub fn click_in_view(harness: &mut Harness<'_, SluiceApp>, role: Role, label: &str) {
+    harness.get_by_role_and_label(role, label).scroll_to_me();
+    harness.run_ok();
+    harness.get_by_role_and_label(role, label).click();
+    harness.run_ok();
+}
+
 /// Whether some widget's text contains `needle`.
 pub fn shows(harness: &Harness<'_, SluiceApp>, needle: &str) -> bool {
     harness.query_all_by_label_contains(needle).next().is_some()
