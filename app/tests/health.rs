@@ -143,6 +143,39 @@ fn select(harness: &mut Harness<'_, SluiceApp>, name: &str) {
 }
 
 #[test]
+fn start_checks_the_far_end_at_once_however_long_the_interval() {
+    let key = [5u8; 32];
+    let echo = echo_server();
+    let far_port = free_port();
+    let _far = FarEnd::start(far_port, echo.port(), &key);
+    let dir = tempfile::tempdir().unwrap();
+    let local = free_port();
+    config_with_tunnel(dir.path(), local, far_port, &key);
+    // Checked hourly and not started with the app: only Start can make it check now.
+    let config_path = dir.path().join("config.ron");
+    let mut config = Config::load(&config_path).unwrap();
+    config.tunnels[0].autostart = false;
+    config.tunnels[0].health_check_secs = Some(3600);
+    config.save_atomic(&config_path).unwrap();
+    let mut harness = harness_in(dir.path());
+    harness.run_ok();
+
+    select(&mut harness, "redis");
+    click(&mut harness, "▶ Start");
+    let took = wait_to_show(&mut harness, "listening  ·  ok, ", Duration::from_secs(10));
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    let status = harness.state().model.status("redis").unwrap().clone();
+    assert_eq!(
+        status.counters.total_connections, 0,
+        "no client traffic: the check Start asked for found it"
+    );
+    assert!(
+        !harness.state().check_history("redis").is_empty(),
+        "the engine ran a check"
+    );
+}
+
+#[test]
 fn a_far_end_that_stops_shows_down_with_its_cause_then_ok_when_back() {
     let key = [7u8; 32];
     let echo = echo_server();

@@ -251,8 +251,12 @@ impl SluiceApp {
                 for warning in warnings {
                     self.inform(format!("{name}: {warning}"));
                 }
-                self.tunnels.settings.insert(name, settings);
+                self.tunnels.settings.insert(name.clone(), settings);
                 self.apply();
+                // The engine's checks begin an interval after the start (a minute by
+                // default); asking for one now lets the row say at once whether the far
+                // end answers. Nothing happens for a tunnel without checks.
+                self.engine.check_now(&name);
             }
             Err(cause) => {
                 self.model.mirror.wanted.remove(&name);
