@@ -49,6 +49,12 @@ pub enum TunnelCommand {
     ConfirmImport,
     /// Close the import's confirmation; nothing is added.
     CancelImport,
+    /// Open the "Connect to a peer" form.
+    ConnectPeer,
+    /// Add the pair the form describes.
+    CreatePeer,
+    /// Close the form.
+    ClosePeer,
 }
 
 /// The keys window and its forms.

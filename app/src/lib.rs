@@ -6,8 +6,8 @@
 //! 1. `error` (imports nothing of the app); `format`, `theme`, `tray` (nothing either);
 //!    `alerts` (`format`); `bounded_read` (`error`), `icon` (`error`, `tray`), `platform`
 //!    (`error`, `tray`, `alerts`, `icon`).
-//! 2. `file_dialogs`, `keys`, `tunnel_form`, `tunnel_file`, then `services`: the machine,
-//!    the forms and the export file.
+//! 2. `file_dialogs`, `keys`, `tunnel_form`, `peer`, `tunnel_file`, then `services`: the
+//!    machine, the forms and the export file.
 //! 3. `model`, then `command`: what the views read and what they may ask for.
 //! 4. `views` (draws, emits commands) and `background` (work off the UI thread).
 //! 5. `app`: the one place commands and background results are carried out.
@@ -27,6 +27,7 @@ pub mod format;
 pub mod icon;
 pub mod keys;
 pub mod model;
+pub mod peer;
 pub mod platform;
 pub mod services;
 pub mod theme;

@@ -19,6 +19,7 @@ use sluice_engine::{
 
 use crate::error::{AppError, KeyListError, KeychainUnavailable, ProbeNotTried};
 use crate::keys::{KeyIndex, KeyInfo};
+use crate::peer::PeerForm;
 use crate::tray::{TrayHealth, TraySnapshot, TrayTunnel};
 use crate::tunnel_file::Incoming;
 use crate::tunnel_form::EditorState;
@@ -515,4 +516,6 @@ pub struct ViewState {
     pub tunnel_file_path: String,
     /// Tunnels read from a file, shown for the user to confirm before anything is added.
     pub import_review: Option<Incoming>,
+    /// The "Connect to a peer" form, while open.
+    pub peer: Option<PeerForm>,
 }

@@ -21,6 +21,7 @@ use crate::error::{
 use crate::file_dialogs::{DialogAnswer, DialogKind};
 use crate::keys;
 use crate::model::{ConfigStatus, Confirm, ProbeKey, ProbeVerdict};
+use crate::peer::{self, PeerForm};
 use crate::tunnel_file;
 use crate::tunnel_form::{self, EditorState, KeyChoice};
 
@@ -37,8 +38,18 @@ pub(super) struct TunnelsState {
 impl SluiceApp {
     pub(super) fn tunnel_command(&mut self, command: TunnelCommand) {
         match command {
-            TunnelCommand::Start(name) => self.start(&name),
-            TunnelCommand::Stop(name) => self.stop(&name),
+            // A pair (Connect to a peer) is one item: both directions start and stop
+            // together, from the list, the detail panel and the tray alike.
+            TunnelCommand::Start(name) => {
+                for name in self.with_partner(&name) {
+                    self.start(&name);
+                }
+            }
+            TunnelCommand::Stop(name) => {
+                for name in self.with_partner(&name) {
+                    self.stop(&name);
+                }
+            }
             TunnelCommand::StartAll => {
                 let stopped: Vec<String> = self
                     .model
@@ -104,7 +115,46 @@ impl SluiceApp {
             TunnelCommand::ImportFrom(path) => self.import_tunnels(path),
             TunnelCommand::ConfirmImport => self.confirm_import(),
             TunnelCommand::CancelImport => self.view.import_review = None,
+            TunnelCommand::ConnectPeer => {
+                let default_key = self.model.files.keys.keys.first().map(|k| k.name.clone());
+                self.view.peer = Some(PeerForm::new(default_key.as_deref()));
+            }
+            TunnelCommand::CreatePeer => self.create_peer(),
+            TunnelCommand::ClosePeer => self.view.peer = None,
         }
+    }
+
+    /// The tunnel, and the other half of its pair if it is one.
+    fn with_partner(&self, name: &str) -> Vec<String> {
+        let partner = peer::partner(name, &self.model.files.tunnels).map(|t| t.name.clone());
+        std::iter::once(name.to_owned()).chain(partner).collect()
+    }
+
+    /// Adds the pair the "Connect to a peer" form describes (stopped, like any new
+    /// tunnel), and leaves the form open on the settings to copy.
+    fn create_peer(&mut self) {
+        let Some(form) = self.view.peer.as_mut() else {
+            return;
+        };
+        let model = &self.model;
+        let plan = form.plan(|name| model.key_location(name));
+        let known_key = model.files.keys.get(form.key.trim()).is_some();
+        if form.created
+            || !form
+                .problems(&plan, &model.files.tunnels, known_key)
+                .is_empty()
+        {
+            return;
+        }
+        form.created = true;
+        let [forward, reverse] = plan.tunnels();
+        self.ui.selected = Some(forward.name.clone());
+        self.model.files.tunnels.extend([forward, reverse]);
+        self.save_config();
+        self.inform(format!(
+            "added the pair \"{}\": starting either direction starts both",
+            plan.prefix
+        ));
     }
 
     pub(super) fn tunnel_message(&mut self, message: TunnelMessage) {

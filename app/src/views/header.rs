@@ -99,6 +99,15 @@ fn app_menu(ui: &mut egui::Ui, model: &Model, view: &mut ViewState, out: &mut Ve
     }
     ui.separator();
     if ui
+        .button("Connect to a peer…")
+        .on_hover_text(
+            "Two tunnels to a remote host, one each way, for Akka, Pekko and other peer-to-peer systems",
+        )
+        .clicked()
+    {
+        out.push(TunnelCommand::ConnectPeer.into());
+    }
+    if ui
         .add_enabled(
             !model.files.tunnels.is_empty(),
             egui::Button::new("Export tunnels…"),

@@ -1,12 +1,13 @@
 //! The screens. Each view draws from the [`Model`] (and edits only its own form's
 //! fields) and returns what the user asked for as [`UiCommand`]s; only `app.rs` acts on
 //! them. Views import the model, the commands, `views::widgets` and the pure helpers
-//! (format, theme, tunnel_form, tunnel_file's `reach`), never the app or each other.
+//! (format, theme, tunnel_form, peer, tunnel_file's `reach`), never the app or each other.
 
 mod detail;
 mod header;
 mod keys;
 mod modals;
+mod peer;
 mod settings;
 mod tunnel_editor;
 mod tunnel_list;
@@ -68,6 +69,9 @@ pub fn show(
     }
     if let Some(confirm) = &view.confirm {
         modals::confirm(&ctx, confirm, &mut out);
+    }
+    if let Some(form) = &mut view.peer {
+        peer::show(&ctx, form, model, &mut out);
     }
     if let Some(incoming) = &view.import_review {
         modals::import_review(&ctx, incoming, model, &mut out);

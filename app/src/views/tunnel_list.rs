@@ -9,6 +9,7 @@ use sluice_engine::TunnelSpec;
 use crate::command::{KeyCommand, TunnelCommand, UiCommand, ViewCommand};
 use crate::format;
 use crate::model::Model;
+use crate::peer;
 use crate::theme;
 use crate::views::widgets::{far_end_words, role_label, state_words};
 
@@ -69,6 +70,13 @@ fn row(
                     out.push(ViewCommand::Select(name.clone()).into());
                 }
                 ui.label(RichText::new(role_label(spec.mode)).color(theme::MUTED));
+                if let Some(partner) = peer::partner(name, &model.files.tunnels) {
+                    ui.label(RichText::new("↔ pair").color(theme::MUTED))
+                        .on_hover_text(format!(
+                            "One of a pair with \"{}\": they start and stop together",
+                            partner.name
+                        ));
+                }
                 // The state and the far end's health as one label, cut together when the
                 // row is narrow (whole on hover).
                 let font = egui::TextStyle::Body.resolve(ui.style());
