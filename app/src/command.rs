@@ -51,6 +51,8 @@ pub enum TunnelCommand {
     CancelImport,
     /// Open the "Connect to a peer" form.
     ConnectPeer,
+    /// Show the settings of the pair this tunnel belongs to again.
+    ShowPeer(String),
     /// Add the pair the form describes.
     CreatePeer,
     /// Close the form.

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use sluice_engine::{
-    Config, ConfigError, FarEndRecord, Field, KeyRef, Mode, TunnelSpec, far_end_commands,
+    Address, Config, ConfigError, FarEndRecord, Field, KeyRef, Mode, TunnelSpec, far_end_commands,
 };
 
 /// What a pair's two tunnel names end with: the shared prefix is the pair's name.
@@ -87,6 +87,57 @@ impl PeerForm {
             remote_port: 8025,
             created: false,
         }
+    }
+
+    /// The form (already created) of the pair `name` belongs to, so its settings can be
+    /// shown again; `None` when it is not half of a pair, or when its tunnels were edited
+    /// away from what the form would make (the settings would then be wrong).
+    pub fn of_pair(name: &str, tunnels: &[TunnelSpec], key_name: Option<&str>) -> Option<PeerForm> {
+        let spec = tunnels.iter().find(|t| t.name == name)?;
+        let other = partner(name, tunnels)?;
+        let (forward, reverse) = match spec.mode {
+            Mode::Encrypt => (spec, other),
+            _ => (other, spec),
+        };
+        let (host, remote_port) = match forward.target.parse::<Address>().ok()? {
+            Address::Host { name, port } => (name, port),
+            Address::Ip(addr) => (addr.ip().to_string(), addr.port()),
+            _ => return None,
+        };
+        let ssh = forward
+            .far_end
+            .as_ref()
+            .map(|r| r.ssh.clone())
+            .filter(|ssh| *ssh != host)
+            .unwrap_or_default();
+        let form = PeerForm {
+            name: forward.name.strip_suffix(FORWARD_SUFFIX)?.to_owned(),
+            host,
+            ssh,
+            key: key_name.map_or_else(String::new, str::to_owned),
+            first_port: reverse.target.parse::<Address>().ok()?.port()?,
+            remote_port,
+            created: true,
+        };
+        let made = form.plan(|_| Some(forward.key.clone())).tunnels();
+        let same = |made: &TunnelSpec, is: &TunnelSpec| {
+            (
+                &made.name,
+                made.mode,
+                &made.listen,
+                &made.target,
+                &made.key,
+                &made.far_end,
+            ) == (
+                &is.name,
+                is.mode,
+                &is.listen,
+                &is.target,
+                &is.key,
+                &is.far_end,
+            )
+        };
+        (same(&made[0], forward) && same(&made[1], reverse)).then_some(form)
     }
 
     /// The ssh destination: as typed, else the host.
@@ -381,6 +432,30 @@ mod tests {
         ));
         assert!(text.contains("--reverse-in"), "{text}");
         assert!(text.contains("-l '[127.0.0.1]:25523'"), "{text}");
+    }
+
+    #[test]
+    fn a_pair_gives_back_its_form_unless_it_was_edited() {
+        let form = PeerForm {
+            name: "lab".into(),
+            host: "server.example".into(),
+            ssh: "me@server.example".into(),
+            ..PeerForm::new(Some("pair"))
+        };
+        let mut tunnels = form.plan(|_| None).tunnels().to_vec();
+        let again = PeerForm::of_pair("lab ⬅ peer", &tunnels, Some("pair"));
+        assert_eq!(
+            again,
+            Some(PeerForm {
+                created: true,
+                ..form
+            })
+        );
+        tunnels[0].listen = "[127.0.0.1]:9999".into();
+        assert_eq!(
+            PeerForm::of_pair("lab ➡ peer", &tunnels, Some("pair")),
+            None
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! "Connect to a peer" in the real app: one form makes a forward tunnel and a reverse
 //! tunnel to a remote host with one key, shown and started as a pair, and gives each
-//! actor system's Akka/Pekko settings (read-only, with Copy). Then a stand-in for the
-//! remote host (a second engine with its far ends, and two echo "actor systems") shows
-//! that each side reaches the other at the canonical address the settings name.
+//! actor system's Akka/Pekko settings (read-only, with Copy; again from the detail
+//! panel). Then a stand-in for the remote host (a second engine with its far ends, and
+//! two echo "actor systems") shows that each side reaches the other at the canonical
+//! address the settings name.
 
 // Unix only: these tests use the test kit's sockets. The app is built for Windows and
 // macOS, not run there.
@@ -243,6 +244,21 @@ fn connect_to_a_peer_makes_a_pair_each_side_reaches_at_its_canonical_address() {
     }
     click(&mut harness, "Close");
     assert_eq!(harness.query_all_by_label("↔ pair").count(), 2);
+
+    // Closed, the settings are still there: from either tunnel's detail panel.
+    harness
+        .get_by_role_and_label(Role::Button, "lab ⬅ peer")
+        .click();
+    harness.run_ok();
+    click(&mut harness, "Peer settings…");
+    assert_eq!(
+        harness
+            .get_by_role_and_label(Role::MultilineTextInput, "Settings for the two systems")
+            .value()
+            .as_deref(),
+        Some(settings.as_str())
+    );
+    click(&mut harness, "Close");
 
     // The two systems and the remote host's far ends; then Start on one starts both.
     answering_service(a_bind, "A:");

@@ -119,6 +119,17 @@ impl SluiceApp {
                 let default_key = self.model.files.keys.keys.first().map(|k| k.name.clone());
                 self.view.peer = Some(PeerForm::new(default_key.as_deref()));
             }
+            TunnelCommand::ShowPeer(name) => {
+                let key_name = self.model.tunnel(&name).and_then(|spec| {
+                    self.model
+                        .files
+                        .keys
+                        .for_ref(&spec.key)
+                        .map(|k| k.name.clone())
+                });
+                self.view.peer =
+                    PeerForm::of_pair(&name, &self.model.files.tunnels, key_name.as_deref());
+            }
             TunnelCommand::CreatePeer => self.create_peer(),
             TunnelCommand::ClosePeer => self.view.peer = None,
         }

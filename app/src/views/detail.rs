@@ -14,6 +14,7 @@ use sluice_engine::{
 use crate::command::{FarEndCommand, TunnelCommand, UiCommand, ViewCommand};
 use crate::format;
 use crate::model::{DetailTab, FarEndHealth, FarEndRun, Model, ProbeKey, UiState};
+use crate::peer::PeerForm;
 use crate::theme;
 use crate::views::History;
 use crate::views::widgets::{probe_result, role_label, state_words};
@@ -59,6 +60,14 @@ pub fn show(
         }
         if ui.button("Delete").clicked() {
             out.push(TunnelCommand::AskDelete(name.clone()).into());
+        }
+        if PeerForm::of_pair(name, &model.files.tunnels, None).is_some()
+            && ui
+                .button("Peer settings…")
+                .on_hover_text("The pair's Akka and Pekko settings, to copy again")
+                .clicked()
+        {
+            out.push(TunnelCommand::ShowPeer(name.clone()).into());
         }
         if spec.mode == Mode::Encrypt
             && ui
