@@ -15,8 +15,8 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use sluice_engine::{
-    CheckSample, Config, ConfigError, DownCause, Engine, EventStream, Health, KeyStore, Missed,
-    RateSample, TunnelStatus,
+    AuditTrail, CheckSample, Config, ConfigError, DownCause, Engine, EventStream, Health, KeyStore,
+    Missed, RateSample, TunnelStatus,
 };
 
 use crate::background::{Background, Mailbox, Message, SaveTarget};
@@ -38,6 +38,9 @@ pub struct SluiceApp {
     services: Services,
     engine: Engine,
     events: EventStream,
+    /// One record per connection when it ends (the Connections tab); `None` only if
+    /// something else took the engine's trail first.
+    audit: Option<AuditTrail>,
     background: Background,
     inbox: mpsc::Receiver<Message>,
     tunnels: TunnelsState,
@@ -117,6 +120,7 @@ impl SluiceApp {
         let engine =
             Engine::start(move || repaint.request_repaint()).map_err(StartupError::Engine)?;
         let events = engine.subscribe();
+        let audit = engine.audit_trail();
         let (background, inbox) = Background::new(ctx.clone());
         let (keys, keys_broken) = match KeyIndex::load(&services.paths.keys_file) {
             Ok(index) => (index, None),
@@ -145,6 +149,7 @@ impl SluiceApp {
             services,
             engine,
             events,
+            audit,
             background,
             inbox,
             tunnels: TunnelsState::default(),
@@ -181,6 +186,11 @@ impl SluiceApp {
                 Err(Missed(missed)) => self.inform(format!(
                     "{missed} events came too fast to show; the counters are still exact"
                 )),
+            }
+        }
+        if let Some(audit) = &mut self.audit {
+            while let Some(record) = audit.try_next() {
+                self.model.mirror.connections.record(record);
             }
         }
         let statuses = self.engine.statuses();

@@ -40,12 +40,14 @@ pub enum Message {
 }
 
 /// What a file dialog of the tunnels feature was opened for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TunnelDialog {
     /// The key file a tunnel being edited refers to.
     EditorKeyFile,
     Export,
     Import,
+    /// Where a tunnel's connection history goes, as CSV.
+    ConnectionHistory(String),
 }
 
 pub enum TunnelMessage {
@@ -73,6 +75,8 @@ pub enum TunnelMessage {
         problem: Option<ListenPortProblem>,
     },
     Exported(Result<PathBuf, SaveFailure>),
+    /// A connection history was written (where, how many connections) or not.
+    HistoryExported(Result<(PathBuf, usize), SaveFailure>),
     /// A tunnel file to import was read: its path and text.
     FileRead(Result<(PathBuf, String), TunnelImportError>),
     Dialog {

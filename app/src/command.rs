@@ -57,6 +57,10 @@ pub enum TunnelCommand {
     CreatePeer,
     /// Close the form.
     ClosePeer,
+    /// Pick where a tunnel's connection history goes (a dialog), or write it to a typed
+    /// path; either way the connections the search shows, as CSV.
+    AskExportHistory(String),
+    ExportHistoryTo(String, PathBuf),
 }
 
 /// The keys window and its forms.

@@ -317,6 +317,8 @@ pub enum AppError {
     LoginStart(LoginStartError),
     #[error("could not export the tunnels: {0}")]
     TunnelExport(SaveFailure),
+    #[error("could not export the connection history: {0}")]
+    HistoryExport(SaveFailure),
     #[error("nothing imported: {0}")]
     TunnelImport(TunnelImportError),
 }

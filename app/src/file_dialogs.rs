@@ -17,6 +17,10 @@ pub enum DialogKind {
     SaveTunnelFile {
         suggested_name: String,
     },
+    /// A tunnel's connection history, as CSV.
+    SaveCsvFile {
+        suggested_name: String,
+    },
 }
 
 /// What came back.
@@ -62,6 +66,11 @@ impl FileDialog for NativeFileDialog {
                         .pick_file(),
                     DialogKind::SaveTunnelFile { suggested_name } => rfd::FileDialog::new()
                         .set_title("Export tunnels (without keys)")
+                        .set_file_name(suggested_name)
+                        .save_file(),
+                    DialogKind::SaveCsvFile { suggested_name } => rfd::FileDialog::new()
+                        .set_title("Export the connection history")
+                        .add_filter("CSV", &["csv"])
                         .set_file_name(suggested_name)
                         .save_file(),
                 };

@@ -6,8 +6,8 @@
 //! 1. `error` (imports nothing of the app); `format`, `theme`, `tray` (nothing either);
 //!    `alerts` (`format`); `bounded_read` (`error`), `icon` (`error`, `tray`), `platform`
 //!    (`error`, `tray`, `alerts`, `icon`).
-//! 2. `file_dialogs`, `keys`, `tunnel_form`, `peer`, `tunnel_file`, then `services`: the
-//!    machine, the forms and the export file.
+//! 2. `file_dialogs`, `keys`, `tunnel_form`, `peer`, `tunnel_file`, `connections`, then
+//!    `services`: the machine, the forms, the export file and the connection history.
 //! 3. `model`, then `command`: what the views read and what they may ask for.
 //! 4. `views` (draws, emits commands) and `background` (work off the UI thread).
 //! 5. `app`: the one place commands and background results are carried out.
@@ -21,6 +21,7 @@ pub mod app;
 pub mod background;
 pub mod bounded_read;
 pub mod command;
+pub mod connections;
 pub mod error;
 pub mod file_dialogs;
 pub mod format;

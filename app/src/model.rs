@@ -17,6 +17,7 @@ use sluice_engine::{
     KeyRef, Mode, ProbeOutcome, StartFault, TargetReport, TunnelSpec, TunnelState, TunnelStatus,
 };
 
+use crate::connections::ConnectionLog;
 use crate::error::{AppError, KeyListError, KeychainUnavailable, ProbeNotTried};
 use crate::keys::{KeyIndex, KeyInfo};
 use crate::peer::PeerForm;
@@ -42,6 +43,8 @@ pub enum ConfigStatus {
 pub enum DetailTab {
     #[default]
     Traffic,
+    /// The connection history: one line per connection that ended.
+    Connections,
     FarEnd,
 }
 
@@ -284,6 +287,8 @@ pub struct Mirror {
     pub probes: HashMap<ProbeKey, Option<ProbeVerdict>>,
     /// The last far-end action per tunnel.
     pub far_end_runs: HashMap<String, FarEndRun>,
+    /// Each tunnel's connections, as they ended.
+    pub connections: ConnectionLog,
 }
 
 impl Mirror {
@@ -296,6 +301,7 @@ impl Mirror {
         self.failing.remove(name);
         self.probes.remove(&ProbeKey::Tunnel(name.to_owned()));
         self.far_end_runs.remove(name);
+        self.connections.forget(name);
     }
 }
 
@@ -518,4 +524,8 @@ pub struct ViewState {
     pub import_review: Option<Incoming>,
     /// The "Connect to a peer" form, while open.
     pub peer: Option<PeerForm>,
+    /// The connection history's search words.
+    pub history_search: String,
+    /// A typed path for the history's CSV when no dialog can be shown.
+    pub history_csv_path: String,
 }

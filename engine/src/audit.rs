@@ -31,7 +31,10 @@ pub enum AuditOutcome {
 }
 
 impl AuditOutcome {
-    fn words(self) -> (&'static str, Option<&'static str>) {
+    /// The outcome and, after a failed handshake, its cause, as the audit line writes
+    /// them (`outcome=handshake_failed cause=wrong_key`): stable words for filters,
+    /// spreadsheets and searches.
+    pub fn words(self) -> (&'static str, Option<&'static str>) {
         match self {
             AuditOutcome::Ok => ("ok", None),
             AuditOutcome::HandshakeFailed(cause) => {

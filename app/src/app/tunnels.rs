@@ -15,6 +15,7 @@ use super::SluiceApp;
 use crate::background::{Message, SaveTarget, TunnelDialog, TunnelMessage};
 use crate::bounded_read::{self, MAX_TUNNEL_FILE_LEN};
 use crate::command::TunnelCommand;
+use crate::connections;
 use crate::error::{
     AppError, BoundedReadError, ProbeNotTried, SaveFailure, StartError, TunnelImportError,
 };
@@ -132,6 +133,13 @@ impl SluiceApp {
             }
             TunnelCommand::CreatePeer => self.create_peer(),
             TunnelCommand::ClosePeer => self.view.peer = None,
+            TunnelCommand::AskExportHistory(name) => self.ask_file(
+                DialogKind::SaveCsvFile {
+                    suggested_name: format!("{}-connections.csv", file_stem(&name)),
+                },
+                move |answer| tunnel_dialog(TunnelDialog::ConnectionHistory(name), answer),
+            ),
+            TunnelCommand::ExportHistoryTo(name, path) => self.export_history(&name, path),
         }
     }
 
@@ -208,6 +216,13 @@ impl SluiceApp {
                 )),
                 Err(e) => self.report(AppError::TunnelExport(e)),
             },
+            TunnelMessage::HistoryExported(result) => match result {
+                Ok((path, count)) => self.inform(format!(
+                    "{count} connection(s) exported to {}",
+                    path.display()
+                )),
+                Err(e) => self.report(AppError::HistoryExport(e)),
+            },
             TunnelMessage::FileRead(result) => {
                 let existing = self.model.files.tunnels.clone();
                 let incoming = result.and_then(|(path, text)| {
@@ -230,6 +245,7 @@ impl SluiceApp {
                     }
                     TunnelDialog::Export => self.export_tunnels(path),
                     TunnelDialog::Import => self.import_tunnels(path),
+                    TunnelDialog::ConnectionHistory(name) => self.export_history(&name, path),
                 }
             }
         }
@@ -581,6 +597,26 @@ impl SluiceApp {
         });
     }
 
+    /// Writes the tunnel's connections that the search shows, as CSV.
+    fn export_history(&mut self, name: &str, path: PathBuf) {
+        let search = &self.view.history_search;
+        let shown: Vec<_> = self
+            .model
+            .mirror
+            .connections
+            .newest_first(name)
+            .filter(|record| connections::matches(record, search))
+            .collect();
+        let count = shown.len();
+        let text = connections::csv(shown);
+        self.background.run(move || {
+            let result = sluice_engine::write_atomic(&path, text.as_bytes())
+                .map(|()| (path.clone(), count))
+                .map_err(|source| SaveFailure::Write { path, source });
+            Message::Tunnel(TunnelMessage::HistoryExported(result))
+        });
+    }
+
     fn import_tunnels(&mut self, path: PathBuf) {
         self.background.run(move || {
             let result = match bounded_read::read_text(&path, MAX_TUNNEL_FILE_LEN) {
@@ -613,4 +649,17 @@ impl SluiceApp {
 
 fn tunnel_dialog(purpose: TunnelDialog, answer: DialogAnswer) -> Message {
     Message::Tunnel(TunnelMessage::Dialog { purpose, answer })
+}
+
+/// A tunnel's name as part of a file name: what a file name cannot hold becomes `_`.
+fn file_stem(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }

@@ -1,7 +1,7 @@
 //! The selected tunnel: its actions, live traffic (its far end's health, chart, totals,
 //! connections against the limit, failures by cause, the event log) with the health
-//! checks' latency beside the traffic chart, and the far end (set up, check, repair,
-//! remove; the commands to run it by hand).
+//! checks' latency beside the traffic chart, its connection history (searchable, as CSV),
+//! and the far end (set up, check, repair, remove; the commands to run it by hand).
 
 use std::time::SystemTime;
 
@@ -12,8 +12,9 @@ use sluice_engine::{
 };
 
 use crate::command::{FarEndCommand, TunnelCommand, UiCommand, ViewCommand};
+use crate::connections::{self, KEPT_PER_TUNNEL};
 use crate::format;
-use crate::model::{DetailTab, FarEndHealth, FarEndRun, Model, ProbeKey, UiState};
+use crate::model::{DetailTab, FarEndHealth, FarEndRun, Model, ProbeKey, UiState, ViewState};
 use crate::peer::PeerForm;
 use crate::theme;
 use crate::views::History;
@@ -26,6 +27,7 @@ pub fn show(
     ui: &mut egui::Ui,
     model: &Model,
     state: &UiState,
+    view: &mut ViewState,
     name: &str,
     history: &History,
     out: &mut Vec<UiCommand>,
@@ -90,6 +92,12 @@ pub fn show(
             out.push(ViewCommand::ShowTab(DetailTab::Traffic).into());
         }
         if ui
+            .selectable_label(state.tab == DetailTab::Connections, "History")
+            .clicked()
+        {
+            out.push(ViewCommand::ShowTab(DetailTab::Connections).into());
+        }
+        if ui
             .selectable_label(state.tab == DetailTab::FarEnd, "Far end")
             .clicked()
         {
@@ -99,8 +107,114 @@ pub fn show(
     ui.separator();
     match state.tab {
         DetailTab::Traffic => traffic(ui, model, spec, history),
+        DetailTab::Connections => connections_tab(ui, model, view, name, out),
         DetailTab::FarEnd => far_end_tab(ui, model, state, spec, out),
     }
+}
+
+/// The connections that ended, newest first: when, from where (and which client a PROXY
+/// header named), for how long, how much each way and how it ended; a search over all of
+/// it, and the connections it shows as CSV.
+fn connections_tab(
+    ui: &mut egui::Ui,
+    model: &Model,
+    view: &mut ViewState,
+    name: &str,
+    out: &mut Vec<UiCommand>,
+) {
+    let log = &model.mirror.connections;
+    ui.horizontal(|ui| {
+        let label = ui.label("Search connections");
+        ui.add(
+            egui::TextEdit::singleline(&mut view.history_search)
+                .hint_text("address, outcome, cause (wrong_key)…")
+                .desired_width(240.0),
+        )
+        .labelled_by(label.id);
+        if !view.dialogs_unavailable
+            && ui
+                .button("Export CSV…")
+                .on_hover_text("Save the connections listed below as a CSV file")
+                .clicked()
+        {
+            out.push(TunnelCommand::AskExportHistory(name.to_owned()).into());
+        }
+    });
+    if view.dialogs_unavailable {
+        ui.horizontal(|ui| {
+            let label = ui.label("Save the CSV as");
+            ui.add(egui::TextEdit::singleline(&mut view.history_csv_path).desired_width(240.0))
+                .labelled_by(label.id);
+            let path = view.history_csv_path.trim();
+            if ui
+                .add_enabled(!path.is_empty(), egui::Button::new("Export CSV"))
+                .clicked()
+            {
+                out.push(TunnelCommand::ExportHistoryTo(name.to_owned(), path.into()).into());
+            }
+        });
+    }
+    let shown: Vec<_> = log
+        .newest_first(name)
+        .filter(|record| connections::matches(record, &view.history_search))
+        .collect();
+    let total = log.len(name);
+    ui.label(
+        RichText::new(if total == KEPT_PER_TUNNEL {
+            format!(
+                "{} of the last {total} connections (older ones are not kept here)",
+                shown.len()
+            )
+        } else {
+            format!(
+                "{} of {total} connections since Sluice started",
+                shown.len()
+            )
+        })
+        .color(theme::MUTED),
+    );
+    if shown.is_empty() {
+        ui.label(
+            RichText::new(if total == 0 {
+                "No connection has ended yet."
+            } else {
+                "No connection matches the search."
+            })
+            .color(theme::MUTED),
+        );
+        return;
+    }
+    let row_height = ui.text_style_height(&egui::TextStyle::Monospace);
+    egui::ScrollArea::vertical()
+        .id_salt("connections")
+        .auto_shrink(false)
+        .show_rows(ui, row_height, shown.len(), |ui, rows| {
+            for record in &shown[rows] {
+                let (outcome, cause) = record.outcome.words();
+                let color = if outcome == "ok" {
+                    ui.visuals().text_color()
+                } else {
+                    theme::ERROR
+                };
+                let client = record
+                    .client
+                    .map(|c| format!(" for {c}"))
+                    .unwrap_or_default();
+                let cause = cause.map(|c| format!(" ({c})")).unwrap_or_default();
+                ui.label(
+                    RichText::new(format!(
+                        "{}  {}{client}  {}  ↑{} ↓{}  {outcome}{cause}",
+                        format::local_time(record.ended),
+                        record.peer,
+                        format::duration(record.duration),
+                        format::bytes(record.bytes_up),
+                        format::bytes(record.bytes_down),
+                    ))
+                    .monospace()
+                    .color(color),
+                );
+            }
+        });
 }
 
 /// What the health checks know of the far end, in full: the failed check's sentence and

@@ -49,7 +49,7 @@ pub fn show(
             .default_size(theme::DETAIL_PANEL_WIDTH.min(widest))
             .max_size(widest)
             .show(ui, |ui| {
-                detail::show(ui, model, state, name, history, &mut out)
+                detail::show(ui, model, state, view, name, history, &mut out)
             });
     }
     egui::CentralPanel::default().show(ui, |ui| tunnel_list::show(ui, model, selected, &mut out));

@@ -122,12 +122,16 @@ impl TunnelShared {
         }
     }
 
-    /// Sends a connection's audit record, if the trail is on; never waits (a record the
-    /// reader has no room for is counted as dropped).
+    /// Sends a connection's audit record, if the trail is on, and wakes the viewer (whose
+    /// connection history shows it); never waits (a record the reader has no room for is
+    /// counted as dropped).
     pub(crate) fn audit(&self, record: impl FnOnce() -> AuditRecord) {
-        if let Some(trail) = self.context.audit.get()
-            && trail.try_send(record()).is_err()
-        {
+        let Some(trail) = self.context.audit.get() else {
+            return;
+        };
+        if trail.try_send(record()).is_ok() {
+            (self.context.notify)();
+        } else {
             self.context.audit_dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
