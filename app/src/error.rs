@@ -118,6 +118,8 @@ pub enum StartError {
     Settings(Vec<ConfigError>),
     #[error(transparent)]
     Key(#[from] KeySourceError),
+    #[error("previous key (accepted during a rotation): {0}; choose another in Edit, or none")]
+    PreviousKey(KeySourceError),
 }
 
 /// Why a test connection was not even tried; worded like the engine's verdicts.

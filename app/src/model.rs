@@ -406,7 +406,8 @@ impl Model {
         self.files
             .tunnels
             .iter()
-            .filter(|t| t.key == key.location)
+            // A rotation's previous key is in use too: deleting it would stop the tunnel.
+            .filter(|t| t.key == key.location || t.previous_key.as_ref() == Some(&key.location))
             .map(|t| t.name.clone())
             .collect()
     }
