@@ -17,6 +17,11 @@ pub enum DialogKind {
     SaveTunnelFile {
         suggested_name: String,
     },
+    /// A sealed key bundle (an age file) to open.
+    OpenBundle,
+    SaveBundle {
+        suggested_name: String,
+    },
 }
 
 /// What came back.
@@ -62,6 +67,14 @@ impl FileDialog for NativeFileDialog {
                         .pick_file(),
                     DialogKind::SaveTunnelFile { suggested_name } => rfd::FileDialog::new()
                         .set_title("Export tunnels (without keys)")
+                        .set_file_name(suggested_name)
+                        .save_file(),
+                    DialogKind::OpenBundle => rfd::FileDialog::new()
+                        .set_title("Open a shared key bundle")
+                        .add_filter("Sealed key bundles", &["age"])
+                        .pick_file(),
+                    DialogKind::SaveBundle { suggested_name } => rfd::FileDialog::new()
+                        .set_title("Save the sealed key bundle")
                         .set_file_name(suggested_name)
                         .save_file(),
                 };

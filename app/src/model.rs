@@ -18,7 +18,7 @@ use sluice_engine::{
 };
 
 use crate::error::{AppError, KeyListError, KeychainUnavailable, ProbeNotTried};
-use crate::keys::{KeyIndex, KeyInfo};
+use crate::keys::{KeyIndex, KeyInfo, SecretText, Shared};
 use crate::tray::{TrayHealth, TraySnapshot, TrayTunnel};
 use crate::tunnel_file::Incoming;
 use crate::tunnel_form::EditorState;
@@ -139,6 +139,14 @@ pub enum KeyForm {
     Import {
         name: String,
         path: String,
+    },
+    /// A bundle a teammate shared: its file, the passphrase they sent, and the name the
+    /// key gets here. `opening` while scrypt runs.
+    OpenBundle {
+        name: String,
+        path: String,
+        passphrase: SecretText,
+        opening: bool,
     },
 }
 
@@ -516,4 +524,6 @@ pub struct ViewState {
     pub tunnel_file_path: String,
     /// Tunnels read from a file, shown for the user to confirm before anything is added.
     pub import_review: Option<Incoming>,
+    /// A key just shared: its passphrase is shown once, and wiped when this is closed.
+    pub shared: Option<Shared>,
 }

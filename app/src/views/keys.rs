@@ -4,6 +4,7 @@
 use egui::RichText;
 
 use crate::command::{KeyCommand, UiCommand};
+use crate::keys::SecretText;
 use crate::model::{KeyForm, Model};
 use crate::theme;
 use crate::views::widgets::keychain_note;
@@ -37,6 +38,20 @@ pub fn show(ctx: &egui::Context, model: &Model, out: &mut Vec<UiCommand>) {
                     out.push(UiCommand::Key(KeyCommand::OpenForm(KeyForm::Import {
                         name: String::new(),
                         path: String::new(),
+                    })));
+                }
+                if ui
+                    .button("Open shared bundle…")
+                    .on_hover_text(
+                        "Open a key a teammate sealed with a passphrase (Sluice's Share, sluiced --seal-key or age -p)",
+                    )
+                    .clicked()
+                {
+                    out.push(UiCommand::Key(KeyCommand::OpenForm(KeyForm::OpenBundle {
+                        name: String::new(),
+                        path: String::new(),
+                        passphrase: SecretText::default(),
+                        opening: false,
                     })));
                 }
             });
@@ -80,6 +95,16 @@ pub fn show(ctx: &egui::Context, model: &Model, out: &mut Vec<UiCommand>) {
                                 .clicked()
                             {
                                 out.push(KeyCommand::AskExport(info.name.clone()).into());
+                            }
+                            if ui
+                                .button("Share with a teammate…")
+                                .on_hover_text(format!(
+                                    "Seal {} into a file with a passphrase of six random words, shown once",
+                                    info.name
+                                ))
+                                .clicked()
+                            {
+                                out.push(KeyCommand::AskShare(info.name.clone()).into());
                             }
                             let delete =
                                 ui.add_enabled(users.is_empty(), egui::Button::new("Delete"));
