@@ -12,7 +12,7 @@ mod support;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use egui::accesskit::Role;
 use egui_kittest::Harness;
@@ -50,18 +50,38 @@ fn key_choice_label(harness: &Harness<'_, SluiceApp>, name: &str) -> String {
     format!("{name}  ({})", short.join(":"))
 }
 
+/// Steps frames until a widget shows, for at most `within`; whether it did.
+fn appears(
+    harness: &mut Harness<'_, SluiceApp>,
+    role: Role,
+    label: &str,
+    within: Duration,
+) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        harness.run_ok();
+        if harness.query_by_role_and_label(role, label).is_some() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        harness.step();
+    }
+}
+
 fn pick_previous_key(harness: &mut Harness<'_, SluiceApp>, choice: &str) {
+    const MENU: &str = "Previous key (accepted during a rotation)";
+    assert!(
+        appears(harness, Role::ComboBox, MENU, SLOW),
+        "the editor shows {MENU:?}"
+    );
     // A click toggles the list; one that found it still marked open from the last pick
     // closes it, and the next opens it.
     for _ in 0..2 {
-        harness
-            .get_by_role_and_label(Role::ComboBox, "Previous key (accepted during a rotation)")
-            .click();
-        harness.run_ok();
-        if harness
-            .query_by_role_and_label(Role::Button, choice)
-            .is_some()
-        {
+        harness.get_by_role_and_label(Role::ComboBox, MENU).click();
+        if appears(harness, Role::Button, choice, Duration::from_secs(2)) {
             break;
         }
     }
