@@ -68,6 +68,8 @@ pub enum KeyCommand {
     CloseShared,
     AskDelete(String),
     ConfirmDelete(String),
+    /// A key's (by name) rotation reminder, in days; `None` for none.
+    SetReminder(String, Option<u32>),
 }
 
 /// The far-end tab.

@@ -30,11 +30,32 @@ pub struct KeyInfo {
     pub name: String,
     pub fingerprint: String,
     pub location: KeyRef,
+    /// When the key was generated or came in here (seconds since 1970); 0 if unknown
+    /// (lists written before Sluice kept it).
     #[serde(default)]
     pub created_unix: u64,
+    /// Flag the key for rotation once it is this many days old (a reminder, nothing more).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotate_after_days: Option<u32>,
 }
 
+/// The reminders the Keys window offers, in days.
+pub const ROTATION_REMINDERS: [u32; 4] = [30, 90, 180, 365];
+
 impl KeyInfo {
+    /// Whole days since the key was created here, if known.
+    pub fn age_days(&self, now_unix: u64) -> Option<u64> {
+        (self.created_unix > 0).then(|| now_unix.saturating_sub(self.created_unix) / 86_400)
+    }
+
+    /// Whether the key is older than its rotation reminder asks.
+    pub fn rotation_due(&self, now_unix: u64) -> bool {
+        match (self.rotate_after_days, self.age_days(now_unix)) {
+            (Some(limit), Some(age)) => age >= u64::from(limit),
+            _ => false,
+        }
+    }
+
     pub fn where_label(&self) -> String {
         match &self.location {
             KeyRef::Keychain(_) => "keychain".to_owned(),
@@ -114,7 +135,8 @@ pub fn check_new_name(index: &KeyIndex, name: &str) -> Result<(), KeyNameProblem
     Ok(())
 }
 
-fn now_unix() -> u64 {
+/// Seconds since 1970 now (0 if the clock is before it).
+pub fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -148,6 +170,7 @@ pub fn generate(
         fingerprint,
         location,
         created_unix: now_unix(),
+        rotate_after_days: None,
     })
 }
 
@@ -172,6 +195,7 @@ pub fn import(
             fingerprint: key.fingerprint().to_string(),
             location,
             created_unix: now_unix(),
+            rotate_after_days: None,
         },
         warnings,
     ))
@@ -255,6 +279,7 @@ pub fn open_bundle(
         fingerprint,
         location: KeyRef::Keychain(name.to_owned()),
         created_unix: now_unix(),
+        rotate_after_days: None,
     })
 }
 
@@ -406,6 +431,24 @@ mod tests {
     }
 
     #[test]
+    fn a_key_is_due_for_rotation_once_older_than_its_reminder() {
+        let day = 86_400;
+        let mut info = generate("k", Some(&mock_keychain()), None).unwrap();
+        let now = info.created_unix;
+        assert_eq!(info.age_days(now + 89 * day + day / 2), Some(89));
+        assert!(
+            !info.rotation_due(now + 400 * day),
+            "no reminder, never due"
+        );
+        info.rotate_after_days = Some(90);
+        assert!(!info.rotation_due(now + 89 * day));
+        assert!(info.rotation_due(now + 90 * day));
+        info.created_unix = 0;
+        assert_eq!(info.age_days(now), None);
+        assert!(!info.rotation_due(now), "an unknown age is never due");
+    }
+
+    #[test]
     fn names_are_checked() {
         let mut index = KeyIndex::new();
         assert!(check_new_name(&index, "  ").is_err());
@@ -414,6 +457,7 @@ mod tests {
             fingerprint: "f".into(),
             location: KeyRef::Keychain("a".into()),
             created_unix: 0,
+            rotate_after_days: None,
         });
         assert!(check_new_name(&index, "a").is_err());
         assert!(check_new_name(&index, "b").is_ok());

@@ -222,6 +222,7 @@ mod tests {
             fingerprint: fingerprint.into(),
             location: KeyRef::Keychain(name.into()),
             created_unix: 0,
+            rotate_after_days: None,
         });
         keys
     }
@@ -278,6 +279,7 @@ mod tests {
             fingerprint: "cc:dd".into(),
             location: KeyRef::Keychain("metrics".into()),
             created_unix: 0,
+            rotate_after_days: None,
         });
         let text = export(
             &[

@@ -54,6 +54,19 @@ impl SluiceApp {
             }
             // Dropping the passphrase wipes it.
             KeyCommand::CloseShared => self.view.shared = None,
+            KeyCommand::SetReminder(name, days) => {
+                let key = self
+                    .model
+                    .files
+                    .keys
+                    .keys
+                    .iter_mut()
+                    .find(|k| k.name == name);
+                if let Some(key) = key.filter(|k| k.rotate_after_days != days) {
+                    key.rotate_after_days = days;
+                    self.save_keys();
+                }
+            }
             KeyCommand::AskDelete(name) => self.ask_delete_key(name),
             KeyCommand::ConfirmDelete(name) => {
                 self.view.confirm = None;
