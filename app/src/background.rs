@@ -13,11 +13,11 @@ use sluice_engine::{
 };
 
 use crate::error::{
-    KeyError, ListenPortProblem, LoginStartError, NotifyFailure, SaveFailure, StartError,
-    TunnelImportError,
+    KeyError, ListenPortProblem, LoginStartError, NotifyFailure, OpenBundleError, SaveFailure,
+    ShareError, StartError, TunnelImportError,
 };
 use crate::file_dialogs::DialogAnswer;
-use crate::keys::KeyInfo;
+use crate::keys::{KeyInfo, Shared};
 use crate::model::ProbeKey;
 
 /// Which file a save was for.
@@ -94,12 +94,26 @@ pub enum KeyDialog {
     GenerateCopy,
     /// Where a key (by name) is exported.
     Export(String),
+    /// Where a key (by name) is sealed for a teammate.
+    Share(String),
+    /// The bundle the open-bundle form reads.
+    BundleFile,
 }
 
 pub enum KeyMessage {
     Generated(Result<KeyInfo, KeyError>),
     Imported(Result<(KeyInfo, Vec<KeyfileWarning>), KeyError>),
     Exported(Result<PathBuf, KeyError>),
+    Shared {
+        name: String,
+        result: Result<Shared, ShareError>,
+    },
+    /// A bundle picked for the open-bundle form, checked before the passphrase is used.
+    BundleChecked {
+        path: PathBuf,
+        result: Result<(), OpenBundleError>,
+    },
+    BundleOpened(Result<KeyInfo, OpenBundleError>),
     Deleted {
         name: String,
         result: Result<(), KeyError>,

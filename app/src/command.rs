@@ -74,8 +74,14 @@ pub enum KeyCommand {
     PickFormFile,
     /// Pick where to export a key (by name), with a dialog.
     AskExport(String),
+    /// Pick where to write a key (by name) sealed for a teammate, with a dialog.
+    AskShare(String),
+    /// Close the shared passphrase's window (the passphrase is wiped).
+    CloseShared,
     AskDelete(String),
     ConfirmDelete(String),
+    /// A key's (by name) rotation reminder, in days; `None` for none.
+    SetReminder(String, Option<u32>),
 }
 
 /// The far-end tab.

@@ -6,7 +6,10 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use sluice_engine::{ApplyError, ConfigError, KeySourceError, KeyStoreError, KeyfileError};
+use sluice_engine::{
+    ApplyError, BundleFileError, ConfigError, KeySourceError, KeyStoreError, KeyfileError,
+    PassphraseError, SealError, UnsealError,
+};
 
 /// Why the app could not start at all (eframe reports it and exits).
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +101,43 @@ pub enum KeyError {
     NowhereToKeep,
 }
 
+/// Why a key could not be shared (sealed into a bundle).
+#[derive(Debug, thiserror::Error)]
+pub enum ShareError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Passphrase(#[from] PassphraseError),
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    #[error(transparent)]
+    Bundle(#[from] BundleFileError),
+}
+
+/// Why a shared bundle could not be opened; nothing was stored when one is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenBundleError {
+    #[error(transparent)]
+    File(#[from] BundleFileError),
+    #[error("{}", unseal_words(.0))]
+    Unseal(#[from] UnsealError),
+    #[error(
+        "no keychain is available on this machine to keep the key: open the bundle with sluiced --unseal-key BUNDLE --out KEYFILE instead, then import the key file"
+    )]
+    NoKeychain,
+    #[error(transparent)]
+    Keychain(#[from] KeyStoreError),
+}
+
+/// The engine's words, but for a bundle with more than a key, which the engine sends to
+/// this very dialog.
+fn unseal_words(error: &UnsealError) -> String {
+    match error {
+        UnsealError::HoldsMoreThanAKey => "the bundle holds more than a key (tunnels too), and this version of Sluice opens bundles of one key only: ask the sender to share the key alone (Share with a teammate… in Keys, or sluiced --seal-key)".to_owned(),
+        other => other.to_string(),
+    }
+}
+
 /// Why a file could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum SaveFailure {
@@ -118,6 +158,8 @@ pub enum StartError {
     Settings(Vec<ConfigError>),
     #[error(transparent)]
     Key(#[from] KeySourceError),
+    #[error("previous key (accepted during a rotation): {0}; choose another in Edit, or none")]
+    PreviousKey(KeySourceError),
 }
 
 /// Why a test connection was not even tried; worded like the engine's verdicts.
@@ -276,6 +318,10 @@ pub enum AppError {
     NoKeyFileChosen,
     #[error("choose the key file to import")]
     NoImportFileChosen,
+    #[error("choose the bundle file to open")]
+    NoBundleChosen,
+    #[error("type the passphrase the sender gave you")]
+    NoPassphrase,
     #[error("key \"{name}\" is used by {}: give those tunnels another key first", quoted(.users))]
     KeyInUse { name: String, users: Vec<String> },
     #[error("not saved: {}", in_one_line(.0))]
@@ -305,6 +351,10 @@ pub enum AppError {
     KeyImport(KeyError),
     #[error("could not export the key: {0}")]
     KeyExport(KeyError),
+    #[error("could not share key \"{name}\": {cause}")]
+    KeyShare { name: String, cause: ShareError },
+    #[error("could not open the shared bundle: {0}")]
+    BundleOpen(OpenBundleError),
     #[error("could not delete key \"{name}\": {cause}")]
     KeyDelete { name: String, cause: KeyError },
     #[error("no file dialog could be shown (no desktop portal is running): type the path instead")]

@@ -21,6 +21,11 @@ pub enum DialogKind {
     SaveCsvFile {
         suggested_name: String,
     },
+    /// A sealed key bundle (an age file) to open.
+    OpenBundle,
+    SaveBundle {
+        suggested_name: String,
+    },
 }
 
 /// What came back.
@@ -71,6 +76,14 @@ impl FileDialog for NativeFileDialog {
                     DialogKind::SaveCsvFile { suggested_name } => rfd::FileDialog::new()
                         .set_title("Export the connection history")
                         .add_filter("CSV", &["csv"])
+                        .set_file_name(suggested_name)
+                        .save_file(),
+                    DialogKind::OpenBundle => rfd::FileDialog::new()
+                        .set_title("Open a shared key bundle")
+                        .add_filter("Sealed key bundles", &["age"])
+                        .pick_file(),
+                    DialogKind::SaveBundle { suggested_name } => rfd::FileDialog::new()
+                        .set_title("Save the sealed key bundle")
                         .set_file_name(suggested_name)
                         .save_file(),
                 };

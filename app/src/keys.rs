@@ -1,7 +1,8 @@
 //! The keys the app knows: an index of names, fingerprints and where each key lives
 //! (keychain entry or key file), saved beside the config. Key bytes are never in it; they
-//! stay in the keychain or the key file. The operations here may block (keychain prompts,
-//! disks), so the app runs them on background threads.
+//! stay in the keychain or the key file. Also sharing a key sealed with a passphrase
+//! (docs/SHARING.md) and opening such a bundle into the keychain. The operations here may
+//! block (keychain prompts, disks, scrypt), so the app runs them on background threads.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,12 +10,16 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use sluice_engine::{
-    KeyRef, KeySourceError, KeyStore, KeyfileWarning, LoadedKey, PresharedKey, generate_key_bytes,
-    load_key, read_keyfile_with_bytes, write_new_keyfile,
+    KeyRef, KeySourceError, KeyStore, KeyfileWarning, LoadedKey, Passphrase, PresharedKey,
+    check_bundle, generate_key_bytes, load_key, read_bundle, read_keyfile_with_bytes, seal_key,
+    unseal_key, write_new_bundle, write_new_keyfile,
 };
+use zeroize::Zeroizing;
 
 use crate::bounded_read::{self, MAX_KEY_INDEX_LEN};
-use crate::error::{BoundedReadError, KeyError, KeyListError, KeyNameProblem};
+use crate::error::{
+    BoundedReadError, KeyError, KeyListError, KeyNameProblem, OpenBundleError, ShareError,
+};
 
 pub const KEY_INDEX_VERSION: u32 = 1;
 
@@ -25,11 +30,32 @@ pub struct KeyInfo {
     pub name: String,
     pub fingerprint: String,
     pub location: KeyRef,
+    /// When the key was generated or came in here (seconds since 1970); 0 if unknown
+    /// (lists written before Sluice kept it).
     #[serde(default)]
     pub created_unix: u64,
+    /// Flag the key for rotation once it is this many days old (a reminder, nothing more).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotate_after_days: Option<u32>,
 }
 
+/// The reminders the Keys window offers, in days.
+pub const ROTATION_REMINDERS: [u32; 4] = [30, 90, 180, 365];
+
 impl KeyInfo {
+    /// Whole days since the key was created here, if known.
+    pub fn age_days(&self, now_unix: u64) -> Option<u64> {
+        (self.created_unix > 0).then(|| now_unix.saturating_sub(self.created_unix) / 86_400)
+    }
+
+    /// Whether the key is older than its rotation reminder asks.
+    pub fn rotation_due(&self, now_unix: u64) -> bool {
+        match (self.rotate_after_days, self.age_days(now_unix)) {
+            (Some(limit), Some(age)) => age >= u64::from(limit),
+            _ => false,
+        }
+    }
+
     pub fn where_label(&self) -> String {
         match &self.location {
             KeyRef::Keychain(_) => "keychain".to_owned(),
@@ -109,7 +135,8 @@ pub fn check_new_name(index: &KeyIndex, name: &str) -> Result<(), KeyNameProblem
     Ok(())
 }
 
-fn now_unix() -> u64 {
+/// Seconds since 1970 now (0 if the clock is before it).
+pub fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -143,6 +170,7 @@ pub fn generate(
         fingerprint,
         location,
         created_unix: now_unix(),
+        rotate_after_days: None,
     })
 }
 
@@ -167,9 +195,21 @@ pub fn import(
             fingerprint: key.fingerprint().to_string(),
             location,
             created_unix: now_unix(),
+            rotate_after_days: None,
         },
         warnings,
     ))
+}
+
+/// The key file's bytes of a known key, wiped when dropped.
+fn key_bytes(
+    info: &KeyInfo,
+    keychain: Option<&Arc<dyn KeyStore>>,
+) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    Ok(match &info.location {
+        KeyRef::Keychain(entry) => keychain.ok_or(KeyError::NoKeychain)?.load(entry)?,
+        KeyRef::File(path) => read_keyfile_with_bytes(path)?.0,
+    })
 }
 
 /// Writes the key's bytes to a new file (mode 0600; an existing file is never replaced).
@@ -178,12 +218,100 @@ pub fn export(
     keychain: Option<&Arc<dyn KeyStore>>,
     to: &Path,
 ) -> Result<PathBuf, KeyError> {
-    let bytes = match &info.location {
-        KeyRef::Keychain(entry) => keychain.ok_or(KeyError::NoKeychain)?.load(entry)?,
-        KeyRef::File(path) => read_keyfile_with_bytes(path)?.0,
-    };
+    let bytes = key_bytes(info, keychain)?;
     write_new_keyfile(to, &bytes[..])?;
     Ok(to.to_owned())
+}
+
+/// A key sealed for a teammate: the bundle written, and the passphrase that opens it, to
+/// be shown once. Sluice keeps the passphrase nowhere else; dropping this wipes it.
+#[derive(Debug)]
+pub struct Shared {
+    pub name: String,
+    pub fingerprint: String,
+    pub bundle: PathBuf,
+    pub passphrase: Passphrase,
+}
+
+/// Seals the key with a new passphrase (six random words) into a new age file at `to`
+/// (never over an existing file). Takes a second or more: scrypt.
+pub fn share(
+    info: &KeyInfo,
+    keychain: Option<&Arc<dyn KeyStore>>,
+    to: &Path,
+) -> Result<Shared, ShareError> {
+    let bytes = key_bytes(info, keychain)?;
+    let passphrase = Passphrase::generate()?;
+    let bundle = seal_key(&bytes[..], &passphrase)?;
+    write_new_bundle(to, &bundle)?;
+    Ok(Shared {
+        name: info.name.clone(),
+        fingerprint: info.fingerprint.clone(),
+        bundle: to.to_owned(),
+        passphrase,
+    })
+}
+
+/// Reads a bundle and checks what can be checked without the passphrase (an age file,
+/// passphrase-sealed, a sane work factor), so a wrong file is refused before asking.
+pub fn check_bundle_file(path: &Path) -> Result<(), OpenBundleError> {
+    check_bundle(&read_bundle(path)?)?;
+    Ok(())
+}
+
+/// Opens a bundle with the passphrase and keeps its key in the keychain as `name`.
+/// Nothing is stored unless the key came out whole. Takes a second or more: scrypt.
+pub fn open_bundle(
+    name: &str,
+    path: &Path,
+    passphrase: &str,
+    keychain: Option<&Arc<dyn KeyStore>>,
+) -> Result<KeyInfo, OpenBundleError> {
+    let store = keychain.ok_or(OpenBundleError::NoKeychain)?;
+    let bundle = read_bundle(path)?;
+    let bytes = unseal_key(&bundle, passphrase)?;
+    let fingerprint = PresharedKey::from_keyfile_bytes(&bytes[..])
+        .fingerprint()
+        .to_string();
+    store.store_new(name, &bytes[..])?;
+    Ok(KeyInfo {
+        name: name.to_owned(),
+        fingerprint,
+        location: KeyRef::Keychain(name.to_owned()),
+        created_unix: now_unix(),
+        rotate_after_days: None,
+    })
+}
+
+/// Text the user types that must not outlive its use (a bundle's passphrase): wiped when
+/// dropped, hidden from `Debug`. It starts with room for any passphrase one would type, so
+/// typing does not reallocate and leave unwiped copies behind.
+#[derive(Clone, PartialEq)]
+pub struct SecretText(Zeroizing<String>);
+
+impl SecretText {
+    const ROOM: usize = 256;
+
+    /// The text, for the password field that edits it.
+    pub fn as_mut_string(&mut self) -> &mut String {
+        &mut self.0
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for SecretText {
+    fn default() -> SecretText {
+        SecretText(Zeroizing::new(String::with_capacity(SecretText::ROOM)))
+    }
+}
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretText(<hidden>)")
+    }
 }
 
 /// Removes the key from the keychain; a key file is left on disk (only forgotten).
@@ -264,6 +392,63 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_key_opens_with_its_passphrase_only_and_into_the_same_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = mock_keychain();
+        let info = generate("db", Some(&ours), None).unwrap();
+        let bundle = dir.path().join("db.age");
+        let shared = share(&info, Some(&ours), &bundle).unwrap();
+        assert!(!format!("{shared:?}").contains(shared.passphrase.reveal()));
+        check_bundle_file(&bundle).unwrap();
+        // Never over an existing file.
+        assert!(matches!(
+            share(&info, Some(&ours), &bundle),
+            Err(ShareError::Bundle(_))
+        ));
+
+        let theirs = mock_keychain();
+        let wrong = open_bundle("from alice", &bundle, "not-the-words", Some(&theirs));
+        assert!(
+            matches!(wrong, Err(OpenBundleError::Unseal(_))),
+            "{wrong:?}"
+        );
+        assert!(theirs.load("from alice").is_err(), "nothing was stored");
+        let opened = open_bundle(
+            "from alice",
+            &bundle,
+            shared.passphrase.reveal(),
+            Some(&theirs),
+        )
+        .unwrap();
+        assert_eq!(opened.fingerprint, info.fingerprint);
+        assert_eq!(theirs.load("from alice").unwrap(), ours.load("db").unwrap());
+        let err = check_bundle_file(&dir.path().join("missing.age")).unwrap_err();
+        assert!(err.to_string().contains("does not exist"), "{err}");
+        assert_eq!(
+            format!("{:?}", SecretText::default()),
+            "SecretText(<hidden>)"
+        );
+    }
+
+    #[test]
+    fn a_key_is_due_for_rotation_once_older_than_its_reminder() {
+        let day = 86_400;
+        let mut info = generate("k", Some(&mock_keychain()), None).unwrap();
+        let now = info.created_unix;
+        assert_eq!(info.age_days(now + 89 * day + day / 2), Some(89));
+        assert!(
+            !info.rotation_due(now + 400 * day),
+            "no reminder, never due"
+        );
+        info.rotate_after_days = Some(90);
+        assert!(!info.rotation_due(now + 89 * day));
+        assert!(info.rotation_due(now + 90 * day));
+        info.created_unix = 0;
+        assert_eq!(info.age_days(now), None);
+        assert!(!info.rotation_due(now), "an unknown age is never due");
+    }
+
+    #[test]
     fn names_are_checked() {
         let mut index = KeyIndex::new();
         assert!(check_new_name(&index, "  ").is_err());
@@ -272,6 +457,7 @@ mod tests {
             fingerprint: "f".into(),
             location: KeyRef::Keychain("a".into()),
             created_unix: 0,
+            rotate_after_days: None,
         });
         assert!(check_new_name(&index, "a").is_err());
         assert!(check_new_name(&index, "b").is_ok());

@@ -19,7 +19,7 @@ use sluice_engine::{
 
 use crate::connections::ConnectionLog;
 use crate::error::{AppError, KeyListError, KeychainUnavailable, ProbeNotTried};
-use crate::keys::{KeyIndex, KeyInfo};
+use crate::keys::{KeyIndex, KeyInfo, SecretText, Shared};
 use crate::peer::PeerForm;
 use crate::tray::{TrayHealth, TraySnapshot, TrayTunnel};
 use crate::tunnel_file::Incoming;
@@ -143,6 +143,14 @@ pub enum KeyForm {
     Import {
         name: String,
         path: String,
+    },
+    /// A bundle a teammate shared: its file, the passphrase they sent, and the name the
+    /// key gets here. `opening` while scrypt runs.
+    OpenBundle {
+        name: String,
+        path: String,
+        passphrase: SecretText,
+        opening: bool,
     },
 }
 
@@ -413,7 +421,8 @@ impl Model {
         self.files
             .tunnels
             .iter()
-            .filter(|t| t.key == key.location)
+            // A rotation's previous key is in use too: deleting it would stop the tunnel.
+            .filter(|t| t.key == key.location || t.previous_key.as_ref() == Some(&key.location))
             .map(|t| t.name.clone())
             .collect()
     }
@@ -528,4 +537,6 @@ pub struct ViewState {
     pub history_search: String,
     /// A typed path for the history's CSV when no dialog can be shown.
     pub history_csv_path: String,
+    /// A key just shared: its passphrase is shown once, and wiped when this is closed.
+    pub shared: Option<Shared>,
 }

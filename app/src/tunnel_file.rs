@@ -54,9 +54,14 @@ pub fn export(tunnels: &[TunnelSpec], keys: &KeyIndex) -> String {
                         .map(|k| k.fingerprint.clone())
                         .or_else(|| spec.fingerprint.clone()),
                 };
+                // A rotation's previous key is this machine's reference and a
+                // passing state: it stays here.
                 ExportedTunnel {
                     key,
-                    tunnel: spec.clone(),
+                    tunnel: TunnelSpec {
+                        previous_key: None,
+                        ..spec.clone()
+                    },
                 }
             })
             .collect(),
@@ -146,6 +151,8 @@ pub fn import(
             Ok(info) => {
                 let mut spec = exported.tunnel;
                 spec.key = info.location.clone();
+                // Another machine's reference, never meant for this one.
+                spec.previous_key = None;
                 spec.fingerprint = Some(info.fingerprint.clone());
                 if std::mem::take(&mut spec.autostart) {
                     incoming.autostart_dropped += 1;
@@ -215,6 +222,7 @@ mod tests {
             fingerprint: fingerprint.into(),
             location: KeyRef::Keychain(name.into()),
             created_unix: 0,
+            rotate_after_days: None,
         });
         keys
     }
@@ -243,6 +251,27 @@ mod tests {
     }
 
     #[test]
+    fn a_rotations_previous_key_stays_on_this_machine() {
+        let here = index("new", "aa:bb");
+        let mut server = spec("svc", 16379, "new");
+        server.mode = Mode::Decrypt;
+        server.previous_key = Some(KeyRef::File("/home/me/old-secret.key".into()));
+        let text = export(&[server.clone()], &here);
+        assert!(
+            !text.contains("old-secret") && !text.contains("previous_key"),
+            "{text}"
+        );
+        // A file written elsewhere with a previous key brings no reference in either.
+        let mut file: TunnelFile = ron::from_str(&text).unwrap();
+        file.tunnels[0].tunnel.previous_key = Some(KeyRef::File("/tmp/planted.key".into()));
+        let text = ron::ser::to_string(&file).unwrap();
+        let tunnels = import(Path::new("t.ron"), &text, &here, &[])
+            .unwrap()
+            .tunnels;
+        assert_eq!(tunnels[0].previous_key, None);
+    }
+
+    #[test]
     fn a_missing_key_is_named_and_nothing_is_imported() {
         let mut here = index("redis prod", "aa:bb");
         here.keys.push(KeyInfo {
@@ -250,6 +279,7 @@ mod tests {
             fingerprint: "cc:dd".into(),
             location: KeyRef::Keychain("metrics".into()),
             created_unix: 0,
+            rotate_after_days: None,
         });
         let text = export(
             &[

@@ -34,6 +34,8 @@ pub struct EditorState {
     pub listen: String,
     pub target: String,
     pub key: KeyChoice,
+    /// The key being replaced, still accepted during a rotation (Decrypt, ReverseIn).
+    pub previous_key: Option<KeyChoice>,
     pub forward_secrecy: ForwardSecrecy,
     pub key_agreement: KeyAgreement,
     pub unlimited_connections: bool,
@@ -78,9 +80,9 @@ impl EditorState {
         spec: &TunnelSpec,
         known_keys: &HashMap<KeyRef, String>,
     ) -> EditorState {
-        let key = match known_keys.get(&spec.key) {
+        let choice = |key: &KeyRef| match known_keys.get(key) {
             Some(name) => KeyChoice::Known(name.clone()),
-            None => match &spec.key {
+            None => match key {
                 KeyRef::File(path) => KeyChoice::File(path.display().to_string()),
                 KeyRef::Keychain(entry) => KeyChoice::Known(entry.clone()),
             },
@@ -91,7 +93,8 @@ impl EditorState {
             mode: spec.mode,
             listen: spec.listen.clone(),
             target: spec.target.clone(),
-            key,
+            key: choice(&spec.key),
+            previous_key: spec.previous_key.as_ref().map(choice),
             forward_secrecy: spec.forward_secrecy,
             key_agreement: spec.key_agreement,
             unlimited_connections: spec.max_connections == 0,
@@ -122,7 +125,7 @@ impl EditorState {
 
     /// The spec this form describes; `key_ref` resolves a known key's name to its location.
     pub fn to_spec(&self, key_ref: impl Fn(&str) -> Option<KeyRef>) -> TunnelSpec {
-        let key = match &self.key {
+        let location = |choice: &KeyChoice| match choice {
             KeyChoice::Known(name) => {
                 key_ref(name).unwrap_or_else(|| KeyRef::Keychain(name.clone()))
             }
@@ -133,8 +136,9 @@ impl EditorState {
             self.mode,
             self.listen.trim(),
             self.target.trim(),
-            key,
+            location(&self.key),
         );
+        spec.previous_key = self.previous_key.as_ref().map(location);
         spec.forward_secrecy = self.forward_secrecy;
         spec.key_agreement = self.key_agreement;
         spec.max_connections = if self.unlimited_connections {
@@ -414,6 +418,7 @@ pub mod help {
     pub const ACCEPT_PROXY: &str = "Read a PROXY header from a local load balancer in front of this end and pass on the address it names (sluiced --accept-proxy-protocol); needs a PROXY version to write. Clients that send no header are refused.";
     pub const LISTEN: &str = "Where this tunnel accepts connections (spiped -s): [127.0.0.1]:6379, [::1]:6379, host.name:6379 or /absolute/socket/path.";
     pub const TARGET: &str = "Where each connection goes (spiped -t): for Encrypt, the far end's spiped -d; for Decrypt, the local service.";
+    pub const PREVIOUS_KEY: &str = "During a rotation: the key being replaced, still accepted beside the key above, so clients not yet switched get through. The Traffic tab counts handshakes per key; once the previous key's count stops growing, set this back to none.";
     pub const KEY: &str = "The shared key. Both ends must use exactly the same key file; compare fingerprints to check.";
     pub const FORWARD_SECRECY: &str = "Default: ephemeral Diffie-Hellman, accepting a peer that skips it.\nOff (-f): skip Diffie-Hellman; faster, but a stolen key decrypts recorded traffic.\nRequired (-g): refuse peers that use -f.";
     pub const KEY_AGREEMENT: &str = "spiped (classic): works with stock spiped and any Sluice.\nX25519: Sluice's fast handshake (tens of microseconds instead of milliseconds per connection); the far end must be Sluice with X25519 on too.";
@@ -482,6 +487,35 @@ mod tests {
         let known = HashMap::from([(KeyRef::Keychain("redis".into()), "redis".to_owned())]);
         let again = EditorState::from_spec(None, &spec, &known);
         assert_eq!(again.to_spec(no_keys), spec);
+    }
+
+    #[test]
+    fn a_previous_key_round_trips_and_is_refused_on_an_encrypting_end() {
+        let mut form = EditorState::new_tunnel(Some("new"));
+        form.name = "svc".into();
+        form.mode = Mode::Decrypt;
+        form.target = "[127.0.0.1]:6379".into();
+        form.previous_key = Some(KeyChoice::Known("old".into()));
+        let spec = form.to_spec(no_keys);
+        assert_eq!(spec.previous_key, Some(KeyRef::Keychain("old".into())));
+        let known = HashMap::from([
+            (KeyRef::Keychain("new".into()), "new".to_owned()),
+            (KeyRef::Keychain("old".into()), "old".to_owned()),
+        ]);
+        let mut again = EditorState::from_spec(Some("svc".into()), &spec, &known);
+        assert_eq!(again.previous_key, Some(KeyChoice::Known("old".into())));
+        again.recheck(&spec, &[], None);
+        assert!(!again.problems().contains_key(&Field::PreviousKey));
+
+        // The dialling end has one key: the same choice is a problem there.
+        again.mode = Mode::Encrypt;
+        let spec = again.to_spec(no_keys);
+        again.recheck(&spec, &[], None);
+        assert!(
+            again.problems().contains_key(&Field::PreviousKey),
+            "{:?}",
+            again.problems()
+        );
     }
 
     #[test]

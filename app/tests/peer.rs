@@ -96,6 +96,7 @@ fn harness_with_key_file(dir: &std::path::Path) -> (Harness<'static, SluiceApp>,
             fingerprint: "00:00".into(),
             location: KeyRef::File(key_path.clone()),
             created_unix: 0,
+            rotate_after_days: None,
         }],
         ..KeyIndex::new()
     };

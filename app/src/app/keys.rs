@@ -1,6 +1,6 @@
 //! The keys: the keys window, generating and importing keys (into the keychain, or as key
-//! files where there is none), exporting and deleting them, and the key list on disk.
-//! Keychain and file work runs off the UI thread.
+//! files where there is none), exporting, sharing (sealed bundles) and deleting them, and
+//! the key list on disk. Keychain, file and scrypt work runs off the UI thread.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,6 +24,11 @@ impl SluiceApp {
                 Some(KeyForm::Import { .. }) => self.ask_file(DialogKind::OpenKeyFile, |answer| {
                     key_dialog(KeyDialog::ImportFile, answer)
                 }),
+                Some(KeyForm::OpenBundle { .. }) => {
+                    self.ask_file(DialogKind::OpenBundle, |answer| {
+                        key_dialog(KeyDialog::BundleFile, answer)
+                    });
+                }
                 Some(KeyForm::Generate { name, .. }) => {
                     let suggested_name = match name.trim() {
                         "" => "sluice.key".to_owned(),
@@ -40,6 +45,27 @@ impl SluiceApp {
                 self.ask_file(DialogKind::SaveKeyFile { suggested_name }, move |answer| {
                     key_dialog(KeyDialog::Export(name), answer)
                 });
+            }
+            KeyCommand::AskShare(name) => {
+                let suggested_name = format!("{name}.age");
+                self.ask_file(DialogKind::SaveBundle { suggested_name }, move |answer| {
+                    key_dialog(KeyDialog::Share(name), answer)
+                });
+            }
+            // Dropping the passphrase wipes it.
+            KeyCommand::CloseShared => self.view.shared = None,
+            KeyCommand::SetReminder(name, days) => {
+                let key = self
+                    .model
+                    .files
+                    .keys
+                    .keys
+                    .iter_mut()
+                    .find(|k| k.name == name);
+                if let Some(key) = key.filter(|k| k.rotate_after_days != days) {
+                    key.rotate_after_days = days;
+                    self.save_keys();
+                }
             }
             KeyCommand::AskDelete(name) => self.ask_delete_key(name),
             KeyCommand::ConfirmDelete(name) => {
@@ -85,6 +111,52 @@ impl SluiceApp {
                 }
                 Err(e) => self.report(AppError::KeyImport(e)),
             },
+            KeyMessage::Shared { name, result } => match result {
+                Ok(shared) => {
+                    self.inform(format!(
+                        "sealed key \"{}\" (fingerprint {}) into {}",
+                        shared.name,
+                        shared.fingerprint,
+                        shared.bundle.display()
+                    ));
+                    self.view.shared = Some(shared);
+                }
+                Err(cause) => self.report(AppError::KeyShare { name, cause }),
+            },
+            KeyMessage::BundleChecked { path, result } => {
+                let still_chosen = matches!(
+                    &self.view.key_form,
+                    Some(KeyForm::OpenBundle { path: p, .. }) if *p == path.display().to_string()
+                );
+                if let (Err(e), true) = (result, still_chosen) {
+                    self.report(AppError::BundleOpen(e));
+                }
+            }
+            KeyMessage::BundleOpened(result) => match result {
+                Ok(info) => {
+                    self.view.key_form = None;
+                    if let Some(same) = self.model.files.keys.with_fingerprint(&info.fingerprint) {
+                        let text = format!(
+                            "note: \"{}\" is the same key as \"{}\"",
+                            info.name, same.name
+                        );
+                        self.inform(text);
+                    }
+                    self.inform(format!(
+                        "opened the shared bundle: key \"{}\", fingerprint {} (compare it with the sender's)",
+                        info.name, info.fingerprint
+                    ));
+                    self.model.files.keys.keys.push(info);
+                    self.save_keys();
+                }
+                Err(e) => {
+                    // The form stays, passphrase and all, to correct a typo and try again.
+                    if let Some(KeyForm::OpenBundle { opening, .. }) = &mut self.view.key_form {
+                        *opening = false;
+                    }
+                    self.report(AppError::BundleOpen(e));
+                }
+            },
             KeyMessage::Exported(result) => match result {
                 Ok(path) => self.inform(format!("key written to {} (mode 0600)", path.display())),
                 Err(e) => self.report(AppError::KeyExport(e)),
@@ -129,6 +201,35 @@ impl SluiceApp {
                     *save_copy = true;
                 }
             }
+            KeyDialog::BundleFile => {
+                if let Some(KeyForm::OpenBundle { path: p, name, .. }) = &mut self.view.key_form {
+                    if name.trim().is_empty() {
+                        *name = path
+                            .file_stem()
+                            .map(|s| s.to_string_lossy().into_owned())
+                            .unwrap_or_default();
+                    }
+                    *p = shown;
+                }
+                // A file that is not a passphrase bundle is refused before the passphrase
+                // is typed.
+                self.background.run(move || {
+                    let result = keys::check_bundle_file(&path);
+                    Message::Key(KeyMessage::BundleChecked { path, result })
+                });
+            }
+            KeyDialog::Share(name) => {
+                let Some(info) = self.model.files.keys.get(&name).cloned() else {
+                    return;
+                };
+                let keychain = self.keychain().cloned();
+                self.background.run(move || {
+                    Message::Key(KeyMessage::Shared {
+                        result: keys::share(&info, keychain.as_ref(), &path),
+                        name,
+                    })
+                });
+            }
             KeyDialog::Export(name) => {
                 let Some(info) = self.model.files.keys.get(&name).cloned() else {
                     return;
@@ -146,7 +247,13 @@ impl SluiceApp {
     }
 
     fn submit_key_form(&mut self) {
-        let Some(form) = self.view.key_form.clone() else {
+        // A form being opened waits for its answer.
+        let Some(form) = self
+            .view
+            .key_form
+            .clone()
+            .filter(|f| !matches!(f, KeyForm::OpenBundle { opening: true, .. }))
+        else {
             return;
         };
         let keychain = self.keychain().cloned();
@@ -175,6 +282,41 @@ impl SluiceApp {
                         keychain.as_ref(),
                         copy_to.as_deref(),
                     )))
+                });
+            }
+            KeyForm::OpenBundle {
+                name,
+                path,
+                passphrase,
+                ..
+            } => {
+                let name = name.trim().to_owned();
+                if let Err(problem) = keys::check_new_name(&self.model.files.keys, &name) {
+                    self.report(problem.into());
+                    return;
+                }
+                if path.trim().is_empty() {
+                    self.report(AppError::NoBundleChosen);
+                    return;
+                }
+                if passphrase.expose().trim().is_empty() {
+                    self.report(AppError::NoPassphrase);
+                    return;
+                }
+                if let Some(KeyForm::OpenBundle { opening, .. }) = &mut self.view.key_form {
+                    *opening = true;
+                }
+                let path = PathBuf::from(path.trim());
+                self.background.run(move || {
+                    // Pasted passphrases often carry a line break or spaces around them;
+                    // the words themselves never contain a space.
+                    let result = keys::open_bundle(
+                        &name,
+                        &path,
+                        passphrase.expose().trim(),
+                        keychain.as_ref(),
+                    );
+                    Message::Key(KeyMessage::BundleOpened(result))
                 });
             }
             KeyForm::Import { name, path } => {

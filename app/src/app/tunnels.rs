@@ -5,10 +5,11 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use sluice_engine::{
-    Config, Desired, DesiredTunnel, Ending, KeyfileWarning, Mode, ProbeRequest, Restart,
-    TunnelSettings, TunnelSpec,
+    Config, Desired, DesiredTunnel, Ending, KeyRef, KeyStore, KeyfileWarning, Mode, ProbeRequest,
+    Restart, TunnelDefinition, TunnelSettings, TunnelSpec,
 };
 
 use super::SluiceApp;
@@ -295,6 +296,7 @@ impl SluiceApp {
             }
         };
         let key = spec.key.clone();
+        let previous_key = spec.previous_key.clone();
         let name = name.to_owned();
         self.model.mirror.wanted.insert(name.clone());
         self.model.mirror.loading.insert(name.clone());
@@ -303,9 +305,7 @@ impl SluiceApp {
         self.tunnels.loads.insert(name.clone(), load);
         let keychain = self.keychain().cloned();
         self.background.run(move || {
-            let result = keys::load_for_tunnel(&key, keychain.as_ref())
-                .map(|loaded| (TunnelSettings::new(definition, loaded.key), loaded.warnings))
-                .map_err(StartError::from);
+            let result = load_settings(definition, &key, previous_key.as_ref(), keychain.as_ref());
             Message::Tunnel(TunnelMessage::Ready { name, load, result })
         });
     }
@@ -645,6 +645,30 @@ impl SluiceApp {
         self.save_config();
         self.inform(format!("imported {count} tunnel(s); none is started"));
     }
+}
+
+/// Loads a tunnel's key and, during a rotation, the previous key its accepting end still
+/// lets in: both must load, or the tunnel does not start (a rotation half-applied would
+/// refuse the clients it exists for).
+fn load_settings(
+    definition: TunnelDefinition,
+    key: &KeyRef,
+    previous_key: Option<&KeyRef>,
+    keychain: Option<&Arc<dyn KeyStore>>,
+) -> Result<(TunnelSettings, Vec<KeyfileWarning>), StartError> {
+    let loaded = keys::load_for_tunnel(key, keychain)?;
+    let mut warnings = loaded.warnings;
+    let previous = match previous_key {
+        None => None,
+        Some(previous_key) => {
+            let previous =
+                keys::load_for_tunnel(previous_key, keychain).map_err(StartError::PreviousKey)?;
+            warnings.extend(previous.warnings);
+            Some(previous.key)
+        }
+    };
+    let settings = TunnelSettings::new(definition, loaded.key).with_previous_key(previous);
+    Ok((settings, warnings))
 }
 
 fn tunnel_dialog(purpose: TunnelDialog, answer: DialogAnswer) -> Message {

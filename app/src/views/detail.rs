@@ -315,6 +315,27 @@ fn traffic(ui: &mut egui::Ui, model: &Model, spec: &TunnelSpec, history: &Histor
                 c.active_connections, c.total_connections
             ));
             ui.end_row();
+            // An accepting end counts its clients' handshakes per key, so the user sees
+            // when the last client of a rotation's previous key is gone.
+            if matches!(spec.mode, Mode::Decrypt | Mode::ReverseIn) {
+                let [current, previous] = c.handshakes;
+                ui.label("Handshakes by key")
+                    .on_hover_text("Completed handshakes since start, by the key the client used");
+                if spec.previous_key.is_some() || previous > 0 {
+                    let words = format!(
+                        "{current} with the current key, {previous} with the previous key"
+                    );
+                    let hint = if spec.previous_key.is_some() {
+                        "When the previous key's count stops growing, no client uses it any more: Edit, set the previous key to none."
+                    } else {
+                        "The previous key is no longer accepted."
+                    };
+                    ui.label(words).on_hover_text(hint);
+                } else {
+                    ui.label(format!("{current} with the current key"));
+                }
+                ui.end_row();
+            }
             let failures = c.total_handshake_failures();
             ui.label("Handshake failures");
             if failures == 0 {

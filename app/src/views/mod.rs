@@ -76,5 +76,8 @@ pub fn show(
     if let Some(incoming) = &view.import_review {
         modals::import_review(&ctx, incoming, model, &mut out);
     }
+    if let Some(shared) = &view.shared {
+        modals::shared_passphrase(&ctx, shared, &mut out);
+    }
     out
 }

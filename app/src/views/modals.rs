@@ -6,6 +6,7 @@ use egui::RichText;
 use sluice_engine::Mode;
 
 use crate::command::{KeyCommand, TunnelCommand, UiCommand, ViewCommand};
+use crate::keys::Shared;
 use crate::model::{Confirm, KeyForm, Model};
 use crate::theme;
 use crate::tunnel_file::{Incoming, Reach, reach};
@@ -22,6 +23,7 @@ pub fn key_form(
     let title = match form {
         KeyForm::Generate { .. } => "Generate a key",
         KeyForm::Import { .. } => "Import a key file",
+        KeyForm::OpenBundle { .. } => "Open a shared bundle",
     };
     egui::Window::new(title)
         .collapsible(false)
@@ -44,14 +46,24 @@ pub fn key_form(
                         });
                     }
                     if *save_copy {
-                        path_row(ui, path, "Save as…", out);
+                        path_row(ui, "Key file", path, "Save as…", out);
                     }
                 }
                 KeyForm::Import { name, path } => {
-                    path_row(ui, path, "Choose…", out);
+                    path_row(ui, "Key file", path, "Choose…", out);
                     labelled_row(ui, "Key name", "How this key is listed", |ui| ui.text_edit_singleline(name));
                 }
+                KeyForm::OpenBundle { name, path, passphrase, .. } => {
+                    path_row(ui, "Bundle", path, "Choose…", out);
+                    labelled_row(ui, "Passphrase", "The words the sender gave you, hyphens included", |ui| {
+                        ui.add(egui::TextEdit::singleline(passphrase.as_mut_string()).password(true))
+                    });
+                    labelled_row(ui, "Key name", "How this key is listed here", |ui| ui.text_edit_singleline(name));
+                }
             });
+            if matches!(form, KeyForm::OpenBundle { .. }) {
+                ui.label(RichText::new("The key goes into the keychain; compare its fingerprint with the sender's.").small());
+            }
             if dialogs_unavailable {
                 ui.label(RichText::new("No file dialog is available here: type the path.").small());
             }
@@ -63,9 +75,15 @@ pub fn key_form(
                 let action = match form {
                     KeyForm::Generate { .. } => "Generate",
                     KeyForm::Import { .. } => "Import",
+                    KeyForm::OpenBundle { .. } => "Open",
                 };
-                if ui.button(action).clicked() {
+                let busy = matches!(form, KeyForm::OpenBundle { opening: true, .. });
+                if ui.add_enabled(!busy, egui::Button::new(action)).clicked() {
                     out.push(KeyCommand::SubmitForm.into());
+                }
+                if busy {
+                    ui.spinner();
+                    ui.label("opening (scrypt takes a second or two)…");
                 }
                 if ui.button("Cancel").clicked() {
                     out.push(KeyCommand::CloseForm.into());
@@ -75,10 +93,16 @@ pub fn key_form(
 }
 
 /// The key form's file: typed, or picked with a dialog (where the form says it goes).
-fn path_row(ui: &mut egui::Ui, path: &mut String, button: &str, out: &mut Vec<UiCommand>) {
+fn path_row(
+    ui: &mut egui::Ui,
+    what: &str,
+    path: &mut String,
+    button: &str,
+    out: &mut Vec<UiCommand>,
+) {
     let label = ui
-        .label("Key file")
-        .on_hover_text("The key file's path; type it or choose it");
+        .label(what)
+        .on_hover_text("The file's path; type it or choose it");
     ui.horizontal(|ui| {
         ui.add(
             egui::TextEdit::singleline(path)
@@ -91,6 +115,44 @@ fn path_row(ui: &mut egui::Ui, path: &mut String, button: &str, out: &mut Vec<Ui
         }
     });
     ui.end_row();
+}
+
+/// A key just sealed: the passphrase, shown this once, with a copy button and the advice
+/// to send it apart from the bundle. Closing wipes it; Sluice keeps it nowhere.
+pub fn shared_passphrase(ctx: &egui::Context, shared: &Shared, out: &mut Vec<UiCommand>) {
+    egui::Modal::new(egui::Id::unique("sluice-shared-passphrase")).show(ctx, |ui| {
+        ui.set_max_width(520.0);
+        ui.label(RichText::new(format!("Key \"{}\" is sealed", shared.name)).strong());
+        ui.label(format!("Bundle: {}", shared.bundle.display()));
+        ui.label(format!("Fingerprint: {}", shared.fingerprint));
+        ui.add_space(6.0);
+        ui.label("The passphrase that opens it (shown only now; Sluice does not keep it):");
+        ui.label(RichText::new(shared.passphrase.reveal()).monospace().strong().size(16.0));
+        ui.add_space(6.0);
+        ui.label(
+            RichText::new(
+                "Send the passphrase by another channel than the bundle (say, the bundle by mail and the passphrase by phone or a messenger), so nobody who sees one sees both. Your teammate opens it with Open shared bundle… in Sluice's Keys, sluiced --unseal-key, or age -d.",
+            )
+            .color(theme::MUTED),
+        );
+        ui.add_space(6.0);
+        ui.horizontal(|ui| {
+            if ui
+                .button("Copy")
+                .on_hover_text("Copy the passphrase to the clipboard")
+                .clicked()
+            {
+                ui.ctx().copy_text(shared.passphrase.reveal().to_owned());
+            }
+            if ui
+                .button("Done")
+                .on_hover_text("Close; the passphrase is forgotten")
+                .clicked()
+            {
+                out.push(KeyCommand::CloseShared.into());
+            }
+        });
+    });
 }
 
 pub fn confirm(ctx: &egui::Context, confirm: &Confirm, out: &mut Vec<UiCommand>) {

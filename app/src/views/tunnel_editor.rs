@@ -113,6 +113,19 @@ pub fn show(
                             ui.end_row();
                             field_error(ui, problems.get(&Field::Key));
 
+                            // Only an end that accepts connections can let a rotation's old
+                            // clients in; a problem shows whatever the role, as above.
+                            if matches!(editor.mode, Mode::Decrypt | Mode::ReverseIn)
+                                || editor.previous_key.is_some()
+                            {
+                                let label = ui
+                                    .label("Previous key (accepted during a rotation)")
+                                    .on_hover_text(help::PREVIOUS_KEY);
+                                previous_key_picker(ui, editor, model, label.id);
+                                ui.end_row();
+                                field_error(ui, problems.get(&Field::PreviousKey));
+                            }
+
                             labelled_row(ui, "Forward secrecy", help::FORWARD_SECRECY, |ui| {
                                 egui::ComboBox::from_id_salt("forward_secrecy")
                                     .selected_text(fs_label(editor.forward_secrecy))
@@ -397,6 +410,41 @@ fn key_picker(
             ui.label(RichText::new("No file dialog is available here: type the path.").small());
         }
     }
+}
+
+/// The key being replaced: none, or one from the key list. A key file the config names
+/// is shown and kept, not offered (a rotation's old key is one the app already knows).
+fn previous_key_picker(
+    ui: &mut egui::Ui,
+    editor: &mut EditorState,
+    model: &Model,
+    label: egui::Id,
+) {
+    let selected = match &editor.previous_key {
+        None => "none".to_owned(),
+        Some(KeyChoice::Known(name)) => match model.files.keys.get(name) {
+            Some(info) => format!("{name}  ({})", short_fingerprint(&info.fingerprint)),
+            None => format!("{name} (not in the key list)"),
+        },
+        Some(KeyChoice::File(path)) => format!("key file {path}"),
+    };
+    egui::ComboBox::from_id_salt("previous_key")
+        .selected_text(selected)
+        .width(260.0)
+        .show_ui(ui, |ui| {
+            ui.selectable_value(&mut editor.previous_key, None, "none");
+            for info in &model.files.keys.keys {
+                let text = format!("{}  ({})", info.name, short_fingerprint(&info.fingerprint));
+                ui.selectable_value(
+                    &mut editor.previous_key,
+                    Some(KeyChoice::Known(info.name.clone())),
+                    text,
+                );
+            }
+        })
+        .response
+        .labelled_by(label)
+        .on_hover_text(help::PREVIOUS_KEY);
 }
 
 /// The first two groups of a fingerprint: enough to tell keys apart in a list.
