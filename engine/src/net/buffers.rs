@@ -7,8 +7,8 @@ use std::ops::{Deref, DerefMut};
 
 use crate::protocol::PACKET_LEN;
 
-use super::conn::PACKETS_PER_BATCH;
-
+/// Packets sealed or opened per read/write: one syscall moves up to this many.
+pub const PACKETS_PER_BATCH: usize = 32;
 /// Every lent buffer's capacity: a batch of whole packets, which also holds a batch of
 /// plaintext (1024 bytes per packet).
 pub const BATCH: usize = PACKETS_PER_BATCH * PACKET_LEN;

@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 
 use crate::address::Address;
-use crate::net::buffers::Lent;
+use crate::net::buffers::{Lent, PACKETS_PER_BATCH};
 use crate::net::dhpool::{KeyPairError, KeyPairPool, RandomnessError, RefillLater, random_bytes};
 use crate::net::io_fault::IoFault;
 use crate::net::resolve::ResolveError;
@@ -23,9 +23,6 @@ use crate::protocol::{
     PACKET_LEN, PacketError, PacketOpener, PacketSealer, PeerFault, PeerRejection, Role,
     SIGNED_DH_LEN,
 };
-
-/// Packets sealed or opened per read/write: one syscall moves up to this many.
-pub const PACKETS_PER_BATCH: usize = 32;
 
 /// Why a handshake did not complete: the peer (as the protocol driver classified it), the
 /// clock, the socket, or this end itself.
