@@ -157,6 +157,9 @@ fn the_editor_offers_the_reverse_modes_with_their_fields_and_saves_them() {
     // Reverse out: the far end it dials, then the local service; no PROXY choice.
     click(&mut harness, "+ New tunnel");
     set_text(&mut harness, "Name", "peer-out");
+    // The editor's form scrolls, and the last one was scrolled down to its PROXY fields.
+    harness.get_by_label(REVERSE_OUT).scroll_to_me();
+    harness.run_ok();
     click(&mut harness, REVERSE_OUT);
     assert!(
         harness
