@@ -19,6 +19,7 @@ use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use sluice::SluiceApp;
 use sluice::file_dialogs::DialogAnswer;
+use sluice::tunnel_form::mode_choice_label;
 use sluice_engine::{
     Address, Config, Desired, DesiredTunnel, Ending, Engine, KeyRef, Mode, PresharedKey, Restart,
     TunnelDefinition, TunnelSettings, TunnelState,
@@ -144,7 +145,7 @@ fn clients_of_the_previous_and_the_current_key_get_through_until_the_rotation_en
     let port = free_port();
     click(&mut harness, "+ New tunnel");
     set_text(&mut harness, "Name", "server");
-    click(&mut harness, "Decrypt (spiped -d)");
+    click(&mut harness, mode_choice_label(Mode::Decrypt));
     set_text(&mut harness, "Listen on", &format!("[127.0.0.1]:{port}"));
     set_text(
         &mut harness,
