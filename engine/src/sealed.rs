@@ -862,8 +862,12 @@ mod tests {
             matches!(&err, BundleFileError::TooLarge(p) if *p == path),
             "{err:?}"
         );
-        let err = read_bundle(Path::new("/dev/zero")).unwrap_err();
-        assert!(matches!(err, BundleFileError::TooLarge(_)), "{err:?}");
+        // An endless file (Unix has one at hand) is refused after the bound, not read.
+        #[cfg(unix)]
+        {
+            let err = read_bundle(Path::new("/dev/zero")).unwrap_err();
+            assert!(matches!(err, BundleFileError::TooLarge(_)), "{err:?}");
+        }
         std::fs::write(&path, &huge[..MAX_BUNDLE_LEN]).unwrap();
         assert_eq!(read_bundle(&path).unwrap().len(), MAX_BUNDLE_LEN);
     }
