@@ -660,6 +660,26 @@ struct Connection {
     _permit: Option<OwnedSemaphorePermit>,
 }
 
+/// A plaintext client's addresses and what it sent after them: from a load balancer's
+/// PROXY header when the tunnel accepts one (the client it names is kept for the audit
+/// trail), else the socket's own, with nothing read.
+async fn client_endpoints(
+    client: &mut NetStream,
+    s: &crate::definition::TunnelDefinition,
+    traffic: &Traffic,
+) -> Result<(crate::proxy_header::Endpoints, Vec<u8>), ConnFault> {
+    if !s.accept_proxy_protocol {
+        return Ok((endpoints_of(client), Vec::new()));
+    }
+    let (endpoints, surplus) = read_header(client, s.timeout)
+        .await
+        .map_err(ConnFault::Proxy)?;
+    if let Some((address, _)) = endpoints {
+        let _ = traffic.client.set(address);
+    }
+    Ok((endpoints, surplus))
+}
+
 /// What one connection moved, and the client address a PROXY header named, if any.
 #[derive(Default)]
 struct Traffic {
@@ -849,16 +869,7 @@ impl Connection {
             // reaches here for them.
             Mode::ReverseIn | Mode::ReverseOut => return Err(ConnFault::Closed),
             Mode::Encrypt => {
-                let (endpoints, surplus) = if s.accept_proxy_protocol {
-                    read_header(&mut inbound, s.timeout)
-                        .await
-                        .map_err(ConnFault::Proxy)?
-                } else {
-                    (endpoints_of(&inbound), Vec::new())
-                };
-                if let Some((client, _)) = endpoints.filter(|_| s.accept_proxy_protocol) {
-                    let _ = traffic.client.set(client);
-                }
+                let (endpoints, surplus) = client_endpoints(&mut inbound, s, traffic).await?;
                 // The client's first bytes (after a load balancer's header) go first.
                 first = s.proxy_protocol.map_or(surplus.clone(), |version| {
                     [proxy_header::encode(version, endpoints), surplus.clone()].concat()
@@ -1012,16 +1023,7 @@ impl Connection {
             return Err(ConnFault::Closed);
         };
         let mut client = client;
-        let (endpoints, surplus) = if s.accept_proxy_protocol {
-            read_header(&mut client, s.timeout)
-                .await
-                .map_err(ConnFault::Proxy)?
-        } else {
-            (endpoints_of(&client), Vec::new())
-        };
-        if let Some((address, _)) = endpoints.filter(|_| s.accept_proxy_protocol) {
-            let _ = traffic.client.set(address);
-        }
+        let (endpoints, surplus) = client_endpoints(&mut client, s, traffic).await?;
         let first = s.proxy_protocol.map_or(surplus.clone(), |version| {
             [proxy_header::encode(version, endpoints), surplus.clone()].concat()
         });
