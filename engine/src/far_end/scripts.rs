@@ -51,9 +51,9 @@ fn root(choice: &Choice) -> &'static str {
 
 /// Creates the manifest (failing if one exists: one set-up at a time), then writes the
 /// key from standard input to a temporary name with umask 077 and renames it. Another
-/// tunnel's remove may take the Sluice directory away (`rmdir` once it is empty) between
-/// making it and creating the manifest: a manifest that could not be created and does not
-/// exist is tried again, not taken for an earlier set-up.
+/// tunnel's remove takes the Sluice directory away once it is empty (`rmdir`), so the
+/// manifest is created while an empty directory of this script's own holds the Sluice
+/// directory; only making that holder can lose the race, and it is simply tried again.
 pub fn send_key(layout: &Layout, choice: &Choice) -> String {
     let owner = match choice.persistence {
         // The .deb's unit runs as the user sluiced, which must read the key.
@@ -68,11 +68,14 @@ pub fn send_key(layout: &Layout, choice: &Choice) -> String {
     format!(
         r#"umask 077
 D={dir}; M={manifest}; K={key}; T={tmp}; R="{root}"
-{PRELUDE}made=0; i=0
-while [ $made = 0 ] && [ $i -lt 10 ]; do
-  mkdir -p "$D" || {{ say state-dir-failed; exit 2; }}
-  if (set -C; : > "$M") 2>/dev/null; then made=1; fi
-  if [ $made = 0 ] && [ -e "$M" ]; then say already-set-up; exit 3; fi
+{PRELUDE}made=0; i=0; H="$D/.setting-up.$$"
+while [ $made = 0 ] && [ $i -lt 50 ]; do
+  if mkdir -p "$H" 2>/dev/null; then
+    if (set -C; : > "$M") 2>/dev/null; then made=1; fi
+    rmdir "$H"
+    if [ $made = 0 ] && [ -e "$M" ]; then say already-set-up; exit 3; fi
+    if [ $made = 0 ]; then say state-dir-failed; exit 2; fi
+  fi
   i=$((i+1))
 done
 if [ $made = 0 ]; then say state-dir-failed; exit 2; fi
