@@ -91,6 +91,8 @@ pub enum FarEndCommand {
     SetFarAddress(String, String),
     /// The ssh destination for a tunnel (by name), as typed or picked.
     SetSshDestination(String, String),
+    /// Whether a tunnel's (by name) far end, once set up, starts on its first connection.
+    SetOnFirstConnection(String, bool),
     /// Set up, check, repair or remove the tunnel's far end over ssh.
     Run(String, FarEndAction),
 }

@@ -59,6 +59,8 @@ pub struct UiState {
     /// Per tunnel name: the ssh destination typed in the far-end tab (before a set-up
     /// records it in the config).
     pub ssh_destinations: BTreeMap<String, String>,
+    /// Per tunnel name: "Start on first connection" as ticked before a set-up records it.
+    pub on_first_connection: BTreeMap<String, bool>,
     pub keys_open: bool,
     pub settings: Settings,
 }
@@ -449,6 +451,15 @@ impl Model {
             .cloned()
             .or_else(|| spec.far_end.as_ref().map(|r| r.ssh.clone()))
             .unwrap_or_default()
+    }
+
+    /// Whether the far end starts on its first connection: as ticked, else as set up.
+    pub fn on_first_connection(&self, ui: &UiState, spec: &TunnelSpec) -> bool {
+        ui.on_first_connection
+            .get(&spec.name)
+            .copied()
+            .or_else(|| spec.far_end.as_ref().map(|r| r.on_first_connection))
+            .unwrap_or(false)
     }
 
     /// The far end's address the far-end tab shows: as corrected, else where it was set

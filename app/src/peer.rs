@@ -316,6 +316,7 @@ impl PeerPlan {
         forward.far_end = Some(FarEndRecord {
             ssh: self.ssh.clone(),
             far_address: format!("[127.0.0.1]:{}", self.b_bind()),
+            on_first_connection: false,
         });
         let mut reverse = TunnelSpec::new(
             reverse_name(&self.prefix),
@@ -327,6 +328,7 @@ impl PeerPlan {
         reverse.far_end = Some(FarEndRecord {
             ssh: self.ssh.clone(),
             far_address: format!("[127.0.0.1]:{}", self.a_canonical()),
+            on_first_connection: false,
         });
         [forward, reverse]
     }

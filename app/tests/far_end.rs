@@ -51,6 +51,33 @@ fn far_end_on_disk(config: &std::path::Path) -> Option<FarEndRecord> {
     config.tunnels[0].far_end.clone()
 }
 
+/// The app with one tunnel, `spec`, in `dir/config.ron`, its far end reached through
+/// `sshd`, showing that tunnel's far-end tab.
+fn far_end_tab(
+    sshd: &Sshd,
+    dir: &std::path::Path,
+    spec: TunnelSpec,
+) -> Harness<'static, SluiceApp> {
+    let name = spec.name.clone();
+    Config {
+        tunnels: vec![spec],
+        ..Config::default()
+    }
+    .save_atomic(&dir.join("config.ron"))
+    .unwrap();
+    let mut services = services(dir, mock_keychain(), Arc::new(ScriptedDialogs::default()));
+    services.ssh = SshSetup {
+        command: Some(sshd.ssh_words()),
+        config_file: Some(sshd.ssh_config()),
+    };
+    let mut harness = app_harness(services);
+    harness.run_ok();
+    harness.get_by_role_and_label(Role::Button, &name).click();
+    harness.run_ok();
+    click(&mut harness, "Far end");
+    harness
+}
+
 #[test]
 fn the_far_end_tab_sets_up_checks_and_removes_the_far_end_over_ssh() {
     let name = "far-end-ui";
@@ -73,28 +100,7 @@ fn the_far_end_tab_sets_up_checks_and_removes_the_far_end_over_ssh() {
     );
     // Checked every second, so the row soon says what happens to the far end.
     spec.health_check_secs = Some(1);
-    Config {
-        tunnels: vec![spec],
-        ..Config::default()
-    }
-    .save_atomic(&config_path)
-    .unwrap();
-
-    let mut services = services(
-        dir.path(),
-        mock_keychain(),
-        Arc::new(ScriptedDialogs::default()),
-    );
-    services.ssh = SshSetup {
-        command: Some(sshd.ssh_words()),
-        config_file: Some(sshd.ssh_config()),
-    };
-    let mut harness = app_harness(services);
-    harness.run_ok();
-
-    harness.get_by_role_and_label(Role::Button, name).click();
-    harness.run_ok();
-    click(&mut harness, "Far end");
+    let mut harness = far_end_tab(&sshd, dir.path(), spec);
     set_text(
         &mut harness,
         "Service on the far end (its spiped -t)",
@@ -252,5 +258,53 @@ fn the_far_end_tab_sets_up_checks_and_removes_the_far_end_over_ssh() {
     assert!(
         !sshd::far_file(&slug, "key").exists(),
         "the far end's key file is gone"
+    );
+}
+
+/// "Start on first connection" reaches the far end's set-up: on the test sshd's host
+/// (no systemd there) set-up refuses at the probe, says why in the tab, and the config
+/// records nothing; the box stays ticked to try elsewhere.
+#[test]
+fn start_on_first_connection_is_refused_where_the_far_end_has_no_systemd() {
+    let name = "far-end-on-demand-ui";
+    let slug = sluice_engine::far_end_slug(name);
+    sshd::clear_leftovers(&slug);
+    let sshd = Sshd::start("/usr/bin:/bin", Trust::ServerKey);
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("tunnel.key");
+    std::fs::write(&key, b"a key for the far end, 32 bytes!").unwrap();
+    let config_path = dir.path().join("config.ron");
+    let spec = TunnelSpec::new(
+        name,
+        Mode::Encrypt,
+        format!("[127.0.0.1]:{}", free_port()),
+        format!("[127.0.0.1]:{}", free_port()),
+        KeyRef::File(key),
+    );
+    let mut harness = far_end_tab(&sshd, dir.path(), spec);
+    set_text(&mut harness, "SSH destination:", ALIAS);
+    click(&mut harness, "Start on first connection");
+    let app = harness.state();
+    assert!(
+        app.model
+            .on_first_connection(&app.ui, app.model.tunnel(name).unwrap())
+    );
+
+    click(&mut harness, "Set up");
+    wait_for_far_end(&mut harness, name);
+    let run = harness.state().model.mirror.far_end_runs[name].clone();
+    assert!(run.finished.as_ref().is_some_and(Result::is_err), "{run:?}");
+    assert_eq!(run.steps.len(), 1, "stopped at the probe: {run:?}");
+    assert!(shows(
+        &harness,
+        "cannot wait for its first connection on farend: only sluiced takes its listening socket from systemd"
+    ));
+    assert!(!sshd::far_file(&slug, "manifest").exists());
+    assert_eq!(far_end_on_disk(&config_path), None);
+    let app = harness.state();
+    assert!(
+        app.model
+            .on_first_connection(&app.ui, app.model.tunnel(name).unwrap()),
+        "still ticked"
     );
 }

@@ -124,6 +124,9 @@ pub struct FarEndRecord {
     pub ssh: String,
     /// The far end's service (Encrypt tunnels) or listening address (Decrypt tunnels).
     pub far_address: String,
+    /// systemd holds the far end's port and starts it on the first connection.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub on_first_connection: bool,
 }
 
 /// Why a text is not an ssh destination Sluice passes to `ssh`.
@@ -873,10 +876,18 @@ mod tests {
         cfg.tunnels[0].far_end = Some(FarEndRecord {
             ssh: "me@db.example.org".into(),
             far_address: "[127.0.0.1]:6379".into(),
+            on_first_connection: false,
         });
         let text = cfg.to_ron();
         assert_eq!(Config::parse(&text).unwrap(), cfg);
         assert_eq!(text.matches("far_end:").count(), 1, "only where set");
+        assert!(!text.contains("on_first_connection"), "only when chosen");
+        if let Some(record) = &mut cfg.tunnels[0].far_end {
+            record.on_first_connection = true;
+        }
+        let text = cfg.to_ron();
+        assert!(text.contains("on_first_connection: true"), "{text}");
+        assert_eq!(Config::parse(&text).unwrap(), cfg);
         for bad in [
             "",
             "-oProxyCommand=x",
@@ -888,6 +899,7 @@ mod tests {
             cfg.tunnels[0].far_end = Some(FarEndRecord {
                 ssh: bad.into(),
                 far_address: "x".into(),
+                on_first_connection: false,
             });
             assert_eq!(only_problem(&cfg.tunnels[0]).0, "far_end", "{bad:?}");
         }

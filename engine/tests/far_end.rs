@@ -291,20 +291,67 @@ fn set_up_with_spiped_on_the_far_end() {
     );
 }
 
-#[test]
-fn set_up_with_sluiced_on_the_far_end() {
+/// A directory the far-end user can read holding a copy of this build's sluiced, the copy,
+/// and a far-end PATH with it first.
+fn sluiced_on_path() -> (tempfile::TempDir, PathBuf, String) {
     let bin = temp_dir();
     fs::set_permissions(bin.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let copy = bin.path().join("sluiced");
     fs::copy(SLUICED, &copy).unwrap();
     fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
     let path = format!("{}:/usr/bin:/bin", bin.path().display());
+    (bin, copy, path)
+}
+
+#[test]
+fn set_up_with_sluiced_on_the_far_end() {
+    let (_bin, copy, path) = sluiced_on_path();
     set_up_use_and_remove(
         "farend-sluiced",
         &path,
         "sluiced",
         &copy.display().to_string(),
     );
+}
+
+/// `--on-first-connection` on a far end without systemd (the test sshd's host, run from a
+/// container), with sluiced on its PATH and then without: set-up stops at the probe,
+/// saying which is missing, and writes nothing there.
+#[test]
+fn a_far_end_that_cannot_start_on_its_first_connection_is_refused_before_anything_is_written() {
+    let name = "farend-on-demand";
+    let slug = far_end_slug(name);
+    clear_leftovers(&slug);
+    let (_bin, _, with_sluiced) = sluiced_on_path();
+    for (path, expected) in [
+        (
+            with_sluiced.as_str(),
+            "set-up cannot use systemd there (no systemd on the far end, so a daemon with a pid file",
+        ),
+        (
+            "/usr/bin:/bin",
+            "only sluiced takes its listening socket from systemd, and only spiped is installed there",
+        ),
+    ] {
+        let sshd = Sshd::start(path, Trust::ServerKey);
+        let local = local_side(name, free_port(LOCALHOST_V4));
+        let setup = far_end_cli(&sshd, &local, "--far-end-setup", &["--on-first-connection"]);
+        let out = text(&setup.stdout);
+        assert!(!setup.status.success(), "{out}");
+        assert!(
+            out.contains(&format!(
+                "probe: FAILED: tunnel \"{name}\" cannot wait for its first connection on farend: "
+            )) && out.contains(expected),
+            "{out}"
+        );
+        assert!(
+            out.contains("untick \"Start on first connection\""),
+            "{out}"
+        );
+        for ext in ["key", "manifest"] {
+            assert!(!far_file(&slug, ext).exists(), "{ext} written:\n{out}");
+        }
+    }
 }
 
 /// The engine API directly, for a host whose key the client does not accept.
@@ -318,6 +365,7 @@ fn setup_with(sshd: &Sshd, name: &str) -> (Result<(), FarEndError>, Vec<String>)
         this_host: "localhost".into(),
         key: Some(FarEndKey::load(&local.spec.key, None).unwrap()),
         ssh: client(sshd),
+        on_first_connection: false,
     };
     let mut lines = Vec::new();
     let result = run_far_end(&request, &mut |r| lines.push(r.to_string()));
@@ -451,6 +499,7 @@ wait
         far_address: None,
         this_host: "localhost".into(),
         ssh,
+        on_first_connection: false,
     };
 
     let started = Instant::now();

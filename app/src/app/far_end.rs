@@ -22,6 +22,9 @@ impl SluiceApp {
             FarEndCommand::SetSshDestination(name, destination) => {
                 self.ui.ssh_destinations.insert(name, destination);
             }
+            FarEndCommand::SetOnFirstConnection(name, on) => {
+                self.ui.on_first_connection.insert(name, on);
+            }
             FarEndCommand::Run(name, action) => self.far_end(&name, action),
         }
     }
@@ -75,9 +78,11 @@ impl SluiceApp {
             .trim()
             .to_owned();
         let far_address = self.model.far_address(&self.ui, &spec);
+        let on_first_connection = self.model.on_first_connection(&self.ui, &spec);
         let record = FarEndRecord {
             ssh: destination.clone(),
             far_address: far_address.clone(),
+            on_first_connection,
         };
         self.model.mirror.far_end_runs.insert(
             name.to_owned(),
@@ -114,6 +119,7 @@ impl SluiceApp {
                     this_host,
                     key,
                     ssh,
+                    on_first_connection,
                 })
             })();
             let result = prepared.and_then(|request: FarEndRequest| {
@@ -164,6 +170,7 @@ impl SluiceApp {
         };
         self.ui.ssh_destinations.remove(name);
         self.ui.far_addresses.remove(name);
+        self.ui.on_first_connection.remove(name);
         self.save_config();
     }
 }

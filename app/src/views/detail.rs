@@ -652,10 +652,31 @@ fn over_ssh(
             });
         }
     });
+    // Only a far end that listens can wait for its first client; a set-up far end keeps
+    // what it was set up with (Remove, then Set up, changes it).
+    if matches!(spec.mode, Mode::Encrypt | Mode::Decrypt) {
+        let mut on = model.on_first_connection(state, spec);
+        let toggle = ui
+            .add_enabled(
+                !busy && spec.far_end.is_none(),
+                egui::Checkbox::new(&mut on, "Start on first connection"),
+            )
+            .on_hover_text(
+                "systemd holds the far end's port and starts sluiced there when the first client connects (needs sluiced and systemd on the far end)",
+            );
+        if toggle.changed() {
+            out.push(FarEndCommand::SetOnFirstConnection(spec.name.clone(), on).into());
+        }
+    }
     if let Some(record) = &spec.far_end {
+        let when = if record.on_first_connection {
+            ", started on its first connection"
+        } else {
+            ""
+        };
         ui.label(
             RichText::new(format!(
-                "Set up on {} (far end {}).",
+                "Set up on {} (far end {}{when}).",
                 record.ssh, record.far_address
             ))
             .color(theme::MUTED),

@@ -128,6 +128,14 @@ pub enum FarHostError {
     )]
     NeedsSluiced { destination: String },
     #[error(
+        "tunnel {tunnel:?} cannot wait for its first connection on {destination}: {reason}; set it up to run all the time instead (untick \"Start on first connection\", or leave out --on-first-connection)"
+    )]
+    OnFirstConnection {
+        destination: String,
+        tunnel: String,
+        reason: String,
+    },
+    #[error(
         "the far end's port {address} is already in use on {destination}: stop what listens there (`ss -ltnp` shows it), or point the tunnel at another port"
     )]
     PortInUse {

@@ -155,6 +155,12 @@ pub fn own_unit(slug: &str) -> String {
     format!("sluice-far-end-{slug}.service")
 }
 
+/// The socket unit that holds the port of a far end started on its first connection:
+/// `sluice-far-end-SLUG.socket`, system or `--user` like its service.
+pub fn own_socket_unit(slug: &str) -> String {
+    format!("sluice-far-end-{slug}.socket")
+}
+
 /// What set-up will do on this far end, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Choice {
@@ -163,6 +169,9 @@ pub struct Choice {
     pub persistence: Persistence,
     /// Whether root commands go through `sudo -n`.
     pub sudo: bool,
+    /// Started on the first connection: the `ListenStream=` of the socket unit that holds
+    /// the far end's port until then (beside its service, system or `--user` alike).
+    pub listen_stream: Option<String>,
     /// Why this was chosen, in words.
     pub why: String,
 }
@@ -192,7 +201,12 @@ pub fn choose(
     // system unit never runs the far end as root: the .deb's runs it as the user sluiced,
     // Sluice's own as a user systemd makes for it, which needs a recent enough systemd.
     let privileged = facts.systemd_system && facts.privilege != Privilege::User;
-    let template = privileged && program == Program::Sluiced && facts.sluiced_template.is_some();
+    // Started on the first connection: Sluice's own units, a socket unit beside each
+    // (the .deb's template is for config files the administrator writes).
+    let template = privileged
+        && program == Program::Sluiced
+        && facts.sluiced_template.is_some()
+        && !plan.on_first_connection;
     let sandbox = privileged
         && facts
             .systemd_version
@@ -278,11 +292,42 @@ pub fn choose(
             ),
         )
     };
+    let mut why = why;
+    let mut listen_stream = None;
+    if plan.on_first_connection {
+        let refuse = |reason: String| {
+            Err(FarHostError::OnFirstConnection {
+                destination: destination.to_owned(),
+                tunnel: plan.tunnel.clone(),
+                reason,
+            })
+        };
+        let listen = match plan.listen_stream() {
+            Ok(listen) => listen,
+            Err(reason) => return refuse(reason),
+        };
+        if program != Program::Sluiced {
+            return refuse(
+                "only sluiced takes its listening socket from systemd, and only spiped is installed there: install the Sluice .deb there".into(),
+            );
+        }
+        if persistence == Persistence::Daemon {
+            return refuse(format!(
+                "systemd must hold the port until then, and set-up cannot use systemd there ({why})"
+            ));
+        }
+        why.push_str(&format!(
+            "; it starts on the first connection to {listen}, which systemd holds until then ({})",
+            own_socket_unit(&plan.slug)
+        ));
+        listen_stream = Some(listen);
+    }
     Ok(Choice {
         program,
         program_path: installed.path.clone(),
         persistence,
         sudo,
+        listen_stream,
         why,
     })
 }
@@ -479,6 +524,76 @@ mod tests {
             "{}",
             c.why
         );
+    }
+
+    #[test]
+    fn a_far_end_started_on_its_first_connection_needs_sluiced_systemd_and_an_address() {
+        let on_demand = |mode: Mode, far: &str| {
+            let spec = TunnelSpec::new(
+                "redis",
+                mode,
+                "[127.0.0.1]:6379",
+                "db:8025",
+                KeyRef::File("/k".into()),
+            );
+            let mut plan = FarEndPlan::new(&spec, far, "laptop");
+            plan.on_first_connection = true;
+            plan
+        };
+        let refused = |f: &HostFacts, plan: &FarEndPlan, words: &str| {
+            let e = choose(f, plan, "db").unwrap_err();
+            assert!(matches!(e, FarHostError::OnFirstConnection { .. }), "{e:?}");
+            let text = e.to_string();
+            assert!(text.contains(words), "{text}");
+            assert!(
+                text.contains("untick \"Start on first connection\""),
+                "{text}"
+            );
+        };
+        let encrypt = on_demand(Mode::Encrypt, "[127.0.0.1]:6379");
+        let mut f = facts();
+        f.systemd_user = true;
+        refused(&f, &encrypt, "only spiped is installed");
+        f.sluiced = sluiced();
+        f.systemd_user = false;
+        refused(
+            &f,
+            &encrypt,
+            "cannot use systemd there (no systemd on the far end",
+        );
+        for (plan, words) in [
+            (
+                on_demand(Mode::Decrypt, "db.internal:8025"),
+                "systemd listens only on an IP address",
+            ),
+            (
+                on_demand(Mode::ReverseOut, "[127.0.0.1]:6379"),
+                "a reverse tunnel keeps connections",
+            ),
+        ] {
+            f.systemd_user = true;
+            refused(&f, &plan, words);
+        }
+
+        // A user unit and its socket: sluiced takes the port from systemd.
+        let c = choose(&f, &encrypt, "db").unwrap();
+        assert!(matches!(c.persistence, Persistence::UserUnit { .. }));
+        assert_eq!(c.listen_stream.as_deref(), Some("0.0.0.0:8025"));
+        assert!(
+            c.why.contains("it starts on the first connection to 0.0.0.0:8025, which systemd holds until then (sluice-far-end-redis.socket)"),
+            "{}",
+            c.why
+        );
+        // Root with the .deb's template: Sluice's own system unit, which has a socket.
+        f.privilege = Privilege::Root;
+        f.systemd_system = true;
+        f.sluiced_template = Some("/lib/systemd/system/sluiced@.service".into());
+        let c = choose(&f, &encrypt, "db").unwrap();
+        assert!(matches!(c.persistence, Persistence::SystemUnit { .. }));
+        assert!(c.listen_stream.is_some());
+        // Not asked for: no socket.
+        let c = choose(&f, &plan(KeyAgreement::Classic), "db").unwrap();
+        assert_eq!(c.listen_stream, None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! as a claim, not as orders: remove acts only on entries naming what set-up itself makes
 //! for this tunnel (its layout), and refuses, reports and leaves alone everything else.
 
-use super::host::{own_unit, template_unit};
+use super::host::{own_socket_unit, own_unit, template_unit};
 use super::layout::{Layout, sluiced_config, system_unit_file, user_unit_file};
 
 /// One thing remove undoes.
@@ -80,7 +80,8 @@ impl Removal {
 }
 
 /// Every entry set-up can write for tunnel `slug` of the user whose home is `home`, in any
-/// of its ways (daemon, user unit, system unit, the .deb's unit), with what undoes it.
+/// of its ways (daemon, user unit, system unit, the .deb's unit, a socket unit beside
+/// either of Sluice's own), with what undoes it.
 fn made_by_set_up(home: &str, slug: &str) -> Vec<(&'static str, String, Undo)> {
     let user = Layout::of(home, slug, false);
     let system = Layout::of(home, slug, true);
@@ -92,7 +93,16 @@ fn made_by_set_up(home: &str, slug: &str) -> Vec<(&'static str, String, Undo)> {
         (kind, path, undo)
     };
     let own = own_unit(slug);
+    let socket = own_socket_unit(slug);
     vec![
+        delete("file", user_unit_file(home, &socket), false),
+        delete("file", system_unit_file(&socket), true),
+        (
+            "unit-system",
+            socket.clone(),
+            Undo::SystemUnit(socket.clone()),
+        ),
+        ("unit-user", socket.clone(), Undo::UserUnit(socket)),
         delete("key", user.key.clone(), false),
         delete("key", system.key.clone(), true),
         delete("file", user.key_tmp(), false),
@@ -266,6 +276,7 @@ mod tests {
                 program_path: "/usr/bin/sluiced".into(),
                 persistence: persistence.clone(),
                 sudo: true,
+                listen_stream: None,
                 why: String::new(),
             };
             let layout = Layout::new(&facts, &plan, Some(&choice));

@@ -184,6 +184,9 @@ pub struct FarEndRequest {
     /// Needed for set-up and check, not for remove.
     pub key: Option<FarEndKey>,
     pub ssh: SshClient,
+    /// Set-up and repair: systemd holds the far end's port and starts it on the first
+    /// connection, rather than it running all the time.
+    pub on_first_connection: bool,
 }
 
 impl FarEndRequest {
@@ -193,7 +196,9 @@ impl FarEndRequest {
             .far_address
             .clone()
             .unwrap_or_else(|| default_far_address(&self.tunnel));
-        FarEndPlan::new(&self.tunnel, &far, &self.this_host)
+        let mut plan = FarEndPlan::new(&self.tunnel, &far, &self.this_host);
+        plan.on_first_connection = self.on_first_connection;
+        plan
     }
 }
 
@@ -454,6 +459,10 @@ impl Runner<'_> {
         }
         let stopped: Vec<&str> = output.values("stopped").collect();
         let running: Vec<&str> = output.values("running").collect();
+        let idle: Vec<String> = output
+            .values("idle")
+            .map(|unit| format!("{unit} starts on the first connection"))
+            .collect();
         if let Some(missing) = output.value("no-key") {
             return Err(FarHostError::NotRunning {
                 destination,
@@ -478,7 +487,12 @@ impl Runner<'_> {
             }
             .into());
         }
-        let running = running.join(", ");
+        let running = running
+            .into_iter()
+            .map(str::to_owned)
+            .chain(idle)
+            .collect::<Vec<_>>()
+            .join(", ");
         match self.request.tunnel.mode {
             Mode::Encrypt => {
                 let outcome = self.connection_test()?;
@@ -617,6 +631,7 @@ mod tests {
             this_host: "laptop".into(),
             key: None,
             ssh: SshClient::new(vec!["/nonexistent/ssh".into()], destination, 1),
+            on_first_connection: false,
         }
     }
 
@@ -785,6 +800,7 @@ echo $! > "$P"
                 this_host: "laptop".into(),
                 key: Some(FarEndKey::new(Zeroizing::new(vec![2u8; 32]))),
                 ssh: SshClient::new(vec![self.ssh.display().to_string()], "farend", 5),
+                on_first_connection: false,
             };
             let mut reports = Vec::new();
             let result = run_far_end(&request, &mut |r| {

@@ -37,6 +37,9 @@ pub struct FarEndPlan {
     pub key_agreement: KeyAgreement,
     /// The key file's name on the far end, as the manual commands say it.
     pub key_file_name: String,
+    /// systemd holds the far end's listening socket and starts it on the first
+    /// connection (`-s systemd:SLUG`); set up over SSH only, never in the manual commands.
+    pub on_first_connection: bool,
     /// The command lines to run by hand, as the far-end tab shows them.
     pub commands: FarEndCommands,
 }
@@ -146,6 +149,7 @@ impl FarEndPlan {
             forward_secrecy: spec.forward_secrecy,
             key_agreement: spec.key_agreement,
             key_file_name,
+            on_first_connection: false,
             commands: FarEndCommands {
                 spiped: None,
                 sluiced: String::new(),
@@ -179,6 +183,23 @@ impl FarEndPlan {
         self.key_agreement == KeyAgreement::Classic && !self.far_mode.is_reverse()
     }
 
+    /// Why the far end cannot wait for its first connection under systemd, if it cannot:
+    /// only a far end that listens (`-d`, `-e`) and only on an address systemd can bind.
+    /// The socket unit's `ListenStream=` otherwise.
+    pub fn listen_stream(&self) -> Result<String, String> {
+        if self.far_mode.is_reverse() {
+            return Err("a reverse tunnel keeps connections to its far end open all the time, so the far end would start at once anyway".into());
+        }
+        match self.source.parse::<Address>() {
+            Ok(Address::Ip(addr)) => Ok(addr.to_string()),
+            Ok(Address::Unix(path)) => Ok(path.display().to_string()),
+            _ => Err(format!(
+                "the far end listens on {}, and systemd listens only on an IP address ([0.0.0.0]:8025, [::1]:8025) or a socket path",
+                self.source
+            )),
+        }
+    }
+
     /// The far end's arguments (spiped's and sluiced's are the same), unquoted, with the
     /// key file at `key_path`.
     pub fn args(&self, key_path: &str) -> Vec<String> {
@@ -186,10 +207,15 @@ impl FarEndPlan {
             Mode::ReverseIn => "-l",
             _ => "-t",
         };
+        let source = if self.on_first_connection {
+            Address::Systemd(self.slug.clone()).to_string()
+        } else {
+            self.source.clone()
+        };
         let mut args: Vec<String> = vec![
             self.mode_flag().into(),
             "-s".into(),
-            self.source.clone(),
+            source,
             target_flag.into(),
             self.target.clone(),
             "-k".into(),

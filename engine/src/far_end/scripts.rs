@@ -3,7 +3,7 @@
 //! `KIND<TAB>VALUE` line per thing), so a step that fails half-way leaves only what
 //! `remove` finds listed there. Secrets never appear here: they arrive on standard input.
 
-use super::host::{Choice, Persistence};
+use super::host::{Choice, Persistence, own_socket_unit};
 use super::layout::{Layout, sluiced_config, system_unit_file, user_unit_file};
 use super::manifest::{Removal, Undo};
 use super::plan::FarEndPlan;
@@ -135,12 +135,20 @@ say "pid=$(cat "$P")"
             command = command_line(choice, plan, layout),
         ),
         Persistence::UserUnit { unit, .. } => {
-            let file = user_unit_file(home_of(layout), unit);
-            unit_start(&head, &file, unit, "systemctl --user", "")
+            let file = |unit: &str| user_unit_file(home_of(layout), unit);
+            let socket = socket_unit(choice, plan, unit, &file);
+            unit_start(&head, &file(unit), unit, socket, "systemctl --user", "")
         }
         Persistence::SystemUnit { unit } => {
-            let file = system_unit_file(unit);
-            unit_start(&head, &file, unit, "$R systemctl", "$R ")
+            let socket = socket_unit(choice, plan, unit, &system_unit_file);
+            unit_start(
+                &head,
+                &system_unit_file(unit),
+                unit,
+                socket,
+                "$R systemctl",
+                "$R ",
+            )
         }
         Persistence::SluicedTemplate { unit } => {
             let config = sluiced_config(&plan.slug);
@@ -159,20 +167,89 @@ $R sh -c 'umask 027; cat > "$1.tmp" && chgrp sluiced "$1.tmp" && mv -f "$1.tmp" 
     }
 }
 
-fn unit_start(head: &str, file: &str, unit: &str, systemctl: &str, root: &str) -> String {
+/// The socket unit beside a far end started on its first connection.
+struct SocketUnit {
+    file: String,
+    unit: String,
+    text: String,
+}
+
+/// The socket unit of `choice`, if it starts on the first connection; `file` says where
+/// a unit of that kind lives.
+fn socket_unit(
+    choice: &Choice,
+    plan: &FarEndPlan,
+    service: &str,
+    file: &dyn Fn(&str) -> String,
+) -> Option<SocketUnit> {
+    let listen = choice.listen_stream.as_deref()?;
+    let unit = own_socket_unit(&plan.slug);
+    Some(SocketUnit {
+        file: file(&unit),
+        text: format!(
+            "# Written by Sluice (sluiced --far-end-setup); removed by sluiced --far-end-remove.
+# Holds the far end's port and starts {service} on the first connection.
+[Unit]
+Description=Sluice far end of tunnel {slug}: its listening socket
+
+[Socket]
+ListenStream={listen}
+FileDescriptorName={slug}
+Service={service}
+
+[Install]
+WantedBy=sockets.target
+",
+            slug = plan.slug,
+        ),
+        unit,
+    })
+}
+
+/// Writes a unit file (from standard input) and enables it, or with `socket` writes its
+/// socket unit too and enables that instead: the socket is noted first, so remove stops
+/// it before the service it would start again.
+fn unit_start(
+    head: &str,
+    file: &str,
+    unit: &str,
+    socket: Option<SocketUnit>,
+    systemctl: &str,
+    root: &str,
+) -> String {
     let kind = if systemctl.contains("--user") {
         "unit-user"
     } else {
         "unit-system"
     };
     let dir = file.rsplit_once('/').map_or(".", |(d, _)| d).to_owned();
+    let (note_socket, write_socket) = match &socket {
+        None => (String::new(), String::new()),
+        Some(s) => (
+            format!(
+                r#"S={file}; SU={unit}
+if {root}test -e "$S"; then say "occupied=$S"; exit 4; fi
+note file "$S"
+note {kind} "$SU"
+"#,
+                file = quote(&s.file),
+                unit = quote(&s.unit),
+            ),
+            format!(
+                r#"printf '%s' {text} | {root}sh -c 'umask 022; cat > "$1"' sluice-far-end "$S" || {{ say start-failed; exit 6; }}
+U="$SU"
+"#,
+                text = quote(&s.text),
+            ),
+        ),
+    };
     format!(
-        r#"{head}F={file}; U={unit}
+        r#"{head}{note_socket}F={file}; U={unit}
 if {root}test -e "$F"; then say "occupied=$F"; exit 4; fi
 note file "$F"
 note {kind} "$U"
 {root}mkdir -p {dir} && {root}sh -c 'umask 022; cat > "$1"' sluice-far-end "$F" || {{ say start-failed; exit 6; }}
-{systemctl} daemon-reload
+{write_socket}{systemctl} daemon-reload
 {wait}"#,
         file = quote(file),
         unit = quote(unit),
@@ -282,10 +359,29 @@ fn exec_start(choice: &Choice, plan: &FarEndPlan, key_word: String) -> String {
     words.join(" ")
 }
 
+/// What a service unit says about when it starts: with its socket unit (started on the
+/// first connection, which needs that socket), or at boot (`WantedBy=`).
+fn start_when(choice: &Choice, plan: &FarEndPlan, wanted_by: &str) -> (String, String) {
+    match choice.listen_stream {
+        Some(_) => {
+            let socket = own_socket_unit(&plan.slug);
+            (
+                format!("Requires={socket}\nAfter={socket}\n"),
+                String::new(),
+            )
+        }
+        None => (
+            String::new(),
+            format!("\n[Install]\nWantedBy={wanted_by}\n"),
+        ),
+    }
+}
+
 /// A `systemctl --user` unit: it runs as the far-end user, with the key in their home.
 fn user_unit(layout: &Layout, choice: &Choice, plan: &FarEndPlan) -> String {
+    let (needs, install) = start_when(choice, plan, "default.target");
     format!(
-        "# Written by Sluice (sluiced --far-end-setup); removed by sluiced --far-end-remove.\n[Unit]\nDescription=Sluice far end of tunnel {name}\nWants=network-online.target\nAfter=network-online.target\n\n[Service]\nType=exec\nExecStart={exec}\nRestart=on-failure\nRestartSec=5s\n\n[Install]\nWantedBy=default.target\n",
+        "# Written by Sluice (sluiced --far-end-setup); removed by sluiced --far-end-remove.\n[Unit]\nDescription=Sluice far end of tunnel {name}\nWants=network-online.target\nAfter=network-online.target\n{needs}\n[Service]\nType=exec\nExecStart={exec}\nRestart=on-failure\nRestartSec=5s\n{install}",
         name = plan.slug,
         exec = exec_start(choice, plan, systemd_quote(&layout.key)),
     )
@@ -298,13 +394,16 @@ fn user_unit(layout: &Layout, choice: &Choice, plan: &FarEndPlan) -> String {
 /// only, so it needs no escaping in a credential name, a directory name or a path.
 fn system_unit(layout: &Layout, choice: &Choice, plan: &FarEndPlan) -> String {
     let credential = format!("{}.key", plan.slug);
-    // Binding a port below 1024 is all the far end may need beyond an ordinary user.
-    let low_port = plan
-        .source
-        .parse::<crate::address::Address>()
-        .ok()
-        .and_then(|a| a.port())
-        .is_some_and(|port| port < 1024);
+    // Binding a port below 1024 is all the far end may need beyond an ordinary user,
+    // unless systemd binds it (started on the first connection).
+    let low_port = choice.listen_stream.is_none()
+        && plan
+            .source
+            .parse::<crate::address::Address>()
+            .ok()
+            .and_then(|a| a.port())
+            .is_some_and(|port| port < 1024);
+    let (needs, install) = start_when(choice, plan, "multi-user.target");
     let capabilities = if low_port { "CAP_NET_BIND_SERVICE" } else { "" };
     format!(
         "# Written by Sluice (sluiced --far-end-setup); removed by sluiced --far-end-remove.
@@ -316,7 +415,7 @@ fn system_unit(layout: &Layout, choice: &Choice, plan: &FarEndPlan) -> String {
 Description=Sluice far end of tunnel {slug}
 Wants=network-online.target
 After=network-online.target
-
+{needs}
 [Service]
 Type=exec
 ExecStart={exec}
@@ -327,10 +426,7 @@ RuntimeDirectory=sluice-far-end-{slug}
 RuntimeDirectoryMode=0755
 CapabilityBoundingSet={capabilities}
 AmbientCapabilities={capabilities}
-{SANDBOX}
-[Install]
-WantedBy=multi-user.target
-",
+{SANDBOX}{install}",
         key = layout.key,
         slug = plan.slug,
         unit = super::host::own_unit(&plan.slug),
@@ -369,15 +465,21 @@ R=""; if grep -q "^sudo	yes$" "$M"; then R="sudo -n"; fi
 K=$(sed -n 's/^key	//p' "$M" | head -n 1)
 "#;
 
-/// Reports whether each thing the manifest lists as started is running.
+/// Reports whether each thing the manifest lists as started is running; a service whose
+/// socket unit is listening is idle (it starts on the first connection).
 pub fn status(dir: &str, manifest: &str) -> String {
     format!(
         r#"D={dir}; M={manifest}
 {PRELUDE}{READ_MANIFEST}if [ -n "$K" ] && $R test -s "$K"; then say "key=$K"; else say "no-key=$K"; fi
+unit() {{
+  if $1 is-active --quiet "$2"; then say "running=unit $2"
+  elif [ "${{2%.service}}" != "$2" ] && $1 is-active --quiet "${{2%.service}}.socket"; then say "idle=unit $2"
+  else say "stopped=unit $2"; fi
+}}
 while IFS='	' read -r kind value; do
   case "$kind" in
-    unit-system) if $R systemctl is-active --quiet "$value"; then say "running=unit $value"; else say "stopped=unit $value"; fi ;;
-    unit-user) if systemctl --user is-active --quiet "$value"; then say "running=unit $value"; else say "stopped=unit $value"; fi ;;
+    unit-system) unit "$R systemctl" "$value" ;;
+    unit-user) unit "systemctl --user" "$value" ;;
     pidfile)
       pid=$(cat "$value" 2>/dev/null)
       if [ -n "$pid" ] && alive "$pid"; then say "running=pid $pid"; else say "stopped=no process from pid file $value"; fi ;;
@@ -525,6 +627,7 @@ mod tests {
             program_path: "/usr/bin/sluiced".into(),
             persistence,
             sudo,
+            listen_stream: None,
             why: String::new(),
         }
     }
@@ -600,6 +703,7 @@ mod tests {
                 unit: "sluice-far-end-redis.service".into(),
             },
             sudo: true,
+            listen_stream: None,
             why: String::new(),
         }
     }
@@ -722,20 +826,7 @@ mod tests {
             let file = unit_dir.join("sluice-far-end-redis.service");
             std::fs::write(&file, start_input(&l, &c, &plan()).unwrap()).unwrap();
 
-            let out = std::process::Command::new(&analyze)
-                .arg("verify")
-                .arg(&file)
-                .output()
-                .unwrap();
-            let said = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let ours: Vec<&str> = said
-                .lines()
-                .filter(|l| l.contains("sluice-far-end") || l.contains(program.name()))
-                .collect();
+            let ours = verify(&analyze, &[file.as_path()], program.name());
             assert!(
                 ours.is_empty(),
                 "systemd-analyze verify, on the {} unit:\n{}",
@@ -777,6 +868,26 @@ mod tests {
             );
         }
         found
+    }
+
+    /// What `systemd-analyze verify` says of `files` about Sluice's units or `program`:
+    /// other units installed here may draw warnings of their own.
+    #[cfg(unix)]
+    fn verify(analyze: &std::path::Path, files: &[&std::path::Path], program: &str) -> Vec<String> {
+        let out = std::process::Command::new(analyze)
+            .arg("verify")
+            .args(files)
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        said.lines()
+            .filter(|l| l.contains("sluice-far-end") || l.contains(program))
+            .map(str::to_owned)
+            .collect()
     }
 
     #[cfg(unix)]
@@ -869,6 +980,169 @@ mod tests {
         );
     }
 
+    /// A far end started on its first connection: `(choice, plan)` for a user or a
+    /// system unit.
+    fn on_demand(persistence: Persistence, sudo: bool) -> (Choice, FarEndPlan) {
+        let mut c = choice(persistence, sudo);
+        c.listen_stream = Some("0.0.0.0:8025".into());
+        let mut p = plan_to("db:443");
+        p.on_first_connection = true;
+        (c, p)
+    }
+
+    #[test]
+    fn a_far_end_started_on_its_first_connection_has_systemd_hold_its_port() {
+        let user = Persistence::UserUnit {
+            unit: "sluice-far-end-redis.service".into(),
+            linger: true,
+        };
+        let system = Persistence::SystemUnit {
+            unit: "sluice-far-end-redis.service".into(),
+        };
+        for (persistence, sudo, units, kind) in [
+            (user, false, "/home/u/.config/systemd/user", "unit-user"),
+            (system, true, "/etc/systemd/system", "unit-system"),
+        ] {
+            let (c, p) = on_demand(persistence, sudo);
+            let l = Layout::new(&facts(), &p, Some(&c));
+            let unit = start_input(&l, &c, &p).unwrap();
+            assert!(
+                unit.contains("\"-d\" \"-s\" \"systemd:redis\" \"-t\""),
+                "{unit}"
+            );
+            assert!(
+                unit.contains(
+                    "Requires=sluice-far-end-redis.socket\nAfter=sluice-far-end-redis.socket\n"
+                ),
+                "{unit}"
+            );
+            // Nothing starts it at boot but its socket; systemd binds even port 443.
+            assert!(!unit.contains("[Install]"), "{unit}");
+            assert!(!unit.contains("CAP_NET_BIND_SERVICE"), "{unit}");
+
+            let file = |unit: &str| format!("{units}/{unit}");
+            let socket = socket_unit(&c, &p, "sluice-far-end-redis.service", &file).unwrap();
+            assert_eq!(socket.unit, "sluice-far-end-redis.socket");
+            assert_eq!(socket.file, file("sluice-far-end-redis.socket"));
+            assert!(
+                socket.text.contains(
+                    "\n[Socket]\nListenStream=0.0.0.0:8025\nFileDescriptorName=redis\nService=sluice-far-end-redis.service\n"
+                ),
+                "{}",
+                socket.text
+            );
+            assert!(socket.text.contains("WantedBy=sockets.target"));
+
+            // The socket is noted (and so stopped by remove) before the service it starts,
+            // and is what gets enabled.
+            let script = start(&l, &c, &p);
+            let at = |needle: &str| {
+                script
+                    .find(needle)
+                    .unwrap_or_else(|| panic!("{needle:?} missing from:\n{script}"))
+            };
+            assert!(at("note file \"$S\"") < at("note file \"$F\""), "{script}");
+            assert!(at(&format!("note {kind} \"$SU\"")) < at(&format!("note {kind} \"$U\"")));
+            assert!(at("U=\"$SU\"") < at("enable --now \"$U\""), "{script}");
+            let removal = Removal::from_manifest(
+                [
+                    format!("file\t{}", socket.file),
+                    format!("{kind}\tsluice-far-end-redis.socket"),
+                    format!("file\t{}", file("sluice-far-end-redis.service")),
+                    format!("{kind}\tsluice-far-end-redis.service"),
+                ]
+                .iter()
+                .map(String::as_str),
+                "/home/u",
+                "redis",
+            );
+            assert!(removal.refused.is_empty(), "{:?}", removal.refused);
+            let socket_unit = match kind {
+                "unit-user" => Undo::UserUnit(socket.unit.clone()),
+                _ => Undo::SystemUnit(socket.unit.clone()),
+            };
+            assert_eq!(removal.undo[1], socket_unit);
+        }
+    }
+
+    /// Check reads an idle service beside a listening socket as started: its first
+    /// connection starts it. Unix only: runs the script with sh and a stand-in systemctl
+    /// for which only the socket of `redis` is active.
+    #[cfg(unix)]
+    #[test]
+    fn status_reads_a_service_waiting_behind_its_socket_as_idle() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let systemctl = bin.join("systemctl");
+        std::fs::write(
+            &systemctl,
+            "#!/bin/sh\nfor last; do :; done\ncase \"$last\" in sluice-far-end-redis.socket) exit 0 ;; *) exit 3 ;; esac\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            &systemctl,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let (d, m) = Layout::manifest_only(dir.path().to_str().unwrap(), "redis");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            &m,
+            "unit-user\tsluice-far-end-redis.socket\nunit-user\tsluice-far-end-redis.service\nunit-user\tsluice-far-end-other.service\n",
+        )
+        .unwrap();
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(status(&d, &m))
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        for line in [
+            "sluice-far-end:running=unit sluice-far-end-redis.socket",
+            "sluice-far-end:idle=unit sluice-far-end-redis.service",
+            "sluice-far-end:stopped=unit sluice-far-end-other.service",
+        ] {
+            assert!(said.lines().any(|l| l == line), "{line:?} missing:\n{said}");
+        }
+    }
+
+    /// systemd's `verify` finds nothing wrong with the socket unit and its service.
+    #[test]
+    #[cfg(unix)]
+    fn systemd_analyze_accepts_the_socket_unit_and_its_service() {
+        let Some(analyze) = systemd_analyze() else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("sluiced");
+        std::fs::write(&bin, "#!/bin/sh\nexit 0\n").unwrap();
+        std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let system = Persistence::SystemUnit {
+            unit: "sluice-far-end-redis.service".into(),
+        };
+        let (mut c, p) = on_demand(system, true);
+        c.program_path = bin.display().to_string();
+        let l = Layout::new(&facts(), &p, Some(&c));
+        let units = dir.path().join("units");
+        std::fs::create_dir(&units).unwrap();
+        let file = |unit: &str| units.join(unit).display().to_string();
+        let service = file("sluice-far-end-redis.service");
+        std::fs::write(&service, start_input(&l, &c, &p).unwrap()).unwrap();
+        let socket = socket_unit(&c, &p, "sluice-far-end-redis.service", &file).unwrap();
+        std::fs::write(&socket.file, &socket.text).unwrap();
+        let files = [socket.file.as_ref(), std::path::Path::new(&service)];
+        let ours = verify(&analyze, &files, "sluiced");
+        assert!(
+            ours.is_empty(),
+            "systemd-analyze verify:\n{}",
+            ours.join("\n")
+        );
+    }
+
     // Unix only: runs the scripts with sh.
     #[cfg(unix)]
     #[test]
@@ -882,6 +1156,13 @@ mod tests {
             status(&l.dir, &l.manifest),
             read_manifest(&l.dir, &l.manifest),
             remove(&l.dir, &l.manifest, &Removal::default()),
+            {
+                let system = Persistence::SystemUnit {
+                    unit: "sluice-far-end-redis.service".into(),
+                };
+                let (c, p) = on_demand(system, true);
+                start(&Layout::new(&facts(), &p, Some(&c)), &c, &p)
+            },
             remove(
                 &l.dir,
                 &l.manifest,

@@ -36,10 +36,10 @@ usage: sluiced {-e | -d} -s <source socket> -t <target socket> -k <key file>
        sluiced --seal-key <key file> --out <new bundle>
        sluiced --unseal-key <bundle> --out <new key file>
        sluiced --far-end-setup <ssh destination> --config <config file> --tunnel <name>
-               [--service <address on the far end>]
+               [--service <address on the far end>] [--on-first-connection]
        sluiced --far-end-check <ssh destination> --config <config file> --tunnel <name>
        sluiced --far-end-repair <ssh destination> --config <config file> --tunnel <name>
-               [--service <address on the far end>]
+               [--service <address on the far end>] [--on-first-connection]
        sluiced --far-end-remove <ssh destination> --config <config file> --tunnel <name>
        sluiced -v
 
@@ -87,7 +87,9 @@ overwrites an existing file, and nothing is written on any error.
 of a config's tunnel over ssh (the system's OpenSSH client, BatchMode; SLUICE_SSH_COMMAND
 replaces `ssh`): one line per step, exit status 0 only if every step succeeded. Repair
 takes away exactly what set-up made and sets it up again (after a check found it stopped
-or changed). --service defaults to the far end recorded in the config, if any.";
+or changed). --service defaults to the far end recorded in the config, if any.
+--on-first-connection has systemd hold the far end's port (a socket unit) and start
+sluiced there on the first connection; it needs sluiced and systemd on the far end.";
 
 /// What the command line asks for.
 pub enum Invocation {
@@ -120,6 +122,9 @@ pub struct FarEndOptions {
     pub config: PathBuf,
     pub tunnel: String,
     pub service: Option<String>,
+    /// Given: systemd starts the far end on its first connection. Not given: as recorded
+    /// in the config for a repair, else running all the time.
+    pub on_first_connection: bool,
 }
 
 /// `--spipe`: one client connection between stdin/stdout and the target.
@@ -373,6 +378,7 @@ struct Seen {
     far_end: Option<(sluice_engine::FarEndAction, String)>,
     tunnel: Option<String>,
     service: Option<String>,
+    on_first_connection: bool,
     metrics: Option<String>,
     audit_log: Option<String>,
     check_config: Option<String>,
@@ -432,6 +438,9 @@ pub fn parse(args: &[String]) -> Result<Invocation, String> {
                 "verbose" => set_flag(&mut seen.verbose, "--verbose")?,
                 "spipe" => set_flag(&mut seen.spipe, "--spipe")?,
                 "x25519" => set_flag(&mut seen.x25519, "--x25519")?,
+                "on-first-connection" => {
+                    set_flag(&mut seen.on_first_connection, "--on-first-connection")?
+                }
                 "reverse-in" => set_flag(&mut seen.reverse_in, "--reverse-in")?,
                 "inetd" => set_flag(&mut seen.inetd, "--inetd")?,
                 "reverse-out" => set_flag(&mut seen.reverse_out, "--reverse-out")?,
@@ -594,16 +603,23 @@ fn build(mut seen: Seen, program_is_spipe: bool) -> Result<Invocation, String> {
         if seen.metrics.is_some() || seen.audit_log.is_some() {
             return Err("--metrics and --audit-log do not apply to --far-end-*".into());
         }
-        return far_end_options(action, destination, seen.config, seen.tunnel, seen.service);
+        return far_end_options(
+            action,
+            destination,
+            seen.config,
+            seen.tunnel,
+            seen.service,
+            seen.on_first_connection,
+        );
     }
     let metrics = seen
         .metrics
         .as_deref()
         .map(|m| parse_metrics_address(m).map_err(|e| format!("--metrics: {e}")))
         .transpose()?;
-    if seen.tunnel.is_some() || seen.service.is_some() {
+    if seen.tunnel.is_some() || seen.service.is_some() || seen.on_first_connection {
         return Err(
-            "--tunnel and --service go with --far-end-setup, --far-end-check, --far-end-repair or --far-end-remove"
+            "--tunnel, --service and --on-first-connection go with --far-end-setup, --far-end-check, --far-end-repair or --far-end-remove"
                 .into(),
         );
     }
@@ -929,12 +945,18 @@ fn far_end_options(
     config: Option<String>,
     tunnel: Option<String>,
     service: Option<String>,
+    on_first_connection: bool,
 ) -> Result<Invocation, String> {
     let config = config.ok_or("--far-end-* needs --config <config file> (the tunnel's config)")?;
     let tunnel = tunnel.ok_or("--far-end-* needs --tunnel <name> (a tunnel of the config)")?;
     use sluice_engine::FarEndAction as A;
     if service.is_some() && !matches!(action, A::Setup | A::Repair) {
         return Err("--service applies only to --far-end-setup and --far-end-repair".into());
+    }
+    if on_first_connection && !matches!(action, A::Setup | A::Repair) {
+        return Err(
+            "--on-first-connection applies only to --far-end-setup and --far-end-repair".into(),
+        );
     }
     sluice_engine::check_ssh_destination(&destination).map_err(|e| e.to_string())?;
     if let Some(service) = &service {
@@ -947,6 +969,7 @@ fn far_end_options(
         config: PathBuf::from(config),
         tunnel,
         service,
+        on_first_connection,
     }))
 }
 
@@ -1181,7 +1204,7 @@ mod tests {
             ),
             ("--far-end-check db --config c.ron --tunnel redis", A::Check),
             (
-                "--far-end-repair db --config c.ron --tunnel redis --service [127.0.0.1]:6380",
+                "--far-end-repair db --config c.ron --tunnel redis --service [127.0.0.1]:6380 --on-first-connection",
                 A::Repair,
             ),
             (
@@ -1195,6 +1218,7 @@ mod tests {
                     assert_eq!(f.config, PathBuf::from("c.ron"));
                     assert_eq!(f.tunnel, "redis");
                     assert_eq!(f.service.is_some(), matches!(action, A::Setup | A::Repair));
+                    assert_eq!(f.on_first_connection, action == A::Repair);
                 }
                 Err(e) => panic!("{line}: {e}"),
                 Ok(_) => panic!("{line}: not a far-end invocation"),
@@ -1212,6 +1236,14 @@ mod tests {
                 "only one",
             ),
             ("--tunnel t --config c", "go with --far-end"),
+            (
+                "--far-end-remove db --config c --tunnel t --on-first-connection",
+                "--on-first-connection applies only to --far-end-setup and --far-end-repair",
+            ),
+            (
+                "-d -s [127.0.0.1]:1 -t [127.0.0.1]:2 -k k --on-first-connection",
+                "go with --far-end",
+            ),
         ] {
             match parse(&args(line)) {
                 Err(e) => assert!(e.contains(expect), "{line}: {e}"),

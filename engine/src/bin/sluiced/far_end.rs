@@ -61,12 +61,18 @@ fn prepare(options: &FarEndOptions) -> Result<FarEndRequest, String> {
     } else {
         None
     };
-    // Where the far end forwards to (or listens): as given, else as the app recorded it
-    // at set-up, so a repair puts back the same far end.
+    // Where the far end forwards to (or listens), and whether it waits for its first
+    // connection: as given, else as the app recorded it at set-up, so a repair puts back
+    // the same far end.
     let far_address = options
         .service
         .clone()
         .or_else(|| tunnel.far_end.as_ref().map(|r| r.far_address.clone()));
+    let on_first_connection = options.on_first_connection
+        || tunnel
+            .far_end
+            .as_ref()
+            .is_some_and(|r| r.on_first_connection);
     let ssh = SshClient::from_env(&options.destination, FAR_END_CONNECT_TIMEOUT.as_secs())
         .map_err(|e| e.to_string())?;
     Ok(FarEndRequest {
@@ -76,5 +82,6 @@ fn prepare(options: &FarEndOptions) -> Result<FarEndRequest, String> {
         this_host: sluice_engine::host_name(),
         key,
         ssh,
+        on_first_connection,
     })
 }
