@@ -20,7 +20,7 @@ use sluice_engine::{
 use crate::connections::ConnectionLog;
 use crate::error::{AppError, KeyListError, KeychainUnavailable, ProbeNotTried};
 use crate::keys::{KeyIndex, KeyInfo, SecretText, Shared};
-use crate::peer::PeerForm;
+use crate::peer::{self, PeerForm};
 use crate::tray::{TrayHealth, TraySnapshot, TrayTunnel};
 use crate::tunnel_file::Incoming;
 use crate::tunnel_form::EditorState;
@@ -474,24 +474,16 @@ impl Model {
 
     /// What the tray icon shows: the tunnels with their phase and whether their far end is
     /// down, and at a glance whether one fails, has its far end down, or some run.
+    /// A pair (Connect to a peer) is one item with its two directions.
     pub fn tray_snapshot(&self) -> TraySnapshot {
-        let tunnels: Vec<TrayTunnel> = self
-            .files
-            .tunnels
+        let all = &self.files.tunnels;
+        let tunnels: Vec<TrayTunnel> = all
             .iter()
-            .map(|t| {
-                let phase = self.phase(&t.name);
-                let far_end_down = match self.far_end_health(&t.name) {
-                    FarEndHealth::Down { fault, .. } => Some(fault.cause().label().to_owned()),
-                    _ => None,
-                };
-                TrayTunnel {
-                    name: t.name.clone(),
-                    state: phase_label(&phase).to_owned(),
-                    running: phase.is_running(),
-                    failure: phase.is_failure(),
-                    far_end_down,
-                }
+            .filter_map(|t| match peer::partner(&t.name, all) {
+                // Shown with its forward half.
+                Some(_) if t.mode == Mode::ReverseOut => None,
+                Some(back) => Some(self.tray_pair(t, back)),
+                None => Some(self.tray_tunnel(t)),
             })
             .collect();
         let health = if tunnels.iter().any(|t| t.failure) {
@@ -504,6 +496,45 @@ impl Model {
             TrayHealth::Idle
         };
         TraySnapshot { health, tunnels }
+    }
+
+    fn tray_tunnel(&self, t: &TunnelSpec) -> TrayTunnel {
+        let phase = self.phase(&t.name);
+        let far_end_down = match self.far_end_health(&t.name) {
+            FarEndHealth::Down { fault, .. } => Some(fault.cause().label().to_owned()),
+            _ => None,
+        };
+        TrayTunnel {
+            name: t.name.clone(),
+            label: t.name.clone(),
+            state: phase_label(&phase).to_owned(),
+            running: phase.is_running(),
+            failure: phase.is_failure(),
+            far_end_down,
+        }
+    }
+
+    /// A pair's item: its state once if both directions share it, else each direction's.
+    fn tray_pair(&self, forward: &TunnelSpec, back: &TunnelSpec) -> TrayTunnel {
+        let (there, back) = (self.tray_tunnel(forward), self.tray_tunnel(back));
+        let state = if there.state == back.state {
+            there.state.clone()
+        } else {
+            format!("there {}, back {}", there.state, back.state)
+        };
+        let far_end_down = match (there.far_end_down, back.far_end_down) {
+            (Some(cause), _) => Some(cause),
+            (None, Some(cause)) => Some(format!("{cause} (the way back)")),
+            (None, None) => None,
+        };
+        TrayTunnel {
+            label: peer::pair_label(&there.name),
+            name: there.name,
+            state,
+            running: there.running || back.running,
+            failure: there.failure || back.failure,
+            far_end_down,
+        }
     }
 }
 

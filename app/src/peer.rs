@@ -32,6 +32,12 @@ pub fn reverse_name(prefix: &str) -> String {
     format!("{prefix}{REVERSE_SUFFIX}")
 }
 
+/// What the tray calls the pair whose forward tunnel is `forward`: "NAME ⇄ peer".
+pub fn pair_label(forward: &str) -> String {
+    let prefix = forward.strip_suffix(FORWARD_SUFFIX).unwrap_or(forward);
+    format!("{prefix} ⇄ peer")
+}
+
 /// The other tunnel of the pair `name` belongs to, if the list holds both with the modes
 /// a pair has; `None` for a tunnel that is not half of a pair.
 pub fn partner<'a>(name: &str, tunnels: &'a [TunnelSpec]) -> Option<&'a TunnelSpec> {

@@ -22,14 +22,18 @@ impl TrayHealth {
     }
 }
 
-/// One tunnel in the menu.
+/// One tunnel in the menu, or one pair (Connect to a peer) with its two directions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TrayTunnel {
+    /// The tunnel its Start and Stop name (for a pair: its forward half; the app starts
+    /// and stops both halves of a pair together).
     pub name: String,
+    /// What the menu and tooltip call it: the tunnel's name, or the pair's.
+    pub label: String,
     /// Its state in a word or two ("running", "stopped", "failed").
     pub state: String,
     pub running: bool,
-    /// It could not start, or its connections fail.
+    /// It could not start, or its connections fail (either direction of a pair).
     pub failure: bool,
     /// Its far end is down: why, in a few words ("nothing listening").
     pub far_end_down: Option<String>,
@@ -69,7 +73,7 @@ impl TraySnapshot {
             .flat_map(|t| {
                 let failed = t
                     .failure
-                    .then(|| format!("{}: {}", one_line(&t.name), t.state));
+                    .then(|| format!("{}: {}", one_line(&t.label), t.state));
                 failed.into_iter().chain(far_end_line(t))
             })
             .collect();
@@ -79,8 +83,8 @@ impl TraySnapshot {
     /// A menu item's label for a tunnel: its name and state, and its far end's being down.
     pub fn label(tunnel: &TrayTunnel) -> String {
         match &tunnel.far_end_down {
-            Some(cause) => format!("{} — {}, far end down: {cause}", tunnel.name, tunnel.state),
-            None => format!("{} — {}", tunnel.name, tunnel.state),
+            Some(cause) => format!("{} — {}, far end down: {cause}", tunnel.label, tunnel.state),
+            None => format!("{} — {}", tunnel.label, tunnel.state),
         }
     }
 }
@@ -90,7 +94,7 @@ fn far_end_line(tunnel: &TrayTunnel) -> Option<String> {
     tunnel
         .far_end_down
         .as_ref()
-        .map(|cause| format!("{}: far end down: {cause}", one_line(&tunnel.name)))
+        .map(|cause| format!("{}: far end down: {cause}", one_line(&tunnel.label)))
 }
 
 /// A name on one line: a control character (a newline, say) becomes a space, so a name
@@ -117,6 +121,7 @@ mod tests {
     fn tunnel(name: &str, running: bool, down: Option<&str>) -> TrayTunnel {
         TrayTunnel {
             name: name.into(),
+            label: name.into(),
             state: if running { "running" } else { "stopped" }.into(),
             running,
             failure: false,

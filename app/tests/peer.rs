@@ -22,6 +22,7 @@ use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use sluice::SluiceApp;
 use sluice::keys::{KeyIndex, KeyInfo};
+use sluice::tray::TraySnapshot;
 use sluice_engine::{
     Config, Desired, DesiredTunnel, Ending, Engine, KeyRef, Mode, PresharedKey, Restart,
     TunnelSettings, TunnelSpec, TunnelState,
@@ -285,8 +286,26 @@ fn connect_to_a_peer_makes_a_pair_each_side_reaches_at_its_canonical_address() {
     assert_eq!(who_answers(b_canonical), "B:hello");
     assert_eq!(who_answers(a_canonical), "A:hello");
 
+    // The tray has one item for the pair, whose Stop names the forward half (the app
+    // stops both halves of a pair together).
+    let tray = harness.state().model.tray_snapshot();
+    assert_eq!(tray.tunnels.len(), 1, "{tray:?}");
+    let pair = &tray.tunnels[0];
+    assert_eq!(TraySnapshot::label(pair), "lab ⇄ peer — running");
+    assert_eq!(pair.name, "lab ➡ peer");
+    assert!(pair.running && !pair.failure);
+    assert_eq!(tray.summary(), "Sluice: 1 running");
+
     click(&mut harness, "■ Stop");
     wait_until(&mut harness, "both directions to stop", |app| {
         !app.model.is_running("lab ➡ peer") && !app.model.is_running("lab ⬅ peer")
     });
+    let tray = harness.state().model.tray_snapshot();
+    assert_eq!(
+        tray.tunnels
+            .iter()
+            .map(TraySnapshot::label)
+            .collect::<Vec<_>>(),
+        ["lab ⇄ peer — stopped"]
+    );
 }

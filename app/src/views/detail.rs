@@ -652,17 +652,17 @@ fn over_ssh(
             });
         }
     });
-    // Only a far end that listens can wait for its first client; a set-up far end keeps
-    // what it was set up with (Remove, then Set up, changes it).
+    // Only a far end that listens can wait for its first client. A far end already set
+    // up changes at its next set-up or repair.
     if matches!(spec.mode, Mode::Encrypt | Mode::Decrypt) {
         let mut on = model.on_first_connection(state, spec);
         let toggle = ui
             .add_enabled(
-                !busy && spec.far_end.is_none(),
+                !busy,
                 egui::Checkbox::new(&mut on, "Start on first connection"),
             )
             .on_hover_text(
-                "systemd holds the far end's port and starts sluiced there when the first client connects (needs sluiced and systemd on the far end)",
+                "systemd holds the far end's port and starts sluiced there when the first client connects (needs sluiced and systemd on the far end); applies at the next Set up or Repair",
             );
         if toggle.changed() {
             out.push(FarEndCommand::SetOnFirstConnection(spec.name.clone(), on).into());
