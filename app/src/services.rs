@@ -143,6 +143,9 @@ pub struct SshSetup {
     pub command: Option<Vec<String>>,
     /// The ssh config whose host aliases are offered as destinations.
     pub config_file: Option<PathBuf>,
+    /// This machine's sluiced, which set-up copies to a far end that needs sluiced and has
+    /// none; `None`: the one installed beside this program, if any.
+    pub sluiced: Option<PathBuf>,
 }
 
 impl Services {
@@ -156,6 +159,7 @@ impl Services {
             ssh: SshSetup {
                 command: None,
                 config_file: platform::ssh_config_file(),
+                sluiced: None,
             },
             desktop,
         })

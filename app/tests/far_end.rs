@@ -15,7 +15,7 @@ mod support;
 use sluice_testkit::sshd;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use egui::accesskit::Role;
 use egui_kittest::Harness;
@@ -26,25 +26,6 @@ use sluice::services::SshSetup;
 use sluice_engine::{Config, FarEndRecord, KeyRef, Mode, TunnelSpec, TunnelState};
 use sshd::{ALIAS, Sshd, Trust};
 use support::*;
-
-/// Steps frames until the far-end action of tunnel `name` has finished (ssh steps take
-/// seconds).
-fn wait_for_far_end(harness: &mut Harness<'_, SluiceApp>, name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        harness.run_ok();
-        let run = harness.state().model.mirror.far_end_runs.get(name);
-        if run.is_some_and(|r| !r.running()) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the far-end action did not finish within 90 s: {run:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-        harness.step();
-    }
-}
 
 fn far_end_on_disk(config: &std::path::Path) -> Option<FarEndRecord> {
     let config = Config::load(config).unwrap();
@@ -69,6 +50,7 @@ fn far_end_tab(
     services.ssh = SshSetup {
         command: Some(sshd.ssh_words()),
         config_file: Some(sshd.ssh_config()),
+        sluiced: None,
     };
     let mut harness = app_harness(services);
     harness.run_ok();
@@ -121,7 +103,7 @@ fn the_far_end_tab_sets_up_checks_and_removes_the_far_end_over_ssh() {
     );
 
     click(&mut harness, "Set up");
-    wait_for_far_end(&mut harness, name);
+    wait_for_far_ends(&mut harness, &[name]);
     let run = harness.state().model.mirror.far_end_runs[name].clone();
     assert!(
         matches!(run.finished, Some(Ok(()))),
@@ -130,8 +112,8 @@ fn the_far_end_tab_sets_up_checks_and_removes_the_far_end_over_ssh() {
     );
     assert_eq!(
         run.steps.len(),
-        4,
-        "probe, send key, start, verify: {run:?}"
+        5,
+        "probe, send key, install sluiced (nothing: spiped is there), start, verify: {run:?}"
     );
     assert!(shows(&harness, "The far end is set up on farend."));
     wait_until(&mut harness, "the config to remember the far end", |_| {
@@ -171,7 +153,7 @@ fn the_far_end_tab_sets_up_checks_and_removes_the_far_end_over_ssh() {
     assert_eq!(round_trip(([127, 0, 0, 1], local).into(), &data), data);
 
     click(&mut harness, "Check");
-    wait_for_far_end(&mut harness, name);
+    wait_for_far_ends(&mut harness, &[name]);
     assert!(shows(&harness, "The far end on farend works."));
     assert!(!shows(&harness, "Repair"), "nothing to repair");
     wait_until(&mut harness, "the row to say the far end is ok", |app| {
@@ -202,7 +184,7 @@ fn the_far_end_tab_sets_up_checks_and_removes_the_far_end_over_ssh() {
 
     // Check finds it stopped and offers Repair; one click puts it back.
     click(&mut harness, "Check");
-    wait_for_far_end(&mut harness, name);
+    wait_for_far_ends(&mut harness, &[name]);
     let run = harness.state().model.mirror.far_end_runs[name].clone();
     assert!(
         run.finished
@@ -212,7 +194,7 @@ fn the_far_end_tab_sets_up_checks_and_removes_the_far_end_over_ssh() {
     );
     assert!(shows(&harness, "is stopped or changed"));
     click(&mut harness, "Repair");
-    wait_for_far_end(&mut harness, name);
+    wait_for_far_ends(&mut harness, &[name]);
     let run = harness.state().model.mirror.far_end_runs[name].clone();
     assert!(
         matches!(run.finished, Some(Ok(()))),
@@ -224,7 +206,14 @@ fn the_far_end_tab_sets_up_checks_and_removes_the_far_end_over_ssh() {
             .iter()
             .map(|s| s.step.to_string())
             .collect::<Vec<_>>(),
-        ["probe", "remove", "send key", "start", "verify"]
+        [
+            "probe",
+            "remove",
+            "send key",
+            "install sluiced",
+            "start",
+            "verify"
+        ]
     );
     assert!(shows(&harness, "The far end on farend is repaired"));
     assert!(!shows(&harness, "is stopped or changed"));
@@ -246,7 +235,7 @@ fn the_far_end_tab_sets_up_checks_and_removes_the_far_end_over_ssh() {
     assert_eq!(round_trip(([127, 0, 0, 1], local).into(), &data), data);
 
     click(&mut harness, "Remove");
-    wait_for_far_end(&mut harness, name);
+    wait_for_far_ends(&mut harness, &[name]);
     let run = harness.state().model.mirror.far_end_runs[name].clone();
     assert!(
         matches!(run.finished, Some(Ok(()))),
@@ -262,8 +251,8 @@ fn the_far_end_tab_sets_up_checks_and_removes_the_far_end_over_ssh() {
 }
 
 /// "Start on first connection" reaches the far end's set-up: on the test sshd's host
-/// (no systemd there) set-up refuses at the probe, says why in the tab, and the config
-/// records nothing; the box stays ticked to try elsewhere.
+/// (spiped only, and no sluiced here to copy) set-up refuses at the probe, says why in
+/// the tab, and the config records nothing; the box stays ticked to try elsewhere.
 #[test]
 fn start_on_first_connection_is_refused_where_the_far_end_has_no_systemd() {
     let name = "far-end-on-demand-ui";
@@ -291,13 +280,13 @@ fn start_on_first_connection_is_refused_where_the_far_end_has_no_systemd() {
     );
 
     click(&mut harness, "Set up");
-    wait_for_far_end(&mut harness, name);
+    wait_for_far_ends(&mut harness, &[name]);
     let run = harness.state().model.mirror.far_end_runs[name].clone();
     assert!(run.finished.as_ref().is_some_and(Result::is_err), "{run:?}");
     assert_eq!(run.steps.len(), 1, "stopped at the probe: {run:?}");
     assert!(shows(
         &harness,
-        "cannot wait for its first connection on farend: only sluiced takes its listening socket from systemd"
+        "only sluiced takes its listening socket from systemd (start on first connection), and sluiced is not installed on farend"
     ));
     assert!(!sshd::far_file(&slug, "manifest").exists());
     assert_eq!(far_end_on_disk(&config_path), None);

@@ -21,12 +21,15 @@ use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use sluice::SluiceApp;
+use sluice::command::FarEndCommand;
 use sluice::keys::{KeyIndex, KeyInfo};
+use sluice::services::SshSetup;
 use sluice::tray::TraySnapshot;
 use sluice_engine::{
-    Config, Desired, DesiredTunnel, Ending, Engine, KeyRef, Mode, PresharedKey, Restart,
-    TunnelSettings, TunnelSpec, TunnelState,
+    Config, Desired, DesiredTunnel, Ending, Engine, FarEndAction, KeyRef, Mode, PresharedKey,
+    Restart, TunnelSettings, TunnelSpec, TunnelState,
 };
+use sluice_testkit::sshd::{self, ALIAS, Sshd, Trust};
 use support::*;
 
 const KEY: [u8; 32] = [9u8; 32];
@@ -89,7 +92,10 @@ fn who_answers(port: u16) -> String {
     }
 }
 
-fn harness_with_key_file(dir: &std::path::Path) -> (Harness<'static, SluiceApp>, PathBuf) {
+fn harness_with_key_file(
+    dir: &std::path::Path,
+    ssh: SshSetup,
+) -> (Harness<'static, SluiceApp>, PathBuf) {
     let key_path = sluice_testkit::write_key(dir, "pair.key", &KEY);
     let index = KeyIndex {
         keys: vec![KeyInfo {
@@ -102,11 +108,9 @@ fn harness_with_key_file(dir: &std::path::Path) -> (Harness<'static, SluiceApp>,
         ..KeyIndex::new()
     };
     std::fs::write(dir.join("keys.ron"), index.to_ron()).unwrap();
-    let mut harness = app_harness(services(
-        dir,
-        mock_keychain(),
-        Arc::new(ScriptedDialogs::default()),
-    ));
+    let mut services = services(dir, mock_keychain(), Arc::new(ScriptedDialogs::default()));
+    services.ssh = ssh;
+    let mut harness = app_harness(services);
     harness.run_ok();
     (harness, key_path)
 }
@@ -161,7 +165,7 @@ fn remote_far_ends(remote_port: u16, b_bind: u16, a_canonical: u16) -> Engine {
 #[test]
 fn connect_to_a_peer_makes_a_pair_each_side_reaches_at_its_canonical_address() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut harness, key_path) = harness_with_key_file(dir.path());
+    let (mut harness, key_path) = harness_with_key_file(dir.path(), SshSetup::default());
     let first = free_ports(4);
     let remote = free_ports(2);
 
@@ -308,4 +312,109 @@ fn connect_to_a_peer_makes_a_pair_each_side_reaches_at_its_canonical_address() {
             .collect::<Vec<_>>(),
         ["lab ⇄ peer — stopped"]
     );
+}
+
+/// The pair with a real remote host: "Set up both far ends" runs the far-end set-up of
+/// both tunnels over ssh (the test sshd on loopback, whose PATH has spiped but no
+/// sluiced): A ➡ B's far end is stock spiped, B ➡ A's a copy of this machine's sluiced,
+/// which set-up installs and checks. Then each system reaches the other through them.
+#[test]
+fn connect_to_a_peer_sets_up_both_far_ends_over_ssh() {
+    let Some(sluiced) = built_sluiced() else {
+        return;
+    };
+    let names = ["ssh pair ➡ peer", "ssh pair ⬅ peer"];
+    let slugs = names.map(sluice_engine::far_end_slug);
+    for slug in &slugs {
+        sshd::clear_leftovers(slug);
+    }
+    let sshd = Sshd::start("/usr/bin:/bin", Trust::ServerKey);
+    let dir = tempfile::tempdir().unwrap();
+    let ssh = SshSetup {
+        command: Some(sshd.ssh_words()),
+        config_file: Some(sshd.ssh_config()),
+        sluiced: Some(sluiced),
+    };
+    let (mut harness, _) = harness_with_key_file(dir.path(), ssh);
+    let first = free_ports(4);
+    let remote = free_ports(2);
+    click(&mut harness, "Menu");
+    click(&mut harness, "Connect to a peer…");
+    set_text(&mut harness, "Pair name", "ssh pair");
+    set_text(&mut harness, "Remote host", "127.0.0.1");
+    set_text(&mut harness, "SSH destination", ALIAS);
+    set_number(&mut harness, "First local port", first);
+    set_number(&mut harness, "Remote port", remote);
+    click(&mut harness, "Create the pair");
+
+    // Both systems run (the far end's check of A ➡ B reaches B through stock spiped,
+    // which connects to its target before the handshake).
+    let (a_bind, b_bind, b_canonical, a_canonical) = (first, first + 1, first + 2, first + 3);
+    answering_service(a_bind, "A:");
+    answering_service(b_bind, "B:");
+    click_in_view(&mut harness, Role::Button, "Set up both far ends");
+    wait_for_far_ends(&mut harness, &names);
+    let runs = names.map(|name| harness.state().model.mirror.far_end_runs[name].clone());
+    for run in &runs {
+        assert!(
+            matches!(run.finished, Some(Ok(()))),
+            "{run:?}\nsshd log:\n{}",
+            sshd.log()
+        );
+    }
+    let said = |run: &sluice::model::FarEndRun| {
+        run.steps
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(
+        said(&runs[0]).contains("install sluiced: ok: nothing to install: spiped is there"),
+        "{}",
+        said(&runs[0])
+    );
+    assert!(
+        said(&runs[1]).contains("install sluiced: ok: copied this machine's sluiced "),
+        "{}",
+        said(&runs[1])
+    );
+    assert!(shows(&harness, "Both far ends run on farend and answered"));
+    let copy = sshd::far_file(&slugs[1], "sluiced");
+    assert!(
+        copy.exists(),
+        "the copy is in the far end's Sluice directory"
+    );
+
+    // The two systems talk through the far ends set-up started.
+    click(&mut harness, "Close");
+    harness
+        .state_mut()
+        .execute(sluice::command::TunnelCommand::Start(names[0].into()).into());
+    wait_until(&mut harness, "both directions to run", |app| {
+        names.iter().all(|name| app.model.is_running(name))
+            && app
+                .model
+                .status(names[1])
+                .is_some_and(|s| s.counters.reverse_ready > 0)
+    });
+    assert_eq!(who_answers(b_canonical), "B:hello");
+    assert_eq!(who_answers(a_canonical), "A:hello");
+    harness
+        .state_mut()
+        .execute(sluice::command::TunnelCommand::Stop(names[0].into()).into());
+
+    // Remove takes away the copy with everything else set-up made.
+    for name in names {
+        harness
+            .state_mut()
+            .execute(FarEndCommand::Run(name.into(), FarEndAction::Remove).into());
+        wait_for_far_ends(&mut harness, &[name]);
+        let run = harness.state().model.mirror.far_end_runs[name].clone();
+        assert!(matches!(run.finished, Some(Ok(()))), "{run:?}");
+    }
+    assert!(!copy.exists(), "remove deleted the copy");
+    for slug in &slugs {
+        assert!(!sshd::far_file(slug, "manifest").exists());
+    }
 }

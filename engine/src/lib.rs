@@ -50,9 +50,9 @@ pub use engine::{
 pub use events::{Event, EventKind, RepeatedProblem};
 pub use far_end::{
     FAR_END_CONNECT_TIMEOUT, FarEndAction, FarEndCommands, FarEndError, FarEndKey, FarEndPlan,
-    FarEndRequest, FarEndStep, FarEndStepOutcome, FarEndStepReport, SSH_COMMAND_VAR, SshClient,
-    SshError, SshStage, default_far_address, far_address_label, far_end_commands, far_end_slug,
-    run_far_end, ssh_host_aliases,
+    FarEndRequest, FarEndStep, FarEndStepOutcome, FarEndStepReport, LocalSluiced, SSH_COMMAND_VAR,
+    SshClient, SshError, SshStage, default_far_address, far_address_label, far_end_commands,
+    far_end_slug, run_far_end, ssh_host_aliases,
 };
 pub use fault::{
     ConnectionFault, HandshakeFailure, HandshakeFault, IoFault, ListenError, ProxyFault, PumpFault,

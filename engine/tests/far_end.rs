@@ -174,19 +174,27 @@ fn set_up_use_and_remove(name: &str, path_dirs: &str, program: &str, program_pat
         sshd.log()
     );
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 4, "one line per step:\n{stdout}");
-    for (line, step) in lines.iter().zip(["probe", "send key", "start", "verify"]) {
+    assert_eq!(lines.len(), 5, "one line per step:\n{stdout}");
+    let steps = ["probe", "send key", "install sluiced", "start", "verify"];
+    for (line, step) in lines.iter().zip(steps) {
         assert!(line.starts_with(&format!("{step}: ok: ")), "{line}");
     }
     assert!(
         lines[2].starts_with(&format!(
-            "start: ok: {program} -d -s [127.0.0.1]:{far_port} -t {service} as a daemon"
+            "install sluiced: ok: nothing to install: {program} is there"
         )),
         "{}",
         lines[2]
     );
-    assert!(lines[2].contains("no systemd"), "{}", lines[2]);
-    assert!(lines[3].contains("OK: handshake completed"), "{}", lines[3]);
+    assert!(
+        lines[3].starts_with(&format!(
+            "start: ok: {program} -d -s [127.0.0.1]:{far_port} -t {service} as a daemon"
+        )),
+        "{}",
+        lines[3]
+    );
+    assert!(lines[3].contains("no systemd"), "{}", lines[3]);
+    assert!(lines[4].contains("OK: handshake completed"), "{}", lines[4]);
     assert!(scans > 0, "the argv scanner never completed a scan");
     assert!(hits.is_empty(), "the key was on a command line: {hits:?}");
 
@@ -315,8 +323,8 @@ fn set_up_with_sluiced_on_the_far_end() {
 }
 
 /// `--on-first-connection` on a far end without systemd (the test sshd's host, run from a
-/// container), with sluiced on its PATH and then without: set-up stops at the probe,
-/// saying which is missing, and writes nothing there.
+/// container), with sluiced on its PATH and without (then set-up would copy itself
+/// there): set-up stops at the probe, saying so, and writes nothing there.
 #[test]
 fn a_far_end_that_cannot_start_on_its_first_connection_is_refused_before_anything_is_written() {
     let name = "farend-on-demand";
@@ -330,7 +338,7 @@ fn a_far_end_that_cannot_start_on_its_first_connection_is_refused_before_anythin
         ),
         (
             "/usr/bin:/bin",
-            "only sluiced takes its listening socket from systemd, and only spiped is installed there",
+            "set-up cannot use systemd there (no systemd on the far end, so a daemon with a pid file",
         ),
     ] {
         let sshd = Sshd::start(path, Trust::ServerKey);
@@ -366,6 +374,7 @@ fn setup_with(sshd: &Sshd, name: &str) -> (Result<(), FarEndError>, Vec<String>)
         key: Some(FarEndKey::load(&local.spec.key, None).unwrap()),
         ssh: client(sshd),
         on_first_connection: false,
+        local_sluiced: None,
     };
     let mut lines = Vec::new();
     let result = run_far_end(&request, &mut |r| lines.push(r.to_string()));
@@ -500,6 +509,7 @@ wait
         this_host: "localhost".into(),
         ssh,
         on_first_connection: false,
+        local_sluiced: None,
     };
 
     let started = Instant::now();

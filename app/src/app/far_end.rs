@@ -5,7 +5,7 @@
 
 use sluice_engine::{
     FAR_END_CONNECT_TIMEOUT, FarEndAction, FarEndError, FarEndKey, FarEndRecord, FarEndRequest,
-    SshClient,
+    LocalSluiced, SshClient,
 };
 
 use super::SluiceApp;
@@ -95,6 +95,7 @@ impl SluiceApp {
         );
         let keychain = self.keychain().cloned();
         let ssh_command = self.services.ssh.command.clone();
+        let sluiced = self.services.ssh.sluiced.clone();
         let this_host = self.model.environment.host_name.clone();
         let mailbox = self.mailbox();
         let name = name.to_owned();
@@ -120,6 +121,13 @@ impl SluiceApp {
                     key,
                     ssh,
                     on_first_connection,
+                    // Only set-up copies sluiced, and only to a far end without one.
+                    local_sluiced: matches!(action, FarEndAction::Setup | FarEndAction::Repair)
+                        .then(|| match sluiced {
+                            Some(path) => LocalSluiced::at(&path).ok(),
+                            None => LocalSluiced::beside_this_program(),
+                        })
+                        .flatten(),
                 })
             })();
             let result = prepared.and_then(|request: FarEndRequest| {

@@ -716,6 +716,36 @@ fn over_ssh(
     let Some(run) = run else {
         return;
     };
+    far_end_progress(ui, run);
+    // Check (or a repair that did not take) found what set-up made stopped or changed:
+    // one click puts it back.
+    if let Some(Err(why)) = &run.finished
+        && matches!(run.action, FarEndAction::Check | FarEndAction::Repair)
+        && why.repairable()
+    {
+        ui.add_space(4.0);
+        ui.horizontal_wrapped(|ui| {
+            let hint = "Stop and delete exactly what Set up made on the far end (as listed in its manifest there), then set it up again with this tunnel's key, and check it";
+            if ui
+                .add_enabled(!busy, egui::Button::new("Repair"))
+                .on_hover_text(hint)
+                .clicked()
+            {
+                out.push(FarEndCommand::Run(spec.name.clone(), FarEndAction::Repair).into());
+            }
+            ui.label(
+                RichText::new(format!(
+                    "The far end on {} is stopped or changed: Repair puts back what Set up made there, and touches nothing else.",
+                    run.destination
+                ))
+                .color(theme::WARN),
+            );
+        });
+    }
+}
+
+/// The steps of a far-end action as they went, and its outcome in a sentence.
+pub(crate) fn far_end_progress(ui: &mut egui::Ui, run: &FarEndRun) {
     for report in &run.steps {
         let (mark, color, text) = match &report.outcome {
             FarEndStepOutcome::Running => ("…", theme::MUTED, "running".to_owned()),
@@ -751,30 +781,5 @@ fn over_ssh(
             FarEndAction::Remove => format!("The far end on {} is removed.", run.destination),
         };
         ui.label(RichText::new(done).color(theme::OK));
-    }
-    // Check (or a repair that did not take) found what set-up made stopped or changed:
-    // one click puts it back.
-    if let Some(Err(why)) = &run.finished
-        && matches!(run.action, FarEndAction::Check | FarEndAction::Repair)
-        && why.repairable()
-    {
-        ui.add_space(4.0);
-        ui.horizontal_wrapped(|ui| {
-            let hint = "Stop and delete exactly what Set up made on the far end (as listed in its manifest there), then set it up again with this tunnel's key, and check it";
-            if ui
-                .add_enabled(!busy, egui::Button::new("Repair"))
-                .on_hover_text(hint)
-                .clicked()
-            {
-                out.push(FarEndCommand::Run(spec.name.clone(), FarEndAction::Repair).into());
-            }
-            ui.label(
-                RichText::new(format!(
-                    "The far end on {} is stopped or changed: Repair puts back what Set up made there, and touches nothing else.",
-                    run.destination
-                ))
-                .color(theme::WARN),
-            );
-        });
     }
 }

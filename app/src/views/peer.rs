@@ -4,9 +4,12 @@
 
 use egui::RichText;
 
-use crate::command::{TunnelCommand, UiCommand, ViewCommand};
-use crate::model::Model;
-use crate::peer::{PeerField, PeerForm};
+use sluice_engine::FarEndAction;
+
+use crate::command::{FarEndCommand, TunnelCommand, UiCommand, ViewCommand};
+use crate::model::{FarEndRun, Model};
+use crate::peer::{PeerField, PeerForm, PeerPlan, forward_name, reverse_name};
+use crate::views::detail::far_end_progress;
 use crate::views::widgets::{field_error, labelled_row};
 
 pub fn show(ctx: &egui::Context, form: &mut PeerForm, model: &Model, out: &mut Vec<UiCommand>) {
@@ -67,6 +70,10 @@ pub fn show(ctx: &egui::Context, form: &mut PeerForm, model: &Model, out: &mut V
                             .desired_rows(12),
                     )
                     .labelled_by(heading.inner);
+                    if form.created {
+                        ui.add_space(6.0);
+                        far_ends(ui, &plan, model, out);
+                    }
                 });
             ui.separator();
             ui.horizontal(|ui| {
@@ -75,7 +82,7 @@ pub fn show(ctx: &egui::Context, form: &mut PeerForm, model: &Model, out: &mut V
                         out.push(TunnelCommand::ClosePeer.into());
                     }
                     ui.label(
-                        "Added. Set up the far ends in each tunnel's Far end tab, or with the commands above.",
+                        "Added. Set up the far ends here, in each tunnel's Far end tab, or with the commands above.",
                     );
                 } else {
                     if ui
@@ -93,6 +100,50 @@ pub fn show(ctx: &egui::Context, form: &mut PeerForm, model: &Model, out: &mut V
                 }
             });
         });
+}
+
+/// Both far ends set up over ssh in one click, each tunnel's steps as they go.
+fn far_ends(ui: &mut egui::Ui, plan: &PeerPlan, model: &Model, out: &mut Vec<UiCommand>) {
+    let names = [forward_name(&plan.prefix), reverse_name(&plan.prefix)];
+    let runs = names
+        .each_ref()
+        .map(|name| model.mirror.far_end_runs.get(name));
+    let busy = runs.iter().flatten().any(|run| run.running());
+    ui.label(RichText::new(format!("The far ends on {}", plan.ssh)).strong());
+    ui.horizontal_wrapped(|ui| {
+        let hint = "Over ssh: send the key, start spiped or sluiced for A ➡ B and sluiced for B ➡ A (copied from this machine if the host has none), and check both";
+        if ui
+            .add_enabled(!busy, egui::Button::new("Set up both far ends"))
+            .on_hover_text(hint)
+            .clicked()
+        {
+            for name in &names {
+                out.push(FarEndCommand::Run(name.clone(), FarEndAction::Setup).into());
+            }
+        }
+        if busy {
+            ui.spinner();
+        }
+    });
+    for (name, run) in names.iter().zip(runs) {
+        if let Some(run) = run {
+            ui.label(RichText::new(name).strong());
+            far_end_progress(ui, run);
+        }
+    }
+    if runs_succeeded(&runs) {
+        ui.label(format!(
+            "Both far ends run on {} and answered: start the pair here, then each system with its settings above.",
+            plan.ssh
+        ));
+    }
+}
+
+/// Whether both far ends' set-ups finished well.
+fn runs_succeeded(runs: &[Option<&FarEndRun>; 2]) -> bool {
+    runs.iter().all(|run| {
+        run.is_some_and(|r| r.action == FarEndAction::Setup && matches!(r.finished, Some(Ok(()))))
+    })
 }
 
 fn fields(

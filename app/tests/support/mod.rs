@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -161,4 +161,41 @@ pub fn free_port() -> u16 {
 /// Sends `data` through `addr`, half-closes, and returns everything that came back.
 pub fn round_trip(addr: SocketAddr, data: &[u8]) -> Vec<u8> {
     exchange_with(&Addr::Tcp(addr), data, Duration::from_secs(20)).bytes
+}
+
+/// The sluiced `cargo test` built beside these tests (target/debug/sluiced), which far-end
+/// set-up copies to a far end that has none; `None` (the test skips, loudly) where it was
+/// not built, and under CI it must be.
+pub fn built_sluiced() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let path = exe.parent()?.parent()?.join("sluiced");
+    sluice_testkit::require(
+        path.exists(),
+        "sluiced, built beside the tests",
+        "cargo build -p sluice-engine --bin sluiced (scripts/test builds it)",
+    )
+    .then_some(path)
+}
+
+/// Steps frames until the far-end actions of the tunnels `names` have finished (ssh steps
+/// take seconds, copying sluiced more), or fails the test after 90 s.
+pub fn wait_for_far_ends(harness: &mut Harness<'_, SluiceApp>, names: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        harness.run_ok();
+        let runs = &harness.state().model.mirror.far_end_runs;
+        if names
+            .iter()
+            .all(|name| runs.get(*name).is_some_and(|r| !r.running()))
+        {
+            return;
+        }
+        let unfinished: Vec<_> = names.iter().map(|name| runs.get(*name)).collect();
+        assert!(
+            Instant::now() < deadline,
+            "the far-end actions did not finish within 90 s: {unfinished:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        harness.step();
+    }
 }

@@ -120,13 +120,24 @@ impl fmt::Display for SshStage {
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum FarHostError {
     #[error(
-        "neither sluiced nor spiped is installed on {destination} (or not on the PATH of non-interactive ssh commands): install spiped there (`sudo apt install spiped` on Debian and Ubuntu), or the Sluice .deb for sluiced, then try again"
+        "neither sluiced nor spiped is installed on {destination} (or not on the PATH of non-interactive ssh commands), {no_copy}: install spiped there (`sudo apt install spiped` on Debian and Ubuntu), or the Sluice .deb for sluiced, then try again"
     )]
-    NoProgram { destination: String },
+    NoProgram {
+        destination: String,
+        no_copy: String,
+    },
     #[error(
-        "this tunnel uses Sluice's X25519 handshake, which stock spiped cannot speak, and sluiced is not installed on {destination}: install the Sluice .deb there (`sudo apt install ./sluice_VERSION_amd64.deb`), or switch the tunnel to the classic handshake"
+        "{why}, and sluiced is not installed on {destination} (or not on the PATH of non-interactive ssh commands), {no_copy}: install the Sluice .deb there (`sudo apt install ./sluice_VERSION_amd64.deb`), then try again"
     )]
-    NeedsSluiced { destination: String },
+    NeedsSluiced {
+        destination: String,
+        why: &'static str,
+        no_copy: String,
+    },
+    #[error(
+        "this machine's sluiced was copied to {destination} but does not work there ({detail}): install the Sluice .deb there (`sudo apt install ./sluice_VERSION_amd64.deb`), then repair or set up again"
+    )]
+    CopyDoesNotRun { destination: String, detail: String },
     #[error(
         "tunnel {tunnel:?} cannot wait for its first connection on {destination}: {reason}; set it up to run all the time instead (untick \"Start on first connection\", or leave out --on-first-connection)"
     )]

@@ -3,8 +3,11 @@
 //! functions of the probe's answers, so every branch is tested without a server.
 
 use super::error::FarHostError;
+use super::install::{LocalSluiced, this_platform};
+use super::layout::Layout;
 use super::plan::FarEndPlan;
 use super::ssh::RemoteOutput;
+use crate::protocol::KeyAgreement;
 
 /// An installed program and the first line of its `-v`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +31,9 @@ pub struct HostFacts {
     pub user: String,
     pub home: String,
     pub os: String,
+    /// `uname -s` and `uname -m`: whether this machine's sluiced runs there.
+    pub kernel: String,
+    pub machine: String,
     pub sluiced: Option<Installed>,
     pub spiped: Option<Installed>,
     pub privilege: Privilege,
@@ -69,6 +75,8 @@ impl HostFacts {
             user: output.value("user")?.to_owned(),
             home: output.value("home")?.to_owned(),
             os: output.value("os").unwrap_or("unknown OS").to_owned(),
+            kernel: output.value("kernel").unwrap_or_default().to_owned(),
+            machine: output.value("machine").unwrap_or_default().to_owned(),
             sluiced: installed("sluiced"),
             spiped: installed("spiped"),
             privilege,
@@ -155,6 +163,49 @@ pub fn own_unit(slug: &str) -> String {
     format!("sluice-far-end-{slug}.service")
 }
 
+/// Why set-up cannot run this far end: it needs sluiced (or has neither program), and this
+/// machine's sluiced cannot be copied there.
+fn no_program(
+    facts: &HostFacts,
+    plan: &FarEndPlan,
+    destination: &str,
+    local: Option<&LocalSluiced>,
+    spiped: &Option<Installed>,
+) -> FarHostError {
+    let no_copy = match local {
+        None => "and there is no sluiced beside this program to copy there".to_owned(),
+        Some(_) => format!(
+            "and this machine's sluiced is built for {}, not for the far end's {} {}",
+            this_platform(),
+            if facts.kernel.is_empty() {
+                "unknown system"
+            } else {
+                &facts.kernel
+            },
+            facts.machine
+        ),
+    };
+    let destination = destination.to_owned();
+    if spiped.is_none() {
+        return FarHostError::NoProgram {
+            destination,
+            no_copy,
+        };
+    }
+    let why = if plan.key_agreement == KeyAgreement::X25519 {
+        "this tunnel uses Sluice's X25519 handshake, which stock spiped cannot speak (or switch the tunnel to the classic handshake)"
+    } else if plan.far_mode.is_reverse() {
+        "the far end of a reverse tunnel is sluiced's (stock spiped has no reverse mode)"
+    } else {
+        "only sluiced takes its listening socket from systemd (start on first connection)"
+    };
+    FarHostError::NeedsSluiced {
+        destination,
+        why,
+        no_copy,
+    }
+}
+
 /// The socket unit that holds the port of a far end started on its first connection:
 /// `sluice-far-end-SLUG.socket`, system or `--user` like its service.
 pub fn own_socket_unit(slug: &str) -> String {
@@ -167,6 +218,9 @@ pub struct Choice {
     pub program: Program,
     pub program_path: String,
     pub persistence: Persistence,
+    /// This machine's sluiced, to copy to `program_path` before the start: the far end
+    /// needs sluiced and has none.
+    pub install: Option<LocalSluiced>,
     /// Whether root commands go through `sudo -n`.
     pub sudo: bool,
     /// Started on the first connection: the `ListenStream=` of the socket unit that holds
@@ -176,31 +230,44 @@ pub struct Choice {
     pub why: String,
 }
 
-/// Picks the program (sluiced if present, else spiped) and the most persistent way to
-/// run it that the far end allows.
+impl Choice {
+    /// Where this far end's files go: for a system unit the key is root's, in /etc.
+    pub fn layout(&self, facts: &HostFacts, plan: &FarEndPlan) -> Layout {
+        let system = matches!(
+            self.persistence,
+            Persistence::SluicedTemplate { .. } | Persistence::SystemUnit { .. }
+        );
+        Layout::of(&facts.home, &plan.slug, system)
+    }
+}
+
+/// Picks the program (sluiced if present, else spiped where it can serve, else a copy of
+/// `local`, this machine's sluiced, where it runs) and the most persistent way to run it
+/// that the far end allows.
 pub fn choose(
     facts: &HostFacts,
     plan: &FarEndPlan,
     destination: &str,
+    local: Option<&LocalSluiced>,
 ) -> Result<Choice, FarHostError> {
-    let (program, installed) = match (&facts.sluiced, &facts.spiped) {
-        (Some(s), _) => (Program::Sluiced, s),
-        (None, Some(_)) if !plan.spiped_can_serve() => {
-            return Err(FarHostError::NeedsSluiced {
-                destination: destination.to_owned(),
-            });
-        }
-        (None, Some(s)) => (Program::Spiped, s),
-        (None, None) => {
-            return Err(FarHostError::NoProgram {
-                destination: destination.to_owned(),
-            });
-        }
+    let needs_sluiced = !plan.spiped_can_serve() || plan.on_first_connection;
+    let (program, program_path, install) = match (&facts.sluiced, &facts.spiped) {
+        (Some(s), _) => (Program::Sluiced, s.path.clone(), None),
+        (None, Some(s)) if !needs_sluiced => (Program::Spiped, s.path.clone(), None),
+        (None, spiped) => match local.filter(|l| l.runs_on(&facts.kernel, &facts.machine)) {
+            Some(local) => {
+                let copy = Layout::of(&facts.home, &plan.slug, false).sluiced_copy;
+                (Program::Sluiced, copy, Some(local.clone()))
+            }
+            None => return Err(no_program(facts, plan, destination, local, spiped)),
+        },
     };
     // Root is used only for a system unit: everything else stays in the user's home. A
     // system unit never runs the far end as root: the .deb's runs it as the user sluiced,
     // Sluice's own as a user systemd makes for it, which needs a recent enough systemd.
-    let privileged = facts.systemd_system && facts.privilege != Privilege::User;
+    // A copy of sluiced lives in the user's home, which a system unit's sandbox hides.
+    let could_be_privileged = facts.systemd_system && facts.privilege != Privilege::User;
+    let privileged = could_be_privileged && install.is_none();
     // Started on the first connection: Sluice's own units, a socket unit beside each
     // (the .deb's template is for config files the administrator writes).
     let template = privileged
@@ -246,6 +313,11 @@ pub fn choose(
         let unit = own_unit(&plan.slug);
         let lead = if privileged {
             old_systemd()
+        } else if could_be_privileged {
+            format!(
+                "the copy of sluiced is in {}'s home, which a system unit's sandbox hides, so",
+                facts.user
+            )
         } else if facts.systemd_system {
             format!("{} has neither root nor password-less sudo, so", facts.user)
         } else {
@@ -276,6 +348,11 @@ pub fn choose(
                 "{} and there is no systemd --user manager, so",
                 old_systemd().trim_end_matches(", so")
             )
+        } else if could_be_privileged {
+            format!(
+                "the copy of sluiced is in {}'s home, which a system unit's sandbox hides, and there is no systemd --user manager, so",
+                facts.user
+            )
         } else if facts.systemd_system {
             format!(
                 "{} has neither root nor password-less sudo and no systemd --user manager, so",
@@ -293,6 +370,12 @@ pub fn choose(
         )
     };
     let mut why = why;
+    if let Some(local) = &install {
+        why = format!(
+            "{why}; sluiced is not installed there, so set-up copies this machine's ({}) to {program_path}",
+            local.version
+        );
+    }
     let mut listen_stream = None;
     if plan.on_first_connection {
         let refuse = |reason: String| {
@@ -306,11 +389,6 @@ pub fn choose(
             Ok(listen) => listen,
             Err(reason) => return refuse(reason),
         };
-        if program != Program::Sluiced {
-            return refuse(
-                "only sluiced takes its listening socket from systemd, and only spiped is installed there: install the Sluice .deb there".into(),
-            );
-        }
         if persistence == Persistence::Daemon {
             return refuse(format!(
                 "systemd must hold the port until then, and set-up cannot use systemd there ({why})"
@@ -324,7 +402,8 @@ pub fn choose(
     }
     Ok(Choice {
         program,
-        program_path: installed.path.clone(),
+        program_path,
+        install,
         persistence,
         sudo,
         listen_stream,
@@ -343,6 +422,8 @@ mod tests {
             user: "deploy".into(),
             home: "/home/deploy".into(),
             os: "Debian GNU/Linux 12 (bookworm)".into(),
+            kernel: "Linux".into(),
+            machine: std::env::consts::ARCH.into(),
             sluiced: None,
             spiped: Some(Installed {
                 path: "/usr/bin/spiped".into(),
@@ -404,7 +485,7 @@ mod tests {
 
     #[test]
     fn no_systemd_means_a_daemon_with_spiped() {
-        let c = choose(&facts(), &plan(KeyAgreement::Classic), "db").unwrap();
+        let c = choose(&facts(), &plan(KeyAgreement::Classic), "db", None).unwrap();
         assert_eq!(c.program, Program::Spiped);
         assert_eq!(c.persistence, Persistence::Daemon);
         assert!(!c.sudo);
@@ -415,7 +496,7 @@ mod tests {
     fn sluiced_is_preferred() {
         let mut f = facts();
         f.sluiced = sluiced();
-        let c = choose(&f, &plan(KeyAgreement::Classic), "db").unwrap();
+        let c = choose(&f, &plan(KeyAgreement::Classic), "db", None).unwrap();
         assert_eq!(c.program, Program::Sluiced);
         assert_eq!(c.program_path, "/usr/bin/sluiced");
     }
@@ -427,7 +508,7 @@ mod tests {
         f.privilege = Privilege::Root;
         f.systemd_system = true;
         f.sluiced_template = Some("/lib/systemd/system/sluiced@.service".into());
-        let c = choose(&f, &plan(KeyAgreement::Classic), "db").unwrap();
+        let c = choose(&f, &plan(KeyAgreement::Classic), "db", None).unwrap();
         assert_eq!(
             c.persistence,
             Persistence::SluicedTemplate {
@@ -445,7 +526,7 @@ mod tests {
         f.systemd_system = true;
         f.systemd_user = true;
         f.sluiced_template = Some("/lib/systemd/system/sluiced@.service".into());
-        let c = choose(&f, &plan(KeyAgreement::Classic), "db").unwrap();
+        let c = choose(&f, &plan(KeyAgreement::Classic), "db", None).unwrap();
         assert_eq!(
             c.persistence,
             Persistence::SystemUnit {
@@ -462,7 +543,7 @@ mod tests {
         f.privilege = Privilege::Root;
         f.systemd_system = true;
         f.systemd_user = true;
-        let c = choose(&f, &plan(KeyAgreement::Classic), "db").unwrap();
+        let c = choose(&f, &plan(KeyAgreement::Classic), "db", None).unwrap();
         assert!(matches!(c.persistence, Persistence::SystemUnit { .. }));
         assert!(c.why.contains("DynamicUser="), "{}", c.why);
         // Too old for LoadCredential= and %d: never a system unit as root instead.
@@ -471,7 +552,7 @@ mod tests {
             (None, "could not be read"),
         ] {
             f.systemd_version = version;
-            let c = choose(&f, &plan(KeyAgreement::Classic), "db").unwrap();
+            let c = choose(&f, &plan(KeyAgreement::Classic), "db", None).unwrap();
             assert!(
                 matches!(c.persistence, Persistence::UserUnit { .. }),
                 "{:?}",
@@ -482,13 +563,13 @@ mod tests {
             assert!(c.why.contains("running as deploy"), "{}", c.why);
         }
         f.systemd_user = false;
-        let c = choose(&f, &plan(KeyAgreement::Classic), "db").unwrap();
+        let c = choose(&f, &plan(KeyAgreement::Classic), "db", None).unwrap();
         assert_eq!(c.persistence, Persistence::Daemon);
         assert!(c.why.contains("no systemd --user manager"), "{}", c.why);
         // The .deb's unit runs as its own user whatever the version.
         f.sluiced = sluiced();
         f.sluiced_template = Some("/lib/systemd/system/sluiced@.service".into());
-        let c = choose(&f, &plan(KeyAgreement::Classic), "db").unwrap();
+        let c = choose(&f, &plan(KeyAgreement::Classic), "db", None).unwrap();
         assert!(matches!(c.persistence, Persistence::SluicedTemplate { .. }));
         assert!(c.why.contains("as the user sluiced"), "{}", c.why);
     }
@@ -498,7 +579,7 @@ mod tests {
         let mut f = facts();
         f.systemd_system = true;
         f.systemd_user = true;
-        let c = choose(&f, &plan(KeyAgreement::Classic), "db").unwrap();
+        let c = choose(&f, &plan(KeyAgreement::Classic), "db", None).unwrap();
         assert_eq!(
             c.persistence,
             Persistence::UserUnit {
@@ -509,7 +590,7 @@ mod tests {
         assert!(c.why.contains("loginctl enable-linger deploy"), "{}", c.why);
         assert!(!c.sudo);
         f.linger = true;
-        let c = choose(&f, &plan(KeyAgreement::Classic), "db").unwrap();
+        let c = choose(&f, &plan(KeyAgreement::Classic), "db", None).unwrap();
         assert!(c.why.contains("lingering is on"), "{}", c.why);
     }
 
@@ -517,7 +598,7 @@ mod tests {
     fn systemd_without_privilege_or_user_manager_is_a_daemon() {
         let mut f = facts();
         f.systemd_system = true;
-        let c = choose(&f, &plan(KeyAgreement::Classic), "db").unwrap();
+        let c = choose(&f, &plan(KeyAgreement::Classic), "db", None).unwrap();
         assert_eq!(c.persistence, Persistence::Daemon);
         assert!(
             c.why.contains("neither root nor password-less sudo"),
@@ -541,7 +622,7 @@ mod tests {
             plan
         };
         let refused = |f: &HostFacts, plan: &FarEndPlan, words: &str| {
-            let e = choose(f, plan, "db").unwrap_err();
+            let e = choose(f, plan, "db", None).unwrap_err();
             assert!(matches!(e, FarHostError::OnFirstConnection { .. }), "{e:?}");
             let text = e.to_string();
             assert!(text.contains(words), "{text}");
@@ -553,7 +634,12 @@ mod tests {
         let encrypt = on_demand(Mode::Encrypt, "[127.0.0.1]:6379");
         let mut f = facts();
         f.systemd_user = true;
-        refused(&f, &encrypt, "only spiped is installed");
+        // Stock spiped can serve an Encrypt tunnel's far end, but not from systemd's socket.
+        let e = choose(&f, &encrypt, "db", None).unwrap_err();
+        assert!(
+            e.to_string().starts_with("only sluiced takes its listening socket from systemd (start on first connection), and sluiced is not installed on db"),
+            "{e}"
+        );
         f.sluiced = sluiced();
         f.systemd_user = false;
         refused(
@@ -576,7 +662,7 @@ mod tests {
         }
 
         // A user unit and its socket: sluiced takes the port from systemd.
-        let c = choose(&f, &encrypt, "db").unwrap();
+        let c = choose(&f, &encrypt, "db", None).unwrap();
         assert!(matches!(c.persistence, Persistence::UserUnit { .. }));
         assert_eq!(c.listen_stream.as_deref(), Some("0.0.0.0:8025"));
         assert!(
@@ -588,24 +674,80 @@ mod tests {
         f.privilege = Privilege::Root;
         f.systemd_system = true;
         f.sluiced_template = Some("/lib/systemd/system/sluiced@.service".into());
-        let c = choose(&f, &encrypt, "db").unwrap();
+        let c = choose(&f, &encrypt, "db", None).unwrap();
         assert!(matches!(c.persistence, Persistence::SystemUnit { .. }));
         assert!(c.listen_stream.is_some());
         // Not asked for: no socket.
-        let c = choose(&f, &plan(KeyAgreement::Classic), "db").unwrap();
+        let c = choose(&f, &plan(KeyAgreement::Classic), "db", None).unwrap();
         assert_eq!(c.listen_stream, None);
+    }
+
+    #[test]
+    fn a_far_end_without_the_sluiced_it_needs_gets_a_copy_where_it_runs() {
+        let local = LocalSluiced {
+            path: "/usr/bin/sluiced".into(),
+            version: "sluiced 1.0.0 (spiped 1.6 protocol)".into(),
+        };
+        let mut f = facts();
+        f.privilege = Privilege::PasswordlessSudo;
+        f.systemd_system = true;
+        f.systemd_user = true;
+        // Spiped serves the classic handshake: nothing to copy.
+        let c = choose(&f, &plan(KeyAgreement::Classic), "db", Some(&local)).unwrap();
+        assert_eq!((c.program, c.install), (Program::Spiped, None));
+        // X25519 needs sluiced: a copy in the user's home, run by a --user unit (a system
+        // unit's sandbox hides the home).
+        let c = choose(&f, &plan(KeyAgreement::X25519), "db", Some(&local));
+        if cfg!(target_os = "linux") {
+            let c = c.unwrap();
+            assert_eq!(c.program, Program::Sluiced);
+            assert_eq!(c.install, Some(local.clone()));
+            assert_eq!(
+                c.program_path,
+                "/home/deploy/.config/sluice-far-end/redis.sluiced"
+            );
+            assert!(matches!(c.persistence, Persistence::UserUnit { .. }));
+            assert!(!c.sudo);
+            assert!(
+                c.why.contains(
+                    "the copy of sluiced is in deploy's home, which a system unit's sandbox hides"
+                ),
+                "{}",
+                c.why
+            );
+            assert!(
+                c.why
+                    .contains("set-up copies this machine's (sluiced 1.0.0 (spiped 1.6 protocol))"),
+                "{}",
+                c.why
+            );
+        }
+        // Not to another system or processor: the error says why not.
+        f.machine = "riscv64".into();
+        let e = choose(&f, &plan(KeyAgreement::X25519), "db", Some(&local)).unwrap_err();
+        assert!(matches!(e, FarHostError::NeedsSluiced { .. }), "{e:?}");
+        assert!(
+            e.to_string()
+                .contains("this machine's sluiced is built for"),
+            "{e}"
+        );
+        assert!(
+            e.to_string()
+                .contains("not for the far end's Linux riscv64"),
+            "{e}"
+        );
     }
 
     #[test]
     fn missing_programs_say_what_to_install() {
         let mut f = facts();
-        let e = choose(&f, &plan(KeyAgreement::X25519), "db").unwrap_err();
+        let e = choose(&f, &plan(KeyAgreement::X25519), "db", None).unwrap_err();
         assert!(matches!(e, FarHostError::NeedsSluiced { .. }));
         assert!(e.to_string().contains("Sluice .deb"), "{e}");
         f.spiped = None;
-        let e = choose(&f, &plan(KeyAgreement::Classic), "db").unwrap_err();
+        let e = choose(&f, &plan(KeyAgreement::Classic), "db", None).unwrap_err();
         assert!(e.to_string().contains("sudo apt install spiped"), "{e}");
         f.sluiced = sluiced();
-        assert!(choose(&f, &plan(KeyAgreement::X25519), "db").is_ok());
+        assert!(choose(&f, &plan(KeyAgreement::X25519), "db", None).is_ok());
     }
 }

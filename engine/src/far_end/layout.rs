@@ -3,9 +3,6 @@
 //! what goes beyond it (root's key, the .deb's config, unit files), so that remove can
 //! recognise exactly these (`manifest`) and the scripts write exactly there (`scripts`).
 
-use super::host::{Choice, HostFacts, Persistence};
-use super::plan::FarEndPlan;
-
 /// Where one tunnel's far-end files live.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
@@ -16,19 +13,11 @@ pub struct Layout {
     pub key: String,
     pub pidfile: String,
     pub log: String,
+    /// Where set-up copies this machine's sluiced for this tunnel, when the far end has none.
+    pub sluiced_copy: String,
 }
 
 impl Layout {
-    pub fn new(facts: &HostFacts, plan: &FarEndPlan, choice: Option<&Choice>) -> Layout {
-        let system = choice.is_some_and(|c| {
-            matches!(
-                c.persistence,
-                Persistence::SluicedTemplate { .. } | Persistence::SystemUnit { .. }
-            )
-        });
-        Layout::of(&facts.home, &plan.slug, system)
-    }
-
     /// The files of `slug`'s far end for the user whose home is `home`; `system`: run by a
     /// system unit, so the key is root's, in /etc.
     pub fn of(home: &str, slug: &str, system: bool) -> Layout {
@@ -42,6 +31,7 @@ impl Layout {
             manifest,
             pidfile: format!("{dir}/{slug}.pid"),
             log: format!("{dir}/{slug}.log"),
+            sluiced_copy: format!("{dir}/{slug}.sluiced"),
             key,
             dir,
         }

@@ -108,6 +108,8 @@ fn made_by_set_up(home: &str, slug: &str) -> Vec<(&'static str, String, Undo)> {
         delete("file", user.key_tmp(), false),
         delete("file", system.key_tmp(), true),
         delete("file", user.log.clone(), false),
+        delete("file", user.sluiced_copy.clone(), false),
+        delete("file", format!("{}.tmp", user.sluiced_copy), false),
         delete("file", user_unit_file(home, &own), false),
         delete("file", system_unit_file(&own), true),
         delete("file", sluiced_config(slug), true),
@@ -247,6 +249,8 @@ mod tests {
             user: "u".into(),
             home: HOME.into(),
             os: "Linux".into(),
+            kernel: "Linux".into(),
+            machine: std::env::consts::ARCH.into(),
             sluiced: None,
             spiped: None,
             privilege: Privilege::Root,
@@ -277,9 +281,10 @@ mod tests {
                 persistence: persistence.clone(),
                 sudo: true,
                 listen_stream: None,
+                install: None,
                 why: String::new(),
             };
-            let layout = Layout::new(&facts, &plan, Some(&choice));
+            let layout = choice.layout(&facts, &plan);
             let mut lines = vec![
                 format!("key\t{}", layout.key),
                 format!("file\t{}", layout.key_tmp()),

@@ -9,6 +9,7 @@
 
 mod error;
 mod host;
+mod install;
 mod layout;
 mod manifest;
 mod plan;
@@ -32,6 +33,7 @@ use crate::protocol::key::PresharedKey;
 
 pub use error::{FarEndError, FarHostError, LocalError, SshError, SshStage};
 pub use host::{Choice, HostFacts, Persistence, choose};
+pub use install::LocalSluiced;
 pub use plan::{
     FarEndCommands, FarEndPlan, default_far_address, far_address_label, far_end_commands,
     far_end_slug,
@@ -51,7 +53,8 @@ pub const FAR_END_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// What to do on the far end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FarEndAction {
-    /// Probe, send the key, start the far end, verify.
+    /// Probe, send the key, copy sluiced there if it needs one and has none, start the
+    /// far end, verify.
     Setup,
     /// Probe, then verify what an earlier set-up started.
     Check,
@@ -72,6 +75,7 @@ impl FarEndAction {
             FarEndAction::Setup => &[
                 FarEndStep::Probe,
                 FarEndStep::SendKey,
+                FarEndStep::Install,
                 FarEndStep::Start,
                 FarEndStep::Verify,
             ],
@@ -81,6 +85,7 @@ impl FarEndAction {
                 FarEndStep::Probe,
                 FarEndStep::Remove,
                 FarEndStep::SendKey,
+                FarEndStep::Install,
                 FarEndStep::Start,
                 FarEndStep::Verify,
             ],
@@ -99,6 +104,8 @@ impl FarEndAction {
 pub enum FarEndStep {
     Probe,
     SendKey,
+    /// Copies this machine's sluiced, when the far end needs one and has none.
+    Install,
     Start,
     Verify,
     Remove,
@@ -109,6 +116,7 @@ impl fmt::Display for FarEndStep {
         f.write_str(match self {
             FarEndStep::Probe => "probe",
             FarEndStep::SendKey => "send key",
+            FarEndStep::Install => "install sluiced",
             FarEndStep::Start => "start",
             FarEndStep::Verify => "verify",
             FarEndStep::Remove => "remove",
@@ -187,6 +195,9 @@ pub struct FarEndRequest {
     /// Set-up and repair: systemd holds the far end's port and starts it on the first
     /// connection, rather than it running all the time.
     pub on_first_connection: bool,
+    /// This machine's sluiced, which set-up copies to a far end that needs sluiced and has
+    /// none ([`LocalSluiced::beside_this_program`]); `None`: never copy.
+    pub local_sluiced: Option<LocalSluiced>,
 }
 
 impl FarEndRequest {
@@ -252,6 +263,7 @@ impl Runner<'_> {
         match step {
             FarEndStep::Probe => self.probe(),
             FarEndStep::SendKey => self.send_key(),
+            FarEndStep::Install => self.install(),
             FarEndStep::Start => self.start(),
             FarEndStep::Verify => self.verify(),
             FarEndStep::Remove => self.remove(),
@@ -325,7 +337,8 @@ impl Runner<'_> {
                 }
                 // A repair chooses before it removes anything: a far end that can no
                 // longer run the tunnel (its program uninstalled) is left as it is.
-                let choice = choose(&facts, &self.plan, &destination)?;
+                let local = self.request.local_sluiced.as_ref();
+                let choice = choose(&facts, &self.plan, &destination, local)?;
                 done.push_str(&format!(
                     "; will run {} as {}",
                     choice.program.name(),
@@ -360,7 +373,7 @@ impl Runner<'_> {
     fn send_key(&mut self) -> Result<String, FarEndError> {
         let (facts, choice) = self.facts_and_choice()?;
         let key = self.key()?;
-        let layout = Layout::new(facts, &self.plan, Some(choice));
+        let layout = choice.layout(facts, &self.plan);
         let input = Input {
             what: "the key",
             bytes: &key.0,
@@ -390,9 +403,51 @@ impl Runner<'_> {
         }
     }
 
+    fn install(&mut self) -> Result<String, FarEndError> {
+        let (facts, choice) = self.facts_and_choice()?;
+        let Some(local) = &choice.install else {
+            return Ok(format!(
+                "nothing to install: {} is there ({})",
+                choice.program.name(),
+                choice.program_path
+            ));
+        };
+        let bytes = std::fs::read(&local.path).map_err(|e| LocalError::Tunnel {
+            tunnel: self.plan.tunnel.clone(),
+            reason: format!(
+                "this machine's sluiced ({}) cannot be read: {e}",
+                local.path.display()
+            ),
+        })?;
+        let layout = choice.layout(facts, &self.plan);
+        let input = Input {
+            what: "sluiced",
+            bytes: &bytes,
+        };
+        let output = self.remote(&scripts::install(&layout), Some(input))?;
+        let destination = self.destination();
+        match output.value("installed-version") {
+            Some(said) if output.success() && said == local.version => Ok(format!(
+                "copied this machine's {said} ({:.1} MB) to {}, and it runs there",
+                bytes.len() as f64 / 1e6,
+                layout.sluiced_copy
+            )),
+            Some(said) => Err(FarHostError::CopyDoesNotRun {
+                destination,
+                detail: format!("it says {said:?}, not {:?}", local.version),
+            }
+            .into()),
+            None => Err(FarHostError::CopyDoesNotRun {
+                destination,
+                detail: output.diagnostics(),
+            }
+            .into()),
+        }
+    }
+
     fn start(&mut self) -> Result<String, FarEndError> {
         let (facts, choice) = self.facts_and_choice()?;
-        let layout = Layout::new(facts, &self.plan, Some(choice));
+        let layout = choice.layout(facts, &self.plan);
         let text = scripts::start_input(&layout, choice, &self.plan);
         let input = text.as_deref().map(|text| Input {
             what: match choice.persistence {
@@ -632,6 +687,7 @@ mod tests {
             key: None,
             ssh: SshClient::new(vec!["/nonexistent/ssh".into()], destination, 1),
             on_first_connection: false,
+            local_sluiced: None,
         }
     }
 
@@ -657,6 +713,7 @@ mod tests {
                 FarEndStep::Probe,
                 FarEndStep::Remove,
                 FarEndStep::SendKey,
+                FarEndStep::Install,
                 FarEndStep::Start,
                 FarEndStep::Verify
             ]
@@ -801,6 +858,7 @@ echo $! > "$P"
                 key: Some(FarEndKey::new(Zeroizing::new(vec![2u8; 32]))),
                 ssh: SshClient::new(vec![self.ssh.display().to_string()], "farend", 5),
                 on_first_connection: false,
+                local_sluiced: None,
             };
             let mut reports = Vec::new();
             let result = run_far_end(&request, &mut |r| {

@@ -25,6 +25,8 @@ p home "$HOME"
 os=$(uname -srm 2>/dev/null)
 if [ -r /etc/os-release ]; then os="$(. /etc/os-release; printf '%s' "${{PRETTY_NAME:-}}"), $os"; fi
 p os "$os"
+p kernel "$(uname -s 2>/dev/null)"
+p machine "$(uname -m 2>/dev/null)"
 for prog in sluiced spiped; do
   path=$(command -v "$prog" 2>/dev/null) || continue
   p "$prog" "$path"
@@ -96,6 +98,24 @@ say "key=$K"
         root = root(choice),
         sudo = if choice.sudo { "yes" } else { "no" },
         key_dir = quote(&key_dir),
+    )
+}
+
+/// Writes this machine's sluiced (standard input) to the tunnel's copy, noted in the
+/// manifest first, and reports the first line of its `-v` as it runs there.
+pub fn install(layout: &Layout) -> String {
+    format!(
+        r#"umask 077
+D={dir}; M={manifest}; P={copy}; T={copy_tmp}
+{PRELUDE}note file "$P"
+note file "$T"
+if ! (cat > "$T" && chmod 700 "$T" && mv -f "$T" "$P"); then rm -f "$T"; say install-failed; exit 8; fi
+say "installed-version=$("$P" -v 2>&1 | head -n 1)"
+"#,
+        dir = quote(&layout.dir),
+        manifest = quote(&layout.manifest),
+        copy = quote(&layout.sluiced_copy),
+        copy_tmp = quote(&format!("{}.tmp", layout.sluiced_copy)),
     )
 }
 
@@ -595,6 +615,8 @@ mod tests {
             user: "u".into(),
             home: "/home/u".into(),
             os: "Linux".into(),
+            kernel: "Linux".into(),
+            machine: std::env::consts::ARCH.into(),
             sluiced: None,
             spiped: Some(Installed {
                 path: "/usr/bin/spiped".into(),
@@ -628,6 +650,7 @@ mod tests {
             persistence,
             sudo,
             listen_stream: None,
+            install: None,
             why: String::new(),
         }
     }
@@ -635,7 +658,7 @@ mod tests {
     #[test]
     fn per_user_layouts_stay_in_the_home_directory() {
         let c = choice(Persistence::Daemon, false);
-        let l = Layout::new(&facts(), &plan(), Some(&c));
+        let l = c.layout(&facts(), &plan());
         assert_eq!(l.key, "/home/u/.config/sluice-far-end/redis.key");
         assert_eq!(l.manifest, "/home/u/.config/sluice-far-end/redis.manifest");
         let s = start(&l, &c, &plan());
@@ -654,7 +677,7 @@ mod tests {
             },
             true,
         );
-        let l = Layout::new(&facts(), &plan(), Some(&c));
+        let l = c.layout(&facts(), &plan());
         assert_eq!(l.key, "/etc/sluice/keys/redis.key");
         let key = send_key(&l, &c);
         assert!(key.contains("R=\"sudo -n\""), "{key}");
@@ -678,7 +701,7 @@ mod tests {
             },
             false,
         );
-        let l = Layout::new(&facts(), &plan(), Some(&c));
+        let l = c.layout(&facts(), &plan());
         let unit = start_input(&l, &c, &plan()).unwrap();
         assert!(
             unit.contains("ExecStart=\"/usr/bin/sluiced\" \"-F\" \"-d\" \"-s\" \"[0.0.0.0]:8025\""),
@@ -704,6 +727,7 @@ mod tests {
             },
             sudo: true,
             listen_stream: None,
+            install: None,
             why: String::new(),
         }
     }
@@ -729,7 +753,7 @@ mod tests {
             (Program::Sluiced, "/usr/bin/sluiced"),
         ] {
             let c = system_choice(program, path);
-            let l = Layout::new(&facts(), &plan(), Some(&c));
+            let l = c.layout(&facts(), &plan());
             assert_eq!(l.key, "/etc/sluice/keys/redis.key");
             let unit = start_input(&l, &c, &plan()).unwrap();
             let lines: Vec<&str> = unit.lines().collect();
@@ -773,11 +797,11 @@ mod tests {
         }
         // The key's file is root's: no chown to a service user.
         let c = system_choice(Program::Spiped, "/usr/bin/spiped");
-        let l = Layout::new(&facts(), &plan(), Some(&c));
+        let l = c.layout(&facts(), &plan());
         assert!(!send_key(&l, &c).contains("chown"));
         // A port below 1024 is the one capability it may get.
         let low = plan_to("db:443");
-        let unit = start_input(&Layout::new(&facts(), &low, Some(&c)), &c, &low).unwrap();
+        let unit = start_input(&c.layout(&facts(), &low), &c, &low).unwrap();
         assert!(
             unit.contains("\nCapabilityBoundingSet=CAP_NET_BIND_SERVICE\nAmbientCapabilities=CAP_NET_BIND_SERVICE\n"),
             "{unit}"
@@ -790,7 +814,7 @@ mod tests {
             },
             false,
         );
-        let l = Layout::new(&facts(), &plan(), Some(&c));
+        let l = c.layout(&facts(), &plan());
         let unit = start_input(&l, &c, &plan()).unwrap();
         assert!(!unit.contains("DynamicUser"), "{unit}");
         assert!(
@@ -820,7 +844,7 @@ mod tests {
             std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
                 .unwrap();
             let c = system_choice(program, bin.to_str().unwrap());
-            let l = Layout::new(&facts(), &plan(), Some(&c));
+            let l = c.layout(&facts(), &plan());
             let unit_dir = dir.path().join(program.name()).with_extension("units");
             std::fs::create_dir(&unit_dir).unwrap();
             let file = unit_dir.join("sluice-far-end-redis.service");
@@ -937,7 +961,7 @@ mod tests {
         let mut f = facts();
         f.home = home.path().display().to_string();
         let c = choice(Persistence::Daemon, false);
-        let l = Layout::new(&f, &plan(), Some(&c));
+        let l = c.layout(&f, &plan());
         let set_up = send_key(&l, &c);
         let other = format!("{}/other.manifest", l.dir);
         let take_down = remove(&l.dir, &other, &Removal::default());
@@ -1004,7 +1028,7 @@ mod tests {
             (system, true, "/etc/systemd/system", "unit-system"),
         ] {
             let (c, p) = on_demand(persistence, sudo);
-            let l = Layout::new(&facts(), &p, Some(&c));
+            let l = c.layout(&facts(), &p);
             let unit = start_input(&l, &c, &p).unwrap();
             assert!(
                 unit.contains("\"-d\" \"-s\" \"systemd:redis\" \"-t\""),
@@ -1126,7 +1150,7 @@ mod tests {
         };
         let (mut c, p) = on_demand(system, true);
         c.program_path = bin.display().to_string();
-        let l = Layout::new(&facts(), &p, Some(&c));
+        let l = c.layout(&facts(), &p);
         let units = dir.path().join("units");
         std::fs::create_dir(&units).unwrap();
         let file = |unit: &str| units.join(unit).display().to_string();
@@ -1148,7 +1172,7 @@ mod tests {
     #[test]
     fn scripts_carry_no_key_material_and_parse_as_sh() {
         let c = choice(Persistence::Daemon, false);
-        let l = Layout::new(&facts(), &plan(), Some(&c));
+        let l = c.layout(&facts(), &plan());
         for script in [
             probe("redis"),
             send_key(&l, &c),
@@ -1161,7 +1185,7 @@ mod tests {
                     unit: "sluice-far-end-redis.service".into(),
                 };
                 let (c, p) = on_demand(system, true);
-                start(&Layout::new(&facts(), &p, Some(&c)), &c, &p)
+                start(&c.layout(&facts(), &p), &c, &p)
             },
             remove(
                 &l.dir,

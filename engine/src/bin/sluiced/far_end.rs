@@ -6,8 +6,8 @@
 use std::process::ExitCode;
 
 use sluice_engine::{
-    Config, FAR_END_CONNECT_TIMEOUT, FarEndKey, FarEndRequest, FarEndStepOutcome, FarEndStepReport,
-    SshClient, run_far_end,
+    Config, FAR_END_CONNECT_TIMEOUT, FarEndAction, FarEndKey, FarEndRequest, FarEndStepOutcome,
+    FarEndStepReport, LocalSluiced, SshClient, run_far_end,
 };
 
 use crate::cli::FarEndOptions;
@@ -83,5 +83,9 @@ fn prepare(options: &FarEndOptions) -> Result<FarEndRequest, String> {
         key,
         ssh,
         on_first_connection,
+        // This very program, for a far end that needs sluiced and has none.
+        local_sluiced: matches!(options.action, FarEndAction::Setup | FarEndAction::Repair)
+            .then(LocalSluiced::beside_this_program)
+            .flatten(),
     })
 }
