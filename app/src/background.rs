@@ -17,7 +17,7 @@ use crate::error::{
     ShareError, StartError, TunnelImportError,
 };
 use crate::file_dialogs::DialogAnswer;
-use crate::keys::{KeyInfo, Shared};
+use crate::keys::{KeyInfo, OpenedBundle, Shared};
 use crate::model::ProbeKey;
 
 /// Which file a save was for.
@@ -96,6 +96,8 @@ pub enum KeyDialog {
     Export(String),
     /// Where a key (by name) is sealed for a teammate.
     Share(String),
+    /// Where a tunnel (by name) and its key are sealed for a teammate.
+    ShareTunnel(String),
     /// The bundle the open-bundle form reads.
     BundleFile,
 }
@@ -113,7 +115,10 @@ pub enum KeyMessage {
         path: PathBuf,
         result: Result<(), OpenBundleError>,
     },
-    BundleOpened(Result<KeyInfo, OpenBundleError>),
+    BundleOpened {
+        path: PathBuf,
+        result: Result<OpenedBundle, OpenBundleError>,
+    },
     Deleted {
         name: String,
         result: Result<(), KeyError>,

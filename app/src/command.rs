@@ -76,6 +76,8 @@ pub enum KeyCommand {
     AskExport(String),
     /// Pick where to write a key (by name) sealed for a teammate, with a dialog.
     AskShare(String),
+    /// Pick where to write a tunnel (by name) with its key, sealed for a teammate.
+    AskShareTunnel(String),
     /// Close the shared passphrase's window (the passphrase is wiped).
     CloseShared,
     AskDelete(String),

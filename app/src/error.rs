@@ -112,6 +112,10 @@ pub enum ShareError {
     Seal(#[from] SealError),
     #[error(transparent)]
     Bundle(#[from] BundleFileError),
+    #[error(
+        "its key is not one of Sluice's keys here (Keys lists them): import or generate the key, point the tunnel at it, then share again"
+    )]
+    UnknownKey,
 }
 
 /// Why a shared bundle could not be opened; nothing was stored when one is returned.
@@ -353,6 +357,8 @@ pub enum AppError {
     KeyExport(KeyError),
     #[error("could not share key \"{name}\": {cause}")]
     KeyShare { name: String, cause: ShareError },
+    #[error("could not share tunnel \"{name}\": {cause}")]
+    TunnelShare { name: String, cause: ShareError },
     #[error("could not open the shared bundle: {0}")]
     BundleOpen(OpenBundleError),
     #[error("could not delete key \"{name}\": {cause}")]

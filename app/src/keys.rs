@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sluice_engine::{
     KeyRef, KeySourceError, KeyStore, KeyfileWarning, LoadedKey, Passphrase, PresharedKey,
     check_bundle, generate_key_bytes, load_key, read_bundle, read_keyfile_with_bytes, seal_key,
-    unseal_key, write_new_bundle, write_new_keyfile,
+    seal_key_with_tunnels, unseal_bundle, write_new_bundle, write_new_keyfile,
 };
 use zeroize::Zeroizing;
 
@@ -227,6 +227,8 @@ pub fn export(
 /// be shown once. Sluice keeps the passphrase nowhere else; dropping this wipes it.
 #[derive(Debug)]
 pub struct Shared {
+    /// What is sealed, in words: `key "db"`, `tunnel "redis" and its key "db"`.
+    pub what: String,
     pub name: String,
     pub fingerprint: String,
     pub bundle: PathBuf,
@@ -245,11 +247,42 @@ pub fn share(
     let bundle = seal_key(&bytes[..], &passphrase)?;
     write_new_bundle(to, &bundle)?;
     Ok(Shared {
+        what: format!("key \"{}\"", info.name),
         name: info.name.clone(),
         fingerprint: info.fingerprint.clone(),
         bundle: to.to_owned(),
         passphrase,
     })
+}
+
+/// Seals a tunnel's definition (`tunnel_file::export_shared`) with its key `info`, as
+/// [`share`] seals a key.
+pub fn share_tunnel(
+    tunnel: &str,
+    definition: &str,
+    info: &KeyInfo,
+    keychain: Option<&Arc<dyn KeyStore>>,
+    to: &Path,
+) -> Result<Shared, ShareError> {
+    let bytes = key_bytes(info, keychain)?;
+    let passphrase = Passphrase::generate()?;
+    let bundle = seal_key_with_tunnels(&bytes[..], definition, &passphrase)?;
+    write_new_bundle(to, &bundle)?;
+    Ok(Shared {
+        what: format!("tunnel \"{tunnel}\" and its key \"{}\"", info.name),
+        name: info.name.clone(),
+        fingerprint: info.fingerprint.clone(),
+        bundle: to.to_owned(),
+        passphrase,
+    })
+}
+
+/// What an opened bundle gave: its key, now in the keychain, and the tunnel definitions
+/// sealed with it, if any, for the import's review.
+#[derive(Debug)]
+pub struct OpenedBundle {
+    pub key: KeyInfo,
+    pub tunnels: Option<String>,
 }
 
 /// Reads a bundle and checks what can be checked without the passphrase (an age file,
@@ -266,20 +299,23 @@ pub fn open_bundle(
     path: &Path,
     passphrase: &str,
     keychain: Option<&Arc<dyn KeyStore>>,
-) -> Result<KeyInfo, OpenBundleError> {
+) -> Result<OpenedBundle, OpenBundleError> {
     let store = keychain.ok_or(OpenBundleError::NoKeychain)?;
     let bundle = read_bundle(path)?;
-    let bytes = unseal_key(&bundle, passphrase)?;
-    let fingerprint = PresharedKey::from_keyfile_bytes(&bytes[..])
+    let opened = unseal_bundle(&bundle, passphrase)?;
+    let fingerprint = PresharedKey::from_keyfile_bytes(&opened.key[..])
         .fingerprint()
         .to_string();
-    store.store_new(name, &bytes[..])?;
-    Ok(KeyInfo {
-        name: name.to_owned(),
-        fingerprint,
-        location: KeyRef::Keychain(name.to_owned()),
-        created_unix: now_unix(),
-        rotate_after_days: None,
+    store.store_new(name, &opened.key[..])?;
+    Ok(OpenedBundle {
+        key: KeyInfo {
+            name: name.to_owned(),
+            fingerprint,
+            location: KeyRef::Keychain(name.to_owned()),
+            created_unix: now_unix(),
+            rotate_after_days: None,
+        },
+        tunnels: opened.tunnels,
     })
 }
 
@@ -420,7 +456,8 @@ mod tests {
             Some(&theirs),
         )
         .unwrap();
-        assert_eq!(opened.fingerprint, info.fingerprint);
+        assert_eq!(opened.key.fingerprint, info.fingerprint);
+        assert!(opened.tunnels.is_none(), "a key alone");
         assert_eq!(theirs.load("from alice").unwrap(), ours.load("db").unwrap());
         let err = check_bundle_file(&dir.path().join("missing.age")).unwrap_err();
         assert!(err.to_string().contains("does not exist"), "{err}");

@@ -69,6 +69,25 @@ pub fn export(tunnels: &[TunnelSpec], keys: &KeyIndex) -> String {
     ron::ser::to_string_pretty(&file, ron::ser::PrettyConfig::new()).unwrap_or_default()
 }
 
+/// The file's text for one tunnel shared with a teammate: nothing of this machine's
+/// (the key named, never a key file's path; no far-end record; it does not start by
+/// itself there).
+pub fn export_shared(spec: &TunnelSpec, keys: &KeyIndex) -> String {
+    let name = keys
+        .for_ref(&spec.key)
+        .map_or_else(|| key_ref_name(spec), |k| k.name.clone());
+    let mut shared = spec.clone();
+    shared.key = sluice_engine::KeyRef::Keychain(name);
+    shared.far_end = None;
+    shared.autostart = false;
+    // The key mention keeps the fingerprint of the key this machine has.
+    shared.fingerprint = keys
+        .for_ref(&spec.key)
+        .map(|k| k.fingerprint.clone())
+        .or_else(|| spec.fingerprint.clone());
+    export(&[shared], keys)
+}
+
 fn key_ref_name(spec: &TunnelSpec) -> String {
     match &spec.key {
         sluice_engine::KeyRef::Keychain(name) => name.clone(),

@@ -283,3 +283,90 @@ fn a_bundle_made_by_age_p_opens_into_the_same_key() {
         expected
     );
 }
+
+/// Share… on a tunnel seals its definition with its key (nothing of this machine's: no
+/// far-end record, no key file path); the teammate's Open shared bundle… keeps the key and
+/// puts the tunnel through the import's review, bound to that key.
+#[test]
+fn a_shared_tunnel_arrives_with_its_key_through_the_import_review() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("redis.age");
+    let alice_dir = dir.path().join("alice");
+    std::fs::create_dir_all(&alice_dir).unwrap();
+    let mut spec = sluice_engine::TunnelSpec::new(
+        "redis",
+        sluice_engine::Mode::Encrypt,
+        "[127.0.0.1]:16379",
+        "db.example.org:8025",
+        KeyRef::Keychain("db".into()),
+    );
+    spec.far_end = Some(sluice_engine::FarEndRecord {
+        ssh: "alice@db.example.org".into(),
+        far_address: "[127.0.0.1]:6379".into(),
+        on_first_connection: false,
+    });
+    sluice_engine::Config {
+        tunnels: vec![spec],
+        ..sluice_engine::Config::default()
+    }
+    .save_atomic(&alice_dir.join("config.ron"))
+    .unwrap();
+
+    let (mut alice, alice_dialogs, _) = app_with_keys(&alice_dir);
+    click(&mut alice, "Generate…");
+    set_text(&mut alice, "Key name", "db");
+    click(&mut alice, "Generate");
+    wait_until(&mut alice, "the key", |app| {
+        app.model.files.keys.get("db").is_some()
+    });
+    click(&mut alice, "Close window");
+    alice.get_by_role_and_label(Role::Button, "redis").click();
+    alice.run_ok();
+    alice_dialogs.answer(DialogAnswer::Picked(bundle.clone()));
+    click(&mut alice, "Share…");
+    assert_eq!(
+        alice_dialogs.asked.lock().unwrap().last(),
+        Some(&DialogKind::SaveBundle {
+            suggested_name: "redis.age".into()
+        })
+    );
+    wait_until(&mut alice, "the passphrase window", |app| {
+        app.view.shared.is_some()
+    });
+    assert!(shows(&alice, "Sealed: tunnel \"redis\" and its key \"db\""));
+    let passphrase = alice
+        .state()
+        .view
+        .shared
+        .as_ref()
+        .unwrap()
+        .passphrase
+        .reveal()
+        .to_owned();
+    let opened =
+        sluice_engine::unseal_bundle(&std::fs::read(&bundle).unwrap(), &passphrase).unwrap();
+    let definition = opened.tunnels.unwrap();
+    assert!(definition.contains("\"redis\""), "{definition}");
+    for local in ["alice@db.example.org", "far_end"] {
+        assert!(!definition.contains(local), "{local} in:\n{definition}");
+    }
+    click(&mut alice, "Done");
+
+    // Bob opens it: the key, then the tunnel to review and import.
+    let (mut bob, bob_dialogs, _) = app_with_keys(&dir.path().join("bob"));
+    open_bundle_form(&mut bob, &bob_dialogs, &bundle, "from alice", &passphrase);
+    click(&mut bob, "Open");
+    wait_until(&mut bob, "the tunnel's review", |app| {
+        app.view.import_review.is_some()
+    });
+    assert!(bob.state().model.files.keys.get("from alice").is_some());
+    assert!(
+        bob.state().model.tunnel("redis").is_none(),
+        "not before confirming"
+    );
+    click(&mut bob, "Import");
+    let tunnel = bob.state().model.tunnel("redis").unwrap().clone();
+    assert_eq!(tunnel.key, KeyRef::Keychain("from alice".into()));
+    assert_eq!(tunnel.target, "db.example.org:8025");
+    assert!(tunnel.far_end.is_none() && !tunnel.autostart);
+}

@@ -78,8 +78,8 @@ pub use proxy_header::ProxyVersion;
 pub use sealed::{
     BUNDLE_PREFIX, BundleFileError, BundlePart, MAX_BUNDLE_LEN, MAX_WORK_FACTOR, MalformedPart,
     PASSPHRASE_SEPARATOR, PASSPHRASE_WORDS, Passphrase, PassphraseError, SEAL_WORK_FACTOR,
-    SealError, UnsealError, check_bundle, read_bundle, seal, seal_key, unseal, unseal_key,
-    write_new_bundle,
+    SealError, UnsealError, Unsealed, check_bundle, read_bundle, seal, seal_key,
+    seal_key_with_tunnels, unseal, unseal_bundle, unseal_key, write_new_bundle,
 };
 pub use stats::{CounterSnapshot, LastError, RateSample};
 pub use tunnel::TunnelState;

@@ -197,6 +197,14 @@ pub enum UnsealError {
         "the bundle holds more than a key (a Sluice bundle with tunnels): open it with the Sluice app's Open shared bundle"
     )]
     HoldsMoreThanAKey,
+    #[error(
+        "the bundle was made by a newer Sluice ({0:?}), which this one cannot read: update Sluice, or ask the sender to share the key alone"
+    )]
+    NewerBundle(String),
+    #[error(
+        "the bundle opened, but what it holds is not a Sluice bundle ({0}): ask the sender to share it again"
+    )]
+    BadContents(&'static str),
     #[error("cannot open the bundle: {0}")]
     Other(String),
 }
@@ -335,16 +343,125 @@ pub fn unseal(bundle: &[u8], passphrase: &str) -> Result<Zeroizing<Vec<u8>>, Uns
 /// refusals: an empty key, one over 1 MiB, and a bundle that holds more than a key.
 pub fn unseal_key(bundle: &[u8], passphrase: &str) -> Result<Zeroizing<Vec<u8>>, UnsealError> {
     let key = unseal(bundle, passphrase)?;
+    if key.starts_with(BUNDLE_PREFIX) {
+        return Err(UnsealError::HoldsMoreThanAKey);
+    }
+    usable_key(key)
+}
+
+fn usable_key(key: Zeroizing<Vec<u8>>) -> Result<Zeroizing<Vec<u8>>, UnsealError> {
     if key.is_empty() {
         return Err(UnsealError::EmptyKey);
     }
     if key.len() > MAX_KEYFILE_LEN {
         return Err(UnsealError::KeyTooLarge);
     }
-    if key.starts_with(BUNDLE_PREFIX) {
-        return Err(UnsealError::HoldsMoreThanAKey);
-    }
     Ok(key)
+}
+
+/// How a bundle that holds a key and tunnels begins: [`BUNDLE_PREFIX`] and its version.
+const TUNNELS_BUNDLE_HEADER: &[u8] = b"sluice-bundle/v1\n";
+
+/// What a bundle holds, opened by [`unseal_bundle`].
+pub struct Unsealed {
+    /// The key file's bytes, wiped when dropped.
+    pub key: Zeroizing<Vec<u8>>,
+    /// Tunnel definitions sealed beside the key (the app's tunnel file format), if any.
+    pub tunnels: Option<String>,
+}
+
+impl fmt::Debug for Unsealed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Unsealed")
+            .field("key", &format_args!("<{} bytes>", self.key.len()))
+            .field("tunnels", &self.tunnels)
+            .finish()
+    }
+}
+
+/// Seals a key with tunnel definitions that use it: the plaintext is
+/// `sluice-bundle/v1`, a line `key HEX` (the key file's bytes in hex), then `tunnels`.
+/// The key is checked as [`seal_key`] checks it.
+pub fn seal_key_with_tunnels(
+    key_file: &[u8],
+    tunnels: &str,
+    passphrase: &Passphrase,
+) -> Result<Vec<u8>, SealError> {
+    check_key_to_seal(key_file)?;
+    seal(&tunnels_plaintext(key_file, tunnels), passphrase)
+}
+
+fn tunnels_plaintext(key_file: &[u8], tunnels: &str) -> Zeroizing<Vec<u8>> {
+    let len = TUNNELS_BUNDLE_HEADER.len() + 5 + 2 * key_file.len() + tunnels.len();
+    // Sized once, so no unwiped copy of the key is left behind by growing.
+    let mut plaintext = Zeroizing::new(Vec::with_capacity(len));
+    plaintext.extend_from_slice(TUNNELS_BUNDLE_HEADER);
+    plaintext.extend_from_slice(b"key ");
+    for byte in key_file {
+        plaintext.extend_from_slice(&hex_digits(*byte));
+    }
+    plaintext.push(b'\n');
+    plaintext.extend_from_slice(tunnels.as_bytes());
+    plaintext
+}
+
+/// Opens any bundle: a key alone (as [`unseal_key`]), or a key with tunnels (as
+/// [`seal_key_with_tunnels`] wrote it).
+pub fn unseal_bundle(bundle: &[u8], passphrase: &str) -> Result<Unsealed, UnsealError> {
+    let plaintext = unseal(bundle, passphrase)?;
+    if !plaintext.starts_with(BUNDLE_PREFIX) {
+        return Ok(Unsealed {
+            key: usable_key(plaintext)?,
+            tunnels: None,
+        });
+    }
+    let Some(rest) = plaintext.strip_prefix(TUNNELS_BUNDLE_HEADER) else {
+        let line = plaintext.split(|&b| b == b'\n').next().unwrap_or_default();
+        let shown: String = String::from_utf8_lossy(line).chars().take(40).collect();
+        return Err(UnsealError::NewerBundle(shown));
+    };
+    let newline = rest
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or(UnsealError::BadContents("no line with the key"))?;
+    let hex = rest[..newline]
+        .strip_prefix(b"key ")
+        .ok_or(UnsealError::BadContents("no line with the key"))?;
+    if hex.len() % 2 != 0 {
+        return Err(UnsealError::BadContents(
+            "the key's hex digits are odd in number",
+        ));
+    }
+    let mut key = Zeroizing::new(Vec::with_capacity(hex.len() / 2));
+    for pair in hex.chunks_exact(2) {
+        match (hex_value(pair[0]), hex_value(pair[1])) {
+            (Some(high), Some(low)) => key.push(high << 4 | low),
+            _ => return Err(UnsealError::BadContents("the key is not in hex digits")),
+        }
+    }
+    let tunnels = std::str::from_utf8(&rest[newline + 1..])
+        .map_err(|_| UnsealError::BadContents("the tunnels are not text"))?;
+    Ok(Unsealed {
+        key: usable_key(key)?,
+        tunnels: Some(tunnels.to_owned()),
+    })
+}
+
+fn hex_digits(byte: u8) -> [u8; 2] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    [
+        DIGITS[usize::from(byte >> 4)],
+        DIGITS[usize::from(byte & 15)],
+    ]
+}
+
+fn hex_value(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    }
 }
 
 /// What can be told of a bundle without its passphrase, at no cost: too large, not an age
@@ -899,6 +1016,58 @@ mod tests {
             unseal_key(&bundle, "pass").unwrap_err(),
             UnsealError::HoldsMoreThanAKey
         );
+    }
+
+    #[test]
+    fn a_key_travels_with_its_tunnels_and_each_kind_of_bundle_opens_as_itself() {
+        let key: Vec<u8> = (0..=255u8).chain(*b"\nkey 00\n").collect();
+        let doc = "(version: 1, tunnels: [])\nsecond line ✓";
+        let plaintext = tunnels_plaintext(&key, doc);
+        assert_eq!(plaintext.capacity(), plaintext.len(), "sized once");
+        assert!(plaintext.starts_with(b"sluice-bundle/v1\nkey 00010203"));
+        let bundle = sealed(&plaintext, "pass");
+        let opened = unseal_bundle(&bundle, "pass").unwrap();
+        assert_eq!(&opened.key[..], &key[..]);
+        assert_eq!(opened.tunnels.as_deref(), Some(doc));
+        assert!(!format!("{opened:?}").contains("0001"), "{opened:?}");
+        // The key-only reader refuses it; the any-bundle reader opens a key-only one.
+        assert_eq!(
+            unseal_key(&bundle, "pass").unwrap_err(),
+            UnsealError::HoldsMoreThanAKey
+        );
+        let key_only = unseal_bundle(&sealed(&key, "pass"), "pass").unwrap();
+        assert_eq!((&key_only.key[..], key_only.tunnels), (&key[..], None));
+        assert_eq!(
+            unseal_bundle(&bundle, "wrong").unwrap_err(),
+            UnsealError::WrongPassphrase
+        );
+        // Contents that are not what Sluice writes: refused, saying what is wrong.
+        for (contents, expected) in [
+            (
+                &b"sluice-bundle/v2\nkey 00\n"[..],
+                UnsealError::NewerBundle("sluice-bundle/v2".into()),
+            ),
+            (
+                b"sluice-bundle/v1\nno key here",
+                UnsealError::BadContents("no line with the key"),
+            ),
+            (
+                b"sluice-bundle/v1\nkey 0g\n",
+                UnsealError::BadContents("the key is not in hex digits"),
+            ),
+            (
+                b"sluice-bundle/v1\nkey 012\n",
+                UnsealError::BadContents("the key's hex digits are odd in number"),
+            ),
+            (b"sluice-bundle/v1\nkey \n()", UnsealError::EmptyKey),
+            (
+                b"sluice-bundle/v1\nkey 00\n\xff",
+                UnsealError::BadContents("the tunnels are not text"),
+            ),
+        ] {
+            let bundle = sealed(contents, "pass");
+            assert_eq!(unseal_bundle(&bundle, "pass").unwrap_err(), expected);
+        }
     }
 
     #[test]

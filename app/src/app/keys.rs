@@ -8,10 +8,11 @@ use std::sync::Arc;
 use super::SluiceApp;
 use crate::background::{KeyDialog, KeyMessage, Message, SaveTarget};
 use crate::command::KeyCommand;
-use crate::error::AppError;
+use crate::error::{AppError, ShareError};
 use crate::file_dialogs::{DialogAnswer, DialogKind};
-use crate::keys;
+use crate::keys::{self, OpenedBundle};
 use crate::model::{Confirm, KeyForm};
+use crate::tunnel_file;
 
 impl SluiceApp {
     pub(super) fn key_command(&mut self, command: KeyCommand) {
@@ -50,6 +51,12 @@ impl SluiceApp {
                 let suggested_name = format!("{name}.age");
                 self.ask_file(DialogKind::SaveBundle { suggested_name }, move |answer| {
                     key_dialog(KeyDialog::Share(name), answer)
+                });
+            }
+            KeyCommand::AskShareTunnel(tunnel) => {
+                let suggested_name = format!("{}.age", sluice_engine::far_end_slug(&tunnel));
+                self.ask_file(DialogKind::SaveBundle { suggested_name }, move |answer| {
+                    key_dialog(KeyDialog::ShareTunnel(tunnel), answer)
                 });
             }
             // Dropping the passphrase wipes it.
@@ -132,8 +139,8 @@ impl SluiceApp {
                     self.report(AppError::BundleOpen(e));
                 }
             }
-            KeyMessage::BundleOpened(result) => match result {
-                Ok(info) => {
+            KeyMessage::BundleOpened { path, result } => match result {
+                Ok(OpenedBundle { key: info, tunnels }) => {
                     self.view.key_form = None;
                     if let Some(same) = self.model.files.keys.with_fingerprint(&info.fingerprint) {
                         let text = format!(
@@ -148,6 +155,15 @@ impl SluiceApp {
                     ));
                     self.model.files.keys.keys.push(info);
                     self.save_keys();
+                    // Tunnels sealed with the key go through the import's review, bound to
+                    // it by its fingerprint.
+                    if let Some(text) = tunnels {
+                        let existing = &self.model.files.tunnels;
+                        match tunnel_file::import(&path, &text, &self.model.files.keys, existing) {
+                            Ok(incoming) => self.view.import_review = Some(incoming),
+                            Err(e) => self.report(AppError::TunnelImport(e)),
+                        }
+                    }
                 }
                 Err(e) => {
                     // The form stays, passphrase and all, to correct a typo and try again.
@@ -227,6 +243,32 @@ impl SluiceApp {
                     Message::Key(KeyMessage::Shared {
                         result: keys::share(&info, keychain.as_ref(), &path),
                         name,
+                    })
+                });
+            }
+            KeyDialog::ShareTunnel(tunnel) => {
+                let Some(spec) = self.model.tunnel(&tunnel) else {
+                    return;
+                };
+                let Some(info) = self.model.files.keys.for_ref(&spec.key).cloned() else {
+                    self.report(AppError::TunnelShare {
+                        name: tunnel,
+                        cause: ShareError::UnknownKey,
+                    });
+                    return;
+                };
+                let definition = tunnel_file::export_shared(spec, &self.model.files.keys);
+                let keychain = self.keychain().cloned();
+                self.background.run(move || {
+                    Message::Key(KeyMessage::Shared {
+                        result: keys::share_tunnel(
+                            &tunnel,
+                            &definition,
+                            &info,
+                            keychain.as_ref(),
+                            &path,
+                        ),
+                        name: info.name.clone(),
                     })
                 });
             }
@@ -316,7 +358,7 @@ impl SluiceApp {
                         passphrase.expose().trim(),
                         keychain.as_ref(),
                     );
-                    Message::Key(KeyMessage::BundleOpened(result))
+                    Message::Key(KeyMessage::BundleOpened { path, result })
                 });
             }
             KeyForm::Import { name, path } => {

@@ -11,7 +11,7 @@ use sluice_engine::{
     CheckSample, FarEndAction, FarEndStepOutcome, HandshakeFailure, Mode, RateSample, TunnelSpec,
 };
 
-use crate::command::{FarEndCommand, TunnelCommand, UiCommand, ViewCommand};
+use crate::command::{FarEndCommand, KeyCommand, TunnelCommand, UiCommand, ViewCommand};
 use crate::connections::{self, KEPT_PER_TUNNEL};
 use crate::format;
 use crate::model::{DetailTab, FarEndHealth, FarEndRun, Model, ProbeKey, UiState, ViewState};
@@ -62,6 +62,15 @@ pub fn show(
         }
         if ui.button("Delete").clicked() {
             out.push(TunnelCommand::AskDelete(name.clone()).into());
+        }
+        if ui
+            .button("Share…")
+            .on_hover_text(
+                "Seal this tunnel and its key for a teammate, with a passphrase shown once",
+            )
+            .clicked()
+        {
+            out.push(KeyCommand::AskShareTunnel(name.clone()).into());
         }
         if PeerForm::of_pair(name, &model.files.tunnels, None).is_some()
             && ui

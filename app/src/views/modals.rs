@@ -122,7 +122,7 @@ fn path_row(
 pub fn shared_passphrase(ctx: &egui::Context, shared: &Shared, out: &mut Vec<UiCommand>) {
     egui::Modal::new(egui::Id::unique("sluice-shared-passphrase")).show(ctx, |ui| {
         ui.set_max_width(520.0);
-        ui.label(RichText::new(format!("Key \"{}\" is sealed", shared.name)).strong());
+        ui.label(RichText::new(format!("Sealed: {}", shared.what)).strong());
         ui.label(format!("Bundle: {}", shared.bundle.display()));
         ui.label(format!("Fingerprint: {}", shared.fingerprint));
         ui.add_space(6.0);
