@@ -11,8 +11,8 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use sluice_engine::{
     KeyRef, KeySourceError, KeyStore, KeyfileWarning, LoadedKey, Passphrase, PresharedKey,
-    check_bundle, generate_key_bytes, load_key, read_bundle, read_keyfile_with_bytes, seal_key,
-    seal_key_with_tunnels, unseal_bundle, write_new_bundle, write_new_keyfile,
+    SealError, check_bundle, generate_key_bytes, load_key, read_bundle, read_keyfile_with_bytes,
+    seal_key, seal_key_with_tunnels, unseal_bundle, write_new_bundle, write_new_keyfile,
 };
 use zeroize::Zeroizing;
 
@@ -242,12 +242,24 @@ pub fn share(
     keychain: Option<&Arc<dyn KeyStore>>,
     to: &Path,
 ) -> Result<Shared, ShareError> {
+    let what = format!("key \"{}\"", info.name);
+    seal_to(info, keychain, to, what, seal_key)
+}
+
+/// Seals `info`'s key with a new passphrase through `seal`, into a new file at `to`.
+fn seal_to(
+    info: &KeyInfo,
+    keychain: Option<&Arc<dyn KeyStore>>,
+    to: &Path,
+    what: String,
+    seal: impl FnOnce(&[u8], &Passphrase) -> Result<Vec<u8>, SealError>,
+) -> Result<Shared, ShareError> {
     let bytes = key_bytes(info, keychain)?;
     let passphrase = Passphrase::generate()?;
-    let bundle = seal_key(&bytes[..], &passphrase)?;
+    let bundle = seal(&bytes[..], &passphrase)?;
     write_new_bundle(to, &bundle)?;
     Ok(Shared {
-        what: format!("key \"{}\"", info.name),
+        what,
         name: info.name.clone(),
         fingerprint: info.fingerprint.clone(),
         bundle: to.to_owned(),
@@ -264,16 +276,9 @@ pub fn share_tunnel(
     keychain: Option<&Arc<dyn KeyStore>>,
     to: &Path,
 ) -> Result<Shared, ShareError> {
-    let bytes = key_bytes(info, keychain)?;
-    let passphrase = Passphrase::generate()?;
-    let bundle = seal_key_with_tunnels(&bytes[..], definition, &passphrase)?;
-    write_new_bundle(to, &bundle)?;
-    Ok(Shared {
-        what: format!("tunnel \"{tunnel}\" and its key \"{}\"", info.name),
-        name: info.name.clone(),
-        fingerprint: info.fingerprint.clone(),
-        bundle: to.to_owned(),
-        passphrase,
+    let what = format!("tunnel \"{tunnel}\" and its key \"{}\"", info.name);
+    seal_to(info, keychain, to, what, |key, passphrase| {
+        seal_key_with_tunnels(key, definition, passphrase)
     })
 }
 

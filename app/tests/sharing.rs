@@ -50,6 +50,16 @@ fn type_passphrase(harness: &mut Harness<'_, SluiceApp>, passphrase: &str) {
     harness.run_ok();
 }
 
+/// Generates key `name` in the Keys window, and waits for it.
+fn generate_key(harness: &mut Harness<'_, SluiceApp>, name: &str) {
+    click(harness, "Generate…");
+    set_text(harness, "Key name", name);
+    click(harness, "Generate");
+    wait_until(harness, "the key", |app| {
+        app.model.files.keys.get(name).is_some()
+    });
+}
+
 /// An app of its own (config directory and keychain), its Keys window open.
 fn app_with_keys(dir: &Path) -> (Harness<'static, SluiceApp>, Arc<ScriptedDialogs>, Keychain) {
     let dialogs = Arc::new(ScriptedDialogs::default());
@@ -67,12 +77,7 @@ fn a_shared_key_shows_its_passphrase_once_and_opens_in_another_app_into_the_same
 
     // Alice shares a key she generated.
     let (mut alice, alice_dialogs, alice_keychain) = app_with_keys(&dir.path().join("alice"));
-    click(&mut alice, "Generate…");
-    set_text(&mut alice, "Key name", "db");
-    click(&mut alice, "Generate");
-    wait_until(&mut alice, "the key", |app| {
-        app.model.files.keys.get("db").is_some()
-    });
+    generate_key(&mut alice, "db");
     alice_dialogs.answer(DialogAnswer::Picked(bundle.clone()));
     click(&mut alice, "Share with a teammate…");
     assert_eq!(
@@ -313,12 +318,7 @@ fn a_shared_tunnel_arrives_with_its_key_through_the_import_review() {
     .unwrap();
 
     let (mut alice, alice_dialogs, _) = app_with_keys(&alice_dir);
-    click(&mut alice, "Generate…");
-    set_text(&mut alice, "Key name", "db");
-    click(&mut alice, "Generate");
-    wait_until(&mut alice, "the key", |app| {
-        app.model.files.keys.get("db").is_some()
-    });
+    generate_key(&mut alice, "db");
     click(&mut alice, "Close window");
     alice.get_by_role_and_label(Role::Button, "redis").click();
     alice.run_ok();
