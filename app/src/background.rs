@@ -18,7 +18,7 @@ use crate::error::{
 };
 use crate::file_dialogs::DialogAnswer;
 use crate::keys::{KeyInfo, OpenedBundle, Shared};
-use crate::model::ProbeKey;
+use crate::model::{ProbeKey, RotationStep};
 
 /// Which file a save was for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,7 +140,13 @@ pub enum FarEndMessage {
         name: String,
         action: FarEndAction,
         record: FarEndRecord,
+        rotation: Option<RotationStep>,
         result: Result<(), FarEndError>,
+    },
+    /// The new key of a rotation of tunnel `name` was generated (or not).
+    RotationKey {
+        name: String,
+        result: Result<KeyInfo, KeyError>,
     },
     /// The host aliases of the user's ssh config.
     SshHosts(Vec<String>),

@@ -97,6 +97,11 @@ pub enum FarEndCommand {
     SetOnFirstConnection(String, bool),
     /// Set up, check, repair or remove the tunnel's far end over ssh.
     Run(String, FarEndAction),
+    /// Rotate the tunnel's (by name) key: a new key, on the far end (beside the old one
+    /// while clients switch, if the far end accepts connections) and then here.
+    Rotate(String),
+    /// End the tunnel's rotation: the old key is no longer let in, here or there.
+    FinishRotation(String),
 }
 
 /// Life beyond the window: settings, the window itself, quitting.

@@ -53,6 +53,14 @@ pub fn local_minute(at: SystemTime) -> String {
     clock_in_zone(at, SystemTime::now(), &jiff::tz::TimeZone::system(), false)
 }
 
+/// Today's date in the system's local time, "YYYY-MM-DD".
+pub fn local_date() -> String {
+    jiff::tz::TimeZone::system()
+        .to_datetime(jiff::Timestamp::now())
+        .date()
+        .to_string()
+}
+
 /// [`local_time`] for a given "now" and zone.
 pub fn time_in_zone(at: SystemTime, now: SystemTime, zone: &jiff::tz::TimeZone) -> String {
     clock_in_zone(at, now, zone, true)

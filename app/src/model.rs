@@ -195,10 +195,22 @@ impl fmt::Display for ProbeVerdict {
     }
 }
 
+/// What a far-end run does for a key rotation, and so what changes here once it succeeds.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RotationStep {
+    /// The far end took the new key (and keeps letting in the old one if it accepts
+    /// connections): this end switches to `new`.
+    Start { new: KeyRef, old: KeyRef },
+    /// The far end no longer lets in the old key.
+    Finish,
+}
+
 /// A far-end action over ssh: its steps as they report, and how it ended.
 #[derive(Clone, Debug)]
 pub struct FarEndRun {
     pub action: FarEndAction,
+    /// The run is part of a key rotation.
+    pub rotation: Option<RotationStep>,
     pub destination: String,
     pub steps: Vec<FarEndStepReport>,
     /// `None` while it runs.
@@ -581,4 +593,13 @@ pub struct ViewState {
     pub history_csv_path: String,
     /// A key just shared: its passphrase is shown once, and wiped when this is closed.
     pub shared: Option<Shared>,
+}
+
+/// Whether tunnel `spec` is in a rotation: the old key is still let in, here or there.
+pub fn in_rotation(spec: &TunnelSpec) -> bool {
+    spec.previous_key.is_some()
+        || spec
+            .far_end
+            .as_ref()
+            .is_some_and(|r| r.previous_key.is_some())
 }

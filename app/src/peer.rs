@@ -323,6 +323,7 @@ impl PeerPlan {
             ssh: self.ssh.clone(),
             far_address: format!("[127.0.0.1]:{}", self.b_bind()),
             on_first_connection: false,
+            previous_key: None,
         });
         let mut reverse = TunnelSpec::new(
             reverse_name(&self.prefix),
@@ -335,6 +336,7 @@ impl PeerPlan {
             ssh: self.ssh.clone(),
             far_address: format!("[127.0.0.1]:{}", self.a_canonical()),
             on_first_connection: false,
+            previous_key: None,
         });
         [forward, reverse]
     }

@@ -39,6 +39,16 @@ fn far_end_tab(
     dir: &std::path::Path,
     spec: TunnelSpec,
 ) -> Harness<'static, SluiceApp> {
+    far_end_tab_with(sshd, dir, spec, None)
+}
+
+/// [`far_end_tab`], with `sluiced` the app copies to a far end that needs one.
+fn far_end_tab_with(
+    sshd: &Sshd,
+    dir: &std::path::Path,
+    spec: TunnelSpec,
+    sluiced: Option<std::path::PathBuf>,
+) -> Harness<'static, SluiceApp> {
     let name = spec.name.clone();
     Config {
         tunnels: vec![spec],
@@ -50,7 +60,7 @@ fn far_end_tab(
     services.ssh = SshSetup {
         command: Some(sshd.ssh_words()),
         config_file: Some(sshd.ssh_config()),
-        sluiced: None,
+        sluiced,
     };
     let mut harness = app_harness(services);
     harness.run_ok();
@@ -296,4 +306,140 @@ fn start_on_first_connection_is_refused_where_the_far_end_has_no_systemd() {
             .on_first_connection(&app.ui, app.model.tunnel(name).unwrap()),
         "still ticked"
     );
+}
+
+/// A stock `spiped -e` on loopback with `key`, into `far`; killed when dropped.
+fn stock_client(
+    key: &std::path::Path,
+    far: u16,
+    log_dir: &std::path::Path,
+) -> (sluice_testkit::Proc, u16) {
+    let port = free_port();
+    let mut command = std::process::Command::new("spiped");
+    command
+        .args(["-e", "-F", "-s"])
+        .arg(format!("[127.0.0.1]:{port}"))
+        .arg("-t")
+        .arg(format!("[127.0.0.1]:{far}"))
+        .arg("-k")
+        .arg(key);
+    let proc = sluice_testkit::Proc::spawn("spiped -e", command, log_dir);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "spiped -e did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (proc, port)
+}
+
+/// Rotate key on a tunnel whose far end is stock spiped: a new key in the keychain, the far
+/// end repaired as sluiced (copied there: spiped takes one key) with the new key and the
+/// old one beside it, this end switched; a teammate's stock spiped client with the old key
+/// still gets through until Finish rotation, and is refused after it.
+#[test]
+fn rotate_key_keeps_old_clients_until_finish_rotation() {
+    let Some(sluiced) = built_sluiced() else {
+        return;
+    };
+    let name = "far-end-rotation";
+    let slug = sluice_engine::far_end_slug(name);
+    sshd::clear_leftovers(&slug);
+    let sshd = Sshd::start("/usr/bin:/bin", Trust::ServerKey);
+    let service = echo_server();
+    let dir = tempfile::tempdir().unwrap();
+    let old_key = dir.path().join("tunnel.key");
+    std::fs::write(&old_key, b"the old key of this tunnel, 32 B").unwrap();
+    let (local, far_port) = (free_port(), free_port());
+    let spec = TunnelSpec::new(
+        name,
+        Mode::Encrypt,
+        format!("[127.0.0.1]:{local}"),
+        format!("[127.0.0.1]:{far_port}"),
+        KeyRef::File(old_key.clone()),
+    );
+    let mut harness = far_end_tab_with(&sshd, dir.path(), spec, Some(sluiced));
+    set_text(
+        &mut harness,
+        "Service on the far end (its spiped -t)",
+        &format!("[127.0.0.1]:{}", service.port()),
+    );
+    set_text(&mut harness, "SSH destination:", ALIAS);
+    click(&mut harness, "Set up");
+    wait_for_far_ends(&mut harness, &[name]);
+    harness
+        .state_mut()
+        .execute(TunnelCommand::Start(name.into()).into());
+    let listening = |app: &SluiceApp| {
+        matches!(
+            app.model.status(name).map(|s| &s.state),
+            Some(TunnelState::Listening { .. })
+        )
+    };
+    wait_until(&mut harness, "the tunnel to listen", listening);
+    let data = b"through the tunnel".repeat(50);
+    assert_eq!(round_trip(([127, 0, 0, 1], local).into(), &data), data);
+    let (old_client, old_port) = stock_client(&old_key, far_port, dir.path());
+
+    click(&mut harness, "Rotate key…");
+    wait_for_far_ends(&mut harness, &[name]);
+    let run = harness.state().model.mirror.far_end_runs[name].clone();
+    assert!(
+        matches!(run.finished, Some(Ok(()))),
+        "{run:?}\nsshd log:\n{}",
+        sshd.log()
+    );
+    let said: Vec<String> = run.steps.iter().map(ToString::to_string).collect();
+    let said = said.join("\n");
+    assert!(
+        said.contains("install sluiced: ok: copied this machine's sluiced"),
+        "{said}"
+    );
+    assert!(said.contains("the key being replaced beside it"), "{said}");
+    assert!(shows(&harness, "has the new key, and this end uses it"));
+    let spec = harness.state().model.tunnel(name).unwrap().clone();
+    let KeyRef::Keychain(new_name) = &spec.key else {
+        panic!("the new key is in the keychain: {:?}", spec.key);
+    };
+    assert!(new_name.starts_with(&format!("{name} ")), "{new_name}");
+    assert_eq!(
+        spec.far_end.as_ref().and_then(|r| r.previous_key.clone()),
+        Some(KeyRef::File(old_key.clone())),
+        "the config says the far end still lets the old key in"
+    );
+    assert!(shows(
+        &harness,
+        "Rotation under way: the far end still lets the old key in"
+    ));
+
+    // This end (now taking its new key) and the old client both get through.
+    wait_until(&mut harness, "the tunnel to listen", listening);
+    assert_eq!(round_trip(([127, 0, 0, 1], local).into(), &data), data);
+    assert_eq!(round_trip(([127, 0, 0, 1], old_port).into(), &data), data);
+
+    click(&mut harness, "Finish rotation");
+    wait_for_far_ends(&mut harness, &[name]);
+    let run = harness.state().model.mirror.far_end_runs[name].clone();
+    assert!(matches!(run.finished, Some(Ok(()))), "{run:?}");
+    assert!(shows(&harness, "no longer lets the old key in"));
+    let spec = harness.state().model.tunnel(name).unwrap().clone();
+    assert_eq!(
+        spec.far_end.as_ref().and_then(|r| r.previous_key.clone()),
+        None
+    );
+    assert!(shows(&harness, "Rotate key…"), "a next rotation can start");
+    // Only the new key gets in now: this end uses it.
+    wait_until(&mut harness, "the tunnel to listen", listening);
+    assert_eq!(round_trip(([127, 0, 0, 1], local).into(), &data), data);
+    let refused = round_trip(([127, 0, 0, 1], old_port).into(), &data);
+    assert!(
+        refused.is_empty(),
+        "the old key is refused after Finish rotation"
+    );
+    drop(old_client);
+
+    click(&mut harness, "Remove");
+    wait_for_far_ends(&mut harness, &[name]);
 }

@@ -309,6 +309,7 @@ fn a_shared_tunnel_arrives_with_its_key_through_the_import_review() {
         ssh: "alice@db.example.org".into(),
         far_address: "[127.0.0.1]:6379".into(),
         on_first_connection: false,
+        previous_key: None,
     });
     sluice_engine::Config {
         tunnels: vec![spec],

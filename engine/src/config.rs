@@ -127,6 +127,10 @@ pub struct FarEndRecord {
     /// systemd holds the far end's port and starts it on the first connection.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub on_first_connection: bool,
+    /// During a rotation of a far end that accepts connections: the key being replaced,
+    /// which the far end still lets in beside the tunnel's key (a reference, never the key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_key: Option<KeyRef>,
 }
 
 /// Why a text is not an ssh destination Sluice passes to `ssh`.
@@ -877,6 +881,7 @@ mod tests {
             ssh: "me@db.example.org".into(),
             far_address: "[127.0.0.1]:6379".into(),
             on_first_connection: false,
+            previous_key: None,
         });
         let text = cfg.to_ron();
         assert_eq!(Config::parse(&text).unwrap(), cfg);
@@ -900,6 +905,7 @@ mod tests {
                 ssh: bad.into(),
                 far_address: "x".into(),
                 on_first_connection: false,
+                previous_key: None,
             });
             assert_eq!(only_problem(&cfg.tunnels[0]).0, "far_end", "{bad:?}");
         }

@@ -73,7 +73,7 @@ pub use plan::{ApplyError, Desired, DesiredTunnel, Ending, Plan, Restart};
 pub use platform::host_name;
 pub use protocol::health::{TargetDownCause, TargetReport};
 pub use protocol::key::{Fingerprint, PresharedKey, hex};
-pub use protocol::{ForwardSecrecy, KeyAgreement};
+pub use protocol::{ForwardSecrecy, KeyAgreement, Role};
 pub use proxy_header::ProxyVersion;
 pub use sealed::{
     BUNDLE_PREFIX, BundleFileError, BundlePart, MAX_BUNDLE_LEN, MAX_WORK_FACTOR, MalformedPart,

@@ -375,6 +375,7 @@ fn setup_with(sshd: &Sshd, name: &str) -> (Result<(), FarEndError>, Vec<String>)
         ssh: client(sshd),
         on_first_connection: false,
         local_sluiced: None,
+        previous_key: None,
     };
     let mut lines = Vec::new();
     let result = run_far_end(&request, &mut |r| lines.push(r.to_string()));
@@ -510,6 +511,7 @@ wait
         ssh,
         on_first_connection: false,
         local_sluiced: None,
+        previous_key: None,
     };
 
     let started = Instant::now();

@@ -409,7 +409,7 @@ impl SluiceApp {
         });
     }
 
-    fn save_keys(&mut self) {
+    pub(super) fn save_keys(&mut self) {
         if let Some(problem) = &self.model.files.keys_broken {
             self.report(AppError::KeyListBroken(Arc::clone(problem)));
             return;

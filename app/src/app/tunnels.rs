@@ -280,6 +280,16 @@ impl SluiceApp {
         }
     }
 
+    /// Tunnel `name`'s key (or previous key) changed: a running tunnel takes it now, a
+    /// stopped one when it starts.
+    pub(super) fn rekeyed(&mut self, name: &str) {
+        if self.model.mirror.wanted.contains(name) {
+            self.start(name);
+        } else {
+            self.tunnels.settings.remove(name);
+        }
+    }
+
     /// Loads the tunnel's key off the UI thread, then runs it (or gives it new settings).
     fn start(&mut self, name: &str) {
         let Some(spec) = self.model.tunnel(name) else {

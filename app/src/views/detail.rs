@@ -14,7 +14,10 @@ use sluice_engine::{
 use crate::command::{FarEndCommand, KeyCommand, TunnelCommand, UiCommand, ViewCommand};
 use crate::connections::{self, KEPT_PER_TUNNEL};
 use crate::format;
-use crate::model::{DetailTab, FarEndHealth, FarEndRun, Model, ProbeKey, UiState, ViewState};
+use crate::model::{
+    DetailTab, FarEndHealth, FarEndRun, Model, ProbeKey, RotationStep, UiState, ViewState,
+    in_rotation,
+};
 use crate::peer::PeerForm;
 use crate::theme;
 use crate::views::History;
@@ -335,7 +338,7 @@ fn traffic(ui: &mut egui::Ui, model: &Model, spec: &TunnelSpec, history: &Histor
                         "{current} with the current key, {previous} with the previous key"
                     );
                     let hint = if spec.previous_key.is_some() {
-                        "When the previous key's count stops growing, no client uses it any more: Edit, set the previous key to none."
+                        "When the previous key's count stops growing, no client uses it any more: Finish rotation (Far end tab), or Edit and set the previous key to none."
                     } else {
                         "The previous key is no longer accepted."
                     };
@@ -722,6 +725,9 @@ fn over_ssh(
             ui.spinner();
         }
     });
+    if spec.far_end.is_some() {
+        rotation(ui, model, spec, busy, out);
+    }
     let Some(run) = run else {
         return;
     };
@@ -753,6 +759,54 @@ fn over_ssh(
     }
 }
 
+/// Rotate key, or, while a rotation is under way, what still lets the old key in, the
+/// handshakes by key where this end counts them, and Finish rotation.
+fn rotation(
+    ui: &mut egui::Ui,
+    model: &Model,
+    spec: &TunnelSpec,
+    busy: bool,
+    out: &mut Vec<UiCommand>,
+) {
+    ui.add_space(4.0);
+    if !in_rotation(spec) {
+        let hint = "Generate a new key, install it on the far end over ssh (a far end that accepts connections keeps letting the old key in until Finish rotation; it needs sluiced, copied there if missing), then switch this end to it";
+        if ui
+            .add_enabled(!busy, egui::Button::new("Rotate key…"))
+            .on_hover_text(hint)
+            .clicked()
+        {
+            out.push(FarEndCommand::Rotate(spec.name.clone()).into());
+        }
+        return;
+    }
+    let (where_, counts) = if spec.previous_key.is_some() {
+        let counts = model.status(&spec.name).map(|s| {
+            let [current, previous] = s.counters.handshakes;
+            format!(" Handshakes since start: {current} with the new key, {previous} with the old.")
+        });
+        ("this end", counts.unwrap_or_default())
+    } else {
+        let counts = " The far end's sluiced counts handshakes per key (sluice_handshakes_total on its --metrics).";
+        ("the far end", counts.to_owned())
+    };
+    ui.horizontal_wrapped(|ui| {
+        ui.label(
+            RichText::new(format!(
+                "Rotation under way: {where_} still lets the old key in, so clients not yet switched get through.{counts}"
+            ))
+            .color(theme::WARN),
+        );
+        if ui
+            .add_enabled(!busy, egui::Button::new("Finish rotation"))
+            .on_hover_text("Stop letting the old key in (on the far end over ssh, or here), once no client uses it")
+            .clicked()
+        {
+            out.push(FarEndCommand::FinishRotation(spec.name.clone()).into());
+        }
+    });
+}
+
 /// The steps of a far-end action as they went, and its outcome in a sentence.
 pub(crate) fn far_end_progress(ui: &mut egui::Ui, run: &FarEndRun) {
     for report in &run.steps {
@@ -780,15 +834,29 @@ pub(crate) fn far_end_progress(ui: &mut egui::Ui, run: &FarEndRun) {
         ui.label(RichText::new(format!("✖ {why}")).color(theme::ERROR));
     }
     if let Some(Ok(())) = &run.finished {
-        let done = match run.action {
-            FarEndAction::Setup => format!("The far end is set up on {}.", run.destination),
-            FarEndAction::Check => format!("The far end on {} works.", run.destination),
-            FarEndAction::Repair => format!(
-                "The far end on {} is repaired: set up again, and it works.",
+        let done = match (&run.rotation, run.action) {
+            (Some(RotationStep::Start { .. }), _) => format!(
+                "The far end on {} has the new key, and this end uses it.",
                 run.destination
             ),
-            FarEndAction::Remove => format!("The far end on {} is removed.", run.destination),
+            (Some(RotationStep::Finish), _) => format!(
+                "The far end on {} no longer lets the old key in: the rotation is finished.",
+                run.destination
+            ),
+            (None, action) => action_done(action, &run.destination),
         };
         ui.label(RichText::new(done).color(theme::OK));
+    }
+}
+
+/// What a finished far-end action did, in a sentence.
+fn action_done(action: FarEndAction, destination: &str) -> String {
+    match action {
+        FarEndAction::Setup => format!("The far end is set up on {destination}."),
+        FarEndAction::Check => format!("The far end on {destination} works."),
+        FarEndAction::Repair => {
+            format!("The far end on {destination} is repaired: set up again, and it works.")
+        }
+        FarEndAction::Remove => format!("The far end on {destination} is removed."),
     }
 }

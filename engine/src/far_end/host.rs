@@ -192,7 +192,9 @@ fn no_program(
             no_copy,
         };
     }
-    let why = if plan.key_agreement == KeyAgreement::X25519 {
+    let why = if plan.previous_key {
+        "during a rotation the far end lets in the key being replaced beside the new one, and stock spiped takes one key"
+    } else if plan.key_agreement == KeyAgreement::X25519 {
         "this tunnel uses Sluice's X25519 handshake, which stock spiped cannot speak (or switch the tunnel to the classic handshake)"
     } else if plan.far_mode.is_reverse() {
         "the far end of a reverse tunnel is sluiced's (stock spiped has no reverse mode)"

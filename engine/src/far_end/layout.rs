@@ -15,6 +15,8 @@ pub struct Layout {
     pub log: String,
     /// Where set-up copies this machine's sluiced for this tunnel, when the far end has none.
     pub sluiced_copy: String,
+    /// During a rotation, the key being replaced, beside the key.
+    pub previous_key: String,
 }
 
 impl Layout {
@@ -32,6 +34,7 @@ impl Layout {
             pidfile: format!("{dir}/{slug}.pid"),
             log: format!("{dir}/{slug}.log"),
             sluiced_copy: format!("{dir}/{slug}.sluiced"),
+            previous_key: super::plan::previous_key_path(&key),
             key,
             dir,
         }

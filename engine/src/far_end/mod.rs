@@ -29,6 +29,7 @@ use crate::keystore::KeyStore;
 use crate::net::dhpool::KeyPairPool;
 use crate::net::dial::DialFault;
 use crate::net::probe::{ProbeOutcome, ProbeRequest, probe};
+use crate::protocol::Role;
 use crate::protocol::key::PresharedKey;
 
 pub use error::{FarEndError, FarHostError, LocalError, SshError, SshStage};
@@ -191,6 +192,10 @@ pub struct FarEndRequest {
     pub this_host: String,
     /// Needed for set-up and check, not for remove.
     pub key: Option<FarEndKey>,
+    /// Set-up and repair during a rotation: the key being replaced, which a far end that
+    /// accepts connections (`-d`, `--reverse-in`) keeps letting in beside `key`. Needs
+    /// sluiced there (stock spiped takes one key).
+    pub previous_key: Option<FarEndKey>,
     pub ssh: SshClient,
     /// Set-up and repair: systemd holds the far end's port and starts it on the first
     /// connection, rather than it running all the time.
@@ -209,6 +214,7 @@ impl FarEndRequest {
             .unwrap_or_else(|| default_far_address(&self.tunnel));
         let mut plan = FarEndPlan::new(&self.tunnel, &far, &self.this_host);
         plan.on_first_connection = self.on_first_connection;
+        plan.previous_key = self.previous_key.is_some();
         plan
     }
 }
@@ -302,6 +308,14 @@ impl Runner<'_> {
         }
         // Both go into the far end's command line and unit file: the far address as the
         // user gave it (--service, the far-end tab), and how it reaches this machine.
+        if self.request.previous_key.is_some() && self.plan.far_mode.role() != Role::Server {
+            return Err(invalid(format!(
+                "a rotation's previous key is for the end that accepts connections, and the far end of this {:?} tunnel dials (its {} end): it switches to the new key; keep the previous key on this end instead",
+                spec.mode,
+                self.plan.mode_flag()
+            ))
+            .into());
+        }
         for (flag, address) in [("-s", &self.plan.source), ("-t", &self.plan.target)] {
             if let Err(e) = Address::parse_remote(address) {
                 return Err(invalid(format!("the far end's {flag}: {e}")).into());
@@ -393,13 +407,28 @@ impl Runner<'_> {
             }
             .into());
         }
-        match output.value("key") {
-            Some(path) if output.success() => Ok(format!(
+        let written = match output.value("key") {
+            Some(path) if output.success() => format!(
                 "{} bytes written to {path} (mode 0600; fingerprint {})",
                 key.0.len(),
                 key.preshared().fingerprint()
+            ),
+            _ => return Err(self.command_failed("writing the key file", &output)),
+        };
+        let Some(previous) = &self.request.previous_key else {
+            return Ok(written);
+        };
+        let input = Input {
+            what: "the previous key",
+            bytes: &previous.0,
+        };
+        let output = self.remote(&scripts::send_previous_key(&layout, choice), Some(input))?;
+        match output.value("previous-key") {
+            Some(path) if output.success() => Ok(format!(
+                "{written}; the key being replaced beside it, {path} (fingerprint {}), still let in until the rotation is finished",
+                previous.preshared().fingerprint()
             )),
-            _ => Err(self.command_failed("writing the key file", &output)),
+            _ => Err(self.command_failed("writing the previous key file", &output)),
         }
     }
 
@@ -688,6 +717,7 @@ mod tests {
             ssh: SshClient::new(vec!["/nonexistent/ssh".into()], destination, 1),
             on_first_connection: false,
             local_sluiced: None,
+            previous_key: None,
         }
     }
 
@@ -859,6 +889,7 @@ echo $! > "$P"
                 ssh: SshClient::new(vec![self.ssh.display().to_string()], "farend", 5),
                 on_first_connection: false,
                 local_sluiced: None,
+                previous_key: None,
             };
             let mut reports = Vec::new();
             let result = run_far_end(&request, &mut |r| {

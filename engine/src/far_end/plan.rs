@@ -40,6 +40,9 @@ pub struct FarEndPlan {
     /// systemd holds the far end's listening socket and starts it on the first
     /// connection (`-s systemd:SLUG`); set up over SSH only, never in the manual commands.
     pub on_first_connection: bool,
+    /// During a rotation, the far end (an accepting end) also lets in clients holding the
+    /// key being replaced, kept beside its key as `KEY.previous` (`--previous-key`).
+    pub previous_key: bool,
     /// The command lines to run by hand, as the far-end tab shows them.
     pub commands: FarEndCommands,
 }
@@ -150,6 +153,7 @@ impl FarEndPlan {
             key_agreement: spec.key_agreement,
             key_file_name,
             on_first_connection: false,
+            previous_key: false,
             commands: FarEndCommands {
                 spiped: None,
                 sluiced: String::new(),
@@ -180,7 +184,9 @@ impl FarEndPlan {
     /// Whether stock spiped can be this far end (it cannot speak X25519, nor run either
     /// end of a reverse tunnel).
     pub fn spiped_can_serve(&self) -> bool {
-        self.key_agreement == KeyAgreement::Classic && !self.far_mode.is_reverse()
+        self.key_agreement == KeyAgreement::Classic
+            && !self.far_mode.is_reverse()
+            && !self.previous_key
     }
 
     /// Why the far end cannot wait for its first connection under systemd, if it cannot:
@@ -227,8 +233,17 @@ impl FarEndPlan {
         if self.key_agreement == KeyAgreement::X25519 {
             args.push("--x25519".into());
         }
+        if self.previous_key {
+            args.push("--previous-key".into());
+            args.push(previous_key_path(key_path));
+        }
         args
     }
+}
+
+/// Where a far end keeps the key being replaced during a rotation, beside its key.
+pub fn previous_key_path(key_path: &str) -> String {
+    format!("{key_path}.previous")
 }
 
 /// Where the far end of an Encrypt tunnel listens: the port the tunnel targets, on every

@@ -57,11 +57,6 @@ fn root(choice: &Choice) -> &'static str {
 /// manifest is created while an empty directory of this script's own holds the Sluice
 /// directory; only making that holder can lose the race, and it is simply tried again.
 pub fn send_key(layout: &Layout, choice: &Choice) -> String {
-    let owner = match choice.persistence {
-        // The .deb's unit runs as the user sluiced, which must read the key.
-        Persistence::SluicedTemplate { .. } => r#" && chown sluiced:sluiced "$1""#,
-        _ => "",
-    };
     let key_dir = layout
         .key
         .rsplit_once('/')
@@ -86,10 +81,7 @@ if $R test -e "$K"; then rm -f "$M"; say "occupied=$K"; exit 4; fi
 note key "$K"
 note file "$T"
 $R mkdir -p {key_dir} || {{ say key-failed; exit 5; }}
-if ! $R sh -c 'umask 077; cat > "$1"{owner} && mv -f "$1" "$2"' sluice-far-end "$T" "$K"; then
-  $R rm -f "$T"; say key-failed; exit 5
-fi
-say "key=$K"
+{write}say "key=$K"
 "#,
         dir = quote(&layout.dir),
         manifest = quote(&layout.manifest),
@@ -98,6 +90,7 @@ say "key=$K"
         root = root(choice),
         sudo = if choice.sudo { "yes" } else { "no" },
         key_dir = quote(&key_dir),
+        write = write_key_file(choice, "$K"),
     )
 }
 
@@ -116,6 +109,40 @@ say "installed-version=$("$P" -v 2>&1 | head -n 1)"
         manifest = quote(&layout.manifest),
         copy = quote(&layout.sluiced_copy),
         copy_tmp = quote(&format!("{}.tmp", layout.sluiced_copy)),
+    )
+}
+
+/// Writes standard input to the temporary file `$T` (owner-only, and readable by the
+/// .deb's user sluiced, whose unit runs the key), then renames it to `dest`.
+fn write_key_file(choice: &Choice, dest: &str) -> String {
+    let owner = match choice.persistence {
+        Persistence::SluicedTemplate { .. } => r#" && chown sluiced:sluiced "$1""#,
+        _ => "",
+    };
+    format!(
+        r#"if ! $R sh -c 'umask 077; cat > "$1"{owner} && mv -f "$1" "$2"' sluice-far-end "$T" "{dest}"; then
+  $R rm -f "$T"; say key-failed; exit 5
+fi
+"#
+    )
+}
+
+/// During a rotation: writes the key being replaced (standard input) beside the key, as
+/// [`send_key`] writes the key, noted in the manifest first.
+pub fn send_previous_key(layout: &Layout, choice: &Choice) -> String {
+    format!(
+        r#"umask 077
+D={dir}; M={manifest}; P={previous}; T={tmp}; R="{root}"
+{PRELUDE}note file "$P"
+note file "$T"
+{write}say "previous-key=$P"
+"#,
+        dir = quote(&layout.dir),
+        manifest = quote(&layout.manifest),
+        previous = quote(&layout.previous_key),
+        tmp = quote(&format!("{}.tmp", layout.previous_key)),
+        root = root(choice),
+        write = write_key_file(choice, "$P"),
     )
 }
 
@@ -348,6 +375,9 @@ pub fn start_input(layout: &Layout, choice: &Choice, plan: &FarEndPlan) -> Optio
             );
             spec.forward_secrecy = plan.forward_secrecy;
             spec.key_agreement = plan.key_agreement;
+            spec.previous_key = plan
+                .previous_key
+                .then(|| crate::config::KeyRef::File(layout.previous_key.clone().into()));
             let config = crate::config::Config {
                 tunnels: vec![spec],
                 ..crate::config::Config::default()
@@ -361,19 +391,24 @@ pub fn start_input(layout: &Layout, choice: &Choice, plan: &FarEndPlan) -> Optio
 }
 
 /// `ExecStart=`'s words: the program in the foreground with the plan's arguments, the key
-/// given as `key_word`, already in systemd's syntax.
-fn exec_start(choice: &Choice, plan: &FarEndPlan, key_word: String) -> String {
+/// given as `key_word` and a rotation's previous key as `previous_word`, already in
+/// systemd's syntax.
+fn exec_start(choice: &Choice, plan: &FarEndPlan, key_word: &str, previous_word: &str) -> String {
     let mut words: Vec<String> = [choice.program_path.as_str(), "-F"]
         .into_iter()
         .map(systemd_quote)
         .collect();
     let mut args = plan.args("").into_iter();
     while let Some(arg) = args.next() {
-        let is_key = arg == "-k";
+        let value = match arg.as_str() {
+            "-k" => Some(key_word),
+            "--previous-key" => Some(previous_word),
+            _ => None,
+        };
         words.push(systemd_quote(&arg));
-        if is_key {
+        if let Some(value) = value {
             args.next();
-            words.push(key_word.clone());
+            words.push(value.to_owned());
         }
     }
     words.join(" ")
@@ -403,7 +438,12 @@ fn user_unit(layout: &Layout, choice: &Choice, plan: &FarEndPlan) -> String {
     format!(
         "# Written by Sluice (sluiced --far-end-setup); removed by sluiced --far-end-remove.\n[Unit]\nDescription=Sluice far end of tunnel {name}\nWants=network-online.target\nAfter=network-online.target\n{needs}\n[Service]\nType=exec\nExecStart={exec}\nRestart=on-failure\nRestartSec=5s\n{install}",
         name = plan.slug,
-        exec = exec_start(choice, plan, systemd_quote(&layout.key)),
+        exec = exec_start(
+            choice,
+            plan,
+            &systemd_quote(&layout.key),
+            &systemd_quote(&layout.previous_key)
+        ),
     )
 }
 
@@ -414,6 +454,7 @@ fn user_unit(layout: &Layout, choice: &Choice, plan: &FarEndPlan) -> String {
 /// only, so it needs no escaping in a credential name, a directory name or a path.
 fn system_unit(layout: &Layout, choice: &Choice, plan: &FarEndPlan) -> String {
     let credential = format!("{}.key", plan.slug);
+    let previous_credential = format!("{}.previous.key", plan.slug);
     // Binding a port below 1024 is all the far end may need beyond an ordinary user,
     // unless systemd binds it (started on the first connection).
     let low_port = choice.listen_stream.is_none()
@@ -442,7 +483,7 @@ ExecStart={exec}
 Restart=on-failure
 RestartSec=5s
 LoadCredential={credential}:{key}
-RuntimeDirectory=sluice-far-end-{slug}
+{previous}RuntimeDirectory=sluice-far-end-{slug}
 RuntimeDirectoryMode=0755
 CapabilityBoundingSet={capabilities}
 AmbientCapabilities={capabilities}
@@ -450,7 +491,20 @@ AmbientCapabilities={capabilities}
         key = layout.key,
         slug = plan.slug,
         unit = super::host::own_unit(&plan.slug),
-        exec = exec_start(choice, plan, format!("\"%d/{credential}\"")),
+        exec = exec_start(
+            choice,
+            plan,
+            &format!("\"%d/{credential}\""),
+            &format!("\"%d/{previous_credential}\"")
+        ),
+        previous = if plan.previous_key {
+            format!(
+                "LoadCredential={previous_credential}:{}\n",
+                layout.previous_key
+            )
+        } else {
+            String::new()
+        },
     )
 }
 
@@ -1004,6 +1058,75 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_rotating_far_end_lets_the_previous_key_in_beside_its_key() {
+        let mut p = plan();
+        p.previous_key = true;
+        assert!(!p.spiped_can_serve(), "stock spiped takes one key");
+        assert_eq!(
+            p.args("/k").join(" "),
+            "-d -s [0.0.0.0]:8025 -t [127.0.0.1]:6379 -k /k --previous-key /k.previous"
+        );
+        // Sluice's own system unit: a second credential.
+        let c = system_choice(Program::Sluiced, "/usr/bin/sluiced");
+        let l = c.layout(&facts(), &p);
+        assert_eq!(l.previous_key, "/etc/sluice/keys/redis.key.previous");
+        let unit = start_input(&l, &c, &p).unwrap();
+        assert!(
+            unit.contains("\"-k\" \"%d/redis.key\" \"--previous-key\" \"%d/redis.previous.key\""),
+            "{unit}"
+        );
+        assert!(
+            unit.contains(
+                "\nLoadCredential=redis.previous.key:/etc/sluice/keys/redis.key.previous\n"
+            ),
+            "{unit}"
+        );
+        // A user unit reads it from the home; the .deb's config names it.
+        let user = choice(
+            Persistence::UserUnit {
+                unit: "sluice-far-end-redis.service".into(),
+                linger: true,
+            },
+            false,
+        );
+        let unit = start_input(&user.layout(&facts(), &p), &user, &p).unwrap();
+        assert!(
+            unit.contains(
+                "\"--previous-key\" \"/home/u/.config/sluice-far-end/redis.key.previous\""
+            ),
+            "{unit}"
+        );
+        let template = choice(
+            Persistence::SluicedTemplate {
+                unit: "sluiced@redis.service".into(),
+            },
+            true,
+        );
+        let config = start_input(&template.layout(&facts(), &p), &template, &p).unwrap();
+        let parsed = crate::config::Config::parse(&config).unwrap();
+        assert_eq!(
+            parsed.tunnels[0].previous_key,
+            Some(KeyRef::File("/etc/sluice/keys/redis.key.previous".into()))
+        );
+        // Written like the key (the .deb's user may read it), noted before it is written.
+        let script = send_previous_key(&template.layout(&facts(), &p), &template);
+        assert!(script.contains("chown sluiced:sluiced"), "{script}");
+        assert!(
+            script.find("note file \"$P\"") < script.find("cat >"),
+            "{script}"
+        );
+        let removal = Removal::from_manifest(
+            [
+                "file\t/etc/sluice/keys/redis.key.previous",
+                "file\t/home/u/.config/sluice-far-end/redis.key.previous",
+            ],
+            "/home/u",
+            "redis",
+        );
+        assert!(removal.refused.is_empty(), "{:?}", removal.refused);
+    }
+
     /// A far end started on its first connection: `(choice, plan)` for a user or a
     /// system unit.
     fn on_demand(persistence: Persistence, sudo: bool) -> (Choice, FarEndPlan) {
@@ -1176,6 +1299,8 @@ mod tests {
         for script in [
             probe("redis"),
             send_key(&l, &c),
+            send_previous_key(&l, &c),
+            install(&l),
             start(&l, &c, &plan()),
             status(&l.dir, &l.manifest),
             read_manifest(&l.dir, &l.manifest),

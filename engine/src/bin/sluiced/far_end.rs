@@ -73,6 +73,20 @@ fn prepare(options: &FarEndOptions) -> Result<FarEndRequest, String> {
             .far_end
             .as_ref()
             .is_some_and(|r| r.on_first_connection);
+    // During a rotation the app started, a repair keeps the old key on the far end.
+    let previous_key = match tunnel
+        .far_end
+        .as_ref()
+        .and_then(|r| r.previous_key.as_ref())
+    {
+        Some(previous) if matches!(options.action, FarEndAction::Setup | FarEndAction::Repair) => {
+            Some(
+                FarEndKey::load(previous, None)
+                    .map_err(|e| format!("tunnel {:?}'s previous key: {e}", tunnel.name))?,
+            )
+        }
+        _ => None,
+    };
     let ssh = SshClient::from_env(&options.destination, FAR_END_CONNECT_TIMEOUT.as_secs())
         .map_err(|e| e.to_string())?;
     Ok(FarEndRequest {
@@ -83,6 +97,7 @@ fn prepare(options: &FarEndOptions) -> Result<FarEndRequest, String> {
         key,
         ssh,
         on_first_connection,
+        previous_key,
         // This very program, for a far end that needs sluiced and has none.
         local_sluiced: matches!(options.action, FarEndAction::Setup | FarEndAction::Repair)
             .then(LocalSluiced::beside_this_program)
