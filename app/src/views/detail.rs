@@ -7,21 +7,18 @@ use std::time::SystemTime;
 
 use egui::RichText;
 use egui_plot::{HoverPosition, Legend, Line, MarkerShape, Plot, PlotPoints, Points};
-use sluice_engine::{
-    CheckSample, FarEndAction, FarEndStepOutcome, HandshakeFailure, Mode, RateSample, TunnelSpec,
-};
+use sluice_engine::{CheckSample, FarEndAction, HandshakeFailure, Mode, RateSample, TunnelSpec};
 
 use crate::command::{FarEndCommand, KeyCommand, TunnelCommand, UiCommand, ViewCommand};
 use crate::connections::{self, KEPT_PER_TUNNEL};
 use crate::format;
 use crate::model::{
-    DetailTab, FarEndHealth, FarEndRun, Model, ProbeKey, RotationStep, UiState, ViewState,
-    in_rotation,
+    DetailTab, FarEndHealth, FarEndRun, Model, ProbeKey, UiState, ViewState, in_rotation,
 };
 use crate::peer::PeerForm;
 use crate::theme;
 use crate::views::History;
-use crate::views::widgets::{probe_result, role_label, state_words};
+use crate::views::widgets::{far_end_progress, probe_result, role_label, state_words};
 
 /// How much rate history the chart shows.
 const CHART_SECONDS: usize = 300;
@@ -805,58 +802,4 @@ fn rotation(
             out.push(FarEndCommand::FinishRotation(spec.name.clone()).into());
         }
     });
-}
-
-/// The steps of a far-end action as they went, and its outcome in a sentence.
-pub(crate) fn far_end_progress(ui: &mut egui::Ui, run: &FarEndRun) {
-    for report in &run.steps {
-        let (mark, color, text) = match &report.outcome {
-            FarEndStepOutcome::Running => ("…", theme::MUTED, "running".to_owned()),
-            FarEndStepOutcome::Done(what) => ("✔", theme::OK, what.clone()),
-            FarEndStepOutcome::Failed(why) => ("✖", theme::ERROR, why.to_string()),
-        };
-        ui.horizontal_wrapped(|ui| {
-            ui.label(
-                RichText::new(format!("{mark} {}:", report.step))
-                    .color(color)
-                    .strong(),
-            );
-            ui.label(RichText::new(text).color(color));
-        });
-    }
-    // A failure before any step ran (the key, the ssh command) has no step line.
-    if let Some(Err(why)) = &run.finished
-        && !run
-            .steps
-            .iter()
-            .any(|r| matches!(r.outcome, FarEndStepOutcome::Failed(_)))
-    {
-        ui.label(RichText::new(format!("✖ {why}")).color(theme::ERROR));
-    }
-    if let Some(Ok(())) = &run.finished {
-        let done = match (&run.rotation, run.action) {
-            (Some(RotationStep::Start { .. }), _) => format!(
-                "The far end on {} has the new key, and this end uses it.",
-                run.destination
-            ),
-            (Some(RotationStep::Finish), _) => format!(
-                "The far end on {} no longer lets the old key in: the rotation is finished.",
-                run.destination
-            ),
-            (None, action) => action_done(action, &run.destination),
-        };
-        ui.label(RichText::new(done).color(theme::OK));
-    }
-}
-
-/// What a finished far-end action did, in a sentence.
-fn action_done(action: FarEndAction, destination: &str) -> String {
-    match action {
-        FarEndAction::Setup => format!("The far end is set up on {destination}."),
-        FarEndAction::Check => format!("The far end on {destination} works."),
-        FarEndAction::Repair => {
-            format!("The far end on {destination} is repaired: set up again, and it works.")
-        }
-        FarEndAction::Remove => format!("The far end on {destination} is removed."),
-    }
 }

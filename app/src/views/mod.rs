@@ -3,7 +3,7 @@
 //! them. Views import the model, the commands, `views::widgets` and the pure helpers
 //! (format, theme, tunnel_form, peer, tunnel_file's `reach`), never the app or each other.
 
-pub(crate) mod detail;
+mod detail;
 mod header;
 mod keys;
 mod modals;

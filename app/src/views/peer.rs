@@ -9,8 +9,7 @@ use sluice_engine::FarEndAction;
 use crate::command::{FarEndCommand, TunnelCommand, UiCommand, ViewCommand};
 use crate::model::{FarEndRun, Model};
 use crate::peer::{PeerField, PeerForm, PeerPlan, forward_name, reverse_name};
-use crate::views::detail::far_end_progress;
-use crate::views::widgets::{field_error, labelled_row};
+use crate::views::widgets::{far_end_progress, field_error, labelled_row};
 
 pub fn show(ctx: &egui::Context, form: &mut PeerForm, model: &Model, out: &mut Vec<UiCommand>) {
     let plan = form.plan(|name| model.key_location(name));

@@ -3,11 +3,11 @@
 //! views import these, never each other.
 
 use egui::{Color32, RichText};
-use sluice_engine::Mode;
+use sluice_engine::{FarEndAction, FarEndStepOutcome, Mode};
 
 use crate::error::KeychainUnavailable;
 use crate::format;
-use crate::model::{FarEndHealth, Model, Phase, ProbeVerdict};
+use crate::model::{FarEndHealth, FarEndRun, Model, Phase, ProbeVerdict, RotationStep};
 use crate::theme;
 
 /// A label and, in the next grid column, the widget `add` makes, named by the label for
@@ -149,5 +149,59 @@ pub fn far_end_words(model: &Model, name: &str) -> Option<(String, Color32)> {
                 theme::ERROR,
             ))
         }
+    }
+}
+
+/// The steps of a far-end action as they went, and its outcome in a sentence.
+pub fn far_end_progress(ui: &mut egui::Ui, run: &FarEndRun) {
+    for report in &run.steps {
+        let (mark, color, text) = match &report.outcome {
+            FarEndStepOutcome::Running => ("…", theme::MUTED, "running".to_owned()),
+            FarEndStepOutcome::Done(what) => ("✔", theme::OK, what.clone()),
+            FarEndStepOutcome::Failed(why) => ("✖", theme::ERROR, why.to_string()),
+        };
+        ui.horizontal_wrapped(|ui| {
+            ui.label(
+                RichText::new(format!("{mark} {}:", report.step))
+                    .color(color)
+                    .strong(),
+            );
+            ui.label(RichText::new(text).color(color));
+        });
+    }
+    // A failure before any step ran (the key, the ssh command) has no step line.
+    if let Some(Err(why)) = &run.finished
+        && !run
+            .steps
+            .iter()
+            .any(|r| matches!(r.outcome, FarEndStepOutcome::Failed(_)))
+    {
+        ui.label(RichText::new(format!("✖ {why}")).color(theme::ERROR));
+    }
+    if let Some(Ok(())) = &run.finished {
+        let done = match (&run.rotation, run.action) {
+            (Some(RotationStep::Start { .. }), _) => format!(
+                "The far end on {} has the new key, and this end uses it.",
+                run.destination
+            ),
+            (Some(RotationStep::Finish), _) => format!(
+                "The far end on {} no longer lets the old key in: the rotation is finished.",
+                run.destination
+            ),
+            (None, action) => action_done(action, &run.destination),
+        };
+        ui.label(RichText::new(done).color(theme::OK));
+    }
+}
+
+/// What a finished far-end action did, in a sentence.
+fn action_done(action: FarEndAction, destination: &str) -> String {
+    match action {
+        FarEndAction::Setup => format!("The far end is set up on {destination}."),
+        FarEndAction::Check => format!("The far end on {destination} works."),
+        FarEndAction::Repair => {
+            format!("The far end on {destination} is repaired: set up again, and it works.")
+        }
+        FarEndAction::Remove => format!("The far end on {destination} is removed."),
     }
 }
