@@ -3,7 +3,10 @@
 //! actor system's Akka/Pekko settings (read-only, with Copy; again from the detail
 //! panel). Then a stand-in for the remote host (a second engine with its far ends, and
 //! two echo "actor systems") shows that each side reaches the other at the canonical
-//! address the settings name.
+//! address the settings name. A second test sets both far ends up over a real sshd.
+//!
+//! The second test needs root (sshd, useradd) and `openssh-server`
+//! (scripts/install-test-deps), and the sluiced `cargo test` builds.
 
 // Unix only: these tests use the test kit's sockets. The app is built for Windows and
 // macOS, not run there.
