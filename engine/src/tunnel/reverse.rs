@@ -336,8 +336,10 @@ enum SlotEnd {
 
 /// Keeps up to [`POOL_SIZE`] connections to the far end ready (fewer if the connection
 /// limit leaves less room), handing each one the far end joins to a client to `joined`,
-/// until `stop`. While the far end cannot be reached, one dial at a time, after a capped
-/// exponential backoff; at once again when the network changes.
+/// until `stop`. While the far end cannot be reached, one dial at a time beside the
+/// connections still pooled (so a refill that failed is tried again, not left to a pool
+/// one short for good), after a capped exponential backoff; at once again when the
+/// network changes.
 pub(crate) async fn keep_pool(
     shared: Arc<TunnelShared>,
     settings: Arc<TunnelSettings>,
@@ -349,6 +351,9 @@ pub(crate) async fn keep_pool(
     let mut network = shared.network_epoch.subscribe();
     let mut every_second = tokio::time::interval(Duration::from_secs(1));
     let mut failing = false;
+    // Slots dialled and not yet pooled (nor failed): while failing, one at a time, beside
+    // however many are still pooled.
+    let mut dialing = 0usize;
     let mut backoff = BACKOFF_FIRST;
     let mut retry_at: Option<Instant> = None;
     let limit = settings.definition.max_connections as usize;
@@ -359,15 +364,15 @@ pub(crate) async fn keep_pool(
         } else {
             POOL_SIZE.min(limit.saturating_sub(active))
         };
-        let wanted = if failing { room.min(1) } else { room };
         if retry_at.is_none() {
-            while slots.len() < wanted {
+            while slots.len() < room && !(failing && dialing > 0) {
                 slots.spawn(slot_out(
                     Arc::clone(&shared),
                     Arc::clone(&settings),
                     joined.clone(),
                     ready_tx.clone(),
                 ));
+                dialing += 1;
             }
         }
         let retry = async {
@@ -380,6 +385,7 @@ pub(crate) async fn keep_pool(
             () = stop.cancelled() => return,
             Some(ended) = slots.join_next(), if !slots.is_empty() => {
                 if let Ok(Err(fault)) = ended {
+                    dialing = dialing.saturating_sub(1);
                     failing = true;
                     retry_at = Some(Instant::now() + backoff);
                     backoff = (backoff * 2).min(BACKOFF_CAP);
@@ -388,6 +394,7 @@ pub(crate) async fn keep_pool(
                 }
             }
             Some(()) = ready.recv() => {
+                dialing = dialing.saturating_sub(1);
                 failing = false;
                 backoff = BACKOFF_FIRST;
                 retry_at = None;

@@ -103,6 +103,78 @@ fn a_client_of_the_reverse_in_end_reaches_the_service_and_the_pool_refills() {
     assert_eq!(echo.connections(), 301);
 }
 
+/// A TCP relay to `to` that closes the next `refuse` connections unanswered, as a
+/// reverse-in end whose handshakes are all taken by strangers does.
+struct Relay {
+    addr: SocketAddr,
+    refuse: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Relay {
+    fn start(to: SocketAddr) -> Relay {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let refuse = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let refusing = Arc::clone(&refuse);
+        std::thread::spawn(move || {
+            for inbound in listener.incoming().flatten() {
+                let take = |n: usize| n.checked_sub(1);
+                use std::sync::atomic::Ordering::SeqCst;
+                if refusing.fetch_update(SeqCst, SeqCst, take).is_ok() {
+                    continue;
+                }
+                let Ok(outbound) = TcpStream::connect(to) else {
+                    continue;
+                };
+                for (mut from, mut into) in [
+                    (inbound.try_clone().unwrap(), outbound.try_clone().unwrap()),
+                    (outbound, inbound),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut into);
+                        let _ = into.shutdown(Shutdown::Write);
+                    });
+                }
+            }
+        });
+        Relay { addr, refuse }
+    }
+}
+
+/// A refill that fails while the other pooled connections live is tried again: the pool
+/// does not stay one short (it did, for good, after a flood of strangers on the far end).
+#[test]
+fn a_refill_refused_while_the_rest_is_pooled_is_tried_again() {
+    let engine = Engine::start_with(RuntimeThreads::One, || {}).unwrap();
+    let echo = Echo::start(&engine);
+    let slots = free_port();
+    let relay = Relay::start(slots);
+    let reverse_in = running(settings(
+        "f-in",
+        Mode::ReverseIn,
+        any_port(),
+        Address::Ip(slots),
+    ));
+    let reverse_out = running(settings(
+        "f-out",
+        Mode::ReverseOut,
+        Address::Ip(relay.addr),
+        Address::Ip(echo.addr),
+    ));
+    apply(&engine, vec![reverse_in, reverse_out], Ending::Close);
+    let clients = listening(&engine, "f-in");
+    wait_ready(&engine, "f-out", POOL);
+    relay.refuse.store(1, std::sync::atomic::Ordering::SeqCst);
+    let mut stream = TcpStream::connect(clients).unwrap();
+    round_trip(&mut stream, b"takes a pooled connection");
+    drop(stream);
+    wait_for("the refused refill", || {
+        relay.refuse.load(std::sync::atomic::Ordering::SeqCst) == 0
+    });
+    wait_ready(&engine, "f-out", POOL);
+    wait_ready(&engine, "f-in", POOL);
+}
+
 #[test]
 fn with_no_ready_connection_a_client_waits_the_timeout_then_is_closed_and_counted() {
     let engine = Engine::start_with(RuntimeThreads::One, || {}).unwrap();
