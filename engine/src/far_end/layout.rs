@@ -42,7 +42,7 @@ impl Layout {
 
     /// The temporary name the key is written under before it is renamed into place.
     pub fn key_tmp(&self) -> String {
-        format!("{}.tmp", self.key)
+        temporary(&self.key)
     }
 
     /// Just the manifest's place, for check and remove (which read the rest from it).
@@ -55,6 +55,12 @@ impl Layout {
 
 // Where set-up puts what it makes beyond the user's Sluice directory: one place each, so
 // remove recognises exactly these (see `manifest`).
+
+/// The temporary name a file set-up writes is written under before it is renamed into
+/// place (remove deletes it too, should set-up have stopped in between).
+pub fn temporary(path: &str) -> String {
+    format!("{path}.tmp")
+}
 
 /// The key of a system set-up: root's, read by systemd (or by the .deb's sluiced user).
 pub fn system_key(slug: &str) -> String {

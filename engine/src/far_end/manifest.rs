@@ -4,7 +4,7 @@
 //! for this tunnel (its layout), and refuses, reports and leaves alone everything else.
 
 use super::host::{own_socket_unit, own_unit, template_unit};
-use super::layout::{Layout, sluiced_config, system_unit_file, user_unit_file};
+use super::layout::{Layout, sluiced_config, system_unit_file, temporary, user_unit_file};
 
 /// One thing remove undoes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,10 +110,10 @@ fn made_by_set_up(home: &str, slug: &str) -> Vec<(&'static str, String, Undo)> {
         delete("file", user.log.clone(), false),
         delete("file", user.sluiced_copy.clone(), false),
         delete("file", user.previous_key.clone(), false),
-        delete("file", format!("{}.tmp", user.previous_key), false),
+        delete("file", temporary(&user.previous_key), false),
         delete("file", system.previous_key.clone(), true),
-        delete("file", format!("{}.tmp", system.previous_key), true),
-        delete("file", format!("{}.tmp", user.sluiced_copy), false),
+        delete("file", temporary(&system.previous_key), true),
+        delete("file", temporary(&user.sluiced_copy), false),
         delete("file", user_unit_file(home, &own), false),
         delete("file", system_unit_file(&own), true),
         delete("file", sluiced_config(slug), true),

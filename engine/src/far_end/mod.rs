@@ -93,6 +93,12 @@ impl FarEndAction {
         }
     }
 
+    /// Whether the action sets the far end up (again): set-up and repair, which choose how
+    /// it runs, may copy sluiced there and carry a rotation's previous key.
+    pub fn sets_up(self) -> bool {
+        matches!(self, FarEndAction::Setup | FarEndAction::Repair)
+    }
+
     /// Whether the action needs the tunnel's key (all but remove, which must work when the
     /// key is lost).
     pub fn needs_key(self) -> bool {
@@ -306,8 +312,6 @@ impl Runner<'_> {
             let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
             return Err(invalid(text.join("; ")).into());
         }
-        // Both go into the far end's command line and unit file: the far address as the
-        // user gave it (--service, the far-end tab), and how it reaches this machine.
         if self.request.previous_key.is_some() && self.plan.far_mode.role() != Role::Server {
             return Err(invalid(format!(
                 "a rotation's previous key is for the end that accepts connections, and the far end of this {:?} tunnel dials (its {} end): it switches to the new key; keep the previous key on this end instead",
@@ -316,6 +320,8 @@ impl Runner<'_> {
             ))
             .into());
         }
+        // Both go into the far end's command line and unit file: the far address as the
+        // user gave it (--service, the far-end tab), and how it reaches this machine.
         for (flag, address) in [("-s", &self.plan.source), ("-t", &self.plan.target)] {
             if let Err(e) = Address::parse_remote(address) {
                 return Err(invalid(format!("the far end's {flag}: {e}")).into());

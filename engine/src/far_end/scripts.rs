@@ -4,7 +4,7 @@
 //! `remove` finds listed there. Secrets never appear here: they arrive on standard input.
 
 use super::host::{Choice, Persistence, own_socket_unit};
-use super::layout::{Layout, sluiced_config, system_unit_file, user_unit_file};
+use super::layout::{Layout, sluiced_config, system_unit_file, temporary, user_unit_file};
 use super::manifest::{Removal, Undo};
 use super::plan::FarEndPlan;
 use super::shell::quote;
@@ -108,7 +108,7 @@ say "installed-version=$("$P" -v 2>&1 | head -n 1)"
         dir = quote(&layout.dir),
         manifest = quote(&layout.manifest),
         copy = quote(&layout.sluiced_copy),
-        copy_tmp = quote(&format!("{}.tmp", layout.sluiced_copy)),
+        copy_tmp = quote(&temporary(&layout.sluiced_copy)),
     )
 }
 
@@ -140,7 +140,7 @@ note file "$T"
         dir = quote(&layout.dir),
         manifest = quote(&layout.manifest),
         previous = quote(&layout.previous_key),
-        tmp = quote(&format!("{}.tmp", layout.previous_key)),
+        tmp = quote(&temporary(&layout.previous_key)),
         root = root(choice),
         write = write_key_file(choice, "$P"),
     )

@@ -6,8 +6,8 @@
 use std::process::ExitCode;
 
 use sluice_engine::{
-    Config, FAR_END_CONNECT_TIMEOUT, FarEndAction, FarEndKey, FarEndRequest, FarEndStepOutcome,
-    FarEndStepReport, LocalSluiced, SshClient, run_far_end,
+    Config, FAR_END_CONNECT_TIMEOUT, FarEndKey, FarEndRequest, FarEndStepOutcome, FarEndStepReport,
+    LocalSluiced, SshClient, run_far_end,
 };
 
 use crate::cli::FarEndOptions;
@@ -79,12 +79,10 @@ fn prepare(options: &FarEndOptions) -> Result<FarEndRequest, String> {
         .as_ref()
         .and_then(|r| r.previous_key.as_ref())
     {
-        Some(previous) if matches!(options.action, FarEndAction::Setup | FarEndAction::Repair) => {
-            Some(
-                FarEndKey::load(previous, None)
-                    .map_err(|e| format!("tunnel {:?}'s previous key: {e}", tunnel.name))?,
-            )
-        }
+        Some(previous) if options.action.sets_up() => Some(
+            FarEndKey::load(previous, None)
+                .map_err(|e| format!("tunnel {:?}'s previous key: {e}", tunnel.name))?,
+        ),
         _ => None,
     };
     let ssh = SshClient::from_env(&options.destination, FAR_END_CONNECT_TIMEOUT.as_secs())
@@ -99,7 +97,9 @@ fn prepare(options: &FarEndOptions) -> Result<FarEndRequest, String> {
         on_first_connection,
         previous_key,
         // This very program, for a far end that needs sluiced and has none.
-        local_sluiced: matches!(options.action, FarEndAction::Setup | FarEndAction::Repair)
+        local_sluiced: options
+            .action
+            .sets_up()
             .then(LocalSluiced::beside_this_program)
             .flatten(),
     })
