@@ -42,50 +42,47 @@ pub struct KeyMention {
 
 /// The file's text for these tunnels.
 pub fn export(tunnels: &[TunnelSpec], keys: &KeyIndex) -> String {
-    let file = TunnelFile {
-        version: TUNNEL_FILE_VERSION,
-        tunnels: tunnels
-            .iter()
-            .map(|spec| {
-                let known = keys.for_ref(&spec.key);
-                let key = KeyMention {
-                    name: known.map_or_else(|| key_ref_name(spec), |k| k.name.clone()),
-                    fingerprint: known
-                        .map(|k| k.fingerprint.clone())
-                        .or_else(|| spec.fingerprint.clone()),
-                };
-                // A rotation's previous key is this machine's reference and a
-                // passing state: it stays here.
-                ExportedTunnel {
-                    key,
-                    tunnel: TunnelSpec {
-                        previous_key: None,
-                        ..spec.clone()
-                    },
-                }
-            })
-            .collect(),
-    };
-    ron::ser::to_string_pretty(&file, ron::ser::PrettyConfig::new()).unwrap_or_default()
+    file_text(tunnels.iter().map(|spec| exported(spec, keys)).collect())
 }
 
 /// The file's text for one tunnel shared with a teammate: nothing of this machine's
 /// (the key named, never a key file's path; no far-end record; it does not start by
 /// itself there).
 pub fn export_shared(spec: &TunnelSpec, keys: &KeyIndex) -> String {
-    let name = keys
-        .for_ref(&spec.key)
-        .map_or_else(|| key_ref_name(spec), |k| k.name.clone());
-    let mut shared = spec.clone();
-    shared.key = sluice_engine::KeyRef::Keychain(name);
-    shared.far_end = None;
-    shared.autostart = false;
-    // The key mention keeps the fingerprint of the key this machine has.
-    shared.fingerprint = keys
-        .for_ref(&spec.key)
-        .map(|k| k.fingerprint.clone())
-        .or_else(|| spec.fingerprint.clone());
-    export(&[shared], keys)
+    let mut shared = exported(spec, keys);
+    shared.tunnel.key = sluice_engine::KeyRef::Keychain(shared.key.name.clone());
+    shared.tunnel.fingerprint = shared.key.fingerprint.clone();
+    shared.tunnel.far_end = None;
+    shared.tunnel.autostart = false;
+    file_text(vec![shared])
+}
+
+/// One tunnel as the file holds it, with the key it needs by name and fingerprint.
+fn exported(spec: &TunnelSpec, keys: &KeyIndex) -> ExportedTunnel {
+    let known = keys.for_ref(&spec.key);
+    let key = KeyMention {
+        name: known.map_or_else(|| key_ref_name(spec), |k| k.name.clone()),
+        fingerprint: known
+            .map(|k| k.fingerprint.clone())
+            .or_else(|| spec.fingerprint.clone()),
+    };
+    // A rotation's previous key is this machine's reference and a passing state: it
+    // stays here.
+    ExportedTunnel {
+        key,
+        tunnel: TunnelSpec {
+            previous_key: None,
+            ..spec.clone()
+        },
+    }
+}
+
+fn file_text(tunnels: Vec<ExportedTunnel>) -> String {
+    let file = TunnelFile {
+        version: TUNNEL_FILE_VERSION,
+        tunnels,
+    };
+    ron::ser::to_string_pretty(&file, ron::ser::PrettyConfig::new()).unwrap_or_default()
 }
 
 fn key_ref_name(spec: &TunnelSpec) -> String {

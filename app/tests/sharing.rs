@@ -50,6 +50,30 @@ fn type_passphrase(harness: &mut Harness<'_, SluiceApp>, passphrase: &str) {
     harness.run_ok();
 }
 
+/// Clicks the share button `button`, saves the bundle at `bundle` (the dialog having
+/// suggested `suggested`) and returns the passphrase the window shows.
+fn share(
+    harness: &mut Harness<'_, SluiceApp>,
+    dialogs: &ScriptedDialogs,
+    button: &str,
+    bundle: &Path,
+    suggested: &str,
+) -> String {
+    dialogs.answer(DialogAnswer::Picked(bundle.to_owned()));
+    click(harness, button);
+    assert_eq!(
+        dialogs.asked.lock().unwrap().last(),
+        Some(&DialogKind::SaveBundle {
+            suggested_name: suggested.into()
+        })
+    );
+    wait_until(harness, "the passphrase window", |app| {
+        app.view.shared.is_some()
+    });
+    let shared = harness.state().view.shared.as_ref().unwrap();
+    shared.passphrase.reveal().to_owned()
+}
+
 /// Generates key `name` in the Keys window, and waits for it.
 fn generate_key(harness: &mut Harness<'_, SluiceApp>, name: &str) {
     click(harness, "Generate…");
@@ -78,26 +102,13 @@ fn a_shared_key_shows_its_passphrase_once_and_opens_in_another_app_into_the_same
     // Alice shares a key she generated.
     let (mut alice, alice_dialogs, alice_keychain) = app_with_keys(&dir.path().join("alice"));
     generate_key(&mut alice, "db");
-    alice_dialogs.answer(DialogAnswer::Picked(bundle.clone()));
-    click(&mut alice, "Share with a teammate…");
-    assert_eq!(
-        alice_dialogs.asked.lock().unwrap().last(),
-        Some(&DialogKind::SaveBundle {
-            suggested_name: "db.age".into()
-        })
+    let passphrase = share(
+        &mut alice,
+        &alice_dialogs,
+        "Share with a teammate…",
+        &bundle,
+        "db.age",
     );
-    wait_until(&mut alice, "the passphrase window", |app| {
-        app.view.shared.is_some()
-    });
-    let passphrase = alice
-        .state()
-        .view
-        .shared
-        .as_ref()
-        .unwrap()
-        .passphrase
-        .reveal()
-        .to_owned();
     assert_eq!(passphrase.split('-').count(), 6, "six words");
     assert!(shows(&alice, &passphrase), "the passphrase is shown");
     assert!(shows(&alice, "by another channel"), "with the advice");
@@ -323,27 +334,8 @@ fn a_shared_tunnel_arrives_with_its_key_through_the_import_review() {
     click(&mut alice, "Close window");
     alice.get_by_role_and_label(Role::Button, "redis").click();
     alice.run_ok();
-    alice_dialogs.answer(DialogAnswer::Picked(bundle.clone()));
-    click(&mut alice, "Share…");
-    assert_eq!(
-        alice_dialogs.asked.lock().unwrap().last(),
-        Some(&DialogKind::SaveBundle {
-            suggested_name: "redis.age".into()
-        })
-    );
-    wait_until(&mut alice, "the passphrase window", |app| {
-        app.view.shared.is_some()
-    });
+    let passphrase = share(&mut alice, &alice_dialogs, "Share…", &bundle, "redis.age");
     assert!(shows(&alice, "Sealed: tunnel \"redis\" and its key \"db\""));
-    let passphrase = alice
-        .state()
-        .view
-        .shared
-        .as_ref()
-        .unwrap()
-        .passphrase
-        .reveal()
-        .to_owned();
     let opened =
         sluice_engine::unseal_bundle(&std::fs::read(&bundle).unwrap(), &passphrase).unwrap();
     let definition = opened.tunnels.unwrap();

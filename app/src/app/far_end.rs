@@ -110,6 +110,7 @@ impl SluiceApp {
         rotation: Option<RotationStep>,
     ) {
         let name = spec.name.as_str();
+        // A rotation's own run follows its key's generation, which showed it as running.
         if self.far_end_busy(name) && rotation.is_none() {
             return;
         }
@@ -153,10 +154,8 @@ impl SluiceApp {
                 // Taking the far end down needs no key (it may be gone already).
                 let load = |key: &KeyRef| FarEndKey::load(key, keychain.as_deref());
                 let key = action.needs_key().then(|| load(&keys.key)).transpose()?;
-                let previous_key = match (&keys.previous, action) {
-                    (Some(previous), FarEndAction::Setup | FarEndAction::Repair) => {
-                        Some(load(previous)?)
-                    }
+                let previous_key = match &keys.previous {
+                    Some(previous) if action.sets_up() => Some(load(previous)?),
                     _ => None,
                 };
                 Ok(FarEndRequest {
@@ -169,7 +168,8 @@ impl SluiceApp {
                     ssh,
                     on_first_connection,
                     // Only set-up copies sluiced, and only to a far end without one.
-                    local_sluiced: matches!(action, FarEndAction::Setup | FarEndAction::Repair)
+                    local_sluiced: action
+                        .sets_up()
                         .then(|| match sluiced {
                             Some(path) => LocalSluiced::at(&path).ok(),
                             None => LocalSluiced::beside_this_program(),
@@ -209,7 +209,7 @@ impl SluiceApp {
         if let Some(run) = self.model.mirror.far_end_runs.get_mut(name) {
             run.finished = Some(result);
         }
-        if succeeded && matches!(action, FarEndAction::Setup | FarEndAction::Repair) {
+        if succeeded && action.sets_up() {
             // The far end may have been down for minutes, its checks backing off: look
             // again now rather than at the next check. (The engine's one way to ask for
             // that re-checks every tunnel, which costs one handshake each.)
