@@ -54,23 +54,16 @@ fn the_debian_package_builds_installs_and_runs() {
     // The package is made from this test run's own (debug) builds rather than a release
     // build of its own, which would take minutes: what is checked is the packaging, and
     // the binaries behave the same. sluiced is brought up to date first (the outer `cargo
-    // test` holds no build lock while tests run), for a run of this crate's tests alone.
+    // test` holds no build lock while tests run), for a run of this crate's tests alone,
+    // with the whole workspace's test selection: after `cargo test --workspace` that builds
+    // nothing, where any narrower selection would resolve other features and build sluiced
+    // and its dependencies again.
     let built = Command::new(env!("CARGO"))
         .current_dir(repo())
-        .args([
-            "build",
-            "--locked",
-            "-p",
-            "sluice-engine",
-            "--bin",
-            "sluiced",
-        ])
+        .args(["test", "--workspace", "--locked", "--no-run"])
         .status()
-        .expect("run cargo build");
-    assert!(
-        built.success(),
-        "cargo build -p sluice-engine --bin sluiced failed"
-    );
+        .expect("run cargo test --no-run");
+    assert!(built.success(), "cargo test --workspace --no-run failed");
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_sluice"))
         .parent()
         .expect("the binary is in a directory");
