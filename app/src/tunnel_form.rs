@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sluice_engine::{
     Address, Config, ConfigError, DEFAULT_HEALTH_CHECK, DEFAULT_MAX_CONNECTIONS, DEFAULT_RERESOLVE,
@@ -22,6 +23,9 @@ pub enum KeyChoice {
     /// A key file typed or picked directly.
     File(String),
 }
+
+/// How many times an editor was opened, for [`EditorState::scroll_id`].
+static OPENINGS: AtomicU64 = AtomicU64::new(0);
 
 /// Everything the editor form holds; turned into a [`TunnelSpec`] on save.
 #[derive(Clone, Debug, PartialEq)]
@@ -60,6 +64,10 @@ pub struct EditorState {
     /// The same without the port check.
     rule_problems: BTreeMap<Field, String>,
     port: PortCheck,
+    /// Which opening of the editor this is. egui keeps a scroll area's position under its
+    /// id, and the editor's window has the same id each time it opens for a tunnel: the
+    /// fields scroll under an id of this opening's, so each opening starts at the top.
+    opening: u64,
 }
 
 impl EditorState {
@@ -120,7 +128,13 @@ impl EditorState {
             problems: BTreeMap::new(),
             rule_problems: BTreeMap::new(),
             port: PortCheck::NotNeeded,
+            opening: OPENINGS.fetch_add(1, Ordering::Relaxed),
         }
+    }
+
+    /// The id salt of this opening's scroll area (see the `opening` field).
+    pub fn scroll_id(&self) -> (&'static str, u64) {
+        ("editor fields", self.opening)
     }
 
     /// The spec this form describes; `key_ref` resolves a known key's name to its location.

@@ -208,6 +208,40 @@ fn editor_shows_problems_as_you_type_and_refuses_to_save() {
 }
 
 #[test]
+fn each_opening_of_the_editor_starts_at_the_top_of_its_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut harness = app_harness(services(
+        dir.path(),
+        mock_keychain(),
+        Arc::new(ScriptedDialogs::default()),
+    ));
+    // A short window, so that the fields scroll.
+    harness.set_size(egui::vec2(1280.0, 560.0));
+    harness.run_ok();
+    let name_top = |harness: &egui_kittest::Harness<'_, sluice::SluiceApp>| {
+        harness
+            .get_by_role_and_label(Role::TextInput, "Name")
+            .rect()
+            .top()
+    };
+    click(&mut harness, "+ New tunnel");
+    let at_the_top = name_top(&harness);
+    harness
+        .get_by_role_and_label(Role::CheckBox, "Autostart")
+        .scroll_to_me();
+    harness.run_ok();
+    assert!(name_top(&harness) < at_the_top, "the fields scrolled down");
+    click(&mut harness, "Cancel");
+
+    click(&mut harness, "+ New tunnel");
+    assert_eq!(
+        name_top(&harness),
+        at_the_top,
+        "the next opening starts at the top"
+    );
+}
+
+#[test]
 fn a_corrupt_config_is_shown_and_never_overwritten() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.ron");

@@ -44,6 +44,7 @@ pub fn show(
         .anchor(egui::Align2::CENTER_CENTER, [0.0, 0.0])
         .show(ctx, |ui| {
             egui::ScrollArea::vertical()
+                .id_salt(editor.scroll_id())
                 .max_height(fields_height)
                 .show(ui, |ui| {
                     egui::Grid::new("editor")
