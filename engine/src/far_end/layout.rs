@@ -40,11 +40,6 @@ impl Layout {
         }
     }
 
-    /// The temporary name the key is written under before it is renamed into place.
-    pub fn key_tmp(&self) -> String {
-        temporary(&self.key)
-    }
-
     /// Just the manifest's place, for check and remove (which read the rest from it).
     pub fn manifest_only(home: &str, slug: &str) -> (String, String) {
         let dir = format!("{}/.config/sluice-far-end", home.trim_end_matches('/'));

@@ -105,8 +105,8 @@ fn made_by_set_up(home: &str, slug: &str) -> Vec<(&'static str, String, Undo)> {
         ("unit-user", socket.clone(), Undo::UserUnit(socket)),
         delete("key", user.key.clone(), false),
         delete("key", system.key.clone(), true),
-        delete("file", user.key_tmp(), false),
-        delete("file", system.key_tmp(), true),
+        delete("file", temporary(&user.key), false),
+        delete("file", temporary(&system.key), true),
         delete("file", user.log.clone(), false),
         delete("file", user.sluiced_copy.clone(), false),
         delete("file", user.previous_key.clone(), false),
@@ -291,7 +291,7 @@ mod tests {
             let layout = choice.layout(&facts, &plan);
             let mut lines = vec![
                 format!("key\t{}", layout.key),
-                format!("file\t{}", layout.key_tmp()),
+                format!("file\t{}", temporary(&layout.key)),
             ];
             match &persistence {
                 Persistence::Daemon => {

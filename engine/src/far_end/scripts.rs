@@ -86,7 +86,7 @@ $R mkdir -p {key_dir} || {{ say key-failed; exit 5; }}
         dir = quote(&layout.dir),
         manifest = quote(&layout.manifest),
         key = quote(&layout.key),
-        tmp = quote(&layout.key_tmp()),
+        tmp = quote(&temporary(&layout.key)),
         root = root(choice),
         sudo = if choice.sudo { "yes" } else { "no" },
         key_dir = quote(&key_dir),
