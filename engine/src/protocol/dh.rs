@@ -1,10 +1,11 @@
 //! Ephemeral Diffie-Hellman over RFC 3526 group 14 (2048-bit MODP, generator 2), the group
 //! spiped uses for forward secrecy. Values travel as 256-byte big-endian numbers; the private
 //! exponent is 2^258 + 256 random bits, as in spiped (any exponent of that size interoperates).
-//! The shared secret is crypto-bigint's constant-time windowed exponentiation
-//! (`pow_bounded_exp`); the public value, whose base is always 2, reads a table of fixed
-//! powers of 2 instead and costs about a fifth of that.
+//! The shared secret is the system's constant-time exponentiation where the platform module
+//! has one (OpenSSL's on Linux), else crypto-bigint's windowed `pow_bounded_exp`; the public
+//! value, whose base is always 2, reads a table of fixed powers of 2 instead.
 
+use crate::platform;
 use crypto_bigint::modular::{FixedMontyForm, FixedMontyParams};
 use crypto_bigint::{Choice, CtAssign, Limb, Odd, U320, U2048, Uint};
 use std::fmt;
@@ -92,16 +93,27 @@ impl EphemeralKeyPair {
 
     /// peer_y^(2^258 + priv) mod p. The handshake checks peer_y < p before calling this;
     /// any 256-byte input is nonetheless reduced correctly.
+    /// OpenSSL computes it where the system has it (Linux), crypto-bigint elsewhere.
     pub fn shared_secret(&self, peer_y: &[u8; DH_LEN]) -> Zeroizing<[u8; DH_LEN]> {
-        let base = U2048::from_be_slice(peer_y);
         let mut out = Zeroizing::new([0u8; DH_LEN]);
-        pow_mod_p(&base, &self.exponent, &mut out);
+        let exponent = exponent_to_be(&self.exponent);
+        if !platform::system_constant_time_mod_exp(peer_y, &exponent[..], &MODULUS, &mut out[..]) {
+            pow_mod_p(&U2048::from_be_slice(peer_y), &self.exponent, &mut out);
+        }
         out
     }
 
     /// Same as [`is_below_modulus`], kept beside the key pair for discoverability.
     pub fn is_below_modulus(y: &[u8; DH_LEN]) -> bool {
         is_below_modulus(y)
+    }
+}
+
+/// What computes [`EphemeralKeyPair::shared_secret`] on this system, for benchmark reports.
+pub fn shared_secret_implementation() -> String {
+    match platform::system_mod_exp_library() {
+        Some(library) => format!("{library}, BN_mod_exp_mont_consttime"),
+        None => "crypto-bigint, FixedMontyForm::pow_bounded_exp".to_owned(),
     }
 }
 
@@ -180,11 +192,16 @@ fn power_of_two_mod_p(exponent: &[u64; 5], out: &mut [u8; DH_LEN]) {
 /// The exponent's limbs (least significant first) as a crypto-bigint number, through
 /// big-endian bytes so that it works whatever crypto-bigint's word size.
 fn exponent_to_uint(exponent: &[u64; 5]) -> U320 {
+    U320::from_be_slice(&exponent_to_be(exponent)[..])
+}
+
+/// The exponent's limbs (least significant first) as 40 big-endian bytes, wiped on drop.
+fn exponent_to_be(exponent: &[u64; 5]) -> Zeroizing<[u8; 40]> {
     let mut bytes = Zeroizing::new([0u8; 40]);
     for (limb, chunk) in exponent.iter().zip(bytes.rchunks_exact_mut(8)) {
         chunk.copy_from_slice(&limb.to_be_bytes());
     }
-    U320::from_be_slice(&bytes[..])
+    bytes
 }
 
 /// A `Uint` to big-endian bytes; `out` must hold exactly `L` limbs.
@@ -485,6 +502,39 @@ mod tests {
             let secret = pa.shared_secret(pb.public());
             prop_assert_eq!(*secret, square_and_multiply(pb.public(), &a));
             prop_assert_eq!(*secret, *pb.shared_secret(pa.public()));
+        }
+
+        /// Both exponentiations, the system's (`shared_secret` on Linux) and crypto-bigint's
+        /// (`pow_mod_p`, the one other systems use), agree on any 256-byte base, p and above
+        /// included.
+        #[test]
+        fn system_and_crypto_bigint_exponentiations_agree(
+            base in prop::collection::vec(any::<u8>(), DH_LEN),
+            private in prop::array::uniform32(any::<u8>()),
+        ) {
+            let base: [u8; DH_LEN] = base.try_into().unwrap();
+            let pair = EphemeralKeyPair::from_random(private);
+            let mut by_crypto_bigint = [0u8; DH_LEN];
+            pow_mod_p(&U2048::from_be_slice(&base), &pair.exponent, &mut by_crypto_bigint);
+            prop_assert_eq!(*pair.shared_secret(&base), by_crypto_bigint);
+        }
+    }
+
+    /// Linux has OpenSSL's exponentiation, so the test above compares two implementations
+    /// there and not one with itself.
+    #[test]
+    fn linux_computes_the_shared_secret_with_openssl() {
+        let pair = EphemeralKeyPair::from_random([0x5a; 32]);
+        let mut out = [0u8; DH_LEN];
+        let used = platform::system_constant_time_mod_exp(
+            &one(),
+            &exponent_to_be(&pair.exponent)[..],
+            &MODULUS,
+            &mut out,
+        );
+        assert_eq!(used, cfg!(target_os = "linux"));
+        if used {
+            assert_eq!(out, one());
         }
     }
 }
