@@ -7,6 +7,10 @@
 #[path = "sidebyside/unix.rs"]
 mod unix;
 
+#[cfg(target_os = "linux")]
+#[path = "sidebyside/uring.rs"]
+mod uring;
+
 fn main() {
     #[cfg(unix)]
     unix::main();

@@ -62,7 +62,12 @@ impl Opts {
                 // figure's ceiling, forwarding to the port that follows.
                 "--serve-forward" => {
                     let port = args.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-                    serve_forward_process(port)
+                    serve_forward_process(port, Forwarder::Readiness)
+                }
+                // Internal: the same hop on io_uring (Linux).
+                "--serve-forward-uring" => {
+                    let port = args.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+                    serve_forward_process(port, Forwarder::IoUring)
                 }
                 "-h" | "--help" => {
                     println!(
@@ -661,14 +666,47 @@ fn serve_echo_process() -> ! {
     std::process::exit(0);
 }
 
+/// How a plain forwarder hop waits for its sockets.
+#[derive(Clone, Copy, PartialEq)]
+enum Forwarder {
+    /// tokio's readiness loop (epoll), the data path's kind of loop.
+    Readiness,
+    /// Completions from io_uring (`uring.rs`), Linux only.
+    IoUring,
+}
+
 /// Child-process mode: a plain TCP forwarder without crypto to 127.0.0.1:`target` (one
 /// task per connection, both sockets TCP_NODELAY, bytes copied as they come), the
-/// ceiling for small messages through two hops. Prints its port, serves until its
-/// standard input closes.
-fn serve_forward_process(target: u16) -> ! {
+/// ceiling for small messages through two hops; or the same on io_uring. Prints its
+/// port, serves until its standard input closes.
+fn serve_forward_process(target: u16, kind: Forwarder) -> ! {
     raise_fd_limit(u64::MAX);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind forwarder");
     let port = listener.local_addr().expect("forwarder addr").port();
+    if kind == Forwarder::IoUring {
+        #[cfg(target_os = "linux")]
+        std::thread::spawn(move || {
+            if let Err(e) = crate::uring::forward(listener, target) {
+                eprintln!("sidebyside: the io_uring forwarder stopped: {e}");
+            }
+        });
+        #[cfg(not(target_os = "linux"))]
+        {
+            eprintln!("sidebyside: io_uring is Linux only");
+            std::process::exit(2);
+        }
+    } else {
+        serve_forward_readiness(listener, target);
+    }
+    println!("{port}");
+    let _ = io::stdout().flush();
+    let mut sink = Vec::new();
+    let _ = io::stdin().read_to_end(&mut sink);
+    std::process::exit(0);
+}
+
+/// The readiness forwarder on a thread of its own.
+fn serve_forward_readiness(listener: std::net::TcpListener, target: u16) {
     listener.set_nonblocking(true).expect("nonblocking");
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -691,11 +729,6 @@ fn serve_forward_process(target: u16) -> ! {
             }
         });
     });
-    println!("{port}");
-    let _ = io::stdout().flush();
-    let mut sink = Vec::new();
-    let _ = io::stdin().read_to_end(&mut sink);
-    std::process::exit(0);
 }
 
 /// A server in a child process of this benchmark (`--serve-echo`, `--serve-forward`),
@@ -712,8 +745,12 @@ impl ChildServer {
     }
 
     /// One hop of the plain forwarder, forwarding to `target`.
-    fn forwarder(target: u16) -> ChildServer {
-        ChildServer::spawn(&["--serve-forward".to_owned(), target.to_string()])
+    fn forwarder(target: u16, kind: Forwarder) -> ChildServer {
+        let mode = match kind {
+            Forwarder::Readiness => "--serve-forward",
+            Forwarder::IoUring => "--serve-forward-uring",
+        };
+        ChildServer::spawn(&[mode.to_owned(), target.to_string()])
     }
 
     fn spawn(args: &[String]) -> ChildServer {
@@ -1030,6 +1067,9 @@ struct Ceiling {
     open_mb_s: f64,
     aes_mb_s: f64,
     hmac_mb_s: f64,
+    /// OpenSSL's AES-256-CTR and HMAC-SHA256 the same way (Linux): the other candidate
+    /// back end for the packet code.
+    openssl: Option<(f64, f64)>,
 }
 
 fn ceiling(bytes: u64) -> Ceiling {
@@ -1100,12 +1140,55 @@ fn ceiling(bytes: u64) -> Ceiling {
     }
     let hmac_secs = t.elapsed().as_secs_f64();
     let pmb = (packets * 1024) as f64 / 1e6;
+    #[cfg(target_os = "linux")]
+    let openssl = Some(openssl_primitives(packets)).map(|(aes, hmac)| (pmb / aes, pmb / hmac));
+    #[cfg(not(target_os = "linux"))]
+    let openssl = None;
     Ceiling {
         seal_mb_s: mb / t_seal.as_secs_f64(),
         open_mb_s: mb / t_open.as_secs_f64(),
         aes_mb_s: pmb / aes_secs,
         hmac_mb_s: pmb / hmac_secs,
+        openssl,
     }
+}
+
+/// Seconds for `packets` packets of OpenSSL's AES-256-CTR (one context, a fresh counter
+/// block per packet, as the packet code's) and of its HMAC-SHA256 (pre-keyed inner and
+/// outer SHA-256 states cloned per packet), shaped as `ceiling`'s own primitives.
+#[cfg(target_os = "linux")]
+fn openssl_primitives(packets: u64) -> (f64, f64) {
+    use openssl::cipher::Cipher;
+    use openssl::cipher_ctx::CipherCtx;
+    use openssl::sha::Sha256;
+    let mut ctx = CipherCtx::new().expect("cipher context");
+    ctx.encrypt_init(Some(Cipher::aes_256_ctr()), Some(&[7u8; 32]), None)
+        .expect("AES-256-CTR");
+    let mut body = [0u8; 1028];
+    let t = Instant::now();
+    for p in 0..packets {
+        let mut iv = [0u8; 16];
+        iv[..8].copy_from_slice(&p.to_be_bytes());
+        ctx.encrypt_init(None, None, Some(&iv))
+            .expect("counter block");
+        ctx.cipher_update_inplace(&mut body, 1028)
+            .expect("encrypts");
+        std::hint::black_box(&body);
+    }
+    let aes_secs = t.elapsed().as_secs_f64();
+    let (mut inner, mut outer) = (Sha256::new(), Sha256::new());
+    inner.update(&[9 ^ 0x36; 64]);
+    outer.update(&[9 ^ 0x5c; 64]);
+    let msg = [3u8; 1036];
+    let t = Instant::now();
+    for _ in 0..packets {
+        let mut m = inner.clone();
+        m.update(&msg);
+        let mut o = outer.clone();
+        o.update(&m.finish());
+        std::hint::black_box(o.finish());
+    }
+    (aes_secs, t.elapsed().as_secs_f64())
 }
 
 /// One Diffie-Hellman modular exponentiation (2048-bit modulus, 259-bit exponent) as the
@@ -1646,15 +1729,25 @@ pub fn main() {
             .iter()
             .map(|&k| Pair::start(&env, k, k, servers.echo, &[]))
             .collect();
-        let second_hop = ChildServer::forwarder(servers.echo);
-        let first_hop = ChildServer::forwarder(second_hop.port);
-        let ports = [pairs[0].entry, pairs[1].entry, first_hop.port];
-        let names = ["sluiced", "spiped", "plain forwarder (no crypto)"];
+        let second_hop = ChildServer::forwarder(servers.echo, Forwarder::Readiness);
+        let first_hop = ChildServer::forwarder(second_hop.port, Forwarder::Readiness);
+        let mut ports = vec![pairs[0].entry, pairs[1].entry, first_hop.port];
+        let mut names = vec!["sluiced", "spiped", "plain forwarder (no crypto)"];
+        // Linux: the same two hops on io_uring, what a completion-based data path could
+        // gain over the readiness loop.
+        let uring_hops = cfg!(target_os = "linux").then(|| {
+            let second = ChildServer::forwarder(servers.echo, Forwarder::IoUring);
+            let first = ChildServer::forwarder(second.port, Forwarder::IoUring);
+            ports.push(first.port);
+            names.push("plain forwarder on io_uring (no crypto)");
+            [first, second]
+        });
         std::thread::sleep(Duration::from_millis(500));
-        let mut rates: [Vec<f64>; 3] = Default::default();
+        let variants = ports.len();
+        let mut rates: Vec<Vec<f64>> = vec![Vec::new(); variants];
         for rep in 0..sizes.message_reps {
-            for step in 0..3 {
-                let i = (rep + step) % 3;
+            for step in 0..variants {
+                let i = (rep + step) % variants;
                 std::thread::sleep(Duration::from_millis(500));
                 let cpu0 = pairs.get(i).map(Pair::cpu_secs);
                 match message_rate(ports[i], sizes.message_conns, sizes.message_secs) {
@@ -1683,7 +1776,7 @@ pub fn main() {
                 }
             }
         }
-        let [sluice, spiped, plain] = rates.each_ref().map(|r| median(r));
+        let [sluice, spiped, plain] = [0, 1, 2].map(|i| median(&rates[i]));
         let _ = writeln!(
             details,
             "messages against the plain forwarder (two hops, no crypto, {plain:.0} requests/s): sluiced {:.0}%, spiped {:.0}%",
@@ -1710,6 +1803,19 @@ pub fn main() {
             spiped: plain,
             target: None,
         });
+        if let Some(rates) = rates.get(3).filter(|_| uring_hops.is_some()) {
+            rows.push(Row {
+                figure: format!(
+                    "small messages, {} connections, the plain forwarder on io_uring vs on the readiness loop (first column: io_uring, second: readiness; no Sluice, no spiped)",
+                    sizes.message_conns
+                ),
+                unit: "req/s",
+                sluice: median(rates),
+                spiped: plain,
+                target: None,
+            });
+        }
+        drop(uring_hops);
     }
 
     if opts.wants("redis") {
@@ -1842,6 +1948,12 @@ pub fn main() {
             c.aes_mb_s,
             c.hmac_mb_s
         );
+        if let Some((aes, hmac)) = c.openssl {
+            let _ = write!(
+                ceiling_line,
+                " OpenSSL the same way: AES-256-CTR {aes:.0} MB/s, HMAC-SHA256 {hmac:.0} MB/s."
+            );
+        }
         let (gen_ms, shared_ms) = dh_cost(if opts.quick { 20 } else { 100 });
         let _ = write!(
             ceiling_line,
