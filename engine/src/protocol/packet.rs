@@ -2,12 +2,14 @@
 //! 1060-byte packet, AES-256-CTR encrypted (length field included) and then authenticated
 //! with HMAC-SHA256 over the ciphertext and an implicit per-direction packet number.
 
+use crate::platform::KeyedHmacSha256;
 use aes::Aes256;
 use ctr::CtrCore;
 use ctr::cipher::{InnerIvInit, KeyInit, StreamCipherCore};
-use hmac::{Hmac, Mac};
+use hmac::Hmac;
 use sha2::Sha256;
 use std::fmt;
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 /// Bytes of one packet on the wire.
@@ -41,11 +43,11 @@ pub enum PacketError {
     CounterExhausted,
 }
 
-/// Both directions share this: the expanded AES key and the HMAC state after absorbing the
+/// Both directions share this: the expanded AES key and the HMAC states after absorbing the
 /// key, each prepared once per connection and cloned per packet.
 struct DirectionKeys {
     aes: Aes256,
-    mac: HmacSha256,
+    mac: KeyedHmacSha256,
     /// Number of the next packet: the CTR nonce and the MAC's implicit suffix.
     pnum: u64,
 }
@@ -54,7 +56,7 @@ impl DirectionKeys {
     fn new(aes_key: &[u8; 32], hmac_key: &[u8; 32]) -> Self {
         DirectionKeys {
             aes: Aes256::new(aes_key.into()),
-            mac: hmac_sha256(hmac_key),
+            mac: KeyedHmacSha256::new(hmac_key),
             pnum: 0,
         }
     }
@@ -69,12 +71,9 @@ impl DirectionKeys {
             .apply_keystream_partial(data.into());
     }
 
-    /// HMAC(H, ciphertext ‖ be64(pnum)), from a clone of the pre-keyed state.
-    fn mac_for(&self, ciphertext: &[u8]) -> HmacSha256 {
-        let mut mac = self.mac.clone();
-        mac.update(ciphertext);
-        mac.update(&self.pnum.to_be_bytes());
-        mac
+    /// HMAC(H, ciphertext ‖ be64(pnum)), from clones of the pre-keyed states.
+    fn mac_for(&self, ciphertext: &[u8]) -> [u8; 32] {
+        self.mac.tag(&[ciphertext, &self.pnum.to_be_bytes()])
     }
 }
 
@@ -116,7 +115,7 @@ impl PacketSealer {
         // payload.len() <= 1024 was checked above, so the cast cannot truncate.
         body[MAX_PAYLOAD..].copy_from_slice(&(payload.len() as u32).to_be_bytes());
         self.0.apply_keystream(body);
-        tag.copy_from_slice(&self.0.mac_for(body).finalize().into_bytes());
+        tag.copy_from_slice(&self.0.mac_for(body));
         self.0.pnum += 1;
         Ok(())
     }
@@ -176,10 +175,9 @@ impl PacketOpener {
             return Err(PacketError::CounterExhausted);
         }
         let (body, tag) = packet.split_at_mut(CT_LEN);
-        self.0
-            .mac_for(body)
-            .verify_slice(tag)
-            .map_err(|_| PacketError::BadMac)?;
+        if !bool::from(self.0.mac_for(body)[..].ct_eq(tag)) {
+            return Err(PacketError::BadMac);
+        }
         self.0.apply_keystream(body);
         self.0.pnum += 1;
 
@@ -236,7 +234,7 @@ pub(crate) mod tests {
         let mut out = [0u8; PACKET_LEN];
         out[..CT_LEN].copy_from_slice(body_plain);
         keys.apply_keystream(&mut out[..CT_LEN]);
-        let tag = keys.mac_for(&out[..CT_LEN]).finalize().into_bytes();
+        let tag = keys.mac_for(&out[..CT_LEN]);
         out[CT_LEN..].copy_from_slice(&tag);
         out
     }
@@ -444,6 +442,23 @@ pub(crate) mod tests {
                 Err(PacketError::PayloadTooLarge(MAX_PAYLOAD + extra))
             );
             prop_assert_eq!(s.seal(&[], &mut out), Err(PacketError::EmptyPayload));
+        }
+
+        /// The MAC (OpenSSL's SHA-256 on Linux) is HMAC-SHA256 over the ciphertext and the
+        /// packet number as the hmac crate computes it, for any key and packet.
+        #[test]
+        fn packet_mac_is_hmac_sha256_of_ciphertext_and_packet_number(
+            key in prop::array::uniform32(any::<u8>()),
+            ciphertext in prop::collection::vec(any::<u8>(), CT_LEN),
+            pnum in any::<u64>(),
+        ) {
+            use hmac::Mac;
+            let mut keys = DirectionKeys::new(&AES_KEY, &key);
+            keys.pnum = pnum;
+            let mut reference = hmac_sha256(&key);
+            reference.update(&ciphertext);
+            reference.update(&pnum.to_be_bytes());
+            prop_assert_eq!(keys.mac_for(&ciphertext), <[u8; 32]>::from(reference.finalize().into_bytes()));
         }
 
         #[test]
