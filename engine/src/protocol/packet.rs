@@ -86,12 +86,14 @@ pub(crate) fn hmac_sha256(key: &[u8; 32]) -> HmacSha256 {
     <HmacSha256 as KeyInit>::new((&*block).into())
 }
 
-/// Encrypts and authenticates what this side sends.
-pub struct PacketSealer(DirectionKeys);
+/// Encrypts and authenticates what this side sends. The keys live in a box of their own:
+/// a connection's future keeps the codecs in several of its states, and each keeps only a
+/// pointer (and moving one never copies key material).
+pub struct PacketSealer(Box<DirectionKeys>);
 
 impl PacketSealer {
     pub(crate) fn from_keys(aes_key: &[u8; 32], hmac_key: &[u8; 32]) -> Self {
-        PacketSealer(DirectionKeys::new(aes_key, hmac_key))
+        PacketSealer(Box::new(DirectionKeys::new(aes_key, hmac_key)))
     }
 
     /// Seals 1..=1024 bytes into `out` (exactly one packet). Errors, never panics, on
@@ -156,12 +158,12 @@ impl fmt::Debug for PacketSealer {
     }
 }
 
-/// Authenticates and decrypts what this side receives.
-pub struct PacketOpener(DirectionKeys);
+/// Authenticates and decrypts what this side receives (its keys boxed, as the sealer's).
+pub struct PacketOpener(Box<DirectionKeys>);
 
 impl PacketOpener {
     pub(crate) fn from_keys(aes_key: &[u8; 32], hmac_key: &[u8; 32]) -> Self {
-        PacketOpener(DirectionKeys::new(aes_key, hmac_key))
+        PacketOpener(Box::new(DirectionKeys::new(aes_key, hmac_key)))
     }
 
     /// Verifies the MAC over ciphertext[0..1028] ‖ be64(pnum) in constant time, then
