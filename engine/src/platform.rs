@@ -3,9 +3,9 @@
 //! on Windows), directory syncs, whether a process lives, the process group the far end's
 //! ssh runs in, thread priorities, a listener's accept queue, the local socket pair
 //! `--spipe` bridges through, whether UNIX-domain sockets exist, and the system's faster
-//! cryptography (OpenSSL's constant-time modular exponentiation and SHA-256, on Linux). The one other
-//! Unix-only part is the UNIX-domain socket variant of `net::stream::NetStream` and
-//! `net::listener::Listener`, under `cfg(unix)` there.
+//! cryptography (OpenSSL's constant-time modular exponentiation and SHA-256, on Linux).
+//! The one other Unix-only part is the UNIX-domain socket variant of
+//! `net::stream::NetStream` and `net::listener::Listener`, under `cfg(unix)` there.
 //!
 //! Built and tested: Linux. Windows: built, its unit tests run under wine. macOS: the Unix
 //! code, type-checked and linted, not run.
@@ -326,9 +326,9 @@ fn openssl_mod_exp(base: &[u8], exponent: &[u8], modulus: &[u8], out: &mut [u8])
 #[derive(Clone)]
 pub struct KeyedHmacSha256 {
     #[cfg(target_os = "linux")]
-    inner: openssl_sha::Wiped,
+    inner: openssl_sha::KeyedState,
     #[cfg(target_os = "linux")]
-    outer: openssl_sha::Wiped,
+    outer: openssl_sha::KeyedState,
     #[cfg(not(target_os = "linux"))]
     keyed: hmac::Hmac<sha2::Sha256>,
 }
@@ -345,7 +345,7 @@ impl KeyedHmacSha256 {
                 for (p, k) in pad.iter_mut().zip(block.iter()) {
                     *p = k ^ byte;
                 }
-                let mut state = openssl_sha::Wiped::new();
+                let mut state = openssl_sha::KeyedState::new();
                 state.0.update(&pad[..]);
                 state
             };
@@ -392,11 +392,11 @@ mod openssl_sha {
     use openssl::sha::Sha256;
 
     #[derive(Clone)]
-    pub struct Wiped(pub Sha256);
+    pub struct KeyedState(pub Sha256);
 
-    impl Wiped {
+    impl KeyedState {
         pub fn new() -> Self {
-            Wiped(Sha256::new())
+            KeyedState(Sha256::new())
         }
 
         /// The digest; the state left behind is wiped with the rest on drop.
@@ -405,7 +405,7 @@ mod openssl_sha {
         }
     }
 
-    impl Drop for Wiped {
+    impl Drop for KeyedState {
         fn drop(&mut self) {
             // SAFETY: overwrites a valid, initialised value with another valid value of
             // the same type (which has no drop of its own); volatile, so the store stays.

@@ -92,8 +92,8 @@ impl EphemeralKeyPair {
     }
 
     /// peer_y^(2^258 + priv) mod p. The handshake checks peer_y < p before calling this;
-    /// any 256-byte input is nonetheless reduced correctly.
-    /// OpenSSL computes it where the system has it (Linux), crypto-bigint elsewhere.
+    /// any 256-byte input is nonetheless reduced correctly. OpenSSL computes it where the
+    /// platform module has it (Linux), crypto-bigint elsewhere.
     pub fn shared_secret(&self, peer_y: &[u8; DH_LEN]) -> Zeroizing<[u8; DH_LEN]> {
         let mut out = Zeroizing::new([0u8; DH_LEN]);
         let exponent = exponent_to_be(&self.exponent);
