@@ -401,7 +401,7 @@ mod openssl_sha {
 
         /// The digest; the state left behind is wiped with the rest on drop.
         pub fn finish(&mut self) -> [u8; 32] {
-            std::mem::replace(&mut self.0, Sha256::new()).finish()
+            std::mem::take(&mut self.0).finish()
         }
     }
 
