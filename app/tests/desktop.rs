@@ -227,7 +227,8 @@ fn the_tray_menu_and_one_notification_each_for_failing_and_recovering() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     let listen_port = free_port();
-    let closed_port = free_port();
+    let closed = sluice_testkit::refusing_addr(std::net::Ipv4Addr::LOCALHOST.into());
+    let closed_port = closed.addr.tcp().port();
     let mut config = Config::default();
     let mut billing = TunnelSpec::new(
         "billing db",

@@ -520,8 +520,9 @@ fn limit_and_unreachable_target_floods_are_one_line_and_a_summary() {
     let key = random_key(dir.path(), "key");
 
     // An encrypting end whose far end is down.
-    let nowhere = free_addr(LOCALHOST_V4);
-    let (mut encrypting, client) = sluiced("-e", LOCALHOST_V4, &nowhere, &key, &[], dir.path());
+    let nowhere = refusing_addr(LOCALHOST_V4);
+    let (mut encrypting, client) =
+        sluiced("-e", LOCALHOST_V4, &nowhere.addr, &key, &[], dir.path());
     for i in 0..FLOOD {
         let got = exchange_with(&client, b"x", SLOW);
         assert!(

@@ -381,11 +381,11 @@ fn sluiced_spipe_to_spiped_d() {
 fn sluiced_spipe_reports_unreachable_target() {
     let dir = temp_dir();
     let key = random_key(dir.path(), "key");
-    // A port nobody listens on (free a moment ago).
-    let nowhere = free_addr(LOCALHOST_V4);
+    // A port nobody listens on.
+    let nowhere = refusing_addr(LOCALHOST_V4);
     let mut client = run_client(
         "sluiced-spipe-unreachable",
-        spipe_command(SLUICED, true, &nowhere, &key),
+        spipe_command(SLUICED, true, &nowhere.addr, &key),
         b"hello",
         dir.path(),
     );

@@ -110,6 +110,38 @@ pub fn free_addr(ip: IpAddr) -> Addr {
     Addr::Tcp(SocketAddr::new(ip, free_port(ip)))
 }
 
+/// A TCP address on loopback where connections are refused for as long as this lives: a
+/// socket bound there that never listens. Unlike a port that was free a moment ago, no
+/// test running alongside can take it for a listener meanwhile, and the kernel does not
+/// pick it as an outgoing connection's source port (which would let a connection to it
+/// reach itself).
+pub struct RefusingAddr {
+    pub addr: Addr,
+    _bound: socket2::Socket,
+}
+
+pub fn refusing_addr(ip: IpAddr) -> RefusingAddr {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(SocketAddr::new(ip, 0)),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )
+    .expect("TCP socket");
+    socket
+        .bind(&SocketAddr::new(ip, 0).into())
+        .expect("bind port 0 on loopback");
+    let addr = socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .expect("a bound socket's address");
+    RefusingAddr {
+        addr: Addr::Tcp(addr),
+        _bound: socket,
+    }
+}
+
 /// Whether `::1` can be bound here (IPv6 may be disabled in containers).
 pub fn ipv6_available() -> bool {
     TcpListener::bind("[::1]:0").is_ok()
