@@ -370,6 +370,8 @@ fn the_tray_menu_and_one_notification_each_for_failing_and_recovering() {
     // The far end comes up (the real spiped -d, with the same key, before an echo
     // server), data goes through again: the recovery is told, window hidden or not.
     let echo = echo_server();
+    // The port was held refusing until now; spiped takes it over.
+    drop(closed);
     let far_end = std::process::Command::new("spiped")
         .args(["-d", "-F", "-s"])
         .arg(format!("[127.0.0.1]:{closed_port}"))
