@@ -275,9 +275,9 @@ pub fn system_constant_time_mod_exp(
     }
 }
 
-/// Which library [`system_constant_time_mod_exp`] calls, with its version (for
-/// benchmark reports), or None where there is none.
-pub fn system_mod_exp_library() -> Option<&'static str> {
+/// Which library [`system_constant_time_mod_exp`] and [`KeyedHmacSha256`] call, with its
+/// version (for benchmark reports), or None where there is none.
+pub fn system_crypto_library() -> Option<&'static str> {
     #[cfg(target_os = "linux")]
     {
         Some(openssl::version::version())

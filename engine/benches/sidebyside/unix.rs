@@ -1337,8 +1337,9 @@ fn machine() -> String {
     )
 }
 
-/// Which code the packet cryptography and the shared secret run on here, as the crates
-/// choose at run time (sha2: SHA-NI with SSE4.1; aes: VAES with AVX-512, then AES-NI).
+/// Which code the packet cryptography, the handshake's HMACs and the shared secret run on
+/// here: the engine says which library, the crates choose their code at run time (sha2:
+/// SHA-NI with SSE4.1; aes: VAES with AVX-512, then AES-NI).
 fn crypto_backends() -> String {
     let sha256 = if std::arch::is_x86_feature_detected!("sha")
         && std::arch::is_x86_feature_detected!("sse4.1")
@@ -1359,7 +1360,8 @@ fn crypto_backends() -> String {
         "portable"
     };
     format!(
-        "crypto of this build: SHA-256/HMAC {sha256} (sha2), AES-256-CTR {aes} (aes), DH shared secret {}",
+        "crypto of this build: packet MAC HMAC-SHA256 {} (the handshake's HMACs: sha2, {sha256}), AES-256-CTR {aes} (aes), DH shared secret {}",
+        sluice_engine::protocol::packet::mac_implementation(),
         sluice_engine::protocol::dh::shared_secret_implementation()
     )
 }

@@ -111,7 +111,7 @@ impl EphemeralKeyPair {
 
 /// What computes [`EphemeralKeyPair::shared_secret`] on this system, for benchmark reports.
 pub fn shared_secret_implementation() -> String {
-    match platform::system_mod_exp_library() {
+    match platform::system_crypto_library() {
         Some(library) => format!("{library}, BN_mod_exp_mont_consttime"),
         None => "crypto-bigint, FixedMontyForm::pow_bounded_exp".to_owned(),
     }

@@ -77,6 +77,14 @@ impl DirectionKeys {
     }
 }
 
+/// What computes the packet MAC's SHA-256 on this system, for benchmark reports.
+pub fn mac_implementation() -> String {
+    match crate::platform::system_crypto_library() {
+        Some(library) => format!("{library}, SHA-256"),
+        None => "sha2".to_owned(),
+    }
+}
+
 /// HMAC-SHA256 keyed with a 32-byte key. HMAC zero-pads short keys to the 64-byte block,
 /// so passing the padded block through the fixed-size constructor is the same function
 /// and avoids the slice constructor's (never-taken) error path.
