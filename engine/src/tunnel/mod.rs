@@ -660,24 +660,35 @@ struct Connection {
     _permit: Option<OwnedSemaphorePermit>,
 }
 
-/// A plaintext client's addresses and what it sent after them: from a load balancer's
-/// PROXY header when the tunnel accepts one (the client it names is kept for the audit
-/// trail), else the socket's own, with nothing read.
-async fn client_endpoints(
+/// The plaintext that goes ahead of a client's data, and how much of it is the client's:
+/// the PROXY header this tunnel sends, if it sends one, naming the client a load balancer's
+/// header named when the tunnel accepts one (kept for the audit trail) or else the socket's
+/// own addresses; then what the client sent after the load balancer's header.
+async fn first_bytes(
     client: &mut NetStream,
     s: &crate::definition::TunnelDefinition,
     traffic: &Traffic,
-) -> Result<(crate::proxy_header::Endpoints, Vec<u8>), ConnFault> {
-    if !s.accept_proxy_protocol {
-        return Ok((endpoints_of(client), Vec::new()));
-    }
-    let (endpoints, surplus) = read_header(client, s.timeout)
-        .await
-        .map_err(ConnFault::Proxy)?;
-    if let Some((address, _)) = endpoints {
-        let _ = traffic.client.set(address);
-    }
-    Ok((endpoints, surplus))
+) -> Result<(Vec<u8>, u64), ConnFault> {
+    let (named, surplus) = if s.accept_proxy_protocol {
+        let (endpoints, surplus) = read_header(client, s.timeout)
+            .await
+            .map_err(ConnFault::Proxy)?;
+        if let Some((address, _)) = endpoints {
+            let _ = traffic.client.set(address);
+        }
+        (Some(endpoints), surplus)
+    } else {
+        (None, Vec::new())
+    };
+    let surplus_len = surplus.len() as u64;
+    let first = match s.proxy_protocol {
+        Some(version) => {
+            let endpoints = named.unwrap_or_else(|| endpoints_of(client));
+            [proxy_header::encode(version, endpoints), surplus].concat()
+        }
+        None => surplus,
+    };
+    Ok((first, surplus_len))
 }
 
 /// What one connection moved, and the client address a PROXY header named, if any.
@@ -869,12 +880,7 @@ impl Connection {
             // reaches here for them.
             Mode::ReverseIn | Mode::ReverseOut => return Err(ConnFault::Closed),
             Mode::Encrypt => {
-                let (endpoints, surplus) = client_endpoints(&mut inbound, s, traffic).await?;
-                // The client's first bytes (after a load balancer's header) go first.
-                first = s.proxy_protocol.map_or(surplus.clone(), |version| {
-                    [proxy_header::encode(version, endpoints), surplus.clone()].concat()
-                });
-                first_data = surplus.len() as u64;
+                (first, first_data) = first_bytes(&mut inbound, s, traffic).await?;
                 let addrs = self.target.current();
                 let dialed = Dialer::new(&s.target, s.bind.as_ref(), s.timeout)
                     .with_resolved(&addrs, &self.bind)
@@ -1023,10 +1029,7 @@ impl Connection {
             return Err(ConnFault::Closed);
         };
         let mut client = client;
-        let (endpoints, surplus) = client_endpoints(&mut client, s, traffic).await?;
-        let first = s.proxy_protocol.map_or(surplus.clone(), |version| {
-            [proxy_header::encode(version, endpoints), surplus.clone()].concat()
-        });
+        let (first, first_data) = first_bytes(&mut client, s, traffic).await?;
         let waiting = Instant::now();
         let Some(slot) = pool.take(s.timeout).await else {
             return Err(ConnFault::Reverse(ReverseFault::NoneReady(
@@ -1053,7 +1056,7 @@ impl Connection {
                     source: e.into(),
                 })
             })?;
-            traffic.add_up(stats, surplus.len() as u64);
+            traffic.add_up(stats, first_data);
         }
         let sending = async {
             seal_pump(&mut client_r, &mut far_w, sealer, CLIENT_UP, |n| {
