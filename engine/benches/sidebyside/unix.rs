@@ -71,7 +71,7 @@ impl Opts {
                 }
                 "-h" | "--help" => {
                     println!(
-                        "sidebyside [--quick] [--only throughput,latency,handshakes,x25519,reverse,messages,redis,memory,ceiling,mixed] [--no-mixed] [--spiped PATH] [--sluiced PATH]"
+                        "sidebyside [--quick] [--only throughput,latency,handshakes,x25519,reverse,messages,contention,redis,memory,ceiling,mixed] [--no-mixed] [--spiped PATH] [--sluiced PATH]"
                     );
                     std::process::exit(0);
                 }
@@ -926,15 +926,24 @@ const MESSAGE_LEN: usize = 100;
 /// `MESSAGE_LEN`-byte request and reading the echoed response before the next, for `secs`;
 /// requests per second over all connections. Every response is checked.
 fn message_rate(port: u16, conns: usize, secs: f64) -> io::Result<f64> {
-    let streams: Vec<TcpStream> = (0..conns)
+    message_rate_over(message_connections(port, conns)?, secs)
+}
+
+/// `conns` keep-alive connections to 127.0.0.1:`port`, each set up end to end (handshake
+/// done, target connected) by one echoed byte, so that no clock includes their set-up.
+fn message_connections(port: u16, conns: usize) -> io::Result<Vec<TcpStream>> {
+    (0..conns)
         .map(|_| {
             let mut s = connect_to(port)?;
-            // Set up end to end (handshake done, target connected) before the clock starts.
             s.write_all(&[0])?;
             s.read_exact(&mut [0u8; 1])?;
             Ok(s)
         })
-        .collect::<io::Result<_>>()?;
+        .collect()
+}
+
+/// [`message_rate`] over connections already open, one thread each.
+fn message_rate_over(streams: Vec<TcpStream>, secs: f64) -> io::Result<f64> {
     let done = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
     let start = Instant::now();
@@ -1720,6 +1729,86 @@ pub fn main() {
             unit: "MB/s",
             sluice: median(&mbs[0]),
             spiped: median(&mbs[2]),
+            target: None,
+        });
+    }
+
+    if opts.wants("contention") {
+        // Small messages and forward-secret handshakes through one pair at once: each
+        // handshake's exponentiations compete with the data path for the CPU, and where
+        // they run (spiped: in its one event loop; Sluice: on other threads) decides how
+        // much of its small-message rate a pair keeps.
+        let pairs: Vec<Pair> = kinds
+            .iter()
+            .map(|&k| Pair::start(&env, k, k, servers.echo, &[]))
+            .collect();
+        let mut alone = [Vec::new(), Vec::new()];
+        let mut together = [Vec::new(), Vec::new()];
+        let mut handshakes = [Vec::new(), Vec::new()];
+        for rep in 0..sizes.message_reps {
+            let order: [usize; 2] = if rep % 2 == 0 { [0, 1] } else { [1, 0] };
+            for i in order {
+                let pair = &pairs[i];
+                std::thread::sleep(Duration::from_millis(500));
+                let measured = message_rate(pair.entry, sizes.message_conns, sizes.message_secs)
+                    .and_then(|rate| {
+                        alone[i].push(rate);
+                        std::thread::sleep(Duration::from_millis(500));
+                        let streams = message_connections(pair.entry, sizes.message_conns)?;
+                        std::thread::scope(|scope| {
+                            let connecting = scope.spawn(|| {
+                                handshake_rate(pair, sizes.handshake_clients, sizes.message_secs)
+                            });
+                            let messages = message_rate_over(streams, sizes.message_secs);
+                            let (rate, failed) = connecting.join().unwrap_or((0.0, u64::MAX));
+                            messages.map(|messages| (messages, rate, failed))
+                        })
+                    });
+                match measured {
+                    Ok((messages, rate, failed)) => {
+                        note(&format!(
+                            "contention {} rep {rep}: {messages:.0} requests/s ({:.0} alone) while {rate:.0} handshakes/s ({failed} failed)",
+                            pair.label,
+                            alone[i].last().copied().unwrap_or(0.0)
+                        ));
+                        together[i].push(messages);
+                        handshakes[i].push(rate);
+                    }
+                    Err(e) => note(&format!("contention {} rep {rep} FAILED: {e}", pair.label)),
+                }
+            }
+        }
+        for i in 0..2 {
+            let line = format!(
+                "contention, {}: small messages {:.0} requests/s alone, {:.0} while {} clients connect in a loop ({:.0}% kept); {:.0} handshakes/s meanwhile",
+                pairs[i].label,
+                median(&alone[i]),
+                median(&together[i]),
+                sizes.handshake_clients,
+                100.0 * median(&together[i]) / median(&alone[i]),
+                median(&handshakes[i]),
+            );
+            note(&line);
+            let _ = writeln!(details, "{line}");
+        }
+        rows.push(Row {
+            figure: format!(
+                "small messages ({MESSAGE_LEN} B, {} connections) while {} clients make forward-secret connections in a loop",
+                sizes.message_conns, sizes.handshake_clients
+            ),
+            unit: "req/s",
+            sluice: median(&together[0]),
+            spiped: median(&together[1]),
+            target: None,
+        });
+        rows.push(Row {
+            figure: format!(
+                "forward-secret handshakes per second, {} clients, while those small messages flow",
+                sizes.handshake_clients
+            ),
+            unit: "conn/s",
+            sluice: median(&handshakes[0]),
+            spiped: median(&handshakes[1]),
             target: None,
         });
     }
