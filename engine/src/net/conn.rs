@@ -12,7 +12,9 @@ use tokio::net::TcpSocket;
 
 use crate::address::Address;
 use crate::net::buffers::{Lent, PACKETS_PER_BATCH};
-use crate::net::dhpool::{KeyPairError, KeyPairPool, RandomnessError, RefillLater, random_bytes};
+use crate::net::dhpool::{
+    KeyPairError, KeyPairPool, RandomnessError, RefillLater, in_background, random_bytes,
+};
 use crate::net::io_fault::IoFault;
 use crate::net::resolve::ResolveError;
 use crate::net::stream::{NetReadHalf, NetStream, NetWriteHalf};
@@ -191,16 +193,16 @@ impl Authenticated<'_> {
     }
 
     /// Derives the session keys. The classic handshake's modular exponentiation (about
-    /// half a millisecond, unless this side runs `-f`) runs on tokio's blocking pool, never
-    /// on a runtime worker whose other connections wait for it; X25519's key derivation
-    /// is cheap and runs in place.
+    /// 0.3 ms, unless this side runs `-f`) runs on tokio's blocking pool at background
+    /// priority ([`in_background`]), never on a runtime worker whose other connections
+    /// wait for it; X25519's key derivation is cheap and runs in place.
     pub async fn session_codecs(self) -> Result<(PacketSealer, PacketOpener), HandshakeFault> {
         let Authenticated {
             authenticated,
             _refill: refill,
         } = self;
         let codecs = if authenticated.costs_an_exponentiation() {
-            tokio::task::spawn_blocking(move || authenticated.session_codecs())
+            in_background(move || authenticated.session_codecs())
                 .await
                 .map_err(|_| LocalFault::Interrupted)?
         } else {

@@ -60,7 +60,25 @@ pub enum KeyPairError {
     Interrupted,
 }
 
-/// One modular exponentiation: call it on the refill thread or a blocking thread only.
+/// Runs Diffie-Hellman work (a modular exponentiation) on tokio's blocking pool, never on
+/// a runtime worker, at the lower priority of background work
+/// ([`platform::lower_thread_priority`]): while handshakes and established connections'
+/// traffic compete for the CPU, the data path goes first. Measured with the benchmark's
+/// `contention` part (docs/PERFORMANCE.md): small messages kept 1.23–1.25× the rate
+/// they kept at normal priority, handshakes per second level. A blocking thread stays at
+/// that priority for what it runs later: name lookups and file reads, which wait rather
+/// than compute.
+pub(crate) async fn in_background<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    tokio::task::spawn_blocking(move || {
+        platform::lower_thread_priority();
+        work()
+    })
+    .await
+}
+
+/// One modular exponentiation: call it on the refill thread or through [`in_background`].
 fn fresh_key_pair() -> Result<Box<EphemeralKeyPair>, RandomnessError> {
     let mut private = random_bytes()?;
     let pair = EphemeralKeyPair::boxed_from_random(private);
@@ -108,7 +126,7 @@ impl KeyPairPool {
             .and_then(|mut ready| ready.pop());
         let pair = match pooled {
             Some(pair) => pair,
-            None => tokio::task::spawn_blocking(fresh_key_pair)
+            None => in_background(fresh_key_pair)
                 .await
                 .map_err(|_| KeyPairError::Interrupted)??,
         };
@@ -202,6 +220,31 @@ mod tests {
             .build()
             .unwrap()
             .block_on(f)
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn background_work_runs_off_the_runtime_at_a_lower_priority() {
+        let nice_of_this_thread = || {
+            // SAFETY: plain system calls about the calling thread.
+            unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+        };
+        let runtime_thread = std::thread::current().id();
+        let before = nice_of_this_thread();
+        let (thread, nice) = block_on(in_background(move || {
+            (std::thread::current().id(), nice_of_this_thread())
+        }))
+        .unwrap();
+        assert_ne!(
+            thread, runtime_thread,
+            "a blocking thread, not the runtime's"
+        );
+        assert!(nice >= 10, "nice {nice}");
+        assert_eq!(
+            nice_of_this_thread(),
+            before,
+            "the runtime's thread keeps its priority"
+        );
     }
 
     #[test]
