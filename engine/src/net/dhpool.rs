@@ -67,15 +67,16 @@ pub enum KeyPairError {
 /// `contention` part (docs/PERFORMANCE.md): small messages kept 1.23–1.25× the rate
 /// they kept at normal priority, handshakes per second level. A blocking thread stays at
 /// that priority for what it runs later: name lookups and file reads, which wait rather
-/// than compute.
-pub(crate) async fn in_background<T: Send + 'static>(
+/// than compute. Not an `async fn`: the closure (which may own a whole handshake's state)
+/// moves to the blocking task at once instead of into every future awaiting it, where it
+/// would cost each idle connection its size again.
+pub(crate) fn in_background<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, tokio::task::JoinError> {
+) -> tokio::task::JoinHandle<T> {
     tokio::task::spawn_blocking(move || {
         platform::lower_thread_priority();
         work()
     })
-    .await
 }
 
 /// One modular exponentiation: call it on the refill thread or through [`in_background`].
