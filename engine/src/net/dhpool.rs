@@ -62,14 +62,12 @@ pub enum KeyPairError {
 
 /// Runs Diffie-Hellman work (a modular exponentiation) on tokio's blocking pool, never on
 /// a runtime worker, at the lower priority of background work
-/// ([`platform::lower_thread_priority`]): while handshakes and established connections'
-/// traffic compete for the CPU, the data path goes first. Measured with the benchmark's
-/// `contention` part (docs/PERFORMANCE.md): small messages kept 1.23–1.25× the rate
-/// they kept at normal priority, handshakes per second level. A blocking thread stays at
-/// that priority for what it runs later: name lookups and file reads, which wait rather
-/// than compute. Not an `async fn`: the closure (which may own a whole handshake's state)
-/// moves to the blocking task at once instead of into every future awaiting it, where it
-/// would cost each idle connection its size again.
+/// ([`platform::lower_thread_priority`]): when handshakes and established connections'
+/// traffic compete for the CPU, the traffic goes first (docs/PERFORMANCE.md, "Exponentiations
+/// at background priority"). A blocking thread keeps that priority for what it runs later:
+/// name lookups and file reads, which wait rather than compute. Not an `async fn`, so the
+/// closure (a handshake's whole state) moves to the blocking task at once instead of also
+/// sitting in every future that awaits it.
 pub(crate) fn in_background<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> tokio::task::JoinHandle<T> {
