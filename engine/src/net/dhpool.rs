@@ -230,9 +230,9 @@ mod tests {
         };
         let runtime_thread = std::thread::current().id();
         let before = nice_of_this_thread();
-        let (thread, nice) = block_on(in_background(move || {
-            (std::thread::current().id(), nice_of_this_thread())
-        }))
+        let (thread, nice) = block_on(async {
+            in_background(move || (std::thread::current().id(), nice_of_this_thread())).await
+        })
         .unwrap();
         assert_ne!(
             thread, runtime_thread,
