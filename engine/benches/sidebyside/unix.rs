@@ -942,6 +942,20 @@ fn message_connections(port: u16, conns: usize) -> io::Result<Vec<TcpStream>> {
         .collect()
 }
 
+/// The small-message workload through `pair` while the handshake workload's clients
+/// connect through it in a loop, both for `message_secs`: (requests per second,
+/// handshakes per second, failed handshakes).
+fn messages_during_handshakes(pair: &Pair, sizes: &Sizes) -> io::Result<(f64, f64, u64)> {
+    let streams = message_connections(pair.entry, sizes.message_conns)?;
+    std::thread::scope(|scope| {
+        let connecting =
+            scope.spawn(|| handshake_rate(pair, sizes.handshake_clients, sizes.message_secs));
+        let messages = message_rate_over(streams, sizes.message_secs);
+        let (rate, failed) = connecting.join().unwrap_or((0.0, u64::MAX));
+        messages.map(|messages| (messages, rate, failed))
+    })
+}
+
 /// [`message_rate`] over connections already open, one thread each.
 fn message_rate_over(streams: Vec<TcpStream>, secs: f64) -> io::Result<f64> {
     let done = AtomicU64::new(0);
@@ -1754,15 +1768,7 @@ pub fn main() {
                     .and_then(|rate| {
                         alone[i].push(rate);
                         std::thread::sleep(Duration::from_millis(500));
-                        let streams = message_connections(pair.entry, sizes.message_conns)?;
-                        std::thread::scope(|scope| {
-                            let connecting = scope.spawn(|| {
-                                handshake_rate(pair, sizes.handshake_clients, sizes.message_secs)
-                            });
-                            let messages = message_rate_over(streams, sizes.message_secs);
-                            let (rate, failed) = connecting.join().unwrap_or((0.0, u64::MAX));
-                            messages.map(|messages| (messages, rate, failed))
-                        })
+                        messages_during_handshakes(pair, &sizes)
                     });
                 match measured {
                     Ok((messages, rate, failed)) => {
