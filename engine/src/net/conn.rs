@@ -11,10 +11,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 
 use crate::address::Address;
+use crate::net::background::in_background;
 use crate::net::buffers::{Lent, PACKETS_PER_BATCH};
-use crate::net::dhpool::{
-    KeyPairError, KeyPairPool, RandomnessError, RefillLater, in_background, random_bytes,
-};
+use crate::net::dhpool::{KeyPairError, KeyPairPool, RandomnessError, RefillLater, random_bytes};
 use crate::net::io_fault::IoFault;
 use crate::net::resolve::ResolveError;
 use crate::net::stream::{NetReadHalf, NetStream, NetWriteHalf};
@@ -193,8 +192,8 @@ impl Authenticated<'_> {
     }
 
     /// Derives the session keys. The classic handshake's modular exponentiation (about
-    /// 0.3 ms, unless this side runs `-f`) runs on tokio's blocking pool at background
-    /// priority ([`in_background`]), never on a runtime worker whose other connections
+    /// 0.3 ms, unless this side runs `-f`) runs on a background worker at background
+    /// priority ([`in_background`]), never on a runtime thread whose other connections
     /// wait for it; X25519's key derivation is cheap and runs in place.
     pub async fn session_codecs(self) -> Result<(PacketSealer, PacketOpener), HandshakeFault> {
         let Authenticated {

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use crate::net::background::in_background;
 use crate::platform;
 use crate::protocol::EphemeralKeyPair;
 
@@ -60,23 +61,6 @@ pub enum KeyPairError {
     Interrupted,
 }
 
-/// Runs Diffie-Hellman work (a modular exponentiation) on tokio's blocking pool, never on
-/// a runtime worker, at the lower priority of background work
-/// ([`platform::lower_thread_priority`]): when handshakes and established connections'
-/// traffic compete for the CPU, the traffic goes first (docs/PERFORMANCE.md, "Exponentiations
-/// at background priority"). A blocking thread keeps that priority for what it runs later:
-/// name lookups and file reads, which wait rather than compute. Not an `async fn`, so the
-/// closure (a handshake's whole state) moves to the blocking task at once instead of also
-/// sitting in every future that awaits it.
-pub(crate) fn in_background<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> tokio::task::JoinHandle<T> {
-    tokio::task::spawn_blocking(move || {
-        platform::lower_thread_priority();
-        work()
-    })
-}
-
 /// One modular exponentiation: call it on the refill thread or through [`in_background`].
 fn fresh_key_pair() -> Result<Box<EphemeralKeyPair>, RandomnessError> {
     let mut private = random_bytes()?;
@@ -87,7 +71,7 @@ fn fresh_key_pair() -> Result<Box<EphemeralKeyPair>, RandomnessError> {
 
 impl KeyPairPool {
     /// Starts the refill thread. `target` = 0 makes a pool that computes each pair when it
-    /// is asked for (on a blocking thread).
+    /// is asked for (on a background worker).
     pub fn new(target: usize) -> KeyPairPool {
         let state = Arc::new(PoolState {
             ready: Mutex::new(Vec::with_capacity(target)),
@@ -101,7 +85,7 @@ impl KeyPairPool {
             let spawned = std::thread::Builder::new()
                 .name("sluice-dh-pool".into())
                 .spawn(move || refill(&worker));
-            // Without the thread the pool still works: take() computes on a blocking thread.
+            // Without the thread the pool still works: take() computes on a background worker.
             if spawned.is_err() {
                 state.closed.store(true, Ordering::Relaxed);
             }
@@ -110,7 +94,7 @@ impl KeyPairPool {
     }
 
     /// A key pair never handed out before: from the pool if one is ready, else computed
-    /// on a blocking thread (never on the async runtime's workers, which serve every other
+    /// on a background worker (never on the async runtime's threads, which serve every other
     /// connection meanwhile). The refill thread is only woken when the returned
     /// [`RefillLater`] is dropped: hold it until the handshake that uses the pair is over,
     /// so that computing the replacement does not compete with that handshake's own
@@ -219,31 +203,6 @@ mod tests {
             .build()
             .unwrap()
             .block_on(f)
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn background_work_runs_off_the_runtime_at_a_lower_priority() {
-        let nice_of_this_thread = || {
-            // SAFETY: plain system calls about the calling thread.
-            unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
-        };
-        let runtime_thread = std::thread::current().id();
-        let before = nice_of_this_thread();
-        let (thread, nice) = block_on(async {
-            in_background(move || (std::thread::current().id(), nice_of_this_thread())).await
-        })
-        .unwrap();
-        assert_ne!(
-            thread, runtime_thread,
-            "a blocking thread, not the runtime's"
-        );
-        assert!(nice >= 10, "nice {nice}");
-        assert_eq!(
-            nice_of_this_thread(),
-            before,
-            "the runtime's thread keeps its priority"
-        );
     }
 
     #[test]
