@@ -282,10 +282,7 @@ async fn drive<'a>(
         let out = driver.pending_output();
         if !out.is_empty() {
             let n = out.len();
-            stream
-                .write_all(out)
-                .await
-                .map_err(|e| HandshakeFault::Io(e.into()))?;
+            stream.write_all(out).await.map_err(|e| lost(driver, e))?;
             driver.output_sent(n);
         }
         match driver.next() {
@@ -304,10 +301,25 @@ async fn drive<'a>(
                         driver.receive(&buf[..n]).map_err(HandshakeFault::Peer)?;
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(HandshakeFault::Io(e.into())),
+                    Err(e) => return Err(lost(driver, e)),
                 }
             }
         }
+    }
+}
+
+/// A socket error during the handshake: a peer that reset the connection may have hung up
+/// in a way the driver can read ([`HandshakeDriver::connection_lost`]).
+fn lost(driver: &HandshakeDriver, error: io::Error) -> HandshakeFault {
+    let reset = matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+    );
+    match driver.connection_lost().filter(|_| reset) {
+        Some(fault) => HandshakeFault::Peer(fault),
+        None => HandshakeFault::Io(error.into()),
     }
 }
 

@@ -38,8 +38,8 @@ pub enum PeerFault {
     #[error("{}", closed_message(*.role, *.after_our_value))]
     Closed {
         role: Role,
-        /// Whether this end had already sent its signed value (the peer then hung up
-        /// after checking it, which is how spiped answers a wrong key).
+        /// Whether this end had the peer's nonce and so had sent, or was sending, its
+        /// signed value (spiped answers a wrong key by hanging up after checking it).
         after_our_value: bool,
     },
 }
@@ -47,7 +47,7 @@ pub enum PeerFault {
 fn closed_message(role: Role, after_our_value: bool) -> &'static str {
     match (role, after_our_value) {
         (Role::Client, true) => {
-            "handshake rejected: the far end hung up after checking our key; it has a different key, requires forward secrecy (-g) while this end has it off (-f), cannot reach its own target, or one end uses Sluice's X25519 handshake and the other does not"
+            "handshake rejected: the far end hung up mid-handshake; it has a different key, requires forward secrecy (-g) while this end has it off (-f), cannot reach its own target, or one end uses Sluice's X25519 handshake and the other does not"
         }
         (Role::Client, false) => {
             "the far end closed the connection before the handshake: is it an spiped server (spiped -d / a Decrypt tunnel)?"
@@ -272,6 +272,17 @@ impl HandshakeDriver {
             after_our_value: self.role == Role::Client
                 && matches!(self.state, State::AwaitSignedValue(_)),
         }
+    }
+
+    /// The connection was reset (or broke under a write) before the handshake finished.
+    /// A client that holds the server's nonce heard an spiped server answer and then hang
+    /// up with our bytes unread, which is how stock spiped ends a connection whose own
+    /// target connect failed: the same hang-up as [`end_of_stream`](Self::end_of_stream).
+    /// `None`: nothing more specific than a network error can be said.
+    pub fn connection_lost(&self) -> Option<PeerFault> {
+        let had_their_nonce =
+            self.role == Role::Client && matches!(self.state, State::AwaitSignedValue(_));
+        had_their_nonce.then(|| self.end_of_stream())
     }
 
     /// The peer went silent (the caller's timeout ran out): whether the bytes so far say

@@ -676,3 +676,32 @@ fn a_server_in_rotation_accepts_the_current_and_the_previous_key() {
         );
     }
 }
+
+#[test]
+fn a_reset_reads_as_a_hang_up_only_for_a_client_that_has_the_servers_nonce() {
+    let key = PresharedKey::from_keyfile_bytes(b"reset");
+    let client = || HandshakeDriver::classic(Role::Client, &key, Disabled, [1; 32], None).unwrap();
+    let server = HandshakeDriver::classic(Role::Server, &key, Disabled, [2; 32], None).unwrap();
+    assert_eq!(
+        client().connection_lost(),
+        None,
+        "no nonce yet: a network error"
+    );
+    assert_eq!(
+        server.connection_lost(),
+        None,
+        "a server's client reset: a network error"
+    );
+
+    // Stock spiped -d whose target connect failed: its nonce, then a reset.
+    let mut answered = client();
+    answered.receive(&[3; NONCE_LEN]).unwrap();
+    assert_eq!(
+        answered.connection_lost(),
+        Some(PeerFault::Closed {
+            role: Role::Client,
+            after_our_value: true
+        })
+    );
+    assert_eq!(answered.connection_lost(), Some(answered.end_of_stream()));
+}
