@@ -94,26 +94,24 @@ pub(crate) fn in_background<T: Send + 'static>(
         return answered;
     };
     let a_worker_is_free = queue.idle > queue.jobs.len();
-    queue.jobs.push_back(job);
-    if a_worker_is_free || queue.workers >= MAX_WORKERS {
-        QUEUED.notify_one();
-        return answered;
-    }
-    let started = std::thread::Builder::new()
-        .name("sluice-dh-worker".into())
-        .spawn(run_jobs);
-    match started {
-        Ok(_) => queue.workers += 1,
-        // No thread to be had: the job waits for the workers there are, if any.
-        Err(_) if queue.workers > 0 => {}
-        Err(_) => {
-            let job = queue.jobs.pop_back();
-            drop(queue);
-            if let Some(job) = job {
+    if !a_worker_is_free && queue.workers < MAX_WORKERS {
+        let started = std::thread::Builder::new()
+            .name("sluice-dh-worker".into())
+            .spawn(run_jobs);
+        match started {
+            Ok(_) => queue.workers += 1,
+            // No thread to be had and none there: tokio's pool runs it.
+            Err(_) if queue.workers == 0 => {
+                drop(queue);
                 tokio::task::spawn_blocking(job);
+                return answered;
             }
+            // No thread to be had: the job waits for the workers there are.
+            Err(_) => {}
         }
     }
+    queue.jobs.push_back(job);
+    QUEUED.notify_one();
     answered
 }
 
