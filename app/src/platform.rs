@@ -1034,7 +1034,7 @@ pub fn claim_instance(dir: Option<&Path>) -> Result<Instance, InstanceError> {
 /// user (pipe names are machine-wide), and per `dir` if given (tests).
 #[cfg(windows)]
 pub fn instance_socket(dir: Option<&Path>) -> Option<PathBuf> {
-    let sid = pipe::our_sid_string()?;
+    let sid = sluice_engine::current_user_sid_string().ok()?;
     let mut name = format!(r"\\.\pipe\org.sluice.Sluice.{sid}");
     if let Some(dir) = dir {
         // Distinct per directory, without the directory's own characters.
@@ -1086,21 +1086,14 @@ pub fn claim_instance(dir: Option<&Path>) -> Result<Instance, InstanceError> {
 #[cfg(windows)]
 mod pipe {
     use std::io::{Read, Write};
-    use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle, RawHandle};
+    use std::os::windows::io::{AsHandle, AsRawHandle, FromRawHandle, OwnedHandle, RawHandle};
     use std::path::Path;
     use std::time::{Duration, Instant};
 
     use windows_sys::Win32::Foundation::{
         ERROR_PIPE_BUSY, ERROR_PIPE_CONNECTED, GetLastError, HANDLE, INVALID_HANDLE_VALUE,
-        LocalFree,
     };
-    use windows_sys::Win32::Security::Authorization::{
-        ConvertSidToStringSidW, ConvertStringSecurityDescriptorToSecurityDescriptorW,
-        SDDL_REVISION_1,
-    };
-    use windows_sys::Win32::Security::{
-        EqualSid, GetTokenInformation, SECURITY_ATTRIBUTES, TOKEN_QUERY, TOKEN_USER, TokenUser,
-    };
+    use windows_sys::Win32::Security::EqualSid;
     use windows_sys::Win32::Storage::FileSystem::{
         FILE_FLAG_FIRST_PIPE_INSTANCE, PIPE_ACCESS_DUPLEX,
     };
@@ -1109,9 +1102,7 @@ mod pipe {
         PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE, PIPE_UNLIMITED_INSTANCES, PIPE_WAIT,
         WaitNamedPipeW,
     };
-    use windows_sys::Win32::System::Threading::{
-        GetCurrentProcess, OpenProcess, OpenProcessToken, PROCESS_QUERY_LIMITED_INFORMATION,
-    };
+    use windows_sys::Win32::System::Threading::{OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION};
 
     use super::{MAX_REQUEST_LEN, within};
 
@@ -1127,88 +1118,14 @@ mod pipe {
             .then(|| unsafe { OwnedHandle::from_raw_handle(handle as RawHandle) })
     }
 
-    /// The user SID of a process, as bytes; `None` if it cannot be read (another
-    /// user's process, mostly).
-    fn user_sid_of(process: HANDLE) -> Option<Vec<u8>> {
-        let mut token: HANDLE = std::ptr::null_mut();
-        // SAFETY: an open process handle; `token` receives a handle we own.
-        if unsafe { OpenProcessToken(process, TOKEN_QUERY, &mut token) } == 0 {
-            return None;
-        }
-        let token = owned(token)?;
-        let mut buffer = vec![0u64; 64];
-        let mut needed = 0u32;
-        // SAFETY: the buffer holds 512 bytes, more than a TOKEN_USER and its SID need.
-        let ok = unsafe {
-            GetTokenInformation(
-                token.as_raw_handle(),
-                TokenUser,
-                buffer.as_mut_ptr().cast(),
-                512,
-                &mut needed,
-            )
-        };
-        if ok == 0 {
-            return None;
-        }
-        // SAFETY: the call filled a TOKEN_USER whose SID points into `buffer`.
-        let sid = unsafe { (*buffer.as_ptr().cast::<TOKEN_USER>()).User.Sid };
-        // SAFETY: a valid SID in the buffer.
-        let len = unsafe { windows_sys::Win32::Security::GetLengthSid(sid) } as usize;
-        // SAFETY: `len` bytes of the SID, within `buffer`.
-        Some(unsafe { std::slice::from_raw_parts(sid.cast::<u8>(), len) }.to_vec())
-    }
-
-    fn our_sid() -> Option<Vec<u8>> {
-        // SAFETY: the pseudo-handle of this process.
-        user_sid_of(unsafe { GetCurrentProcess() })
-    }
-
-    /// This user's SID as text (S-1-5-21-...).
-    pub fn our_sid_string() -> Option<String> {
-        let mut sid = our_sid()?;
-        let mut text: *mut u16 = std::ptr::null_mut();
-        // SAFETY: a valid SID; the string is allocated for us and freed below.
-        if unsafe { ConvertSidToStringSidW(sid.as_mut_ptr().cast(), &mut text) } == 0 {
-            return None;
-        }
-        // SAFETY: a NUL-terminated string from the call.
-        let len = (0..).take_while(|&i| unsafe { *text.add(i) } != 0).count();
-        // SAFETY: `len` characters before the NUL.
-        let string = String::from_utf16(unsafe { std::slice::from_raw_parts(text, len) }).ok();
-        // SAFETY: allocated by ConvertSidToStringSidW for us to free.
-        unsafe { LocalFree(text.cast()) };
-        string
-    }
-
     /// One instance of the pipe, which only this user may open, local clients only. The
     /// first (`first`) fails with PermissionDenied if the name is taken.
     pub fn create(path: &Path, first: bool) -> std::io::Result<std::fs::File> {
-        let sid =
-            our_sid_string().ok_or_else(|| std::io::Error::other("cannot read this user's SID"))?;
         // Protected DACL: generic all for this user, nothing for anyone else.
-        let sddl: Vec<u16> = format!("D:P(A;;GA;;;{sid})")
-            .encode_utf16()
-            .chain([0])
-            .collect();
-        let mut descriptor = std::ptr::null_mut();
-        // SAFETY: a NUL-terminated SDDL string; the descriptor is freed below.
-        if unsafe {
-            ConvertStringSecurityDescriptorToSecurityDescriptorW(
-                sddl.as_ptr(),
-                SDDL_REVISION_1,
-                &mut descriptor,
-                std::ptr::null_mut(),
-            )
-        } == 0
-        {
-            return Err(std::io::Error::last_os_error());
-        }
-        let attributes = SECURITY_ATTRIBUTES {
-            nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
-            lpSecurityDescriptor: descriptor,
-            bInheritHandle: 0,
-        };
+        let attributes = sluice_engine::SecurityAttributes::from_sddl(&format!(
+            "D:P(A;;GA;;;{})",
+            sluice_engine::current_user_sid_string()?
+        ))?;
         let open_mode = PIPE_ACCESS_DUPLEX
             | if first {
                 FILE_FLAG_FIRST_PIPE_INSTANCE
@@ -1226,12 +1143,10 @@ mod pipe {
                 MAX_REQUEST_LEN as u32,
                 MAX_REQUEST_LEN as u32,
                 0,
-                &attributes,
+                attributes.as_ptr(),
             )
         };
         let error = std::io::Error::last_os_error();
-        // SAFETY: allocated by the conversion above for us to free.
-        unsafe { LocalFree(descriptor) };
         owned(handle).map(std::fs::File::from).ok_or(error)
     }
 
@@ -1317,8 +1232,8 @@ mod pipe {
             // SAFETY: OpenProcess returns a handle we own, or null.
             let holder =
                 owned(unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, server) });
-            let theirs = holder.and_then(|h| user_sid_of(h.as_raw_handle()));
-            let ours = our_sid();
+            let theirs = holder.and_then(|h| sluice_engine::user_sid_of(h.as_handle()).ok());
+            let ours = sluice_engine::current_user_sid().ok();
             let same = match (known, theirs, ours) {
                 // SAFETY: two valid SIDs.
                 (true, Some(mut a), Some(mut b)) => unsafe {

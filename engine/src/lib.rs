@@ -71,6 +71,8 @@ pub use net::spipe::{SpipeFault, SpipeRequest, spipe_session};
 pub use net::stream::Peer;
 pub use plan::{ApplyError, Desired, DesiredTunnel, Ending, Plan, Restart};
 pub use platform::host_name;
+#[cfg(windows)]
+pub use platform::{SecurityAttributes, current_user_sid, current_user_sid_string, user_sid_of};
 pub use protocol::health::{TargetDownCause, TargetReport};
 pub use protocol::key::{Fingerprint, PresharedKey, hex};
 pub use protocol::{ForwardSecrecy, KeyAgreement, Role};

@@ -510,13 +510,20 @@ pub fn grant_everyone_read(path: &Path) -> io::Result<()> {
     windows::grant_everyone_read(path)
 }
 
+/// Windows: who a process runs as, and security attributes for the named objects local
+/// processes talk through (sluiced's reload event, the app's single-instance pipe).
+#[cfg(windows)]
+pub use windows::{SecurityAttributes, current_user_sid, current_user_sid_string, user_sid_of};
+
 /// The Windows calls behind the functions above.
 #[cfg(windows)]
 mod windows {
     use std::fs::File;
     use std::io;
     use std::os::windows::ffi::OsStrExt;
-    use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle, RawHandle};
+    use std::os::windows::io::{
+        AsRawHandle, BorrowedHandle, FromRawHandle, OwnedHandle, RawHandle,
+    };
     use std::path::Path;
     use std::process::Child;
 
@@ -524,12 +531,15 @@ mod windows {
         ERROR_ACCESS_DENIED, ERROR_SUCCESS, GENERIC_ALL, GENERIC_READ, HANDLE, LocalFree,
         STILL_ACTIVE,
     };
-    use windows_sys::Win32::Security::Authorization::{GetNamedSecurityInfoW, SE_FILE_OBJECT};
+    use windows_sys::Win32::Security::Authorization::{
+        ConvertSidToStringSidW, ConvertStringSecurityDescriptorToSecurityDescriptorW,
+        GetNamedSecurityInfoW, SDDL_REVISION_1, SE_FILE_OBJECT,
+    };
     use windows_sys::Win32::Security::{
         ACCESS_ALLOWED_ACE, ACL, ACL_REVISION, AddAccessAllowedAce, CreateWellKnownSid,
         DACL_SECURITY_INFORMATION, EqualSid, GetAce, GetLengthSid, GetTokenInformation,
         INHERIT_ONLY_ACE, InitializeAcl, InitializeSecurityDescriptor, PSECURITY_DESCRIPTOR,
-        SE_DACL_PROTECTED, SECURITY_MAX_SID_SIZE, SetKernelObjectSecurity,
+        SE_DACL_PROTECTED, SECURITY_ATTRIBUTES, SECURITY_MAX_SID_SIZE, SetKernelObjectSecurity,
         SetSecurityDescriptorControl, SetSecurityDescriptorDacl, TOKEN_QUERY, TOKEN_USER,
         TokenUser, WELL_KNOWN_SID_TYPE, WinAnonymousSid, WinAuthenticatedUserSid,
         WinBuiltinGuestsSid, WinBuiltinUsersSid, WinInteractiveSid, WinNetworkSid, WinWorldSid,
@@ -552,11 +562,12 @@ mod windows {
         (!handle.is_null()).then(|| unsafe { OwnedHandle::from_raw_handle(handle as RawHandle) })
     }
 
-    /// The current user's SID (the token's user), as bytes a PSID can point into.
-    fn current_user_sid() -> io::Result<Vec<u8>> {
+    /// The user SID of a process (its token's user), as bytes a PSID can point into.
+    /// Fails for a process this one may not query (another user's, mostly).
+    pub fn user_sid_of(process: BorrowedHandle<'_>) -> io::Result<Vec<u8>> {
         let mut token: HANDLE = std::ptr::null_mut();
-        // SAFETY: the pseudo-handle of this process; `token` receives a handle we own.
-        if unsafe { OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &mut token) } == 0 {
+        // SAFETY: an open process handle; `token` receives a handle we own.
+        if unsafe { OpenProcessToken(process.as_raw_handle(), TOKEN_QUERY, &mut token) } == 0 {
             return Err(io::Error::last_os_error());
         }
         let token = owned(token).ok_or_else(io::Error::last_os_error)?;
@@ -593,6 +604,73 @@ mod windows {
         let len = unsafe { GetLengthSid(sid) } as usize;
         // SAFETY: the SID is `len` bytes long and lives in `buffer`.
         Ok(unsafe { std::slice::from_raw_parts(sid.cast::<u8>(), len) }.to_vec())
+    }
+
+    /// The current user's SID, as bytes a PSID can point into.
+    pub fn current_user_sid() -> io::Result<Vec<u8>> {
+        // SAFETY: the pseudo-handle of this process, valid for as long as the process is.
+        user_sid_of(unsafe { BorrowedHandle::borrow_raw(GetCurrentProcess() as RawHandle) })
+    }
+
+    /// The current user's SID as text (S-1-5-21-...), for SDDL strings.
+    pub fn current_user_sid_string() -> io::Result<String> {
+        let mut sid = current_user_sid()?;
+        let mut text: *mut u16 = std::ptr::null_mut();
+        // SAFETY: a valid SID; the string is allocated for us and freed below.
+        if unsafe { ConvertSidToStringSidW(sid.as_mut_ptr().cast(), &mut text) } == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a NUL-terminated string from the call.
+        let len = (0..).take_while(|&i| unsafe { *text.add(i) } != 0).count();
+        // SAFETY: `len` characters before the NUL.
+        let string = String::from_utf16_lossy(unsafe { std::slice::from_raw_parts(text, len) });
+        // SAFETY: allocated by ConvertSidToStringSidW for us to free.
+        unsafe { LocalFree(text.cast()) };
+        Ok(string)
+    }
+
+    /// Security attributes built from an SDDL string, for the named objects that local
+    /// processes talk through (a pipe, an event); the descriptor is freed when dropped.
+    pub struct SecurityAttributes {
+        attributes: SECURITY_ATTRIBUTES,
+    }
+
+    impl SecurityAttributes {
+        pub fn from_sddl(sddl: &str) -> io::Result<SecurityAttributes> {
+            let sddl: Vec<u16> = sddl.encode_utf16().chain([0]).collect();
+            let mut descriptor: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
+            // SAFETY: a NUL-terminated SDDL string; the descriptor is freed on drop.
+            if unsafe {
+                ConvertStringSecurityDescriptorToSecurityDescriptorW(
+                    sddl.as_ptr(),
+                    SDDL_REVISION_1,
+                    &mut descriptor,
+                    std::ptr::null_mut(),
+                )
+            } == 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(SecurityAttributes {
+                attributes: SECURITY_ATTRIBUTES {
+                    nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
+                    lpSecurityDescriptor: descriptor,
+                    bInheritHandle: 0,
+                },
+            })
+        }
+
+        /// For the creating call; valid while `self` lives.
+        pub fn as_ptr(&self) -> *const SECURITY_ATTRIBUTES {
+            &self.attributes
+        }
+    }
+
+    impl Drop for SecurityAttributes {
+        fn drop(&mut self) {
+            // SAFETY: allocated by the conversion in from_sddl for us to free, once.
+            unsafe { LocalFree(self.attributes.lpSecurityDescriptor) };
+        }
     }
 
     /// Replaces the file's access list with one entry: full control for the current
@@ -832,6 +910,22 @@ mod windows {
         pub fn terminate(&self) {
             // SAFETY: an open job handle.
             unsafe { TerminateJobObject(self.0.as_raw_handle(), 1) };
+        }
+    }
+
+    #[cfg(test)]
+    mod security_tests {
+        use super::*;
+
+        #[test]
+        fn this_users_sid_reads_as_text_and_makes_an_access_list_bad_sddl_does_not() {
+            let sid = current_user_sid_string().unwrap();
+            assert!(sid.starts_with("S-1-"), "{sid}");
+            let attributes = SecurityAttributes::from_sddl(&format!("D:P(A;;GA;;;{sid})")).unwrap();
+            // SAFETY: points at `attributes`, alive here.
+            let descriptor = unsafe { (*attributes.as_ptr()).lpSecurityDescriptor };
+            assert!(!descriptor.is_null());
+            assert!(SecurityAttributes::from_sddl("D:P(A;;GA;;;not a SID)").is_err());
         }
     }
 }

@@ -676,7 +676,7 @@ mod windows {
     use sha2::{Digest, Sha256};
     use tokio::signal::windows::{CtrlBreak, CtrlC, CtrlClose, CtrlShutdown};
     use windows_sys::Win32::Foundation::{
-        ERROR_FILE_NOT_FOUND, GetLastError, HANDLE, LocalFree, WAIT_OBJECT_0,
+        ERROR_FILE_NOT_FOUND, GetLastError, HANDLE, WAIT_OBJECT_0,
     };
     use windows_sys::Win32::Storage::FileSystem::FILE_FLAG_OPEN_REPARSE_POINT;
     use windows_sys::Win32::System::Console::{
@@ -798,103 +798,27 @@ mod windows {
         Ok(name.encode_utf16().chain([0]).collect())
     }
 
-    /// The user this process runs as, as an SDDL SID string (S-1-5-...).
-    fn our_sid_string() -> io::Result<String> {
-        use windows_sys::Win32::Security::Authorization::ConvertSidToStringSidW;
-        use windows_sys::Win32::Security::{
-            GetTokenInformation, TOKEN_QUERY, TOKEN_USER, TokenUser,
-        };
-        use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
-        let mut token: HANDLE = std::ptr::null_mut();
-        // SAFETY: the pseudo-handle of this process; `token` receives a handle we own.
-        if unsafe { OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &mut token) } == 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a handle the call just returned, closed on drop.
-        let token = unsafe { OwnedHandle::from_raw_handle(token as RawHandle) };
-        let mut buffer = vec![0u64; 64];
-        let mut needed = 0u32;
-        // SAFETY: 512 bytes hold a TOKEN_USER and its SID.
-        if unsafe {
-            GetTokenInformation(
-                token.as_raw_handle() as HANDLE,
-                TokenUser,
-                buffer.as_mut_ptr().cast(),
-                512,
-                &mut needed,
-            )
-        } == 0
-        {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: the call filled a TOKEN_USER whose SID points into `buffer`.
-        let sid = unsafe { (*buffer.as_ptr().cast::<TOKEN_USER>()).User.Sid };
-        let mut text: *mut u16 = std::ptr::null_mut();
-        // SAFETY: a valid SID; the string is allocated for us and freed below.
-        if unsafe { ConvertSidToStringSidW(sid, &mut text) } == 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a NUL-terminated string from the call, `len` characters long.
-        let len = (0..).take_while(|&i| unsafe { *text.add(i) } != 0).count();
-        // SAFETY: as above.
-        let string = String::from_utf16_lossy(unsafe { std::slice::from_raw_parts(text, len) });
-        // SAFETY: allocated by ConvertSidToStringSidW for us to free.
-        unsafe { LocalFree(text.cast()) };
-        Ok(string)
-    }
-
     /// Creates the reload event in the first namespace that lets us, with an access list
     /// that lets the system, administrators and the user who started sluiced set it
     /// (a service's default list would keep administrators out).
     fn create_reload_event(config: &Path) -> io::Result<OwnedHandle> {
-        use windows_sys::Win32::Security::Authorization::{
-            ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
-        };
-        use windows_sys::Win32::Security::SECURITY_ATTRIBUTES;
-        let sddl: Vec<u16> = format!("D:P(A;;GA;;;SY)(A;;GA;;;BA)(A;;GA;;;{})", our_sid_string()?)
-            .encode_utf16()
-            .chain([0])
-            .collect();
-        let mut descriptor = std::ptr::null_mut();
-        // SAFETY: a NUL-terminated SDDL string; the descriptor is freed below.
-        if unsafe {
-            ConvertStringSecurityDescriptorToSecurityDescriptorW(
-                sddl.as_ptr(),
-                SDDL_REVISION_1,
-                &mut descriptor,
-                std::ptr::null_mut(),
-            )
-        } == 0
-        {
-            return Err(io::Error::last_os_error());
-        }
-        let attributes = SECURITY_ATTRIBUTES {
-            nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
-            lpSecurityDescriptor: descriptor,
-            bInheritHandle: 0,
-        };
-        let mut result = Err(io::Error::from(io::ErrorKind::NotFound));
+        let attributes = sluice_engine::SecurityAttributes::from_sddl(&format!(
+            "D:P(A;;GA;;;SY)(A;;GA;;;BA)(A;;GA;;;{})",
+            sluice_engine::current_user_sid_string()?
+        ))?;
+        let mut refused = io::Error::from(io::ErrorKind::NotFound);
         for namespace in NAMESPACES {
-            let name = match reload_event_name(namespace, config) {
-                Ok(name) => name,
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            };
+            let name = reload_event_name(namespace, config)?;
             // SAFETY: valid attributes, auto-reset, not set, a NUL-terminated name.
-            let event = unsafe { CreateEventW(&attributes, 0, 0, name.as_ptr()) };
+            let event = unsafe { CreateEventW(attributes.as_ptr(), 0, 0, name.as_ptr()) };
             if !event.is_null() {
                 // SAFETY: a handle we own, closed on drop.
-                result = Ok(unsafe { OwnedHandle::from_raw_handle(event as RawHandle) });
-                break;
+                return Ok(unsafe { OwnedHandle::from_raw_handle(event as RawHandle) });
             }
             // Global\ needs SeCreateGlobalPrivilege: try the session's namespace next.
-            result = Err(io::Error::last_os_error());
+            refused = io::Error::last_os_error();
         }
-        // SAFETY: allocated by the conversion above for us to free.
-        unsafe { LocalFree(descriptor) };
-        result
+        Err(refused)
     }
 
     /// What Windows has instead of SIGHUP for `sluiced --config`: an event named after
